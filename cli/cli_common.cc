@@ -1,0 +1,52 @@
+#include "cli/cli_common.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace pmpd::cli {
+
+void InitUsage(absl::string_view usage) {
+  absl::SetProgramUsageMessage(absl::StrCat(
+      usage, "\n\nFlags may be written with dashes or underscores (--max-new-tokens or --max_new_tokens)."));
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = [](absl::string_view file) { return absl::StrContains(file, "cli/"); };
+  config.contains_helpshort_flags = config.contains_help_flags;
+  config.normalize_filename = [](absl::string_view file) {
+    auto pos = file.rfind("cli/");
+    return std::string(pos == absl::string_view::npos ? file : file.substr(pos));
+  };
+  absl::SetFlagsUsageConfig(config);
+}
+
+void ParseFlags(int argc, char** argv) {
+  static std::vector<std::string> storage;  // argv strings must outlive parsing
+  storage.assign(argv, argv + argc);
+  for (size_t i = 1; i < storage.size(); ++i) {
+    std::string& a = storage[i];
+    if (a == "--") break;
+    if (a.size() < 3 || a.compare(0, 2, "--") != 0) continue;
+    const size_t end = std::min(a.find('='), a.size());
+    for (size_t k = 2; k < end; ++k) {
+      if (a[k] == '-') a[k] = '_';
+    }
+  }
+  std::vector<char*> args;
+  for (auto& s : storage) args.push_back(s.data());
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+}
+
+int Fail(absl::string_view program, const absl::Status& status) {
+  std::fprintf(stderr, "%.*s: error: %.*s\n", static_cast<int>(program.size()), program.data(),
+               static_cast<int>(status.message().size()), status.message().data());
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+}  // namespace pmpd::cli

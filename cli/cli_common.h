@@ -1,0 +1,19 @@
+// Shared pieces of the command-line tools: --help configuration and error exits.
+#pragma once
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace pmpd::cli {
+
+// Sets the usage text and makes --help list the flags defined under cli/. Call before parsing.
+void InitUsage(absl::string_view usage);
+
+// Parses flags with Abseil after spelling `--foo-bar` as `--foo_bar`, so the documented dashed
+// names work (Abseil names cannot hold '-'). Exits on --help or bad flags.
+void ParseFlags(int argc, char** argv);
+
+// Prints "<program>: error: <message>" to stderr and returns exit code 1 (2 for bad flags).
+int Fail(absl::string_view program, const absl::Status& status);
+
+}  // namespace pmpd::cli

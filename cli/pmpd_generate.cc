@@ -1,0 +1,100 @@
+// pmpd-generate: stream a continuation of a prompt from a Llama-family model.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "cli/cli_common.h"
+#include "inference/generator.h"
+#include "inference/llama_model.h"
+#include "models/file_util.h"
+#include "models/tokenizer.h"
+
+ABSL_FLAG(std::string, model, "", "Model directory: Hugging Face Llama layout (config.json, *.safetensors, "
+                                  "tokenizer.model). Required.");
+ABSL_FLAG(std::string, tokenizer, "", "sentencepiece tokenizer.model (default: MODEL/tokenizer.model).");
+ABSL_FLAG(std::string, prompt, "", "Prompt text; BOS is prepended as Llama tokenizers do. Required.");
+ABSL_FLAG(int, max_new_tokens, 64, "Most tokens to generate (stops earlier at EOS or the context end).");
+ABSL_FLAG(double, temperature, 0.0, "Sampling temperature; 0 means greedy (argmax).");
+ABSL_FLAG(int, top_k, 0, "Keep only the K most likely tokens before sampling; 0 disables.");
+ABSL_FLAG(double, top_p, 1.0, "Nucleus sampling: keep the smallest set of tokens with probability >= P; 1 disables.");
+ABSL_FLAG(uint64_t, seed, 0, "Random seed for sampling; the same seed gives the same text.");
+ABSL_FLAG(bool, json, false, "Print one JSON object (prompt_ids, new_ids, text, timing) instead of streaming text.");
+ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS (for benchmarks).");
+
+namespace {
+
+constexpr char kProgram[] = "pmpd-generate";
+
+int Run() {
+  using namespace pmpd;
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  if (model_dir.empty()) return cli::Fail(kProgram, absl::InvalidArgumentError("--model is required (see --help)"));
+  if (absl::GetFlag(FLAGS_prompt).empty()) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--prompt is required (see --help)"));
+  }
+  std::string tok_path = absl::GetFlag(FLAGS_tokenizer);
+  if (tok_path.empty()) tok_path = models::JoinPath(model_dir, "tokenizer.model");
+  auto tok = models::Tokenizer::Load(tok_path);
+  if (!tok.ok()) return cli::Fail(kProgram, tok.status());
+  auto model = inference::LlamaModel::Load(model_dir);
+  if (!model.ok()) return cli::Fail(kProgram, model.status());
+
+  inference::GenerationOptions opt;
+  opt.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  opt.sampling.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
+  opt.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  opt.sampling.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
+  opt.sampling.seed = absl::GetFlag(FLAGS_seed);
+  opt.stop_at_eos = !absl::GetFlag(FLAGS_ignore_eos);
+  const bool json = absl::GetFlag(FLAGS_json);
+
+  const std::string prompt = absl::GetFlag(FLAGS_prompt);
+  const std::vector<int> prompt_ids = (*tok)->Encode(prompt, /*add_bos=*/true);
+  models::IncrementalDetokenizer detok(**tok, prompt_ids);
+  if (!json) {
+    std::cout << prompt << std::flush;
+  }
+  auto result = inference::Generate(**model, prompt_ids, opt, [&](int id) {
+    if (json) return;
+    std::cout << detok.Push(id) << std::flush;
+  });
+  if (!result.ok()) {
+    if (!json) std::cout << "\n";
+    return cli::Fail(kProgram, result.status());
+  }
+  const std::string text = (*tok)->Decode(result->new_ids);
+  if (json) {
+    nlohmann::json j;
+    j["model"] = model_dir;
+    j["prompt"] = prompt;
+    j["prompt_ids"] = result->prompt_ids;
+    j["new_ids"] = result->new_ids;
+    j["text"] = text;
+    j["finish_reason"] = result->finish_reason;
+    j["prefill_ms"] = result->prefill_ms;
+    j["decode_ms"] = result->decode_ms;
+    j["decode_steps"] = result->decode_steps;
+    j["decode_tokens_per_s"] = result->decode_tokens_per_s();
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    std::cout << "\n";
+    std::fprintf(stderr, "[%zu prompt tokens, %zu new tokens (%s); prefill %.1f ms; decode %.1f tokens/s]\n",
+                 result->prompt_ids.size(), result->new_ids.size(), result->finish_reason.c_str(), result->prefill_ms,
+                 result->decode_tokens_per_s());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pmpd::cli::InitUsage(
+      "Generate text with a Llama-family model on the CPU reference engine.\n"
+      "Example: pmpd-generate --model ../shared/models/stories260K --prompt \"Once upon a time\" "
+      "--max-new-tokens 64");
+  pmpd::cli::ParseFlags(argc, argv);
+  return Run();
+}

@@ -1,0 +1,61 @@
+#include "inference/generator.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+
+namespace pmpd::inference {
+namespace {
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const int> prompt_ids,
+                                          const GenerationOptions& options,
+                                          const std::function<void(int)>& on_token) {
+  if (auto st = ValidateSamplingOptions(options.sampling); !st.ok()) return st;
+  if (options.max_new_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-new-tokens must be >= 0, got ", options.max_new_tokens));
+  }
+  if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
+  const int ctx = model.max_context();
+  if (static_cast<int>(prompt_ids.size()) >= ctx) {
+    return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt_ids.size(),
+                                              " tokens, which does not leave room in the model's context of ", ctx,
+                                              " tokens (max_position_embeddings in config.json)"));
+  }
+  const auto& eos = model.config().eos_token_ids;
+  GenerationResult r;
+  r.prompt_ids.assign(prompt_ids.begin(), prompt_ids.end());
+  r.finish_reason = "length";
+  model.Reset();
+  Sampler sampler(options.sampling);
+  std::vector<float> logits;
+  auto t0 = std::chrono::steady_clock::now();
+  if (auto st = model.Forward(prompt_ids, /*all_positions=*/false, &logits); !st.ok()) return st;
+  r.prefill_ms = MsSince(t0);
+  while (static_cast<int>(r.new_ids.size()) < options.max_new_tokens) {
+    const int next = sampler.Sample(logits);
+    r.new_ids.push_back(next);
+    if (on_token) on_token(next);
+    if (options.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
+      r.finish_reason = "eos";
+      break;
+    }
+    if (static_cast<int>(r.new_ids.size()) == options.max_new_tokens) break;
+    if (model.cache_len() >= ctx) {
+      r.finish_reason = "context";
+      break;
+    }
+    t0 = std::chrono::steady_clock::now();
+    const int one[1] = {next};
+    if (auto st = model.Forward(one, false, &logits); !st.ok()) return st;
+    r.decode_ms += MsSince(t0);
+    ++r.decode_steps;
+  }
+  return r;
+}
+
+}  // namespace pmpd::inference

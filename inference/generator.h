@@ -1,0 +1,38 @@
+// Autoregressive generation on a LlamaModel: prefill the prompt, then one token per step until
+// EOS, the token limit or the end of the context.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "inference/llama_model.h"
+#include "inference/sampler.h"
+
+namespace pmpd::inference {
+
+struct GenerationOptions {
+  int max_new_tokens = 64;
+  SamplingOptions sampling;
+  bool stop_at_eos = true;
+};
+
+struct GenerationResult {
+  std::vector<int> prompt_ids;
+  std::vector<int> new_ids;
+  std::string finish_reason;  // "eos", "length" or "context"
+  double prefill_ms = 0;
+  double decode_ms = 0;    // time of the single-token forward passes
+  int decode_steps = 0;    // single-token forward passes run
+  double decode_tokens_per_s() const { return decode_ms > 0 ? 1000.0 * decode_steps / decode_ms : 0; }
+};
+
+// Resets the model's cache and generates from `prompt_ids`. `on_token` (may be empty) is called with
+// each new id as soon as it is chosen. Fails when the prompt is empty or does not fit the context.
+absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const int> prompt_ids,
+                                          const GenerationOptions& options,
+                                          const std::function<void(int)>& on_token = {});
+
+}  // namespace pmpd::inference

@@ -1,0 +1,42 @@
+// RMSNorm: one block per row; each thread accumulates a strided partial sum of squares,
+// a block reduction (warp shuffles, then shared memory across warps) gives mean(x^2).
+// Cost: reads x once, w once per row (cached), writes y once: memory-bound.
+#include "kernels/cuda_check.cuh"
+#include "kernels/rmsnorm.cuh"
+
+namespace pmpd::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void RmsNormKernel(const float* __restrict__ x, const float* __restrict__ w,
+                              float* __restrict__ y, int dim, float eps) {
+  const float* xr = x + static_cast<size_t>(blockIdx.x) * dim;
+  float* yr = y + static_cast<size_t>(blockIdx.x) * dim;
+  float sum = 0.f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) sum += xr[i] * xr[i];
+  for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  __shared__ float warp_sums[kThreads / 32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) warp_sums[warp] = sum;
+  __syncthreads();
+  if (warp == 0) {
+    sum = lane < kThreads / 32 ? warp_sums[lane] : 0.f;
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (lane == 0) warp_sums[0] = sum;
+  }
+  __syncthreads();
+  const float scale = rsqrtf(warp_sums[0] / dim + eps);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+}
+
+}  // namespace
+
+void RmsNormF32(const float* x, const float* w, float* y, int rows, int dim, float eps,
+                cudaStream_t stream) {
+  if (rows == 0) return;
+  RmsNormKernel<<<rows, kThreads, 0, stream>>>(x, w, y, dim, eps);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace pmpd::kernels

@@ -1,0 +1,22 @@
+// Small file helpers used at layer boundaries. Errors name the path.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace pmpd::models {
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Writes `contents` to path via a temporary file in the same directory, fsync, then rename, so a
+// crash leaves either the old file or the new one.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
+
+bool FileExists(const std::string& path);
+
+std::string JoinPath(absl::string_view dir, absl::string_view name);
+
+}  // namespace pmpd::models

@@ -1,0 +1,56 @@
+// Llama-family model configuration, parsed from a Hugging Face config.json.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace pmpd::models {
+
+enum class RopeScalingType { kNone, kLinear, kLlama3 };
+
+struct RopeScaling {
+  RopeScalingType type = RopeScalingType::kNone;
+  double factor = 1.0;
+  // llama3 only.
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int original_max_position_embeddings = 8192;
+};
+
+struct LlamaConfig {
+  std::string architecture;  // e.g. "LlamaForCausalLM"
+  std::string model_type;    // e.g. "llama"
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_hidden_layers = 0;
+  int num_attention_heads = 0;
+  int num_key_value_heads = 0;  // defaults to num_attention_heads
+  int head_dim = 0;             // defaults to hidden_size / num_attention_heads
+  int vocab_size = 0;
+  int max_position_embeddings = 2048;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  bool tie_word_embeddings = false;
+  int bos_token_id = 1;
+  std::vector<int> eos_token_ids;  // empty: no EOS stop
+  std::string torch_dtype = "float32";
+
+  int q_dim() const { return num_attention_heads * head_dim; }
+  int kv_dim() const { return num_key_value_heads * head_dim; }
+};
+
+// Parses config.json text; `source` names the file in error messages. Refuses architectures that are
+// not Llama-family (LlamaForCausalLM, MistralForCausalLM without sliding window) and inconsistent sizes.
+absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::string_view source);
+
+// Reads and parses DIR/config.json.
+absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::string& model_dir);
+
+// Serializes to Hugging Face config.json form (the fields above), for checkpoints we write.
+std::string LlamaConfigToJson(const LlamaConfig& config);
+
+}  // namespace pmpd::models

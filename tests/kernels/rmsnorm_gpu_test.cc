@@ -1,0 +1,54 @@
+// GPU test (label `gpu`): the CUDA RMSNorm against its CPU reference over shapes.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/ref/rmsnorm_ref.h"
+#include "kernels/rmsnorm.cuh"
+
+namespace pmpd::kernels {
+namespace {
+
+bool HaveGpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+TEST(RmsNormGpuTest, MatchesCpuReference) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";
+  std::mt19937 rng(1);
+  std::normal_distribution<float> n(0.f, 2.f);
+  for (int rows : {1, 3, 17}) {
+    for (int dim : {1, 31, 64, 172, 4096, 5000}) {
+      std::vector<float> x(rows * dim), w(dim), ref(rows * dim), got(rows * dim, NAN);
+      for (auto& v : x) v = n(rng);
+      for (auto& v : w) v = n(rng);
+      RmsNormF32Ref(x.data(), w.data(), ref.data(), rows, dim, 1e-5f);
+      float *dx, *dw, *dy;
+      ASSERT_EQ(cudaMalloc(&dx, x.size() * 4), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&dw, w.size() * 4), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&dy, x.size() * 4), cudaSuccess);
+      cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+      cudaMemcpy(dw, w.data(), w.size() * 4, cudaMemcpyHostToDevice);
+      cudaMemset(dy, 0xff, x.size() * 4);  // poison: NaN unless written
+      RmsNormF32(dx, dw, dy, rows, dim, 1e-5f, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      cudaMemcpy(got.data(), dy, x.size() * 4, cudaMemcpyDeviceToHost);
+      cudaFree(dx);
+      cudaFree(dw);
+      cudaFree(dy);
+      // fp32 sum of dim squares: relative error <= ~dim * eps; y = x * w * scale.
+      const double tol_rel = 4.0 * dim * 1.2e-7 + 1e-6;
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_NEAR(got[i], ref[i], tol_rel * std::fabs(ref[i]) + 1e-6)
+            << "rows " << rows << " dim " << dim << " index " << i;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pmpd::kernels

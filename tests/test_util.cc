@@ -1,0 +1,56 @@
+#include "tests/test_util.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace pmpd::testing {
+
+std::string SharedDir() {
+  const char* env = std::getenv("PMPD_SHARED_DIR");
+  return env != nullptr && *env != '\0' ? env : PMPD_DEFAULT_SHARED_DIR;
+}
+
+std::string SharedPath(const std::string& relative) { return absl::StrCat(SharedDir(), "/", relative); }
+
+std::string MakeTempDir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  std::string base = ::testing::TempDir();
+  if (!base.empty() && base.back() == '/') base.pop_back();
+  const std::string dir = absl::StrCat(base, "/pmpd_", tag, "_", getpid(), "_", counter++);
+  std::string cmd = absl::StrCat("rm -rf '", dir, "'");
+  if (std::system(cmd.c_str()) != 0 || ::mkdir(dir.c_str(), 0755) != 0) {
+    ADD_FAILURE() << "cannot create " << dir;
+  }
+  return dir;
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  if (!out) ADD_FAILURE() << "cannot write " << path;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string SourcePath(const std::string& relative) { return absl::StrCat(PMPD_SOURCE_DIR, "/", relative); }
+std::string BinaryPath(const std::string& relative) { return absl::StrCat(PMPD_BINARY_DIR, "/", relative); }
+
+bool FileExistsForTest(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace pmpd::testing

@@ -1,0 +1,33 @@
+// Helpers shared by the tests: where the shared assets are, temporary directories, tolerances.
+#pragma once
+
+#include <string>
+
+namespace pmpd::testing {
+
+// $PMPD_SHARED_DIR, else the build-time default (<repo>/../shared).
+std::string SharedDir();
+// SharedDir()/relative.
+std::string SharedPath(const std::string& relative);
+// A fresh empty directory under the test temp dir; removed by nobody (ctest's temp is scratch).
+std::string MakeTempDir(const std::string& tag);
+// Writes bytes to a file; CHECK-fails on error (test set-up only).
+void WriteFile(const std::string& path, const std::string& bytes);
+std::string ReadFile(const std::string& path);
+std::string SourcePath(const std::string& relative);
+std::string BinaryPath(const std::string& relative);
+
+}  // namespace pmpd::testing
+
+// Skips the current test with a message when a shared asset is missing.
+#define PMPD_REQUIRE_SHARED(relative)                                                        \
+  do {                                                                                       \
+    if (!::pmpd::testing::FileExistsForTest(::pmpd::testing::SharedPath(relative))) {        \
+      GTEST_SKIP() << "shared asset missing: " << ::pmpd::testing::SharedPath(relative)      \
+                   << " (set PMPD_SHARED_DIR)";                                              \
+    }                                                                                        \
+  } while (0)
+
+namespace pmpd::testing {
+bool FileExistsForTest(const std::string& path);
+}
