@@ -63,10 +63,13 @@ std::string IncrementalDetokenizer::Push(int id) {
   absl::Span<const int> all(ids_);
   const std::string prefix = tok_.Decode(all.subspan(prefix_offset_, read_offset_ - prefix_offset_));
   const std::string full = tok_.Decode(all.subspan(prefix_offset_));
-  // An incomplete UTF-8 sequence decodes to U+FFFD: wait for the rest of the character (at most
-  // 4 byte pieces; after that the bytes are invalid and are shown as U+FFFD).
   if (full.size() <= prefix.size()) return "";
-  if (absl::EndsWith(full, "\xEF\xBF\xBD") && ids_.size() - read_offset_ < 4) return "";
+  // An incomplete UTF-8 sequence (1 to 3 byte pieces so far) decodes to trailing U+FFFDs: wait for
+  // the rest of the character. Four or more are invalid bytes and are shown as they are.
+  constexpr absl::string_view kReplacement = "\xEF\xBF\xBD";
+  int trailing = 0;
+  for (absl::string_view f = full; absl::EndsWith(f, kReplacement); f.remove_suffix(kReplacement.size())) ++trailing;
+  if (trailing >= 1 && trailing <= 3) return "";
   if (full.compare(0, prefix.size(), prefix) != 0) return "";
   std::string delta = full.substr(prefix.size());
   prefix_offset_ = read_offset_;

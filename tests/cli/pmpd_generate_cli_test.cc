@@ -1,0 +1,170 @@
+// Runs the real pmpd-generate binary: exit codes, messages on bad input (never a crash), --json.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "models/llama_config.h"
+#include "models/random_llama.h"
+#include "models/tokenizer.h"
+#include "tests/test_util.h"
+
+namespace pmpd {
+namespace {
+
+using pmpd::testing::BinaryPath;
+using pmpd::testing::MakeTempDir;
+using pmpd::testing::ReadFile;
+using pmpd::testing::SharedPath;
+using pmpd::testing::WriteFile;
+
+struct RunResult {
+  int exit_code = -1;
+  bool crashed = false;  // ended by a signal
+  std::string out, err;
+};
+
+RunResult RunGenerate(const std::string& args) {
+  static int n = 0;
+  const std::string dir = MakeTempDir(absl::StrCat("cli", n++));
+  const std::string cmd = absl::StrCat(BinaryPath("cli/pmpd-generate"), " ", args, " >", dir, "/out 2>", dir, "/err");
+  const int status = std::system(cmd.c_str());
+  RunResult r;
+  r.crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 128);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadFile(dir + "/out");
+  r.err = ReadFile(dir + "/err");
+  return r;
+}
+
+// A tiny model directory with our demo tokenizer and a short context.
+std::string TinyModelDir(int context) {
+  const std::string dir = MakeTempDir("cli_model");
+  int vocab = 0;
+  EXPECT_TRUE(models::WriteTinyTokenizer(dir, &vocab).ok());
+  models::LlamaConfig c = models::TinyDemoConfig(vocab);
+  c.max_position_embeddings = context;
+  EXPECT_TRUE(models::WriteRandomLlama(dir, c, 3).ok());
+  return dir;
+}
+
+void ExpectCleanFailure(const RunResult& r, const std::string& needle) {
+  EXPECT_FALSE(r.crashed) << r.err;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("pmpd-generate: error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+}
+
+TEST(PmpdGenerateCliTest, HelpExplainsEveryFlag) {
+  const RunResult r = RunGenerate("--help");
+  EXPECT_FALSE(r.crashed);
+  const std::string all = r.out + r.err;
+  for (const char* flag : {"--model", "--prompt", "--max_new_tokens", "--temperature", "--top_k", "--top_p", "--seed",
+                           "--json", "--tokenizer"}) {
+    EXPECT_NE(all.find(flag), std::string::npos) << flag << " missing from --help:\n" << all;
+  }
+}
+
+TEST(PmpdGenerateCliTest, JsonOutputMatchesReferenceAndStreaming) {
+  PMPD_REQUIRE_SHARED("models/stories260K/reference_greedy.json");
+  const auto ref = nlohmann::json::parse(ReadFile(SharedPath("models/stories260K/reference_greedy.json")));
+  const auto& cs = ref.at("cases")[1];
+  const std::string common = absl::StrCat("--model ", SharedPath("models/stories260K"), " --prompt '",
+                                          cs.at("prompt").get<std::string>(), "' --max-new-tokens 48 --temperature 0");
+  const RunResult j = RunGenerate(common + " --json");
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const auto out = nlohmann::json::parse(j.out);
+  EXPECT_EQ(out.at("prompt_ids"), cs.at("input_ids"));
+  EXPECT_EQ(out.at("new_ids"), cs.at("greedy_new_ids"));
+  EXPECT_EQ(out.at("text").get<std::string>(), cs.at("greedy_text").get<std::string>());
+  EXPECT_GT(out.at("decode_tokens_per_s").get<double>(), 0);
+  EXPECT_GE(out.at("prefill_ms").get<double>(), 0);
+  const RunResult s = RunGenerate(common);
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  // Streamed text = the prompt, then the continuation as the full sequence decodes.
+  auto tok = models::Tokenizer::Load(SharedPath("models/stories260K"));
+  ASSERT_TRUE(tok.ok());
+  std::vector<int> all = cs.at("input_ids").get<std::vector<int>>();
+  for (int id : cs.at("greedy_new_ids")) all.push_back(id);
+  EXPECT_EQ(s.out, (*tok)->Decode(all) + "\n");
+}
+
+TEST(PmpdGenerateCliTest, SamplingIsSeeded) {
+  const std::string dir = TinyModelDir(128);
+  const std::string args = absl::StrCat("--model ", dir, " --prompt 'Once upon' --max-new-tokens 20 --temperature 1 "
+                                        "--top-k 50 --top-p 0.9 --json --ignore-eos --seed ");
+  const RunResult a = RunGenerate(args + "1"), b = RunGenerate(args + "1"), c = RunGenerate(args + "2");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const auto ja = nlohmann::json::parse(a.out), jb = nlohmann::json::parse(b.out), jc = nlohmann::json::parse(c.out);
+  EXPECT_EQ(ja.at("new_ids"), jb.at("new_ids"));
+  EXPECT_NE(ja.at("new_ids"), jc.at("new_ids"));
+  EXPECT_EQ(ja.at("new_ids").size(), 20u);
+}
+
+TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
+  const std::string good = TinyModelDir(16);
+  {
+    SCOPED_TRACE("missing flags");
+    ExpectCleanFailure(RunGenerate("--prompt hi"), "--model is required");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good)), "--prompt is required");
+  }
+  {
+    SCOPED_TRACE("prompt longer than the context");
+    std::string long_prompt;
+    for (int i = 0; i < 40; ++i) long_prompt += "the cat sat on the mat ";
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good, " --prompt '", long_prompt, "'")),
+                       "does not leave room in the model's context of 16");
+  }
+  {
+    SCOPED_TRACE("bad sampling flag");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good, " --prompt hi --top-p 2")), "--top-p must be in (0, 1]");
+  }
+  const std::string model_st = ReadFile(good + "/model.safetensors");
+  const std::string config = ReadFile(good + "/config.json");
+  auto variant = [&](const std::string& tag) {
+    const std::string dir = MakeTempDir(tag);
+    WriteFile(dir + "/config.json", config);
+    WriteFile(dir + "/model.safetensors", model_st);
+    WriteFile(dir + "/tokenizer.model", ReadFile(good + "/tokenizer.model"));
+    return dir;
+  };
+  {
+    SCOPED_TRACE("missing config");
+    const std::string d = variant("noconf");
+    std::remove((d + "/config.json").c_str());
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), d + "/config.json: missing");
+  }
+  {
+    SCOPED_TRACE("malformed config");
+    const std::string d = variant("badconf");
+    WriteFile(d + "/config.json", "{\"hidden_size\": 64,");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), "config.json: not valid JSON");
+  }
+  {
+    SCOPED_TRACE("unsupported architecture");
+    const std::string d = variant("arch");
+    WriteFile(d + "/config.json", R"({"architectures": ["BertForMaskedLM"], "hidden_size": 64})");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), "unsupported architecture \"BertForMaskedLM\"");
+  }
+  {
+    SCOPED_TRACE("truncated safetensors");
+    const std::string d = variant("trunc");
+    WriteFile(d + "/model.safetensors", model_st.substr(0, model_st.size() / 2));
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), d + "/model.safetensors: invalid safetensors");
+  }
+  {
+    SCOPED_TRACE("missing tokenizer");
+    const std::string d = variant("notok");
+    std::remove((d + "/tokenizer.model").c_str());
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), d + "/tokenizer.model: missing tokenizer");
+  }
+  {
+    SCOPED_TRACE("missing model directory");
+    ExpectCleanFailure(RunGenerate("--model /nonexistent/model --prompt hi"), "/nonexistent/model/tokenizer.model");
+  }
+}
+
+}  // namespace
+}  // namespace pmpd

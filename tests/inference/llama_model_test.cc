@@ -1,0 +1,232 @@
+#include "inference/llama_model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "inference/generator.h"
+#include "models/random_llama.h"
+#include "models/safetensors.h"
+#include "tests/test_util.h"
+
+namespace pmpd::inference {
+namespace {
+
+using nlohmann::json;
+using pmpd::testing::MakeTempDir;
+using pmpd::testing::ReadFile;
+using pmpd::testing::SharedPath;
+using pmpd::testing::SourcePath;
+
+constexpr double kEps32 = 1.1920929e-7;
+
+// Tolerance for logits computed in float32 by two implementations that order their sums
+// differently (BLAS blocking, fused attention): each length-K dot product carries a relative error
+// of about sqrt(K) * eps (random-walk rounding), the residual stream passes it through `stages`
+// blocks (layers + the head), and logits scale it by their magnitude. A safety factor of 8 covers
+// the constant; `rounding` is the precision the golden values were stored with.
+double LogitTolerance(int k_max, int stages, double max_abs_logit, double rounding) {
+  return 8.0 * kEps32 * std::sqrt(static_cast<double>(k_max)) * stages * max_abs_logit + rounding;
+}
+
+struct Diff {
+  double max_abs = 0;
+  size_t index = 0;
+};
+Diff MaxDiff(const std::vector<float>& got, const std::vector<double>& want) {
+  Diff d;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double e = std::fabs(got[i] - want[i]);
+    if (!(e <= d.max_abs)) {  // NaN counts as worst
+      d.max_abs = std::isnan(e) ? INFINITY : e;
+      d.index = i;
+    }
+  }
+  return d;
+}
+
+TEST(LlamaModelTest, Stories260KMatchesTransformersGreedyAndLogits) {
+  PMPD_REQUIRE_SHARED("models/stories260K/reference_greedy.json");
+  auto model = LlamaModel::Load(SharedPath("models/stories260K"));
+  ASSERT_TRUE(model.ok()) << model.status();
+  const json ref = json::parse(ReadFile(SharedPath("models/stories260K/reference_greedy.json")));
+  ASSERT_EQ(ref.at("cases").size(), 2u);
+  const auto& c = (*model)->config();
+  for (const auto& cs : ref.at("cases")) {
+    const auto ids = cs.at("input_ids").get<std::vector<int>>();
+    const auto want = cs.at("last_logits").get<std::vector<double>>();
+    (*model)->Reset();
+    std::vector<float> logits;
+    ASSERT_TRUE((*model)->Forward(ids, false, &logits).ok());
+    ASSERT_EQ(logits.size(), want.size());
+    double max_abs = 0;
+    for (double v : want) max_abs = std::max(max_abs, std::fabs(v));
+    const double tol = LogitTolerance(std::max(c.hidden_size, c.intermediate_size), c.num_hidden_layers + 1,
+                                      max_abs, /*5 decimals*/ 5e-6);
+    const Diff d = MaxDiff(logits, want);
+    EXPECT_LE(d.max_abs, tol) << "worst logit " << d.index << ": got " << logits[d.index] << " want "
+                              << want[d.index];
+    RecordProperty("max_abs_logit_error", std::to_string(d.max_abs));
+    std::printf("[ stories260K ] '%s': max |logit error| %.3g (tolerance %.3g)\n",
+                cs.at("prompt").get<std::string>().c_str(), d.max_abs, tol);
+
+    GenerationOptions opt;
+    opt.max_new_tokens = 48;
+    opt.stop_at_eos = false;
+    auto gen = Generate(**model, ids, opt);
+    ASSERT_TRUE(gen.ok()) << gen.status();
+    EXPECT_EQ(gen->new_ids, cs.at("greedy_new_ids").get<std::vector<int>>()) << cs.at("prompt");
+  }
+}
+
+// A random Llama with untied embeddings, GQA (8 heads, 2 KV heads), head_dim != hidden/heads and
+// llama3 rope scaling, rebuilt from its seed; logits from transformers in tests/golden.
+TEST(LlamaModelTest, RandomLlama3GqaMatchesTransformers) {
+  const json g = json::parse(ReadFile(SourcePath("tests/golden/random_llama3_gqa.json")));
+  auto config = models::ParseLlamaConfig(g.at("config").dump(), "golden config");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_FALSE(config->tie_word_embeddings);
+  ASSERT_EQ(config->rope_scaling.type, models::RopeScalingType::kLlama3);
+  const std::string dir = MakeTempDir("random_llama3");
+  ASSERT_TRUE(models::WriteRandomLlama(dir, *config, g.at("seed").get<uint64_t>()).ok());
+  auto model = LlamaModel::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+
+  const auto ids = g.at("prompt_ids").get<std::vector<int>>();
+  std::vector<float> logits;
+  ASSERT_TRUE((*model)->Forward(ids, /*all_positions=*/true, &logits).ok());
+  std::vector<double> want;
+  double max_abs = 0;
+  for (const auto& row : g.at("logits")) {
+    for (double v : row) {
+      want.push_back(v);
+      max_abs = std::max(max_abs, std::fabs(v));
+    }
+  }
+  ASSERT_EQ(logits.size(), want.size());
+  const auto& c = *config;
+  const double tol = LogitTolerance(std::max({c.hidden_size, c.intermediate_size, c.q_dim()}),
+                                    c.num_hidden_layers + 1, max_abs, /*6 decimals*/ 5e-7);
+  const Diff d = MaxDiff(logits, want);
+  EXPECT_LE(d.max_abs, tol) << "worst logit: position " << d.index / c.vocab_size << " token "
+                            << d.index % c.vocab_size << ": got " << logits[d.index] << " want " << want[d.index];
+  std::printf("[ random llama3 GQA ] max |logit error| over %zu logits: %.3g (tolerance %.3g)\n", want.size(),
+              d.max_abs, tol);
+
+  GenerationOptions opt;
+  opt.max_new_tokens = static_cast<int>(g.at("greedy_new_ids").size());
+  opt.stop_at_eos = false;
+  auto gen = Generate(**model, ids, opt);
+  ASSERT_TRUE(gen.ok());
+  EXPECT_EQ(gen->new_ids, g.at("greedy_new_ids").get<std::vector<int>>());
+}
+
+// Prefill then single-token steps give the logits of one full-sequence forward at every position.
+TEST(LlamaModelTest, IncrementalDecodingEqualsFullForward) {
+  const json g = json::parse(ReadFile(SourcePath("tests/golden/random_llama3_gqa.json")));
+  auto config = models::ParseLlamaConfig(g.at("config").dump(), "golden config");
+  ASSERT_TRUE(config.ok());
+  const std::string dir = MakeTempDir("incremental");
+  ASSERT_TRUE(models::WriteRandomLlama(dir, *config, 99).ok());
+  auto model = LlamaModel::Load(dir);
+  ASSERT_TRUE(model.ok());
+  const int n = 100, V = config->vocab_size;
+  std::vector<int> ids(n);
+  for (int i = 0; i < n; ++i) ids[i] = (i * 37 + 11) % V;
+  std::vector<float> full;
+  ASSERT_TRUE((*model)->Forward(ids, true, &full).ok());
+  ASSERT_EQ(full.size(), static_cast<size_t>(n) * V);
+  double max_abs = 0;
+  for (float v : full) max_abs = std::max(max_abs, std::fabs(double(v)));
+  const auto& c = *config;
+  const double tol = LogitTolerance(std::max({c.hidden_size, c.intermediate_size, c.q_dim(), n}),
+                                    c.num_hidden_layers + 1, max_abs, 0);
+  for (int prefill : {1, 37}) {
+    (*model)->Reset();
+    std::vector<float> step, incremental;
+    ASSERT_TRUE((*model)->Forward(absl::MakeConstSpan(ids).subspan(0, prefill), true, &step).ok());
+    incremental = step;
+    for (int i = prefill; i < n; ++i) {
+      ASSERT_TRUE((*model)->Forward(absl::MakeConstSpan(ids).subspan(i, 1), false, &step).ok());
+      incremental.insert(incremental.end(), step.begin(), step.end());
+    }
+    ASSERT_EQ((*model)->cache_len(), n);
+    ASSERT_EQ(incremental.size(), full.size());
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < full.size(); ++i) {
+      const double e = std::fabs(double(incremental[i]) - full[i]);
+      if (!(e <= worst)) worst = e, at = i;
+    }
+    EXPECT_LE(worst, tol) << "prefill " << prefill << ": position " << at / V << " token " << at % V;
+    std::printf("[ incremental, prefill %d ] max |logit diff| over %d positions: %.3g (tolerance %.3g)\n", prefill, n,
+                worst, tol);
+  }
+}
+
+TEST(LlamaModelTest, RejectsTokensPastContextAndOutOfVocab) {
+  auto config = models::ParseLlamaConfig(
+      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
+          "num_attention_heads": 2, "vocab_size": 32, "max_position_embeddings": 8})",
+      "cfg");
+  ASSERT_TRUE(config.ok());
+  const std::string dir = MakeTempDir("ctx");
+  ASSERT_TRUE(models::WriteRandomLlama(dir, *config, 1).ok());
+  auto model = LlamaModel::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::vector<float> logits;
+  std::vector<int> nine(9, 3);
+  auto st = (*model)->Forward(nine, false, &logits);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("exceeds the model's context of 8"), std::string::npos) << st;
+  EXPECT_EQ((*model)->cache_len(), 0);
+  std::vector<int> bad = {1, 32};
+  st = (*model)->Forward(bad, false, &logits);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("token id 32 outside the vocabulary"), std::string::npos) << st;
+
+  GenerationOptions opt;
+  std::vector<int> eight(8, 3);
+  auto gen = Generate(**model, eight, opt);
+  ASSERT_FALSE(gen.ok());
+  EXPECT_NE(gen.status().message().find("prompt has 8 tokens"), std::string::npos) << gen.status();
+  // A prompt that fits stops at the context end instead of failing.
+  std::vector<int> five(5, 3);
+  opt.max_new_tokens = 100;
+  opt.stop_at_eos = false;
+  gen = Generate(**model, five, opt);
+  ASSERT_TRUE(gen.ok()) << gen.status();
+  EXPECT_EQ(gen->finish_reason, "context");
+  EXPECT_EQ(gen->prompt_ids.size() + gen->new_ids.size(), 9u);  // the 9th token is sampled, never fed back
+}
+
+TEST(LlamaModelTest, BadCheckpointsGiveClearErrors) {
+  auto config = models::ParseLlamaConfig(
+      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
+          "num_attention_heads": 2, "vocab_size": 32})",
+      "cfg");
+  ASSERT_TRUE(config.ok());
+  const std::string dir = MakeTempDir("badck");
+  ASSERT_TRUE(models::WriteRandomLlama(dir, *config, 1).ok());
+  // Claim a larger FFN in config.json: the weights no longer fit it.
+  models::LlamaConfig wrong = *config;
+  wrong.intermediate_size = 48;
+  pmpd::testing::WriteFile(dir + "/config.json", models::LlamaConfigToJson(wrong));
+  auto m = LlamaModel::Load(dir);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("model.layers.0.mlp.gate_proj.weight\" has shape [24, 16]"), std::string::npos)
+      << m.status();
+  EXPECT_NE(m.status().message().find("config.json implies [48, 16]"), std::string::npos) << m.status();
+  // Two layers in config.json, one in the weights: a missing tensor.
+  wrong = *config;
+  wrong.num_hidden_layers = 2;
+  pmpd::testing::WriteFile(dir + "/config.json", models::LlamaConfigToJson(wrong));
+  m = LlamaModel::Load(dir);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("missing tensor \"model.layers.1.input_layernorm.weight\""), std::string::npos)
+      << m.status();
+}
+
+}  // namespace
+}  // namespace pmpd::inference
