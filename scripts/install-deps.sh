@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of pmpd on Debian 12, idempotently. Run as root.
+#   Debian: compiler, CMake, Ninja, Abseil, GoogleTest, sentencepiece, nlohmann-json, HDF5, zlib.
+#   LibTorch: from PyPI's torch==2.11.0 wheel (the same version as the GPU machine). If the default
+#   python3 already has it, that one is used; otherwise a virtual environment is made at
+#   $PMPD_VENV (default ~/.cache/pmpd/venv) so it survives fresh clones.
+# Options: --dev also installs the Python packages used to regenerate golden files
+#          (transformers, sentencepiece, tokenizers, protobuf, rouge-score, sacrebleu, h5py).
+# Afterwards `scripts/pmpd-env.sh` prints the Python and CMake prefix to use.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+apt_packages=(build-essential cmake ninja-build ccache pkg-config git
+              libabsl-dev libgtest-dev libgmock-dev libsentencepiece-dev nlohmann-json3-dev
+              libhdf5-dev hdf5-tools zlib1g-dev python3 python3-venv python3-pip python3-h5py)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+torch_version=2.11.0
+has_torch() { "$1" -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$torch_version' else 1)" 2>/dev/null; }
+py=python3
+if ! has_torch "$py"; then
+  venv=${PMPD_VENV:-$HOME/.cache/pmpd/venv}
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "install-deps: creating $venv"
+    python3 -m venv "$venv"
+  fi
+  py="$venv/bin/python"
+  if ! has_torch "$py"; then
+    echo "install-deps: pip install torch==$torch_version into $venv (LibTorch; about 3 GB with its CUDA runtime)"
+    "$py" -m pip install -q --disable-pip-version-check "torch==$torch_version"
+  fi
+fi
+if [ $dev = 1 ]; then
+  "$py" -m pip install -q --disable-pip-version-check transformers sentencepiece tokenizers protobuf rouge-score \
+      sacrebleu h5py numpy
+fi
+"$here/pmpd-env.sh" >/dev/null
+echo "install-deps: ok ($("$here/pmpd-env.sh" | tr '\n' ' '))"
