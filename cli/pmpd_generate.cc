@@ -22,6 +22,8 @@ ABSL_FLAG(int, top_k, 0, "Keep only the K most likely tokens before sampling; 0 
 ABSL_FLAG(double, top_p, 1.0, "Nucleus sampling: keep the smallest set of tokens with probability >= P; 1 disables.");
 ABSL_FLAG(uint64_t, seed, 0, "Random seed for sampling; the same seed gives the same text.");
 ABSL_FLAG(bool, json, false, "Print one JSON object (prompt_ids, new_ids, text, timing) instead of streaming text.");
+ABSL_FLAG(int, precision, 0, "Any-precision models: weight bits to decode at (seed..parent precision of the "
+                              "checkpoint); 0 = the parent precision.");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS (for benchmarks).");
 
 namespace {
@@ -41,6 +43,9 @@ int Run() {
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
   auto model = inference::LlamaModel::Load(model_dir);
   if (!model.ok()) return cli::Fail(kProgram, model.status());
+  if (absl::GetFlag(FLAGS_precision) != 0) {
+    if (auto st = (*model)->SetPrecision(absl::GetFlag(FLAGS_precision)); !st.ok()) return cli::Fail(kProgram, st);
+  }
 
   inference::GenerationOptions opt;
   opt.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
@@ -74,6 +79,7 @@ int Run() {
     j["new_ids"] = result->new_ids;
     j["text"] = text;
     j["finish_reason"] = result->finish_reason;
+    j["precision"] = (*model)->precision();
     j["prefill_ms"] = result->prefill_ms;
     j["decode_ms"] = result->decode_ms;
     j["decode_steps"] = result->decode_steps;

@@ -3,20 +3,50 @@
 #include "inference/llama_model.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "kernels/ref/anyprec_ref.h"
+#include "models/anyprec_checkpoint.h"
 #include "models/safetensors.h"
 
 namespace pmpd::inference {
 namespace {
 
-struct LayerWeights {
-  at::Tensor input_norm, q, k, v, o, post_norm, gate, up, down;
+// A projection: dense float32 weights, or any-precision bitplanes read at the model's precision.
+struct Linear {
+  at::Tensor dense;  // [N, K]
+  std::unique_ptr<models::AnyprecMatrix> quant;
 };
+
+struct LayerWeights {
+  at::Tensor input_norm, post_norm;
+  Linear q, k, v, o, gate, up, down;
+};
+
+// y = x W^T. Any-precision: up to 8 rows read the planes directly (the GEMV path); more rows
+// dequantize W once (O(N K)) and use a dense product, as the GPU prefill path does.
+at::Tensor Apply(const Linear& lin, const at::Tensor& x, int bits) {
+  if (lin.dense.defined()) return at::linear(x, lin.dense);
+  const models::AnyprecMatrix& m = *lin.quant;
+  at::Tensor xc = x.contiguous();
+  const int rows = static_cast<int>(xc.size(0));
+  if (rows <= 8) {
+    at::Tensor y = at::empty({rows, m.n}, at::kFloat);
+    kernels::AnyprecGemmRef(xc.data_ptr<float>(), rows, m.qweight.data(), m.lut(bits), m.n, m.k, m.parent_bits, bits,
+                            y.data_ptr<float>());
+    return y;
+  }
+  at::Tensor w = at::empty({m.n, m.k}, at::kFloat);
+  kernels::AnyprecDequantRef(m.qweight.data(), m.lut(bits), m.n, m.k, m.parent_bits, bits, w.data_ptr<float>());
+  return at::linear(xc, w);
+}
 
 // Rotary inverse frequencies as in transformers' rope init functions (default, linear, llama3).
 at::Tensor InvFrequencies(const models::LlamaConfig& c) {
@@ -59,6 +89,10 @@ struct LlamaModel::Impl {
   at::Tensor cos, sin;                  // [max_context, head_dim]
   std::vector<at::Tensor> k_cache, v_cache;  // per layer [kv_heads, max_context, head_dim]
   int cache_len = 0;
+  std::optional<models::AnyprecInfo> anyprec;
+  int precision = 0;
+
+  at::Tensor Hidden(const at::Tensor& ids, int64_t pos, bool use_cache);
 };
 
 LlamaModel::LlamaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -68,15 +102,36 @@ const models::LlamaConfig& LlamaModel::config() const { return impl_->config; }
 int LlamaModel::max_context() const { return impl_->config.max_position_embeddings; }
 int LlamaModel::cache_len() const { return impl_->cache_len; }
 void LlamaModel::Reset() { impl_->cache_len = 0; }
+int LlamaModel::precision() const { return impl_->precision; }
+int LlamaModel::min_precision() const { return impl_->anyprec ? impl_->anyprec->seed_bits : 0; }
+int LlamaModel::max_precision() const { return impl_->anyprec ? impl_->anyprec->parent_bits : 0; }
+
+absl::Status LlamaModel::SetPrecision(int bits) {
+  if (!impl_->anyprec) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot run at ", bits,
+                                                      " bits: the model is not an any-precision checkpoint"));
+  }
+  if (!impl_->anyprec->Supports(bits)) {
+    return absl::InvalidArgumentError(absl::StrCat("precision ", bits, " is not in the checkpoint, which holds ",
+                                                   impl_->anyprec->seed_bits, " to ", impl_->anyprec->parent_bits,
+                                                   " bits"));
+  }
+  impl_->precision = bits;
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& model_dir) {
   auto config = models::LoadLlamaConfig(model_dir);
   if (!config.ok()) return config.status();
-  auto ck = models::SafetensorsCheckpoint::Open(model_dir);
+  auto anyprec = models::LoadAnyprecInfo(model_dir);
+  if (!anyprec.ok()) return anyprec.status();
+  auto ck = models::OpenWeights(model_dir);
   if (!ck.ok()) return ck.status();
-  c10::InferenceMode guard;
+  c10::NoGradGuard no_grad;  // not InferenceMode: sensitivities differentiate through these weights
   auto impl = std::make_unique<Impl>();
   impl->config = *config;
+  impl->anyprec = *anyprec;
+  if (impl->anyprec) impl->precision = impl->anyprec->parent_bits;
   const models::LlamaConfig& c = impl->config;
 
   absl::Status status;
@@ -89,7 +144,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
     }
     const models::TensorView& v = **t;
     if (v.shape != shape) {
-      status = absl::InvalidArgumentError(absl::StrCat(v.file, ": tensor \"", name, "\" has shape ", v.ShapeString(),
+      status = absl::InvalidArgumentError(absl::StrCat((*ck)->description(), ": tensor \"", name, "\" has shape ", v.ShapeString(),
                                                        "; config.json implies [", absl::StrJoin(shape, ", "), "]"));
       return {};
     }
@@ -97,20 +152,38 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
     status = models::ToFloat32(v, out.data_ptr<float>());
     return out;
   };
+  // A projection `module` of layer `l`: quantized when the any-precision block lists it.
+  auto load_linear = [&](int l, const std::string& module, int64_t n, int64_t k) -> Linear {
+    Linear lin;
+    const auto& ap = impl->anyprec;
+    if (ap && std::find(ap->module_names.begin(), ap->module_names.end(), module) != ap->module_names.end()) {
+      if (!status.ok()) return lin;
+      const std::string prefix = absl::StrCat(ap->model_name, ".", ap->layers_name, ".", l, ".", module);
+      auto m = models::LoadAnyprecMatrix(**ck, prefix, *ap, static_cast<int>(n), static_cast<int>(k));
+      if (!m.ok()) {
+        status = m.status();
+        return lin;
+      }
+      lin.quant = std::make_unique<models::AnyprecMatrix>(std::move(*m));
+    } else {
+      lin.dense = load(absl::StrCat("model.layers.", l, ".", module, ".weight"), {n, k});
+    }
+    return lin;
+  };
   const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   impl->embed = load("model.embed_tokens.weight", {V, H});
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     LayerWeights w;
     w.input_norm = load(p + "input_layernorm.weight", {H});
-    w.q = load(p + "self_attn.q_proj.weight", {c.q_dim(), H});
-    w.k = load(p + "self_attn.k_proj.weight", {c.kv_dim(), H});
-    w.v = load(p + "self_attn.v_proj.weight", {c.kv_dim(), H});
-    w.o = load(p + "self_attn.o_proj.weight", {H, c.q_dim()});
+    w.q = load_linear(l, "self_attn.q_proj", c.q_dim(), H);
+    w.k = load_linear(l, "self_attn.k_proj", c.kv_dim(), H);
+    w.v = load_linear(l, "self_attn.v_proj", c.kv_dim(), H);
+    w.o = load_linear(l, "self_attn.o_proj", H, c.q_dim());
     w.post_norm = load(p + "post_attention_layernorm.weight", {H});
-    w.gate = load(p + "mlp.gate_proj.weight", {I, H});
-    w.up = load(p + "mlp.up_proj.weight", {I, H});
-    w.down = load(p + "mlp.down_proj.weight", {H, I});
+    w.gate = load_linear(l, "mlp.gate_proj", I, H);
+    w.up = load_linear(l, "mlp.up_proj", I, H);
+    w.down = load_linear(l, "mlp.down_proj", H, I);
     impl->layers.push_back(std::move(w));
   }
   impl->final_norm = load("model.norm.weight", {H});
@@ -135,42 +208,36 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(impl)));
 }
 
-absl::Status LlamaModel::Forward(absl::Span<const int> tokens, bool all_positions, std::vector<float>* logits) {
-  Impl& m = *impl_;
-  const models::LlamaConfig& c = m.config;
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n == 0) return absl::InvalidArgumentError("Forward: no tokens");
-  if (m.cache_len + n > c.max_position_embeddings) {
-    return absl::OutOfRangeError(absl::StrCat("sequence of ", m.cache_len + n, " tokens exceeds the model's context of ",
-                                              c.max_position_embeddings, " (max_position_embeddings)"));
-  }
-  for (int id : tokens) {
-    if (id < 0 || id >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
-    }
-  }
-  c10::InferenceMode guard;
-  const int64_t pos = m.cache_len, S = pos + n;
+// Runs every layer on `ids` at positions [pos, pos + n) and returns the final-normed hidden states
+// [n, H]. With use_cache, K/V go into the cache and attention spans [0, pos + n); without, attention
+// spans the n tokens only (pos must be 0) and nothing is stored: the differentiable path.
+at::Tensor LlamaModel::Impl::Hidden(const at::Tensor& ids, int64_t pos, bool use_cache) {
+  const models::LlamaConfig& c = config;
+  const int64_t n = ids.size(0), S = pos + n;
   const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim, g = nh / kvh;
-  at::Tensor ids = at::from_blob(const_cast<int*>(tokens.data()), {n}, at::kInt).to(at::kLong);
-  at::Tensor x = m.embed.index_select(0, ids);  // [n, H]
-  at::Tensor cos = m.cos.narrow(0, pos, n), sin = m.sin.narrow(0, pos, n);  // [n, hd]
+  at::Tensor x = embed.index_select(0, ids);  // [n, H]
+  at::Tensor cs = cos.narrow(0, pos, n), sn = sin.narrow(0, pos, n);  // [n, hd]
   at::Tensor mask;
   if (n > 1) {  // query i (absolute pos+i) sees keys j <= pos+i
     mask = at::ones({n, S}, at::kBool).tril(pos).logical_not();
   }
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  for (size_t l = 0; l < m.layers.size(); ++l) {
-    const LayerWeights& w = m.layers[l];
+  const int bits = precision;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerWeights& w = layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, c.rms_norm_eps);
-    at::Tensor q = at::linear(h, w.q).view({n, nh, hd}).transpose(0, 1);   // [nh, n, hd]
-    at::Tensor k = at::linear(h, w.k).view({n, kvh, hd}).transpose(0, 1);  // [kvh, n, hd]
-    at::Tensor v = at::linear(h, w.v).view({n, kvh, hd}).transpose(0, 1);
-    q = q * cos + RotateHalf(q) * sin;
-    k = k * cos + RotateHalf(k) * sin;
-    m.k_cache[l].narrow(1, pos, n).copy_(k);
-    m.v_cache[l].narrow(1, pos, n).copy_(v);
-    at::Tensor K = m.k_cache[l].narrow(1, 0, S), Vc = m.v_cache[l].narrow(1, 0, S);  // [kvh, S, hd]
+    at::Tensor q = Apply(w.q, h, bits).view({n, nh, hd}).transpose(0, 1);   // [nh, n, hd]
+    at::Tensor k = Apply(w.k, h, bits).view({n, kvh, hd}).transpose(0, 1);  // [kvh, n, hd]
+    at::Tensor v = Apply(w.v, h, bits).view({n, kvh, hd}).transpose(0, 1);
+    q = q * cs + RotateHalf(q) * sn;
+    k = k * cs + RotateHalf(k) * sn;
+    at::Tensor K = k, Vc = v;
+    if (use_cache) {
+      k_cache[l].narrow(1, pos, n).copy_(k);
+      v_cache[l].narrow(1, pos, n).copy_(v);
+      K = k_cache[l].narrow(1, 0, S);  // [kvh, S, hd]
+      Vc = v_cache[l].narrow(1, 0, S);
+    }
     at::Tensor qg = q.reshape({kvh, g * n, hd});  // heads h = kv * g + j share kv head `kv`
     at::Tensor scores = at::matmul(qg, K.transpose(1, 2)) * scale;  // [kvh, g*n, S]
     if (mask.defined()) {
@@ -179,15 +246,103 @@ absl::Status LlamaModel::Forward(absl::Span<const int> tokens, bool all_position
     }
     at::Tensor attn = at::matmul(at::softmax(scores, -1), Vc);  // [kvh, g*n, hd]
     attn = attn.view({nh, n, hd}).transpose(0, 1).reshape({n, nh * hd});
-    x = x + at::linear(attn, w.o);
+    x = x + Apply(w.o, attn, bits);
     h = RmsNorm(x, w.post_norm, c.rms_norm_eps);
-    x = x + at::linear(at::silu(at::linear(h, w.gate)) * at::linear(h, w.up), w.down);
+    x = x + Apply(w.down, at::silu(Apply(w.gate, h, bits)) * Apply(w.up, h, bits), bits);
   }
-  m.cache_len = static_cast<int>(S);
+  return RmsNorm(x, final_norm, c.rms_norm_eps);
+}
+
+absl::Status LlamaModel::CheckTokens(absl::Span<const int> tokens, int start) const {
+  const models::LlamaConfig& c = impl_->config;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return absl::InvalidArgumentError("no tokens");
+  if (start + n > c.max_position_embeddings) {
+    return absl::OutOfRangeError(absl::StrCat("sequence of ", start + n, " tokens exceeds the model's context of ",
+                                              c.max_position_embeddings, " (max_position_embeddings)"));
+  }
+  for (int id : tokens) {
+    if (id < 0 || id >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::Forward(absl::Span<const int> tokens, bool all_positions, std::vector<float>* logits) {
+  Impl& m = *impl_;
+  if (auto st = CheckTokens(tokens, m.cache_len); !st.ok()) return st;
+  c10::InferenceMode guard;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  at::Tensor ids = at::from_blob(const_cast<int*>(tokens.data()), {n}, at::kInt).to(at::kLong);
+  at::Tensor x = m.Hidden(ids, m.cache_len, /*use_cache=*/true);
+  m.cache_len += static_cast<int>(n);
   if (!all_positions) x = x.narrow(0, n - 1, 1);
-  at::Tensor out = at::linear(RmsNorm(x, m.final_norm, c.rms_norm_eps), m.lm_head).contiguous();
+  at::Tensor out = at::linear(x, m.lm_head).contiguous();
   logits->assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
   return absl::OkStatus();
+}
+
+absl::StatusOr<double> LlamaModel::SequenceNll(absl::Span<const int> tokens, int64_t* predicted) {
+  if (auto st = CheckTokens(tokens, 0); !st.ok()) return st;
+  *predicted = static_cast<int64_t>(tokens.size()) - 1;
+  if (*predicted <= 0) return 0.0;
+  c10::InferenceMode guard;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  at::Tensor ids = at::from_blob(const_cast<int*>(tokens.data()), {n}, at::kInt).to(at::kLong);
+  at::Tensor logits = at::linear(impl_->Hidden(ids, 0, /*use_cache=*/false).narrow(0, 0, n - 1), impl_->lm_head);
+  at::Tensor logp = at::log_softmax(logits.to(at::kDouble), -1);
+  at::Tensor target = ids.narrow(0, 1, n - 1).unsqueeze(1);
+  return -logp.gather(1, target).sum().item<double>();
+}
+
+absl::StatusOr<std::map<std::string, std::vector<float>>> LlamaModel::FisherSensitivity(
+    const std::vector<std::vector<int>>& sequences, const std::function<void(int)>& progress) {
+  Impl& m = *impl_;
+  if (m.anyprec) return absl::FailedPreconditionError("sensitivities need a full-precision model, not an any-precision one");
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    LayerWeights& w = m.layers[l];
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    for (auto [name, lin] : {std::pair<const char*, Linear*>{"self_attn.q_proj", &w.q}, {"self_attn.k_proj", &w.k},
+                             {"self_attn.v_proj", &w.v}, {"self_attn.o_proj", &w.o}, {"mlp.gate_proj", &w.gate},
+                             {"mlp.up_proj", &w.up}, {"mlp.down_proj", &w.down}}) {
+      params.emplace_back(p + name, lin->dense);
+    }
+  }
+  std::vector<at::Tensor> fisher;
+  for (auto& [name, t] : params) {
+    t.set_requires_grad(true);
+    fisher.push_back(at::zeros_like(t));
+  }
+  absl::Status status;
+  for (size_t s = 0; s < sequences.size() && status.ok(); ++s) {
+    const auto& seq = sequences[s];
+    status = CheckTokens(seq, 0);
+    if (!status.ok() || seq.size() < 2) continue;
+    const int64_t n = static_cast<int64_t>(seq.size());
+    at::Tensor ids = at::from_blob(const_cast<int*>(seq.data()), {n}, at::kInt).to(at::kLong);
+    at::Tensor logits = at::linear(m.Hidden(ids, 0, /*use_cache=*/false).narrow(0, 0, n - 1), m.lm_head);
+    at::Tensor loss = at::cross_entropy_loss(logits, ids.narrow(0, 1, n - 1));
+    loss.backward();
+    {
+      c10::NoGradGuard no_grad;
+      for (size_t i = 0; i < params.size(); ++i) {
+        at::Tensor g = params[i].second.grad();
+        fisher[i].add_(g * g);
+        g.zero_();
+      }
+    }
+    if (progress) progress(static_cast<int>(s + 1));
+  }
+  for (auto& [name, t] : params) t.set_requires_grad(false);
+  if (!status.ok()) return status;
+  std::map<std::string, std::vector<float>> out;
+  for (size_t i = 0; i < params.size(); ++i) {
+    at::Tensor f = fisher[i].contiguous();
+    out[params[i].first].assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+  }
+  return out;
 }
 
 }  // namespace pmpd::inference

@@ -2,6 +2,8 @@
 // The header is LibTorch-free on purpose: callers see token ids in and float logits out.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,8 +18,10 @@ namespace pmpd::inference {
 // One model plus its KV cache (batch 1). Not thread-safe; one sequence at a time.
 class LlamaModel {
  public:
-  // Loads DIR/config.json and the safetensors weights (single file or shards). Every tensor's shape
-  // is checked against the config; errors name the file and the tensor.
+  // Loads DIR/config.json and the weights: safetensors (single file or shards) or pytorch_model.bin;
+  // any-precision checkpoints (an "anyprec" block in config.json, ours or the Any-Precision LLM
+  // packer's) included. Every tensor's shape is checked against the config; errors name the file
+  // and the tensor.
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& model_dir);
   ~LlamaModel();
 
@@ -29,15 +33,36 @@ class LlamaModel {
   // Drops the cached sequence; the next Forward starts at position 0. O(1).
   void Reset();
 
+  // Any-precision models: the weight precision (bits) the quantized projections run at, from the
+  // checkpoint's seed to its parent precision; it starts at the parent. Plain models: 0.
+  int precision() const;
+  int min_precision() const;  // seed bits, or 0 for plain models
+  int max_precision() const;  // parent bits, or 0 for plain models
+  // Switches precision between steps: no reload, no copy, the KV cache stays. Fails for plain
+  // models and for bits outside [min_precision, max_precision]. O(1).
+  absl::Status SetPrecision(int bits);
+
   // Runs `tokens` at positions [cache_len, cache_len + n) and appends their K/V to the cache.
   // Writes logits of the last position ([vocab]) or, with all_positions, of every position
   // ([n, vocab], row-major) into `logits`. Fails (cache unchanged) when the tokens do not fit the
   // context or an id is outside the vocabulary. Cost: O(n * params + n * cache_len * layers * q_dim).
   absl::Status Forward(absl::Span<const int> tokens, bool all_positions, std::vector<float>* logits);
 
+  // Sum of -log p(token[i] | tokens[< i]) for i = 1..n-1 over one independent sequence (the cache is
+  // neither used nor changed); *predicted = n - 1. For perplexity. Cost: one full forward.
+  absl::StatusOr<double> SequenceNll(absl::Span<const int> tokens, int64_t* predicted);
+
+  // Diagonal empirical Fisher of every projection weight: sum over `sequences` of (dL/dW)^2, L the
+  // mean next-token cross-entropy of a sequence. Keys "model.layers.<l>.<module>", values [N*K]
+  // row-major. Full-precision models only. `progress` gets the number of sequences done.
+  // Cost: one forward + backward per sequence.
+  absl::StatusOr<std::map<std::string, std::vector<float>>> FisherSensitivity(
+      const std::vector<std::vector<int>>& sequences, const std::function<void(int)>& progress = {});
+
  private:
   struct Impl;
   explicit LlamaModel(std::unique_ptr<Impl> impl);
+  absl::Status CheckTokens(absl::Span<const int> tokens, int start) const;
   std::unique_ptr<Impl> impl_;
 };
 

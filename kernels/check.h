@@ -6,12 +6,18 @@
 #include <cstdio>
 #include <cstdlib>
 
+namespace pmpd::kernels {
+// The optional message of PMPD_CHECK(cond, "message").
+inline const char* CheckMessage() { return ""; }
+inline const char* CheckMessage(const char* message) { return message; }
+}  // namespace pmpd::kernels
+
+// PMPD_CHECK(cond) or PMPD_CHECK(cond, "what was expected").
 #define PMPD_CHECK(cond, ...)                                                         \
   do {                                                                                \
     if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s ", __FILE__, __LINE__, #cond);    \
-      std::fprintf(stderr, "" __VA_ARGS__);                                           \
-      std::fprintf(stderr, "\n");                                                     \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s %s\n", __FILE__, __LINE__, #cond,   \
+                   ::pmpd::kernels::CheckMessage(__VA_ARGS__));                       \
       std::abort();                                                                   \
     }                                                                                 \
   } while (0)

@@ -54,3 +54,10 @@ bool FileExistsForTest(const std::string& path) {
 }
 
 }  // namespace pmpd::testing
+
+namespace pmpd::testing {
+bool SharedAssetsRequired() {
+  const char* env = std::getenv("PMPD_REQUIRE_SHARED_ASSETS");
+  return env != nullptr && std::string(env) == "1";
+}
+}  // namespace pmpd::testing

@@ -19,10 +19,14 @@ std::string BinaryPath(const std::string& relative);
 
 }  // namespace pmpd::testing
 
-// Skips the current test with a message when a shared asset is missing.
+// Skips the current test with a message when a shared asset is missing; fails instead when
+// PMPD_REQUIRE_SHARED_ASSETS=1 (CI sets it, so a missing asset cannot pass silently).
 #define PMPD_REQUIRE_SHARED(relative)                                                        \
   do {                                                                                       \
     if (!::pmpd::testing::FileExistsForTest(::pmpd::testing::SharedPath(relative))) {        \
+      if (::pmpd::testing::SharedAssetsRequired()) {                                         \
+        FAIL() << "shared asset missing: " << ::pmpd::testing::SharedPath(relative);         \
+      }                                                                                      \
       GTEST_SKIP() << "shared asset missing: " << ::pmpd::testing::SharedPath(relative)      \
                    << " (set PMPD_SHARED_DIR)";                                              \
     }                                                                                        \
@@ -30,4 +34,5 @@ std::string BinaryPath(const std::string& relative);
 
 namespace pmpd::testing {
 bool FileExistsForTest(const std::string& path);
+bool SharedAssetsRequired();
 }

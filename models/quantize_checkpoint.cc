@@ -1,0 +1,190 @@
+#include "models/quantize_checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "models/anyprec_checkpoint.h"
+#include "models/file_util.h"
+#include "models/llama_config.h"
+
+namespace pmpd::models {
+namespace {
+
+std::string OptionsFingerprint(const QuantizeCheckpointOptions& o) {
+  return absl::StrCat("S=", o.quant.seed_bits, ";P=", o.quant.parent_bits, ";seed=", o.quant.seed,
+                      ";lloyd=", o.quant.max_lloyd_iterations, ";sens=", o.sensitivity_tag);
+}
+
+absl::Status CopyIfExists(const std::string& src_dir, const std::string& out_dir, const std::string& name) {
+  const std::string src = JoinPath(src_dir, name);
+  if (!FileExists(src)) return absl::OkStatus();
+  auto bytes = ReadFileToString(src);
+  if (!bytes.ok()) return bytes.status();
+  return WriteFileAtomically(JoinPath(out_dir, name), *bytes);
+}
+
+absl::Status CopyTokenizer(const std::string& src_dir, const std::string& out_dir) {
+  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+    if (auto st = CopyIfExists(src_dir, out_dir, f); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+TensorToWrite Copy(const TensorView& v) {
+  return TensorToWrite{v.name, v.dtype, v.shape, std::string(reinterpret_cast<const char*>(v.data), v.nbytes)};
+}
+
+// Float32 weights of a projection and its shape from the config.
+absl::StatusOr<std::vector<float>> LoadProjection(const WeightSource& src, const std::string& name, int64_t n,
+                                                  int64_t k) {
+  auto t = src.Find(name);
+  if (!t.ok()) return t.status();
+  if ((*t)->shape != std::vector<int64_t>{n, k}) {
+    return absl::InvalidArgumentError(absl::StrCat(src.description(), ": tensor \"", name, "\" has shape ",
+                                                   (*t)->ShapeString(), "; config.json implies [", n, ", ", k, "]"));
+  }
+  std::vector<float> w(n * k);
+  if (auto st = ToFloat32(**t, w.data()); !st.ok()) return st;
+  return w;
+}
+
+struct ModuleShape {
+  std::string module;
+  int64_t n, k;
+};
+std::vector<ModuleShape> Projections(const LlamaConfig& c) {
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  return {{"self_attn.q_proj", c.q_dim(), H}, {"self_attn.k_proj", c.kv_dim(), H}, {"self_attn.v_proj", c.kv_dim(), H},
+          {"self_attn.o_proj", H, c.q_dim()}, {"mlp.gate_proj", I, H},           {"mlp.up_proj", I, H},
+          {"mlp.down_proj", H, I}};
+}
+
+}  // namespace
+
+absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
+                                const QuantizeCheckpointOptions& options,
+                                const std::map<std::string, std::vector<float>>& sensitivities,
+                                const std::function<void(int, int, bool)>& on_layer, QuantizeReport* report) {
+  const int S = options.quant.seed_bits, P = options.quant.parent_bits;
+  if (S < 2 || P > 8 || S > P) {
+    return absl::InvalidArgumentError(absl::StrCat("precisions seed ", S, " and parent ", P,
+                                                   " must satisfy 2 <= seed <= parent <= 8"));
+  }
+  auto config = LoadLlamaConfig(src_dir);
+  if (!config.ok()) return config.status();
+  auto existing = LoadAnyprecInfo(src_dir);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(src_dir, ": already an any-precision checkpoint"));
+  }
+  auto src = OpenWeights(src_dir);
+  if (!src.ok()) return src.status();
+  ::mkdir(out_dir.c_str(), 0755);
+  const std::string partial = JoinPath(out_dir, ".partial");
+  ::mkdir(partial.c_str(), 0755);
+  if (!FileExists(partial)) return absl::InternalError(absl::StrCat(partial, ": cannot create directory"));
+  const std::string fingerprint = OptionsFingerprint(options);
+  *report = QuantizeReport();
+
+  std::vector<TensorToWrite> out;
+  for (const std::string& name : (*src)->Names()) {  // everything but the quantized projections
+    bool quantized = false;
+    for (const auto& m : LlamaQuantizedModules()) quantized |= name.find("." + m + ".weight") != std::string::npos;
+    if (!quantized) out.push_back(Copy(**(*src)->Find(name)));
+  }
+  const int layers = config->num_hidden_layers;
+  for (int l = 0; l < layers; ++l) {
+    const std::string part = JoinPath(partial, absl::StrCat("layer_", l, ".safetensors"));
+    std::vector<TensorToWrite> layer_tensors;
+    bool resumed = false;
+    if (FileExists(part)) {
+      auto f = SafetensorsFile::Open(part);
+      if (f.ok() && (*f)->metadata().count("options") && (*f)->metadata().at("options") == fingerprint) {
+        for (const auto& [name, v] : (*f)->tensors()) layer_tensors.push_back(Copy(v));
+        resumed = true;
+      } else if (f.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            part, ": left by a run with other options (", f.ok() && (*f)->metadata().count("options")
+                                                               ? (*f)->metadata().at("options")
+                                                               : "unknown",
+            "; now ", fingerprint, "); delete ", partial, " or use another --out"));
+      }
+      // An unreadable part (a crash mid-write cannot leave one: writes are atomic) is recomputed.
+    }
+    if (!resumed) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (const ModuleShape& ms : Projections(*config)) {
+        const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
+        auto w = LoadProjection(**src, prefix + ".weight", ms.n, ms.k);
+        if (!w.ok()) return w.status();
+        const float* f = nullptr;
+        auto it = sensitivities.find(prefix);
+        if (it != sensitivities.end()) {
+          if (it->second.size() != w->size()) {
+            return absl::InvalidArgumentError(absl::StrCat("sensitivity of ", prefix, " has ", it->second.size(),
+                                                           " values, the weight ", w->size()));
+          }
+          f = it->second.data();
+        }
+        AnyprecMatrix m = QuantizeAnyprec(w->data(), f, static_cast<int>(ms.n), static_cast<int>(ms.k), options.quant);
+        for (auto& t : AnyprecMatrixTensors(prefix, m)) layer_tensors.push_back(std::move(t));
+        report->rows += ms.n;
+      }
+      if (auto st = WriteSafetensors(part, layer_tensors, {{"options", fingerprint}}); !st.ok()) return st;
+      report->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++report->layers_quantized;
+    } else {
+      ++report->layers_resumed;
+    }
+    for (auto& t : layer_tensors) out.push_back(std::move(t));
+    if (on_layer) on_layer(l, layers, resumed);
+  }
+  AnyprecInfo info;
+  info.seed_bits = S;
+  info.parent_bits = P;
+  info.module_names = LlamaQuantizedModules();
+  if (auto st = WriteSafetensors(JoinPath(out_dir, "model.safetensors"), out,
+                                 {{"format", "pt"}, {"pmpd_anyprec", fingerprint}});
+      !st.ok()) {
+    return st;
+  }
+  if (auto st = WriteAnyprecConfig(out_dir, *config, info); !st.ok()) return st;
+  if (auto st = CopyTokenizer(src_dir, out_dir); !st.ok()) return st;
+  for (int l = 0; l < layers; ++l) std::remove(JoinPath(partial, absl::StrCat("layer_", l, ".safetensors")).c_str());
+  ::rmdir(partial.c_str());
+  return absl::OkStatus();
+}
+
+absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& out_dir, int bits) {
+  if (bits < 1 || bits > 8) return absl::InvalidArgumentError(absl::StrCat("RTN bits must be in 1..8, got ", bits));
+  auto config = LoadLlamaConfig(src_dir);
+  if (!config.ok()) return config.status();
+  auto src = OpenWeights(src_dir);
+  if (!src.ok()) return src.status();
+  ::mkdir(out_dir.c_str(), 0755);
+  std::vector<TensorToWrite> out;
+  for (const std::string& name : (*src)->Names()) {
+    bool projection = false;
+    for (const auto& m : LlamaQuantizedModules()) projection |= name.find("." + m + ".weight") != std::string::npos;
+    if (!projection) out.push_back(Copy(**(*src)->Find(name)));
+  }
+  for (int l = 0; l < config->num_hidden_layers; ++l) {
+    for (const ModuleShape& ms : Projections(*config)) {
+      const std::string name = absl::StrCat("model.layers.", l, ".", ms.module, ".weight");
+      auto w = LoadProjection(**src, name, ms.n, ms.k);
+      if (!w.ok()) return w.status();
+      std::vector<float> q = QuantizeRtn(w->data(), static_cast<int>(ms.n), static_cast<int>(ms.k), bits);
+      TensorToWrite t{name, DType::kF32, {ms.n, ms.k}, std::string(q.size() * 4, '\0')};
+      std::memcpy(t.bytes.data(), q.data(), t.bytes.size());
+      out.push_back(std::move(t));
+    }
+  }
+  if (auto st = WriteSafetensors(JoinPath(out_dir, "model.safetensors"), out, {{"format", "pt"}}); !st.ok()) return st;
+  if (auto st = CopyIfExists(src_dir, out_dir, "config.json"); !st.ok()) return st;
+  return CopyTokenizer(src_dir, out_dir);
+}
+
+}  // namespace pmpd::models

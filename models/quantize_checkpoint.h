@@ -1,0 +1,41 @@
+// Whole-checkpoint quantization: a Hugging Face Llama directory in, an any-precision directory out
+// (our safetensors layout, see docs/anyprec-format.md). Resumable: each finished layer is saved to
+// OUT/.partial/layer_<l>.safetensors (atomically) and reused by a rerun with the same options.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "models/anyprec_quantizer.h"
+
+namespace pmpd::models {
+
+struct QuantizeCheckpointOptions {
+  AnyprecQuantizeOptions quant;
+  // Fingerprint of the sensitivities (e.g. calibration file, samples, seq len); a rerun with another
+  // fingerprint refuses to reuse partial layers.
+  std::string sensitivity_tag = "uniform";
+};
+
+struct QuantizeReport {
+  int layers_quantized = 0;  // computed in this run
+  int layers_resumed = 0;    // loaded from .partial
+  int64_t rows = 0;          // rows quantized in this run
+  double seconds = 0;        // quantization time in this run
+};
+
+// `sensitivities`: "model.layers.<l>.<module>" -> [N*K] (missing entries: uniform weights).
+// `on_layer(l, layers, resumed)` is called after each layer. Copies tokenizer files.
+absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
+                                const QuantizeCheckpointOptions& options,
+                                const std::map<std::string, std::vector<float>>& sensitivities,
+                                const std::function<void(int, int, bool)>& on_layer, QuantizeReport* report);
+
+// Baseline: per-row round-to-nearest uniform quantization (asymmetric min/max) of the 7 projections
+// at `bits`, written back as a plain float32 checkpoint (fake-quantized), tokenizer copied.
+absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& out_dir, int bits);
+
+}  // namespace pmpd::models
