@@ -80,7 +80,9 @@ int Run() {
     }
     const auto t0 = std::chrono::steady_clock::now();
     auto f = (*model)->FisherSensitivity(seqs, [&](int done) {
-      std::fprintf(stderr, "\rsensitivity: %d/%zu sequences", done, seqs.size());
+      if (done % 10 == 0 || done == static_cast<int>(seqs.size())) {
+        std::fprintf(stderr, "\rsensitivity: %d/%zu sequences", done, seqs.size());
+      }
     });
     std::fprintf(stderr, "\n");
     if (!f.ok()) return cli::Fail(kProgram, f.status());
@@ -91,6 +93,7 @@ int Run() {
   models::QuantizeReport report;
   auto st = models::QuantizeCheckpoint(src, out, opt, fisher, [&](int l, int layers, bool resumed) {
     std::fprintf(stderr, "\rquantize: layer %d/%d%s   ", l + 1, layers, resumed ? " (resumed)" : "");
+    return true;
   }, &report);
   std::fprintf(stderr, "\n");
   if (!st.ok()) return cli::Fail(kProgram, st);

@@ -17,6 +17,9 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
 
 bool FileExists(const std::string& path);
 
+// mkdir -p: creates `dir` and missing parents. Errors name the directory.
+absl::Status MakeDirs(const std::string& dir);
+
 std::string JoinPath(absl::string_view dir, absl::string_view name);
 
 }  // namespace pmpd::models

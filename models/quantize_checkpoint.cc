@@ -1,7 +1,6 @@
 #include "models/quantize_checkpoint.h"
 
-#include <sys/stat.h>
-
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -67,7 +66,7 @@ std::vector<ModuleShape> Projections(const LlamaConfig& c) {
 absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
                                 const QuantizeCheckpointOptions& options,
                                 const std::map<std::string, std::vector<float>>& sensitivities,
-                                const std::function<void(int, int, bool)>& on_layer, QuantizeReport* report) {
+                                const std::function<bool(int, int, bool)>& on_layer, QuantizeReport* report) {
   const int S = options.quant.seed_bits, P = options.quant.parent_bits;
   if (S < 2 || P > 8 || S > P) {
     return absl::InvalidArgumentError(absl::StrCat("precisions seed ", S, " and parent ", P,
@@ -82,10 +81,8 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   }
   auto src = OpenWeights(src_dir);
   if (!src.ok()) return src.status();
-  ::mkdir(out_dir.c_str(), 0755);
   const std::string partial = JoinPath(out_dir, ".partial");
-  ::mkdir(partial.c_str(), 0755);
-  if (!FileExists(partial)) return absl::InternalError(absl::StrCat(partial, ": cannot create directory"));
+  if (auto st = MakeDirs(partial); !st.ok()) return st;
   const std::string fingerprint = OptionsFingerprint(options);
   *report = QuantizeReport();
 
@@ -140,12 +137,16 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
       ++report->layers_resumed;
     }
     for (auto& t : layer_tensors) out.push_back(std::move(t));
-    if (on_layer) on_layer(l, layers, resumed);
+    if (on_layer && !on_layer(l, layers, resumed)) {
+      return absl::CancelledError(absl::StrCat("stopped after layer ", l, "; rerun to resume"));
+    }
   }
   AnyprecInfo info;
   info.seed_bits = S;
   info.parent_bits = P;
   info.module_names = LlamaQuantizedModules();
+  // Canonical order, so a resumed run writes the same bytes as an uninterrupted one.
+  std::sort(out.begin(), out.end(), [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
   if (auto st = WriteSafetensors(JoinPath(out_dir, "model.safetensors"), out,
                                  {{"format", "pt"}, {"pmpd_anyprec", fingerprint}});
       !st.ok()) {
@@ -164,7 +165,7 @@ absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& o
   if (!config.ok()) return config.status();
   auto src = OpenWeights(src_dir);
   if (!src.ok()) return src.status();
-  ::mkdir(out_dir.c_str(), 0755);
+  if (auto st = MakeDirs(out_dir); !st.ok()) return st;
   std::vector<TensorToWrite> out;
   for (const std::string& name : (*src)->Names()) {
     bool projection = false;

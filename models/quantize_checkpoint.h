@@ -28,11 +28,12 @@ struct QuantizeReport {
 };
 
 // `sensitivities`: "model.layers.<l>.<module>" -> [N*K] (missing entries: uniform weights).
-// `on_layer(l, layers, resumed)` is called after each layer. Copies tokenizer files.
+// `on_layer(l, layers, resumed)` is called after each layer is saved; returning false stops the run
+// there with a Cancelled status (a rerun resumes after that layer). Copies tokenizer files.
 absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
                                 const QuantizeCheckpointOptions& options,
                                 const std::map<std::string, std::vector<float>>& sensitivities,
-                                const std::function<void(int, int, bool)>& on_layer, QuantizeReport* report);
+                                const std::function<bool(int, int, bool)>& on_layer, QuantizeReport* report);
 
 // Baseline: per-row round-to-nearest uniform quantization (asymmetric min/max) of the 7 projections
 // at `bits`, written back as a plain float32 checkpoint (fake-quantized), tokenizer copied.

@@ -54,7 +54,7 @@ float RandomWeight(uint64_t* state, double scale) {
 //   q,k,v,o,gate,up,down projections [out,in] scale sqrt(3/in); post_attention_layernorm [H] 1 + U(0.1)
 //   (written after o_proj); final norm [H] 1 + U(0.1); lm_head [V,H] scale sqrt(3/H) when untied.
 absl::Status WriteRandomLlama(const std::string& dir, const LlamaConfig& c, uint64_t seed) {
-  ::mkdir(dir.c_str(), 0755);
+  if (auto st = MakeDirs(dir); !st.ok()) return st;
   uint64_t s = seed;
   const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   auto lin = [&](const std::string& name, int64_t out, int64_t in) {
@@ -81,7 +81,7 @@ absl::Status WriteRandomLlama(const std::string& dir, const LlamaConfig& c, uint
 }
 
 absl::Status WriteTinyTokenizer(const std::string& dir, int* vocab_size) {
-  ::mkdir(dir.c_str(), 0755);
+  if (auto st = MakeDirs(dir); !st.ok()) return st;
   const std::string corpus_path = JoinPath(dir, "tokenizer_corpus.txt");
   std::string corpus;
   for (const char* line : kTinyCorpus) absl::StrAppend(&corpus, line, "\n");

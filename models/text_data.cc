@@ -51,7 +51,9 @@ absl::StatusOr<TextDocs> ReadTextDocs(const std::string& path, int max_docs, dou
     auto cut = [&](double f) {
       size_t at = static_cast<size_t>(f * data->size());
       if (at == 0 || at >= data->size()) return std::min(at, data->size());
-      const size_t next = data->find(sep.data(), at, sep.size());
+      // Start early enough to find a separator that the cut falls inside.
+      const size_t from = at >= sep.size() - 1 ? at - (sep.size() - 1) : 0;
+      const size_t next = data->find(sep.data(), from, sep.size());
       return next == std::string::npos ? data->size() : next + sep.size();
     };
     const size_t b = cut(begin_fraction), e = cut(end_fraction);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -47,6 +48,19 @@ std::string ReadFile(const std::string& path) {
 
 std::string SourcePath(const std::string& relative) { return absl::StrCat(PMPD_SOURCE_DIR, "/", relative); }
 std::string BinaryPath(const std::string& relative) { return absl::StrCat(PMPD_BINARY_DIR, "/", relative); }
+
+RunResult RunBinary(const std::string& binary, const std::string& args) {
+  static std::atomic<int> n{0};
+  const std::string dir = MakeTempDir(absl::StrCat("run", n++));
+  const std::string cmd = absl::StrCat(BinaryPath(binary), " ", args, " >", dir, "/out 2>", dir, "/err");
+  const int status = std::system(cmd.c_str());
+  RunResult r;
+  r.crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 128);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadFile(dir + "/out");
+  r.err = ReadFile(dir + "/err");
+  return r;
+}
 
 bool FileExistsForTest(const std::string& path) {
   struct stat st;

@@ -15,6 +15,14 @@ std::string MakeTempDir(const std::string& tag);
 void WriteFile(const std::string& path, const std::string& bytes);
 std::string ReadFile(const std::string& path);
 std::string SourcePath(const std::string& relative);
+
+// Runs build/<binary> with shell-quoted `args`; captures stdout and stderr.
+struct RunResult {
+  int exit_code = -1;
+  bool crashed = false;  // ended by a signal (or a shell exit code above 128)
+  std::string out, err;
+};
+RunResult RunBinary(const std::string& binary, const std::string& args);
 std::string BinaryPath(const std::string& relative);
 
 }  // namespace pmpd::testing

@@ -1,6 +1,5 @@
 // Runs the real pmpd-generate binary: exit codes, messages on bad input (never a crash), --json.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -18,26 +17,10 @@ using pmpd::testing::BinaryPath;
 using pmpd::testing::MakeTempDir;
 using pmpd::testing::ReadFile;
 using pmpd::testing::SharedPath;
+using pmpd::testing::RunResult;
 using pmpd::testing::WriteFile;
 
-struct RunResult {
-  int exit_code = -1;
-  bool crashed = false;  // ended by a signal
-  std::string out, err;
-};
-
-RunResult RunGenerate(const std::string& args) {
-  static int n = 0;
-  const std::string dir = MakeTempDir(absl::StrCat("cli", n++));
-  const std::string cmd = absl::StrCat(BinaryPath("cli/pmpd-generate"), " ", args, " >", dir, "/out 2>", dir, "/err");
-  const int status = std::system(cmd.c_str());
-  RunResult r;
-  r.crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 128);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = ReadFile(dir + "/out");
-  r.err = ReadFile(dir + "/err");
-  return r;
-}
+RunResult RunGenerate(const std::string& args) { return pmpd::testing::RunBinary("cli/pmpd-generate", args); }
 
 // A tiny model directory with our demo tokenizer and a short context.
 std::string TinyModelDir(int context) {

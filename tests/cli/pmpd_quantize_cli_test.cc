@@ -1,0 +1,88 @@
+// pmpd-quantize, pmpd-perplexity and pmpd-generate --precision on any-precision checkpoints.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "models/random_llama.h"
+#include "tests/test_util.h"
+
+namespace pmpd {
+namespace {
+
+using pmpd::testing::MakeTempDir;
+using pmpd::testing::RunBinary;
+using pmpd::testing::RunResult;
+using pmpd::testing::WriteFile;
+
+std::string TinyModelDir() {
+  const std::string dir = MakeTempDir("q_model");
+  int vocab = 0;
+  EXPECT_TRUE(models::WriteTinyTokenizer(dir, &vocab).ok());
+  EXPECT_TRUE(models::WriteRandomLlama(dir, models::TinyDemoConfig(vocab), 3).ok());
+  return dir;
+}
+
+void ExpectCleanFailure(const RunResult& r, const std::string& program, const std::string& needle) {
+  EXPECT_FALSE(r.crashed) << r.err;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(program + ": error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+}
+
+TEST(PmpdQuantizeCliTest, QuantizeThenGenerateAndScoreAtEveryPrecision) {
+  const std::string src = TinyModelDir();
+  const std::string out = MakeTempDir("q_out") + "/nested/ap";
+  WriteFile(src + "/calib.jsonl", "{\"text\": \"The cat sat on the mat. The dog ran to the door and back again.\"}\n"
+                                  "{\"text\": \"Once upon a time there was a little girl named Lily.\"}\n");
+  const RunResult q = RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
+                                                                  " --seed-precision 2 --parent-precision 5 --calib ",
+                                                                  src, "/calib.jsonl --seq-len 8 --calib-samples 4 "
+                                                                       "--threads 2 --json"));
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  const auto j = nlohmann::json::parse(q.out);
+  EXPECT_EQ(j.at("seed_precision"), 2);
+  EXPECT_EQ(j.at("parent_precision"), 5);
+  EXPECT_GT(j.at("rows").get<int>(), 0);
+  EXPECT_NE(j.at("sensitivity").get<std::string>().find("fisher"), std::string::npos);
+  std::vector<double> ppl;
+  for (int p = 2; p <= 5; ++p) {
+    const RunResult g = RunBinary("cli/pmpd-generate", absl::StrCat("--model ", out, " --precision ", p,
+                                                                    " --prompt 'The cat' --max-new-tokens 5 --json"));
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+    EXPECT_EQ(nlohmann::json::parse(g.out).at("precision"), p);
+    const RunResult s = RunBinary("cli/pmpd-perplexity", absl::StrCat("--model ", out, " --precision ", p, " --data ",
+                                                                      src, "/calib.jsonl --seq-len 16 --json"));
+    ASSERT_EQ(s.exit_code, 0) << s.err;
+    ppl.push_back(nlohmann::json::parse(s.out).at("perplexity").get<double>());
+    EXPECT_GT(ppl.back(), 1.0);
+  }
+  const RunResult bad = RunBinary("cli/pmpd-generate", absl::StrCat("--model ", out, " --precision 6 --prompt hi"));
+  ExpectCleanFailure(bad, "pmpd-generate", "precision 6 is not in the checkpoint, which holds 2 to 5 bits");
+}
+
+TEST(PmpdQuantizeCliTest, BadInputFailsCleanly) {
+  const std::string src = TinyModelDir();
+  const std::string out = MakeTempDir("q_bad");
+  ExpectCleanFailure(RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
+                                                                 " --calib /nonexistent/c4.json.gz")),
+                     "pmpd-quantize", "/nonexistent/c4.json.gz");
+  WriteFile(out + "/empty.json", "");
+  ExpectCleanFailure(RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out, " --calib ", out,
+                                                                 "/empty.json")),
+                     "pmpd-quantize", "empty.json: no usable document");
+  ExpectCleanFailure(RunBinary("cli/pmpd-quantize",
+                               absl::StrCat("--model ", src, " --out ", out, " --seed-precision 1 --parent-precision 4")),
+                     "pmpd-quantize", "must satisfy 2 <= seed <= parent <= 8");
+  ExpectCleanFailure(RunBinary("cli/pmpd-quantize",
+                               absl::StrCat("--model ", src, " --out ", out, " --seed-precision 3 --parent-precision 9")),
+                     "pmpd-quantize", "must satisfy 2 <= seed <= parent <= 8");
+  ExpectCleanFailure(RunBinary("cli/pmpd-perplexity", absl::StrCat("--model ", src, " --precision 3 --data ", out,
+                                                                   "/empty.json")),
+                     "pmpd-perplexity", "not an any-precision checkpoint");
+  ExpectCleanFailure(RunBinary("cli/pmpd-perplexity", absl::StrCat("--model ", src, " --data ", out, "/empty.json")),
+                     "pmpd-perplexity", "no usable document");
+}
+
+}  // namespace
+}  // namespace pmpd
