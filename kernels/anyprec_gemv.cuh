@@ -1,0 +1,25 @@
+// Any-precision matrix-vector product on the GPU, for 1..8 tokens at p = 2..8 bits, straight from
+// the bitplanes (layout in kernels/ref/anyprec_ref.h), fp32 accumulation, any N and K.
+// Host launchers only; the CPU reference with the same contract is AnyprecGemmRef.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace pmpd::kernels {
+
+constexpr int kAnyprecGemvMaxTokens = 8;
+
+// y[M, N] = x[M, K] * W_p^T. x, y fp32 row-major on the device; qweight [P, N, ceil(K/32)];
+// lut: fp16 [N, 2^p] for precision p. 1 <= M <= 8, 2 <= p <= P <= 8. Asynchronous on `stream`;
+// allocates nothing. Reads p/8 bytes per weight plus the LUTs, x and y once.
+void AnyprecGemv(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K, int P, int p,
+                 float* y, cudaStream_t stream);
+
+// W_p as fp16 [N, K] (for prefill: dequantize once, then a dense GEMM). Asynchronous on `stream`.
+void AnyprecDequant(const uint32_t* qweight, const __half* lut, int N, int K, int P, int p, __half* w,
+                    cudaStream_t stream);
+
+}  // namespace pmpd::kernels

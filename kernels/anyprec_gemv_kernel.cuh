@@ -1,0 +1,161 @@
+// The any-precision GEMV kernel template, included by one translation unit per bit width
+// (anyprec_gemv_b<p>.cu) so instantiations compile in parallel; anyprec_gemv.cu dispatches.
+//
+// Work split: one warp per output row n; lane t of the warp owns word t of every 1024-column chunk
+// (T words in the last, partial chunk), so each plane is read as one coalesced 128-byte line per
+// chunk. From its p words (planes 0..p-1 = MSB first) a lane rebuilds the p-bit codes of its 32
+// columns:
+//
+//   word bits 31..24 -> run s=0: columns 8T*0 + 8t .. +7      (bit 31 - 8s - r is column 8Ts + 8t + r)
+//   word bits 23..16 -> run s=1: columns 8T*1 + 8t .. +7
+//   ...
+//
+// looks each code up in the row's LUT (fp32 copy in shared memory, 2^p entries per warp) and
+// accumulates x * w in fp32 for every token; a warp shuffle reduction gives y[m, n].
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include "kernels/anyprec_gemv.cuh"
+#include "kernels/cuda_check.cuh"
+
+namespace pmpd::kernels {
+namespace anyprec_detail {
+
+constexpr int kWarpsPerBlock = 8;
+
+template <int BITS, int M>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    AnyprecGemvKernel(const float* __restrict__ x, const uint32_t* __restrict__ qweight,
+                      const __half* __restrict__ lut, int N, int K, int P, float* __restrict__ y) {
+  __shared__ float lut_s[kWarpsPerBlock][1 << BITS];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int n = blockIdx.x * kWarpsPerBlock + warp;
+  if (n >= N) return;  // whole warp leaves together
+  const __half* lut_row = lut + (static_cast<size_t>(n) << BITS);
+  for (int c = lane; c < (1 << BITS); c += 32) lut_s[warp][c] = __half2float(lut_row[c]);
+  __syncwarp();
+
+  const int kw = (K + 31) / 32;
+  const int kpad = kw * 32;
+  const size_t plane_stride = static_cast<size_t>(N) * kw;
+  const uint32_t* row = qweight + static_cast<size_t>(n) * kw;
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = 0.f;
+
+  for (int chunk = 0; chunk * 1024 < kpad; ++chunk) {
+    const int T = (chunk + 1) * 1024 <= kpad ? 32 : (kpad % 1024) / 32;
+    if (lane >= T) continue;
+    uint32_t words[BITS];
+#pragma unroll
+    for (int b = 0; b < BITS; ++b) words[b] = __ldg(row + b * plane_stride + chunk * 32 + lane);
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int col0 = chunk * 1024 + 8 * T * s + 8 * lane;
+#pragma unroll
+      for (int r = 0; r < 8; ++r) {
+        const int shift = 31 - 8 * s - r;
+        int code = 0;
+#pragma unroll
+        for (int b = 0; b < BITS; ++b) code = (code << 1) | ((words[b] >> shift) & 1u);
+        const int col = col0 + r;
+        if (col < K) {
+          const float w = lut_s[warp][code];
+#pragma unroll
+          for (int m = 0; m < M; ++m) acc[m] += w * __ldg(x + static_cast<size_t>(m) * K + col);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    float v = acc[m];
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0) y[static_cast<size_t>(m) * N + n] = v;
+  }
+}
+
+template <int BITS>
+__global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight, const __half* __restrict__ lut, int N,
+                                     int K, __half* __restrict__ w) {
+  // One thread per (row, word): rebuilds 32 codes and writes their LUT values.
+  const int kw = (K + 31) / 32, kpad = kw * 32;
+  const size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<size_t>(N) * kw) return;
+  const int n = static_cast<int>(idx / kw), word = static_cast<int>(idx % kw);
+  const int chunk = word / 32, t = word % 32;
+  const int T = (chunk + 1) * 1024 <= kpad ? 32 : (kpad % 1024) / 32;
+  const size_t plane_stride = static_cast<size_t>(N) * kw;
+  uint32_t words[BITS];
+#pragma unroll
+  for (int b = 0; b < BITS; ++b) words[b] = qweight[b * plane_stride + static_cast<size_t>(n) * kw + word];
+  const __half* lut_row = lut + (static_cast<size_t>(n) << BITS);
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+#pragma unroll
+    for (int r = 0; r < 8; ++r) {
+      const int col = chunk * 1024 + 8 * T * s + 8 * t + r;
+      int code = 0;
+#pragma unroll
+      for (int b = 0; b < BITS; ++b) code = (code << 1) | ((words[b] >> (31 - 8 * s - r)) & 1u);
+      if (col < K) w[static_cast<size_t>(n) * K + col] = lut_row[code];
+    }
+  }
+}
+
+template <int BITS, int M>
+void LaunchGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, int P, float* y,
+                cudaStream_t stream) {
+  const int blocks = (N + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  AnyprecGemvKernel<BITS, M><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, qweight, lut, N, K, P, y);
+}
+
+// Per bit width: GEMV for every token count and the dequantize kernel.
+template <int BITS>
+void GemvForBits(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K, int P, float* y,
+                 cudaStream_t stream) {
+  switch (M) {
+    case 1: LaunchGemv<BITS, 1>(x, qweight, lut, N, K, P, y, stream); break;
+    case 2: LaunchGemv<BITS, 2>(x, qweight, lut, N, K, P, y, stream); break;
+    case 3: LaunchGemv<BITS, 3>(x, qweight, lut, N, K, P, y, stream); break;
+    case 4: LaunchGemv<BITS, 4>(x, qweight, lut, N, K, P, y, stream); break;
+    case 5: LaunchGemv<BITS, 5>(x, qweight, lut, N, K, P, y, stream); break;
+    case 6: LaunchGemv<BITS, 6>(x, qweight, lut, N, K, P, y, stream); break;
+    case 7: LaunchGemv<BITS, 7>(x, qweight, lut, N, K, P, y, stream); break;
+    case 8: LaunchGemv<BITS, 8>(x, qweight, lut, N, K, P, y, stream); break;
+  }
+}
+
+template <int BITS>
+void DequantForBits(const uint32_t* qweight, const __half* lut, int N, int K, __half* w, cudaStream_t stream) {
+  const size_t threads = static_cast<size_t>(N) * ((K + 31) / 32);
+  const int block = 256;
+  AnyprecDequantKernel<BITS><<<static_cast<unsigned>((threads + block - 1) / block), block, 0, stream>>>(
+      qweight, lut, N, K, w);
+}
+
+using GemvFn = void (*)(const float*, int, const uint32_t*, const __half*, int, int, int, float*, cudaStream_t);
+using DequantFn = void (*)(const uint32_t*, const __half*, int, int, __half*, cudaStream_t);
+
+// Defined in anyprec_gemv_b<p>.cu, one specialization per bit width.
+template <int BITS>
+GemvFn GetGemv();
+template <int BITS>
+DequantFn GetDequant();
+#define PMPD_ANYPREC_DECLARE(B) \
+  template <>                   \
+  GemvFn GetGemv<B>();          \
+  template <>                   \
+  DequantFn GetDequant<B>();
+PMPD_ANYPREC_DECLARE(2)
+PMPD_ANYPREC_DECLARE(3)
+PMPD_ANYPREC_DECLARE(4)
+PMPD_ANYPREC_DECLARE(5)
+PMPD_ANYPREC_DECLARE(6)
+PMPD_ANYPREC_DECLARE(7)
+PMPD_ANYPREC_DECLARE(8)
+#undef PMPD_ANYPREC_DECLARE
+
+}  // namespace anyprec_detail
+}  // namespace pmpd::kernels

@@ -1,0 +1,126 @@
+// GPU tests (label `gpu`): the any-precision GEMV and dequantize kernels against the CPU reference
+// over bit widths, token counts and shapes with tails (K = 172, partial 1024-column chunks, odd N).
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/anyprec_gemv.cuh"
+#include "kernels/half.h"
+#include "kernels/ref/anyprec_ref.h"
+
+namespace pmpd::kernels {
+namespace {
+
+bool HaveGpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+template <typename T>
+T* ToDevice(const std::vector<T>& v) {
+  T* d = nullptr;
+  EXPECT_EQ(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)), cudaSuccess);
+  cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+  return d;
+}
+
+struct Problem {
+  int N, K, P;
+  std::vector<uint32_t> qweight;
+  std::vector<std::vector<uint16_t>> luts;  // index p
+};
+
+Problem MakeProblem(int N, int K, int P, std::mt19937& rng) {
+  Problem pr{N, K, P, {}, {}};
+  pr.qweight.resize(static_cast<size_t>(P) * N * AnyprecWordsPerRow(K));
+  for (auto& w : pr.qweight) w = rng();  // any bits: padding columns must be ignored
+  std::normal_distribution<float> g(0.f, 0.05f);
+  pr.luts.resize(P + 1);
+  for (int p = 2; p <= P; ++p) {
+    pr.luts[p].resize(static_cast<size_t>(N) << p);
+    for (auto& l : pr.luts[p]) l = F32ToF16(g(rng));
+  }
+  return pr;
+}
+
+TEST(AnyprecGemvGpuTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g(0.f, 1.f);
+  int cases = 0;
+  for (auto [N, K] : {std::pair<int, int>{1, 32}, {7, 172}, {33, 1024}, {64, 1056}, {257, 2088}, {96, 4096}}) {
+    for (int P : {8, 4}) {
+      Problem pr = MakeProblem(N, K, P, rng);
+      uint32_t* dq = ToDevice(pr.qweight);
+      for (int p = 2; p <= P; ++p) {
+        __half* dl = reinterpret_cast<__half*>(ToDevice(pr.luts[p]));
+        for (int M : {1, 2, 3, 8}) {
+          std::vector<float> x(static_cast<size_t>(M) * K), ref(static_cast<size_t>(M) * N), got(ref.size());
+          for (auto& v : x) v = g(rng);
+          AnyprecGemmRef(x.data(), M, pr.qweight.data(), pr.luts[p].data(), N, K, P, p, ref.data());
+          float* dx = ToDevice(x);
+          float* dy = nullptr;
+          ASSERT_EQ(cudaMalloc(&dy, ref.size() * 4), cudaSuccess);
+          cudaMemset(dy, 0xff, ref.size() * 4);  // NaN poison
+          AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, nullptr);
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost);
+          // fp32 accumulation of K products in a different order from the double reference:
+          // |error| <= ~ K * eps * sum|x w| in the worst case, sqrt(K) typically; bound with 2 sqrt(K).
+          std::vector<float> w(static_cast<size_t>(N) * K);
+          AnyprecDequantRef(pr.qweight.data(), pr.luts[p].data(), N, K, P, p, w.data());
+          for (int m = 0; m < M; ++m) {
+            for (int n = 0; n < N; ++n) {
+              double mag = 0;
+              for (int k = 0; k < K; ++k) mag += std::fabs(double(x[m * K + k]) * w[static_cast<size_t>(n) * K + k]);
+              const double tol = 2.0 * std::sqrt(double(K)) * 1.2e-7 * mag + 1e-30;
+              ASSERT_NEAR(got[m * N + n], ref[m * N + n], tol)
+                  << "N " << N << " K " << K << " P " << P << " p " << p << " M " << M << " at m " << m << " n " << n;
+            }
+          }
+          cudaFree(dx);
+          cudaFree(dy);
+          ++cases;
+        }
+        cudaFree(dl);
+      }
+      cudaFree(dq);
+    }
+  }
+  EXPECT_EQ(cases, 6 * (7 + 3) * 4);
+}
+
+TEST(AnyprecGemvGpuTest, DequantizeIsExact) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";
+  std::mt19937 rng(12);
+  for (auto [N, K] : {std::pair<int, int>{5, 172}, {33, 1056}, {16, 3000}}) {
+    Problem pr = MakeProblem(N, K, 8, rng);
+    uint32_t* dq = ToDevice(pr.qweight);
+    for (int p = 2; p <= 8; ++p) {
+      __half* dl = reinterpret_cast<__half*>(ToDevice(pr.luts[p]));
+      __half* dw = nullptr;
+      ASSERT_EQ(cudaMalloc(&dw, static_cast<size_t>(N) * K * 2), cudaSuccess);
+      cudaMemset(dw, 0xff, static_cast<size_t>(N) * K * 2);
+      AnyprecDequant(dq, dl, N, K, 8, p, dw, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      std::vector<uint16_t> got(static_cast<size_t>(N) * K);
+      cudaMemcpy(got.data(), dw, got.size() * 2, cudaMemcpyDeviceToHost);
+      std::vector<float> ref(got.size());
+      AnyprecDequantRef(pr.qweight.data(), pr.luts[p].data(), N, K, 8, p, ref.data());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(F16ToF32(got[i]), ref[i]) << "N " << N << " K " << K << " p " << p << " index " << i;
+      }
+      cudaFree(dw);
+      cudaFree(dl);
+    }
+    cudaFree(dq);
+  }
+}
+
+}  // namespace
+}  // namespace pmpd::kernels
