@@ -12,7 +12,7 @@
 namespace pmpd::metrics {
 namespace {
 
-constexpr int kMaxOrder = 4;
+constexpr size_t kMaxOrder = 4;
 
 // ---- Python str semantics on UTF-8 --------------------------------------------------------------
 
@@ -134,7 +134,7 @@ void Analyze(std::string_view raw, Segment* seg) {
     start = end + 1;
   }
   seg->length = static_cast<int64_t>(tokens.size());
-  for (int n = 1; n <= kMaxOrder; ++n) {
+  for (size_t n = 1; n <= kMaxOrder; ++n) {
     for (size_t i = 0; i + n <= tokens.size(); ++i) {
       const size_t b = tokens[i].first, e = tokens[i + n - 1].second;
       ++seg->ngrams[text.substr(b, e - b)];
@@ -142,7 +142,10 @@ void Analyze(std::string_view raw, Segment* seg) {
   }
 }
 
-int Order(std::string_view ngram) { return 1 + static_cast<int>(std::count(ngram.begin(), ngram.end(), ' ')); }
+// 1 for a unigram: tokens hold no spaces.
+size_t Order(std::string_view ngram) {
+  return 1 + static_cast<size_t>(std::count(ngram.begin(), ngram.end(), ' '));
+}
 
 // sys_len, ref_len, correct[4], total[4] (sacrebleu's segment statistics).
 struct Stats {
@@ -184,7 +187,7 @@ void AddSegment(std::string_view hyp, const std::vector<std::string_view>& refs,
   stats->sys_len += h.length;
   stats->ref_len += ClosestRefLength(h.length, ref_lens);
   for (const auto& [ngram, count] : h.ngrams) {
-    const int n = Order(ngram) - 1;
+    const size_t n = Order(ngram) - 1;
     stats->total[n] += count;
     auto it = max_ref_counts.find(ngram);
     if (it != max_ref_counts.end()) stats->correct[n] += std::min(count, it->second);
@@ -204,13 +207,14 @@ BleuScore ComputeBleu(const Stats& s, bool effective_order) {
   out.precisions.assign(kMaxOrder, 0.0);
   out.bp = 1.0;
   if (s.sys_len < s.ref_len) {
-    out.bp = s.sys_len > 0 ? std::exp(1.0 - static_cast<double>(s.ref_len) / static_cast<double>(s.sys_len))
-                           : 0.0;
+    out.bp = s.sys_len > 0
+                 ? std::exp(1.0 - static_cast<double>(s.ref_len) / static_cast<double>(s.sys_len))
+                 : 0.0;
   }
   if (std::all_of(s.correct, s.correct + kMaxOrder, [](int64_t c) { return c == 0; })) return out;
   double smooth_mteval = 1.0;
-  int eff_order = kMaxOrder;
-  for (int n = 1; n <= kMaxOrder; ++n) {
+  size_t eff_order = kMaxOrder;
+  for (size_t n = 1; n <= kMaxOrder; ++n) {
     const auto total = static_cast<double>(s.total[n - 1]);
     if (s.total[n - 1] == 0) break;
     if (effective_order) eff_order = n;
@@ -222,8 +226,8 @@ BleuScore ComputeBleu(const Stats& s, bool effective_order) {
     }
   }
   double log_sum = 0.0;
-  for (int n = 0; n < eff_order; ++n) log_sum += MyLog(out.precisions[n]);
-  out.score = out.bp * std::exp(log_sum / eff_order);
+  for (size_t n = 0; n < eff_order; ++n) log_sum += MyLog(out.precisions[n]);
+  out.score = out.bp * std::exp(log_sum / static_cast<double>(eff_order));
   return out;
 }
 
@@ -258,15 +262,21 @@ std::string Tokenize13a(std::string_view line) {
   // ([^0-9])([\.,]) -> '\1 \2 '
   s = SubPairs(
       padded, [&](char a, char b) { return !IsDigit(a) && period_or_comma(b); },
-      [](char a, char b, std::string* out) { out->append({a, ' ', b, ' '}); });
+      [](char a, char b, std::string* out) {
+        out->append({a, ' ', b, ' '});
+      });
   // ([\.,])([^0-9]) -> ' \1 \2'
   s = SubPairs(
       s, [&](char a, char b) { return period_or_comma(a) && !IsDigit(b); },
-      [](char a, char b, std::string* out) { out->append({' ', a, ' ', b}); });
+      [](char a, char b, std::string* out) {
+        out->append({' ', a, ' ', b});
+      });
   // ([0-9])(-) -> '\1 \2 '
   s = SubPairs(
       s, [](char a, char b) { return IsDigit(a) && b == '-'; },
-      [](char a, char b, std::string* out) { out->append({a, ' ', b, ' '}); });
+      [](char a, char b, std::string* out) {
+        out->append({a, ' ', b, ' '});
+      });
   std::string out;
   out.reserve(s.size());
   for (const auto& [b, e] : PySplit(s)) {
@@ -280,7 +290,8 @@ BleuScore CorpusBleu(const std::vector<std::string>& hypotheses,
                      const std::vector<std::vector<std::string>>& references) {
   PMPD_CHECK(!references.empty(), "CorpusBleu needs at least one reference stream");
   for (const auto& stream : references) {
-    PMPD_CHECK(stream.size() == hypotheses.size(), "every reference stream needs one line per hypothesis");
+    PMPD_CHECK(stream.size() == hypotheses.size(),
+               "every reference stream needs one line per hypothesis");
   }
   Stats stats;
   std::vector<std::string_view> refs(references.size());

@@ -10,11 +10,13 @@ namespace pmpd::metrics {
 namespace {
 
 // ---- NLTK PorterStemmer, NLTK_EXTENSIONS mode (nltk/stem/porter.py) -----------------------------
-// Every helper mirrors the Python method of the same name; words are ASCII lowercase.
+// Each helper mirrors the PorterStemmer method of the like name (Measure = _measure, ...); words
+// are ASCII lowercase.
 
 // (Debian's Abseil has its own string_view type, so no EndsWith on std::string_view.)
 bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool IsVowelLetter(char c) { return c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u'; }
@@ -32,30 +34,37 @@ bool IsConsonant(std::string_view w, size_t i) {
   return !IsVowelLetter(w[i]) != negate;
 }
 
-// m in [C](VC){m}[V]: the number of vowel-to-consonant transitions. One pass.
-int Measure(std::string_view stem) {
-  int m = 0;
-  bool prev_consonant = true;  // value only matters from i = 1 on
-  for (size_t i = 0; i < stem.size(); ++i) {
-    bool consonant;
-    if (IsVowelLetter(stem[i])) {
+// Calls visit(i, consonant, prev_consonant) for each letter left to right, one pass (NLTK's
+// _consonant_flags): a 'y' is a consonant at the start or after a vowel.
+template <typename Visit>
+void ForEachConsonantFlag(std::string_view w, Visit visit) {
+  bool prev_consonant = true;
+  for (size_t i = 0; i < w.size(); ++i) {
+    bool consonant = true;
+    if (IsVowelLetter(w[i])) {
       consonant = false;
-    } else if (stem[i] == 'y') {
-      consonant = i == 0 ? true : !prev_consonant;
-    } else {
-      consonant = true;
+    } else if (w[i] == 'y' && i > 0) {
+      consonant = !prev_consonant;
     }
-    if (i > 0 && !prev_consonant && consonant) ++m;
+    visit(i, consonant, prev_consonant);
     prev_consonant = consonant;
   }
+}
+
+// m in [C](VC){m}[V]: the number of vowel-to-consonant transitions.
+int Measure(std::string_view stem) {
+  int m = 0;
+  ForEachConsonantFlag(stem, [&m](size_t i, bool consonant, bool prev_consonant) {
+    if (i > 0 && !prev_consonant && consonant) ++m;
+  });
   return m;
 }
 
 bool ContainsVowel(std::string_view stem) {
-  for (size_t i = 0; i < stem.size(); ++i) {
-    if (!IsConsonant(stem, i)) return true;
-  }
-  return false;
+  bool vowel = false;
+  ForEachConsonantFlag(stem,
+                       [&vowel](size_t, bool consonant, bool) { vowel = vowel || !consonant; });
+  return vowel;
 }
 
 // Condition *d: ends with a double consonant.
@@ -192,12 +201,15 @@ constexpr Rule kStep3[] = {
 };
 
 constexpr Rule kStep4[] = {
-    {"al", "", Cond::kMeasureGt1},   {"ance", "", Cond::kMeasureGt1}, {"ence", "", Cond::kMeasureGt1},
-    {"er", "", Cond::kMeasureGt1},   {"ic", "", Cond::kMeasureGt1},   {"able", "", Cond::kMeasureGt1},
-    {"ible", "", Cond::kMeasureGt1}, {"ant", "", Cond::kMeasureGt1},  {"ement", "", Cond::kMeasureGt1},
-    {"ment", "", Cond::kMeasureGt1}, {"ent", "", Cond::kMeasureGt1},  {"ion", "", Cond::kIon},
-    {"ou", "", Cond::kMeasureGt1},   {"ism", "", Cond::kMeasureGt1},  {"ate", "", Cond::kMeasureGt1},
-    {"iti", "", Cond::kMeasureGt1},  {"ous", "", Cond::kMeasureGt1},  {"ive", "", Cond::kMeasureGt1},
+    {"al", "", Cond::kMeasureGt1},    {"ance", "", Cond::kMeasureGt1},
+    {"ence", "", Cond::kMeasureGt1},  {"er", "", Cond::kMeasureGt1},
+    {"ic", "", Cond::kMeasureGt1},    {"able", "", Cond::kMeasureGt1},
+    {"ible", "", Cond::kMeasureGt1},  {"ant", "", Cond::kMeasureGt1},
+    {"ement", "", Cond::kMeasureGt1}, {"ment", "", Cond::kMeasureGt1},
+    {"ent", "", Cond::kMeasureGt1},   {"ion", "", Cond::kIon},
+    {"ou", "", Cond::kMeasureGt1},    {"ism", "", Cond::kMeasureGt1},
+    {"ate", "", Cond::kMeasureGt1},   {"iti", "", Cond::kMeasureGt1},
+    {"ous", "", Cond::kMeasureGt1},   {"ive", "", Cond::kMeasureGt1},
     {"ize", "", Cond::kMeasureGt1},
 };
 
@@ -221,10 +233,12 @@ std::string Step5b(const std::string& word) {
 // NLTK's irregular forms, looked up before any rule.
 const std::string* IrregularForm(const std::string& word) {
   static const auto* const kPool = new std::unordered_map<std::string, std::string>{
-      {"sky", "sky"},         {"skies", "sky"},     {"dying", "die"},       {"lying", "lie"},
-      {"tying", "tie"},       {"news", "news"},     {"innings", "inning"},  {"inning", "inning"},
-      {"outings", "outing"},  {"outing", "outing"}, {"cannings", "canning"}, {"canning", "canning"},
-      {"howe", "howe"},       {"proceed", "proceed"}, {"exceed", "exceed"}, {"succeed", "succeed"},
+      {"sky", "sky"},         {"skies", "sky"},        {"dying", "die"},
+      {"lying", "lie"},       {"tying", "tie"},        {"news", "news"},
+      {"innings", "inning"},  {"inning", "inning"},    {"outings", "outing"},
+      {"outing", "outing"},   {"cannings", "canning"}, {"canning", "canning"},
+      {"howe", "howe"},       {"proceed", "proceed"},  {"exceed", "exceed"},
+      {"succeed", "succeed"},
   };
   auto it = kPool->find(word);
   return it == kPool->end() ? nullptr : &it->second;
@@ -236,7 +250,7 @@ const std::string* IrregularForm(const std::string& word) {
 // yields -1 and advances one byte.
 int32_t NextCodePoint(std::string_view s, size_t* pos) {
   const auto b0 = static_cast<unsigned char>(s[*pos]);
-  int len;
+  size_t len;
   int32_t cp;
   if (b0 < 0x80) {
     ++*pos;
@@ -258,7 +272,7 @@ int32_t NextCodePoint(std::string_view s, size_t* pos) {
     ++*pos;
     return -1;
   }
-  for (int k = 1; k < len; ++k) {
+  for (size_t k = 1; k < len; ++k) {
     const auto b = static_cast<unsigned char>(s[*pos + k]);
     if ((b & 0xC0) != 0x80) {
       ++*pos;
@@ -271,10 +285,10 @@ int32_t NextCodePoint(std::string_view s, size_t* pos) {
 }
 
 // The longest common subsequence length of two id sequences; two rows over the shorter one.
-int64_t LcsLength(const std::vector<int>& a, const std::vector<int>& b) {
+int32_t LcsLength(const std::vector<int>& a, const std::vector<int>& b) {
   const std::vector<int>& outer = a.size() >= b.size() ? a : b;
   const std::vector<int>& inner = a.size() >= b.size() ? b : a;
-  std::vector<int64_t> prev(inner.size() + 1, 0), cur(inner.size() + 1, 0);
+  std::vector<int32_t> prev(inner.size() + 1, 0), cur(inner.size() + 1, 0);
   for (int x : outer) {
     for (size_t j = 1; j <= inner.size(); ++j) {
       cur[j] = x == inner[j - 1] ? prev[j - 1] + 1 : std::max(prev[j], cur[j - 1]);
@@ -322,7 +336,8 @@ std::vector<std::string> RougeTokenize(std::string_view text, bool stem) {
       cur.push_back(static_cast<char>(cp - 'A' + 'a'));
     } else if (cp == 0x212A) {  // KELVIN SIGN: str.lower() gives ASCII 'k'
       cur.push_back('k');
-    } else if (cp == 0x130) {  // LATIN CAPITAL I WITH DOT: lower() gives "i\u0307", the dot separates
+    } else if (cp == 0x130) {
+      // LATIN CAPITAL LETTER I WITH DOT ABOVE: lower() gives "i\u0307"; the dot separates.
       cur.push_back('i');
       flush();
     } else {
@@ -353,7 +368,8 @@ RougeScore RougeL(std::string_view target, std::string_view prediction) {
   RougeScore s;
   s.precision = lcs / static_cast<double>(p.size());
   s.recall = lcs / static_cast<double>(t.size());
-  s.fmeasure = s.precision + s.recall > 0 ? 2 * s.precision * s.recall / (s.precision + s.recall) : 0.0;
+  s.fmeasure =
+      s.precision + s.recall > 0 ? 2 * s.precision * s.recall / (s.precision + s.recall) : 0.0;
   return s;
 }
 

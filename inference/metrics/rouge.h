@@ -19,7 +19,7 @@ struct RougeScore {
 
 // NLTK PorterStemmer().stem(word) in NLTK_EXTENSIONS mode (irregular-forms pool, the 'ies'/'ied'
 // rules, y -> i only after a consonant, 'alli', 'fulli', 'logi'). Lowercases ASCII first; exact for
-// ASCII input (rouge-score only feeds it [a-z0-9]+). O(|word|^2) worst case, tiny in practice.
+// ASCII input (rouge-score only feeds it [a-z0-9]+). O(|word|) time.
 std::string PorterStem(std::string_view word);
 
 // rouge-score's tokenize.tokenize(text, stemmer): lowercase as Python does (which also maps

@@ -4,13 +4,14 @@
 // Tolerances: Rouge values are ratios of small integers combined in the same order as rouge-score,
 // so they agree to the last bit; 1e-12 leaves room for nothing but a changed formula. BLEU is
 // exp(mean of 4 logs) * 100 in sacrebleu's order of operations; glibc's log/exp are the same
-// functions Python calls, and 1e-9 absolute on a 0..100 score is ~1e4 ulps of slack.
+// functions Python calls, and 1e-9 absolute on a 0..100 score is ~7e4 ulps of slack.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "inference/metrics/bleu.h"
@@ -26,8 +27,8 @@ constexpr double kRougeTol = 1e-12;
 constexpr double kBleuTol = 1e-9;
 
 const json& Golden() {
-  static const json* const golden =
-      new json(json::parse(pmpd::testing::ReadFile(pmpd::testing::SourcePath("tests/golden/metrics.json"))));
+  static const json* const golden = new json(
+      json::parse(pmpd::testing::ReadFile(pmpd::testing::SourcePath("tests/golden/metrics.json"))));
   return *golden;
 }
 
@@ -62,7 +63,8 @@ TEST(PorterStemTest, MatchesNltkOnGoldenWords) {
   for (const json& c : cases) {
     const std::string word = c[0].get<std::string>(), want = c[1].get<std::string>();
     const std::string got = PorterStem(word);
-    if (got != want && ++mismatches <= 20) ADD_FAILURE() << word << ": want " << want << ", got " << got;
+    if (got != want && ++mismatches <= 20)
+      ADD_FAILURE() << word << ": want " << want << ", got " << got;
   }
   EXPECT_EQ(mismatches, 0) << "of " << cases.size() << " words";
 }
@@ -161,17 +163,23 @@ TEST(RougeLTest, MaxPicksHighestFmeasure) {
 TEST(RougeTokenizeTest, NonAsciiLettersSeparateTokens) {
   EXPECT_EQ(RougeTokenize("café naïve", false), (std::vector<std::string>{"caf", "na", "ve"}));
   // Python lowercases U+0130 to "i" + U+0307 and the Kelvin sign to "k".
-  EXPECT_EQ(RougeTokenize("\xC4\xB0stanbul 5\xE2\x84\xAA", false), (std::vector<std::string>{"i", "stanbul", "5k"}));
+  EXPECT_EQ(RougeTokenize("\xC4\xB0stanbul 5\xE2\x84\xAA", false),
+            (std::vector<std::string>{"i", "stanbul", "5k"}));
   // Invalid UTF-8 bytes separate too.
-  EXPECT_EQ(RougeTokenize("ab\xFF" "cd\xC3", false), (std::vector<std::string>{"ab", "cd"}));
+  EXPECT_EQ(RougeTokenize("ab\xFF"
+                          "cd\xC3",
+                          false),
+            (std::vector<std::string>{"ab", "cd"}));
 }
 
 TEST(PorterStemTest, PaperExamples) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"caresses", "caress"}, {"ponies", "poni"},       {"agreed", "agre"},     {"feed", "feed"},
-      {"motoring", "motor"},  {"hopping", "hop"},       {"filing", "file"},     {"happy", "happi"},
-      {"relational", "relat"}, {"generously", "gener"}, {"dying", "die"},      {"sky", "sky"},
-      {"controll", "control"}, {"roll", "roll"},        {"triplicate", "triplic"}, {"adoption", "adopt"}};
+      {"caresses", "caress"},  {"ponies", "poni"},    {"agreed", "agre"},
+      {"feed", "feed"},        {"motoring", "motor"}, {"hopping", "hop"},
+      {"filing", "file"},      {"happy", "happi"},    {"relational", "relat"},
+      {"generously", "gener"}, {"dying", "die"},      {"sky", "sky"},
+      {"controll", "control"}, {"roll", "roll"},      {"triplicate", "triplic"},
+      {"adoption", "adopt"}};
   for (const auto& [word, stem] : cases) EXPECT_EQ(PorterStem(word), stem) << word;
 }
 
@@ -189,7 +197,8 @@ TEST(BleuTest, HandComputedCorpus) {
   EXPECT_EQ(empty.bp, 0.0);
   // 'exp' smoothing: "a b c x" vs "a b c d": p1 = 3/4, p2 = 2/3, p3 = 1/2, p4 = 0 -> 100 / (2 * 1).
   const BleuScore smoothed = CorpusBleu({"a b c x"}, {{"a b c d"}});
-  const double want = std::exp((std::log(75.0) + std::log(200.0 / 3) + std::log(50.0) + std::log(50.0)) / 4);
+  const double want =
+      std::exp((std::log(75.0) + std::log(200.0 / 3) + std::log(50.0) + std::log(50.0)) / 4);
   EXPECT_NEAR(smoothed.score, want, 1e-9);
 }
 
@@ -202,6 +211,9 @@ TEST(BleuTest, EmptyCorpusScoresZero) {
 // ---- cost -------------------------------------------------------------------------------------
 
 TEST(RougeLTest, ThousandTokenTextsAreFast) {
+#if !defined(NDEBUG) || defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "timing is checked in optimized builds without sanitizers only";
+#endif
   std::string a, b;
   for (int i = 0; i < 1000; ++i) {
     a += "word" + std::to_string(i % 97) + " ";
@@ -212,9 +224,10 @@ TEST(RougeLTest, ThousandTokenTextsAreFast) {
   double sink = 0;
   for (int r = 0; r < kReps; ++r) sink += RougeL(a, b).fmeasure;
   const double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / kReps;
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() /
+      kReps;
   EXPECT_GT(sink, 0.0);
-  // Budget 10 ms per call; typically ~1 ms in an optimized build.
+  // Budget 10 ms per call; about 2 ms in a Release build (1e6 LCS cells + 2000 stems).
   EXPECT_LT(ms, 10.0) << "RougeL on two 1000-token texts took " << ms << " ms";
 }
 
