@@ -1,5 +1,8 @@
 // pmpd-generate: stream a continuation of a prompt from a Llama-family model.
+#include <unistd.h>
+
 #include <cstdio>
+#include <map>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -8,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "cli/cli_common.h"
 #include "inference/generator.h"
+#include "scheduler_runtime/precision_scheduler.h"
+#include "scheduler_runtime/scheduled_generation.h"
 #include "inference/llama_model.h"
 #include "models/file_util.h"
 #include "models/tokenizer.h"
@@ -24,6 +29,12 @@ ABSL_FLAG(uint64_t, seed, 0, "Random seed for sampling; the same seed gives the 
 ABSL_FLAG(bool, json, false, "Print one JSON object (prompt_ids, new_ids, text, timing) instead of streaming text.");
 ABSL_FLAG(int, precision, 0, "Any-precision models: weight bits to decode at (seed..parent precision of the "
                               "checkpoint); 0 = the parent precision.");
+ABSL_FLAG(std::string, precisions, "", "PMPD: decode precisions, high to low, e.g. 4,3,2 (any-precision models).");
+ABSL_FLAG(std::string, scheduler, "static", "PMPD scheduler: static (switch after --switch-steps).");
+ABSL_FLAG(std::string, switch_steps, "", "Static scheduler: one cumulative step per adjacent pair, e.g. 16,64: "
+                                         "4 bits for tokens [0,16), 3 for [16,64), 2 after.");
+ABSL_FLAG(int, prefill_precision, 0, "PMPD: precision of the prompt prefill (default: the first of --precisions).");
+ABSL_FLAG(std::string, color, "auto", "Color tokens by precision: auto (when stdout is a terminal), always, never.");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS (for benchmarks).");
 
 namespace {
@@ -59,13 +70,60 @@ int Run() {
   const std::string prompt = absl::GetFlag(FLAGS_prompt);
   const std::vector<int> prompt_ids = (*tok)->Encode(prompt, /*add_bos=*/true);
   models::IncrementalDetokenizer detok(**tok, prompt_ids);
-  if (!json) {
-    std::cout << prompt << std::flush;
+  const std::string color_flag = absl::GetFlag(FLAGS_color);
+  if (color_flag != "auto" && color_flag != "always" && color_flag != "never") {
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--color must be auto, always or never"));
   }
-  auto result = inference::Generate(**model, prompt_ids, opt, [&](int id) {
+  const bool color = color_flag == "always" || (color_flag == "auto" && isatty(STDOUT_FILENO));
+  // One ANSI color per precision, brightest for the highest.
+  const std::map<int, const char*> kColors = {{8, "\033[97m"}, {7, "\033[37m"}, {6, "\033[96m"}, {5, "\033[94m"},
+                                              {4, "\033[92m"}, {3, "\033[93m"}, {2, "\033[91m"}};
+  if (!json) std::cout << prompt << std::flush;
+  auto show = [&](int id, int precision) {
     if (json) return;
-    std::cout << detok.Push(id) << std::flush;
-  });
+    const std::string piece = detok.Push(id);
+    if (color && precision > 0 && !piece.empty()) {
+      std::cout << kColors.at(precision) << piece << "\033[0m" << std::flush;
+    } else {
+      std::cout << piece << std::flush;
+    }
+  };
+  absl::StatusOr<inference::GenerationResult> result;
+  std::vector<int> token_precisions;
+  double avg_bits = 0, schedule_us = 0;
+  std::string schedule;
+  std::vector<int> legend;  // precisions of the schedule, for the color legend
+  if (!absl::GetFlag(FLAGS_precisions).empty()) {
+    auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
+    if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
+    auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
+    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
+    if (absl::GetFlag(FLAGS_scheduler) != "static") {
+      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                     "--scheduler ", absl::GetFlag(FLAGS_scheduler),
+                                     " is not available; supported: static (learned comes with pmpd-train)")));
+    }
+    auto sched = scheduler::MakeStaticScheduler(*precisions, *steps);
+    if (!sched.ok()) return cli::Fail(kProgram, sched.status());
+    schedule = (*sched)->Describe();
+    legend = *precisions;
+    scheduler::ScheduledGenerationOptions sopt;
+    sopt.generation = opt;
+    sopt.prefill_precision = absl::GetFlag(FLAGS_prefill_precision);
+    auto r = scheduler::GenerateScheduled(**model, prompt_ids, sopt, **sched, show);
+    if (!r.ok()) {
+      result = r.status();
+    } else {
+      result = r->generation;
+      token_precisions = r->token_precisions;
+      avg_bits = r->avg_bits;
+      schedule_us = r->schedule_us;
+    }
+  } else {
+    result = inference::Generate(**model, prompt_ids, opt, [&](int id) { show(id, 0); });
+    if (result.ok()) token_precisions.assign(result->new_ids.size(), (*model)->precision());
+    avg_bits = scheduler::AverageBits(token_precisions);
+  }
   if (!result.ok()) {
     if (!json) std::cout << "\n";
     return cli::Fail(kProgram, result.status());
@@ -80,6 +138,12 @@ int Run() {
     j["text"] = text;
     j["finish_reason"] = result->finish_reason;
     j["precision"] = (*model)->precision();
+    j["precisions"] = token_precisions;
+    j["avg_bits"] = avg_bits;
+    if (!schedule.empty()) {
+      j["schedule"] = schedule;
+      j["schedule_us"] = schedule_us;
+    }
     j["prefill_ms"] = result->prefill_ms;
     j["decode_ms"] = result->decode_ms;
     j["decode_steps"] = result->decode_steps;
@@ -87,9 +151,19 @@ int Run() {
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::cout << "\n";
-    std::fprintf(stderr, "[%zu prompt tokens, %zu new tokens (%s); prefill %.1f ms; decode %.1f tokens/s]\n",
+    std::fprintf(stderr, "[%zu prompt tokens, %zu new tokens (%s); prefill %.1f ms; decode %.1f tokens/s",
                  result->prompt_ids.size(), result->new_ids.size(), result->finish_reason.c_str(), result->prefill_ms,
                  result->decode_tokens_per_s());
+    if (avg_bits > 0) std::fprintf(stderr, "; average %.2f bits", avg_bits);
+    if (!schedule.empty()) std::fprintf(stderr, "; %s", schedule.c_str());
+    std::fprintf(stderr, "]\n");
+    if (color && !schedule.empty()) {
+      std::fprintf(stderr, "[colors:");
+      for (int p : legend) {
+        std::fprintf(stderr, " %s%d bits\033[0m", kColors.at(p), p);
+      }
+      std::fprintf(stderr, "]\n");
+    }
   }
   return 0;
 }

@@ -253,6 +253,15 @@ at::Tensor LlamaModel::Impl::Hidden(const at::Tensor& ids, int64_t pos, bool use
   return RmsNorm(x, final_norm, c.rms_norm_eps);
 }
 
+void LlamaModel::LastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
+  const Impl& m = *impl_;
+  c10::InferenceMode guard;
+  for (auto [cache, out] : {std::pair<const at::Tensor*, std::vector<float>*>{&m.k_cache.back(), k}, {&m.v_cache.back(), v}}) {
+    at::Tensor t = cache->narrow(1, 0, m.cache_len).contiguous();
+    out->assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  }
+}
+
 absl::Status LlamaModel::CheckTokens(absl::Span<const int> tokens, int start) const {
   const models::LlamaConfig& c = impl_->config;
   const int64_t n = static_cast<int64_t>(tokens.size());

@@ -48,6 +48,11 @@ class LlamaModel {
   // context or an id is outside the vocabulary. Cost: O(n * params + n * cache_len * layers * q_dim).
   absl::Status Forward(absl::Span<const int> tokens, bool all_positions, std::vector<float>* logits);
 
+  // The last layer's cached keys and values (keys after rotary embedding, as attention uses them),
+  // each [kv_heads, cache_len, head_dim] row-major: what the learned scheduler reads after prefill.
+  // Cost: one copy of 2 * kv_dim * cache_len floats.
+  void LastLayerKv(std::vector<float>* k, std::vector<float>* v) const;
+
   // Sum of -log p(token[i] | tokens[< i]) for i = 1..n-1 over one independent sequence (the cache is
   // neither used nor changed); *predicted = n - 1. For perplexity. Cost: one full forward.
   absl::StatusOr<double> SequenceNll(absl::Span<const int> tokens, int64_t* predicted);
