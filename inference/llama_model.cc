@@ -23,6 +23,7 @@ namespace {
 struct Linear {
   at::Tensor dense;  // [N, K]
   std::unique_ptr<models::AnyprecMatrix> quant;
+  std::vector<at::Tensor> dequantized;  // optional: [bits] -> W_bits as float32, see CacheDequantizedWeights
 };
 
 struct LayerWeights {
@@ -34,6 +35,9 @@ struct LayerWeights {
 // dequantize W once (O(N K)) and use a dense product, as the GPU prefill path does.
 at::Tensor Apply(const Linear& lin, const at::Tensor& x, int bits) {
   if (lin.dense.defined()) return at::linear(x, lin.dense);
+  if (static_cast<size_t>(bits) < lin.dequantized.size() && lin.dequantized[bits].defined()) {
+    return at::linear(x, lin.dequantized[bits]);
+  }
   const models::AnyprecMatrix& m = *lin.quant;
   at::Tensor xc = x.contiguous();
   const int rows = static_cast<int>(xc.size(0));
@@ -105,6 +109,27 @@ void LlamaModel::Reset() { impl_->cache_len = 0; }
 int LlamaModel::precision() const { return impl_->precision; }
 int LlamaModel::min_precision() const { return impl_->anyprec ? impl_->anyprec->seed_bits : 0; }
 int LlamaModel::max_precision() const { return impl_->anyprec ? impl_->anyprec->parent_bits : 0; }
+
+int64_t LlamaModel::CacheDequantizedWeights() {
+  Impl& m = *impl_;
+  if (!m.anyprec) return 0;
+  c10::NoGradGuard no_grad;
+  int64_t bytes = 0;
+  for (LayerWeights& w : m.layers) {
+    for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) {
+      if (!lin->quant) continue;
+      const models::AnyprecMatrix& q = *lin->quant;
+      lin->dequantized.assign(q.parent_bits + 1, at::Tensor());
+      for (int b = q.seed_bits; b <= q.parent_bits; ++b) {
+        at::Tensor t = at::empty({q.n, q.k}, at::kFloat);
+        kernels::AnyprecDequantRef(q.qweight.data(), q.lut(b), q.n, q.k, q.parent_bits, b, t.data_ptr<float>());
+        lin->dequantized[b] = t;
+        bytes += t.numel() * 4;
+      }
+    }
+  }
+  return bytes;
+}
 
 absl::Status LlamaModel::SetPrecision(int bits) {
   if (!impl_->anyprec) {

@@ -41,6 +41,10 @@ class LlamaModel {
   // Switches precision between steps: no reload, no copy, the KV cache stays. Fails for plain
   // models and for bits outside [min_precision, max_precision]. O(1).
   absl::Status SetPrecision(int bits);
+  // Speed over memory for small models on the CPU: keeps a float32 copy of every quantized weight
+  // at every precision, so the projections run as dense products (same values as reading the
+  // planes). Returns the bytes it holds: (P - S + 1) x 4 bytes per weight. Switching stays free.
+  int64_t CacheDequantizedWeights();
 
   // Runs `tokens` at positions [cache_len, cache_len + n) and appends their K/V to the cache.
   // Writes logits of the last position ([vocab]) or, with all_positions, of every position

@@ -1,0 +1,225 @@
+// pmpd-eval: quality against average bit-width for PMPD and its baselines on a task.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "cli/cli_common.h"
+#include "inference/llama_model.h"
+#include "models/file_util.h"
+#include "models/tokenizer.h"
+#include "scheduler_runtime/eval/evaluation.h"
+#include "scheduler_runtime/precision_scheduler.h"
+
+ABSL_FLAG(std::string, model, "", "Any-precision model directory (see pmpd-quantize). Required.");
+ABSL_FLAG(std::string, task, "", "tinystories, c4, cnn_dm, dialogsum or iwslt. Required.");
+ABSL_FLAG(int, n, 100, "Test prompts (the first N usable examples of the task).");
+ABSL_FLAG(int, max_new_tokens, 128, "Tokens generated per prompt (greedy).");
+ABSL_FLAG(std::string, methods, "high,low,static",
+          "Comma-separated: high (uniform first precision), low (uniform last), static (PMPD-Static).");
+ABSL_FLAG(std::string, precisions, "4,3", "Precisions high to low, e.g. 4,3 or 4,3,2.");
+ABSL_FLAG(std::string, switch_steps, "", "Static method: switch steps (one per adjacent pair), unless calibrated.");
+ABSL_FLAG(int, prefill_precision, 0, "Static method: prefill precision (default: the first precision).");
+ABSL_FLAG(bool, calibrate_static, false,
+          "Choose the static method's prefill precision and switch steps on a calibration split (the --calib-n "
+          "examples after the test ones): least average bits with quality >= uniform-high quality - --epsilon.");
+ABSL_FLAG(int, calib_n, 50, "Calibration prompts for --calibrate-static.");
+ABSL_FLAG(double, epsilon, 1.0, "Allowed quality drop for --calibrate-static (Rouge-L x100 or BLEU points).");
+ABSL_FLAG(std::string, reference, "dataset",
+          "dataset: the task's references; model: the greedy output of --reference-model (right for small models).");
+ABSL_FLAG(std::string, reference_model, "",
+          "Model whose output is the reference with --reference model (default: --model at its parent precision).");
+ABSL_FLAG(std::string, shared_dir, "", "Shared assets (default: $PMPD_SHARED_DIR, else ../shared).");
+ABSL_FLAG(std::string, data, "", "Data file overriding the task's default file.");
+ABSL_FLAG(std::string, out, "", "Directory for results.csv, results.json and quality_vs_bits.svg.");
+ABSL_FLAG(bool, json, false, "Print one JSON object with the rows.");
+
+namespace {
+constexpr char kProgram[] = "pmpd-eval";
+using namespace pmpd;
+
+void Progress(const std::string& what, int done, int total) {
+  std::fprintf(stderr, "\r%s: %d/%d   ", what.c_str(), done, total);
+  if (done == total) std::fprintf(stderr, "\n");
+}
+
+int Run() {
+  const std::string model_dir = absl::GetFlag(FLAGS_model), task_name = absl::GetFlag(FLAGS_task);
+  if (model_dir.empty() || task_name.empty()) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--model and --task are required (see --help)"));
+  }
+  std::string shared = absl::GetFlag(FLAGS_shared_dir);
+  if (shared.empty()) shared = std::getenv("PMPD_SHARED_DIR") ? std::getenv("PMPD_SHARED_DIR") : "../shared";
+  const int n = absl::GetFlag(FLAGS_n), max_new = absl::GetFlag(FLAGS_max_new_tokens);
+  auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
+  if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
+  if (auto st = scheduler::MakeStaticScheduler(*precisions, std::vector<int>(precisions->size() - (precisions->empty() ? 0 : 1), 0));
+      !st.ok()) {
+    return cli::Fail(kProgram, st.status());
+  }
+  std::vector<std::string> methods = absl::StrSplit(absl::GetFlag(FLAGS_methods), ',', absl::SkipEmpty());
+  for (const auto& m : methods) {
+    if (m == "learned") {
+      return cli::Fail(kProgram, absl::UnimplementedError(
+                                     "method \"learned\" needs trained classifiers (pmpd-train), which are not "
+                                     "available yet"));
+    }
+    if (m != "high" && m != "low" && m != "static") {
+      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                     "unknown method \"", m, "\"; known: high, low, static, learned")));
+    }
+  }
+  const std::string reference = absl::GetFlag(FLAGS_reference);
+  if (reference != "dataset" && reference != "model") {
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--reference must be dataset or model"));
+  }
+  auto task = scheduler::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), 0, n);
+  if (!task.ok()) return cli::Fail(kProgram, task.status());
+  const bool calibrate = absl::GetFlag(FLAGS_calibrate_static) &&
+                         std::find(methods.begin(), methods.end(), "static") != methods.end();
+  absl::StatusOr<scheduler::EvalTask> calib_task = absl::NotFoundError("");
+  if (calibrate) {
+    calib_task = scheduler::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), n, absl::GetFlag(FLAGS_calib_n));
+    if (!calib_task.ok()) return cli::Fail(kProgram, calib_task.status());
+  }
+  auto tok = models::Tokenizer::Load(models::JoinPath(model_dir, "tokenizer.model"));
+  if (!tok.ok()) return cli::Fail(kProgram, tok.status());
+  auto model = inference::LlamaModel::Load(model_dir);
+  if (!model.ok()) return cli::Fail(kProgram, model.status());
+  if ((*model)->max_precision() == 0) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                   model_dir, ": not an any-precision checkpoint (quantize it with pmpd-quantize)")));
+  }
+  for (int p : *precisions) {
+    if (p < (*model)->min_precision() || p > (*model)->max_precision()) {
+      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                     "precision ", p, " is missing from ", model_dir, ", which holds ",
+                                     (*model)->min_precision(), " to ", (*model)->max_precision(), " bits")));
+    }
+  }
+  const int64_t cache = (*model)->CacheDequantizedWeights();
+  std::fprintf(stderr, "%s: %zu test prompts from %s (dequantized weight cache: %.1f MB)\n", task_name.c_str(),
+               task->examples.size(), task->data_path.c_str(), cache / 1e6);
+
+  // References: the data set's, or a model's greedy outputs on the same (fitted) prompts.
+  auto refs_for = [&](const scheduler::EvalTask& t, const std::vector<std::vector<int>>& prompts)
+      -> absl::StatusOr<std::vector<std::vector<std::string>>> {
+    std::vector<std::vector<std::string>> refs;
+    if (reference == "dataset") {
+      for (const auto& ex : t.examples) refs.push_back(ex.references);
+      return refs;
+    }
+    std::unique_ptr<inference::LlamaModel> ref_model;
+    inference::LlamaModel* m = model->get();
+    const std::string ref_dir = absl::GetFlag(FLAGS_reference_model);
+    if (!ref_dir.empty()) {
+      auto loaded = inference::LlamaModel::Load(ref_dir);
+      if (!loaded.ok()) return loaded.status();
+      ref_model = std::move(*loaded);
+      m = ref_model.get();
+    } else if (auto st = m->SetPrecision(m->max_precision()); !st.ok()) {
+      return st;
+    }
+    auto outs = scheduler::GreedyOutputs(*m, **tok, prompts, max_new);
+    if (!outs.ok()) return outs.status();
+    for (auto& o : *outs) refs.push_back({o});
+    return refs;
+  };
+  const int ctx = (*model)->max_context();
+  const auto prompts = scheduler::FitPrompts(*task, **tok, ctx, max_new);
+  auto refs = refs_for(*task, prompts);
+  if (!refs.ok()) return cli::Fail(kProgram, refs.status());
+
+  scheduler::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}};
+  nlohmann::json calibration;
+  if (calibrate) {
+    const auto calib_prompts = scheduler::FitPrompts(*calib_task, **tok, ctx, max_new);
+    auto calib_refs = refs_for(*calib_task, calib_prompts);
+    if (!calib_refs.ok()) return cli::Fail(kProgram, calib_refs.status());
+    auto cal = scheduler::CalibrateStatic(**model, **tok, *precisions, calib_prompts, *calib_refs, task->metric, max_new,
+                                          absl::GetFlag(FLAGS_epsilon),
+                                          [](int d, int t) { Progress("calibrating static schedule", d, t); });
+    if (!cal.ok()) return cli::Fail(kProgram, cal.status());
+    static_method = cal->chosen;
+    std::fprintf(stderr, "calibration (%zu prompts): uniform-high quality %.2f; chose %s\n", calib_prompts.size(),
+                 cal->reference_quality, static_method.Describe().c_str());
+    calibration = {{"prompts", calib_prompts.size()},
+                   {"reference_quality", cal->reference_quality},
+                   {"epsilon", absl::GetFlag(FLAGS_epsilon)},
+                   {"prefill_precision", static_method.prefill_precision},
+                   {"switch_steps", static_method.switch_steps}};
+    for (const auto& c : cal->candidates) {
+      calibration["candidates"].push_back({{"schedule", c.schedule}, {"avg_bits", c.avg_bits}, {"quality", c.quality}});
+    }
+  } else if (std::find(methods.begin(), methods.end(), "static") != methods.end()) {
+    auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
+    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
+    if (auto st = scheduler::MakeStaticScheduler(*precisions, *steps); !st.ok()) return cli::Fail(kProgram, st.status());
+    static_method.switch_steps = *steps;
+  }
+  if (static_method.prefill_precision == 0) static_method.prefill_precision = precisions->front();
+
+  std::vector<scheduler::EvalRow> rows;
+  for (const auto& m : methods) {
+    scheduler::EvalMethod method = static_method;
+    if (m == "high") method = {"high", precisions->front(), {precisions->front()}, {}};
+    if (m == "low") method = {"low", precisions->back(), {precisions->back()}, {}};
+    auto row = scheduler::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
+                                    [&](int d, int t) { Progress(m, d, t); });
+    if (!row.ok()) return cli::Fail(kProgram, row.status());
+    rows.push_back(std::move(*row));
+  }
+  const std::string qname = task->metric == scheduler::QualityMetric::kRougeL ? "rouge_l" : "bleu";
+  const std::string qtitle = task->metric == scheduler::QualityMetric::kRougeL ? "Rouge-L" : "BLEU";
+  nlohmann::json j = {{"model", model_dir},         {"task", task_name},
+                      {"examples", prompts.size()}, {"max_new_tokens", max_new},
+                      {"reference", reference},     {"precisions", *precisions}};
+  if (!calibration.is_null()) j["calibration"] = calibration;
+  for (const auto& r : rows) {
+    j["rows"].push_back({{"method", r.method},
+                         {"schedule", r.schedule},
+                         {"avg_bits", r.avg_bits},
+                         {qname, r.quality},
+                         {"tokens_per_s", r.tokens_per_s},
+                         {"examples", r.examples}});
+  }
+  std::printf("| method | schedule | avg bits | %s | tokens/s |\n|---|---|---|---|---|\n", qtitle.c_str());
+  for (const auto& r : rows) {
+    std::printf("| %s | %s | %.3f | %.2f | %.0f |\n", r.method.c_str(), r.schedule.c_str(), r.avg_bits, r.quality,
+                r.tokens_per_s);
+  }
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (!out.empty()) {
+    if (auto st = models::MakeDirs(out); !st.ok()) return cli::Fail(kProgram, st);
+    if (auto st = scheduler::WriteEvalCsv(models::JoinPath(out, "results.csv"), rows); !st.ok()) {
+      return cli::Fail(kProgram, st);
+    }
+    if (auto st = models::WriteFileAtomically(models::JoinPath(out, "results.json"), j.dump(2)); !st.ok()) {
+      return cli::Fail(kProgram, st);
+    }
+    if (auto st = scheduler::WriteEvalSvg(models::JoinPath(out, "quality_vs_bits.svg"),
+                                          absl::StrCat(task_name, ": ", qtitle, " vs average bits (", prompts.size(),
+                                                       " prompts, reference: ", reference, ")"),
+                                          qtitle, rows);
+        !st.ok()) {
+      return cli::Fail(kProgram, st);
+    }
+    std::fprintf(stderr, "wrote %s/results.csv, results.json, quality_vs_bits.svg\n", out.c_str());
+  }
+  if (absl::GetFlag(FLAGS_json)) std::cout << j.dump() << "\n";
+  return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::InitUsage(
+      "Evaluate PMPD against uniform-precision baselines: average bits, quality (Rouge-L or BLEU), tokens/s.\n"
+      "Example: pmpd-eval --model /tmp/s260k-ap --task tinystories --n 100 --precisions 4,3 --methods "
+      "high,low,static --calibrate-static --reference model --reference-model ../shared/models/stories260K "
+      "--out /tmp/eval");
+  cli::ParseFlags(argc, argv);
+  return Run();
+}

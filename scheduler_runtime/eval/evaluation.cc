@@ -1,0 +1,227 @@
+#include "scheduler_runtime/eval/evaluation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "inference/metrics/bleu.h"
+#include "inference/metrics/rouge.h"
+#include "models/file_util.h"
+#include "scheduler_runtime/scheduled_generation.h"
+
+namespace pmpd::scheduler {
+
+std::string EvalMethod::Describe() const {
+  std::string s = absl::StrCat("prefill ", prefill_precision, ", decode ", absl::StrJoin(precisions, "->"));
+  if (!switch_steps.empty()) absl::StrAppend(&s, " at ", absl::StrJoin(switch_steps, ","));
+  return s;
+}
+
+std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
+                                         int max_new_tokens) {
+  const int budget = std::max(2, context - max_new_tokens);
+  std::vector<std::vector<int>> out;
+  for (const EvalExample& ex : task.examples) {
+    std::vector<int> ids = tok.Encode(ex.Prompt(), true);
+    if (static_cast<int>(ids.size()) > budget) {
+      // Longest content prefix (cut at a space) that fits: binary search over its length.
+      size_t lo = 0, hi = ex.content.size();
+      while (lo < hi) {
+        const size_t mid = (lo + hi + 1) / 2;
+        const size_t cut = ex.content.rfind(' ', mid);
+        const std::string content = ex.content.substr(0, cut == std::string::npos ? 0 : cut);
+        if (static_cast<int>(tok.Encode(ex.prefix + content + ex.suffix, true).size()) <= budget) {
+          lo = mid;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      const size_t cut = ex.content.rfind(' ', lo);
+      ids = tok.Encode(ex.prefix + ex.content.substr(0, cut == std::string::npos ? 0 : cut) + ex.suffix, true);
+      if (static_cast<int>(ids.size()) > budget) ids.resize(budget);  // template alone too long
+    }
+    out.push_back(std::move(ids));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::LlamaModel& model, const models::Tokenizer& tok,
+                                                       const std::vector<std::vector<int>>& prompts,
+                                                       int max_new_tokens) {
+  inference::GenerationOptions opt;
+  opt.max_new_tokens = max_new_tokens;
+  std::vector<std::string> out;
+  for (const auto& p : prompts) {
+    auto r = inference::Generate(model, p, opt);
+    if (!r.ok()) return r.status();
+    out.push_back(tok.Decode(r->new_ids));
+  }
+  return out;
+}
+
+double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
+               const std::vector<std::vector<std::string>>& references) {
+  if (outputs.empty()) return 0;
+  if (metric == QualityMetric::kRougeL) {
+    double s = 0;
+    for (size_t i = 0; i < outputs.size(); ++i) s += metrics::RougeLMax(references[i], outputs[i]).fmeasure;
+    return 100.0 * s / outputs.size();
+  }
+  size_t streams = 0;
+  for (const auto& r : references) streams = std::max(streams, r.size());
+  std::vector<std::vector<std::string>> by_stream(streams, std::vector<std::string>(outputs.size()));
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    for (size_t r = 0; r < streams; ++r) by_stream[r][i] = references[i][std::min(r, references[i].size() - 1)];
+  }
+  return metrics::CorpusBleu(outputs, by_stream).score;
+}
+
+absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::Tokenizer& tok,
+                                  const EvalMethod& method, const std::vector<std::vector<int>>& prompts,
+                                  const std::vector<std::vector<std::string>>& references, QualityMetric metric,
+                                  int max_new_tokens, const std::function<void(int, int)>& progress) {
+  auto sched = MakeStaticScheduler(method.precisions, method.switch_steps);
+  if (!sched.ok()) return sched.status();
+  ScheduledGenerationOptions opt;
+  opt.generation.max_new_tokens = max_new_tokens;
+  opt.prefill_precision = method.prefill_precision;
+  EvalRow row;
+  row.method = method.name;
+  row.schedule = method.Describe();
+  double bits = 0, decode_ms = 0;
+  int64_t tokens = 0, steps = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto r = GenerateScheduled(model, prompts[i], opt, **sched);
+    if (!r.ok()) return r.status();
+    for (int p : r->token_precisions) bits += p;
+    tokens += static_cast<int64_t>(r->token_precisions.size());
+    decode_ms += r->generation.decode_ms;
+    steps += r->generation.decode_steps;
+    row.outputs.push_back(tok.Decode(r->generation.new_ids));
+    if (progress) progress(static_cast<int>(i + 1), static_cast<int>(prompts.size()));
+  }
+  row.examples = static_cast<int>(prompts.size());
+  row.avg_bits = tokens > 0 ? bits / tokens : 0;
+  row.tokens_per_s = decode_ms > 0 ? 1000.0 * steps / decode_ms : 0;
+  row.quality = Quality(metric, row.outputs, references);
+  return row;
+}
+
+absl::StatusOr<CalibrationResult> CalibrateStatic(inference::LlamaModel& model, const models::Tokenizer& tok,
+                                                  const std::vector<int>& precisions,
+                                                  const std::vector<std::vector<int>>& prompts,
+                                                  const std::vector<std::vector<std::string>>& references,
+                                                  QualityMetric metric, int max_new_tokens, double epsilon,
+                                                  const std::function<void(int, int)>& progress) {
+  if (precisions.size() < 2) return absl::InvalidArgumentError("--calibrate-static needs at least two --precisions");
+  const int N = max_new_tokens;
+  std::vector<int> grid = {0, N / 8, N / 4, N / 2, 3 * N / 4, N};
+  grid.erase(std::unique(grid.begin(), grid.end()), grid.end());
+  // Every non-decreasing tuple of switch steps over the grid.
+  std::vector<std::vector<int>> tuples;
+  std::vector<int> cur;
+  std::function<void(size_t)> rec = [&](size_t from) {
+    if (cur.size() + 1 == precisions.size()) {
+      tuples.push_back(cur);
+      return;
+    }
+    for (size_t i = from; i < grid.size(); ++i) {
+      cur.push_back(grid[i]);
+      rec(i);
+      cur.pop_back();
+    }
+  };
+  rec(0);
+  CalibrationResult result;
+  EvalMethod high{"high", precisions.front(), {precisions.front()}, {}};
+  auto ref = RunMethod(model, tok, high, prompts, references, metric, max_new_tokens);
+  if (!ref.ok()) return ref.status();
+  result.reference_quality = ref->quality;
+  const int total = static_cast<int>(tuples.size() * precisions.size());
+  int done = 0;
+  bool found = false;
+  EvalRow best;
+  for (int prefill : precisions) {
+    for (const auto& steps : tuples) {
+      EvalMethod m{"static", prefill, precisions, steps};
+      auto row = RunMethod(model, tok, m, prompts, references, metric, max_new_tokens);
+      if (!row.ok()) return row.status();
+      row->outputs.clear();
+      if (progress) progress(++done, total);
+      const bool feasible = row->quality >= ref->quality - epsilon;
+      if (feasible && (!found || row->avg_bits < best.avg_bits - 1e-12 ||
+                       (std::fabs(row->avg_bits - best.avg_bits) <= 1e-12 && row->quality > best.quality))) {
+        found = true;
+        best = *row;
+        result.chosen = m;
+      }
+      result.candidates.push_back(std::move(*row));
+    }
+  }
+  if (!found) result.chosen = EvalMethod{"static", precisions.front(), precisions, std::vector<int>(precisions.size() - 1, N)};
+  return result;
+}
+
+absl::Status WriteEvalCsv(const std::string& path, const std::vector<EvalRow>& rows) {
+  std::string csv = "method,schedule,examples,avg_bits,quality,tokens_per_s\n";
+  for (const auto& r : rows) {
+    absl::StrAppend(&csv, r.method, ",\"", r.schedule, "\",", r.examples, ",", absl::StrFormat("%.4f", r.avg_bits),
+                    ",", absl::StrFormat("%.4f", r.quality), ",", absl::StrFormat("%.2f", r.tokens_per_s), "\n");
+  }
+  return models::WriteFileAtomically(path, csv);
+}
+
+absl::Status WriteEvalSvg(const std::string& path, const std::string& title, const std::string& quality_name,
+                          const std::vector<EvalRow>& rows) {
+  if (rows.empty()) return absl::InvalidArgumentError("no rows to plot");
+  double x0 = 1e9, x1 = -1e9, y0 = 1e9, y1 = -1e9;
+  for (const auto& r : rows) {
+    x0 = std::min(x0, r.avg_bits), x1 = std::max(x1, r.avg_bits);
+    y0 = std::min(y0, r.quality), y1 = std::max(y1, r.quality);
+  }
+  const double xpad = std::max(0.25, 0.1 * (x1 - x0)), ypad = std::max(1.0, 0.1 * (y1 - y0));
+  x0 -= xpad, x1 += xpad, y0 -= ypad, y1 += ypad;
+  const double W = 640, H = 420, L = 70, R = 30, T = 40, B = 60;
+  auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
+  auto py = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
+  std::string s = absl::StrFormat(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
+      "font-size=\"13\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+      "<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n",
+      W, H, L, title);
+  absl::StrAppendFormat(&s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", L, H - B,
+                        W - R, H - B);
+  absl::StrAppendFormat(&s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", L, T, L,
+                        H - B);
+  for (int i = 0; i <= 4; ++i) {
+    const double xv = x0 + (x1 - x0) * i / 4, yv = y0 + (y1 - y0) * i / 4;
+    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.2f</text>\n", px(xv), H - B + 18,
+                          xv);
+    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n", L - 6, py(yv) + 4, yv);
+  }
+  absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">average bits per generated token</text>\n",
+                        (L + W - R) / 2, H - 18);
+  absl::StrAppendFormat(&s, "<text x=\"18\" y=\"%.1f\" transform=\"rotate(-90 18 %.1f)\" text-anchor=\"middle\">%s</text>\n",
+                        (T + H - B) / 2, (T + H - B) / 2, quality_name);
+  // The straight line between the lowest- and highest-bit rows.
+  const auto lo = std::min_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; });
+  const auto hi = std::max_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; });
+  absl::StrAppendFormat(&s,
+                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\n",
+                        px(lo->avg_bits), py(lo->quality), px(hi->avg_bits), py(hi->quality));
+  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    absl::StrAppendFormat(&s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\"/>\n", px(r.avg_bits),
+                          py(r.quality), colors[i % 6]);
+    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\">%s (%.2f bits, %.1f)</text>\n", px(r.avg_bits) + 9,
+                          py(r.quality) - 8, r.method, r.avg_bits, r.quality);
+  }
+  s += "</svg>\n";
+  return models::WriteFileAtomically(path, s);
+}
+
+}  // namespace pmpd::scheduler

@@ -1,0 +1,78 @@
+// The evaluation harness behind pmpd-eval: run decoding methods (uniform high, uniform low, static
+// PMPD, ...) over a task's prompts, score them against references, and calibrate the static
+// schedule (prefill precision + switch steps) on a calibration split.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "inference/llama_model.h"
+#include "models/tokenizer.h"
+#include "scheduler_runtime/eval/eval_tasks.h"
+
+namespace pmpd::scheduler {
+
+struct EvalMethod {
+  std::string name;  // "high", "low", "static", ...
+  int prefill_precision = 0;
+  std::vector<int> precisions;    // high to low
+  std::vector<int> switch_steps;  // one per adjacent pair
+  std::string Describe() const;
+};
+
+struct EvalRow {
+  std::string method, schedule;
+  double avg_bits = 0;
+  double quality = 0;  // mean Rouge-L F (x100) or corpus BLEU
+  double tokens_per_s = 0;
+  int examples = 0;
+  std::vector<std::string> outputs;
+};
+
+// Prompt token ids (BOS first) for every example, each shortened (its content cut at a word
+// boundary) until prompt + max_new_tokens fits the model's context. O(examples * log(len)) encodes.
+std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
+                                         int max_new_tokens);
+
+// Greedy continuations of `prompts` by `model` at its current precision (the "model" reference).
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::LlamaModel& model, const models::Tokenizer& tok,
+                                                       const std::vector<std::vector<int>>& prompts,
+                                                       int max_new_tokens);
+
+// Quality of outputs against per-example references: mean over examples of the best Rouge-L F
+// (x100), or corpus BLEU (first reference of each example... all references used).
+double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
+               const std::vector<std::vector<std::string>>& references);
+
+// Runs one method greedily over the prompts. `progress(done, total)` per prompt.
+absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::Tokenizer& tok,
+                                  const EvalMethod& method, const std::vector<std::vector<int>>& prompts,
+                                  const std::vector<std::vector<std::string>>& references, QualityMetric metric,
+                                  int max_new_tokens, const std::function<void(int, int)>& progress = {});
+
+struct CalibrationResult {
+  EvalMethod chosen;
+  double reference_quality = 0;  // uniform-high quality on the calibration split
+  std::vector<EvalRow> candidates;
+};
+
+// Searches the prefill precision (each of `precisions`) and non-decreasing switch steps on the grid
+// {0, N/8, N/4, N/2, 3N/4, N} (N = max_new_tokens), minimising average bits subject to
+// quality >= q_ref - epsilon on the calibration prompts, q_ref being uniform high precision.
+absl::StatusOr<CalibrationResult> CalibrateStatic(inference::LlamaModel& model, const models::Tokenizer& tok,
+                                                  const std::vector<int>& precisions,
+                                                  const std::vector<std::vector<int>>& prompts,
+                                                  const std::vector<std::vector<std::string>>& references,
+                                                  QualityMetric metric, int max_new_tokens, double epsilon,
+                                                  const std::function<void(int, int)>& progress = {});
+
+// Report writers. Each returns an error naming the file it could not write.
+absl::Status WriteEvalCsv(const std::string& path, const std::vector<EvalRow>& rows);
+// Quality against average bits, one labelled point per method, with the straight line from the
+// lowest-bit row to the highest-bit row (the interpolation PMPD should beat).
+absl::Status WriteEvalSvg(const std::string& path, const std::string& title, const std::string& quality_name,
+                          const std::vector<EvalRow>& rows);
+
+}  // namespace pmpd::scheduler

@@ -1,0 +1,183 @@
+#include "scheduler_runtime/eval/evaluation.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "models/quantize_checkpoint.h"
+#include "scheduler_runtime/eval/eval_tasks.h"
+#include "tests/test_util.h"
+
+namespace pmpd::scheduler {
+namespace {
+
+using pmpd::testing::MakeTempDir;
+using pmpd::testing::RunBinary;
+using pmpd::testing::SharedDir;
+using pmpd::testing::WriteFile;
+
+TEST(EvalTasksTest, TemplatesReferencesAndMetrics) {
+  PMPD_REQUIRE_SHARED("data/eval/dialogsum.test.jsonl");
+  auto cnn = LoadEvalTask("cnn_dm", SharedDir(), "", 0, 3);
+  ASSERT_TRUE(cnn.ok()) << cnn.status();
+  ASSERT_EQ(cnn->examples.size(), 3u);
+  EXPECT_EQ(cnn->examples[0].prefix, "For the following article: ");
+  EXPECT_EQ(cnn->examples[0].suffix, " Return a summary comprising of around 3 sentences.");
+  EXPECT_EQ(cnn->examples[0].content.rfind("Summarize:", 0), std::string::npos);
+  EXPECT_EQ(cnn->metric, QualityMetric::kRougeL);
+  auto dialog = LoadEvalTask("dialogsum", SharedDir(), "", 0, 2);
+  ASSERT_TRUE(dialog.ok());
+  EXPECT_EQ(dialog->examples[0].references.size(), 3u);
+  EXPECT_EQ(dialog->examples[0].suffix, " Return a summary comprising of 1 or 2 sentences.");
+  auto iwslt = LoadEvalTask("iwslt", SharedDir(), "", 0, 30);
+  ASSERT_TRUE(iwslt.ok());
+  EXPECT_EQ(iwslt->metric, QualityMetric::kBleu);
+  EXPECT_EQ(iwslt->examples[0].prefix, "Translate the following text from French to English: ");
+  EXPECT_NE(iwslt->examples[0].references[0].find("TED"), std::string::npos);  // the English side
+  auto stories = LoadEvalTask("tinystories", SharedDir(), "", 0, 5);
+  ASSERT_TRUE(stories.ok());
+  for (const auto& ex : stories->examples) {
+    const char last = ex.content.back();
+    EXPECT_TRUE(last == '.' || last == '!' || last == '?') << ex.content;
+    EXPECT_FALSE(ex.references[0].empty());
+  }
+  // Splits are disjoint: skip = n gives the next examples.
+  auto next = LoadEvalTask("tinystories", SharedDir(), "", 5, 5);
+  ASSERT_TRUE(next.ok());
+  EXPECT_NE(next->examples[0].content, stories->examples[0].content);
+  auto c4 = LoadEvalTask("c4", SharedDir(), "", 0, 4);
+  ASSERT_TRUE(c4.ok()) << c4.status();
+  EXPECT_EQ(c4->examples.size(), 4u);
+}
+
+TEST(EvalTasksTest, BadInput) {
+  auto unknown = LoadEvalTask("squad", "/x", "", 0, 1);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown task \"squad\""), std::string::npos);
+  const std::string dir = MakeTempDir("evaltask");
+  WriteFile(dir + "/empty.jsonl", "\n");
+  auto empty = LoadEvalTask("dialogsum", "/x", dir + "/empty.jsonl", 0, 1);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("empty data file"), std::string::npos) << empty.status();
+  WriteFile(dir + "/bad.jsonl", "{\"dialogue\": \"hi\", \"summary1\": \"s\"}\nnot json\n");
+  auto bad = LoadEvalTask("dialogsum", "/x", dir + "/bad.jsonl", 0, 5);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad.jsonl:2: not a JSON object"), std::string::npos) << bad.status();
+  WriteFile(dir + "/nofield.jsonl", "{\"text\": \"hi\"}\n");
+  auto nofield = LoadEvalTask("iwslt", "/x", dir + "/nofield.jsonl", 0, 5);
+  ASSERT_FALSE(nofield.ok());
+  EXPECT_NE(nofield.status().message().find("missing string field"), std::string::npos);
+  auto missing = LoadEvalTask("cnn_dm", "/x", dir + "/nope.jsonl", 0, 5);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("nope.jsonl"), std::string::npos);
+}
+
+TEST(EvaluationTest, QualityAndFitPrompts) {
+  EXPECT_DOUBLE_EQ(Quality(QualityMetric::kRougeL, {"the cat sat"}, {{"the cat sat"}}), 100.0);
+  EXPECT_DOUBLE_EQ(Quality(QualityMetric::kRougeL, {"a b", "x y"}, {{"a b"}, {"z w"}}), 50.0);
+  EXPECT_NEAR(Quality(QualityMetric::kBleu, {"the cat sat on the mat today"}, {{"the cat sat on the mat today"}}), 100.0,
+              1e-9);
+  PMPD_REQUIRE_SHARED("data/eval/cnn_dm.specbench80.jsonl");
+  auto cnn = LoadEvalTask("cnn_dm", SharedDir(), "", 0, 4);
+  ASSERT_TRUE(cnn.ok());
+  auto tok = models::Tokenizer::Load(pmpd::testing::SharedPath("models/stories260K"));
+  ASSERT_TRUE(tok.ok());
+  const auto prompts = FitPrompts(*cnn, **tok, 512, 128);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_LE(prompts[i].size(), 384u);
+    EXPECT_GT(prompts[i].size(), 300u);  // shortened, not emptied
+    // The instruction survives the cut.
+    EXPECT_NE((*tok)->Decode(prompts[i]).find("Return a summary comprising of around 3 sentences."), std::string::npos);
+  }
+}
+
+// pmpd-eval end to end on every task sample, on stories260K quantized (S = 2, P = 4).
+class PmpdEvalCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!pmpd::testing::FileExistsForTest(pmpd::testing::SharedPath("models/stories260K/config.json"))) return;
+    dir_ = new std::string(MakeTempDir("eval_ap"));
+    models::QuantizeCheckpointOptions o;
+    o.quant.seed_bits = 2;
+    o.quant.parent_bits = 4;
+    models::QuantizeReport report;
+    ASSERT_TRUE(
+        models::QuantizeCheckpoint(pmpd::testing::SharedPath("models/stories260K"), *dir_, o, {}, {}, &report).ok());
+  }
+  static std::string* dir_;
+};
+std::string* PmpdEvalCliTest::dir_ = nullptr;
+
+TEST_F(PmpdEvalCliTest, RunsOnEveryTask) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  for (const char* task : {"tinystories", "c4", "cnn_dm", "dialogsum", "iwslt"}) {
+    const std::string out = MakeTempDir(absl::StrCat("eval_", task));
+    const auto r = RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task ", task, " --shared-dir ",
+                                                           SharedDir(), " --n 2 --max-new-tokens 8 --precisions 4,3 "
+                                                                        "--methods high,low,static --switch-steps 4 "
+                                                                        "--json --out ", out));
+    ASSERT_EQ(r.exit_code, 0) << task << ": " << r.err;
+    const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+    ASSERT_EQ(j.at("rows").size(), 3u) << task;
+    const std::string q = std::string(task) == "iwslt" ? "bleu" : "rouge_l";
+    EXPECT_DOUBLE_EQ(j["rows"][0].at("avg_bits").get<double>(), 4.0);
+    EXPECT_DOUBLE_EQ(j["rows"][1].at("avg_bits").get<double>(), 3.0);
+    EXPECT_DOUBLE_EQ(j["rows"][2].at("avg_bits").get<double>(), (4 * 4 + 4 * 3) / 8.0);
+    for (const auto& row : j["rows"]) {
+      EXPECT_GE(row.at(q).get<double>(), 0.0) << task;
+      EXPECT_GT(row.at("tokens_per_s").get<double>(), 0.0);
+    }
+    EXPECT_EQ(pmpd::testing::ReadFile(out + "/quality_vs_bits.svg").rfind("<svg", 0), 0u);
+    EXPECT_NE(pmpd::testing::ReadFile(out + "/results.csv").find("method,schedule"), std::string::npos);
+  }
+}
+
+TEST_F(PmpdEvalCliTest, CalibratesStaticOnADisjointSplit) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  const auto r = RunBinary("cli/pmpd-eval",
+                           absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                                        " --n 3 --calib-n 3 --max-new-tokens 16 --precisions 4,3 --methods static "
+                                        "--calibrate-static --reference model --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  ASSERT_TRUE(j.contains("calibration"));
+  EXPECT_EQ(j["calibration"].at("candidates").size(), 2u * 6u);  // prefill {4,3} x grid {0,2,4,8,12,16}
+  // The choice is feasible on the calibration split and has the fewest bits among feasible ones.
+  const double q_ref = j["calibration"].at("reference_quality").get<double>();
+  double best_bits = 1e9;
+  for (const auto& c : j["calibration"]["candidates"]) {
+    if (c.at("quality").get<double>() >= q_ref - 1.0) best_bits = std::min(best_bits, c.at("avg_bits").get<double>());
+  }
+  ASSERT_LT(best_bits, 1e9);
+  bool chosen_found = false;
+  for (const auto& c : j["calibration"]["candidates"]) {
+    const std::string want = absl::StrCat("prefill ", j["calibration"]["prefill_precision"].get<int>(),
+                                          ", decode 4->3 at ", j["calibration"]["switch_steps"][0].get<int>());
+    if (c.at("schedule") == want) {
+      chosen_found = true;
+      EXPECT_DOUBLE_EQ(c.at("avg_bits").get<double>(), best_bits);
+    }
+  }
+  EXPECT_TRUE(chosen_found);
+}
+
+TEST_F(PmpdEvalCliTest, BadInputFailsCleanly) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  auto expect_fail = [&](const std::string& args, const std::string& needle) {
+    const auto r = RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --shared-dir ", SharedDir(), " ", args));
+    EXPECT_FALSE(r.crashed);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\n" << r.err;
+  };
+  expect_fail("--task squad", "unknown task \"squad\"");
+  expect_fail("--task tinystories --precisions 4,3,2 --switch-steps 8,4 --n 1", "non-decreasing");
+  expect_fail("--task tinystories --precisions 5,3 --switch-steps 4 --n 1", "precision 5 is missing from");
+  const std::string dir = MakeTempDir("eval_bad");
+  WriteFile(dir + "/empty.jsonl", "");
+  expect_fail(absl::StrCat("--task dialogsum --data ", dir, "/empty.jsonl"), "empty data file");
+  expect_fail("--task tinystories --methods learned", "needs trained classifiers");
+}
+
+}  // namespace
+}  // namespace pmpd::scheduler
