@@ -14,7 +14,8 @@ double MsSince(std::chrono::steady_clock::time_point t0) {
 
 absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const int> prompt_ids,
                                           const GenerationOptions& options,
-                                          const std::function<void(int)>& on_token) {
+                                          const std::function<void(int)>& on_token,
+                                          const GenerationHooks& hooks) {
   if (auto st = ValidateSamplingOptions(options.sampling); !st.ok()) return st;
   if (options.max_new_tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--max-new-tokens must be >= 0, got ", options.max_new_tokens));
@@ -36,6 +37,9 @@ absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const in
   auto t0 = std::chrono::steady_clock::now();
   if (auto st = model.Forward(prompt_ids, /*all_positions=*/false, &logits); !st.ok()) return st;
   r.prefill_ms = MsSince(t0);
+  if (hooks.after_prefill) {
+    if (auto st = hooks.after_prefill(); !st.ok()) return st;
+  }
   while (static_cast<int>(r.new_ids.size()) < options.max_new_tokens) {
     const int next = sampler.Sample(logits);
     r.new_ids.push_back(next);
@@ -48,6 +52,9 @@ absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const in
     if (model.cache_len() >= ctx) {
       r.finish_reason = "context";
       break;
+    }
+    if (hooks.before_step) {
+      if (auto st = hooks.before_step(static_cast<int>(r.new_ids.size()), logits); !st.ok()) return st;
     }
     t0 = std::chrono::steady_clock::now();
     const int one[1] = {next};

@@ -29,10 +29,20 @@ struct GenerationResult {
   double decode_tokens_per_s() const { return decode_ms > 0 ? 1000.0 * decode_steps / decode_ms : 0; }
 };
 
+// Optional per-step control (precision schedulers use it). after_prefill runs once the prompt is in
+// the cache, before token 0 is sampled; before_step(k, logits) runs before the single-token pass
+// that produces token k >= 1, with the logits that produced token k - 1. An error stops generation.
+// Their time counts in neither prefill_ms nor decode_ms.
+struct GenerationHooks {
+  std::function<absl::Status()> after_prefill;
+  std::function<absl::Status(int step, absl::Span<const float> logits)> before_step;
+};
+
 // Resets the model's cache and generates from `prompt_ids`. `on_token` (may be empty) is called with
 // each new id as soon as it is chosen. Fails when the prompt is empty or does not fit the context.
 absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const int> prompt_ids,
                                           const GenerationOptions& options,
-                                          const std::function<void(int)>& on_token = {});
+                                          const std::function<void(int)>& on_token = {},
+                                          const GenerationHooks& hooks = {});
 
 }  // namespace pmpd::inference

@@ -18,3 +18,10 @@ if [ ! -f "$model/config.json" ]; then
 fi
 echo "demo: pmpd-generate --model $model --prompt \"$prompt\" --max-new-tokens 128"
 "$build/cli/pmpd-generate" --model "$model" --prompt "$prompt" --max-new-tokens 128
+echo
+ap="$build/demo-anyprec"
+echo "demo: pmpd-quantize --model $model --out $ap --seed-precision 2 --parent-precision 8  (one copy, 2..8 bits)"
+"$build/cli/pmpd-quantize" --model "$model" --out "$ap" --seed-precision 2 --parent-precision 8
+echo "demo: PMPD decoding 4 -> 3 -> 2 bits (switch at tokens 32 and 96), tokens colored by precision"
+"$build/cli/pmpd-generate" --model "$ap" --prompt "$prompt" --max-new-tokens 128 --precisions 4,3,2 \
+  --switch-steps 32,96 --color always

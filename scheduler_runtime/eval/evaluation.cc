@@ -212,13 +212,17 @@ absl::Status WriteEvalSvg(const std::string& path, const std::string& title, con
   absl::StrAppendFormat(&s,
                         "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\n",
                         px(lo->avg_bits), py(lo->quality), px(hi->avg_bits), py(hi->quality));
+  absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" fill=\"gray\" font-size=\"11\">dashed: interpolation "
+                        "between the lowest- and highest-bit methods</text>\n", L + 8, T + 14);
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
     absl::StrAppendFormat(&s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\"/>\n", px(r.avg_bits),
                           py(r.quality), colors[i % 6]);
-    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\">%s (%.2f bits, %.1f)</text>\n", px(r.avg_bits) + 9,
-                          py(r.quality) - 8, r.method, r.avg_bits, r.quality);
+    const bool right_half = px(r.avg_bits) > L + 0.6 * (W - L - R);  // keep labels inside the frame
+    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">%s (%.2f bits, %.1f)</text>\n",
+                          px(r.avg_bits) + (right_half ? -9 : 9), py(r.quality) - 8, right_half ? "end" : "start",
+                          r.method, r.avg_bits, r.quality);
   }
   s += "</svg>\n";
   return models::WriteFileAtomically(path, s);
