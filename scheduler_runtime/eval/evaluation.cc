@@ -212,8 +212,9 @@ absl::Status WriteEvalSvg(const std::string& path, const std::string& title, con
   absl::StrAppendFormat(&s,
                         "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\n",
                         px(lo->avg_bits), py(lo->quality), px(hi->avg_bits), py(hi->quality));
-  absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" fill=\"gray\" font-size=\"11\">dashed: interpolation "
-                        "between the lowest- and highest-bit methods</text>\n", L + 8, T + 14);
+  absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" fill=\"gray\" font-size=\"11\" text-anchor=\"end\">"
+                        "dashed: interpolation between the lowest- and highest-bit methods</text>\n",
+                        W - R - 4, H - B - 8);
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
