@@ -4,7 +4,7 @@
 // Work split: one warp per output row n; lane t of the warp owns word t of every 1024-column chunk
 // (T words in the last, partial chunk), so each plane is read as one coalesced 128-byte line per
 // chunk. From its p words (planes 0..p-1 = MSB first) a lane rebuilds the p-bit codes of its 32
-// columns:
+// columns, 8 at a time (one byte of every plane per run):
 //
 //   word bits 31..24 -> run s=0: columns 8T*0 + 8t .. +7      (bit 31 - 8s - r is column 8Ts + 8t + r)
 //   word bits 23..16 -> run s=1: columns 8T*1 + 8t .. +7
@@ -72,12 +72,21 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
           }
         }
       }
+      // Rebuild the run's 8 codes at once: per plane, take its byte and spread each nibble so every
+      // bit lands in a byte of its own ((n * 0x00204081) & 0x01010101: byte k = bit k of n), shifted
+      // to the plane's place in the code. hi4 bytes 3..0 hold columns 0..3, lo4 bytes 3..0 columns
+      // 4..7. About 0.75 instructions per plane per column instead of 3.
+      uint32_t hi4 = 0, lo4 = 0;
+#pragma unroll
+      for (int b = 0; b < BITS; ++b) {
+        const uint32_t byte = (words[b] >> (24 - 8 * s)) & 0xffu;
+        const int sh = BITS - 1 - b;
+        hi4 |= (((byte >> 4) * 0x00204081u) & 0x01010101u) << sh;
+        lo4 |= (((byte & 15u) * 0x00204081u) & 0x01010101u) << sh;
+      }
 #pragma unroll
       for (int r = 0; r < 8; ++r) {
-        const int shift = 31 - 8 * s - r;
-        int code = 0;
-#pragma unroll
-        for (int b = 0; b < BITS; ++b) code = (code << 1) | ((words[b] >> shift) & 1u);
+        const uint32_t code = r < 4 ? (hi4 >> (8 * (3 - r))) & 0xffu : (lo4 >> (8 * (7 - r))) & 0xffu;
         const float w = col0 + r < K ? lut_s[warp][code] : 0.f;  // padding columns contribute nothing
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[m] += w * xv[m][r];
