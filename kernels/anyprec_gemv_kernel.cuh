@@ -6,8 +6,8 @@
 // chunk. From its p words (planes 0..p-1 = MSB first) a lane rebuilds the p-bit codes of its 32
 // columns, 8 at a time (one byte of every plane per run):
 //
-//   word bits 31..24 -> run s=0: columns 8T*0 + 8t .. +7      (bit 31 - 8s - r is column 8Ts + 8t +
-//   r) word bits 23..16 -> run s=1: columns 8T*1 + 8t .. +7
+//   word bits 31..24 -> run s=0: columns 8T*0 + 8t .. +7      (bit 31 - 8s - r is column 8Ts + 8t + r)
+//   word bits 23..16 -> run s=1: columns 8T*1 + 8t .. +7
 //   ...
 //
 // looks each code up in the row's LUT (fp32 copy in shared memory, 2^p entries per warp) and
@@ -27,8 +27,7 @@ constexpr int kWarpsPerBlock = 8;
 template <int BITS, int M>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     AnyprecGemvKernel(const float* __restrict__ x, const uint32_t* __restrict__ qweight,
-                      const __half* __restrict__ lut, int N, int K, bool x_vec,
-                      float* __restrict__ y) {
+                      const __half* __restrict__ lut, int N, int K, bool x_vec, float* __restrict__ y) {
   __shared__ float lut_s[kWarpsPerBlock][1 << BITS];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n = blockIdx.x * kWarpsPerBlock + warp;
@@ -45,72 +44,52 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.f;
 
-  // Words of kGroup chunks are loaded before any is used, so each lane keeps kGroup * p loads in
-  // flight (one chunk's worth left the kernel latency-bound at low p).
-  constexpr int kGroup = BITS <= 4 ? 4 : 2;
-  const int chunks = (kpad + 1023) / 1024;
-  for (int c0 = 0; c0 < chunks; c0 += kGroup) {
-    uint32_t group_words[kGroup][BITS];
+  for (int chunk = 0; chunk * 1024 < kpad; ++chunk) {
+    const int T = (chunk + 1) * 1024 <= kpad ? 32 : (kpad % 1024) / 32;
+    if (lane >= T) continue;
+    uint32_t words[BITS];
 #pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
-      const int chunk = c0 + g;
-      const int T = (chunk + 1) * 1024 <= kpad ? 32 : (kpad % 1024) / 32;
-      const bool valid = chunk < chunks && lane < T;
+    for (int b = 0; b < BITS; ++b) words[b] = __ldg(row + b * plane_stride + chunk * 32 + lane);
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      // The 8 activations of this run for every token: two 16-byte loads each when aligned.
+      const int col0 = chunk * 1024 + 8 * T * s + 8 * lane;
+      float xv[M][8];
+      if (x_vec && col0 + 8 <= K) {
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          const float4* p4 = reinterpret_cast<const float4*>(x + static_cast<size_t>(m) * K + col0);
+          const float4 a = __ldg(p4), b = __ldg(p4 + 1);
+          xv[m][0] = a.x, xv[m][1] = a.y, xv[m][2] = a.z, xv[m][3] = a.w;
+          xv[m][4] = b.x, xv[m][5] = b.y, xv[m][6] = b.z, xv[m][7] = b.w;
+        }
+      } else {
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+#pragma unroll
+          for (int r = 0; r < 8; ++r) {
+            xv[m][r] = col0 + r < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + r) : 0.f;
+          }
+        }
+      }
+      // Rebuild the run's 8 codes at once: per plane, take its byte and spread each nibble so every
+      // bit lands in a byte of its own ((n * 0x00204081) & 0x01010101: byte k = bit k of n), shifted
+      // to the plane's place in the code. hi4 bytes 3..0 hold columns 0..3, lo4 bytes 3..0 columns
+      // 4..7. About 0.75 instructions per plane per column instead of 3.
+      uint32_t hi4 = 0, lo4 = 0;
 #pragma unroll
       for (int b = 0; b < BITS; ++b) {
-        group_words[g][b] = valid ? __ldg(row + b * plane_stride + chunk * 32 + lane) : 0u;
+        const uint32_t byte = (words[b] >> (24 - 8 * s)) & 0xffu;
+        const int sh = BITS - 1 - b;
+        hi4 |= (((byte >> 4) * 0x00204081u) & 0x01010101u) << sh;
+        lo4 |= (((byte & 15u) * 0x00204081u) & 0x01010101u) << sh;
       }
-    }
 #pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
-      const int chunk = c0 + g;
-      const int T = (chunk + 1) * 1024 <= kpad ? 32 : (kpad % 1024) / 32;
-      if (chunk >= chunks || lane >= T) continue;
-      const uint32_t* words = group_words[g];
+      for (int r = 0; r < 8; ++r) {
+        const uint32_t code = r < 4 ? (hi4 >> (8 * (3 - r))) & 0xffu : (lo4 >> (8 * (7 - r))) & 0xffu;
+        const float w = col0 + r < K ? lut_s[warp][code] : 0.f;  // padding columns contribute nothing
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        // The 8 activations of this run for every token: two 16-byte loads each when aligned.
-        const int col0 = chunk * 1024 + 8 * T * s + 8 * lane;
-        float xv[M][8];
-        if (x_vec && col0 + 8 <= K) {
-#pragma unroll
-          for (int m = 0; m < M; ++m) {
-            const float4* p4 =
-                reinterpret_cast<const float4*>(x + static_cast<size_t>(m) * K + col0);
-            const float4 a = __ldg(p4), b = __ldg(p4 + 1);
-            xv[m][0] = a.x, xv[m][1] = a.y, xv[m][2] = a.z, xv[m][3] = a.w;
-            xv[m][4] = b.x, xv[m][5] = b.y, xv[m][6] = b.z, xv[m][7] = b.w;
-          }
-        } else {
-#pragma unroll
-          for (int m = 0; m < M; ++m) {
-#pragma unroll
-            for (int r = 0; r < 8; ++r) {
-              xv[m][r] = col0 + r < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + r) : 0.f;
-            }
-          }
-        }
-        // Rebuild the run's 8 codes at once: per plane, take its byte and spread each nibble so
-        // every bit lands in a byte of its own ((n * 0x00204081) & 0x01010101: byte k = bit k of
-        // n), shifted to the plane's place in the code. hi4 bytes 3..0 hold columns 0..3, lo4
-        // bytes 3..0 columns 4..7. About 0.75 instructions per plane per column instead of 3.
-        uint32_t hi4 = 0, lo4 = 0;
-#pragma unroll
-        for (int b = 0; b < BITS; ++b) {
-          const uint32_t byte = (words[b] >> (24 - 8 * s)) & 0xffu;
-          const int sh = BITS - 1 - b;
-          hi4 |= (((byte >> 4) * 0x00204081u) & 0x01010101u) << sh;
-          lo4 |= (((byte & 15u) * 0x00204081u) & 0x01010101u) << sh;
-        }
-#pragma unroll
-        for (int r = 0; r < 8; ++r) {
-          const uint32_t code =
-              r < 4 ? (hi4 >> (8 * (3 - r))) & 0xffu : (lo4 >> (8 * (7 - r))) & 0xffu;
-          const float w =
-              col0 + r < K ? lut_s[warp][code] : 0.f;  // padding columns contribute nothing
-#pragma unroll
-          for (int m = 0; m < M; ++m) acc[m] += w * xv[m][r];
-        }
+        for (int m = 0; m < M; ++m) acc[m] += w * xv[m][r];
       }
     }
   }
@@ -123,9 +102,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 }
 
 template <int BITS>
-__global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight,
-                                     const __half* __restrict__ lut, int N, int K,
-                                     __half* __restrict__ w) {
+__global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight, const __half* __restrict__ lut, int N,
+                                     int K, __half* __restrict__ w) {
   // One thread per (row, word): rebuilds 32 codes and writes their LUT values.
   const int kw = (K + 31) / 32, kpad = kw * 32;
   const size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -136,8 +114,7 @@ __global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight,
   const size_t plane_stride = static_cast<size_t>(N) * kw;
   uint32_t words[BITS];
 #pragma unroll
-  for (int b = 0; b < BITS; ++b)
-    words[b] = qweight[b * plane_stride + static_cast<size_t>(n) * kw + word];
+  for (int b = 0; b < BITS; ++b) words[b] = qweight[b * plane_stride + static_cast<size_t>(n) * kw + word];
   const __half* lut_row = lut + (static_cast<size_t>(n) << BITS);
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
@@ -153,59 +130,39 @@ __global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight,
 }
 
 template <int BITS, int M>
-void LaunchGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, int P,
-                float* y, cudaStream_t stream) {
+void LaunchGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, int P, float* y,
+                cudaStream_t stream) {
   const int blocks = (N + kWarpsPerBlock - 1) / kWarpsPerBlock;
   // 16-byte activation loads need a 16-byte aligned x and rows of a multiple of 4 floats.
   const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && K % 4 == 0;
-  AnyprecGemvKernel<BITS, M>
-      <<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, qweight, lut, N, K, x_vec, y);
+  AnyprecGemvKernel<BITS, M><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, qweight, lut, N, K, x_vec, y);
 }
 
 // Per bit width: GEMV for every token count and the dequantize kernel.
 template <int BITS>
-void GemvForBits(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K,
-                 int P, float* y, cudaStream_t stream) {
+void GemvForBits(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K, int P, float* y,
+                 cudaStream_t stream) {
   switch (M) {
-    case 1:
-      LaunchGemv<BITS, 1>(x, qweight, lut, N, K, P, y, stream);
-      break;
-    case 2:
-      LaunchGemv<BITS, 2>(x, qweight, lut, N, K, P, y, stream);
-      break;
-    case 3:
-      LaunchGemv<BITS, 3>(x, qweight, lut, N, K, P, y, stream);
-      break;
-    case 4:
-      LaunchGemv<BITS, 4>(x, qweight, lut, N, K, P, y, stream);
-      break;
-    case 5:
-      LaunchGemv<BITS, 5>(x, qweight, lut, N, K, P, y, stream);
-      break;
-    case 6:
-      LaunchGemv<BITS, 6>(x, qweight, lut, N, K, P, y, stream);
-      break;
-    case 7:
-      LaunchGemv<BITS, 7>(x, qweight, lut, N, K, P, y, stream);
-      break;
-    case 8:
-      LaunchGemv<BITS, 8>(x, qweight, lut, N, K, P, y, stream);
-      break;
+    case 1: LaunchGemv<BITS, 1>(x, qweight, lut, N, K, P, y, stream); break;
+    case 2: LaunchGemv<BITS, 2>(x, qweight, lut, N, K, P, y, stream); break;
+    case 3: LaunchGemv<BITS, 3>(x, qweight, lut, N, K, P, y, stream); break;
+    case 4: LaunchGemv<BITS, 4>(x, qweight, lut, N, K, P, y, stream); break;
+    case 5: LaunchGemv<BITS, 5>(x, qweight, lut, N, K, P, y, stream); break;
+    case 6: LaunchGemv<BITS, 6>(x, qweight, lut, N, K, P, y, stream); break;
+    case 7: LaunchGemv<BITS, 7>(x, qweight, lut, N, K, P, y, stream); break;
+    case 8: LaunchGemv<BITS, 8>(x, qweight, lut, N, K, P, y, stream); break;
   }
 }
 
 template <int BITS>
-void DequantForBits(const uint32_t* qweight, const __half* lut, int N, int K, __half* w,
-                    cudaStream_t stream) {
+void DequantForBits(const uint32_t* qweight, const __half* lut, int N, int K, __half* w, cudaStream_t stream) {
   const size_t threads = static_cast<size_t>(N) * ((K + 31) / 32);
   const int block = 256;
-  AnyprecDequantKernel<BITS>
-      <<<static_cast<unsigned>((threads + block - 1) / block), block, 0, stream>>>(qweight, lut, N,
-                                                                                   K, w);
+  AnyprecDequantKernel<BITS><<<static_cast<unsigned>((threads + block - 1) / block), block, 0, stream>>>(
+      qweight, lut, N, K, w);
 }
 
-using GemvFn = void (*)(const float*, int, const uint32_t*, const __half*, int, int, int, float*,
-                        cudaStream_t);
+using GemvFn = void (*)(const float*, int, const uint32_t*, const __half*, int, int, int, float*, cudaStream_t);
 using DequantFn = void (*)(const uint32_t*, const __half*, int, int, __half*, cudaStream_t);
 
 // Defined in anyprec_gemv_b<p>.cu, one specialization per bit width.
