@@ -46,7 +46,8 @@ double TimeUs(const std::function<void(int)>& fn, int iters) {
   cudaEvent_t a, b;
   PMPD_CUDA_CHECK(cudaEventCreate(&a));
   PMPD_CUDA_CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 5; ++i) fn(i);  // warm-up
+  for (int i = 0; i < 20; ++i) fn(i);  // warm-up (cuBLAS picks its kernel on the first calls)
+  PMPD_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<double> t;
   for (int r = 0; r < 5; ++r) {
     PMPD_CUDA_CHECK(cudaEventRecord(a));
