@@ -13,7 +13,8 @@ namespace pmpd::kernels {
 constexpr int kAnyprecGemvMaxTokens = 8;
 
 // y[M, N] = x[M, K] * W_p^T. x, y fp32 row-major on the device; qweight [P, N, ceil(K/32)];
-// lut: fp16 [N, 2^p] for precision p. 1 <= M <= 8, 2 <= p <= P <= 8. Asynchronous on `stream`;
+// lut: fp16 [N, 2^p] for precision p, finite (padding columns multiply a LUT entry by zero).
+// 1 <= M <= 8, 2 <= p <= P <= 8. Asynchronous on `stream`;
 // allocates nothing. Reads p/8 bytes per weight plus the LUTs, x and y once.
 void AnyprecGemv(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K, int P, int p,
                  float* y, cudaStream_t stream);

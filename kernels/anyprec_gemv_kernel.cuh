@@ -35,6 +35,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const __half* lut_row = lut + (static_cast<size_t>(n) << BITS);
   for (int c = lane; c < (1 << BITS); c += 32) lut_s[warp][c] = __half2float(lut_row[c]);
   __syncwarp();
+  const float* lut_w = lut_s[warp];
 
   const int kw = (K + 31) / 32;
   const int kpad = kw * 32;
@@ -87,7 +88,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
       for (int r = 0; r < 8; ++r) {
         const uint32_t code = r < 4 ? (hi4 >> (8 * (3 - r))) & 0xffu : (lo4 >> (8 * (7 - r))) & 0xffu;
-        const float w = col0 + r < K ? lut_s[warp][code] : 0.f;  // padding columns contribute nothing
+        const float w = lut_w[code];  // padding columns (col >= K) have x = 0, so they add nothing
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[m] += w * xv[m][r];
       }
