@@ -95,8 +95,12 @@ struct LlamaModel::Impl {
   int cache_len = 0;
   std::optional<models::AnyprecInfo> anyprec;
   int precision = 0;
+  // Branches (see StartBranches): per layer [B, kv_heads, max_context, head_dim], and lengths.
+  std::vector<at::Tensor> bk_cache, bv_cache;
+  std::vector<int> branch_len;
 
   at::Tensor Hidden(const at::Tensor& ids, int64_t pos, bool use_cache);
+  at::Tensor BranchHidden(const at::Tensor& ids);
 };
 
 LlamaModel::LlamaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -285,6 +289,100 @@ void LlamaModel::LastLayerKv(std::vector<float>* k, std::vector<float>* v) const
     at::Tensor t = cache->narrow(1, 0, m.cache_len).contiguous();
     out->assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
   }
+}
+
+absl::Status LlamaModel::StartBranches(absl::Span<const int> prefix_lens) {
+  Impl& m = *impl_;
+  if (prefix_lens.empty()) return absl::InvalidArgumentError("StartBranches: no branches");
+  for (int len : prefix_lens) {
+    if (len < 1 || len > m.cache_len) {
+      return absl::InvalidArgumentError(absl::StrCat("StartBranches: prefix length ", len, " outside [1, ", m.cache_len,
+                                                     "] (the cached sequence)"));
+    }
+  }
+  c10::InferenceMode guard;
+  const int64_t B = static_cast<int64_t>(prefix_lens.size());
+  m.bk_cache.clear();
+  m.bv_cache.clear();
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    // Each branch starts as a copy of the shared prefix (O(B * prefix * kv_dim) per layer, once).
+    at::Tensor k = at::zeros({B, m.config.num_key_value_heads, m.config.max_position_embeddings, m.config.head_dim},
+                             at::kFloat);
+    at::Tensor v = at::zeros_like(k);
+    for (int64_t b = 0; b < B; ++b) {
+      k[b].narrow(1, 0, prefix_lens[b]).copy_(m.k_cache[l].narrow(1, 0, prefix_lens[b]));
+      v[b].narrow(1, 0, prefix_lens[b]).copy_(m.v_cache[l].narrow(1, 0, prefix_lens[b]));
+    }
+    m.bk_cache.push_back(k);
+    m.bv_cache.push_back(v);
+  }
+  m.branch_len.assign(prefix_lens.begin(), prefix_lens.end());
+  return absl::OkStatus();
+}
+
+int LlamaModel::num_branches() const { return static_cast<int>(impl_->branch_len.size()); }
+int LlamaModel::branch_len(int i) const { return impl_->branch_len[i]; }
+
+// One token per branch, each at its own position branch_len[b]; attention masks each branch to its
+// own length. Returns final-normed hidden states [B, H] and advances every branch by one.
+at::Tensor LlamaModel::Impl::BranchHidden(const at::Tensor& ids) {
+  const models::LlamaConfig& c = config;
+  const int64_t B = ids.size(0);
+  const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim, g = nh / kvh;
+  std::vector<int64_t> pos_v(branch_len.begin(), branch_len.end());
+  at::Tensor pos = at::tensor(pos_v, at::kLong);
+  const int64_t S = *std::max_element(pos_v.begin(), pos_v.end()) + 1;  // keys to look at
+  at::Tensor cs = cos.index_select(0, pos).unsqueeze(1), sn = sin.index_select(0, pos).unsqueeze(1);  // [B,1,hd]
+  // Key j of branch b is visible when j <= pos[b].
+  at::Tensor mask = at::arange(S, at::kLong).unsqueeze(0).gt(pos.unsqueeze(1)).view({B, 1, 1, S});
+  at::Tensor x = embed.index_select(0, ids);  // [B, H]
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerWeights& w = layers[l];
+    at::Tensor h = RmsNorm(x, w.input_norm, c.rms_norm_eps);
+    at::Tensor q = Apply(w.q, h, precision).view({B, nh, hd});
+    at::Tensor k = Apply(w.k, h, precision).view({B, kvh, hd});
+    at::Tensor v = Apply(w.v, h, precision).view({B, kvh, hd});
+    q = q * cs + RotateHalf(q) * sn;
+    k = k * cs + RotateHalf(k) * sn;
+    for (int64_t b = 0; b < B; ++b) {
+      bk_cache[l][b].select(1, pos_v[b]).copy_(k[b]);
+      bv_cache[l][b].select(1, pos_v[b]).copy_(v[b]);
+    }
+    at::Tensor K = bk_cache[l].narrow(2, 0, S), V = bv_cache[l].narrow(2, 0, S);  // [B, kvh, S, hd]
+    at::Tensor qg = q.view({B, kvh, g, hd});
+    at::Tensor scores = at::matmul(qg, K.transpose(2, 3)) * scale;  // [B, kvh, g, S]
+    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+    at::Tensor attn = at::matmul(at::softmax(scores, -1), V).reshape({B, nh * hd});  // [B, kvh, g, hd]
+    x = x + Apply(w.o, attn, precision);
+    h = RmsNorm(x, w.post_norm, c.rms_norm_eps);
+    x = x + Apply(w.down, at::silu(Apply(w.gate, h, precision)) * Apply(w.up, h, precision), precision);
+  }
+  for (auto& len : branch_len) ++len;
+  return RmsNorm(x, final_norm, c.rms_norm_eps);
+}
+
+absl::Status LlamaModel::ForwardBranches(absl::Span<const int> tokens, std::vector<float>* logits) {
+  Impl& m = *impl_;
+  if (tokens.size() != m.branch_len.size() || tokens.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("ForwardBranches: ", tokens.size(), " tokens for ",
+                                                   m.branch_len.size(), " branches"));
+  }
+  for (size_t b = 0; b < tokens.size(); ++b) {
+    if (m.branch_len[b] >= m.config.max_position_embeddings) {
+      return absl::OutOfRangeError(absl::StrCat("branch ", b, " reached the model's context of ",
+                                                m.config.max_position_embeddings));
+    }
+    if (tokens[b] < 0 || tokens[b] >= m.config.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[b], " outside the vocabulary"));
+    }
+  }
+  c10::InferenceMode guard;
+  at::Tensor ids = at::from_blob(const_cast<int*>(tokens.data()), {static_cast<int64_t>(tokens.size())}, at::kInt)
+                       .to(at::kLong);
+  at::Tensor out = at::linear(m.BranchHidden(ids), m.lm_head).contiguous();
+  logits->assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+  return absl::OkStatus();
 }
 
 absl::Status LlamaModel::CheckTokens(absl::Span<const int> tokens, int start) const {

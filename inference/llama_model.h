@@ -52,6 +52,17 @@ class LlamaModel {
   // context or an id is outside the vocabulary. Cost: O(n * params + n * cache_len * layers * q_dim).
   absl::Status Forward(absl::Span<const int> tokens, bool all_positions, std::vector<float>* logits);
 
+  // Branches: batched continuations of the cached sequence (switch-point labelling decodes several
+  // at once). Branch i starts from the first prefix_lens[i] cached tokens (1 <= len <= cache_len);
+  // the main cache is left as it is. Copies the prefixes once: O(B * max_context * kv_dim) memory
+  // per layer. Starting again replaces the previous branches.
+  absl::Status StartBranches(absl::Span<const int> prefix_lens);
+  // Feeds tokens[i] to branch i at its own next position, all at the current precision, as one
+  // batch; logits: [B, vocab] row-major.
+  absl::Status ForwardBranches(absl::Span<const int> tokens, std::vector<float>* logits);
+  int num_branches() const;
+  int branch_len(int i) const;
+
   // The last layer's cached keys and values (keys after rotary embedding, as attention uses them),
   // each [kv_heads, cache_len, head_dim] row-major: what the learned scheduler reads after prefill.
   // Cost: one copy of 2 * kv_dim * cache_len floats.
