@@ -1,0 +1,193 @@
+// Decode-step operations (see decode_ops.cuh for the contracts). Simple, memory-bound kernels:
+// grid-stride elementwise loops; one block per head for attention (scores staged in shared memory,
+// block reductions for the max and the sum); one block per row for argmax.
+#include <cfloat>
+
+#include "kernels/check.h"
+#include "kernels/cuda_check.cuh"
+#include "kernels/decode_ops.cuh"
+
+namespace pmpd::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned Blocks(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
+
+__global__ void EmbeddingKernel(const float* __restrict__ table, const int32_t* __restrict__ ids, int dim,
+                                float* __restrict__ out) {
+  const float* src = table + static_cast<size_t>(ids[blockIdx.x]) * dim;
+  float* dst = out + static_cast<size_t>(blockIdx.x) * dim;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) dst[i] = src[i];
+}
+
+__global__ void AddKernel(float* __restrict__ y, const float* __restrict__ x, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] += x[i];
+  }
+}
+
+__global__ void SwiGluKernel(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = gate[i];
+    out[i] = g / (1.f + __expf(-g)) * up[i];
+  }
+}
+
+// One thread per (token, head, i < head_dim / 2): rotates the pair (i, i + half) together.
+__global__ void RotaryKernel(float* __restrict__ x, const int32_t* __restrict__ positions, const float* __restrict__ cos,
+                             const float* __restrict__ sin, int n, int heads, int head_dim) {
+  const int half = head_dim / 2;
+  const int64_t total = static_cast<int64_t>(n) * heads * half;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(idx % half);
+    const int64_t th = idx / half;  // token * heads + head
+    const int t = static_cast<int>(th / heads);
+    float* v = x + th * head_dim;
+    const float* c = cos + static_cast<size_t>(positions[t]) * head_dim;
+    const float* s = sin + static_cast<size_t>(positions[t]) * head_dim;
+    const float a = v[i], b = v[i + half];
+    v[i] = a * c[i] - b * s[i];
+    v[i + half] = b * c[i + half] + a * s[i + half];
+  }
+}
+
+// Block-wide reductions (blockDim.x a multiple of 32, <= 1024).
+__device__ float BlockMax(float v, float* scratch) {
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < blockDim.x / 32 ? scratch[lane] : -FLT_MAX;
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+__device__ float BlockSum(float v, float* scratch) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < blockDim.x / 32 ? scratch[lane] : 0.f;
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+__global__ void DecodeAttentionKernel(const float* __restrict__ q, const float* __restrict__ k,
+                                      const float* __restrict__ v, int group, int head_dim, int max_len, int len,
+                                      float scale, float* __restrict__ out) {
+  extern __shared__ float probs[];  // [len]
+  __shared__ float scratch[32];
+  const int h = blockIdx.x, kvh = h / group;
+  const float* qh = q + static_cast<size_t>(h) * head_dim;
+  const float* kb = k + static_cast<size_t>(kvh) * max_len * head_dim;
+  const float* vb = v + static_cast<size_t>(kvh) * max_len * head_dim;
+  float local_max = -FLT_MAX;
+  for (int j = threadIdx.x; j < len; j += blockDim.x) {
+    const float* kj = kb + static_cast<size_t>(j) * head_dim;
+    float s = 0.f;
+    for (int d = 0; d < head_dim; ++d) s += qh[d] * kj[d];
+    s *= scale;
+    probs[j] = s;
+    local_max = fmaxf(local_max, s);
+  }
+  const float mx = BlockMax(local_max, scratch);
+  float local_sum = 0.f;
+  for (int j = threadIdx.x; j < len; j += blockDim.x) {
+    const float p = __expf(probs[j] - mx);
+    probs[j] = p;
+    local_sum += p;
+  }
+  const float z = BlockSum(local_sum, scratch);
+  __syncthreads();
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float acc = 0.f;
+    for (int j = 0; j < len; ++j) acc += probs[j] * vb[static_cast<size_t>(j) * head_dim + d];
+    out[static_cast<size_t>(h) * head_dim + d] = acc / z;
+  }
+}
+
+__global__ void ArgmaxKernel(const float* __restrict__ x, int cols, int32_t* __restrict__ out) {
+  __shared__ float best_v[32];
+  __shared__ int best_i[32];
+  const float* row = x + static_cast<size_t>(blockIdx.x) * cols;
+  float bv = -FLT_MAX;
+  int bi = cols;  // larger than any index
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    if (row[c] > bv) bv = row[c], bi = c;  // strided: the first hit is this thread's lowest index
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, off);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+    if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) best_v[warp] = bv, best_i[warp] = bi;
+  __syncthreads();
+  if (warp == 0) {
+    bv = lane < blockDim.x / 32 ? best_v[lane] : -FLT_MAX;
+    bi = lane < blockDim.x / 32 ? best_i[lane] : cols;
+    for (int off = 16; off > 0; off >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, bv, off);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+      if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+    }
+    if (lane == 0) out[blockIdx.x] = bi < cols ? bi : 0;
+  }
+}
+
+}  // namespace
+
+void EmbeddingLookup(const float* table, const int32_t* ids, int n, int dim, float* out, cudaStream_t stream) {
+  if (n == 0) return;
+  EmbeddingKernel<<<n, kThreads, 0, stream>>>(table, ids, dim, out);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void AddInPlace(float* y, const float* x, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  AddKernel<<<Blocks(n), kThreads, 0, stream>>>(y, x, n);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void SwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  SwiGluKernel<<<Blocks(n), kThreads, 0, stream>>>(gate, up, out, n);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void RotaryInPlace(float* x, const int32_t* positions, const float* cos, const float* sin, int n, int heads,
+                   int head_dim, cudaStream_t stream) {
+  PMPD_CHECK(head_dim % 2 == 0, "RotaryInPlace: even head_dim");
+  const int64_t total = static_cast<int64_t>(n) * heads * (head_dim / 2);
+  if (total == 0) return;
+  RotaryKernel<<<Blocks(total), kThreads, 0, stream>>>(x, positions, cos, sin, n, heads, head_dim);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
+                     int max_len, int len, float* out, cudaStream_t stream) {
+  PMPD_CHECK(heads % kv_heads == 0 && len >= 1 && len <= max_len, "DecodeAttention: bad shape");
+  const size_t smem = static_cast<size_t>(len) * sizeof(float);
+  PMPD_CHECK(smem <= 200 * 1024, "DecodeAttention: context too long for the shared-memory score buffer");
+  if (smem > 48 * 1024) {
+    PMPD_CUDA_CHECK(cudaFuncSetAttribute(DecodeAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem)));
+  }
+  DecodeAttentionKernel<<<heads, 128, smem, stream>>>(q, k, v, heads / kv_heads, head_dim, max_len, len,
+                                                     1.f / sqrtf(static_cast<float>(head_dim)), out);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void ArgmaxRows(const float* x, int rows, int cols, int32_t* out, cudaStream_t stream) {
+  if (rows == 0) return;
+  ArgmaxKernel<<<rows, kThreads, 0, stream>>>(x, cols, out);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace pmpd::kernels

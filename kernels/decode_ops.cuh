@@ -1,0 +1,35 @@
+// The small per-token operations of the decode step on the GPU (fp32). Host launchers only; CPU
+// references with the same contracts are in kernels/ref/decode_ops_ref.h. All asynchronous on
+// `stream`, allocate nothing, and are memory-bound (each reads and writes its operands once).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace pmpd::kernels {
+
+// out[t, :] = table[ids[t], :] for t < n. table [vocab, dim]; ids on the device.
+void EmbeddingLookup(const float* table, const int32_t* ids, int n, int dim, float* out, cudaStream_t stream);
+
+// y[i] += x[i] for i < n (the residual add).
+void AddInPlace(float* y, const float* x, int64_t n, cudaStream_t stream);
+
+// out[i] = silu(gate[i]) * up[i] for i < n (SwiGLU; out may alias gate or up).
+void SwiGlu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
+
+// Rotary embedding, rotate-half convention, in place on x [n, heads, head_dim]: token t uses row
+// positions[t] of cos/sin [max_pos, head_dim]; x' = x * cos + rotate_half(x) * sin.
+void RotaryInPlace(float* x, const int32_t* positions, const float* cos, const float* sin, int n, int heads,
+                   int head_dim, cudaStream_t stream);
+
+// Decode attention for one query token per sequence over a KV cache with grouped-query heads:
+// q [heads, hd]; k, v [kv_heads, max_len, hd] holding `len` valid positions; out [heads, hd].
+// Head h reads kv head h / (heads / kv_heads). Softmax in fp32 with max subtraction.
+void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
+                     int max_len, int len, float* out, cudaStream_t stream);
+
+// out[r] = index of the largest x[r, :] (lowest index on ties), for r < rows.
+void ArgmaxRows(const float* x, int rows, int cols, int32_t* out, cudaStream_t stream);
+
+}  // namespace pmpd::kernels

@@ -1,0 +1,18 @@
+// CPU references of kernels/decode_ops.cuh, same contracts (host pointers).
+#pragma once
+
+#include <cstdint>
+
+namespace pmpd::kernels {
+
+void EmbeddingLookupRef(const float* table, const int32_t* ids, int n, int dim, float* out);
+void AddInPlaceRef(float* y, const float* x, int64_t n);
+void SwiGluRef(const float* gate, const float* up, float* out, int64_t n);
+void RotaryInPlaceRef(float* x, const int32_t* positions, const float* cos, const float* sin, int n, int heads,
+                      int head_dim);
+// Accumulates in double.
+void DecodeAttentionRef(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
+                        int max_len, int len, float* out);
+void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out);
+
+}  // namespace pmpd::kernels
