@@ -54,6 +54,9 @@ int Run() {
   std::string shared = absl::GetFlag(FLAGS_shared_dir);
   if (shared.empty()) shared = std::getenv("PMPD_SHARED_DIR") ? std::getenv("PMPD_SHARED_DIR") : "../shared";
   const int n = absl::GetFlag(FLAGS_n), max_new = absl::GetFlag(FLAGS_max_new_tokens);
+  if (n < 1 || absl::GetFlag(FLAGS_calib_n) < 1 || max_new < 1) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--n, --calib-n and --max-new-tokens must be >= 1"));
+  }
   auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
   if (auto st = scheduler::MakeStaticScheduler(*precisions, std::vector<int>(precisions->size() - (precisions->empty() ? 0 : 1), 0));

@@ -57,6 +57,11 @@ int Run() {
                                    "--seed-precision ", opt.quant.seed_bits, " and --parent-precision ",
                                    opt.quant.parent_bits, " must satisfy 2 <= seed <= parent <= 8")));
   }
+  if (absl::GetFlag(FLAGS_seq_len) < 2 || absl::GetFlag(FLAGS_calib_samples) < 1) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                   "--seq-len must be >= 2 and --calib-samples >= 1, got ", absl::GetFlag(FLAGS_seq_len),
+                                   " and ", absl::GetFlag(FLAGS_calib_samples))));
+  }
   std::map<std::string, std::vector<float>> fisher;
   double fisher_s = 0;
   const std::string calib = absl::GetFlag(FLAGS_calib);

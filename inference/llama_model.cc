@@ -173,7 +173,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
     }
     const models::TensorView& v = **t;
     if (v.shape != shape) {
-      status = absl::InvalidArgumentError(absl::StrCat((*ck)->description(), ": tensor \"", name, "\" has shape ", v.ShapeString(),
+      status = absl::InvalidArgumentError(absl::StrCat(v.file, ": tensor \"", name, "\" has shape ", v.ShapeString(),
                                                        "; config.json implies [", absl::StrJoin(shape, ", "), "]"));
       return {};
     }
@@ -467,7 +467,10 @@ absl::StatusOr<std::map<std::string, std::vector<float>>> LlamaModel::FisherSens
     }
     if (progress) progress(static_cast<int>(s + 1));
   }
-  for (auto& [name, t] : params) t.set_requires_grad(false);
+  for (auto& [name, t] : params) {
+    t.mutable_grad() = at::Tensor();  // free the gradient buffers (one copy of every projection)
+    t.set_requires_grad(false);
+  }
   if (!status.ok()) return status;
   std::map<std::string, std::vector<float>> out;
   for (size_t i = 0; i < params.size(); ++i) {

@@ -148,7 +148,7 @@ absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source, cons
     }
     if ((*t)->dtype != dtype || (*t)->shape != shape) {
       return absl::InvalidArgumentError(absl::StrCat(
-          source.description(), ": tensor \"", name, "\" is ", DTypeName((*t)->dtype), " ", (*t)->ShapeString(),
+          (*t)->file, ": tensor \"", name, "\" is ", DTypeName((*t)->dtype), " ", (*t)->ShapeString(),
           "; config.json implies ", DTypeName(dtype), " [", absl::StrJoin(shape, ", "), "]"));
     }
     return *t;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <functional>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -12,9 +14,12 @@
 namespace pmpd::models {
 namespace {
 
-std::string OptionsFingerprint(const QuantizeCheckpointOptions& o) {
+// Everything a partial layer depends on: the options, the source directory and its config.json.
+std::string OptionsFingerprint(const QuantizeCheckpointOptions& o, const std::string& src_dir,
+                               const std::string& config_text) {
   return absl::StrCat("S=", o.quant.seed_bits, ";P=", o.quant.parent_bits, ";seed=", o.quant.seed,
-                      ";lloyd=", o.quant.max_lloyd_iterations, ";sens=", o.sensitivity_tag);
+                      ";lloyd=", o.quant.max_lloyd_iterations, ";sens=", o.sensitivity_tag, ";src=", src_dir,
+                      ";config=", std::hash<std::string>()(config_text));
 }
 
 absl::Status CopyIfExists(const std::string& src_dir, const std::string& out_dir, const std::string& name) {
@@ -42,7 +47,7 @@ absl::StatusOr<std::vector<float>> LoadProjection(const WeightSource& src, const
   auto t = src.Find(name);
   if (!t.ok()) return t.status();
   if ((*t)->shape != std::vector<int64_t>{n, k}) {
-    return absl::InvalidArgumentError(absl::StrCat(src.description(), ": tensor \"", name, "\" has shape ",
+    return absl::InvalidArgumentError(absl::StrCat((*t)->file, ": tensor \"", name, "\" has shape ",
                                                    (*t)->ShapeString(), "; config.json implies [", n, ", ", k, "]"));
   }
   std::vector<float> w(n * k);
@@ -83,7 +88,9 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   if (!src.ok()) return src.status();
   const std::string partial = JoinPath(out_dir, ".partial");
   if (auto st = MakeDirs(partial); !st.ok()) return st;
-  const std::string fingerprint = OptionsFingerprint(options);
+  auto config_text = ReadFileToString(JoinPath(src_dir, "config.json"));
+  if (!config_text.ok()) return config_text.status();
+  const std::string fingerprint = OptionsFingerprint(options, src_dir, *config_text);
   *report = QuantizeReport();
 
   std::vector<TensorToWrite> out;
@@ -100,8 +107,22 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
     if (FileExists(part)) {
       auto f = SafetensorsFile::Open(part);
       if (f.ok() && (*f)->metadata().count("options") && (*f)->metadata().at("options") == fingerprint) {
-        for (const auto& [name, v] : (*f)->tensors()) layer_tensors.push_back(Copy(v));
-        resumed = true;
+        // Reuse only if it holds exactly the tensors this layer needs, with the right shapes.
+        std::map<std::string, std::vector<int64_t>> expected;
+        for (const ModuleShape& ms : Projections(*config)) {
+          const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
+          expected[prefix + ".qweight"] = {P, ms.n, (ms.k + 31) / 32};
+          for (int b = S; b <= P; ++b) expected[absl::StrCat(prefix, ".lut", b)] = {ms.n, int64_t{1} << b};
+        }
+        bool complete = (*f)->tensors().size() == expected.size();
+        for (const auto& [name, v] : (*f)->tensors()) {
+          auto it = expected.find(name);
+          complete = complete && it != expected.end() && it->second == v.shape;
+        }
+        if (complete) {
+          for (const auto& [name, v] : (*f)->tensors()) layer_tensors.push_back(Copy(v));
+          resumed = true;
+        }
       } else if (f.ok()) {
         return absl::FailedPreconditionError(absl::StrCat(
             part, ": left by a run with other options (", f.ok() && (*f)->metadata().count("options")
@@ -117,6 +138,12 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
         const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
         auto w = LoadProjection(**src, prefix + ".weight", ms.n, ms.k);
         if (!w.ok()) return w.status();
+        for (float x : *w) {
+          if (!std::isfinite(x)) {
+            return absl::InvalidArgumentError(absl::StrCat(src_dir, ": tensor \"", prefix,
+                                                           ".weight\" holds a NaN or infinite value"));
+          }
+        }
         const float* f = nullptr;
         auto it = sensitivities.find(prefix);
         if (it != sensitivities.end()) {

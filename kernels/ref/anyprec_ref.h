@@ -48,7 +48,7 @@ void AnyprecUnpackRef(const uint32_t* qweight, int N, int K, int P, int p, uint8
 // W_p as float32 [N, K]; lut: fp16 bits [N, 2^p]. O(N * K * p).
 void AnyprecDequantRef(const uint32_t* qweight, const uint16_t* lut, int N, int K, int P, int p, float* w);
 
-// y[M, N] = x[M, K] * W_p^T, fp32 accumulation (double inside for a tighter reference), read
+// y[M, N] = x[M, K] * W_p^T, accumulated in double (a tighter reference than the fp32 kernels), read
 // straight from the planes: O(N * K * (p + M)); allocates O(K).
 void AnyprecGemmRef(const float* x, int M, const uint32_t* qweight, const uint16_t* lut, int N, int K, int P, int p,
                     float* y);

@@ -60,6 +60,7 @@ const std::vector<std::string>& EvalTaskNames() {
 
 absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string& shared_dir,
                                       const std::string& data_path, int skip, int n) {
+  if (skip < 0) return absl::InvalidArgumentError(absl::StrCat("LoadEvalTask: negative skip ", skip));
   EvalTask task;
   task.name = name;
   auto path = [&](const char* rel) { return data_path.empty() ? models::JoinPath(shared_dir, rel) : data_path; };
@@ -68,7 +69,8 @@ absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string
     const bool stories = name == "tinystories";
     task.data_path = path(stories ? "data/text/tinystories_train_head2MiB.txt"
                                   : "data/c4/c4-validation.00000-of-00008.first800.json.gz");
-    auto docs = models::ReadTextDocs(task.data_path, 0, stories ? 0.75 : 0.0, 1.0);
+    // Held-out parts: pmpd-quantize calibrates from the start of such files.
+    auto docs = models::ReadTextDocs(task.data_path, 0, stories ? 0.75 : 0.5, 1.0);
     if (!docs.ok()) return docs.status();
     for (const std::string& d : docs->texts) {
       if (want > 0 && static_cast<int>(task.examples.size()) >= want) break;

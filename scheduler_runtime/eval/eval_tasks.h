@@ -33,7 +33,8 @@ const std::vector<std::string>& EvalTaskNames();
 // ranges give disjoint splits). `data_path` empty: the task's file under `shared_dir`.
 //  - tinystories: stories of the last 25% of data/text/tinystories_train_head2MiB.txt; prompt = the
 //    story's first sentence; reference = the rest of the story.
-//  - c4: documents of data/c4/*.json.gz; prompt = the first 48 words; reference = the next words.
+//  - c4: documents of the second half of data/c4/*.json.gz (the first half is left for calibration);
+//    prompt = the first 48 words; reference = the next words.
 //  - cnn_dm: "For the following article: {article} Return a summary comprising of around 3 sentences."
 //  - dialogsum: "For the following dialogue: {dialogue} Return a summary comprising of 1 or 2 sentences."
 //  - iwslt: "Translate the following text from French to English: {fr}" (our sample stores en->fr

@@ -22,7 +22,7 @@ std::string EvalMethod::Describe() const {
 
 std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
                                          int max_new_tokens) {
-  const int budget = std::max(2, context - max_new_tokens);
+  const int budget = std::max(2, context - std::max(1, max_new_tokens));
   std::vector<std::vector<int>> out;
   for (const EvalExample& ex : task.examples) {
     std::vector<int> ids = tok.Encode(ex.Prompt(), true);

@@ -42,7 +42,7 @@ absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::LlamaModel& mo
                                                        int max_new_tokens);
 
 // Quality of outputs against per-example references: mean over examples of the best Rouge-L F
-// (x100), or corpus BLEU (first reference of each example... all references used).
+// (x100) over an example's references, or corpus BLEU with every reference stream.
 double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
                const std::vector<std::vector<std::string>>& references);
 

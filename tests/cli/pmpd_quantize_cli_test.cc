@@ -71,6 +71,9 @@ TEST(PmpdQuantizeCliTest, BadInputFailsCleanly) {
   ExpectCleanFailure(RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out, " --calib ", out,
                                                                  "/empty.json")),
                      "pmpd-quantize", "empty.json: no usable document");
+  ExpectCleanFailure(RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out, " --calib ", src,
+                                                                 "/tokenizer.model --seq-len 1")),
+                     "pmpd-quantize", "--seq-len must be >= 2");
   ExpectCleanFailure(RunBinary("cli/pmpd-quantize",
                                absl::StrCat("--model ", src, " --out ", out, " --seed-precision 1 --parent-precision 4")),
                      "pmpd-quantize", "must satisfy 2 <= seed <= parent <= 8");

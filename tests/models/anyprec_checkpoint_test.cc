@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -197,6 +198,25 @@ TEST(AnyprecCheckpointTest, BadInputGivesClearErrors) {
     bad = LoadAnyprecInfo(out);
     ASSERT_FALSE(bad.ok());
     EXPECT_NE(bad.status().message().find("outside 2 <= seed <= parent <= 8"), std::string::npos) << bad.status();
+  }
+  {
+    SCOPED_TRACE("a NaN weight");
+    const std::string nan_src = MakeTempDir("ap_nan");
+    auto f = SafetensorsFile::Open(src + "/model.safetensors");
+    ASSERT_TRUE(f.ok());
+    std::vector<TensorToWrite> ts;
+    for (const auto& [name, v] : (*f)->tensors()) {
+      ts.push_back({name, v.dtype, v.shape, std::string(reinterpret_cast<const char*>(v.data), v.nbytes)});
+      if (name == "model.layers.1.mlp.up_proj.weight") {
+        const float nan = std::nanf("");
+        std::memcpy(ts.back().bytes.data() + 12, &nan, 4);
+      }
+    }
+    ASSERT_TRUE(WriteSafetensors(nan_src + "/model.safetensors", ts).ok());
+    WriteFile(nan_src + "/config.json", ReadFile(src + "/config.json"));
+    auto st = QuantizeCheckpoint(nan_src, MakeTempDir("ap_nan_out"), Options(), {}, {}, &report);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("model.layers.1.mlp.up_proj.weight\" holds a NaN"), std::string::npos) << st;
   }
   {
     SCOPED_TRACE("unsupported quantization precisions");

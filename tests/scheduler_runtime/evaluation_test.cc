@@ -171,6 +171,7 @@ TEST_F(PmpdEvalCliTest, BadInputFailsCleanly) {
     EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\n" << r.err;
   };
   expect_fail("--task squad", "unknown task \"squad\"");
+  expect_fail("--task tinystories --n 0", "--n, --calib-n and --max-new-tokens must be >= 1");
   expect_fail("--task tinystories --precisions 4,3,2 --switch-steps 8,4 --n 1", "non-decreasing");
   expect_fail("--task tinystories --precisions 5,3 --switch-steps 4 --n 1", "precision 5 is missing from");
   const std::string dir = MakeTempDir("eval_bad");
