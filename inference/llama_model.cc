@@ -79,6 +79,21 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
   return w * (x * at::rsqrt(var + eps));
 }
 
+// Grows `cache` along `dim` to hold at least `needed` positions (capacity doubles, capped at
+// `max_len`), keeping its contents. Amortised O(1) per position; the CPU reference allocates here,
+// so a long-context model does not pay for its whole context up front.
+void EnsureCapacity(at::Tensor& cache, int64_t dim, int64_t needed, int64_t max_len) {
+  const int64_t cap = cache.size(dim);
+  if (needed <= cap) return;
+  std::vector<int64_t> shape = cache.sizes().vec();
+  shape[dim] = std::min(max_len, std::max(needed, 2 * cap));
+  at::Tensor grown = at::zeros(shape, cache.options());
+  grown.narrow(dim, 0, cap).copy_(cache);
+  cache = grown;
+}
+
+constexpr int64_t kInitialCacheLen = 256;
+
 at::Tensor RotateHalf(const at::Tensor& x) {
   const int64_t h = x.size(-1) / 2;
   return at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
@@ -91,11 +106,11 @@ struct LlamaModel::Impl {
   at::Tensor embed, final_norm, lm_head;
   std::vector<LayerWeights> layers;
   at::Tensor cos, sin;                  // [max_context, head_dim]
-  std::vector<at::Tensor> k_cache, v_cache;  // per layer [kv_heads, max_context, head_dim]
+  std::vector<at::Tensor> k_cache, v_cache;  // per layer [kv_heads, capacity, head_dim], grown on demand
   int cache_len = 0;
   std::optional<models::AnyprecInfo> anyprec;
   int precision = 0;
-  // Branches (see StartBranches): per layer [B, kv_heads, max_context, head_dim], and lengths.
+  // Branches (see StartBranches): per layer [B, kv_heads, capacity, head_dim], and lengths.
   std::vector<at::Tensor> bk_cache, bv_cache;
   std::vector<int> branch_len;
 
@@ -231,8 +246,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   impl->cos = emb.cos();
   impl->sin = emb.sin();
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    impl->k_cache.push_back(at::zeros({c.num_key_value_heads, T, c.head_dim}, at::kFloat));
-    impl->v_cache.push_back(at::zeros({c.num_key_value_heads, T, c.head_dim}, at::kFloat));
+    const int64_t cap = std::min<int64_t>(T, kInitialCacheLen);
+    impl->k_cache.push_back(at::zeros({c.num_key_value_heads, cap, c.head_dim}, at::kFloat));
+    impl->v_cache.push_back(at::zeros({c.num_key_value_heads, cap, c.head_dim}, at::kFloat));
   }
   return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(impl)));
 }
@@ -262,6 +278,8 @@ at::Tensor LlamaModel::Impl::Hidden(const at::Tensor& ids, int64_t pos, bool use
     k = k * cs + RotateHalf(k) * sn;
     at::Tensor K = k, Vc = v;
     if (use_cache) {
+      EnsureCapacity(k_cache[l], 1, S, c.max_position_embeddings);
+      EnsureCapacity(v_cache[l], 1, S, c.max_position_embeddings);
       k_cache[l].narrow(1, pos, n).copy_(k);
       v_cache[l].narrow(1, pos, n).copy_(v);
       K = k_cache[l].narrow(1, 0, S);  // [kvh, S, hd]
@@ -306,8 +324,8 @@ absl::Status LlamaModel::StartBranches(absl::Span<const int> prefix_lens) {
   m.bv_cache.clear();
   for (size_t l = 0; l < m.layers.size(); ++l) {
     // Each branch starts as a copy of the shared prefix (O(B * prefix * kv_dim) per layer, once).
-    at::Tensor k = at::zeros({B, m.config.num_key_value_heads, m.config.max_position_embeddings, m.config.head_dim},
-                             at::kFloat);
+    const int64_t cap = m.k_cache[l].size(1);  // grown further by BranchHidden when needed
+    at::Tensor k = at::zeros({B, m.config.num_key_value_heads, cap, m.config.head_dim}, at::kFloat);
     at::Tensor v = at::zeros_like(k);
     for (int64_t b = 0; b < B; ++b) {
       k[b].narrow(1, 0, prefix_lens[b]).copy_(m.k_cache[l].narrow(1, 0, prefix_lens[b]));
@@ -345,6 +363,8 @@ at::Tensor LlamaModel::Impl::BranchHidden(const at::Tensor& ids) {
     at::Tensor v = Apply(w.v, h, precision).view({B, kvh, hd});
     q = q * cs + RotateHalf(q) * sn;
     k = k * cs + RotateHalf(k) * sn;
+    EnsureCapacity(bk_cache[l], 2, S, c.max_position_embeddings);
+    EnsureCapacity(bv_cache[l], 2, S, c.max_position_embeddings);
     for (int64_t b = 0; b < B; ++b) {
       bk_cache[l][b].select(1, pos_v[b]).copy_(k[b]);
       bv_cache[l][b].select(1, pos_v[b]).copy_(v[b]);

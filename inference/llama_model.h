@@ -54,8 +54,8 @@ class LlamaModel {
 
   // Branches: batched continuations of the cached sequence (switch-point labelling decodes several
   // at once). Branch i starts from the first prefix_lens[i] cached tokens (1 <= len <= cache_len);
-  // the main cache is left as it is. Copies the prefixes once: O(B * max_context * kv_dim) memory
-  // per layer. Starting again replaces the previous branches.
+  // the main cache is left as it is. Copies the prefixes once: O(B * cache capacity * kv_dim)
+  // memory per layer. Starting again replaces the previous branches.
   absl::Status StartBranches(absl::Span<const int> prefix_lens);
   // Feeds tokens[i] to branch i at its own next position, all at the current precision, as one
   // batch; logits: [B, vocab] row-major.

@@ -230,3 +230,38 @@ TEST(LlamaModelTest, BadCheckpointsGiveClearErrors) {
 
 }  // namespace
 }  // namespace pmpd::inference
+
+namespace pmpd::inference {
+namespace {
+
+// The KV cache grows on demand (it starts at 256 positions): crossing that during prefill and
+// during decode gives the same logits as one full forward.
+TEST(LlamaModelTest, CacheGrowthKeepsResults) {
+  models::LlamaConfig c = models::TinyDemoConfig(64);
+  c.max_position_embeddings = 700;
+  const std::string dir = MakeTempDir("growth");
+  ASSERT_TRUE(models::WriteRandomLlama(dir, c, 8).ok());
+  auto model = LlamaModel::Load(dir);
+  ASSERT_TRUE(model.ok());
+  const int n = 600;
+  std::vector<int> ids(n);
+  for (int i = 0; i < n; ++i) ids[i] = (i * 29 + 3) % 64;
+  std::vector<float> full, part, step;
+  ASSERT_TRUE((*model)->Forward(ids, true, &full).ok());
+  (*model)->Reset();
+  ASSERT_TRUE((*model)->Forward(absl::MakeConstSpan(ids).subspan(0, 200), true, &part).ok());
+  for (int i = 200; i < n; ++i) {
+    ASSERT_TRUE((*model)->Forward(absl::MakeConstSpan(ids).subspan(i, 1), false, &step).ok());
+    part.insert(part.end(), step.begin(), step.end());
+  }
+  ASSERT_EQ(part.size(), full.size());
+  double worst = 0;
+  for (size_t i = 0; i < full.size(); ++i) worst = std::max(worst, std::fabs(double(part[i]) - full[i]));
+  EXPECT_LT(worst, 1e-4);
+  std::vector<float> k, v;
+  (*model)->LastLayerKv(&k, &v);
+  EXPECT_EQ(k.size(), static_cast<size_t>(c.kv_dim()) * n);
+}
+
+}  // namespace
+}  // namespace pmpd::inference
