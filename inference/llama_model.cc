@@ -7,6 +7,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 
@@ -29,6 +30,8 @@ struct Linear {
 struct LayerWeights {
   at::Tensor input_norm, post_norm;
   Linear q, k, v, o, gate, up, down;
+  // In the order of models::LlamaProjections.
+  std::array<Linear*, 7> Projections() { return {&q, &k, &v, &o, &gate, &up, &down}; }
 };
 
 // y = x W^T. Any-precision: up to 8 rows read the planes directly (the GEMV path); more rows
@@ -135,7 +138,7 @@ int64_t LlamaModel::CacheDequantizedWeights() {
   c10::NoGradGuard no_grad;
   int64_t bytes = 0;
   for (LayerWeights& w : m.layers) {
-    for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) {
+    for (Linear* lin : w.Projections()) {
       if (!lin->quant) continue;
       const models::AnyprecMatrix& q = *lin->quant;
       lin->dequantized.assign(q.parent_bits + 1, at::Tensor());
@@ -214,20 +217,18 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
     }
     return lin;
   };
-  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const int64_t H = c.hidden_size, V = c.vocab_size;
   impl->embed = load("model.embed_tokens.weight", {V, H});
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     LayerWeights w;
     w.input_norm = load(p + "input_layernorm.weight", {H});
-    w.q = load_linear(l, "self_attn.q_proj", c.q_dim(), H);
-    w.k = load_linear(l, "self_attn.k_proj", c.kv_dim(), H);
-    w.v = load_linear(l, "self_attn.v_proj", c.kv_dim(), H);
-    w.o = load_linear(l, "self_attn.o_proj", H, c.q_dim());
     w.post_norm = load(p + "post_attention_layernorm.weight", {H});
-    w.gate = load_linear(l, "mlp.gate_proj", I, H);
-    w.up = load_linear(l, "mlp.up_proj", I, H);
-    w.down = load_linear(l, "mlp.down_proj", H, I);
+    const auto shapes = models::LlamaProjections(c);
+    const auto lins = w.Projections();
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      *lins[i] = load_linear(l, shapes[i].module, shapes[i].out_features, shapes[i].in_features);
+    }
     impl->layers.push_back(std::move(w));
   }
   impl->final_norm = load("model.norm.weight", {H});
@@ -456,11 +457,9 @@ absl::StatusOr<std::map<std::string, std::vector<float>>> LlamaModel::FisherSens
   for (size_t l = 0; l < m.layers.size(); ++l) {
     LayerWeights& w = m.layers[l];
     const std::string p = absl::StrCat("model.layers.", l, ".");
-    for (auto [name, lin] : {std::pair<const char*, Linear*>{"self_attn.q_proj", &w.q}, {"self_attn.k_proj", &w.k},
-                             {"self_attn.v_proj", &w.v}, {"self_attn.o_proj", &w.o}, {"mlp.gate_proj", &w.gate},
-                             {"mlp.up_proj", &w.up}, {"mlp.down_proj", &w.down}}) {
-      params.emplace_back(p + name, lin->dense);
-    }
+    const auto shapes = models::LlamaProjections(m.config);
+    const auto lins = w.Projections();
+    for (size_t i = 0; i < shapes.size(); ++i) params.emplace_back(p + shapes[i].module, lins[i]->dense);
   }
   std::vector<at::Tensor> fisher;
   for (auto& [name, t] : params) {

@@ -62,9 +62,11 @@ class TorchSource : public WeightSource {
 }  // namespace
 
 const std::vector<std::string>& LlamaQuantizedModules() {
-  static const std::vector<std::string> kModules = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                    "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                                    "mlp.down_proj"};
+  static const std::vector<std::string> kModules = [] {
+    std::vector<std::string> names;
+    for (const auto& p : LlamaProjections(LlamaConfig())) names.push_back(p.module);
+    return names;
+  }();
   return kModules;
 }
 

@@ -198,6 +198,13 @@ absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::string& model_dir) {
   return ParseLlamaConfig(*text, path);
 }
 
+std::vector<ProjectionShape> LlamaProjections(const LlamaConfig& c) {
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  return {{"self_attn.q_proj", c.q_dim(), H}, {"self_attn.k_proj", c.kv_dim(), H}, {"self_attn.v_proj", c.kv_dim(), H},
+          {"self_attn.o_proj", H, c.q_dim()}, {"mlp.gate_proj", I, H},           {"mlp.up_proj", I, H},
+          {"mlp.down_proj", H, I}};
+}
+
 std::string LlamaConfigToJson(const LlamaConfig& c) {
   json j;
   j["architectures"] = {c.architecture.empty() ? "LlamaForCausalLM" : c.architecture};

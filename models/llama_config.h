@@ -1,6 +1,7 @@
 // Llama-family model configuration, parsed from a Hugging Face config.json.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,16 @@ struct LlamaConfig {
   int q_dim() const { return num_attention_heads * head_dim; }
   int kv_dim() const { return num_key_value_heads * head_dim; }
 };
+
+// One of the seven projections of a decoder layer: "self_attn.q_proj", ... with its shape.
+struct ProjectionShape {
+  std::string module;
+  int64_t out_features = 0, in_features = 0;
+};
+
+// The projections in the Any-Precision LLM packer's order: q, k, v, o, gate, up, down. The one list
+// that loaders, the quantizer and the sensitivity pass share.
+std::vector<ProjectionShape> LlamaProjections(const LlamaConfig& config);
 
 // Parses config.json text; `source` names the file in error messages. Refuses architectures that are
 // not Llama-family (LlamaForCausalLM, MistralForCausalLM without sliding window) and inconsistent sizes.

@@ -55,15 +55,12 @@ absl::StatusOr<std::vector<float>> LoadProjection(const WeightSource& src, const
   return w;
 }
 
-struct ModuleShape {
-  std::string module;
-  int64_t n, k;
-};
-std::vector<ModuleShape> Projections(const LlamaConfig& c) {
-  const int64_t H = c.hidden_size, I = c.intermediate_size;
-  return {{"self_attn.q_proj", c.q_dim(), H}, {"self_attn.k_proj", c.kv_dim(), H}, {"self_attn.v_proj", c.kv_dim(), H},
-          {"self_attn.o_proj", H, c.q_dim()}, {"mlp.gate_proj", I, H},           {"mlp.up_proj", I, H},
-          {"mlp.down_proj", H, I}};
+// "model.layers.<l>.<projection>.weight": the tensors quantization replaces.
+bool IsProjectionWeight(const std::string& name) {
+  for (const auto& m : LlamaQuantizedModules()) {
+    if (name.find("." + m + ".weight") != std::string::npos) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -95,9 +92,7 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
 
   std::vector<TensorToWrite> out;
   for (const std::string& name : (*src)->Names()) {  // everything but the quantized projections
-    bool quantized = false;
-    for (const auto& m : LlamaQuantizedModules()) quantized |= name.find("." + m + ".weight") != std::string::npos;
-    if (!quantized) out.push_back(Copy(**(*src)->Find(name)));
+    if (!IsProjectionWeight(name)) out.push_back(Copy(**(*src)->Find(name)));
   }
   const int layers = config->num_hidden_layers;
   for (int l = 0; l < layers; ++l) {
@@ -109,10 +104,10 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
       if (f.ok() && (*f)->metadata().count("options") && (*f)->metadata().at("options") == fingerprint) {
         // Reuse only if it holds exactly the tensors this layer needs, with the right shapes.
         std::map<std::string, std::vector<int64_t>> expected;
-        for (const ModuleShape& ms : Projections(*config)) {
+        for (const ProjectionShape& ms : LlamaProjections(*config)) {
           const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
-          expected[prefix + ".qweight"] = {P, ms.n, (ms.k + 31) / 32};
-          for (int b = S; b <= P; ++b) expected[absl::StrCat(prefix, ".lut", b)] = {ms.n, int64_t{1} << b};
+          expected[prefix + ".qweight"] = {P, ms.out_features, (ms.in_features + 31) / 32};
+          for (int b = S; b <= P; ++b) expected[absl::StrCat(prefix, ".lut", b)] = {ms.out_features, int64_t{1} << b};
         }
         bool complete = (*f)->tensors().size() == expected.size();
         for (const auto& [name, v] : (*f)->tensors()) {
@@ -134,9 +129,9 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
     }
     if (!resumed) {
       const auto t0 = std::chrono::steady_clock::now();
-      for (const ModuleShape& ms : Projections(*config)) {
+      for (const ProjectionShape& ms : LlamaProjections(*config)) {
         const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
-        auto w = LoadProjection(**src, prefix + ".weight", ms.n, ms.k);
+        auto w = LoadProjection(**src, prefix + ".weight", ms.out_features, ms.in_features);
         if (!w.ok()) return w.status();
         for (float x : *w) {
           if (!std::isfinite(x)) {
@@ -153,9 +148,9 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
           }
           f = it->second.data();
         }
-        AnyprecMatrix m = QuantizeAnyprec(w->data(), f, static_cast<int>(ms.n), static_cast<int>(ms.k), options.quant);
+        AnyprecMatrix m = QuantizeAnyprec(w->data(), f, static_cast<int>(ms.out_features), static_cast<int>(ms.in_features), options.quant);
         for (auto& t : AnyprecMatrixTensors(prefix, m)) layer_tensors.push_back(std::move(t));
-        report->rows += ms.n;
+        report->rows += ms.out_features;
       }
       if (auto st = WriteSafetensors(part, layer_tensors, {{"options", fingerprint}}); !st.ok()) return st;
       report->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -195,17 +190,15 @@ absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& o
   if (auto st = MakeDirs(out_dir); !st.ok()) return st;
   std::vector<TensorToWrite> out;
   for (const std::string& name : (*src)->Names()) {
-    bool projection = false;
-    for (const auto& m : LlamaQuantizedModules()) projection |= name.find("." + m + ".weight") != std::string::npos;
-    if (!projection) out.push_back(Copy(**(*src)->Find(name)));
+    if (!IsProjectionWeight(name)) out.push_back(Copy(**(*src)->Find(name)));
   }
   for (int l = 0; l < config->num_hidden_layers; ++l) {
-    for (const ModuleShape& ms : Projections(*config)) {
+    for (const ProjectionShape& ms : LlamaProjections(*config)) {
       const std::string name = absl::StrCat("model.layers.", l, ".", ms.module, ".weight");
-      auto w = LoadProjection(**src, name, ms.n, ms.k);
+      auto w = LoadProjection(**src, name, ms.out_features, ms.in_features);
       if (!w.ok()) return w.status();
-      std::vector<float> q = QuantizeRtn(w->data(), static_cast<int>(ms.n), static_cast<int>(ms.k), bits);
-      TensorToWrite t{name, DType::kF32, {ms.n, ms.k}, std::string(q.size() * 4, '\0')};
+      std::vector<float> q = QuantizeRtn(w->data(), static_cast<int>(ms.out_features), static_cast<int>(ms.in_features), bits);
+      TensorToWrite t{name, DType::kF32, {ms.out_features, ms.in_features}, std::string(q.size() * 4, '\0')};
       std::memcpy(t.bytes.data(), q.data(), t.bytes.size());
       out.push_back(std::move(t));
     }
