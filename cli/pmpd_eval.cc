@@ -107,7 +107,9 @@ int Run() {
   std::fprintf(stderr, "%s: %zu test prompts from %s (dequantized weight cache: %.1f MB)\n", task_name.c_str(),
                task->examples.size(), task->data_path.c_str(), cache / 1e6);
 
-  // References: the data set's, or a model's greedy outputs on the same (fitted) prompts.
+  // References: the data set's, or a model's greedy outputs on the same (fitted) prompts. The
+  // reference model is loaded once, for the test and the calibration split alike.
+  std::unique_ptr<inference::LlamaModel> ref_model;
   auto refs_for = [&](const scheduler::EvalTask& t, const std::vector<std::vector<int>>& prompts)
       -> absl::StatusOr<std::vector<std::vector<std::string>>> {
     std::vector<std::vector<std::string>> refs;
@@ -115,13 +117,14 @@ int Run() {
       for (const auto& ex : t.examples) refs.push_back(ex.references);
       return refs;
     }
-    std::unique_ptr<inference::LlamaModel> ref_model;
     inference::LlamaModel* m = model->get();
     const std::string ref_dir = absl::GetFlag(FLAGS_reference_model);
     if (!ref_dir.empty()) {
-      auto loaded = inference::LlamaModel::Load(ref_dir);
-      if (!loaded.ok()) return loaded.status();
-      ref_model = std::move(*loaded);
+      if (!ref_model) {
+        auto loaded = inference::LlamaModel::Load(ref_dir);
+        if (!loaded.ok()) return loaded.status();
+        ref_model = std::move(*loaded);
+      }
       m = ref_model.get();
     } else if (auto st = m->SetPrecision(m->max_precision()); !st.ok()) {
       return st;

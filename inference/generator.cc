@@ -4,13 +4,9 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "inference/timing.h"
 
 namespace pmpd::inference {
-namespace {
-double MsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
 
 absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const int> prompt_ids,
                                           const GenerationOptions& options,
@@ -34,7 +30,7 @@ absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const in
   model.Reset();
   Sampler sampler(options.sampling);
   std::vector<float> logits;
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = Clock::now();
   if (auto st = model.Forward(prompt_ids, /*all_positions=*/false, &logits); !st.ok()) return st;
   r.prefill_ms = MsSince(t0);
   if (hooks.after_prefill) {
@@ -56,7 +52,7 @@ absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const in
     if (hooks.before_step) {
       if (auto st = hooks.before_step(static_cast<int>(r.new_ids.size()), logits); !st.ok()) return st;
     }
-    t0 = std::chrono::steady_clock::now();
+    t0 = Clock::now();
     const int one[1] = {next};
     if (auto st = model.Forward(one, false, &logits); !st.ok()) return st;
     r.decode_ms += MsSince(t0);

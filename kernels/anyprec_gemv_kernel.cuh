@@ -185,5 +185,14 @@ PMPD_ANYPREC_DECLARE(7)
 PMPD_ANYPREC_DECLARE(8)
 #undef PMPD_ANYPREC_DECLARE
 
+// The body of anyprec_gemv_b<B>.cu: defines the specializations for bit width B.
+#define PMPD_ANYPREC_DEFINE(B)                                  \
+  namespace pmpd::kernels::anyprec_detail {                     \
+  template <>                                                   \
+  GemvFn GetGemv<B>() { return &GemvForBits<B>; }               \
+  template <>                                                   \
+  DequantFn GetDequant<B>() { return &DequantForBits<B>; }      \
+  }
+
 }  // namespace anyprec_detail
 }  // namespace pmpd::kernels

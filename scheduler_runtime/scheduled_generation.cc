@@ -4,12 +4,11 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "inference/timing.h"
 
 namespace pmpd::scheduler {
-namespace {
-using Clock = std::chrono::steady_clock;
-double MsSince(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-}  // namespace
+using inference::Clock;
+using inference::MsSince;
 
 double AverageBits(const std::vector<int>& precisions) {
   if (precisions.empty()) return 0;

@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "models/quantize_checkpoint.h"
+#include "models/random_llama.h"
 
 namespace pmpd::testing {
 
@@ -60,6 +62,25 @@ RunResult RunBinary(const std::string& binary, const std::string& args) {
   r.out = ReadFile(dir + "/out");
   r.err = ReadFile(dir + "/err");
   return r;
+}
+
+void ExpectCleanFailure(const RunResult& r, const std::string& program, const std::string& needle) {
+  EXPECT_FALSE(r.crashed) << r.err;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(program + ": error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+}
+
+std::string QuantizedRandomModel(const std::string& tag, int vocab, uint64_t seed, int seed_bits, int parent_bits) {
+  const std::string src = MakeTempDir(tag + "_src");
+  EXPECT_TRUE(models::WriteRandomLlama(src, models::TinyDemoConfig(vocab), seed).ok());
+  const std::string out = MakeTempDir(tag + "_ap");
+  models::QuantizeCheckpointOptions o;
+  o.quant.seed_bits = seed_bits;
+  o.quant.parent_bits = parent_bits;
+  models::QuantizeReport report;
+  EXPECT_TRUE(models::QuantizeCheckpoint(src, out, o, {}, {}, &report).ok());
+  return out;
 }
 
 bool FileExistsForTest(const std::string& path) {

@@ -1,6 +1,7 @@
 // Helpers shared by the tests: where the shared assets are, temporary directories, tolerances.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace pmpd::testing {
@@ -23,6 +24,13 @@ struct RunResult {
   std::string out, err;
 };
 RunResult RunBinary(const std::string& binary, const std::string& args);
+
+// A clean failure of a tool: non-zero exit, no crash, "<program>: error: " and `needle` on stderr.
+void ExpectCleanFailure(const RunResult& r, const std::string& program, const std::string& needle);
+
+// A random TinyDemoConfig(vocab) Llama from `seed`, quantized to any-precision (S..P bits, uniform
+// weights) in a fresh temp directory; returns that directory.
+std::string QuantizedRandomModel(const std::string& tag, int vocab, uint64_t seed, int seed_bits, int parent_bits);
 std::string BinaryPath(const std::string& relative);
 
 }  // namespace pmpd::testing

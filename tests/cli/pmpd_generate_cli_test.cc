@@ -34,10 +34,7 @@ std::string TinyModelDir(int context) {
 }
 
 void ExpectCleanFailure(const RunResult& r, const std::string& needle) {
-  EXPECT_FALSE(r.crashed) << r.err;
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("pmpd-generate: error: "), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+  pmpd::testing::ExpectCleanFailure(r, "pmpd-generate", needle);
 }
 
 TEST(PmpdGenerateCliTest, HelpExplainsEveryFlag) {

@@ -10,6 +10,7 @@
 namespace pmpd {
 namespace {
 
+using pmpd::testing::ExpectCleanFailure;
 using pmpd::testing::MakeTempDir;
 using pmpd::testing::RunBinary;
 using pmpd::testing::RunResult;
@@ -21,13 +22,6 @@ std::string TinyModelDir() {
   EXPECT_TRUE(models::WriteTinyTokenizer(dir, &vocab).ok());
   EXPECT_TRUE(models::WriteRandomLlama(dir, models::TinyDemoConfig(vocab), 3).ok());
   return dir;
-}
-
-void ExpectCleanFailure(const RunResult& r, const std::string& program, const std::string& needle) {
-  EXPECT_FALSE(r.crashed) << r.err;
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find(program + ": error: "), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
 }
 
 TEST(PmpdQuantizeCliTest, QuantizeThenGenerateAndScoreAtEveryPrecision) {

@@ -5,28 +5,14 @@
 
 #include "inference/llama_model.h"
 #include "inference/sampler.h"
-#include "models/quantize_checkpoint.h"
 #include "models/random_llama.h"
 #include "tests/test_util.h"
 
 namespace pmpd::inference {
 namespace {
 
-std::string AnyprecModelDir() {
-  const std::string src = pmpd::testing::MakeTempDir("branch_src");
-  models::LlamaConfig c = models::TinyDemoConfig(80);
-  EXPECT_TRUE(models::WriteRandomLlama(src, c, 31).ok());
-  const std::string out = pmpd::testing::MakeTempDir("branch_ap");
-  models::QuantizeCheckpointOptions o;
-  o.quant.seed_bits = 2;
-  o.quant.parent_bits = 4;
-  models::QuantizeReport report;
-  EXPECT_TRUE(models::QuantizeCheckpoint(src, out, o, {}, {}, &report).ok());
-  return out;
-}
-
 TEST(BranchDecodingTest, BatchedBranchesEqualSequentialDecoding) {
-  auto model = LlamaModel::Load(AnyprecModelDir());
+  auto model = LlamaModel::Load(pmpd::testing::QuantizedRandomModel("branch", 80, 31, 2, 4));
   ASSERT_TRUE(model.ok()) << model.status();
   std::vector<int> seq(20);
   for (int i = 0; i < 20; ++i) seq[i] = (i * 13 + 5) % 80;

@@ -9,17 +9,13 @@
 #include <random>
 #include <vector>
 
+#include "tests/kernels/gpu_test_util.h"
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/half.h"
 #include "kernels/ref/anyprec_ref.h"
 
 namespace pmpd::kernels {
 namespace {
-
-bool HaveGpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
 
 template <typename T>
 T* ToDevice(const std::vector<T>& v) {
@@ -49,7 +45,7 @@ Problem MakeProblem(int N, int K, int P, std::mt19937& rng) {
 }
 
 TEST(AnyprecGemvGpuTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";
+  PMPD_REQUIRE_GPU();
   std::mt19937 rng(11);
   std::normal_distribution<float> g(0.f, 1.f);
   int cases = 0;
@@ -101,7 +97,7 @@ TEST(AnyprecGemvGpuTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
 }
 
 TEST(AnyprecGemvGpuTest, DequantizeIsExact) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";
+  PMPD_REQUIRE_GPU();
   std::mt19937 rng(12);
   for (auto [N, K] : {std::pair<int, int>{5, 172}, {33, 1056}, {16, 3000}}) {
     Problem pr = MakeProblem(N, K, 8, rng);

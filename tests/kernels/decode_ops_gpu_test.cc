@@ -6,16 +6,12 @@
 #include <random>
 #include <vector>
 
+#include "tests/kernels/gpu_test_util.h"
 #include "kernels/decode_ops.cuh"
 #include "kernels/ref/decode_ops_ref.h"
 
 namespace pmpd::kernels {
 namespace {
-
-bool HaveGpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
 
 template <typename T>
 struct Dev {
@@ -49,7 +45,7 @@ void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, 
 }
 
 TEST(DecodeOpsGpuTest, ElementwiseEmbeddingRotaryArgmax) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";
+  PMPD_REQUIRE_GPU();
   std::mt19937 rng(5);
   for (int64_t n : {1, 255, 4097, 1 << 20}) {
     auto y = Random(n, rng), x = Random(n, rng), g = Random(n, rng), u = Random(n, rng);
@@ -97,7 +93,7 @@ TEST(DecodeOpsGpuTest, ElementwiseEmbeddingRotaryArgmax) {
 }
 
 TEST(DecodeOpsGpuTest, DecodeAttentionMatchesReference) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";
+  PMPD_REQUIRE_GPU();
   std::mt19937 rng(6);
   for (auto [heads, kv_heads, hd, max_len, len] :
        {std::tuple<int, int, int, int, int>{8, 4, 8, 512, 1}, {8, 4, 8, 512, 377}, {32, 32, 128, 4096, 4096},

@@ -6,19 +6,15 @@
 #include <random>
 #include <vector>
 
+#include "tests/kernels/gpu_test_util.h"
 #include "kernels/ref/rmsnorm_ref.h"
 #include "kernels/rmsnorm.cuh"
 
 namespace pmpd::kernels {
 namespace {
 
-bool HaveGpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
 TEST(RmsNormGpuTest, MatchesCpuReference) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";
+  PMPD_REQUIRE_GPU();
   std::mt19937 rng(1);
   std::normal_distribution<float> n(0.f, 2.f);
   for (int rows : {1, 3, 17}) {

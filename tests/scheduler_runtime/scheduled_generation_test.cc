@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include "inference/sampler.h"
-#include "models/quantize_checkpoint.h"
 #include "models/random_llama.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "tests/test_util.h"
@@ -15,17 +14,7 @@ using inference::LlamaModel;
 
 // A tiny random model quantized to any-precision S = 2 .. P = 4 (shared by the tests below).
 const std::string& AnyprecDir() {
-  static const std::string dir = [] {
-    const std::string src = pmpd::testing::MakeTempDir("sched_src");
-    EXPECT_TRUE(models::WriteRandomLlama(src, models::TinyDemoConfig(96), 21).ok());
-    const std::string out = pmpd::testing::MakeTempDir("sched_ap");
-    models::QuantizeCheckpointOptions o;
-    o.quant.seed_bits = 2;
-    o.quant.parent_bits = 4;
-    models::QuantizeReport report;
-    EXPECT_TRUE(models::QuantizeCheckpoint(src, out, o, {}, {}, &report).ok());
-    return out;
-  }();
+  static const std::string dir = pmpd::testing::QuantizedRandomModel("sched", 96, 21, 2, 4);
   return dir;
 }
 
