@@ -26,7 +26,7 @@ void InitUsage(absl::string_view usage) {
   absl::SetFlagsUsageConfig(config);
 }
 
-void ParseFlags(int argc, char** argv) {
+std::vector<std::string> ParseFlags(int argc, char** argv) {
   static std::vector<std::string> storage;  // argv strings must outlive parsing
   storage.assign(argv, argv + argc);
   for (size_t i = 1; i < storage.size(); ++i) {
@@ -40,7 +40,8 @@ void ParseFlags(int argc, char** argv) {
   }
   std::vector<char*> args;
   for (auto& s : storage) args.push_back(s.data());
-  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  return std::vector<std::string>(rest.begin() + (rest.empty() ? 0 : 1), rest.end());
 }
 
 int Fail(absl::string_view program, const absl::Status& status) {

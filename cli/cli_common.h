@@ -1,6 +1,9 @@
 // Shared pieces of the command-line tools: --help configuration and error exits.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
@@ -10,8 +13,9 @@ namespace pmpd::cli {
 void InitUsage(absl::string_view usage);
 
 // Parses flags with Abseil after spelling `--foo-bar` as `--foo_bar`, so the documented dashed
-// names work (Abseil names cannot hold '-'). Exits on --help or bad flags.
-void ParseFlags(int argc, char** argv);
+// names work (Abseil names cannot hold '-'). Exits on --help or bad flags. Returns the positional
+// arguments (argv[0] excluded).
+std::vector<std::string> ParseFlags(int argc, char** argv);
 
 // Prints "<program>: error: <message>" to stderr and returns exit code 1 (2 for bad flags).
 int Fail(absl::string_view program, const absl::Status& status);

@@ -13,6 +13,7 @@
 #include "models/tokenizer.h"
 #include "scheduler_runtime/eval/evaluation.h"
 #include "scheduler_runtime/precision_scheduler.h"
+#include "scheduler_runtime/scheduled_generation.h"
 
 ABSL_FLAG(std::string, model, "", "Any-precision model directory (see pmpd-quantize). Required.");
 ABSL_FLAG(std::string, task, "", "tinystories, c4, cnn_dm, dialogsum or iwslt. Required.");
@@ -92,16 +93,8 @@ int Run() {
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
   auto model = inference::LlamaModel::Load(model_dir);
   if (!model.ok()) return cli::Fail(kProgram, model.status());
-  if ((*model)->max_precision() == 0) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                   model_dir, ": not an any-precision checkpoint (quantize it with pmpd-quantize)")));
-  }
-  for (int p : *precisions) {
-    if (p < (*model)->min_precision() || p > (*model)->max_precision()) {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     "precision ", p, " is missing from ", model_dir, ", which holds ",
-                                     (*model)->min_precision(), " to ", (*model)->max_precision(), " bits")));
-    }
+  if (auto st = scheduler::CheckModelPrecisions(**model, *precisions, model_dir); !st.ok()) {
+    return cli::Fail(kProgram, st);
   }
   const int64_t cache = (*model)->CacheDequantizedWeights();
   std::fprintf(stderr, "%s: %zu test prompts from %s (dequantized weight cache: %.1f MB)\n", task_name.c_str(),

@@ -339,6 +339,29 @@ absl::Status LlamaModel::StartBranches(absl::Span<const int> prefix_lens) {
   return absl::OkStatus();
 }
 
+absl::Status LlamaModel::KeepBranches(absl::Span<const int> indices) {
+  Impl& m = *impl_;
+  const int B = static_cast<int>(m.branch_len.size());
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] < 0 || indices[i] >= B || (i > 0 && indices[i] <= indices[i - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat("KeepBranches: indices must be strictly increasing in [0, ", B,
+                                                     ")"));
+    }
+  }
+  if (indices.empty()) return absl::InvalidArgumentError("KeepBranches: no branch kept");
+  c10::InferenceMode guard;
+  std::vector<int64_t> idx(indices.begin(), indices.end());
+  at::Tensor sel = at::tensor(idx, at::kLong);
+  for (size_t l = 0; l < m.bk_cache.size(); ++l) {
+    m.bk_cache[l] = m.bk_cache[l].index_select(0, sel);
+    m.bv_cache[l] = m.bv_cache[l].index_select(0, sel);
+  }
+  std::vector<int> lens;
+  for (int i : indices) lens.push_back(m.branch_len[i]);
+  m.branch_len = lens;
+  return absl::OkStatus();
+}
+
 int LlamaModel::num_branches() const { return static_cast<int>(impl_->branch_len.size()); }
 int LlamaModel::branch_len(int i) const { return impl_->branch_len[i]; }
 

@@ -60,6 +60,9 @@ class LlamaModel {
   // Feeds tokens[i] to branch i at its own next position, all at the current precision, as one
   // batch; logits: [B, vocab] row-major.
   absl::Status ForwardBranches(absl::Span<const int> tokens, std::vector<float>* logits);
+  // Keeps only the branches at `indices` (strictly increasing), renumbered 0..n-1 in that order:
+  // finished branches stop costing compute and context. O(n * capacity * kv_dim) copy per layer.
+  absl::Status KeepBranches(absl::Span<const int> indices);
   int num_branches() const;
   int branch_len(int i) const;
 

@@ -34,6 +34,14 @@ absl::StatusOr<std::string> ReadMaybeGz(const std::string& path) {
 
 }  // namespace
 
+TextLine ParseJsonTextLine(absl::string_view line, std::string* text) {
+  if (absl::StripAsciiWhitespace(line).empty()) return TextLine::kBlank;
+  auto j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string()) return TextLine::kMalformed;
+  *text = j["text"].get<std::string>();
+  return absl::StripAsciiWhitespace(*text).empty() ? TextLine::kEmpty : TextLine::kText;
+}
+
 absl::StatusOr<TextDocs> ReadTextDocs(const std::string& path, int max_docs, double begin_fraction,
                                       double end_fraction) {
   if (!(begin_fraction >= 0 && begin_fraction < end_fraction && end_fraction <= 1)) {
@@ -63,18 +71,13 @@ absl::StatusOr<TextDocs> ReadTextDocs(const std::string& path, int max_docs, dou
   if (jsonl) {
     for (absl::string_view line : absl::StrSplit(*data, '\n')) {
       if (full()) break;
-      if (absl::StripAsciiWhitespace(line).empty()) continue;
-      auto j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
-      if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string()) {
-        ++docs.malformed_lines;
-        continue;
+      std::string text;
+      switch (ParseJsonTextLine(line, &text)) {
+        case TextLine::kText: docs.texts.push_back(std::move(text)); break;
+        case TextLine::kBlank: break;
+        case TextLine::kEmpty: ++docs.empty_texts; break;
+        case TextLine::kMalformed: ++docs.malformed_lines; break;
       }
-      std::string text = j["text"].get<std::string>();
-      if (absl::StripAsciiWhitespace(text).empty()) {
-        ++docs.empty_texts;
-        continue;
-      }
-      docs.texts.push_back(std::move(text));
     }
   } else {
     for (absl::string_view part : absl::StrSplit(*data, "<|endoftext|>")) {

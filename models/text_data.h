@@ -3,9 +3,11 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace pmpd::models {
 
@@ -14,6 +16,12 @@ struct TextDocs {
   int malformed_lines = 0;  // not JSON, not an object, or no string `text`: skipped and counted
   int empty_texts = 0;      // skipped and counted
 };
+
+// One JSON-lines record: kText with the `text` field in *text, kBlank for an empty line, kEmpty for
+// a record whose text is only whitespace, kMalformed for anything else (not JSON, not an object, no
+// string `text`).
+enum class TextLine { kText, kBlank, kEmpty, kMalformed };
+TextLine ParseJsonTextLine(absl::string_view line, std::string* text);
 
 // Reads up to max_docs (<= 0: all) documents. JSON-lines when the name ends in .json, .jsonl,
 // .json.gz or .jsonl.gz; otherwise plain text, split into documents at "<|endoftext|>" markers

@@ -17,24 +17,32 @@ double AverageBits(const std::vector<int>& precisions) {
   return s / precisions.size();
 }
 
+absl::Status CheckModelPrecisions(const inference::LlamaModel& model, const std::vector<int>& precisions,
+                                  const std::string& model_dir) {
+  const std::string name = model_dir.empty() ? "the checkpoint" : model_dir;
+  if (model.max_precision() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(name, " is not an any-precision checkpoint: precision schedules need one (see pmpd-quantize)"));
+  }
+  for (int p : precisions) {
+    if (p < model.min_precision() || p > model.max_precision()) {
+      return absl::InvalidArgumentError(absl::StrCat("precision ", p, " is missing from ", name, ", which holds ",
+                                                     model.min_precision(), " to ", model.max_precision(), " bits"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::LlamaModel& model,
                                                             absl::Span<const int> prompt_ids,
                                                             const ScheduledGenerationOptions& options,
                                                             PrecisionScheduler& scheduler,
                                                             const std::function<void(int, int)>& on_token) {
   const auto& opt = options.generation;
-  if (model.max_precision() == 0) {
-    return absl::FailedPreconditionError("precision schedules need an any-precision checkpoint (see pmpd-quantize)");
-  }
   std::vector<int> needed = scheduler.precisions();
   const int prefill = options.prefill_precision > 0 ? options.prefill_precision : needed.front();
   needed.push_back(prefill);
-  for (int p : needed) {
-    if (p < model.min_precision() || p > model.max_precision()) {
-      return absl::InvalidArgumentError(absl::StrCat("precision ", p, " is missing from the checkpoint, which holds ",
-                                                     model.min_precision(), " to ", model.max_precision(), " bits"));
-    }
-  }
+  if (auto st = CheckModelPrecisions(model, needed); !st.ok()) return st;
   ScheduledGenerationResult r;
   scheduler.Reset();
   if (auto st = model.SetPrecision(prefill); !st.ok()) return st;

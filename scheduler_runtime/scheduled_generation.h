@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +28,11 @@ struct ScheduledGenerationResult {
 
 // Mean of `precisions` (0 for none).
 double AverageBits(const std::vector<int>& precisions);
+
+// OK when the model is any-precision and holds every precision in `precisions`; otherwise an error
+// naming `model_dir` (or "the checkpoint" when empty) and the precisions it holds.
+absl::Status CheckModelPrecisions(const inference::LlamaModel& model, const std::vector<int>& precisions,
+                                  const std::string& model_dir = "");
 
 // Fails when the model is not any-precision or lacks a precision the scheduler may return.
 // `on_token(id, precision)` may be empty. Resets the model and the scheduler first.

@@ -74,6 +74,10 @@ void ExpectCleanFailure(const RunResult& r, const std::string& program, const st
 std::string QuantizedRandomModel(const std::string& tag, int vocab, uint64_t seed, int seed_bits, int parent_bits) {
   const std::string src = MakeTempDir(tag + "_src");
   EXPECT_TRUE(models::WriteRandomLlama(src, models::TinyDemoConfig(vocab), seed).ok());
+  return QuantizeForTest(tag, src, seed_bits, parent_bits);
+}
+
+std::string QuantizeForTest(const std::string& tag, const std::string& src, int seed_bits, int parent_bits) {
   const std::string out = MakeTempDir(tag + "_ap");
   models::QuantizeCheckpointOptions o;
   o.quant.seed_bits = seed_bits;

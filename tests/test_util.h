@@ -32,6 +32,9 @@ void ExpectCleanFailure(const RunResult& r, const std::string& program, const st
 // weights) in a fresh temp directory; returns that directory.
 std::string QuantizedRandomModel(const std::string& tag, int vocab, uint64_t seed, int seed_bits, int parent_bits);
 std::string BinaryPath(const std::string& relative);
+// `src_dir` (a float Hugging Face checkpoint) quantized to any-precision S..P bits (uniform
+// weights) in a fresh temp directory; returns that directory.
+std::string QuantizeForTest(const std::string& tag, const std::string& src_dir, int seed_bits, int parent_bits);
 
 }  // namespace pmpd::testing
 

@@ -1,0 +1,408 @@
+#include "data_gen/gen_data_job.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "data_gen/switch_labeler.h"
+#include "inference/llama_model.h"
+#include "kernels/half.h"
+#include "models/file_util.h"
+#include "models/model_fingerprint.h"
+#include "models/text_stream.h"
+#include "models/tokenizer.h"
+#include "models/version.h"
+#include "scheduler_runtime/kv_dataset.h"
+#include "scheduler_runtime/scheduled_generation.h"
+
+namespace pmpd::data_gen {
+namespace {
+
+using scheduler::KvDatasetHeader;
+using scheduler::KvDatasetReader;
+using scheduler::KvDatasetWriter;
+using scheduler::KvPairSample;
+using scheduler::KvSample;
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Prompt of document `doc`: the first `cap` tokens (BOS included), cut at a length drawn uniformly
+// from [max(1, min(min_prefix, L/2)), L] by an RNG seeded from (seed, doc) only.
+std::vector<int32_t> CutPrompt(const std::vector<int>& ids, int cap, int min_prefix, uint64_t seed, int64_t doc) {
+  const int L = std::min<int>(static_cast<int>(ids.size()), cap);
+  const int lo = std::max(1, std::min(min_prefix, L / 2));
+  const uint64_t r = SplitMix64(SplitMix64(seed) ^ static_cast<uint64_t>(doc));
+  const int len = lo + static_cast<int>(r % static_cast<uint64_t>(L - lo + 1));
+  return std::vector<int32_t>(ids.begin(), ids.begin() + len);
+}
+
+// [H, T, D] float -> [T, H, D] float16 bits (the stored layout).
+std::vector<uint16_t> ToTokenMajorF16(const std::vector<float>& hdt, int h, int t, int d) {
+  std::vector<uint16_t> out(hdt.size());
+  for (int head = 0; head < h; ++head) {
+    for (int tok = 0; tok < t; ++tok) {
+      const float* src = hdt.data() + (static_cast<size_t>(head) * t + tok) * d;
+      uint16_t* dst = out.data() + (static_cast<size_t>(tok) * h + head) * d;
+      for (int j = 0; j < d; ++j) dst[j] = kernels::F32ToF16(src[j]);
+    }
+  }
+  return out;
+}
+
+absl::Status SyncPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": cannot open for fsync"));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  return rc == 0 ? absl::OkStatus() : absl::InternalError(absl::StrCat(path, ": fsync failed"));
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Writes `samples` as one complete segment file (temporary + fsync + rename).
+absl::Status WriteSegment(const std::string& dir, const KvDatasetHeader& header, const std::vector<KvSample>& samples) {
+  const std::string name = absl::StrFormat("seg_%09d_%09d.h5", samples.front().doc_id, samples.back().doc_id);
+  const std::string path = models::JoinPath(dir, name), tmp = absl::StrCat(path, ".tmp.", getpid());
+  auto w = KvDatasetWriter::Create(tmp, header);
+  if (!w.ok()) return w.status();
+  for (const KvSample& s : samples) {
+    if (auto st = (*w)->Append(s); !st.ok()) return st;
+  }
+  if (auto st = (*w)->Finish(); !st.ok()) return st;
+  if (auto st = SyncPath(tmp); !st.ok()) return st;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return absl::InternalError(absl::StrCat(path, ": rename failed"));
+  return SyncPath(dir);
+}
+
+absl::Status CheckOptions(const GenDataOptions& o) {
+  auto bad = [](const std::string& m) { return absl::InvalidArgumentError(m); };
+  if (o.model_dir.empty() || o.source.empty() || o.out.empty()) return bad("--model, --c4 and --out are required");
+  if (o.precisions.size() < 2) return bad("--precisions needs at least two precisions, high to low (e.g. 4,3,2)");
+  for (size_t i = 0; i < o.precisions.size(); ++i) {
+    if (o.precisions[i] < 2 || o.precisions[i] > 8 || (i > 0 && o.precisions[i] >= o.precisions[i - 1])) {
+      return bad(absl::StrCat("--precisions ", absl::StrJoin(o.precisions, ","),
+                              ": must be strictly decreasing bit widths in 2..8"));
+    }
+  }
+  if (o.stop_after < 0) return bad("--stop-after must be >= 0");
+  if (o.num_docs < 1 || o.max_new_tokens < 1 || o.max_prompt_tokens < 1 || o.min_prefix_tokens < 1 ||
+      o.flush_every < 1) {
+    return bad("--num-docs, --max-new-tokens, --max-prompt-tokens, --min-prefix-tokens and --flush-every must be >= 1");
+  }
+  if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count) {
+    return bad(absl::StrCat("--shard ", o.shard_index, "/", o.shard_count, ": need 0 <= i < n"));
+  }
+  for (size_t i = 0; i < o.candidate_steps.size(); ++i) {
+    if (o.candidate_steps[i] < 0 || o.candidate_steps[i] >= o.max_new_tokens ||
+        (i > 0 && o.candidate_steps[i] <= o.candidate_steps[i - 1])) {
+      return bad(absl::StrCat("--candidate-steps ", absl::StrJoin(o.candidate_steps, ","),
+                              ": must be increasing and within [0, --max-new-tokens = ", o.max_new_tokens, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<int> DefaultCandidateSteps(int n) {
+  std::vector<int> steps = {0, n / 3, 2 * n / 3};
+  steps.erase(std::unique(steps.begin(), steps.end()), steps.end());
+  return steps;
+}
+
+absl::StatusOr<GenDataReport> SummarizeGenData(const std::string& path) {
+  auto r = KvDatasetReader::Open(path);
+  if (!r.ok()) return r.status();
+  GenDataReport rep;
+  rep.samples = (*r)->num_samples();
+  rep.candidate_steps = (*r)->header().candidate_steps;
+  for (const auto& [hi, lo] : (*r)->pairs()) {
+    auto t = (*r)->ReadPair(hi, lo);
+    if (!t.ok()) return t.status();
+    std::vector<int64_t> counts(rep.candidate_steps.size() + 1, 0);
+    for (int32_t l : t->labels) ++counts[l];
+    rep.class_counts.push_back(counts);
+  }
+  return rep;
+}
+
+absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
+                                         const std::function<void(const GenDataProgress&)>& progress) {
+  if (auto st = CheckOptions(options); !st.ok()) return st;
+  GenDataOptions o = options;
+  if (o.candidate_steps.empty()) o.candidate_steps = DefaultCandidateSteps(o.max_new_tokens);
+
+  auto model = inference::LlamaModel::Load(o.model_dir);
+  if (!model.ok()) return model.status();
+  inference::LlamaModel& m = **model;
+  const int ref_precision = o.reference_precision > 0 ? o.reference_precision : m.max_precision();
+  {
+    std::vector<int> needed = o.precisions;
+    if (o.reference_model.empty()) needed.push_back(ref_precision);
+    if (auto st = scheduler::CheckModelPrecisions(m, needed, o.model_dir); !st.ok()) return st;
+  }
+  auto tok = models::Tokenizer::Load(o.model_dir);
+  if (!tok.ok()) return tok.status();
+  std::unique_ptr<inference::LlamaModel> ref_model;
+  if (!o.reference_model.empty()) {
+    auto r = inference::LlamaModel::Load(o.reference_model);
+    if (!r.ok()) return r.status();
+    if ((*r)->config().vocab_size != m.config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("--reference-model ", o.reference_model, " has a vocabulary of ",
+                                                     (*r)->config().vocab_size, " tokens, ", o.model_dir, " has ",
+                                                     m.config().vocab_size));
+    }
+    ref_model = std::move(*r);
+  }
+  const int cap = std::min(o.max_prompt_tokens, m.max_context() - o.max_new_tokens);
+  if (cap < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-new-tokens ", o.max_new_tokens, " leaves no room for a prompt in ",
+                                                   o.model_dir, "'s context of ", m.max_context(), " tokens"));
+  }
+
+  KvDatasetHeader header;
+  header.tool_version = kPmpdVersion;
+  header.model_path = o.model_dir;
+  auto fp = models::FingerprintModelDir(o.model_dir);
+  if (!fp.ok()) return fp.status();
+  header.model_fingerprint = *fp;
+  if (ref_model) {
+    header.reference = absl::StrCat("model:", o.reference_model);
+    auto rfp = models::FingerprintModelDir(o.reference_model);
+    if (!rfp.ok()) return rfp.status();
+    header.reference_fingerprint = *rfp;
+  } else {
+    header.reference = absl::StrCat("precision:", ref_precision);
+    header.reference_fingerprint = *fp;
+  }
+  header.source = o.source;
+  header.precisions.assign(o.precisions.begin(), o.precisions.end());
+  header.candidate_steps.assign(o.candidate_steps.begin(), o.candidate_steps.end());
+  header.max_new_tokens = o.max_new_tokens;
+  header.max_prompt_tokens = cap;
+  header.min_prefix_tokens = o.min_prefix_tokens;
+  header.seed = static_cast<int64_t>(o.seed);
+  header.num_docs = o.num_docs;
+  header.kv_heads = m.config().num_key_value_heads;
+  header.head_dim = m.config().head_dim;
+  header.shard = absl::StrCat(o.shard_index, "/", o.shard_count);
+
+  const std::string partial = o.out + ".partial";
+  auto mismatch = [&](const std::string& file, const std::string& diff) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        file, " was made with another configuration (", diff, "); refusing to append. Use another --out, or delete ",
+        file, " to start over"));
+  };
+  // A finished file: done, if it is ours.
+  if (models::FileExists(o.out)) {
+    auto r = KvDatasetReader::Open(o.out);
+    if (!r.ok()) return r.status();
+    std::string diff = header.DiffIgnoringShard((*r)->header());
+    if (diff.empty() && header.shard != (*r)->header().shard) {
+      diff = absl::StrCat("shard: ", header.shard, " vs ", (*r)->header().shard);
+    }
+    if (!diff.empty()) return mismatch(o.out, diff);
+    for (const std::string& n : ListDir(partial)) ::unlink(models::JoinPath(partial, n).c_str());
+    ::rmdir(partial.c_str());
+    auto rep = SummarizeGenData(o.out);
+    if (rep.ok()) {
+      rep->already_complete = true;
+      rep->resumed = rep->samples;
+    }
+    return rep;
+  }
+
+  // Segments of an interrupted run.
+  if (auto st = models::MakeDirs(partial); !st.ok()) return st;
+  std::set<int64_t> done_docs;
+  std::vector<std::string> segments;
+  for (const std::string& n : ListDir(partial)) {
+    const std::string path = models::JoinPath(partial, n);
+    if (absl::StrContains(n, ".tmp.")) {  // a segment being written when the job died
+      ::unlink(path.c_str());
+      continue;
+    }
+    if (!absl::StartsWith(n, "seg_") || !absl::EndsWith(n, ".h5")) continue;
+    auto r = KvDatasetReader::Open(path);
+    if (!r.ok()) return r.status();
+    std::string diff = header.DiffIgnoringShard((*r)->header());
+    if (diff.empty() && header.shard != (*r)->header().shard) {
+      diff = absl::StrCat("shard: ", header.shard, " vs ", (*r)->header().shard);
+    }
+    if (!diff.empty()) return mismatch(path, diff);
+    auto t = (*r)->ReadPair(header.precisions[0], header.precisions[1]);
+    if (!t.ok()) return t.status();
+    done_docs.insert(t->doc_ids.begin(), t->doc_ids.end());
+    segments.push_back(path);
+  }
+
+  GenDataReport report;
+  report.resumed = static_cast<int64_t>(done_docs.size());
+  GenDataProgress prog;
+  prog.total = (o.num_docs - o.shard_index + o.shard_count - 1) / o.shard_count;
+  prog.done = prog.resumed = report.resumed;
+  if (progress) progress(prog);
+
+  auto stream = models::TextStream::Open(o.source);
+  if (!stream.ok()) return stream.status();
+  m.CacheDequantizedWeights();
+  if (ref_model) ref_model->CacheDequantizedWeights();
+  PairLabelOptions lo;
+  lo.candidate_steps = o.candidate_steps;
+  lo.max_new_tokens = o.max_new_tokens;
+  std::vector<KvSample> pending;
+  const auto start = std::chrono::steady_clock::now();
+  std::string text;
+  int64_t doc = 0;
+  for (; doc < o.num_docs; ++doc) {
+    if (o.stop_after > 0 && report.computed >= o.stop_after) {
+      report.stopped_early = true;
+      break;
+    }
+    auto more = (*stream)->Next(&text);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    if (doc % o.shard_count != o.shard_index || done_docs.count(doc)) continue;
+    KvSample s;
+    s.doc_id = doc;
+    s.prompt_ids = CutPrompt((*tok)->Encode(text, true), cap, o.min_prefix_tokens, o.seed, doc);
+    const std::vector<int> prompt(s.prompt_ids.begin(), s.prompt_ids.end());
+    absl::StatusOr<std::vector<int>> ref;
+    if (ref_model) {
+      ref = GreedyContinuation(*ref_model, prompt, o.max_new_tokens);
+    } else {
+      if (auto st = m.SetPrecision(ref_precision); !st.ok()) return st;
+      ref = GreedyContinuation(m, prompt, o.max_new_tokens);
+    }
+    if (!ref.ok()) return ref.status();
+    s.reference_ids.assign(ref->begin(), ref->end());
+    const std::string ref_text = (*tok)->Decode(*ref);
+    for (size_t p = 0; p + 1 < o.precisions.size(); ++p) {
+      lo.high = o.precisions[p];
+      lo.low = o.precisions[p + 1];
+      auto label = o.batched_branches ? LabelPairBatched(m, **tok, prompt, ref_text, lo)
+                                      : LabelPairSequential(m, **tok, prompt, ref_text, lo);
+      if (!label.ok()) {
+        return absl::Status(label.status().code(),
+                            absl::StrCat("document ", doc, " (", (*stream)->location(), "): ", label.status().message()));
+      }
+      KvPairSample ps;
+      ps.label = label->label;
+      ps.rouge_l = label->rouge_l;
+      ps.rouge_l_high = label->rouge_l_high;
+      const int h = static_cast<int>(header.kv_heads), d = static_cast<int>(header.head_dim);
+      ps.k = ToTokenMajorF16(label->k, h, static_cast<int>(prompt.size()), d);
+      ps.v = ToTokenMajorF16(label->v, h, static_cast<int>(prompt.size()), d);
+      s.pairs.push_back(std::move(ps));
+    }
+    pending.push_back(std::move(s));
+    ++report.computed;
+    if (static_cast<int>(pending.size()) >= o.flush_every) {
+      if (auto st = WriteSegment(partial, header, pending); !st.ok()) return st;
+      pending.clear();
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    prog.done = report.resumed + report.computed;
+    prog.samples_per_s = secs > 0 ? report.computed / secs : 0;
+    prog.eta_s = prog.samples_per_s > 0 ? (prog.total - prog.done) / prog.samples_per_s : 0;
+    if (progress) progress(prog);
+  }
+  if (!pending.empty()) {
+    if (auto st = WriteSegment(partial, header, pending); !st.ok()) return st;
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.samples_per_s = report.seconds > 0 ? report.computed / report.seconds : 0;
+  report.malformed_lines = (*stream)->malformed_lines();
+  report.empty_texts = (*stream)->empty_texts();
+  if (doc == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(o.source, ": no usable document (", report.malformed_lines,
+                                                   " malformed lines, ", report.empty_texts, " empty texts)"));
+  }
+  if (report.stopped_early) {
+    report.samples = report.resumed + report.computed;
+    return report;
+  }
+
+  // Join the segments into OUT; only then remove them.
+  segments.clear();
+  for (const std::string& n : ListDir(partial)) {
+    if (absl::StartsWith(n, "seg_") && absl::EndsWith(n, ".h5")) segments.push_back(models::JoinPath(partial, n));
+  }
+  if (segments.empty()) {  // a shard with no document
+    const std::string tmp = absl::StrCat(o.out, ".tmp.", getpid());
+    auto w = KvDatasetWriter::Create(tmp, header);
+    if (!w.ok()) return w.status();
+    if (auto st = (*w)->Finish(); !st.ok()) return st;
+    if (::rename(tmp.c_str(), o.out.c_str()) != 0) return absl::InternalError(absl::StrCat(o.out, ": rename failed"));
+  } else if (auto st = scheduler::JoinKvDatasets(segments, o.out, header.shard); !st.ok()) {
+    return st;
+  }
+  for (const std::string& n : ListDir(partial)) ::unlink(models::JoinPath(partial, n).c_str());
+  ::rmdir(partial.c_str());
+  auto summary = SummarizeGenData(o.out);
+  if (!summary.ok()) return summary.status();
+  report.samples = summary->samples;
+  report.class_counts = summary->class_counts;
+  report.candidate_steps = summary->candidate_steps;
+  return report;
+}
+
+absl::Status MergeGenDataShards(const std::vector<std::string>& parts, const std::string& out) {
+  if (parts.empty()) return absl::InvalidArgumentError("merge: no shard files given");
+  int n = -1;
+  std::vector<int> seen;
+  for (const std::string& p : parts) {
+    auto r = KvDatasetReader::Open(p);
+    if (!r.ok()) return r.status();
+    const std::vector<std::string> f = absl::StrSplit((*r)->header().shard, '/');
+    int i = 0, count = 0;
+    if (f.size() != 2 || !absl::SimpleAtoi(f[0], &i) || !absl::SimpleAtoi(f[1], &count)) {
+      return absl::InvalidArgumentError(absl::StrCat(p, ": bad shard attribute \"", (*r)->header().shard, "\""));
+    }
+    if (n >= 0 && count != n) {
+      return absl::InvalidArgumentError(absl::StrCat(p, " is shard ", i, "/", count, ", the others are of ", n));
+    }
+    n = count;
+    if (std::find(seen.begin(), seen.end(), i) != seen.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(p, ": shard ", i, "/", n, " given twice"));
+    }
+    seen.push_back(i);
+  }
+  if (static_cast<int>(seen.size()) != n) {
+    std::vector<int> missing;
+    for (int i = 0; i < n; ++i) {
+      if (std::find(seen.begin(), seen.end(), i) == seen.end()) missing.push_back(i);
+    }
+    return absl::InvalidArgumentError(absl::StrCat("merge: shards ", absl::StrJoin(missing, ", "), " of ", n,
+                                                   " are missing"));
+  }
+  return scheduler::JoinKvDatasets(parts, out, "0/1");
+}
+
+}  // namespace pmpd::data_gen

@@ -1,0 +1,75 @@
+// pmpd-gen-data's job: stream documents, cut prompts, make reference continuations, label every
+// adjacent precision pair (switch_labeler.h) and store the samples (kv_dataset.h).
+//
+// Crash safety: samples are written in small complete HDF5 files, OUT.partial/seg_<first>_<last>.h5
+// (temporary file + fsync + rename, every `flush_every` samples); a rerun with the same options
+// skips the documents those hold. When the shard is done the segments are joined into OUT
+// (temporary + rename) and removed. So OUT is either absent or complete, and a kill -9 loses at
+// most the samples since the last segment.
+//
+// Sharding: document d (its index among the usable documents of the source, in file order) belongs
+// to shard d % n. Prompt cuts are seeded from (seed, d), so a document gets the same sample in any
+// shard; MergeGenDataShards orders samples by d, which is the order of an unsharded run.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace pmpd::data_gen {
+
+struct GenDataOptions {
+  std::string model_dir;
+  std::string source;  // C4 JSON-lines: a file, a directory or a glob
+  std::string out;     // FILE.h5
+  std::vector<int> precisions = {4, 3, 2};
+  std::vector<int> candidate_steps;  // empty: {0, N/3, 2N/3} for N = max_new_tokens
+  int num_docs = 64;                 // documents taken from the start of the source (all shards together)
+  int max_new_tokens = 256;
+  int max_prompt_tokens = 2048;      // further bounded by the context minus max_new_tokens
+  int min_prefix_tokens = 32;        // prompts are cut to [min(this, L/2), L] tokens
+  uint64_t seed = 0;
+  int shard_index = 0, shard_count = 1;
+  std::string reference_model;  // float checkpoint for the reference output; empty: reference_precision
+  int reference_precision = 0;  // 0: the checkpoint's parent (highest) precision
+  int flush_every = 8;
+  int stop_after = 0;  // > 0: stop (resumably) after computing this many samples, e.g. for time-boxed jobs
+  bool batched_branches = true;  // false: one generation per branch (the reference's way; slower)
+};
+
+struct GenDataProgress {
+  int64_t done = 0, total = 0;  // samples of this shard
+  int64_t resumed = 0;          // of `done`, found on disk at start
+  double samples_per_s = 0, eta_s = 0;
+};
+
+struct GenDataReport {
+  int64_t samples = 0, resumed = 0, computed = 0;
+  int64_t malformed_lines = 0, empty_texts = 0;
+  double seconds = 0, samples_per_s = 0;  // computed samples only
+  bool already_complete = false;          // OUT existed with the same configuration
+  bool stopped_early = false;             // --stop-after reached: OUT not written yet, rerun to continue
+  // Per pair (high to low): counts per class (candidate steps..., never).
+  std::vector<std::vector<int64_t>> class_counts;
+  std::vector<int64_t> candidate_steps;
+};
+
+// Resolves the default candidate steps: {0, N/3, 2N/3} (duplicates removed).
+std::vector<int> DefaultCandidateSteps(int max_new_tokens);
+
+// Runs (or resumes, or recognises as done) the job. `progress` is called after every sample.
+absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
+                                         const std::function<void(const GenDataProgress&)>& progress = {});
+
+// Joins shard files i/n (each complete, same configuration, every i in [0, n) exactly once) into
+// `out`, samples ordered by document index: equal to an unsharded run.
+absl::Status MergeGenDataShards(const std::vector<std::string>& parts, const std::string& out);
+
+// Class counts per pair of a finished file, for the balance report.
+absl::StatusOr<GenDataReport> SummarizeGenData(const std::string& path);
+
+}  // namespace pmpd::data_gen

@@ -1,0 +1,156 @@
+#include "data_gen/switch_labeler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "inference/metrics/rouge.h"
+#include "inference/sampler.h"
+#include "scheduler_runtime/precision_scheduler.h"
+#include "scheduler_runtime/scheduled_generation.h"
+
+namespace pmpd::data_gen {
+namespace {
+
+bool IsEos(const inference::LlamaModel& model, int id) {
+  const auto& eos = model.config().eos_token_ids;
+  return std::find(eos.begin(), eos.end(), id) != eos.end();
+}
+
+double Rouge(const models::Tokenizer& tok, const std::string& reference, const std::vector<int>& ids) {
+  return metrics::RougeL(reference, tok.Decode(ids)).fmeasure;
+}
+
+absl::Status CheckOptions(const inference::LlamaModel& model, absl::Span<const int> prompt,
+                          const PairLabelOptions& o) {
+  if (o.high <= o.low) return absl::InvalidArgumentError(absl::StrCat("pair ", o.high, " -> ", o.low, " is not decreasing"));
+  if (o.candidate_steps.empty() || o.max_new_tokens < 1) {
+    return absl::InvalidArgumentError("need at least one candidate step and max_new_tokens >= 1");
+  }
+  for (size_t i = 0; i < o.candidate_steps.size(); ++i) {
+    if (o.candidate_steps[i] < 0 || o.candidate_steps[i] >= o.max_new_tokens ||
+        (i > 0 && o.candidate_steps[i] <= o.candidate_steps[i - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat("candidate steps must increase within [0, ", o.max_new_tokens, ")"));
+    }
+  }
+  if (prompt.empty() || static_cast<int>(prompt.size()) + o.max_new_tokens > model.max_context()) {
+    return absl::OutOfRangeError(absl::StrCat("prompt of ", prompt.size(), " tokens + ", o.max_new_tokens,
+                                              " new tokens does not fit the context of ", model.max_context()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge) {
+  auto round3 = [](double x) { return std::round(x * 1000.0) / 1000.0; };
+  for (size_t i = 0; i < branch_rouge.size(); ++i) {
+    if (round3(branch_rouge[i]) >= round3(high_rouge)) return static_cast<int>(i);
+  }
+  return static_cast<int>(branch_rouge.size());
+}
+
+absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model, absl::Span<const int> prompt,
+                                                    int max_new_tokens) {
+  inference::GenerationOptions g;
+  g.max_new_tokens = max_new_tokens;
+  auto r = inference::Generate(model, prompt, g);
+  if (!r.ok()) return r.status();
+  return r->new_ids;
+}
+
+absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model, const models::Tokenizer& tok,
+                                           absl::Span<const int> prompt, const std::string& reference_text,
+                                           const PairLabelOptions& o) {
+  if (auto st = CheckOptions(model, prompt, o); !st.ok()) return st;
+  PairLabel out;
+  const int n = o.max_new_tokens, T = static_cast<int>(prompt.size());
+  const int V = model.config().vocab_size;
+  model.Reset();
+  if (auto st = model.SetPrecision(o.high); !st.ok()) return st;
+  std::vector<float> logits;
+  if (auto st = model.Forward(prompt, false, &logits); !st.ok()) return st;
+  model.LastLayerKv(&out.k, &out.v);
+  // All-hi greedy decode on the main cache, as Generate does it: the last token is not fed.
+  while (true) {
+    const int next = inference::Argmax(logits);
+    out.high_ids.push_back(next);
+    if (IsEos(model, next) || static_cast<int>(out.high_ids.size()) == n) break;
+    const int one[1] = {next};
+    if (auto st = model.Forward(one, false, &logits); !st.ok()) return st;
+  }
+  const int high_len = static_cast<int>(out.high_ids.size());
+  // Branch c switches at s = max(c, 1): it shares the prompt and high tokens [0, s - 1) with the
+  // cache and feeds high token s - 1 at lo. A branch with s >= high_len never switches.
+  const int C = static_cast<int>(o.candidate_steps.size());
+  out.branch_ids.assign(C, {});
+  std::vector<int> active, prefix, feed;
+  for (int b = 0; b < C; ++b) {
+    const int s = std::max(o.candidate_steps[b], 1);
+    out.branch_ids[b].assign(out.high_ids.begin(), out.high_ids.begin() + std::min(s, high_len));
+    if (s < high_len) {
+      active.push_back(b);
+      prefix.push_back(T + s - 1);
+      feed.push_back(out.high_ids[s - 1]);
+    }
+  }
+  if (!active.empty()) {
+    if (auto st = model.StartBranches(prefix); !st.ok()) return st;
+    if (auto st = model.SetPrecision(o.low); !st.ok()) return st;
+    while (!active.empty()) {
+      if (auto st = model.ForwardBranches(feed, &logits); !st.ok()) return st;
+      std::vector<int> keep, next_active, next_feed;
+      for (size_t i = 0; i < active.size(); ++i) {
+        std::vector<int>& ids = out.branch_ids[active[i]];
+        const int next = inference::Argmax(absl::MakeConstSpan(logits).subspan(i * V, V));
+        ids.push_back(next);
+        if (IsEos(model, next) || static_cast<int>(ids.size()) == n) continue;
+        keep.push_back(static_cast<int>(i));
+        next_active.push_back(active[i]);
+        next_feed.push_back(next);
+      }
+      if (!next_active.empty() && next_active.size() < active.size()) {
+        if (auto st = model.KeepBranches(keep); !st.ok()) return st;
+      }
+      active = std::move(next_active);
+      feed = std::move(next_feed);
+    }
+  }
+  out.rouge_l_high = Rouge(tok, reference_text, out.high_ids);
+  for (int b = 0; b < C; ++b) out.rouge_l.push_back(Rouge(tok, reference_text, out.branch_ids[b]));
+  out.label = LabelFromRouge(out.rouge_l, out.rouge_l_high);
+  return out;
+}
+
+absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model, const models::Tokenizer& tok,
+                                              absl::Span<const int> prompt, const std::string& reference_text,
+                                              const PairLabelOptions& o) {
+  if (auto st = CheckOptions(model, prompt, o); !st.ok()) return st;
+  PairLabel out;
+  scheduler::ScheduledGenerationOptions g;
+  g.generation.max_new_tokens = o.max_new_tokens;
+  auto high = scheduler::MakeStaticScheduler({o.high}, {});
+  if (!high.ok()) return high.status();
+  auto r = scheduler::GenerateScheduled(model, prompt, g, **high);
+  if (!r.ok()) return r.status();
+  out.high_ids = r->generation.new_ids;
+  // GenerateScheduled prefilled at hi and left the prompt at the front of the cache.
+  if (auto st = model.SetPrecision(o.high); !st.ok()) return st;
+  std::vector<float> logits;
+  model.Reset();
+  if (auto st = model.Forward(prompt, false, &logits); !st.ok()) return st;
+  model.LastLayerKv(&out.k, &out.v);
+  for (int c : o.candidate_steps) {
+    auto sched = scheduler::MakeStaticScheduler({o.high, o.low}, {c});
+    if (!sched.ok()) return sched.status();
+    auto b = scheduler::GenerateScheduled(model, prompt, g, **sched);
+    if (!b.ok()) return b.status();
+    out.branch_ids.push_back(b->generation.new_ids);
+  }
+  out.rouge_l_high = Rouge(tok, reference_text, out.high_ids);
+  for (const auto& ids : out.branch_ids) out.rouge_l.push_back(Rouge(tok, reference_text, ids));
+  out.label = LabelFromRouge(out.rouge_l, out.rouge_l_high);
+  return out;
+}
+
+}  // namespace pmpd::data_gen

@@ -1,0 +1,79 @@
+#include "models/model_fingerprint.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "models/file_util.h"
+
+namespace pmpd::models {
+namespace {
+
+constexpr uint64_t kMul1 = 0x9E3779B97F4A7C15ull, kMul2 = 0xC2B2AE3D27D4EB4Full;
+
+uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+// splitmix64's finalizer: every input bit affects every output bit.
+uint64_t Finalize(uint64_t h) {
+  h ^= h >> 30;
+  h *= 0xBF58476D1CE4E5B9ull;
+  h ^= h >> 27;
+  h *= 0x94D049BB133111EBull;
+  return h ^ (h >> 31);
+}
+
+}  // namespace
+
+uint64_t Hash64(absl::string_view bytes, uint64_t seed) {
+  uint64_t h = seed ^ (bytes.size() * kMul1);
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + i, 8);
+    h = Rotl(h ^ (w * kMul2), 31) * kMul1;
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+  h = Rotl(h ^ (tail * kMul2), 31) * kMul1;
+  return Finalize(h);
+}
+
+absl::StatusOr<std::string> FingerprintModelDir(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return absl::NotFoundError(absl::StrCat(dir, ": cannot open model directory"));
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "config.json" || absl::EndsWith(name, ".safetensors") || absl::EndsWith(name, ".bin")) {
+      names.push_back(name);
+    }
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  if (std::find(names.begin(), names.end(), "config.json") == names.end()) {
+    return absl::NotFoundError(absl::StrCat(dir, ": no config.json"));
+  }
+  uint64_t h = 0;
+  std::vector<char> buf(1 << 20);
+  for (const std::string& name : names) {
+    const std::string path = JoinPath(dir, name);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+    h = Hash64(name, h);
+    while (in) {
+      in.read(buf.data(), buf.size());
+      const std::streamsize n = in.gcount();
+      if (n > 0) h = Hash64(absl::string_view(buf.data(), n), h);
+    }
+    if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  }
+  return absl::StrFormat("%016x", h);
+}
+
+}  // namespace pmpd::models

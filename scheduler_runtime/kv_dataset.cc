@@ -1,0 +1,436 @@
+#include "scheduler_runtime/kv_dataset.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kernels/half.h"
+#include "models/hdf5_file.h"
+
+namespace pmpd::scheduler {
+namespace {
+
+using models::H5Type;
+using models::Hdf5File;
+
+// Chunk sizes: KV rows are tokens (kv_heads * head_dim values each); 256 tokens per chunk keeps
+// one sample's read to a few chunks. Per-sample arrays use 1024 entries per chunk.
+constexpr int64_t kKvChunkTokens = 256;
+constexpr int64_t kIdChunk = 4096;
+constexpr int64_t kSampleChunk = 1024;
+
+#define PMPD_RETURN_IF_ERROR(expr)         \
+  do {                                     \
+    absl::Status _st = (expr);             \
+    if (!_st.ok()) return _st;             \
+  } while (0)
+
+std::string Vec(const std::vector<int64_t>& v) { return absl::StrJoin(v, ","); }
+
+absl::Status WriteHeader(Hdf5File& f, const KvDatasetHeader& h) {
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "format", std::string(kKvDatasetFormat)));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "format_version", kKvDatasetVersion));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "tool_version", h.tool_version));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "model_path", h.model_path));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "model_fingerprint", h.model_fingerprint));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "reference", h.reference));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "reference_fingerprint", h.reference_fingerprint));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "source", h.source));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "precisions", h.precisions));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "candidate_steps", h.candidate_steps));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "max_new_tokens", h.max_new_tokens));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "max_prompt_tokens", h.max_prompt_tokens));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "min_prefix_tokens", h.min_prefix_tokens));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "seed", h.seed));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "num_docs", h.num_docs));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "kv_heads", h.kv_heads));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "head_dim", h.head_dim));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "shard", h.shard));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KvDatasetHeader> ReadHeader(const Hdf5File& f) {
+  auto format = f.GetStringAttribute("/", "format");
+  if (!format.ok() || *format != kKvDatasetFormat) {
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": not a pmpd-gen-data file (root attribute format is ",
+                                                   format.ok() ? "\"" + *format + "\"" : "missing", ", expected \"",
+                                                   kKvDatasetFormat, "\")"));
+  }
+  auto version = f.GetIntAttribute("/", "format_version");
+  if (!version.ok()) return version.status();
+  if (*version != kKvDatasetVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": format_version ", *version, ", this build reads ",
+                                                   kKvDatasetVersion));
+  }
+  KvDatasetHeader h;
+  struct S {
+    const char* name;
+    std::string* out;
+  };
+  for (S s : {S{"tool_version", &h.tool_version}, S{"model_path", &h.model_path},
+              S{"model_fingerprint", &h.model_fingerprint}, S{"reference", &h.reference},
+              S{"reference_fingerprint", &h.reference_fingerprint}, S{"source", &h.source}, S{"shard", &h.shard}}) {
+    auto v = f.GetStringAttribute("/", s.name);
+    if (!v.ok()) return v.status();
+    *s.out = *v;
+  }
+  struct I {
+    const char* name;
+    int64_t* out;
+  };
+  for (I s : {I{"max_new_tokens", &h.max_new_tokens}, I{"max_prompt_tokens", &h.max_prompt_tokens},
+              I{"min_prefix_tokens", &h.min_prefix_tokens}, I{"seed", &h.seed}, I{"num_docs", &h.num_docs},
+              I{"kv_heads", &h.kv_heads}, I{"head_dim", &h.head_dim}}) {
+    auto v = f.GetIntAttribute("/", s.name);
+    if (!v.ok()) return v.status();
+    *s.out = *v;
+  }
+  auto p = f.GetIntVectorAttribute("/", "precisions");
+  if (!p.ok()) return p.status();
+  h.precisions = *p;
+  auto c = f.GetIntVectorAttribute("/", "candidate_steps");
+  if (!c.ok()) return c.status();
+  h.candidate_steps = *c;
+  if (h.precisions.size() < 2 || h.candidate_steps.empty() || h.kv_heads < 1 || h.head_dim < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": header has ", h.precisions.size(), " precisions, ",
+                                                   h.candidate_steps.size(), " candidate steps, kv_heads ", h.kv_heads,
+                                                   ", head_dim ", h.head_dim, " (need >= 2, >= 1, >= 1, >= 1)"));
+  }
+  return h;
+}
+
+// Reads a 1-D dataset of exactly n entries; errors name the file and the dataset.
+template <typename T>
+absl::Status ReadVector(const Hdf5File& f, const std::string& name, int64_t n, std::vector<T>* out,
+                        int64_t inner = 1) {
+  std::vector<int64_t> shape;
+  PMPD_RETURN_IF_ERROR(f.ReadAll(name, out, &shape));
+  if (shape.empty() || shape[0] != n || static_cast<int64_t>(out->size()) != n * inner) {
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": dataset ", name, " has shape [", Vec(shape),
+                                                   "], expected ", n, " rows of ", inner));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string KvDatasetHeader::DiffIgnoringShard(const KvDatasetHeader& o) const {
+  auto str = [](const char* name, const std::string& a, const std::string& b) {
+    return a == b ? std::string() : absl::StrCat(name, ": \"", a, "\" vs \"", b, "\"");
+  };
+  auto num = [](const char* name, int64_t a, int64_t b) {
+    return a == b ? std::string() : absl::StrCat(name, ": ", a, " vs ", b);
+  };
+  for (const std::string& d :
+       {str("model_fingerprint", model_fingerprint, o.model_fingerprint),
+        str("reference", reference, o.reference),
+        str("reference_fingerprint", reference_fingerprint, o.reference_fingerprint),
+        str("source", source, o.source), str("precisions", Vec(precisions), Vec(o.precisions)),
+        str("candidate_steps", Vec(candidate_steps), Vec(o.candidate_steps)),
+        num("max_new_tokens", max_new_tokens, o.max_new_tokens),
+        num("max_prompt_tokens", max_prompt_tokens, o.max_prompt_tokens),
+        num("min_prefix_tokens", min_prefix_tokens, o.min_prefix_tokens), num("seed", seed, o.seed),
+        num("num_docs", num_docs, o.num_docs), num("kv_heads", kv_heads, o.kv_heads),
+        num("head_dim", head_dim, o.head_dim), str("tool_version", tool_version, o.tool_version)}) {
+    if (!d.empty()) return d;
+  }
+  return "";
+}
+
+std::string PairGroup(int64_t hi, int64_t lo) { return absl::StrCat("pair_", hi, "_", lo); }
+
+KvDatasetWriter::~KvDatasetWriter() = default;
+
+absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(const std::string& path,
+                                                                         const KvDatasetHeader& header) {
+  auto f = Hdf5File::Create(path);
+  if (!f.ok()) return f.status();
+  std::unique_ptr<KvDatasetWriter> w(new KvDatasetWriter());
+  w->file_ = std::make_unique<Hdf5File>(std::move(*f));
+  w->header_ = header;
+  Hdf5File& h5 = *w->file_;
+  PMPD_RETURN_IF_ERROR(WriteHeader(h5, header));
+  PMPD_RETURN_IF_ERROR(h5.SetAttribute("/", "num_samples", int64_t{0}));
+  PMPD_RETURN_IF_ERROR(h5.CreateGroup("samples"));
+  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/doc_id", H5Type::kInt64, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/prompt_length", H5Type::kInt32, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/prompt_offset", H5Type::kInt64, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/prompt_ids", H5Type::kInt32, {}, kIdChunk, true));
+  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/reference_length", H5Type::kInt32, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/reference_offset", H5Type::kInt64, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/reference_ids", H5Type::kInt32, {}, kIdChunk, true));
+  const int64_t c = static_cast<int64_t>(header.candidate_steps.size());
+  for (size_t p = 0; p + 1 < header.precisions.size(); ++p) {
+    const std::string g = PairGroup(header.precisions[p], header.precisions[p + 1]);
+    PMPD_RETURN_IF_ERROR(h5.CreateGroup(g));
+    PMPD_RETURN_IF_ERROR(h5.SetAttribute(g, "high_precision", header.precisions[p]));
+    PMPD_RETURN_IF_ERROR(h5.SetAttribute(g, "low_precision", header.precisions[p + 1]));
+    PMPD_RETURN_IF_ERROR(h5.SetAttribute(g, "candidate_steps", header.candidate_steps));
+    PMPD_RETURN_IF_ERROR(h5.SetAttribute(g, "num_classes", c + 1));
+    for (const char* name : {"/doc_ids", "/kv_offsets"}) {
+      PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + name, H5Type::kInt64, {}, kSampleChunk, false));
+    }
+    for (const char* name : {"/prompt_lengths", "/labels", "/switch_steps"}) {
+      PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + name, H5Type::kInt32, {}, kSampleChunk, false));
+    }
+    PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + "/rouge_l", H5Type::kFloat64, {c}, kSampleChunk, false));
+    PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + "/rouge_l_high", H5Type::kFloat64, {}, kSampleChunk, false));
+    for (const char* name : {"/k", "/v"}) {
+      PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + name, H5Type::kFloat16, {header.kv_heads, header.head_dim},
+                                               kKvChunkTokens, true));
+    }
+  }
+  return w;
+}
+
+absl::Status KvDatasetWriter::Append(const KvSample& s) {
+  const size_t pairs = header_.precisions.size() - 1;
+  const int64_t t = static_cast<int64_t>(s.prompt_ids.size());
+  const size_t kv = static_cast<size_t>(t * header_.kv_heads * header_.head_dim);
+  const size_t c = header_.candidate_steps.size();
+  if (s.pairs.size() != pairs || t == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ", s.doc_id, " has ",
+                                                   s.pairs.size(), " pairs and ", t, " prompt tokens; expected ",
+                                                   pairs, " pairs and at least one token"));
+  }
+  for (const KvPairSample& p : s.pairs) {
+    if (p.k.size() != kv || p.v.size() != kv || p.rouge_l.size() != c || p.label < 0 ||
+        p.label > static_cast<int32_t>(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ", s.doc_id,
+                                                     ": K/V/rouge/label sizes do not match the header"));
+    }
+  }
+  Hdf5File& h5 = *file_;
+  const int32_t plen = static_cast<int32_t>(t), rlen = static_cast<int32_t>(s.reference_ids.size());
+  PMPD_RETURN_IF_ERROR(h5.Append("samples/doc_id", &s.doc_id, 1));
+  PMPD_RETURN_IF_ERROR(h5.Append("samples/prompt_length", &plen, 1));
+  PMPD_RETURN_IF_ERROR(h5.Append("samples/prompt_offset", &prompt_tokens_, 1));
+  PMPD_RETURN_IF_ERROR(h5.Append("samples/prompt_ids", s.prompt_ids.data(), t));
+  PMPD_RETURN_IF_ERROR(h5.Append("samples/reference_length", &rlen, 1));
+  PMPD_RETURN_IF_ERROR(h5.Append("samples/reference_offset", &reference_tokens_, 1));
+  PMPD_RETURN_IF_ERROR(h5.Append("samples/reference_ids", s.reference_ids.data(), rlen));
+  for (size_t p = 0; p < pairs; ++p) {
+    const KvPairSample& ps = s.pairs[p];
+    const std::string g = PairGroup(header_.precisions[p], header_.precisions[p + 1]);
+    const int32_t step = ps.label < static_cast<int32_t>(c) ? static_cast<int32_t>(header_.candidate_steps[ps.label])
+                                                            : -1;
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/doc_ids", &s.doc_id, 1));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/kv_offsets", &prompt_tokens_, 1));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/prompt_lengths", &plen, 1));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/labels", &ps.label, 1));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/switch_steps", &step, 1));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/rouge_l", ps.rouge_l.data(), 1));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/rouge_l_high", &ps.rouge_l_high, 1));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/k", ps.k.data(), t));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + "/v", ps.v.data(), t));
+  }
+  prompt_tokens_ += t;
+  reference_tokens_ += rlen;
+  ++samples_;
+  return h5.SetAttribute("/", "num_samples", samples_);
+}
+
+absl::Status KvDatasetWriter::Finish() {
+  PMPD_RETURN_IF_ERROR(file_->SetAttribute("/", "completed_samples", samples_));  // last: marks the file complete
+  return file_->Close();
+}
+
+KvDatasetReader::~KvDatasetReader() = default;
+const std::string& KvDatasetReader::path() const { return file_->path(); }
+
+absl::StatusOr<std::unique_ptr<KvDatasetReader>> KvDatasetReader::Open(const std::string& path) {
+  auto f = Hdf5File::Open(path);
+  if (!f.ok()) return f.status();
+  std::unique_ptr<KvDatasetReader> r(new KvDatasetReader());
+  r->file_ = std::make_unique<Hdf5File>(std::move(*f));
+  const Hdf5File& h5 = *r->file_;
+  auto header = ReadHeader(h5);
+  if (!header.ok()) return header.status();
+  r->header_ = *header;
+  auto completed = h5.GetIntAttribute("/", "completed_samples");
+  if (!completed.ok()) {
+    return absl::DataLossError(absl::StrCat(path, ": incomplete file (no completed_samples attribute: the writer did "
+                                            "not finish; rerun pmpd-gen-data with the same flags to complete it)"));
+  }
+  r->samples_ = *completed;
+  const int64_t n = r->samples_;
+  std::vector<int64_t> doc_ids;
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/doc_id", n, &doc_ids));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/prompt_length", n, &r->prompt_lengths_));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/prompt_offset", n, &r->prompt_offsets_));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/reference_length", n, &r->reference_lengths_));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/reference_offset", n, &r->reference_offsets_));
+  for (const auto& [hi, lo] : r->pairs()) {
+    auto t = r->ReadPair(hi, lo);
+    if (!t.ok()) return t.status();
+    for (int64_t i = 0; i < n; ++i) {
+      if (t->doc_ids[i] != doc_ids[i] || t->prompt_lengths[i] != r->prompt_lengths_[i] ||
+          t->kv_offsets[i] != r->prompt_offsets_[i]) {
+        return absl::DataLossError(absl::StrCat(path, ": ", PairGroup(hi, lo), " sample ", i,
+                                                " disagrees with samples/ on doc_id, prompt length or offset"));
+      }
+    }
+    r->tables_.push_back(std::move(*t));
+  }
+  return r;
+}
+
+std::vector<std::pair<int64_t, int64_t>> KvDatasetReader::pairs() const {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (size_t p = 0; p + 1 < header_.precisions.size(); ++p) out.push_back({header_.precisions[p], header_.precisions[p + 1]});
+  return out;
+}
+
+absl::StatusOr<KvPairTable> KvDatasetReader::ReadPair(int64_t hi, int64_t lo) const {
+  const std::string g = PairGroup(hi, lo);
+  const Hdf5File& h5 = *file_;
+  if (!h5.Exists(g)) {
+    std::vector<std::string> have;
+    for (const auto& [a, b] : pairs()) have.push_back(PairGroup(a, b));
+    return absl::NotFoundError(absl::StrCat(path(), ": no group ", g, " (precision pair ", hi, " -> ", lo,
+                                            "); the file has ", absl::StrJoin(have, ", ")));
+  }
+  const int64_t n = samples_;
+  const int64_t c = static_cast<int64_t>(header_.candidate_steps.size());
+  KvPairTable t;
+  t.hi = hi;
+  t.lo = lo;
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/doc_ids", n, &t.doc_ids));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/kv_offsets", n, &t.kv_offsets));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/prompt_lengths", n, &t.prompt_lengths));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/labels", n, &t.labels));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/switch_steps", n, &t.switch_steps));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l", n, &t.rouge_l, c));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l_high", n, &t.rouge_l_high));
+  for (int64_t i = 0; i < n; ++i) {
+    if (t.labels[i] < 0 || t.labels[i] > c) {
+      return absl::DataLossError(absl::StrCat(path(), ": ", g, "/labels[", i, "] = ", t.labels[i], " outside [0, ", c,
+                                              "]"));
+    }
+  }
+  for (const char* name : {"/k", "/v"}) {
+    auto shape = h5.Shape(g + name);
+    if (!shape.ok()) return shape.status();
+    const int64_t total = n == 0 ? 0 : t.kv_offsets[n - 1] + t.prompt_lengths[n - 1];
+    if (shape->size() != 3 || (*shape)[0] != total || (*shape)[1] != header_.kv_heads ||
+        (*shape)[2] != header_.head_dim) {
+      return absl::InvalidArgumentError(absl::StrCat(path(), ": dataset ", g, name, " has shape [", Vec(*shape),
+                                                     "], expected [", total, ",", header_.kv_heads, ",",
+                                                     header_.head_dim, "]"));
+    }
+  }
+  return t;
+}
+
+absl::Status KvDatasetReader::ReadKv(const KvPairTable& table, int64_t i, std::vector<float>* k,
+                                     std::vector<float>* v) const {
+  if (i < 0 || i >= samples_) {
+    return absl::OutOfRangeError(absl::StrCat(path(), ": sample ", i, " outside [0, ", samples_, ")"));
+  }
+  const int64_t t = table.prompt_lengths[i], h = header_.kv_heads, d = header_.head_dim;
+  std::vector<uint16_t> raw(static_cast<size_t>(t * h * d));
+  const std::string g = PairGroup(table.hi, table.lo);
+  for (auto [name, out] : {std::pair<const char*, std::vector<float>*>{"/k", k}, {"/v", v}}) {
+    PMPD_RETURN_IF_ERROR(file_->ReadRows(g + name, H5Type::kFloat16, table.kv_offsets[i], t, raw.data()));
+    // Stored token-major [T, H, D] (appendable along T); the model's layout is [H, T, D].
+    out->resize(raw.size());
+    for (int64_t tok = 0; tok < t; ++tok) {
+      for (int64_t head = 0; head < h; ++head) {
+        const uint16_t* src = raw.data() + (tok * h + head) * d;
+        float* dst = out->data() + (head * t + tok) * d;
+        for (int64_t j = 0; j < d; ++j) dst[j] = kernels::F16ToF32(src[j]);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KvSample> KvDatasetReader::ReadSample(int64_t i) const {
+  if (i < 0 || i >= samples_) {
+    return absl::OutOfRangeError(absl::StrCat(path(), ": sample ", i, " outside [0, ", samples_, ")"));
+  }
+  KvSample s;
+  s.doc_id = tables_.empty() ? 0 : tables_[0].doc_ids[i];
+  s.prompt_ids.resize(prompt_lengths_[i]);
+  s.reference_ids.resize(reference_lengths_[i]);
+  PMPD_RETURN_IF_ERROR(
+      file_->ReadRows("samples/prompt_ids", H5Type::kInt32, prompt_offsets_[i], prompt_lengths_[i], s.prompt_ids.data()));
+  PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/reference_ids", H5Type::kInt32, reference_offsets_[i],
+                                       reference_lengths_[i], s.reference_ids.data()));
+  std::vector<int64_t> doc(1);
+  PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/doc_id", H5Type::kInt64, i, 1, doc.data()));
+  s.doc_id = doc[0];
+  const size_t c = header_.candidate_steps.size();
+  const int64_t t = prompt_lengths_[i];
+  for (const KvPairTable& table : tables_) {
+    KvPairSample p;
+    p.label = table.labels[i];
+    p.rouge_l.assign(table.rouge_l.begin() + i * c, table.rouge_l.begin() + (i + 1) * c);
+    p.rouge_l_high = table.rouge_l_high[i];
+    const std::string g = PairGroup(table.hi, table.lo);
+    p.k.resize(static_cast<size_t>(t * header_.kv_heads * header_.head_dim));
+    p.v.resize(p.k.size());
+    PMPD_RETURN_IF_ERROR(file_->ReadRows(g + "/k", H5Type::kFloat16, table.kv_offsets[i], t, p.k.data()));
+    PMPD_RETURN_IF_ERROR(file_->ReadRows(g + "/v", H5Type::kFloat16, table.kv_offsets[i], t, p.v.data()));
+    s.pairs.push_back(std::move(p));
+  }
+  return s;
+}
+
+absl::Status JoinKvDatasets(const std::vector<std::string>& inputs, const std::string& out,
+                            const std::string& out_shard) {
+  if (inputs.empty()) return absl::InvalidArgumentError("join: no input files");
+  std::vector<std::unique_ptr<KvDatasetReader>> readers;
+  for (const std::string& in : inputs) {
+    auto r = KvDatasetReader::Open(in);
+    if (!r.ok()) return r.status();
+    if (!readers.empty()) {
+      const std::string diff = readers[0]->header().DiffIgnoringShard((*r)->header());
+      if (!diff.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(in, ": made with another configuration than ", inputs[0], " (",
+                                                       diff, ")"));
+      }
+    }
+    readers.push_back(std::move(*r));
+  }
+  // (doc_id, reader, index), sorted by doc_id: the order an unsharded run writes.
+  std::vector<std::tuple<int64_t, size_t, int64_t>> order;
+  for (size_t r = 0; r < readers.size(); ++r) {
+    auto t = readers[r]->pairs().empty() ? absl::StatusOr<KvPairTable>(absl::InternalError("no pairs"))
+                                         : readers[r]->ReadPair(readers[r]->pairs()[0].first,
+                                                                readers[r]->pairs()[0].second);
+    if (!t.ok()) return t.status();
+    for (int64_t i = 0; i < readers[r]->num_samples(); ++i) order.emplace_back(t->doc_ids[i], r, i);
+  }
+  std::sort(order.begin(), order.end());
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (std::get<0>(order[i]) == std::get<0>(order[i - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat("document ", std::get<0>(order[i]), " appears in both ",
+                                                     inputs[std::get<1>(order[i - 1])], " and ",
+                                                     inputs[std::get<1>(order[i])]));
+    }
+  }
+  KvDatasetHeader header = readers[0]->header();
+  header.shard = out_shard;
+  const std::string tmp = absl::StrCat(out, ".tmp.", getpid());
+  auto w = KvDatasetWriter::Create(tmp, header);
+  if (!w.ok()) return w.status();
+  for (const auto& [doc, r, i] : order) {
+    auto s = readers[r]->ReadSample(i);
+    if (!s.ok()) return s.status();
+    PMPD_RETURN_IF_ERROR((*w)->Append(*s));
+  }
+  PMPD_RETURN_IF_ERROR((*w)->Finish());
+  if (::rename(tmp.c_str(), out.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return absl::InternalError(absl::StrCat(out, ": rename from ", tmp, " failed"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pmpd::scheduler

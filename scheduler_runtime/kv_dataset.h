@@ -1,0 +1,127 @@
+// The learned scheduler's training data: per adjacent precision pair, the last layer's KV cache
+// after prefill and the switch-step label of each prompt, in one HDF5 file written by
+// pmpd-gen-data and read by pmpd-train. The layout is documented in docs/gen-data-format.md (a test
+// checks that document against real files); this is the only code that knows it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace pmpd::models {
+class Hdf5File;
+}
+
+namespace pmpd::scheduler {
+
+inline constexpr char kKvDatasetFormat[] = "pmpd-kv-dataset";
+inline constexpr int64_t kKvDatasetVersion = 1;
+
+// Root attributes: what produced the samples. Two files may be joined (resume, merge) only when
+// everything but `shard` is equal.
+struct KvDatasetHeader {
+  std::string tool_version;
+  std::string model_path, model_fingerprint;
+  std::string reference, reference_fingerprint;  // "model:<dir>" or "precision:<bits>"
+  std::string source;                             // the C4 input as given (file, directory or glob)
+  std::vector<int64_t> precisions;                // high to low, e.g. {4, 3, 2}
+  std::vector<int64_t> candidate_steps;           // switch steps tried, increasing, e.g. {0, 85, 170}
+  int64_t max_new_tokens = 0, max_prompt_tokens = 0, min_prefix_tokens = 0;
+  int64_t seed = 0, num_docs = 0;
+  int64_t kv_heads = 0, head_dim = 0;
+  std::string shard = "0/1";  // "i/n": this file holds documents with index % n == i
+
+  // Empty when equal apart from `shard`; otherwise "<field>: <a> vs <b>" for the first difference.
+  std::string DiffIgnoringShard(const KvDatasetHeader& other) const;
+};
+
+// One labelled prompt for one precision pair.
+struct KvPairSample {
+  int32_t label = 0;        // index into candidate_steps, or candidate_steps.size() for "never"
+  std::vector<double> rouge_l;  // per candidate step: Rouge-L F of that branch vs the reference
+  double rouge_l_high = 0;      // Rouge-L F of the all-high output vs the reference
+  // Last layer after prefill at the high precision, float16 bits, [prompt_len, kv_heads, head_dim].
+  std::vector<uint16_t> k, v;
+};
+
+// One document: its prompt, the reference continuation, and one KvPairSample per adjacent pair
+// (in the order of KvDatasetHeader::precisions).
+struct KvSample {
+  int64_t doc_id = 0;  // index of the document among the usable documents of the source stream
+  std::vector<int32_t> prompt_ids, reference_ids;
+  std::vector<KvPairSample> pairs;
+};
+
+// "pair_4_3".
+std::string PairGroup(int64_t hi, int64_t lo);
+
+// Streams samples into a new file (truncating `path`). Not resumable by itself: pmpd-gen-data
+// writes small complete files and joins them (see gen_data_job.h). Finish() writes the
+// completed_samples attribute last and closes; a file without it is incomplete.
+class KvDatasetWriter {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvDatasetWriter>> Create(const std::string& path,
+                                                                 const KvDatasetHeader& header);
+  ~KvDatasetWriter();
+  // Checks the sample against the header (pairs, KV sizes, rouge count); errors leave the file as is.
+  absl::Status Append(const KvSample& sample);
+  absl::Status Finish();
+  int64_t samples() const { return samples_; }
+
+ private:
+  KvDatasetWriter() = default;
+  std::unique_ptr<models::Hdf5File> file_;
+  KvDatasetHeader header_;
+  int64_t samples_ = 0, prompt_tokens_ = 0, reference_tokens_ = 0;
+};
+
+// Per-pair arrays (everything but the KV tensors), sample i at index i.
+struct KvPairTable {
+  int64_t hi = 0, lo = 0;
+  std::vector<int64_t> doc_ids, kv_offsets;
+  std::vector<int32_t> prompt_lengths, labels, switch_steps;  // switch step -1 = never
+  std::vector<double> rouge_l;  // [samples, candidate_steps.size()] row-major
+  std::vector<double> rouge_l_high;
+};
+
+// Reads a complete file. Every read checks shapes against the header; errors name the file and the
+// object (a missing group or field, a bad shape, a file without completed_samples).
+class KvDatasetReader {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvDatasetReader>> Open(const std::string& path);
+  ~KvDatasetReader();
+  const KvDatasetHeader& header() const { return header_; }
+  int64_t num_samples() const { return samples_; }
+  const std::string& path() const;
+  // Pairs present in the file, high to low: {{4,3},{3,2}}.
+  std::vector<std::pair<int64_t, int64_t>> pairs() const;
+
+  absl::StatusOr<KvPairTable> ReadPair(int64_t hi, int64_t lo) const;
+  // K and V of sample i of the pair as float, each [kv_heads, prompt_len, head_dim] row-major (the
+  // layout LlamaModel::LastLayerKv gives). Cost: reads the sample's chunks.
+  absl::Status ReadKv(const KvPairTable& table, int64_t i, std::vector<float>* k, std::vector<float>* v) const;
+  // The whole stored sample (raw float16 KV), for merging.
+  absl::StatusOr<KvSample> ReadSample(int64_t i) const;
+
+ private:
+  KvDatasetReader() = default;
+  std::unique_ptr<models::Hdf5File> file_;
+  KvDatasetHeader header_;
+  int64_t samples_ = 0;
+  std::vector<int64_t> prompt_offsets_, reference_offsets_;
+  std::vector<int32_t> prompt_lengths_, reference_lengths_;
+  std::vector<KvPairTable> tables_;  // cached per pair for ReadSample
+};
+
+// Joins complete files with equal headers (apart from the shard) into `out` (written to a
+// temporary file, then renamed): samples sorted by doc_id, header shard set to `out_shard`.
+// Fails on a duplicate doc_id. Cost: one read and one write of every byte.
+absl::Status JoinKvDatasets(const std::vector<std::string>& inputs, const std::string& out,
+                            const std::string& out_shard);
+
+}  // namespace pmpd::scheduler

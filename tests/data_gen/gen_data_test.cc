@@ -1,0 +1,462 @@
+// pmpd-gen-data on stories260K (any-precision 2..4, float reference) and C4: the file reads back,
+// labels equal a sequential recomputation, kills and shards change nothing, bad input is refused.
+#include "data_gen/gen_data_job.h"
+
+#include <gtest/gtest.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "data_gen/switch_labeler.h"
+#include "inference/generator.h"
+#include "inference/llama_model.h"
+#include "inference/metrics/rouge.h"
+#include "kernels/half.h"
+#include "models/hdf5_file.h"
+#include "models/text_stream.h"
+#include "models/tokenizer.h"
+#include "scheduler_runtime/kv_dataset.h"
+#include "tests/test_util.h"
+
+namespace pmpd::data_gen {
+namespace {
+
+using scheduler::KvDatasetReader;
+using scheduler::KvSample;
+
+constexpr int kDocs = 10, kNew = 40;
+
+class GenDataTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!testing::FileExistsForTest(testing::SharedPath("models/stories260K/config.json")) ||
+        !testing::FileExistsForTest(testing::SharedPath("data/c4"))) {
+      return;
+    }
+    model_ = new std::string(testing::QuantizeForTest("gendata", testing::SharedPath("models/stories260K"), 2, 4));
+    whole_ = new std::string(testing::MakeTempDir("gendata_whole") + "/c4.h5");
+    auto r = RunGenData(Options(*whole_));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->samples, kDocs);
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete whole_;
+    model_ = whole_ = nullptr;
+  }
+  void SetUp() override {
+    PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+    PMPD_REQUIRE_SHARED("data/c4");
+    ASSERT_NE(whole_, nullptr);
+  }
+
+  static GenDataOptions Options(const std::string& out) {
+    GenDataOptions o;
+    o.model_dir = *model_;
+    o.source = testing::SharedPath("data/c4");
+    o.out = out;
+    o.precisions = {4, 3, 2};
+    o.num_docs = kDocs;
+    o.max_new_tokens = kNew;
+    o.reference_model = testing::SharedPath("models/stories260K");
+    o.flush_every = 3;
+    o.seed = 7;
+    return o;
+  }
+  // The flags that give Options() on the command line.
+  static std::string Flags(const std::string& out) {
+    return absl::StrCat("--model ", *model_, " --c4 ", testing::SharedPath("data/c4"), " --out ", out,
+                        " --precisions 4,3,2 --num-docs ", kDocs, " --max-new-tokens ", kNew, " --reference-model ",
+                        testing::SharedPath("models/stories260K"), " --seed 7");
+  }
+
+  static std::string* model_;
+  static std::string* whole_;
+};
+std::string* GenDataTest::model_ = nullptr;
+std::string* GenDataTest::whole_ = nullptr;
+
+std::vector<std::string> C4Texts(int n) {
+  auto s = models::TextStream::Open(testing::SharedPath("data/c4"));
+  EXPECT_TRUE(s.ok());
+  std::vector<std::string> texts;
+  std::string t;
+  while (static_cast<int>(texts.size()) < n && *(*s)->Next(&t)) texts.push_back(t);
+  return texts;
+}
+
+// Same header (but the shard), same samples, byte for byte.
+void ExpectSameSamples(const std::string& a_path, const std::string& b_path) {
+  auto a = KvDatasetReader::Open(a_path);
+  auto b = KvDatasetReader::Open(b_path);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ((*a)->header().DiffIgnoringShard((*b)->header()), "");
+  ASSERT_EQ((*a)->num_samples(), (*b)->num_samples());
+  for (int64_t i = 0; i < (*a)->num_samples(); ++i) {
+    auto x = (*a)->ReadSample(i);
+    auto y = (*b)->ReadSample(i);
+    ASSERT_TRUE(x.ok() && y.ok());
+    EXPECT_EQ(x->doc_id, y->doc_id) << "sample " << i;
+    EXPECT_EQ(x->prompt_ids, y->prompt_ids) << "sample " << i;
+    EXPECT_EQ(x->reference_ids, y->reference_ids) << "sample " << i;
+    ASSERT_EQ(x->pairs.size(), y->pairs.size());
+    for (size_t p = 0; p < x->pairs.size(); ++p) {
+      EXPECT_EQ(x->pairs[p].label, y->pairs[p].label) << "sample " << i << " pair " << p;
+      EXPECT_EQ(x->pairs[p].rouge_l, y->pairs[p].rouge_l) << "sample " << i << " pair " << p;
+      EXPECT_EQ(x->pairs[p].rouge_l_high, y->pairs[p].rouge_l_high);
+      EXPECT_TRUE(x->pairs[p].k == y->pairs[p].k) << "K bytes differ: sample " << i << " pair " << p;
+      EXPECT_TRUE(x->pairs[p].v == y->pairs[p].v) << "V bytes differ: sample " << i << " pair " << p;
+    }
+  }
+}
+
+TEST_F(GenDataTest, FileReadsBackAndMatchesRecomputation) {
+  auto r = KvDatasetReader::Open(*whole_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& h = (*r)->header();
+  EXPECT_EQ(h.precisions, (std::vector<int64_t>{4, 3, 2}));
+  EXPECT_EQ(h.candidate_steps, (std::vector<int64_t>{0, kNew / 3, 2 * kNew / 3}));
+  EXPECT_EQ(h.max_prompt_tokens, 512 - kNew);  // stories260K's context minus the new tokens
+  EXPECT_EQ(h.kv_heads, 4);
+  EXPECT_EQ(h.head_dim, 8);
+  EXPECT_EQ(h.reference, "model:" + testing::SharedPath("models/stories260K"));
+  ASSERT_EQ((*r)->pairs().size(), 2u);
+
+  auto tok = models::Tokenizer::Load(*model_);
+  auto quant = inference::LlamaModel::Load(*model_);
+  auto ref = inference::LlamaModel::Load(testing::SharedPath("models/stories260K"));
+  ASSERT_TRUE(tok.ok() && quant.ok() && ref.ok());
+  const std::vector<std::string> texts = C4Texts(kDocs);
+  auto t43 = (*r)->ReadPair(4, 3);
+  ASSERT_TRUE(t43.ok()) << t43.status();
+  for (int64_t i = 0; i < kDocs; ++i) {
+    auto s = (*r)->ReadSample(i);
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->doc_id, i);
+    // The prompt is a prefix of the capped document of the allowed length.
+    const std::vector<int> doc = (*tok)->Encode(texts[i], true);
+    const int L = std::min<int>(doc.size(), 512 - kNew), T = static_cast<int>(s->prompt_ids.size());
+    EXPECT_GE(T, std::max(1, std::min(32, L / 2)));
+    EXPECT_LE(T, L);
+    EXPECT_TRUE(std::equal(s->prompt_ids.begin(), s->prompt_ids.end(), doc.begin())) << "doc " << i;
+    // The reference is the float model's greedy continuation.
+    const std::vector<int> prompt(s->prompt_ids.begin(), s->prompt_ids.end());
+    inference::GenerationOptions g;
+    g.max_new_tokens = kNew;
+    auto gen = inference::Generate(**ref, prompt, g);
+    ASSERT_TRUE(gen.ok());
+    EXPECT_EQ(std::vector<int>(s->reference_ids.begin(), s->reference_ids.end()), gen->new_ids) << "doc " << i;
+    // K/V: the prefill at each pair's high precision, stored as float16 token-major.
+    for (size_t p = 0; p < 2; ++p) {
+      ASSERT_TRUE((*quant)->SetPrecision(static_cast<int>(h.precisions[p])).ok());
+      (*quant)->Reset();
+      std::vector<float> logits, k, v;
+      ASSERT_TRUE((*quant)->Forward(prompt, false, &logits).ok());
+      (*quant)->LastLayerKv(&k, &v);
+      ASSERT_EQ(k.size(), s->pairs[p].k.size());
+      int worst = 0;
+      for (int head = 0; head < 4; ++head) {
+        for (int t = 0; t < T; ++t) {
+          for (int d = 0; d < 8; ++d) {
+            const float want = k[(head * T + t) * 8 + d];
+            const float got = kernels::F16ToF32(s->pairs[p].k[(t * 4 + head) * 8 + d]);
+            // Half precision keeps 11 significant bits: relative error <= 2^-11 (plus subnormals).
+            if (std::fabs(got - want) > std::ldexp(std::fabs(want), -11) + 6e-8) ++worst;
+          }
+        }
+      }
+      EXPECT_EQ(worst, 0) << "doc " << i << " pair " << p << ": K values off by more than float16 rounding";
+    }
+    // switch_steps mirror labels.
+    const int label = t43->labels[i];
+    EXPECT_EQ(t43->switch_steps[i], label == 3 ? -1 : static_cast<int>(h.candidate_steps[label]));
+  }
+}
+
+// Acceptance 2: every branch rerun on its own (prefill, decode at hi, switch, decode at lo with the
+// scheduler path) gives the stored Rouge-L values, and the rule gives the stored labels.
+TEST_F(GenDataTest, LabelsEqualSequentialRecomputation) {
+  auto r = KvDatasetReader::Open(*whole_);
+  ASSERT_TRUE(r.ok());
+  auto tok = models::Tokenizer::Load(*model_);
+  auto quant = inference::LlamaModel::Load(*model_);
+  ASSERT_TRUE(tok.ok() && quant.ok());
+  int labels_checked = 0;
+  std::set<int> classes_seen;
+  for (const auto& [hi, lo] : (*r)->pairs()) {
+    auto t = (*r)->ReadPair(hi, lo);
+    ASSERT_TRUE(t.ok());
+    for (int64_t i = 0; i < (*r)->num_samples(); ++i) {
+      auto s = (*r)->ReadSample(i);
+      ASSERT_TRUE(s.ok());
+      const std::string ref_text = (*tok)->Decode(std::vector<int>(s->reference_ids.begin(), s->reference_ids.end()));
+      PairLabelOptions o;
+      o.high = static_cast<int>(hi);
+      o.low = static_cast<int>(lo);
+      o.candidate_steps = {0, kNew / 3, 2 * kNew / 3};
+      o.max_new_tokens = kNew;
+      auto seq = LabelPairSequential(**quant, **tok, std::vector<int>(s->prompt_ids.begin(), s->prompt_ids.end()),
+                                     ref_text, o);
+      ASSERT_TRUE(seq.ok()) << seq.status();
+      const double high = metrics::RougeL(ref_text, (*tok)->Decode(seq->high_ids)).fmeasure;
+      EXPECT_EQ(high, t->rouge_l_high[i]) << "pair " << hi << "->" << lo << " sample " << i;
+      int label = 3;
+      for (int c = 2; c >= 0; --c) {
+        const double rc = metrics::RougeL(ref_text, (*tok)->Decode(seq->branch_ids[c])).fmeasure;
+        EXPECT_EQ(rc, t->rouge_l[i * 3 + c]) << "pair " << hi << "->" << lo << " sample " << i << " branch " << c;
+        if (std::round(rc * 1000) >= std::round(high * 1000)) label = c;
+      }
+      EXPECT_EQ(label, t->labels[i]) << "pair " << hi << "->" << lo << " sample " << i;
+      classes_seen.insert(t->labels[i]);
+      ++labels_checked;
+    }
+  }
+  EXPECT_EQ(labels_checked, 2 * kDocs);
+  EXPECT_GE(classes_seen.size(), 2u) << "every label equal: the check would not tell branches apart";
+}
+
+// The tables of docs/gen-data-format.md describe the file: every documented dataset exists with its
+// dtype and rank, every root attribute exists, and the file holds no undocumented dataset.
+TEST_F(GenDataTest, LayoutDocMatchesFile) {
+  std::ifstream doc(testing::SourcePath("docs/gen-data-format.md"));
+  ASSERT_TRUE(doc.good());
+  auto f = models::Hdf5File::Open(*whole_);
+  ASSERT_TRUE(f.ok());
+  std::set<std::string> documented;
+  int attrs = 0, datasets = 0;
+  std::string line;
+  const std::map<std::string, models::H5Type> types = {{"int32", models::H5Type::kInt32},
+                                                       {"int64", models::H5Type::kInt64},
+                                                       {"float16", models::H5Type::kFloat16},
+                                                       {"float64", models::H5Type::kFloat64}};
+  while (std::getline(doc, line)) {
+    if (line.rfind("| ", 0) != 0 || line.rfind("|---", 0) == 0) continue;
+    std::vector<std::string> cells = absl::StrSplit(line, '|');
+    for (auto& c : cells) c = std::string(absl::StripAsciiWhitespace(c));
+    if (cells.size() < 4 || cells[1] == "attribute" || cells[1] == "path") continue;
+    if (cells.size() == 5) {  // | attribute | type | meaning |
+      EXPECT_TRUE(f->HasAttribute("/", cells[1])) << "documented root attribute missing: " << cells[1];
+      ++attrs;
+    } else if (cells.size() == 6) {  // | path | dtype | shape | meaning |
+      for (const std::string pair : {"pair_4_3", "pair_3_2"}) {
+        const std::string path = std::regex_replace(cells[1], std::regex("pair_HI_LO"), pair);
+        documented.insert(path);
+        auto shape = f->Shape(path);
+        auto type = f->Type(path);
+        ASSERT_TRUE(shape.ok() && type.ok()) << "documented dataset missing: " << path;
+        EXPECT_EQ(*type, types.at(cells[2])) << path;
+        const size_t rank = std::count(cells[3].begin(), cells[3].end(), ',') + 1;
+        EXPECT_EQ(shape->size(), rank) << path << " documented as " << cells[3];
+      }
+      ++datasets;
+    }
+  }
+  EXPECT_EQ(attrs, 20);
+  EXPECT_EQ(datasets, 16);
+  for (const std::string group : {"samples", "pair_4_3", "pair_3_2"}) {
+    auto children = f->ListChildren(group);
+    ASSERT_TRUE(children.ok());
+    for (const std::string& c : *children) EXPECT_TRUE(documented.count(group + "/" + c)) << "undocumented: " << c;
+  }
+  auto root = f->ListChildren("/");
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(*root, (std::vector<std::string>{"pair_3_2", "pair_4_3", "samples"}));
+}
+
+// The file is readable from h5py as the document shows (Debian's python3-h5py; CI installs it).
+TEST_F(GenDataTest, H5pyReadsTheFile) {
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 has no h5py (apt-get install python3-h5py)";
+  }
+  const std::string out = testing::MakeTempDir("gendata_h5py") + "/read.json";
+  const std::string cmd = absl::StrCat("/usr/bin/python3 ", testing::SourcePath("scripts/read_gen_data.py"), " ",
+                                       *whole_, " --sample 3 > ", out);
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const auto j = nlohmann::json::parse(testing::ReadFile(out));
+  auto r = KvDatasetReader::Open(*whole_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(j["samples"].get<int64_t>(), kDocs);
+  EXPECT_EQ(j["precisions"].get<std::vector<int64_t>>(), (std::vector<int64_t>{4, 3, 2}));
+  EXPECT_EQ(j["model_fingerprint"].get<std::string>(), (*r)->header().model_fingerprint);
+  auto t = (*r)->ReadPair(4, 3);
+  std::vector<float> k, v;
+  ASSERT_TRUE((*r)->ReadKv(*t, 3, &k, &v).ok());
+  const auto& pk = j["pair_4_3"]["k"];  // [H, T, D] as nested lists
+  ASSERT_EQ(pk.size(), 4u);
+  const int T = t->prompt_lengths[3];
+  ASSERT_EQ(pk[0].size(), static_cast<size_t>(T));
+  for (int head = 0; head < 4; ++head) {
+    for (int tok = 0; tok < T; ++tok) {
+      for (int d = 0; d < 8; ++d) ASSERT_EQ(pk[head][tok][d].get<float>(), k[(head * T + tok) * 8 + d]);
+    }
+  }
+  EXPECT_EQ(j["pair_4_3"]["label"].get<int>(), t->labels[3]);
+  EXPECT_EQ(j["pair_4_3"]["rouge_l"].get<std::vector<double>>(),
+            std::vector<double>(t->rouge_l.begin() + 9, t->rouge_l.begin() + 12));
+}
+
+// Acceptance 3: kill -9 twice mid-run, rerun; the file equals the uninterrupted run.
+TEST_F(GenDataTest, KilledTwiceAndResumedEqualsUninterrupted) {
+  const std::string dir = testing::MakeTempDir("gendata_kill");
+  const std::string out = dir + "/c4.h5", partial = out + ".partial";
+  const std::string cmd = absl::StrCat(testing::BinaryPath("cli/pmpd-gen-data"), " ", Flags(out),
+                                       " --flush-every 1 2>/dev/null >/dev/null");
+  auto segments = [&] {
+    int n = 0;
+    if (DIR* d = opendir(partial.c_str())) {
+      while (dirent* e = readdir(d)) n += std::string(e->d_name).rfind("seg_", 0) == 0 && !strstr(e->d_name, ".tmp.");
+      closedir(d);
+    }
+    return n;
+  };
+  for (int target : {2, 5}) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      setpgid(0, 0);
+      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int waited = 0; segments() < target && waited < 60000; waited += 5) usleep(5000);
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed (segments: " << segments() << ")";
+    EXPECT_FALSE(testing::FileExistsForTest(out));
+    std::fprintf(stderr, "killed with %d segments on disk\n", segments());
+  }
+  const testing::RunResult r = testing::RunBinary("cli/pmpd-gen-data", Flags(out) + " --flush-every 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.rfind('{')));
+  EXPECT_GE(j["resumed"].get<int>(), 5);
+  EXPECT_EQ(j["resumed"].get<int>() + j["computed"].get<int>(), kDocs);
+  EXPECT_FALSE(testing::FileExistsForTest(partial));
+  ExpectSameSamples(*whole_, out);
+  // A rerun of a finished job does nothing and says so.
+  const testing::RunResult again = testing::RunBinary("cli/pmpd-gen-data", Flags(out));
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_NE(again.err.find("already complete"), std::string::npos) << again.err;
+}
+
+// Acceptance 4: shards 0/2 and 1/2 merged equal the unsharded run.
+TEST_F(GenDataTest, TwoShardsMergedEqualUnsharded) {
+  const std::string dir = testing::MakeTempDir("gendata_shards");
+  std::vector<std::string> parts;
+  for (int i = 0; i < 2; ++i) {
+    GenDataOptions o = Options(absl::StrCat(dir, "/part", i, ".h5"));
+    o.shard_index = i;
+    o.shard_count = 2;
+    auto r = RunGenData(o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->samples, kDocs / 2);
+    parts.push_back(o.out);
+  }
+  // Given in reverse order on purpose: merge orders by document.
+  ASSERT_TRUE(MergeGenDataShards({parts[1], parts[0]}, dir + "/merged.h5").ok());
+  ExpectSameSamples(*whole_, dir + "/merged.h5");
+  auto merged = KvDatasetReader::Open(dir + "/merged.h5");
+  EXPECT_EQ((*merged)->header().shard, "0/1");
+
+  auto missing = MergeGenDataShards({parts[0]}, dir + "/bad.h5");
+  EXPECT_NE(missing.message().find("shards 1 of 2 are missing"), std::string::npos) << missing;
+  auto twice = MergeGenDataShards({parts[0], parts[0]}, dir + "/bad.h5");
+  EXPECT_NE(twice.message().find("given twice"), std::string::npos) << twice;
+  auto other = MergeGenDataShards({parts[0], *whole_}, dir + "/bad.h5");
+  EXPECT_FALSE(other.ok());
+  EXPECT_FALSE(testing::FileExistsForTest(dir + "/bad.h5"));
+}
+
+TEST_F(GenDataTest, StopAfterThenResumeEqualsUninterrupted) {
+  const std::string out = testing::MakeTempDir("gendata_stop") + "/c4.h5";
+  GenDataOptions o = Options(out);
+  o.stop_after = 4;
+  auto first = RunGenData(o);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->stopped_early);
+  EXPECT_FALSE(testing::FileExistsForTest(out));
+  // Another configuration may not append to the partial run ...
+  GenDataOptions other = o;
+  other.seed = 8;
+  auto refused = RunGenData(other);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("another configuration (seed: 8 vs 7)"), std::string::npos)
+      << refused.status();
+  o.stop_after = 0;
+  auto rest = RunGenData(o);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->resumed, 4);
+  EXPECT_EQ(rest->computed, kDocs - 4);
+  ExpectSameSamples(*whole_, out);
+  // ... nor to a finished file.
+  other.candidate_steps = {0, 5};
+  other.seed = 7;
+  auto refused2 = RunGenData(other);
+  EXPECT_NE(refused2.status().message().find("another configuration (candidate_steps: \"0,5\" vs \"0,13,26\")"),
+            std::string::npos)
+      << refused2.status();
+}
+
+TEST_F(GenDataTest, BadInputIsRefusedClearly) {
+  const std::string dir = testing::MakeTempDir("gendata_bad");
+  // Corrupt gzip: a real .json.gz cut in half.
+  const std::string gz = testing::ReadFile(testing::SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz"));
+  testing::WriteFile(dir + "/cut.json.gz", gz.substr(0, 3000));  // cut inside the first documents
+  GenDataOptions o = Options(dir + "/a.h5");
+  o.source = dir + "/cut.json.gz";
+  o.num_docs = 100000;
+  o.max_new_tokens = 4;
+  auto r = RunGenData(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("cut.json.gz: corrupt gzip data"), std::string::npos) << r.status();
+  // Only non-JSON lines and empty texts: nothing usable.
+  testing::WriteFile(dir + "/junk.jsonl", "not json\n{\"text\": 5}\n[1,2]\n{\"text\": \"   \"}\n{\"nope\": \"x\"}\n");
+  o.source = dir + "/junk.jsonl";
+  r = RunGenData(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("junk.jsonl: no usable document (4 malformed lines, 1 empty texts)"),
+            std::string::npos)
+      << r.status();
+  // Mixed: the bad lines are skipped and counted.
+  testing::WriteFile(dir + "/mixed.jsonl",
+                     "{\"text\": \"Once upon a time there was a cat.\"}\n{broken\n\n{\"text\": \"\"}\n"
+                     "{\"text\": \"The dog ran to the park and played.\"}\n");
+  o.source = dir + "/mixed.jsonl";
+  o.out = dir + "/mixed.h5";
+  r = RunGenData(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->samples, 2);
+  EXPECT_EQ(r->malformed_lines, 1);
+  EXPECT_EQ(r->empty_texts, 1);
+  // A precision the checkpoint lacks (it holds 2..4).
+  o.precisions = {5, 3};
+  o.out = dir + "/p.h5";
+  r = RunGenData(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("precision 5 is missing from " + *model_ + ", which holds 2 to 4 bits"),
+            std::string::npos)
+      << r.status();
+  // The command line reports the same cleanly.
+  const testing::RunResult cli = testing::RunBinary(
+      "cli/pmpd-gen-data", absl::StrCat("--model ", *model_, " --c4 ", dir, "/junk.jsonl --out ", dir, "/c.h5"));
+  testing::ExpectCleanFailure(cli, "pmpd-gen-data", "no usable document");
+  const testing::RunResult shard = testing::RunBinary("cli/pmpd-gen-data", Flags(dir + "/s.h5") + " --shard 2/2");
+  testing::ExpectCleanFailure(shard, "pmpd-gen-data", "--shard 2/2: need 0 <= i < n");
+  const testing::RunResult not_h5 =
+      testing::RunBinary("cli/pmpd-gen-data", absl::StrCat("merge --out ", dir, "/m.h5 ", dir, "/junk.jsonl"));
+  testing::ExpectCleanFailure(not_h5, "pmpd-gen-data", "junk.jsonl: not an HDF5 file");
+}
+
+}  // namespace
+}  // namespace pmpd::data_gen
