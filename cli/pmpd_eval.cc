@@ -20,7 +20,11 @@ ABSL_FLAG(std::string, task, "", "tinystories, c4, cnn_dm, dialogsum or iwslt. R
 ABSL_FLAG(int, n, 100, "Test prompts (the first N usable examples of the task).");
 ABSL_FLAG(int, max_new_tokens, 128, "Tokens generated per prompt (greedy).");
 ABSL_FLAG(std::string, methods, "high,low,static",
-          "Comma-separated: high (uniform first precision), low (uniform last), static (PMPD-Static).");
+          "Comma-separated: high (uniform first precision), low (uniform last), static (PMPD-Static), learned "
+          "(PMPD-Learned, needs --classifier).");
+ABSL_FLAG(std::string, classifier, "",
+          "Learned method: directory of classifiers from pmpd-train (manifest.json), or of the PMPD reference's "
+          "classifier_<hi>_<lo>.pt files.");
 ABSL_FLAG(std::string, precisions, "4,3", "Precisions high to low, e.g. 4,3 or 4,3,2.");
 ABSL_FLAG(std::string, switch_steps, "", "Static method: switch steps (one per adjacent pair), unless calibrated.");
 ABSL_FLAG(int, prefill_precision, 0, "Static method: prefill precision (default: the first precision).");
@@ -66,12 +70,11 @@ int Run() {
   }
   std::vector<std::string> methods = absl::StrSplit(absl::GetFlag(FLAGS_methods), ',', absl::SkipEmpty());
   for (const auto& m : methods) {
-    if (m == "learned") {
-      return cli::Fail(kProgram, absl::UnimplementedError(
-                                     "method \"learned\" needs trained classifiers (pmpd-train), which are not "
-                                     "available yet"));
+    if (m == "learned" && absl::GetFlag(FLAGS_classifier).empty()) {
+      return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                     "method \"learned\" needs --classifier DIR (classifiers from pmpd-train)"));
     }
-    if (m != "high" && m != "low" && m != "static") {
+    if (m != "high" && m != "low" && m != "static" && m != "learned") {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
                                      "unknown method \"", m, "\"; known: high, low, static, learned")));
     }
@@ -166,6 +169,7 @@ int Run() {
     scheduler::EvalMethod method = static_method;
     if (m == "high") method = {"high", precisions->front(), {precisions->front()}, {}};
     if (m == "low") method = {"low", precisions->back(), {precisions->back()}, {}};
+    if (m == "learned") method = {"learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier)};
     auto row = scheduler::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
                                     [&](int d, int t) { Progress(m, d, t); });
     if (!row.ok()) return cli::Fail(kProgram, row.status());
@@ -183,12 +187,15 @@ int Run() {
                          {"avg_bits", r.avg_bits},
                          {qname, r.quality},
                          {"tokens_per_s", r.tokens_per_s},
+                         {"scheduler_us_per_prompt", r.scheduler_us_per_prompt},
+                         {"decode_us_per_step", r.decode_us_per_step},
                          {"examples", r.examples}});
   }
-  std::printf("| method | schedule | avg bits | %s | tokens/s |\n|---|---|---|---|---|\n", qtitle.c_str());
+  std::printf("| method | schedule | avg bits | %s | tokens/s | scheduler us/prompt | decode us/step |\n"
+              "|---|---|---|---|---|---|---|\n", qtitle.c_str());
   for (const auto& r : rows) {
-    std::printf("| %s | %s | %.3f | %.2f | %.0f |\n", r.method.c_str(), r.schedule.c_str(), r.avg_bits, r.quality,
-                r.tokens_per_s);
+    std::printf("| %s | %s | %.3f | %.2f | %.0f | %.1f | %.1f |\n", r.method.c_str(), r.schedule.c_str(), r.avg_bits,
+                r.quality, r.tokens_per_s, r.scheduler_us_per_prompt, r.decode_us_per_step);
   }
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) {

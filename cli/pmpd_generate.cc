@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/cli_common.h"
 #include "inference/generator.h"
+#include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 #include "inference/llama_model.h"
@@ -30,7 +31,12 @@ ABSL_FLAG(bool, json, false, "Print one JSON object (prompt_ids, new_ids, text, 
 ABSL_FLAG(int, precision, 0, "Any-precision models: weight bits to decode at (seed..parent precision of the "
                               "checkpoint); 0 = the parent precision.");
 ABSL_FLAG(std::string, precisions, "", "PMPD: decode precisions, high to low, e.g. 4,3,2 (any-precision models).");
-ABSL_FLAG(std::string, scheduler, "static", "PMPD scheduler: static (switch after --switch-steps).");
+ABSL_FLAG(std::string, scheduler, "static",
+          "PMPD scheduler: static (switch after --switch-steps) or learned (classifiers read the prefill KV cache and "
+          "predict the switch steps once per prompt; needs --classifier).");
+ABSL_FLAG(std::string, classifier, "",
+          "Learned scheduler: directory from pmpd-train (manifest.json + classifier_<hi>_<lo>.safetensors), or of the "
+          "PMPD reference's classifier_<hi>_<lo>.pt files.");
 ABSL_FLAG(std::string, switch_steps, "", "Static scheduler: one cumulative step per adjacent pair, e.g. 16,64: "
                                          "4 bits for tokens [0,16), 3 for [16,64), 2 after.");
 ABSL_FLAG(int, prefill_precision, 0, "PMPD: precision of the prompt prefill (default: the first of --precisions).");
@@ -96,14 +102,25 @@ int Run() {
   if (!absl::GetFlag(FLAGS_precisions).empty()) {
     auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
     if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
-    auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
-    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
-    if (absl::GetFlag(FLAGS_scheduler) != "static") {
+    absl::StatusOr<std::unique_ptr<scheduler::PrecisionScheduler>> sched;
+    if (absl::GetFlag(FLAGS_scheduler) == "static") {
+      auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
+      if (!steps.ok()) return cli::Fail(kProgram, steps.status());
+      sched = scheduler::MakeStaticScheduler(*precisions, *steps);
+    } else if (absl::GetFlag(FLAGS_scheduler) == "learned") {
+      if (absl::GetFlag(FLAGS_classifier).empty()) {
+        return cli::Fail(kProgram, absl::InvalidArgumentError("--scheduler learned needs --classifier DIR (pmpd-train)"));
+      }
+      scheduler::LearnedSchedulerOptions lo;
+      lo.classifier_dir = absl::GetFlag(FLAGS_classifier);
+      lo.precisions = *precisions;
+      lo.kv_heads = (*model)->config().num_key_value_heads;
+      lo.head_dim = (*model)->config().head_dim;
+      sched = scheduler::MakeLearnedScheduler(lo);
+    } else {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     "--scheduler ", absl::GetFlag(FLAGS_scheduler),
-                                     " is not available; supported: static (learned comes with pmpd-train)")));
+                                     "--scheduler ", absl::GetFlag(FLAGS_scheduler), ": expected static or learned")));
     }
-    auto sched = scheduler::MakeStaticScheduler(*precisions, *steps);
     if (!sched.ok()) return cli::Fail(kProgram, sched.status());
     schedule = (*sched)->Describe();
     legend = *precisions;
@@ -118,6 +135,7 @@ int Run() {
       token_precisions = r->token_precisions;
       avg_bits = r->avg_bits;
       schedule_us = r->schedule_us;
+      schedule = (*sched)->Describe();  // the learned scheduler names its predicted steps now
     }
   } else {
     result = inference::Generate(**model, prompt_ids, opt, [&](int id) { show(id, 0); });
@@ -155,7 +173,7 @@ int Run() {
                  result->prompt_ids.size(), result->new_ids.size(), result->finish_reason.c_str(), result->prefill_ms,
                  result->decode_tokens_per_s());
     if (avg_bits > 0) std::fprintf(stderr, "; average %.2f bits", avg_bits);
-    if (!schedule.empty()) std::fprintf(stderr, "; %s", schedule.c_str());
+    if (!schedule.empty()) std::fprintf(stderr, "; %s; scheduler %.0f us", schedule.c_str(), schedule_us);
     std::fprintf(stderr, "]\n");
     if (color && !schedule.empty()) {
       std::fprintf(stderr, "[colors:");

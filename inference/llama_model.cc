@@ -3,6 +3,7 @@
 #include "inference/llama_model.h"
 
 #include <ATen/ATen.h>
+#include <ATen/TensorIndexing.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
@@ -373,6 +374,7 @@ at::Tensor LlamaModel::Impl::BranchHidden(const at::Tensor& ids) {
   const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim, g = nh / kvh;
   std::vector<int64_t> pos_v(branch_len.begin(), branch_len.end());
   at::Tensor pos = at::tensor(pos_v, at::kLong);
+  const at::Tensor rows = at::arange(B, at::kLong);
   const int64_t S = *std::max_element(pos_v.begin(), pos_v.end()) + 1;  // keys to look at
   at::Tensor cs = cos.index_select(0, pos).unsqueeze(1), sn = sin.index_select(0, pos).unsqueeze(1);  // [B,1,hd]
   // Key j of branch b is visible when j <= pos[b].
@@ -389,10 +391,9 @@ at::Tensor LlamaModel::Impl::BranchHidden(const at::Tensor& ids) {
     k = k * cs + RotateHalf(k) * sn;
     EnsureCapacity(bk_cache[l], 2, S, c.max_position_embeddings);
     EnsureCapacity(bv_cache[l], 2, S, c.max_position_embeddings);
-    for (int64_t b = 0; b < B; ++b) {
-      bk_cache[l][b].select(1, pos_v[b]).copy_(k[b]);
-      bv_cache[l][b].select(1, pos_v[b]).copy_(v[b]);
-    }
+    // Row (b, :, pos[b], :) of every branch in one indexed write.
+    bk_cache[l].index_put_({rows, at::indexing::Slice(), pos}, k);
+    bv_cache[l].index_put_({rows, at::indexing::Slice(), pos}, v);
     at::Tensor K = bk_cache[l].narrow(2, 0, S), V = bv_cache[l].narrow(2, 0, S);  // [B, kvh, S, hd]
     at::Tensor qg = q.view({B, kvh, g, hd});
     at::Tensor scores = at::matmul(qg, K.transpose(2, 3)) * scale;  // [B, kvh, g, S]

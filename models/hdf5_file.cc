@@ -176,6 +176,13 @@ absl::Status Hdf5File::CreateGroup(const std::string& group) {
   return absl::OkStatus();
 }
 
+absl::Status Hdf5File::Remove(const std::string& object) {
+  if (H5Ldelete(h_->file, object.c_str(), H5P_DEFAULT) < 0) {
+    return absl::NotFoundError(absl::StrCat(path_, ": cannot remove ", object, ": ", Hdf5Reason()));
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 // The link-info type changed name in HDF5 1.12 (Debian 12 and Ubuntu 24.04 ship 1.10).
 #if H5_VERSION_GE(1, 12, 0)

@@ -35,6 +35,8 @@ class Hdf5File {
 
   bool Exists(const std::string& object) const;
   absl::Status CreateGroup(const std::string& group);
+  // Unlinks a group or dataset (its space is not reclaimed).
+  absl::Status Remove(const std::string& object);
   // Names of the direct children of `group` ("/" for the root), sorted.
   absl::StatusOr<std::vector<std::string>> ListChildren(const std::string& group) const;
 

@@ -76,4 +76,18 @@ absl::StatusOr<std::string> FingerprintModelDir(const std::string& dir) {
   return absl::StrFormat("%016x", h);
 }
 
+absl::StatusOr<std::string> FingerprintFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::vector<char> buf(1 << 20);
+  uint64_t h = 0;
+  while (in) {
+    in.read(buf.data(), buf.size());
+    const std::streamsize n = in.gcount();
+    if (n > 0) h = Hash64(absl::string_view(buf.data(), n), h);
+  }
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return absl::StrFormat("%016x", h);
+}
+
 }  // namespace pmpd::models

@@ -19,4 +19,7 @@ uint64_t Hash64(absl::string_view bytes, uint64_t seed = 0);
 // Errors name the directory or file.
 absl::StatusOr<std::string> FingerprintModelDir(const std::string& dir);
 
+// Hex Hash64 of one file's bytes (streamed). Errors name the file.
+absl::StatusOr<std::string> FingerprintFile(const std::string& path);
+
 }  // namespace pmpd::models

@@ -10,11 +10,16 @@
 #include "inference/metrics/bleu.h"
 #include "inference/metrics/rouge.h"
 #include "models/file_util.h"
+#include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
 namespace pmpd::scheduler {
 
 std::string EvalMethod::Describe() const {
+  if (!classifier_dir.empty()) {
+    return absl::StrCat("prefill ", prefill_precision, ", learned ", absl::StrJoin(precisions, "->"), " (",
+                        classifier_dir, ")");
+  }
   std::string s = absl::StrCat("prefill ", prefill_precision, ", decode ", absl::StrJoin(precisions, "->"));
   if (!switch_steps.empty()) absl::StrAppend(&s, " at ", absl::StrJoin(switch_steps, ","));
   return s;
@@ -83,7 +88,17 @@ absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::To
                                   const EvalMethod& method, const std::vector<std::vector<int>>& prompts,
                                   const std::vector<std::vector<std::string>>& references, QualityMetric metric,
                                   int max_new_tokens, const std::function<void(int, int)>& progress) {
-  auto sched = MakeStaticScheduler(method.precisions, method.switch_steps);
+  absl::StatusOr<std::unique_ptr<PrecisionScheduler>> sched;
+  if (method.classifier_dir.empty()) {
+    sched = MakeStaticScheduler(method.precisions, method.switch_steps);
+  } else {
+    LearnedSchedulerOptions lo;
+    lo.classifier_dir = method.classifier_dir;
+    lo.precisions = method.precisions;
+    lo.kv_heads = model.config().num_key_value_heads;
+    lo.head_dim = model.config().head_dim;
+    sched = MakeLearnedScheduler(lo);
+  }
   if (!sched.ok()) return sched.status();
   ScheduledGenerationOptions opt;
   opt.generation.max_new_tokens = max_new_tokens;
@@ -91,7 +106,7 @@ absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::To
   EvalRow row;
   row.method = method.name;
   row.schedule = method.Describe();
-  double bits = 0, decode_ms = 0;
+  double bits = 0, decode_ms = 0, schedule_us = 0;
   int64_t tokens = 0, steps = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     auto r = GenerateScheduled(model, prompts[i], opt, **sched);
@@ -99,6 +114,7 @@ absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::To
     for (int p : r->token_precisions) bits += p;
     tokens += static_cast<int64_t>(r->token_precisions.size());
     decode_ms += r->generation.decode_ms;
+    schedule_us += r->schedule_us;
     steps += r->generation.decode_steps;
     row.outputs.push_back(tok.Decode(r->generation.new_ids));
     if (progress) progress(static_cast<int>(i + 1), static_cast<int>(prompts.size()));
@@ -106,6 +122,8 @@ absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::To
   row.examples = static_cast<int>(prompts.size());
   row.avg_bits = tokens > 0 ? bits / tokens : 0;
   row.tokens_per_s = decode_ms > 0 ? 1000.0 * steps / decode_ms : 0;
+  row.decode_us_per_step = steps > 0 ? 1000.0 * decode_ms / steps : 0;
+  row.scheduler_us_per_prompt = prompts.empty() ? 0 : schedule_us / prompts.size();
   row.quality = Quality(metric, row.outputs, references);
   return row;
 }

@@ -19,6 +19,7 @@ struct EvalMethod {
   int prefill_precision = 0;
   std::vector<int> precisions;    // high to low
   std::vector<int> switch_steps;  // one per adjacent pair
+  std::string classifier_dir;     // non-empty: the learned scheduler with these classifiers (pmpd-train)
   std::string Describe() const;
 };
 
@@ -27,6 +28,8 @@ struct EvalRow {
   double avg_bits = 0;
   double quality = 0;  // mean Rouge-L F (x100) or corpus BLEU
   double tokens_per_s = 0;
+  double scheduler_us_per_prompt = 0;  // scheduler time per prompt (the learned one: its classifiers)
+  double decode_us_per_step = 0;       // for comparison: one single-token forward pass
   int examples = 0;
   std::vector<std::string> outputs;
 };
@@ -46,7 +49,8 @@ absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::LlamaModel& mo
 double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
                const std::vector<std::vector<std::string>>& references);
 
-// Runs one method greedily over the prompts. `progress(done, total)` per prompt.
+// Runs one method greedily over the prompts (a static schedule, or the learned scheduler when
+// method.classifier_dir is set). `progress(done, total)` per prompt.
 absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::Tokenizer& tok,
                                   const EvalMethod& method, const std::vector<std::vector<int>>& prompts,
                                   const std::vector<std::vector<std::string>>& references, QualityMetric metric,

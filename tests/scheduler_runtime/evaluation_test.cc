@@ -177,7 +177,8 @@ TEST_F(PmpdEvalCliTest, BadInputFailsCleanly) {
   const std::string dir = MakeTempDir("eval_bad");
   WriteFile(dir + "/empty.jsonl", "");
   expect_fail(absl::StrCat("--task dialogsum --data ", dir, "/empty.jsonl"), "empty data file");
-  expect_fail("--task tinystories --methods learned", "needs trained classifiers");
+  expect_fail("--task tinystories --methods learned", "needs --classifier DIR");
+  expect_fail("--task tinystories --methods learned --classifier /nonexistent --n 1", "/nonexistent has neither manifest.json");
 }
 
 }  // namespace

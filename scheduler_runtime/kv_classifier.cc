@@ -1,0 +1,346 @@
+#include "scheduler_runtime/kv_classifier.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kernels/half.h"
+#include "models/file_util.h"
+#include "models/safetensors.h"
+#include "models/torch_checkpoint.h"
+#include "models/version.h"
+#include "scheduler_runtime/kv_classifier_module.h"
+
+namespace pmpd::scheduler {
+namespace {
+
+std::string Shape(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
+
+// Float values of a raw tensor (F32/F16/BF16), or an error naming the file and key.
+absl::StatusOr<ClassifierTensor> ToClassifierTensor(const std::string& name, models::DType dtype,
+                                                    const std::vector<int64_t>& shape, const uint8_t* data,
+                                                    size_t nbytes, const std::string& source) {
+  models::TensorView view;
+  view.name = name;
+  view.dtype = dtype;
+  view.shape = shape;
+  view.data = data;
+  view.nbytes = nbytes;
+  view.file = source;
+  ClassifierTensor t;
+  t.shape = shape;
+  t.values.resize(static_cast<size_t>(view.numel()));
+  if (auto st = models::ToFloat32(view, t.values.data()); !st.ok()) return st;
+  return t;
+}
+
+const char* const kKeys[] = {"query", "ln.weight", "ln.bias", "project.0.weight", "project.0.bias",
+                             "project.2.weight", "project.2.bias"};
+
+}  // namespace
+
+absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state, const std::string& source) {
+  for (const char* key : kKeys) {
+    if (!state.count(key)) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": missing classifier tensor \"", key,
+                                                     "\" (expected keys: ", absl::StrJoin(kKeys, ", "), ")"));
+    }
+  }
+  const auto& q = state.at("query").shape;
+  if (q.size() != 3 || q[0] != q[1] || q[0] < 1 || q[2] < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": query has shape ", Shape(q), ", expected [H, H, D]"));
+  }
+  KvClassifierSpec spec;
+  spec.kv_heads = q[0];
+  spec.head_dim = q[2];
+  const int64_t hd = q[0] * q[2];
+  const auto& out_w = state.at("project.2.weight").shape;
+  spec.num_classes = out_w.size() == 2 ? out_w[0] : 0;
+  const std::map<std::string, std::vector<int64_t>> want = {
+      {"ln.weight", {hd}}, {"ln.bias", {hd}}, {"project.0.weight", {hd, hd}}, {"project.0.bias", {hd}},
+      {"project.2.weight", {spec.num_classes, hd}}, {"project.2.bias", {spec.num_classes}}};
+  for (const auto& [key, shape] : want) {
+    if (state.at(key).shape != shape || spec.num_classes < 2) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, " has shape ", Shape(state.at(key).shape),
+                                                     ", expected ", Shape(shape), " for query ", Shape(q)));
+    }
+  }
+  return spec;
+}
+
+absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& path) {
+  auto f = models::SafetensorsFile::Open(path);
+  if (!f.ok()) return f.status();
+  ClassifierState state;
+  for (const auto& [name, view] : (*f)->tensors()) {
+    auto t = ToClassifierTensor(name, view.dtype, view.shape, view.data, view.nbytes, path);
+    if (!t.ok()) return t.status();
+    state[name] = std::move(*t);
+  }
+  return state;
+}
+
+absl::Status WriteClassifierSafetensors(const std::string& path, const ClassifierState& state) {
+  std::vector<models::TensorToWrite> tensors;
+  for (const auto& [name, t] : state) {
+    models::TensorToWrite w;
+    w.name = name;
+    w.dtype = models::DType::kF32;
+    w.shape = t.shape;
+    w.bytes.assign(reinterpret_cast<const char*>(t.values.data()), t.values.size() * sizeof(float));
+    tensors.push_back(std::move(w));
+  }
+  return models::WriteSafetensors(path, tensors, {{"format", "pmpd-kv-classifier"}, {"architecture", kReferenceArchitecture}});
+}
+
+absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& path) {
+  auto dict = models::ReadTorchStateDict(path);
+  if (!dict.ok()) return dict.status();
+  ClassifierState state;
+  for (const models::TensorToWrite& t : *dict) {
+    if (std::find(std::begin(kKeys), std::end(kKeys), t.name) == std::end(kKeys)) continue;
+    auto ct = ToClassifierTensor(t.name, t.dtype, t.shape, reinterpret_cast<const uint8_t*>(t.bytes.data()),
+                                 t.bytes.size(), path);
+    if (!ct.ok()) return ct.status();
+    state[t.name] = std::move(*ct);
+  }
+  return state;
+}
+
+struct KvClassifier::Net {
+  KvClassifierNet module{nullptr};
+};
+
+KvClassifier::~KvClassifier() = default;
+
+absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const ClassifierState& state,
+                                                                       const std::string& source) {
+  auto spec = SpecFromState(state, source);
+  if (!spec.ok()) return spec.status();
+  std::unique_ptr<KvClassifier> c(new KvClassifier());
+  c->spec_ = *spec;
+  c->source_ = source;
+  c->net_ = std::make_unique<Net>();
+  c->net_->module = KvClassifierNet(spec->kv_heads, spec->head_dim, spec->num_classes, 0.0);
+  torch::NoGradGuard no_grad;
+  for (auto& p : c->net_->module->named_parameters()) {
+    const ClassifierTensor& t = state.at(p.key());
+    std::memcpy(p.value().data_ptr<float>(), t.values.data(), t.values.size() * sizeof(float));
+  }
+  c->net_->module->eval();
+  return c;
+}
+
+absl::StatusOr<std::vector<float>> KvClassifier::Logits(const PrefillKv& kv) const {
+  if (kv.kv_heads != spec_.kv_heads || kv.head_dim != spec_.head_dim || kv.prompt_len < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source_, ": the classifier reads ", spec_.kv_heads, " KV heads of dim ", spec_.head_dim, ", the model has ",
+        kv.kv_heads, " of dim ", kv.head_dim, " (a classifier trained for another model?)"));
+  }
+  torch::NoGradGuard no_grad;
+  const std::vector<int64_t> shape = {1, kv.kv_heads, kv.prompt_len, kv.head_dim};
+  torch::Tensor k = torch::from_blob(const_cast<float*>(kv.k.data()), shape, torch::kFloat32);
+  torch::Tensor v = torch::from_blob(const_cast<float*>(kv.v.data()), shape, torch::kFloat32);
+  torch::Tensor logits = net_->module->forward(k, v).contiguous();
+  return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
+}
+
+absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir) {
+  const std::string path = models::JoinPath(dir, "manifest.json");
+  auto text = models::ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  if (j.value("format", "") != "pmpd-classifiers") {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": format is not \"pmpd-classifiers\""));
+  }
+  ClassifierManifest m;
+  try {
+    m.tool_version = j.value("tool_version", "");
+    m.architecture = j.at("architecture").get<std::string>();
+    m.data_path = j.value("data_path", "");
+    m.data_fingerprint = j.value("data_fingerprint", "");
+    m.model_fingerprint = j.value("model_fingerprint", "");
+    for (const auto& p : j.at("pairs")) {
+      ClassifierPairInfo info;
+      info.high = p.at("high").get<int>();
+      info.low = p.at("low").get<int>();
+      info.file = p.at("file").get<std::string>();
+      info.candidate_steps = p.at("candidate_steps").get<std::vector<int64_t>>();
+      info.spec.kv_heads = p.at("kv_heads").get<int64_t>();
+      info.spec.head_dim = p.at("head_dim").get<int64_t>();
+      info.spec.num_classes = p.at("num_classes").get<int64_t>();
+      info.spec.dropout = p.value("dropout", 0.1);
+      info.metrics_json = p.contains("metrics") ? p["metrics"].dump() : "{}";
+      if (info.spec.num_classes != static_cast<int64_t>(info.candidate_steps.size()) + 1) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": pair ", info.high, "->", info.low, " has ",
+                                                       info.spec.num_classes, " classes for ",
+                                                       info.candidate_steps.size(), " candidate steps (+ never)"));
+      }
+      m.pairs.push_back(std::move(info));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": malformed manifest: ", e.what()));
+  }
+  if (m.architecture != kReferenceArchitecture) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": unknown architecture \"", m.architecture, "\""));
+  }
+  return m;
+}
+
+absl::Status WriteClassifierManifest(const std::string& dir, const ClassifierManifest& m) {
+  nlohmann::json pairs = nlohmann::json::array();
+  for (const ClassifierPairInfo& p : m.pairs) {
+    pairs.push_back({{"high", p.high},
+                     {"low", p.low},
+                     {"file", p.file},
+                     {"candidate_steps", p.candidate_steps},
+                     {"classes", [&] {
+                        std::vector<std::string> names;
+                        for (int64_t s : p.candidate_steps) names.push_back(absl::StrCat("switch at step ", s));
+                        names.push_back("never");
+                        return names;
+                      }()},
+                     {"kv_heads", p.spec.kv_heads},
+                     {"head_dim", p.spec.head_dim},
+                     {"num_classes", p.spec.num_classes},
+                     {"dropout", p.spec.dropout},
+                     {"metrics", nlohmann::json::parse(p.metrics_json.empty() ? "{}" : p.metrics_json)}});
+  }
+  nlohmann::json j{{"format", "pmpd-classifiers"},
+                   {"version", 1},
+                   {"tool_version", kPmpdVersion},
+                   {"architecture", m.architecture},
+                   {"data_path", m.data_path},
+                   {"data_fingerprint", m.data_fingerprint},
+                   {"model_fingerprint", m.model_fingerprint},
+                   {"pairs", pairs}};
+  return models::WriteFileAtomically(models::JoinPath(dir, "manifest.json"), j.dump(2) + "\n");
+}
+
+std::vector<int> ChainSwitchSteps(const std::vector<int>& pair_steps) {
+  std::vector<int> out;
+  for (int s : pair_steps) {
+    if (s < 0) break;  // never: stay at this precision to the end
+    out.push_back(out.empty() ? s : std::max(out.back(), s));
+  }
+  return out;
+}
+
+namespace {
+
+class LearnedScheduler : public PrecisionScheduler {
+ public:
+  struct Pair {
+    std::unique_ptr<KvClassifier> classifier;
+    std::vector<int64_t> candidate_steps;
+  };
+  LearnedScheduler(std::vector<int> precisions, std::vector<Pair> pairs)
+      : precisions_(std::move(precisions)), pairs_(std::move(pairs)) {}
+
+  void Reset() override {
+    switch_steps_.clear();
+    predicted_.clear();
+  }
+  absl::Status OnPrefill(const PrefillKv& kv) override {
+    Reset();
+    std::vector<int> steps;
+    for (const Pair& p : pairs_) {
+      auto logits = p.classifier->Logits(kv);
+      if (!logits.ok()) return logits.status();
+      const int cls = static_cast<int>(std::max_element(logits->begin(), logits->end()) - logits->begin());
+      predicted_.push_back(cls);
+      steps.push_back(cls < static_cast<int>(p.candidate_steps.size()) ? static_cast<int>(p.candidate_steps[cls]) : -1);
+    }
+    switch_steps_ = ChainSwitchSteps(steps);
+    return absl::OkStatus();
+  }
+  int NextPrecision(int step, int, absl::Span<const float>) override {
+    size_t level = 0;
+    while (level < switch_steps_.size() && step >= switch_steps_[level]) ++level;
+    return precisions_[level];
+  }
+  const std::vector<int>& precisions() const override { return precisions_; }
+  std::string Describe() const override {
+    return absl::StrCat("learned ", absl::StrJoin(precisions_, "->"), " (predicted switch steps ",
+                        switch_steps_.empty() ? "none" : absl::StrJoin(switch_steps_, ","), ")");
+  }
+
+ private:
+  std::vector<int> precisions_;
+  std::vector<Pair> pairs_;
+  std::vector<int> switch_steps_, predicted_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(const LearnedSchedulerOptions& o) {
+  if (o.precisions.size() < 2) {
+    return absl::InvalidArgumentError("the learned scheduler needs at least two precisions, high to low");
+  }
+  for (size_t i = 1; i < o.precisions.size(); ++i) {
+    if (o.precisions[i] >= o.precisions[i - 1]) {
+      return absl::InvalidArgumentError("precisions must be strictly decreasing (e.g. 4,3,2)");
+    }
+  }
+  std::vector<LearnedScheduler::Pair> pairs;
+  const std::string manifest_path = models::JoinPath(o.classifier_dir, "manifest.json");
+  const bool have_manifest = models::FileExists(manifest_path);
+  absl::StatusOr<ClassifierManifest> manifest;
+  if (have_manifest) {
+    manifest = ReadClassifierManifest(o.classifier_dir);
+    if (!manifest.ok()) return manifest.status();
+  }
+  for (size_t p = 0; p + 1 < o.precisions.size(); ++p) {
+    const int hi = o.precisions[p], lo = o.precisions[p + 1];
+    LearnedScheduler::Pair pair;
+    absl::StatusOr<ClassifierState> state;
+    std::string file;
+    if (have_manifest) {
+      auto it = std::find_if(manifest->pairs.begin(), manifest->pairs.end(),
+                             [&](const ClassifierPairInfo& i) { return i.high == hi && i.low == lo; });
+      if (it == manifest->pairs.end()) {
+        std::vector<std::string> have;
+        for (const auto& i : manifest->pairs) have.push_back(absl::StrCat(i.high, "->", i.low));
+        return absl::NotFoundError(absl::StrCat(o.classifier_dir, " has no classifier for ", hi, "->", lo,
+                                                " (it has ", absl::StrJoin(have, ", "),
+                                                "); train one with pmpd-train --precisions matching"));
+      }
+      file = models::JoinPath(o.classifier_dir, it->file);
+      state = ReadClassifierSafetensors(file);
+      pair.candidate_steps = it->candidate_steps;
+    } else {
+      file = models::JoinPath(o.classifier_dir, absl::StrCat("classifier_", hi, "_", lo, ".pt"));
+      if (!models::FileExists(file)) {
+        return absl::NotFoundError(absl::StrCat(o.classifier_dir, " has neither manifest.json (pmpd-train) nor ",
+                                                "classifier_", hi, "_", lo, ".pt (PMPD reference) for ", hi, "->", lo));
+      }
+      state = ReadReferenceClassifierPt(file);
+      const int n = o.reference_max_new_tokens;
+      pair.candidate_steps = {0, n / 3, n / 3 * 2};
+    }
+    if (!state.ok()) return state.status();
+    auto c = KvClassifier::FromState(*state, file);
+    if (!c.ok()) return c.status();
+    if ((*c)->spec().num_classes != static_cast<int64_t>(pair.candidate_steps.size()) + 1) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": ", (*c)->spec().num_classes, " classes, expected ",
+                                                     pair.candidate_steps.size() + 1));
+    }
+    if (o.kv_heads > 0 && ((*c)->spec().kv_heads != o.kv_heads || (*c)->spec().head_dim != o.head_dim)) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": the classifier reads ", (*c)->spec().kv_heads,
+                                                     " KV heads of dim ", (*c)->spec().head_dim, ", the model has ",
+                                                     o.kv_heads, " of dim ", o.head_dim,
+                                                     " (a classifier trained for another model?)"));
+    }
+    pair.classifier = std::move(*c);
+    pairs.push_back(std::move(pair));
+  }
+  return std::unique_ptr<PrecisionScheduler>(new LearnedScheduler(o.precisions, std::move(pairs)));
+}
+
+}  // namespace pmpd::scheduler

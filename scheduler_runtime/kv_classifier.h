@@ -1,0 +1,97 @@
+// KV-cache classifiers at run time: their files (our safetensors + manifest.json export, or the
+// PMPD reference's classifier_<hi>_<lo>.pt state dicts), inference, and the learned scheduler that
+// turns one prediction per pair into switch steps. LibTorch-free header; the network itself is in
+// kv_classifier_module.h.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "scheduler_runtime/precision_scheduler.h"
+
+namespace pmpd::scheduler {
+
+inline constexpr char kReferenceArchitecture[] = "pmpd-reference";
+
+struct KvClassifierSpec {
+  int64_t kv_heads = 0, head_dim = 0, num_classes = 4;
+  double dropout = 0.1;  // training only
+};
+
+// A classifier's parameters by state-dict key (query, ln.weight, ln.bias, project.0.weight, ...).
+struct ClassifierTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+using ClassifierState = std::map<std::string, ClassifierTensor>;
+
+// Checks that `state` holds exactly the reference keys with consistent shapes and returns the dims.
+// Errors name `source` (a file) and the offending key.
+absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state, const std::string& source);
+absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& path);
+absl::Status WriteClassifierSafetensors(const std::string& path, const ClassifierState& state);  // atomic
+// The reference's torch.save(state_dict) file (zip + pickle; read without LibTorch). Keys that are
+// not part of the architecture are ignored, as the reference's loader does.
+absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& path);
+
+// One classifier, ready for inference. Not thread-safe. Cost per call: O(H^2 * T * D) flops.
+class KvClassifier {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvClassifier>> FromState(const ClassifierState& state,
+                                                                 const std::string& source);
+  ~KvClassifier();
+  // Logits [num_classes] for one prompt's prefill K and V ([H, T, D] each). Fails when H or D do
+  // not match the classifier.
+  absl::StatusOr<std::vector<float>> Logits(const PrefillKv& kv) const;
+  const KvClassifierSpec& spec() const { return spec_; }
+  const std::string& source() const { return source_; }
+
+ private:
+  KvClassifier() = default;
+  struct Net;
+  std::unique_ptr<Net> net_;
+  KvClassifierSpec spec_;
+  std::string source_;
+};
+
+// manifest.json of an exported classifier directory.
+struct ClassifierPairInfo {
+  int high = 0, low = 0;
+  std::string file;                       // classifier_<hi>_<lo>.safetensors, relative to the directory
+  std::vector<int64_t> candidate_steps;   // class i < size: switch at candidate_steps[i]; last class: never
+  KvClassifierSpec spec;
+  std::string metrics_json;               // validation metrics and hyperparameters, as a JSON object
+};
+struct ClassifierManifest {
+  std::string tool_version, architecture = kReferenceArchitecture;
+  std::string data_path, data_fingerprint, model_fingerprint;
+  std::vector<ClassifierPairInfo> pairs;
+};
+absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir);
+absl::Status WriteClassifierManifest(const std::string& dir, const ClassifierManifest& manifest);  // atomic
+
+struct LearnedSchedulerOptions {
+  std::string classifier_dir;
+  std::vector<int> precisions;  // high to low; needs a classifier for every adjacent pair
+  int kv_heads = 0, head_dim = 0;  // the model's, checked against every classifier
+  // Only for reference .pt files (no manifest): their classes are the steps
+  // [0, N/3, 2(N/3)] and never, N = this (the reference's max_new_tokens default, 255).
+  int reference_max_new_tokens = 255;
+};
+
+// The learned scheduler. OnPrefill runs each pair's classifier once on the prefill KV cache (the
+// same cache for every pair) and fixes the schedule: pair p's predicted class gives step s_p
+// (never = infinity); precisions[p+1] starts at S_p = max(S_{p-1}, s_p), absolute steps as in a
+// static schedule, and a "never" stops the chain. Errors name the directory and the missing pair.
+absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(const LearnedSchedulerOptions& options);
+
+// The chain rule above, on its own: switch step per pair (-1 = never) -> cumulative switch steps
+// for a static schedule over precisions[0..returned size].
+std::vector<int> ChainSwitchSteps(const std::vector<int>& pair_steps);
+
+}  // namespace pmpd::scheduler

@@ -1,0 +1,300 @@
+// pmpd-train and the learned scheduler: training learns a rule hidden in synthetic KV caches,
+// resumes exactly, exports what it trained; reference-format classifiers give the reference's
+// outputs; bad files and mismatches are refused clearly.
+#include "trainer/classifier_trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/half.h"
+#include "models/hdf5_file.h"
+#include "scheduler_runtime/kv_classifier.h"
+#include "scheduler_runtime/kv_dataset.h"
+#include "tests/test_util.h"
+#include "trainer/classifier_export.h"
+
+namespace pmpd::trainer {
+namespace {
+
+using scheduler::KvDatasetHeader;
+using scheduler::KvSample;
+
+constexpr int kH = 2, kD = 4;
+
+// A dataset whose labels follow a rule the architecture can express: the class is the quadrant of
+// (mean K[:, :, 0], mean K[:, :, 1]) over the prompt (plus 10% label noise). Pairs 4->3 and 3->2.
+std::string SyntheticData(const std::string& tag, int n, uint64_t seed, std::vector<int64_t> precisions = {4, 3, 2}) {
+  const std::string path = testing::MakeTempDir(tag) + "/synthetic.h5";
+  KvDatasetHeader h;
+  h.tool_version = "test";
+  h.model_path = "synthetic";
+  h.model_fingerprint = "0";
+  h.reference = "precision:8";
+  h.source = "synthetic";
+  h.precisions = precisions;
+  h.candidate_steps = {0, 10, 20};
+  h.max_new_tokens = 30;
+  h.kv_heads = kH;
+  h.head_dim = kD;
+  auto w = scheduler::KvDatasetWriter::Create(path, h);
+  EXPECT_TRUE(w.ok());
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> noise(0, 0.3f);
+  std::uniform_int_distribution<int> len(4, 24), bit(0, 1);
+  std::uniform_real_distribution<float> u(0, 1);
+  for (int i = 0; i < n; ++i) {
+    KvSample s;
+    s.doc_id = i;
+    const int t = len(rng);
+    s.prompt_ids.assign(t, 1);
+    s.reference_ids = {2, 3};
+    const int a = bit(rng), b = bit(rng);
+    int label = 2 * a + b;
+    if (u(rng) < 0.1f) label = static_cast<int>(u(rng) * 4) % 4;
+    for (size_t p = 0; p + 1 < precisions.size(); ++p) {
+      scheduler::KvPairSample ps;
+      ps.label = label;
+      ps.rouge_l = {0.1, 0.2, 0.3};
+      ps.rouge_l_high = 0.3;
+      for (int tok = 0; tok < t; ++tok) {
+        for (int head = 0; head < kH; ++head) {
+          for (int d = 0; d < kD; ++d) {
+            float kval = noise(rng), vval = noise(rng) + (d == 0 ? (a ? 1.f : -1.f) : 0.f) + (d == 1 ? (b ? 1.f : -1.f) : 0.f);
+            if (d == 0) kval += a ? 1.f : -1.f;
+            if (d == 1) kval += b ? 1.f : -1.f;
+            ps.k.push_back(kernels::F32ToF16(kval));
+            ps.v.push_back(kernels::F32ToF16(vval));
+          }
+        }
+      }
+      s.pairs.push_back(std::move(ps));
+    }
+    EXPECT_TRUE((*w)->Append(s).ok());
+  }
+  EXPECT_TRUE((*w)->Finish().ok());
+  return path;
+}
+
+TrainOptions Quick() {
+  TrainOptions o;
+  o.epochs = 40;
+  o.lr = 1e-2;
+  o.batch_size = 16;
+  o.val_fraction = 0.25;
+  o.patience = 40;
+  o.seed = 3;
+  return o;
+}
+
+TEST(ClassifierTrainerTest, LearnsARuleAndBeatsTheMajorityClass) {
+  const std::string data = SyntheticData("train_rule", 240, 1);
+  auto r = TrainPairClassifier(data, 4, 3, Quick());
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& best = r->epochs[r->best_epoch - 1];
+  std::fprintf(stderr, "best epoch %d: val acc %.3f macro-F1 %.3f; majority acc %.3f macro-F1 %.3f\n", r->best_epoch,
+               best.val.accuracy, best.val.macro_f1, r->majority.accuracy, r->majority.macro_f1);
+  // 10% label noise caps accuracy near 0.92; the majority class of 4 balanced ones gets ~0.25.
+  EXPECT_GT(best.val.accuracy, 0.7);
+  EXPECT_GT(best.val.macro_f1, r->majority.macro_f1 + 0.4);
+  EXPECT_LT(best.val_loss, r->epochs.front().val_loss);
+  EXPECT_EQ(r->train_samples + r->val_samples, 240);
+  EXPECT_EQ(r->val_samples, 60);
+}
+
+// The same seed gives the same classifier; a run interrupted twice and rerun gives it too.
+TEST(ClassifierTrainerTest, InterruptedTrainingResumesToTheSameClassifier) {
+  const std::string data = SyntheticData("train_resume", 80, 2);
+  TrainOptions o = Quick();
+  o.epochs = 9;
+  o.balance = "oversample";  // the path with the most per-epoch randomness
+  o.checkpoint_dir = testing::MakeTempDir("train_resume_a");
+  auto whole = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  auto again = TrainPairClassifier(data, 4, 3, [&] {
+    TrainOptions p = o;
+    p.checkpoint_dir = "";
+    return p;
+  }());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->state.at("query").values, whole->state.at("query").values) << "same seed, different classifier";
+
+  o.checkpoint_dir = testing::MakeTempDir("train_resume_b");
+  for (int stop_at : {3, 6}) {
+    auto part = TrainPairClassifier(data, 4, 3, o, [&](const EpochMetrics& e) { return e.epoch < stop_at; });
+    ASSERT_TRUE(part.ok());
+    EXPECT_EQ(static_cast<int>(part->epochs.size()), stop_at);
+  }
+  auto rest = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(rest->resumed_epochs, 6);
+  ASSERT_EQ(rest->epochs.size(), whole->epochs.size());
+  for (size_t e = 0; e < rest->epochs.size(); ++e) EXPECT_EQ(rest->epochs[e].val_loss, whole->epochs[e].val_loss);
+  EXPECT_EQ(rest->best_epoch, whole->best_epoch);
+  for (const auto& [key, t] : whole->state) EXPECT_EQ(rest->state.at(key).values, t.values) << key;
+  // Other settings do not resume the checkpoint.
+  TrainOptions other = o;
+  other.lr = 5e-3;
+  auto fresh = TrainPairClassifier(data, 4, 3, other);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->resumed_epochs, 0);
+}
+
+// Export -> import: the exported files give the trained weights' outputs exactly.
+TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
+  const std::string data = SyntheticData("train_export", 60, 3);
+  TrainOptions o = Quick();
+  o.epochs = 3;
+  std::vector<TrainResult> results;
+  for (auto [hi, lo] : {std::pair{4, 3}, std::pair{3, 2}}) {
+    auto r = TrainPairClassifier(data, hi, lo, o);
+    ASSERT_TRUE(r.ok());
+    results.push_back(std::move(*r));
+  }
+  const std::string dir = testing::MakeTempDir("train_export_out");
+  ASSERT_TRUE(ExportClassifiers(dir, data, results, o).ok());
+  auto manifest = scheduler::ReadClassifierManifest(dir);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  ASSERT_EQ(manifest->pairs.size(), 2u);
+  EXPECT_EQ(manifest->pairs[0].candidate_steps, (std::vector<int64_t>{0, 10, 20}));
+  EXPECT_EQ(manifest->pairs[0].spec.kv_heads, kH);
+  const auto metrics = nlohmann::json::parse(manifest->pairs[0].metrics_json);
+  EXPECT_EQ(metrics.at("best_epoch").get<int>(), results[0].best_epoch);
+  EXPECT_EQ(metrics.at("hyperparameters").at("lr").get<double>(), o.lr);
+
+  auto in_memory = scheduler::KvClassifier::FromState(results[0].state, "memory");
+  auto state = scheduler::ReadClassifierSafetensors(dir + "/classifier_4_3.safetensors");
+  ASSERT_TRUE(in_memory.ok() && state.ok());
+  auto loaded = scheduler::KvClassifier::FromState(*state, "file");
+  ASSERT_TRUE(loaded.ok());
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  for (int t : {1, 5, 33}) {
+    std::vector<float> k(kH * t * kD), v(kH * t * kD);
+    for (auto& x : k) x = g(rng);
+    for (auto& x : v) x = g(rng);
+    scheduler::PrefillKv kv{k, v, kH, t, kD};
+    auto a = (*in_memory)->Logits(kv);
+    auto b = (*loaded)->Logits(kv);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b) << "T = " << t;
+  }
+}
+
+// A state dict in the PMPD reference's format (torch.save, its key names, known values) gives the
+// logits of a PyTorch forward of the architecture (tests/golden, scripts/make_classifier_golden.py).
+TEST(KvClassifierTest, ReferenceFormatStateDictGivesTheExpectedOutputs) {
+  const auto golden = nlohmann::json::parse(testing::ReadFile(testing::SourcePath("tests/golden/reference_classifier.json")));
+  const std::string pt = testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt");
+  auto state = scheduler::ReadReferenceClassifierPt(pt);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->size(), 7u);  // the unrelated key is skipped
+  auto c = scheduler::KvClassifier::FromState(*state, pt);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->spec().kv_heads, 4);
+  EXPECT_EQ((*c)->spec().head_dim, 8);
+  for (const auto& cs : golden["cases"]) {
+    const std::vector<float> k = cs["k"], v = cs["v"];
+    auto logits = (*c)->Logits({k, v, 4, cs["T"].get<int>(), 8});
+    ASSERT_TRUE(logits.ok());
+    const std::vector<double> want = cs["logits"];
+    for (size_t i = 0; i < want.size(); ++i) {
+      // float32 both sides; sums of <= 32 terms of magnitude ~10: a few ulps of 10.
+      EXPECT_NEAR((*logits)[i], want[i], 2e-5 * std::max(1.0, std::fabs(want[i]))) << "class " << i;
+    }
+  }
+  // The learned scheduler reads the same directory (no manifest: the reference's step classes).
+  const std::string dir = testing::SourcePath("tests/golden/reference_classifier");
+  scheduler::LearnedSchedulerOptions lo{dir, {4, 3}, 4, 8, 255};
+  auto sched = scheduler::MakeLearnedScheduler(lo);
+  ASSERT_TRUE(sched.ok()) << sched.status();
+  const auto& c0 = golden["cases"][1];  // class 0: switch at step 0
+  const std::vector<float> k = c0["k"], v = c0["v"];
+  ASSERT_TRUE((*sched)->OnPrefill({k, v, 4, c0["T"].get<int>(), 8}).ok());
+  EXPECT_EQ((*sched)->NextPrecision(1, 4, {}), 3);
+  const auto& c3 = golden["cases"][0];  // class 3: never
+  const std::vector<float> k3 = c3["k"], v3 = c3["v"];
+  ASSERT_TRUE((*sched)->OnPrefill({k3, v3, 4, c3["T"].get<int>(), 8}).ok());
+  EXPECT_EQ((*sched)->NextPrecision(254, 4, {}), 4);
+}
+
+TEST(KvClassifierTest, ChainRuleTurnsPairPredictionsIntoSwitchSteps) {
+  using scheduler::ChainSwitchSteps;
+  EXPECT_EQ(ChainSwitchSteps({85, 170}), (std::vector<int>{85, 170}));
+  EXPECT_EQ(ChainSwitchSteps({85, 0}), (std::vector<int>{85, 85}));  // 3 bits starts no earlier than 3 exists
+  EXPECT_EQ(ChainSwitchSteps({85, -1}), (std::vector<int>{85}));     // never 3->2: stay at 3
+  EXPECT_EQ(ChainSwitchSteps({-1, 0}), (std::vector<int>{}));        // never 4->3: the chain stops at 4
+}
+
+TEST(ClassifierTrainerTest, BadInputIsRefusedClearly) {
+  // A pair absent from the data.
+  const std::string only43 = SyntheticData("bad_pair", 20, 4, {4, 3});
+  auto r = TrainPairClassifier(only43, 3, 2, Quick());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("no group pair_3_2 (precision pair 3 -> 2); the file has pair_4_3"),
+            std::string::npos)
+      << r.status();
+  // Missing fields and groups.
+  for (const std::string object : {"pair_4_3/labels", "samples/prompt_offset", "pair_4_3"}) {
+    const std::string data = SyntheticData("bad_field", 12, 5);
+    {
+      auto f = models::Hdf5File::Open(data, true);
+      ASSERT_TRUE(f.ok());
+      ASSERT_TRUE(f->Remove(object).ok());
+      ASSERT_TRUE(f->Close().ok());
+    }
+    auto bad = TrainPairClassifier(data, 4, 3, Quick());
+    ASSERT_FALSE(bad.ok()) << object;
+    EXPECT_NE(bad.status().message().find(data), std::string::npos) << bad.status();
+    EXPECT_NE(bad.status().message().find(object.substr(object.find('/') + 1)), std::string::npos) << bad.status();
+  }
+  // Not an HDF5 file; an HDF5 file of another kind.
+  const std::string dir = testing::MakeTempDir("bad_files");
+  testing::WriteFile(dir + "/x.h5", "not hdf5");
+  EXPECT_NE(TrainPairClassifier(dir + "/x.h5", 4, 3, Quick()).status().message().find("not an HDF5 file"),
+            std::string::npos);
+  {
+    auto f = models::Hdf5File::Create(dir + "/other.h5");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f->Close().ok());
+  }
+  EXPECT_NE(TrainPairClassifier(dir + "/other.h5", 4, 3, Quick()).status().message().find("not a pmpd-gen-data file"),
+            std::string::npos);
+
+  // Classifier directories that do not fit: another model's dims, another pair.
+  const std::string data = SyntheticData("bad_cls", 20, 6);
+  TrainOptions o = Quick();
+  o.epochs = 1;
+  auto r43 = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_TRUE(r43.ok());
+  const std::string out = testing::MakeTempDir("bad_cls_out");
+  ASSERT_TRUE(ExportClassifiers(out, data, {*r43}, o).ok());
+  scheduler::LearnedSchedulerOptions lo{out, {4, 3}, 4, 8, 255};  // the model has 4 heads of dim 8
+  auto dims = scheduler::MakeLearnedScheduler(lo);
+  ASSERT_FALSE(dims.ok());
+  EXPECT_NE(dims.status().message().find("reads 2 KV heads of dim 4, the model has 4 of dim 8"), std::string::npos)
+      << dims.status();
+  lo = {out, {4, 3, 2}, kH, kD, 255};
+  auto pairs = scheduler::MakeLearnedScheduler(lo);
+  ASSERT_FALSE(pairs.ok());
+  EXPECT_NE(pairs.status().message().find("has no classifier for 3->2 (it has 4->3)"), std::string::npos)
+      << pairs.status();
+  // A classifier file with wrong shapes.
+  scheduler::ClassifierState broken = r43->state;
+  broken["ln.weight"].shape = {5};
+  broken["ln.weight"].values.resize(5);
+  auto spec = scheduler::SpecFromState(broken, "broken.safetensors");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_NE(spec.status().message().find("broken.safetensors: ln.weight has shape [5], expected [8]"),
+            std::string::npos)
+      << spec.status();
+  broken.erase("query");
+  EXPECT_NE(scheduler::SpecFromState(broken, "b").status().message().find("missing classifier tensor \"query\""),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace pmpd::trainer

@@ -1,0 +1,62 @@
+#include "trainer/classifier_export.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "models/file_util.h"
+#include "models/model_fingerprint.h"
+#include "scheduler_runtime/kv_classifier.h"
+#include "scheduler_runtime/kv_dataset.h"
+
+namespace pmpd::trainer {
+
+std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
+  const EpochMetrics& best = r.epochs[r.best_epoch - 1];  // epochs are numbered from 1, resumed ones included
+  nlohmann::json j{{"best_epoch", r.best_epoch},
+                   {"epochs_run", r.epochs.size()},
+                   {"val_loss", best.val_loss},
+                   {"val_accuracy", best.val.accuracy},
+                   {"val_macro_f1", best.val.macro_f1},
+                   {"val_confusion", best.val.confusion},
+                   {"majority_class", r.majority_class},
+                   {"majority_val_accuracy", r.majority.accuracy},
+                   {"majority_val_macro_f1", r.majority.macro_f1},
+                   {"train_samples", r.train_samples},
+                   {"val_samples", r.val_samples},
+                   {"train_class_counts", r.train_class_counts},
+                   {"val_class_counts", r.val_class_counts},
+                   {"hyperparameters",
+                    {{"epochs", o.epochs}, {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"dropout", o.dropout},
+                     {"grad_accum", o.grad_accum}, {"batch_size", o.batch_size}, {"val_fraction", o.val_fraction},
+                     {"seed", o.seed}, {"balance", o.balance}, {"patience", o.patience}}}};
+  return j.dump();
+}
+
+absl::Status ExportClassifiers(const std::string& out_dir, const std::string& data_path,
+                               const std::vector<TrainResult>& results, const TrainOptions& options) {
+  if (auto st = models::MakeDirs(out_dir); !st.ok()) return st;
+  auto reader = scheduler::KvDatasetReader::Open(data_path);
+  if (!reader.ok()) return reader.status();
+  auto data_fp = models::FingerprintFile(data_path);
+  if (!data_fp.ok()) return data_fp.status();
+  scheduler::ClassifierManifest m;
+  m.data_path = data_path;
+  m.data_fingerprint = *data_fp;
+  m.model_fingerprint = (*reader)->header().model_fingerprint;
+  for (const TrainResult& r : results) {
+    scheduler::ClassifierPairInfo p;
+    p.high = static_cast<int>(r.high);
+    p.low = static_cast<int>(r.low);
+    p.file = absl::StrCat("classifier_", r.high, "_", r.low, ".safetensors");
+    p.candidate_steps = r.candidate_steps;
+    p.spec = r.spec;
+    p.metrics_json = MetricsJson(r, options);
+    if (auto st = scheduler::WriteClassifierSafetensors(models::JoinPath(out_dir, p.file), r.state); !st.ok()) {
+      return st;
+    }
+    m.pairs.push_back(std::move(p));
+  }
+  return scheduler::WriteClassifierManifest(out_dir, m);  // last: the directory is usable once it exists
+}
+
+}  // namespace pmpd::trainer

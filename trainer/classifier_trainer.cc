@@ -1,0 +1,350 @@
+#include "trainer/classifier_trainer.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/file_util.h"
+#include "models/model_fingerprint.h"
+#include "scheduler_runtime/kv_classifier_module.h"
+#include "scheduler_runtime/kv_dataset.h"
+
+namespace pmpd::trainer {
+namespace {
+
+using scheduler::KvClassifierNet;
+
+// One prompt, pooled over heads as the architecture does first: [T, D] each.
+struct Example {
+  torch::Tensor kbar, vbar;
+  int label = 0;
+};
+
+absl::Status CheckOptions(const TrainOptions& o) {
+  if (o.epochs < 1 || o.batch_size < 1 || o.grad_accum < 1 || o.patience < 1) {
+    return absl::InvalidArgumentError("--epochs, --batch-size, --grad-accum and --patience must be >= 1");
+  }
+  if (!(o.lr > 0) || !(o.weight_decay >= 0) || !(o.dropout >= 0 && o.dropout < 1)) {
+    return absl::InvalidArgumentError("need --lr > 0, --weight-decay >= 0 and 0 <= --dropout < 1");
+  }
+  if (!(o.val_fraction > 0 && o.val_fraction < 1)) {
+    return absl::InvalidArgumentError("--val-fraction must be in (0, 1)");
+  }
+  if (o.balance != "weighted" && o.balance != "oversample" && o.balance != "none") {
+    return absl::InvalidArgumentError("--balance must be weighted, oversample or none");
+  }
+  if (o.device != "cpu" && o.device != "cuda") return absl::InvalidArgumentError("--device must be cpu or cuda");
+  return absl::OkStatus();
+}
+
+// Pads a batch to its longest prompt: kbar, vbar [B, Tmax, D], mask [B, Tmax], labels [B].
+struct Batch {
+  torch::Tensor kbar, vbar, mask, labels;
+};
+Batch MakeBatch(const std::vector<Example>& data, const std::vector<int>& idx, const torch::Device& device) {
+  int64_t tmax = 0;
+  for (int i : idx) tmax = std::max(tmax, data[i].kbar.size(0));
+  const int64_t B = static_cast<int64_t>(idx.size()), D = data[idx[0]].kbar.size(1);
+  Batch b;
+  b.kbar = torch::zeros({B, tmax, D});
+  b.vbar = torch::zeros({B, tmax, D});
+  b.mask = torch::zeros({B, tmax}, torch::kBool);
+  std::vector<int64_t> labels;
+  for (int64_t r = 0; r < B; ++r) {
+    const Example& e = data[idx[r]];
+    const int64_t t = e.kbar.size(0);
+    b.kbar[r].narrow(0, 0, t).copy_(e.kbar);
+    b.vbar[r].narrow(0, 0, t).copy_(e.vbar);
+    b.mask[r].narrow(0, 0, t).fill_(true);
+    labels.push_back(e.label);
+  }
+  b.labels = torch::tensor(labels, torch::kLong);
+  b.kbar = b.kbar.to(device);
+  b.vbar = b.vbar.to(device);
+  b.mask = b.mask.to(device);
+  b.labels = b.labels.to(device);
+  return b;
+}
+
+scheduler::ClassifierState StateOf(KvClassifierNet& net) {
+  scheduler::ClassifierState s;
+  for (const auto& p : net->named_parameters()) {
+    torch::Tensor t = p.value().detach().to(torch::kCPU).contiguous();
+    scheduler::ClassifierTensor ct;
+    ct.shape = t.sizes().vec();
+    ct.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+    s[p.key()] = std::move(ct);
+  }
+  return s;
+}
+
+void LoadState(KvClassifierNet& net, const scheduler::ClassifierState& s) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : net->named_parameters()) {
+    const auto& ct = s.at(p.key());
+    p.value().copy_(torch::from_blob(const_cast<float*>(ct.values.data()), ct.shape, torch::kFloat32));
+  }
+}
+
+nlohmann::json EpochJson(const EpochMetrics& e) {
+  return {{"epoch", e.epoch},       {"train_loss", e.train_loss},        {"val_loss", e.val_loss},
+          {"seconds", e.seconds},   {"val_accuracy", e.val.accuracy},    {"val_macro_f1", e.val.macro_f1},
+          {"confusion", e.val.confusion}};
+}
+EpochMetrics EpochFromJson(const nlohmann::json& j) {
+  EpochMetrics e;
+  e.epoch = j.at("epoch");
+  e.train_loss = j.at("train_loss");
+  e.val_loss = j.at("val_loss");
+  e.seconds = j.at("seconds");
+  e.val.accuracy = j.at("val_accuracy");
+  e.val.macro_f1 = j.at("val_macro_f1");
+  e.val.confusion = j.at("confusion").get<std::vector<std::vector<int64_t>>>();
+  return e;
+}
+
+// Everything the trained weights depend on; a checkpoint with another value is not resumed.
+std::string RunFingerprint(const TrainOptions& o, const std::string& data_fingerprint, int hi, int lo) {
+  return absl::StrCat("data=", data_fingerprint, ";pair=", hi, "_", lo, ";epochs=", o.epochs, ";lr=", o.lr,
+                      ";wd=", o.weight_decay, ";dropout=", o.dropout, ";accum=", o.grad_accum, ";batch=", o.batch_size,
+                      ";val=", o.val_fraction, ";seed=", o.seed, ";balance=", o.balance, ";patience=", o.patience,
+                      ";device=", o.device);
+}
+
+}  // namespace
+
+absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, int hi, int lo,
+                                                const TrainOptions& o,
+                                                const std::function<bool(const EpochMetrics&)>& on_epoch) {
+  if (auto st = CheckOptions(o); !st.ok()) return st;
+  if (o.device == "cuda" && !torch::cuda::is_available()) {
+    return absl::FailedPreconditionError("--device cuda: this LibTorch build sees no CUDA device");
+  }
+  const torch::Device device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
+  auto reader = scheduler::KvDatasetReader::Open(data_path);
+  if (!reader.ok()) return reader.status();
+  auto table = (*reader)->ReadPair(hi, lo);
+  if (!table.ok()) return table.status();
+  const auto& header = (*reader)->header();
+  const int num_classes = static_cast<int>(header.candidate_steps.size()) + 1;
+  const int64_t n = (*reader)->num_samples();
+  if (n < 4) {
+    return absl::InvalidArgumentError(absl::StrCat(data_path, ": ", n, " samples; need at least 4 to train and validate"));
+  }
+  TrainResult result;
+  result.high = hi;
+  result.low = lo;
+  result.candidate_steps = header.candidate_steps;
+  result.device = o.device;
+  result.spec.kv_heads = header.kv_heads;
+  result.spec.head_dim = header.head_dim;
+  result.spec.num_classes = num_classes;
+  result.spec.dropout = o.dropout;
+
+  // Load every sample once, pooled over heads (the architecture's first step): O(n * T * D) memory.
+  std::vector<Example> data(n);
+  std::vector<float> k, v;
+  for (int64_t i = 0; i < n; ++i) {
+    if (auto st = (*reader)->ReadKv(*table, i, &k, &v); !st.ok()) return st;
+    const int64_t t = table->prompt_lengths[i];
+    data[i].kbar = torch::from_blob(k.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
+    data[i].vbar = torch::from_blob(v.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
+    data[i].label = table->labels[i];
+  }
+  // Deterministic split: a seeded permutation; the first val_fraction is validation.
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 split_rng(o.seed ^ 0x5EEDull);
+  std::shuffle(order.begin(), order.end(), split_rng);
+  const int n_val = std::max<int>(1, static_cast<int>(std::lround(o.val_fraction * n)));
+  std::vector<int> val(order.begin(), order.begin() + n_val), train(order.begin() + n_val, order.end());
+  result.train_samples = static_cast<int>(train.size());
+  result.val_samples = n_val;
+  result.train_class_counts.assign(num_classes, 0);
+  result.val_class_counts.assign(num_classes, 0);
+  for (int i : train) ++result.train_class_counts[data[i].label];
+  for (int i : val) ++result.val_class_counts[data[i].label];
+  result.majority_class = static_cast<int>(std::max_element(result.train_class_counts.begin(),
+                                                            result.train_class_counts.end()) -
+                                           result.train_class_counts.begin());
+  {
+    std::vector<int> truth;
+    for (int i : val) truth.push_back(data[i].label);
+    result.majority = Classify(truth, std::vector<int>(truth.size(), result.majority_class), num_classes);
+  }
+  torch::Tensor class_weights = torch::ones({num_classes});
+  if (o.balance == "weighted") {
+    for (int c = 0; c < num_classes; ++c) {
+      const double nc = static_cast<double>(result.train_class_counts[c]);
+      class_weights[c] = nc > 0 ? train.size() / (num_classes * nc) : 0.0;
+    }
+  }
+  class_weights = class_weights.to(device);
+
+  torch::manual_seed(o.seed);
+  KvClassifierNet net(header.kv_heads, header.head_dim, num_classes, o.dropout);
+  net->to(device);
+  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+
+  // Resume from the last checkpoint of the same run.
+  auto data_fp = models::FingerprintFile(data_path);
+  if (!data_fp.ok()) return data_fp.status();
+  const std::string fingerprint = RunFingerprint(o, *data_fp, hi, lo);
+  const std::string ckpt = o.checkpoint_dir.empty()
+                               ? ""
+                               : models::JoinPath(o.checkpoint_dir, absl::StrCat("pair_", hi, "_", lo, ".pt"));
+  double best_loss = std::numeric_limits<double>::infinity();
+  int since_best = 0;
+  KvClassifierNet best(header.kv_heads, header.head_dim, num_classes, o.dropout);
+  int start_epoch = 1;
+  if (!ckpt.empty() && models::FileExists(ckpt)) {
+    torch::serialize::InputArchive in;
+    try {
+      in.load_from(ckpt);
+      c10::IValue meta_v;
+      in.read("meta", meta_v);
+      const auto meta = nlohmann::json::parse(meta_v.toStringRef());
+      if (meta.at("fingerprint").get<std::string>() == fingerprint) {
+        torch::serialize::InputArchive m, b, op;
+        in.read("model", m);
+        in.read("best", b);
+        in.read("optimizer", op);
+        net->load(m);
+        best->load(b);
+        opt.load(op);
+        for (const auto& e : meta.at("epochs")) result.epochs.push_back(EpochFromJson(e));
+        result.best_epoch = meta.at("best_epoch");
+        best_loss = meta.at("best_loss");
+        since_best = meta.at("since_best");
+        result.stopped_early = meta.at("stopped");
+        start_epoch = static_cast<int>(result.epochs.size()) + 1;
+        result.resumed_epochs = start_epoch - 1;
+      } else {
+        std::fprintf(stderr, "%s: made with other settings or data; starting over\n", ckpt.c_str());
+      }
+    } catch (const std::exception& e) {
+      return absl::DataLossError(absl::StrCat(ckpt, ": unreadable checkpoint (", e.what(),
+                                              "); delete it to start over"));
+    }
+  }
+  if (!result.stopped_early) {
+    for (int epoch = start_epoch; epoch <= o.epochs; ++epoch) {
+      const auto t0 = std::chrono::steady_clock::now();
+      // Per-epoch randomness comes from (seed, epoch) alone, so a resumed run repeats an
+      // uninterrupted one exactly.
+      torch::manual_seed(o.seed * 1000003ull + epoch);
+      std::mt19937_64 rng(o.seed * 7919ull + epoch);
+      std::vector<int> epoch_idx = train;
+      if (o.balance == "oversample") {
+        std::vector<std::vector<int>> by_class(num_classes);
+        for (int i : train) by_class[data[i].label].push_back(i);
+        size_t most = 0;
+        for (const auto& c : by_class) most = std::max(most, c.size());
+        epoch_idx.clear();
+        for (const auto& c : by_class) {
+          if (c.empty()) continue;
+          epoch_idx.insert(epoch_idx.end(), c.begin(), c.end());
+          std::uniform_int_distribution<size_t> pick(0, c.size() - 1);
+          for (size_t r = c.size(); r < most; ++r) epoch_idx.push_back(c[pick(rng)]);
+        }
+      }
+      std::shuffle(epoch_idx.begin(), epoch_idx.end(), rng);
+      net->train();
+      double loss_sum = 0;
+      int64_t seen = 0;
+      opt.zero_grad();
+      int batches = 0;
+      for (size_t s = 0; s < epoch_idx.size(); s += o.batch_size) {
+        std::vector<int> idx(epoch_idx.begin() + s, epoch_idx.begin() + std::min(epoch_idx.size(), s + o.batch_size));
+        Batch b = MakeBatch(data, idx, device);
+        torch::Tensor logits = net->ForwardPooled(b.kbar, b.vbar, b.mask);
+        torch::Tensor loss = torch::nn::functional::cross_entropy(
+            logits, b.labels, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
+        (loss / o.grad_accum).backward();
+        loss_sum += loss.item<double>() * idx.size();
+        seen += static_cast<int64_t>(idx.size());
+        if (++batches % o.grad_accum == 0 || s + o.batch_size >= epoch_idx.size()) {
+          opt.step();
+          opt.zero_grad();
+        }
+      }
+      // Validation: plain (unweighted) cross-entropy, eval mode.
+      net->eval();
+      EpochMetrics em;
+      em.epoch = epoch;
+      em.train_loss = loss_sum / std::max<int64_t>(1, seen);
+      {
+        torch::NoGradGuard no_grad;
+        double vl = 0;
+        std::vector<int> truth, pred;
+        for (size_t s = 0; s < val.size(); s += o.batch_size) {
+          std::vector<int> idx(val.begin() + s, val.begin() + std::min(val.size(), s + o.batch_size));
+          Batch b = MakeBatch(data, idx, device);
+          torch::Tensor logits = net->ForwardPooled(b.kbar, b.vbar, b.mask);
+          vl += torch::nn::functional::cross_entropy(logits, b.labels).item<double>() * idx.size();
+          torch::Tensor p = logits.argmax(1).to(torch::kCPU);
+          for (size_t r = 0; r < idx.size(); ++r) {
+            truth.push_back(data[idx[r]].label);
+            pred.push_back(static_cast<int>(p[r].item<int64_t>()));
+          }
+        }
+        em.val_loss = vl / val.size();
+        em.val = Classify(truth, pred, num_classes);
+      }
+      em.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      result.epochs.push_back(em);
+      if (em.val_loss < best_loss) {
+        best_loss = em.val_loss;
+        result.best_epoch = epoch;
+        since_best = 0;
+        torch::NoGradGuard no_grad;
+        auto src = net->parameters();
+        auto dst = best->parameters();
+        for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i].to(torch::kCPU));
+      } else {
+        ++since_best;
+      }
+      const bool keep_going = on_epoch ? on_epoch(em) : true;
+      // Early stopping is part of the run (saved: a rerun does not continue); a stop asked by
+      // on_epoch is an interruption (a rerun continues from this epoch).
+      result.stopped_early = since_best >= o.patience;
+      if (!ckpt.empty()) {
+        if (auto st = models::MakeDirs(o.checkpoint_dir); !st.ok()) return st;
+        nlohmann::json meta{{"fingerprint", fingerprint}, {"best_epoch", result.best_epoch}, {"best_loss", best_loss},
+                            {"since_best", since_best},   {"stopped", result.stopped_early}, {"epochs", nlohmann::json::array()}};
+        for (const auto& e : result.epochs) meta["epochs"].push_back(EpochJson(e));
+        torch::serialize::OutputArchive out, m, b, op;
+        net->save(m);
+        best->save(b);
+        opt.save(op);
+        out.write("model", m);
+        out.write("best", b);
+        out.write("optimizer", op);
+        out.write("meta", c10::IValue(meta.dump()));
+        const std::string tmp = absl::StrCat(ckpt, ".tmp.", getpid());
+        try {
+          out.save_to(tmp);
+        } catch (const std::exception& e) {
+          return absl::InternalError(absl::StrCat(tmp, ": cannot write checkpoint: ", e.what()));
+        }
+        if (::rename(tmp.c_str(), ckpt.c_str()) != 0) return absl::InternalError(absl::StrCat(ckpt, ": rename failed"));
+      }
+      if (result.stopped_early || !keep_going) break;
+    }
+  }
+  if (result.best_epoch == 0) return absl::InternalError("no epoch finished");
+  best->to(torch::kCPU);
+  result.state = StateOf(best);
+  return result;
+}
+
+}  // namespace pmpd::trainer

@@ -1,0 +1,66 @@
+// Fits one KV-cache classifier (scheduler_runtime/kv_classifier_module.h) for one precision pair of
+// a pmpd-gen-data file: deterministic train/validation split, class balancing, AdamW with gradient
+// accumulation, early stopping on validation loss, a checkpoint per epoch (resumable, bit-exact).
+// LibTorch-free header.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler_runtime/kv_classifier.h"
+#include "trainer/classification_metrics.h"
+
+namespace pmpd::trainer {
+
+struct TrainOptions {
+  int epochs = 30;
+  double lr = 1e-3;
+  double weight_decay = 1e-2;
+  double dropout = 0.1;
+  int grad_accum = 1;   // optimizer step every this many batches
+  int batch_size = 16;  // prompts per batch, padded to the longest with a mask
+  double val_fraction = 0.1;
+  uint64_t seed = 0;
+  std::string device = "cpu";  // cpu or cuda
+  // weighted: cross-entropy weights n / (classes * n_c) (default: every sample seen once per epoch,
+  // no repeated minority samples to overfit); oversample: the reference's way, minority classes
+  // resampled up to the largest class each epoch; none.
+  std::string balance = "weighted";
+  int patience = 5;             // early stopping: epochs without a better validation loss
+  std::string checkpoint_dir;   // empty: no checkpoints (no resume)
+};
+
+struct EpochMetrics {
+  int epoch = 0;  // 1-based
+  double train_loss = 0, val_loss = 0, seconds = 0;
+  ClassificationMetrics val;
+};
+
+struct TrainResult {
+  int64_t high = 0, low = 0;
+  std::vector<int64_t> candidate_steps;
+  std::vector<EpochMetrics> epochs;  // every epoch run, resumed ones included
+  int best_epoch = 0;                // lowest validation loss; its weights are `state`
+  scheduler::ClassifierState state;
+  scheduler::KvClassifierSpec spec;
+  int train_samples = 0, val_samples = 0;
+  std::vector<int64_t> train_class_counts, val_class_counts;
+  int majority_class = 0;  // of the training split
+  ClassificationMetrics majority;  // predicting it for every validation sample
+  int resumed_epochs = 0;          // epochs found in the checkpoint
+  bool stopped_early = false;
+  std::string device;
+};
+
+// Trains the (hi, lo) classifier of `data_path`. `on_epoch` sees each finished epoch (resumed ones
+// are not replayed) and may return false to stop training there (a pruner, a time limit): the best
+// weights so far are returned and a rerun with the same checkpoint_dir continues after that epoch. Errors: the pair missing from the file, too few samples, bad options,
+// --device cuda without CUDA. Cost: epochs x (samples x O(H^2 T D)).
+absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, int hi, int lo,
+                                                const TrainOptions& options,
+                                                const std::function<bool(const EpochMetrics&)>& on_epoch = {});
+
+}  // namespace pmpd::trainer
