@@ -16,68 +16,10 @@
 #include "scheduler_runtime/kv_dataset.h"
 #include "tests/test_util.h"
 #include "trainer/classifier_export.h"
+#include "tests/trainer/synthetic_kv_data.h"
 
 namespace pmpd::trainer {
 namespace {
-
-using scheduler::KvDatasetHeader;
-using scheduler::KvSample;
-
-constexpr int kH = 2, kD = 4;
-
-// A dataset whose labels follow a rule the architecture can express: the class is the quadrant of
-// (mean K[:, :, 0], mean K[:, :, 1]) over the prompt (plus 10% label noise). Pairs 4->3 and 3->2.
-std::string SyntheticData(const std::string& tag, int n, uint64_t seed, std::vector<int64_t> precisions = {4, 3, 2}) {
-  const std::string path = testing::MakeTempDir(tag) + "/synthetic.h5";
-  KvDatasetHeader h;
-  h.tool_version = "test";
-  h.model_path = "synthetic";
-  h.model_fingerprint = "0";
-  h.reference = "precision:8";
-  h.source = "synthetic";
-  h.precisions = precisions;
-  h.candidate_steps = {0, 10, 20};
-  h.max_new_tokens = 30;
-  h.kv_heads = kH;
-  h.head_dim = kD;
-  auto w = scheduler::KvDatasetWriter::Create(path, h);
-  EXPECT_TRUE(w.ok());
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> noise(0, 0.3f);
-  std::uniform_int_distribution<int> len(4, 24), bit(0, 1);
-  std::uniform_real_distribution<float> u(0, 1);
-  for (int i = 0; i < n; ++i) {
-    KvSample s;
-    s.doc_id = i;
-    const int t = len(rng);
-    s.prompt_ids.assign(t, 1);
-    s.reference_ids = {2, 3};
-    const int a = bit(rng), b = bit(rng);
-    int label = 2 * a + b;
-    if (u(rng) < 0.1f) label = static_cast<int>(u(rng) * 4) % 4;
-    for (size_t p = 0; p + 1 < precisions.size(); ++p) {
-      scheduler::KvPairSample ps;
-      ps.label = label;
-      ps.rouge_l = {0.1, 0.2, 0.3};
-      ps.rouge_l_high = 0.3;
-      for (int tok = 0; tok < t; ++tok) {
-        for (int head = 0; head < kH; ++head) {
-          for (int d = 0; d < kD; ++d) {
-            float kval = noise(rng), vval = noise(rng) + (d == 0 ? (a ? 1.f : -1.f) : 0.f) + (d == 1 ? (b ? 1.f : -1.f) : 0.f);
-            if (d == 0) kval += a ? 1.f : -1.f;
-            if (d == 1) kval += b ? 1.f : -1.f;
-            ps.k.push_back(kernels::F32ToF16(kval));
-            ps.v.push_back(kernels::F32ToF16(vval));
-          }
-        }
-      }
-      s.pairs.push_back(std::move(ps));
-    }
-    EXPECT_TRUE((*w)->Append(s).ok());
-  }
-  EXPECT_TRUE((*w)->Finish().ok());
-  return path;
-}
 
 TrainOptions Quick() {
   TrainOptions o;
