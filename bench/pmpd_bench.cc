@@ -1,6 +1,12 @@
 // pmpd-bench --mode kernel: any-precision GEMV time, GB/s and fraction of the measured HBM
 // bandwidth per shape and precision, next to cuBLAS fp16 on the same shape. Weights are rotated
 // through copies totalling > 2x the L2 so every run reads from memory, not cache.
+// pmpd-bench --mode e2e: batch-1 greedy decode tokens/s of the CUDA engine on a Llama-2-7B-shaped
+// model with random weights (fp16, any-precision 2..4 bits at 4, 3, 2 and a 4 -> 3 -> 2 schedule),
+// next to the bandwidth-bound rate: bytes read per token / measured copy bandwidth. The prompt
+// (--context random tokens) is prefilled first, then --new-tokens are generated: token 0 comes from
+// the prefill, tokens 1.. from single-token decode steps at positions context, context + 1, ...
+// Compare with bench/hf_generate_7b_shape.py on the same device.
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -15,20 +21,31 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
+#include "inference/cuda_engine.h"
 #include "kernels/anyprec_gemv.cuh"
+#include "kernels/check.h"
 #include "kernels/cuda_check.cuh"
 
-ABSL_FLAG(std::string, mode, "kernel", "kernel: per-matrix GEMV benchmark (end-to-end mode comes with the CUDA engine).");
+ABSL_FLAG(std::string, mode, "kernel",
+          "kernel: per-matrix GEMV benchmark; e2e: decode tokens/s of the CUDA engine on a Llama-2-7B shape.");
 ABSL_FLAG(std::string, shapes, "4096x4096,12288x4096,22016x4096,11008x4096,4096x11008",
           "Comma-separated NxK shapes (N = out features).");
 ABSL_FLAG(std::string, bits, "2,3,4,5,6,7,8", "Precisions to time.");
 ABSL_FLAG(int, tokens, 1, "Tokens per GEMV (1..8).");
 ABSL_FLAG(int, iters, 50, "Timed launches per repeat (the median of 5 repeats is reported).");
 ABSL_FLAG(std::string, json_out, "", "Also write the rows as JSON to this file.");
+ABSL_FLAG(int, context, 512, "e2e: prompt tokens prefilled before decoding (decoding starts at this position).");
+ABSL_FLAG(int, new_tokens, 128, "e2e: tokens generated per run (token 0 from the prefill, the rest decode steps).");
+ABSL_FLAG(int, repeats, 3, "e2e: runs per configuration (the median decode rate is reported).");
+ABSL_FLAG(int, layers, 32, "e2e: decoder layers of the 7B shape (fewer for a quick smoke run).");
+ABSL_FLAG(bool, graphs, true, "e2e: run decode steps as CUDA graphs (false: kernel by kernel).");
 
 namespace {
 
@@ -92,18 +109,157 @@ void FillRandom(void* dev, size_t bytes, uint32_t seed, bool halfs) {
   PMPD_CUDA_CHECK(cudaMemcpy(dev, h.data(), bytes, cudaMemcpyHostToDevice));
 }
 
+
+// --- e2e ---
+
+pmpd::models::LlamaConfig Llama2_7BShape(int layers) {
+  pmpd::models::LlamaConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.model_type = "llama";
+  c.hidden_size = 4096;
+  c.intermediate_size = 11008;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 32;
+  c.head_dim = 128;
+  c.vocab_size = 32000;
+  c.max_position_embeddings = 4096;
+  c.rms_norm_eps = 1e-5;
+  return c;
+}
+
+struct E2eRow {
+  std::string model, schedule;
+  double avg_bits = 0, prefill_ms = 0, tok_s = 0, bytes_per_token = 0, bound_tok_s = 0;
+};
+
+// Greedy runs of `engine` with precision bits[k] for the pass producing token k (bits[0]: prefill;
+// all 0 for the fp16 model). Median decode rate over the repeats.
+E2eRow TimeSchedule(pmpd::inference::CudaEngine& engine, const std::vector<int>& prompt, const std::vector<int>& bits,
+                    double bw_gbs) {
+  using Clock = std::chrono::steady_clock;
+  const int n = static_cast<int>(bits.size());
+  std::vector<double> rates, prefill;
+  for (int r = 0; r < absl::GetFlag(FLAGS_repeats); ++r) {
+    engine.Reset();
+    if (bits[0] != 0) PMPD_CHECK(engine.SetPrecision(bits[0]).ok());
+    int tok = 0;
+    const auto t0 = Clock::now();
+    PMPD_CHECK(engine.Prefill(prompt, nullptr, &tok).ok());
+    const auto t1 = Clock::now();
+    for (int k = 1; k < n; ++k) {
+      if (bits[k] != engine.precision()) PMPD_CHECK(engine.SetPrecision(bits[k]).ok());
+      PMPD_CHECK(engine.DecodeStep(tok, nullptr, &tok).ok());
+    }
+    const auto t2 = Clock::now();
+    prefill.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    rates.push_back((n - 1) / std::chrono::duration<double>(t2 - t1).count());
+  }
+  std::sort(rates.begin(), rates.end());
+  std::sort(prefill.begin(), prefill.end());
+  E2eRow row;
+  row.prefill_ms = prefill[prefill.size() / 2];
+  row.tok_s = rates[rates.size() / 2];
+  // Step k reads the weights at bits[k] and attends context + k positions.
+  double bytes = 0, sum_bits = 0;
+  for (int k = 1; k < n; ++k) {
+    bytes += static_cast<double>(engine.DecodeBytes(bits[k], static_cast<int>(prompt.size()) + k));
+    sum_bits += bits[k];
+  }
+  row.bytes_per_token = bytes / (n - 1);
+  row.avg_bits = sum_bits / (n - 1);
+  row.bound_tok_s = bw_gbs * 1e9 / row.bytes_per_token;
+  return row;
+}
+
+int RunE2e(double bw_gbs, const char* device_name) {
+  using pmpd::inference::CudaEngine;
+  const int ctx = absl::GetFlag(FLAGS_context), n = absl::GetFlag(FLAGS_new_tokens);
+  if (ctx < 1 || n < 2 || absl::GetFlag(FLAGS_repeats) < 1 || absl::GetFlag(FLAGS_layers) < 1) {
+    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError(
+                                             "--context >= 1, --new-tokens >= 2, --repeats >= 1 and --layers >= 1"));
+  }
+  const pmpd::models::LlamaConfig config = Llama2_7BShape(absl::GetFlag(FLAGS_layers));
+  pmpd::inference::CudaEngineOptions options;
+  options.max_context = ctx + n;
+  options.fp16_lm_head = true;  // as the fp16 baseline (and Hugging Face) holds it
+  options.use_graphs = absl::GetFlag(FLAGS_graphs);
+  std::mt19937 rng(11);
+  std::vector<int> prompt(ctx);
+  for (int& t : prompt) t = 3 + static_cast<int>(rng() % (config.vocab_size - 3));
+  std::printf("e2e: Llama-2-7B shape (hidden 4096, %d layers, FFN 11008, vocab 32000, 32 heads / 32 KV heads), random "
+              "weights; prefill %d tokens, then %d generated (decode steps at positions %d..%d); KV cache float32, "
+              "lm_head fp16; CUDA graphs %s; median of %d runs\n",
+              config.num_hidden_layers, ctx, n, ctx, ctx + n - 2, options.use_graphs ? "on" : "off",
+              absl::GetFlag(FLAGS_repeats));
+  std::vector<E2eRow> rows;
+  {
+    auto e = CudaEngine::CreateRandom(config, 0, 0, 1, options);
+    if (!e.ok()) return pmpd::cli::Fail("pmpd-bench", e.status());
+    std::printf("fp16 model: %.2f GB on the GPU\n", (*e)->device_bytes() / 1e9);
+    E2eRow r = TimeSchedule(**e, prompt, std::vector<int>(n, 0), bw_gbs);
+    r.model = "fp16 (cuBLAS)";
+    r.schedule = "-";
+    r.avg_bits = 16;
+    rows.push_back(r);
+  }
+  {
+    auto e = CudaEngine::CreateRandom(config, 2, 4, 2, options);
+    if (!e.ok()) return pmpd::cli::Fail("pmpd-bench", e.status());
+    std::printf("any-precision 2..4-bit model: %.2f GB on the GPU\n", (*e)->device_bytes() / 1e9);
+    for (int b : {4, 3, 2}) {
+      E2eRow r = TimeSchedule(**e, prompt, std::vector<int>(n, b), bw_gbs);
+      r.model = "any-precision 2..4";
+      r.schedule = absl::StrCat(b, " bits");
+      rows.push_back(r);
+    }
+    // 4 -> 3 -> 2, switching at 1/3 and 2/3 of the generated tokens (token 0 from the 4-bit prefill).
+    std::vector<int> bits(n);
+    for (int k = 0; k < n; ++k) bits[k] = 3 * k < n ? 4 : 3 * k < 2 * n ? 3 : 2;
+    E2eRow r = TimeSchedule(**e, prompt, bits, bw_gbs);
+    r.model = "any-precision 2..4";
+    r.schedule = absl::StrCat("4->3->2 at ", (n + 2) / 3, ",", (2 * n + 2) / 3);
+    rows.push_back(r);
+  }
+  std::printf("\n| model | precision | avg bits | prefill ms | decode tok/s | ms/token | MB read/token | "
+              "bandwidth-bound tok/s | %% of bound |\n|---|---|---|---|---|---|---|---|---|\n");
+  nlohmann::json out = nlohmann::json::array();
+  for (const E2eRow& r : rows) {
+    std::printf("| %s | %s | %.2f | %.1f | %.1f | %.2f | %.0f | %.1f | %.1f |\n", r.model.c_str(), r.schedule.c_str(),
+                r.avg_bits, r.prefill_ms, r.tok_s, 1000.0 / r.tok_s, r.bytes_per_token / 1e6, r.bound_tok_s,
+                100 * r.tok_s / r.bound_tok_s);
+    out.push_back({{"model", r.model}, {"precision", r.schedule}, {"avg_bits", r.avg_bits},
+                   {"prefill_ms", r.prefill_ms}, {"decode_tokens_per_s", r.tok_s},
+                   {"bytes_per_token", r.bytes_per_token}, {"bound_tokens_per_s", r.bound_tok_s}});
+  }
+  if (!absl::GetFlag(FLAGS_json_out).empty()) {
+    std::ofstream(absl::GetFlag(FLAGS_json_out))
+        << nlohmann::json{{"device", device_name}, {"bandwidth_gbs", bw_gbs}, {"context", ctx}, {"new_tokens", n},
+                          {"layers", config.num_hidden_layers}, {"graphs", options.use_graphs}, {"rows", out}}
+               .dump(1);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  pmpd::cli::InitUsage("GPU benchmarks. --mode kernel: any-precision GEMV vs cuBLAS fp16, with bandwidth fractions.");
+  pmpd::cli::InitUsage(
+      "GPU benchmarks. --mode kernel: any-precision GEMV vs cuBLAS fp16, with bandwidth fractions. --mode e2e: "
+      "decode tokens/s of the CUDA engine on a Llama-2-7B shape (fp16; 4, 3, 2 bits; 4->3->2) vs the bandwidth bound.");
   pmpd::cli::ParseFlags(argc, argv);
-  if (absl::GetFlag(FLAGS_mode) != "kernel") {
-    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError("only --mode kernel exists so far"));
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode != "kernel" && mode != "e2e") {
+    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError("--mode must be kernel or e2e, got \"" + mode + "\""));
   }
   int dev = 0;
   cudaDeviceProp prop;
   PMPD_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
   const double bw = MeasureBandwidthGBs();
+  if (mode == "e2e") {
+    std::printf("device %s, measured copy bandwidth %.0f GB/s\n", prop.name, bw);
+    return RunE2e(bw, prop.name);
+  }
   const size_t rotate_bytes = std::max<size_t>(4 * static_cast<size_t>(prop.l2CacheSize), size_t{200} << 20);
   std::printf("device %s, L2 %d MB, measured copy bandwidth %.0f GB/s; weights rotated over >= %zu MB\n", prop.name,
               prop.l2CacheSize >> 20, bw, rotate_bytes >> 20);

@@ -1,6 +1,7 @@
 // Decode-step operations (see decode_ops.cuh for the contracts). Simple, memory-bound kernels:
 // grid-stride elementwise loops; one block per head for attention (scores staged in shared memory,
-// block reductions for the max and the sum); one block per row for argmax.
+// block reductions for the max and the sum; the length from the host or, inside CUDA graphs, from device
+// memory); one block per row for argmax.
 #include <cfloat>
 
 #include "kernels/check.h"
@@ -79,10 +80,12 @@ __device__ float BlockSum(float v, float* scratch) {
 }
 
 __global__ void DecodeAttentionKernel(const float* __restrict__ q, const float* __restrict__ k,
-                                      const float* __restrict__ v, int group, int head_dim, int max_len, int len,
-                                      float scale, float* __restrict__ out) {
+                                      const float* __restrict__ v, int group, int head_dim, int max_len,
+                                      const int32_t* __restrict__ len_device, int len_host, float scale,
+                                      float* __restrict__ out) {
   extern __shared__ float probs[];  // [len]
   __shared__ float scratch[32];
+  const int len = len_device != nullptr ? *len_device : len_host;  // device: read when the graph runs
   const int h = blockIdx.x, kvh = h / group;
   const float* qh = q + static_cast<size_t>(h) * head_dim;
   const float* kb = k + static_cast<size_t>(kvh) * max_len * head_dim;
@@ -109,6 +112,26 @@ __global__ void DecodeAttentionKernel(const float* __restrict__ q, const float* 
     float acc = 0.f;
     for (int j = 0; j < len; ++j) acc += probs[j] * vb[static_cast<size_t>(j) * head_dim + d];
     out[static_cast<size_t>(h) * head_dim + d] = acc / z;
+  }
+}
+
+// One thread per element of x [n, kv_heads, head_dim].
+__global__ void KvCacheWriteKernel(const float* __restrict__ x, const int32_t* __restrict__ positions, int n,
+                                   int kv_heads, int head_dim, int max_len, float* __restrict__ cache) {
+  const int64_t total = static_cast<int64_t>(n) * kv_heads * head_dim;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int d = static_cast<int>(idx % head_dim);
+    const int64_t th = idx / head_dim;  // token * kv_heads + head
+    const int h = static_cast<int>(th % kv_heads), t = static_cast<int>(th / kv_heads);
+    cache[(static_cast<int64_t>(h) * max_len + positions[t]) * head_dim + d] = x[idx];
+  }
+}
+
+__global__ void ConvertF32ToF16Kernel(const float* __restrict__ x, __half* __restrict__ out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = __float2half_rn(x[i]);
   }
 }
 
@@ -179,8 +202,36 @@ void DecodeAttention(const float* q, const float* k, const float* v, int heads, 
     PMPD_CUDA_CHECK(cudaFuncSetAttribute(DecodeAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem)));
   }
-  DecodeAttentionKernel<<<heads, 128, smem, stream>>>(q, k, v, heads / kv_heads, head_dim, max_len, len,
+  DecodeAttentionKernel<<<heads, 128, smem, stream>>>(q, k, v, heads / kv_heads, head_dim, max_len, nullptr, len,
                                                      1.f / sqrtf(static_cast<float>(head_dim)), out);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void DecodeAttentionDeviceLen(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
+                              int max_len, const int32_t* len, float* out, cudaStream_t stream) {
+  PMPD_CHECK(heads % kv_heads == 0 && max_len >= 1, "DecodeAttentionDeviceLen: bad shape");
+  const size_t smem = static_cast<size_t>(max_len) * sizeof(float);
+  PMPD_CHECK(smem <= 200 * 1024, "DecodeAttentionDeviceLen: context too long for the shared-memory score buffer");
+  if (smem > 48 * 1024) {
+    PMPD_CUDA_CHECK(cudaFuncSetAttribute(DecodeAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem)));
+  }
+  DecodeAttentionKernel<<<heads, 128, smem, stream>>>(q, k, v, heads / kv_heads, head_dim, max_len, len, 0,
+                                                     1.f / sqrtf(static_cast<float>(head_dim)), out);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void KvCacheWrite(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,
+                  float* cache, cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(n) * kv_heads * head_dim;
+  if (total == 0) return;
+  KvCacheWriteKernel<<<Blocks(total), kThreads, 0, stream>>>(x, positions, n, kv_heads, head_dim, max_len, cache);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void ConvertF32ToF16(const float* x, __half* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  ConvertF32ToF16Kernel<<<Blocks(n), kThreads, 0, stream>>>(x, out, n);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 

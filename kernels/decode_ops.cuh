@@ -3,6 +3,7 @@
 // `stream`, allocate nothing, and are memory-bound (each reads and writes its operands once).
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -31,5 +32,20 @@ void DecodeAttention(const float* q, const float* k, const float* v, int heads, 
 
 // out[r] = index of the largest x[r, :] (lowest index on ties), for r < rows.
 void ArgmaxRows(const float* x, int rows, int cols, int32_t* out, cudaStream_t stream);
+
+// DecodeAttention with the number of valid positions read from device memory when the kernel runs
+// (1 <= *len <= max_len), so one captured CUDA graph serves every decode step. Shared memory is sized
+// for max_len (max_len * 4 bytes <= 200 KiB). Reference: DecodeAttentionRef with len = *len.
+void DecodeAttentionDeviceLen(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
+                              int max_len, const int32_t* len, float* out, cudaStream_t stream);
+
+// Appends keys or values to a cache: cache[h, positions[t], :] = x[t, h, :] for t < n, h < kv_heads.
+// x [n, kv_heads, head_dim]; cache [kv_heads, max_len, head_dim]; positions on the device, < max_len.
+void KvCacheWrite(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,
+                  float* cache, cudaStream_t stream);
+
+// out[i] = x[i] rounded to fp16 (nearest even; beyond the range: +-inf), for i < n: the activations
+// of fp16 dense products.
+void ConvertF32ToF16(const float* x, __half* out, int64_t n, cudaStream_t stream);
 
 }  // namespace pmpd::kernels

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/half.h"
+
 namespace pmpd::kernels {
 
 void EmbeddingLookupRef(const float* table, const int32_t* ids, int n, int dim, float* out) {
@@ -71,6 +73,20 @@ void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out) {
     }
     out[r] = best;
   }
+}
+
+void KvCacheWriteRef(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,
+                     float* cache) {
+  for (int t = 0; t < n; ++t) {
+    for (int h = 0; h < kv_heads; ++h) {
+      std::memcpy(cache + (static_cast<size_t>(h) * max_len + positions[t]) * head_dim,
+                  x + (static_cast<size_t>(t) * kv_heads + h) * head_dim, static_cast<size_t>(head_dim) * 4);
+    }
+  }
+}
+
+void ConvertF32ToF16Ref(const float* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = F32ToF16(x[i]);
 }
 
 }  // namespace pmpd::kernels

@@ -14,5 +14,10 @@ void RotaryInPlaceRef(float* x, const int32_t* positions, const float* cos, cons
 void DecodeAttentionRef(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
                         int max_len, int len, float* out);
 void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out);
+// DecodeAttentionDeviceLen's reference is DecodeAttentionRef with len = *len.
+void KvCacheWriteRef(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,
+                     float* cache);
+// fp16 as IEEE binary16 bits (kernels/half.h).
+void ConvertF32ToF16Ref(const float* x, uint16_t* out, int64_t n);
 
 }  // namespace pmpd::kernels

@@ -1,0 +1,808 @@
+// CudaEngine: host side (loading, buffers, the step loop, CUDA graphs). The forward pass follows
+// LlamaModel (inference/llama_model.cc) op for op:
+//
+//   x = embed[ids]
+//   per layer:  h = rmsnorm(x) -> q, k, v = h W^T -> rotary(q, k) -> K/V cache at the positions
+//               -> attention over positions [0, pos] (GQA: head h reads kv head h / (heads /
+//               kv_heads))
+//               -> x += attn W_o^T -> h = rmsnorm(x) -> x += (silu(h W_gate^T) * h W_up^T) W_down^T
+//   logits = rmsnorm(x_last) W_lm^T, argmax on the GPU
+//
+// Decode reads token, position and attended length from a small device array (`step`), so the
+// kernel sequence of one step is position-free and is captured once per precision.
+#include "inference/cuda_engine.h"
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "inference/cuda_engine.cuh"
+#include "kernels/anyprec_gemv.cuh"
+#include "kernels/check.h"
+#include "kernels/cuda_check.cuh"
+#include "kernels/decode_ops.cuh"
+#include "kernels/half.h"
+#include "kernels/ref/anyprec_ref.h"
+#include "kernels/rmsnorm.cuh"
+#include "models/anyprec_checkpoint.h"
+#include "models/safetensors.h"
+
+#define PMPD_CUBLAS_CHECK(expr)                                                            \
+  do {                                                                                     \
+    cublasStatus_t pmpd_st_ = (expr);                                                      \
+    if (pmpd_st_ != CUBLAS_STATUS_SUCCESS) {                                               \
+      std::fprintf(stderr, "%s:%d: cuBLAS error %d\n", __FILE__, __LINE__, int(pmpd_st_)); \
+      std::abort();                                                                        \
+    }                                                                                      \
+  } while (0)
+
+namespace pmpd::inference {
+namespace {
+
+namespace detail = cuda_engine_detail;
+
+// Prefill tokens per pass: the any-precision GEMV takes up to 8 tokens.
+constexpr int kChunk = kernels::kAnyprecGemvMaxTokens;
+// The attention kernel keeps one score per position in shared memory (200 KiB).
+constexpr int kMaxContextLimit = 200 * 1024 / 4;
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
+absl::Status CudaError(cudaError_t e, absl::string_view what) {
+  cudaGetLastError();  // clear a non-sticky error so that later calls do not report it again
+  return absl::InternalError(
+      absl::StrCat(what, ": CUDA error ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));
+}
+
+// A projection y = x W^T: any-precision planes + LUTs, fp16 dense, or fp32 dense (lm_head only).
+struct DeviceLinear {
+  int n = 0, k = 0;
+  const uint32_t* qweight = nullptr;   // [P, n, ceil(k / 32)]
+  std::array<const __half*, 9> lut{};  // lut[b]: [n, 2^b] for b = S..P
+  int parent_bits = 0;
+  const __half* w16 = nullptr;  // [n, k]
+  const float* w32 = nullptr;   // [n, k]
+
+  // Bytes one product at `bits` reads (batch 1).
+  int64_t Bytes(int bits) const {
+    if (qweight != nullptr) {
+      return static_cast<int64_t>(bits) * n * ((k + 31) / 32) * 4 +
+             static_cast<int64_t>(n) * (int64_t{1} << bits) * 2;
+    }
+    return static_cast<int64_t>(n) * k * (w32 != nullptr ? 4 : 2);
+  }
+};
+
+struct DeviceLayer {
+  const float* input_norm = nullptr;
+  const float* post_norm = nullptr;
+  DeviceLinear q, k, v, o, gate, up, down;
+  float* k_cache = nullptr;  // [kv_heads, max_ctx, head_dim]
+  float* v_cache = nullptr;
+  // In the order of models::LlamaProjections.
+  std::array<DeviceLinear*, 7> Projections() { return {&q, &k, &v, &o, &gate, &up, &down}; }
+  std::array<const DeviceLinear*, 7> Projections() const {
+    return {&q, &k, &v, &o, &gate, &up, &down};
+  }
+};
+
+// Rotary inverse frequencies, float32 as LlamaModel's InvFrequencies computes them with ATen
+// (default, linear and llama3 scaling; transformers' rope init functions).
+std::vector<float> InvFrequencies(const models::LlamaConfig& c) {
+  const int half = c.head_dim / 2;
+  std::vector<float> inv(half);
+  const auto& s = c.rope_scaling;
+  for (int i = 0; i < half; ++i) {
+    const float e = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    float f = 1.0f / std::pow(static_cast<float>(c.rope_theta), e);
+    if (s.type == models::RopeScalingType::kLinear) {
+      f = f / static_cast<float>(s.factor);
+    } else if (s.type == models::RopeScalingType::kLlama3) {
+      const float factor = static_cast<float>(s.factor);
+      const float lo = static_cast<float>(s.low_freq_factor),
+                  hi = static_cast<float>(s.high_freq_factor);
+      const float old_len = static_cast<float>(s.original_max_position_embeddings);
+      const float low_wavelen = old_len / lo, high_wavelen = old_len / hi;
+      const float wavelen = static_cast<float>(2 * M_PI) / f;
+      const float scaled = wavelen > low_wavelen ? f / factor : f;
+      const float smooth = (old_len / wavelen - lo) / (hi - lo);
+      const float smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+      const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+      f = medium ? smoothed : scaled;
+    }
+    inv[i] = f;
+  }
+  return inv;
+}
+
+}  // namespace
+
+struct CudaEngine::Impl {
+  models::LlamaConfig config;
+  CudaEngineOptions options;
+  int max_ctx = 0;
+  int seed_bits = 0, parent_bits = 0, precision = 0;  // all 0 for plain models
+  int cache_len = 0;
+
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  std::vector<void*> allocations;
+  int64_t allocated = 0;
+  int32_t* host_pinned =
+      nullptr;  // [0] token, [1] position, [2] length (staged for `step`), [4] argmax
+
+  const float* embed = nullptr;       // [vocab, hidden]
+  const float* final_norm = nullptr;  // [hidden]
+  DeviceLinear lm_head;
+  const float* rope_cos = nullptr;  // [max_ctx, head_dim]
+  const float* rope_sin = nullptr;
+  std::vector<DeviceLayer> layers;
+
+  // Activations, [kChunk, width] each; x16 holds fp16 inputs of dense products.
+  float *x = nullptr, *h = nullptr, *q = nullptr, *kbuf = nullptr, *vbuf = nullptr, *attn = nullptr,
+        *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr;
+  __half* x16 = nullptr;
+  int32_t* prompt_ids = nullptr;  // [max_ctx]: the token ids of one Prefill
+  int32_t* prompt_pos = nullptr;  // [max_ctx]: their positions
+  int32_t* step = nullptr;    // decode: [0] token, [1] position, [2] attended length = position + 1
+  int32_t* argmax = nullptr;  // [1]
+  std::array<cudaGraphExec_t, 9> graphs{};  // by precision (0: plain model)
+
+  ~Impl();
+  // Device, stream, cuBLAS, activation buffers, KV cache, rotary tables; layers sized, no weights.
+  absl::Status Init(const models::LlamaConfig& c, const CudaEngineOptions& o);
+  absl::StatusOr<void*> Alloc(size_t bytes, absl::string_view what);
+  template <typename T>
+  absl::StatusOr<T*> AllocArray(size_t count, absl::string_view what) {
+    auto p = Alloc(count * sizeof(T), what);
+    if (!p.ok()) return p.status();
+    return static_cast<T*>(*p);
+  }
+  template <typename T>
+  absl::StatusOr<T*> Upload(const void* host, size_t count, absl::string_view what) {
+    auto p = AllocArray<T>(count, what);
+    if (!p.ok()) return p.status();
+    const cudaError_t e = cudaMemcpy(*p, host, count * sizeof(T), cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) return CudaError(e, absl::StrCat("uploading ", what));
+    return *p;
+  }
+  absl::StatusOr<const __half*> UploadF16(const std::vector<float>& host, absl::string_view what);
+
+  void Linear(const DeviceLinear& lin, const float* in, int m, float* out, int bits);
+  // Runs n tokens (ids, positions on the device) through every layer, appending their K/V. Decode
+  // (n = 1) attends over `step[2]` positions read on the device; prefill over first_pos + t + 1 for
+  // token t. With `head`, the last token's logits and argmax land in `logits` / `argmax`.
+  void Forward(int n, const int32_t* ids, const int32_t* positions, int first_pos, bool decode,
+               bool head, int bits);
+  // One eager warm-up and one captured graph per precision.
+  absl::Status CaptureGraphs();
+  std::vector<int> Precisions() const {
+    std::vector<int> p;
+    if (parent_bits == 0) return {0};
+    for (int b = seed_bits; b <= parent_bits; ++b) p.push_back(b);
+    return p;
+  }
+};
+
+CudaEngine::Impl::~Impl() {
+  cudaSetDevice(options.device);
+  if (stream != nullptr) cudaStreamSynchronize(stream);
+  for (cudaGraphExec_t g : graphs) {
+    if (g != nullptr) cudaGraphExecDestroy(g);
+  }
+  for (void* p : allocations) cudaFree(p);
+  if (host_pinned != nullptr) cudaFreeHost(host_pinned);
+  if (cublas != nullptr) cublasDestroy(cublas);
+  if (stream != nullptr) cudaStreamDestroy(stream);
+}
+
+absl::StatusOr<void*> CudaEngine::Impl::Alloc(size_t bytes, absl::string_view what) {
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaMemGetInfo(&free_bytes, &total_bytes);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "out of GPU memory: cudaMalloc of ", bytes, " bytes for ", what, " failed (",
+        cudaGetErrorString(e), "); ", free_bytes, " of ", total_bytes, " bytes free on device ",
+        options.device, ", ", allocated, " held by this engine"));
+  }
+  allocations.push_back(p);
+  allocated += static_cast<int64_t>(bytes);
+  return p;
+}
+
+absl::StatusOr<const __half*> CudaEngine::Impl::UploadF16(const std::vector<float>& host,
+                                                          absl::string_view what) {
+  std::vector<uint16_t> bits(host.size());
+  for (size_t i = 0; i < host.size(); ++i) bits[i] = kernels::F32ToF16(host[i]);
+  auto p = Upload<__half>(bits.data(), bits.size(), what);
+  if (!p.ok()) return p.status();
+  return static_cast<const __half*>(*p);
+}
+
+absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngineOptions& o) {
+  config = c;
+  options = o;
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no CUDA device",
+        e != cudaSuccess ? absl::StrCat(" (", cudaGetErrorString(e), ")") : std::string(),
+        ": the CUDA engine needs an NVIDIA GPU; the CPU engine (LlamaModel) runs anywhere"));
+  }
+  if (o.device < 0 || o.device >= count) {
+    return absl::InvalidArgumentError(absl::StrCat("CUDA device ", o.device,
+                                                   " does not exist: this machine has ", count,
+                                                   " (0..", count - 1, ")"));
+  }
+  if (cudaError_t se = cudaSetDevice(o.device); se != cudaSuccess)
+    return CudaError(se, "cudaSetDevice");
+  if (c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_hidden_layers <= 0 ||
+      c.num_attention_heads <= 0 || c.num_key_value_heads <= 0 || c.vocab_size <= 0 ||
+      c.head_dim <= 0 || c.max_position_embeddings <= 0) {
+    return absl::InvalidArgumentError("CUDA engine: the config has a size <= 0");
+  }
+  if (c.num_attention_heads % c.num_key_value_heads != 0 || c.head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CUDA engine: need heads (", c.num_attention_heads, ") a multiple of kv heads (",
+        c.num_key_value_heads, ") and an even head_dim (", c.head_dim, ")"));
+  }
+  max_ctx = o.max_context > 0 ? std::min(o.max_context, c.max_position_embeddings)
+                              : c.max_position_embeddings;
+  if (max_ctx > kMaxContextLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CUDA engine: a context of ", max_ctx, " positions exceeds the attention kernel's ",
+        kMaxContextLimit, "; set CudaEngineOptions::max_context lower"));
+  }
+  if (cudaError_t se = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+      se != cudaSuccess) {
+    return CudaError(se, "cudaStreamCreate");
+  }
+  if (cublasStatus_t bs = cublasCreate(&cublas); bs != CUBLAS_STATUS_SUCCESS) {
+    cublas = nullptr;
+    return absl::InternalError(
+        absl::StrCat("cublasCreate failed with status ", static_cast<int>(bs)));
+  }
+  PMPD_CUBLAS_CHECK(cublasSetStream(cublas, stream));
+  // A fixed workspace: cuBLAS allocates nothing while a graph is captured or replayed.
+  auto ws = Alloc(kCublasWorkspaceBytes, "the cuBLAS workspace");
+  if (!ws.ok()) return ws.status();
+  PMPD_CUBLAS_CHECK(cublasSetWorkspace(cublas, *ws, kCublasWorkspaceBytes));
+  if (cudaError_t he = cudaMallocHost(&host_pinned, 8 * sizeof(int32_t)); he != cudaSuccess) {
+    host_pinned = nullptr;
+    return CudaError(he, "cudaMallocHost of 32 bytes");
+  }
+
+  const size_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(),
+               V = c.vocab_size;
+  absl::Status st;
+  auto buffer = [&](float** p, size_t width, const char* what) {
+    if (!st.ok()) return;
+    auto r = AllocArray<float>(kChunk * width, what);
+    if (r.ok())
+      *p = *r;
+    else
+      st = r.status();
+  };
+  buffer(&x, H, "activations");
+  buffer(&h, H, "activations");
+  buffer(&q, Q, "activations");
+  buffer(&kbuf, KV, "activations");
+  buffer(&vbuf, KV, "activations");
+  buffer(&attn, Q, "activations");
+  buffer(&proj, H, "activations");
+  buffer(&gate, I, "activations");
+  buffer(&up, I, "activations");
+  if (!st.ok()) return st;
+  auto lg = AllocArray<float>(V, "logits");
+  if (!lg.ok()) return lg.status();
+  logits = *lg;
+  auto xh = AllocArray<__half>(kChunk * std::max({H, I, Q}), "fp16 activations");
+  if (!xh.ok()) return xh.status();
+  x16 = *xh;
+  auto ints = AllocArray<int32_t>(2 * static_cast<size_t>(max_ctx) + 8, "token ids and positions");
+  if (!ints.ok()) return ints.status();
+  prompt_ids = *ints;
+  prompt_pos = prompt_ids + max_ctx;
+  step = prompt_pos + max_ctx;
+  argmax = step + 4;
+  host_pinned[0] = 0, host_pinned[1] = 0, host_pinned[2] = 1;  // a valid step for the warm-up
+  if (cudaError_t ce = cudaMemcpy(step, host_pinned, 3 * sizeof(int32_t), cudaMemcpyHostToDevice);
+      ce != cudaSuccess) {
+    return CudaError(ce, "initialising the step arguments");
+  }
+
+  // KV cache: every layer's K and V, preallocated for max_ctx positions.
+  const size_t per = static_cast<size_t>(c.num_key_value_heads) * max_ctx * c.head_dim;
+  const size_t kv_bytes = 2 * per * c.num_hidden_layers * sizeof(float);
+  auto kv = AllocArray<float>(2 * per * c.num_hidden_layers,
+                              absl::StrCat("the KV cache (", max_ctx, " positions, float32)"));
+  if (!kv.ok()) return kv.status();
+  if (cudaError_t me = cudaMemset(*kv, 0, kv_bytes); me != cudaSuccess)
+    return CudaError(me, "clearing the KV cache");
+  layers.resize(c.num_hidden_layers);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    layers[l].k_cache = *kv + (2 * l) * per;
+    layers[l].v_cache = *kv + (2 * l + 1) * per;
+  }
+
+  // Rotary tables [max_ctx, head_dim]: cos/sin of cat(freqs, freqs), freqs = position * inv_freq.
+  const std::vector<float> inv = InvFrequencies(c);
+  const int hd = c.head_dim, half = hd / 2;
+  std::vector<float> cs(static_cast<size_t>(max_ctx) * hd), sn(cs.size());
+  for (int p = 0; p < max_ctx; ++p) {
+    for (int i = 0; i < half; ++i) {
+      const float f = static_cast<float>(p) * inv[i];
+      const size_t at = static_cast<size_t>(p) * hd + i;
+      cs[at] = cs[at + half] = std::cos(f);
+      sn[at] = sn[at + half] = std::sin(f);
+    }
+  }
+  auto dc = Upload<float>(cs.data(), cs.size(), "rotary cos table");
+  if (!dc.ok()) return dc.status();
+  auto ds = Upload<float>(sn.data(), sn.size(), "rotary sin table");
+  if (!ds.ok()) return ds.status();
+  rope_cos = *dc;
+  rope_sin = *ds;
+  return absl::OkStatus();
+}
+
+void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, float* out,
+                              int bits) {
+  if (lin.qweight != nullptr) {
+    kernels::AnyprecGemv(in, m, lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits,
+                         out, stream);
+    return;
+  }
+  // Row-major W [n, k] is column-major [k, n]: out^T [n, m] = W x^T, column-major with ld n.
+  const float one = 1.f, zero = 0.f;
+  if (lin.w32 != nullptr) {
+    PMPD_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, lin.w32,
+                                  lin.k, in, lin.k, &zero, out, lin.n));
+    return;
+  }
+  kernels::ConvertF32ToF16(in, x16, static_cast<int64_t>(m) * lin.k, stream);
+  PMPD_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, lin.w16,
+                                 CUDA_R_16F, lin.k, x16, CUDA_R_16F, lin.k, &zero, out, CUDA_R_32F,
+                                 lin.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positions, int first_pos,
+                               bool decode, bool head, int bits) {
+  const models::LlamaConfig& c = config;
+  const int H = c.hidden_size, I = c.intermediate_size, nh = c.num_attention_heads,
+            kvh = c.num_key_value_heads, hd = c.head_dim, qd = c.q_dim();
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  kernels::EmbeddingLookup(embed, ids, n, H, x, stream);
+  for (const DeviceLayer& L : layers) {
+    kernels::RmsNormF32(x, L.input_norm, h, n, H, eps, stream);
+    Linear(L.q, h, n, q, bits);
+    Linear(L.k, h, n, kbuf, bits);
+    Linear(L.v, h, n, vbuf, bits);
+    kernels::RotaryInPlace(q, positions, rope_cos, rope_sin, n, nh, hd, stream);
+    kernels::RotaryInPlace(kbuf, positions, rope_cos, rope_sin, n, kvh, hd, stream);
+    kernels::KvCacheWrite(kbuf, positions, n, kvh, hd, max_ctx, L.k_cache, stream);
+    kernels::KvCacheWrite(vbuf, positions, n, kvh, hd, max_ctx, L.v_cache, stream);
+    if (decode) {
+      kernels::DecodeAttentionDeviceLen(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2,
+                                        attn, stream);
+    } else {
+      // Causal within the chunk: token t sees the cache up to its own position.
+      for (int t = 0; t < n; ++t) {
+        kernels::DecodeAttention(q + static_cast<size_t>(t) * qd, L.k_cache, L.v_cache, nh, kvh, hd,
+                                 max_ctx, first_pos + t + 1, attn + static_cast<size_t>(t) * qd,
+                                 stream);
+      }
+    }
+    Linear(L.o, attn, n, proj, bits);
+    kernels::AddInPlace(x, proj, static_cast<int64_t>(n) * H, stream);
+    kernels::RmsNormF32(x, L.post_norm, h, n, H, eps, stream);
+    Linear(L.gate, h, n, gate, bits);
+    Linear(L.up, h, n, up, bits);
+    kernels::SwiGlu(gate, up, gate, static_cast<int64_t>(n) * I, stream);
+    Linear(L.down, gate, n, proj, bits);
+    kernels::AddInPlace(x, proj, static_cast<int64_t>(n) * H, stream);
+  }
+  if (!head) return;
+  kernels::RmsNormF32(x + static_cast<size_t>(n - 1) * H, final_norm, h, 1, H, eps, stream);
+  Linear(lm_head, h, 1, logits, bits);
+  kernels::ArgmaxRows(logits, 1, c.vocab_size, argmax, stream);
+}
+
+absl::Status CudaEngine::Impl::CaptureGraphs() {
+  for (int bits : Precisions()) {
+    // Eager warm-up first (module loading, cuBLAS heuristics happen outside the capture). It runs
+    // the step in `step` (token 0 at position 0): it writes cache position 0, which holds nothing
+    // yet.
+    Forward(1, step, step + 1, 0, /*decode=*/true, /*head=*/true, bits);
+    if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess)
+      return CudaError(e, "decode warm-up");
+    cudaGraph_t graph = nullptr;
+    if (cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed);
+        e != cudaSuccess) {
+      return CudaError(e, "cudaStreamBeginCapture");
+    }
+    Forward(1, step, step + 1, 0, /*decode=*/true, /*head=*/true, bits);
+    if (cudaError_t e = cudaStreamEndCapture(stream, &graph); e != cudaSuccess) {
+      return CudaError(e, "cudaStreamEndCapture");
+    }
+    const cudaError_t e = cudaGraphInstantiate(&graphs[bits], graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      graphs[bits] = nullptr;
+      return CudaError(e, absl::StrCat("cudaGraphInstantiate (decode step at ", bits, " bits)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+CudaEngine::CudaEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaEngine::~CudaEngine() = default;
+
+const models::LlamaConfig& CudaEngine::config() const { return impl_->config; }
+int CudaEngine::max_context() const { return impl_->max_ctx; }
+int CudaEngine::cache_len() const { return impl_->cache_len; }
+void CudaEngine::Reset() { impl_->cache_len = 0; }
+int CudaEngine::precision() const { return impl_->precision; }
+int CudaEngine::min_precision() const { return impl_->seed_bits; }
+int CudaEngine::max_precision() const { return impl_->parent_bits; }
+int64_t CudaEngine::device_bytes() const { return impl_->allocated; }
+
+absl::Status CudaEngine::SetPrecision(int bits) {
+  const Impl& m = *impl_;
+  if (m.parent_bits == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot run at ", bits, " bits: the model is not an any-precision checkpoint"));
+  }
+  if (bits < m.seed_bits || bits > m.parent_bits) {
+    return absl::InvalidArgumentError(absl::StrCat("precision ", bits,
+                                                   " is not in the checkpoint, which holds ",
+                                                   m.seed_bits, " to ", m.parent_bits, " bits"));
+  }
+  impl_->precision = bits;
+  return absl::OkStatus();
+}
+
+absl::Status CudaEngine::CheckTokens(absl::Span<const int> tokens) const {
+  const Impl& m = *impl_;
+  if (tokens.empty()) return absl::InvalidArgumentError("no tokens");
+  const int64_t end = static_cast<int64_t>(m.cache_len) + static_cast<int64_t>(tokens.size());
+  if (end > m.max_ctx) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "sequence of ", end, " tokens exceeds the CUDA engine's context of ", m.max_ctx,
+        " positions (CudaEngineOptions::max_context, at most "
+        "max_position_embeddings = ",
+        m.config.max_position_embeddings, ")"));
+  }
+  for (int id : tokens) {
+    if (id < 0 || id >= m.config.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " outside the vocabulary [0, ", m.config.vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaEngine::Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits,
+                                 int* argmax) {
+  if (auto st = CheckTokens(tokens); !st.ok()) return st;
+  Impl& m = *impl_;
+  PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
+  const int n = static_cast<int>(tokens.size());
+  std::vector<int32_t> ids(tokens.begin(), tokens.end()), pos(n);
+  for (int i = 0; i < n; ++i) pos[i] = m.cache_len + i;
+  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.prompt_ids, ids.data(), n * sizeof(int32_t),
+                                  cudaMemcpyHostToDevice, m.stream));
+  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.prompt_pos, pos.data(), n * sizeof(int32_t),
+                                  cudaMemcpyHostToDevice, m.stream));
+  for (int s = 0; s < n; s += kChunk) {
+    const int cnt = std::min(kChunk, n - s);
+    m.Forward(cnt, m.prompt_ids + s, m.prompt_pos + s, m.cache_len + s, /*decode=*/false,
+              /*head=*/s + cnt == n, m.precision);
+  }
+  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.host_pinned + 4, m.argmax, sizeof(int32_t),
+                                  cudaMemcpyDeviceToHost, m.stream));
+  if (last_logits != nullptr) {
+    last_logits->resize(m.config.vocab_size);
+    PMPD_CUDA_CHECK(cudaMemcpyAsync(last_logits->data(), m.logits,
+                                    m.config.vocab_size * sizeof(float), cudaMemcpyDeviceToHost,
+                                    m.stream));
+  }
+  PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+  m.cache_len += n;
+  if (argmax != nullptr) *argmax = m.host_pinned[4];
+  return absl::OkStatus();
+}
+
+absl::Status CudaEngine::DecodeStep(int token, std::vector<float>* logits, int* argmax) {
+  const int one[1] = {token};
+  if (auto st = CheckTokens(one); !st.ok()) return st;
+  Impl& m = *impl_;
+  PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
+  // The previous step synchronized, so the pinned staging words are free to reuse.
+  m.host_pinned[0] = token;
+  m.host_pinned[1] = m.cache_len;
+  m.host_pinned[2] = m.cache_len + 1;
+  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.step, m.host_pinned, 3 * sizeof(int32_t),
+                                  cudaMemcpyHostToDevice, m.stream));
+  if (cudaGraphExec_t g = m.graphs[m.precision]; g != nullptr) {
+    PMPD_CUDA_CHECK(cudaGraphLaunch(g, m.stream));
+  } else {
+    m.Forward(1, m.step, m.step + 1, m.cache_len, /*decode=*/true, /*head=*/true, m.precision);
+  }
+  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.host_pinned + 4, m.argmax, sizeof(int32_t),
+                                  cudaMemcpyDeviceToHost, m.stream));
+  if (logits != nullptr) {
+    logits->resize(m.config.vocab_size);  // no allocation once the caller's vector has the size
+    PMPD_CUDA_CHECK(cudaMemcpyAsync(logits->data(), m.logits, m.config.vocab_size * sizeof(float),
+                                    cudaMemcpyDeviceToHost, m.stream));
+  }
+  PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+  ++m.cache_len;
+  if (argmax != nullptr) *argmax = m.host_pinned[4];
+  return absl::OkStatus();
+}
+
+void CudaEngine::LastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
+  const Impl& m = *impl_;
+  const models::LlamaConfig& c = m.config;
+  const size_t row = static_cast<size_t>(m.cache_len) * c.head_dim;  // one head's valid span
+  PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
+  for (auto [src, out] : {std::pair<const float*, std::vector<float>*>{m.layers.back().k_cache, k},
+                          {m.layers.back().v_cache, v}}) {
+    out->resize(row * c.num_key_value_heads);
+    if (row == 0) continue;
+    PMPD_CUDA_CHECK(cudaMemcpy2DAsync(out->data(), row * sizeof(float), src,
+                                      static_cast<size_t>(m.max_ctx) * c.head_dim * sizeof(float),
+                                      row * sizeof(float), c.num_key_value_heads,
+                                      cudaMemcpyDeviceToHost, m.stream));
+  }
+  PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+}
+
+int64_t CudaEngine::DecodeBytes(int bits, int len) const {
+  const Impl& m = *impl_;
+  const models::LlamaConfig& c = m.config;
+  int64_t bytes = 0;
+  for (const DeviceLayer& L : m.layers) {
+    for (const DeviceLinear* lin : L.Projections()) bytes += lin->Bytes(bits);
+  }
+  bytes += m.lm_head.Bytes(0);
+  bytes += (2 * static_cast<int64_t>(c.num_hidden_layers) + 1) * c.hidden_size * 4;  // norms
+  bytes += static_cast<int64_t>(c.hidden_size) * 4;                               // embedding row
+  bytes += 2 * static_cast<int64_t>(c.num_hidden_layers) * c.kv_dim() * len * 4;  // K and V
+  return bytes;
+}
+
+absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Load(const std::string& model_dir,
+                                                             const CudaEngineOptions& options) {
+  auto config = models::LoadLlamaConfig(model_dir);
+  if (!config.ok()) return config.status();
+  auto info = models::LoadAnyprecInfo(model_dir);
+  if (!info.ok()) return info.status();
+  auto impl = std::make_unique<Impl>();
+  if (auto st = impl->Init(*config, options); !st.ok()) return st;
+  const std::optional<models::AnyprecInfo>& ap = *info;
+  if (ap) {
+    if (ap->seed_bits < kernels::kAnyprecMinBits || ap->parent_bits > kernels::kAnyprecMaxBits) {
+      return absl::InvalidArgumentError(absl::StrCat(model_dir, "/config.json: any-precision ",
+                                                     ap->seed_bits, "..", ap->parent_bits,
+                                                     " bits; the CUDA kernels run 2..8 bits"));
+    }
+    impl->seed_bits = ap->seed_bits;
+    impl->parent_bits = ap->parent_bits;
+    impl->precision = ap->parent_bits;
+  }
+  auto src = models::OpenWeights(model_dir);
+  if (!src.ok()) return src.status();
+  const models::LlamaConfig& c = impl->config;
+  Impl& m = *impl;
+
+  // A dense tensor as float32 on the host, its shape checked against the config.
+  auto read = [&](const std::string& name, std::vector<int64_t> shape,
+                  std::vector<float>* out) -> absl::Status {
+    auto t = (*src)->Find(name);
+    if (!t.ok()) return t.status();
+    const models::TensorView& v = **t;
+    if (v.shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(v.file, ": tensor \"", name, "\" has shape ",
+                                                     v.ShapeString(), "; config.json implies [",
+                                                     absl::StrJoin(shape, ", "), "]"));
+    }
+    out->resize(v.numel());
+    return models::ToFloat32(v, out->data());
+  };
+  auto upload_f32 = [&](const std::string& name, std::vector<int64_t> shape,
+                        const float** dst) -> absl::Status {
+    std::vector<float> host;
+    if (auto st = read(name, shape, &host); !st.ok()) return st;
+    auto d = m.Upload<float>(host.data(), host.size(), name);
+    if (!d.ok()) return d.status();
+    *dst = *d;
+    return absl::OkStatus();
+  };
+  auto upload_f16 = [&](const std::string& name, std::vector<int64_t> shape,
+                        const __half** dst) -> absl::Status {
+    std::vector<float> host;
+    if (auto st = read(name, shape, &host); !st.ok()) return st;
+    auto d = m.UploadF16(host, name);
+    if (!d.ok()) return d.status();
+    *dst = *d;
+    return absl::OkStatus();
+  };
+
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    DeviceLayer& L = m.layers[l];
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    if (auto st = upload_f32(p + "input_layernorm.weight", {H}, &L.input_norm); !st.ok()) return st;
+    if (auto st = upload_f32(p + "post_attention_layernorm.weight", {H}, &L.post_norm); !st.ok())
+      return st;
+    const auto shapes = models::LlamaProjections(c);
+    const auto lins = L.Projections();
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      DeviceLinear& lin = *lins[i];
+      lin.n = static_cast<int>(shapes[i].out_features);
+      lin.k = static_cast<int>(shapes[i].in_features);
+      const std::string& module = shapes[i].module;
+      const bool quantized = ap && std::find(ap->module_names.begin(), ap->module_names.end(),
+                                             module) != ap->module_names.end();
+      if (!quantized) {
+        if (auto st = upload_f16(p + module + ".weight", {lin.n, lin.k}, &lin.w16); !st.ok())
+          return st;
+        continue;
+      }
+      const std::string prefix =
+          absl::StrCat(ap->model_name, ".", ap->layers_name, ".", l, ".", module);
+      auto q = models::LoadAnyprecMatrix(**src, prefix, *ap, lin.n, lin.k);
+      if (!q.ok()) return q.status();
+      lin.parent_bits = q->parent_bits;
+      auto planes = m.Upload<uint32_t>(q->qweight.data(), q->qweight.size(), prefix + ".qweight");
+      if (!planes.ok()) return planes.status();
+      lin.qweight = *planes;
+      for (int b = q->seed_bits; b <= q->parent_bits; ++b) {
+        auto lut = m.Upload<__half>(q->lut(b), static_cast<size_t>(lin.n) << b,
+                                    absl::StrCat(prefix, ".lut", b));
+        if (!lut.ok()) return lut.status();
+        lin.lut[b] = *lut;
+      }
+    }
+  }
+  if (auto st = upload_f32("model.norm.weight", {H}, &m.final_norm); !st.ok()) return st;
+  {
+    std::vector<float> embed;
+    if (auto st = read("model.embed_tokens.weight", {V, H}, &embed); !st.ok()) return st;
+    auto d = m.Upload<float>(embed.data(), embed.size(), "model.embed_tokens.weight");
+    if (!d.ok()) return d.status();
+    m.embed = *d;
+    m.lm_head.n = static_cast<int>(V);
+    m.lm_head.k = static_cast<int>(H);
+    if (c.tie_word_embeddings && options.fp16_lm_head) {
+      auto h16 = m.UploadF16(embed, "lm_head (tied to the embeddings), fp16");
+      if (!h16.ok()) return h16.status();
+      m.lm_head.w16 = *h16;
+    } else if (c.tie_word_embeddings) {
+      m.lm_head.w32 = m.embed;
+    } else if (options.fp16_lm_head) {
+      if (auto st = upload_f16("lm_head.weight", {V, H}, &m.lm_head.w16); !st.ok()) return st;
+    } else {
+      if (auto st = upload_f32("lm_head.weight", {V, H}, &m.lm_head.w32); !st.ok()) return st;
+    }
+  }
+  if (options.use_graphs) {
+    if (auto st = m.CaptureGraphs(); !st.ok()) return st;
+  }
+  return std::unique_ptr<CudaEngine>(new CudaEngine(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::CreateRandom(
+    const models::LlamaConfig& config, int seed_bits, int parent_bits, uint64_t seed,
+    const CudaEngineOptions& options) {
+  models::LlamaConfig c = config;
+  if (c.num_key_value_heads == 0) c.num_key_value_heads = c.num_attention_heads;
+  if (c.head_dim == 0 && c.num_attention_heads > 0)
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  const bool dense = seed_bits == 0 && parent_bits == 0;
+  if (!dense && !(kernels::kAnyprecMinBits <= seed_bits && seed_bits <= parent_bits &&
+                  parent_bits <= kernels::kAnyprecMaxBits)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CreateRandom: seed/parent bits ", seed_bits, "/", parent_bits,
+                     "; expected 0/0 (fp16) or 2 <= seed <= parent <= 8"));
+  }
+  auto impl = std::make_unique<Impl>();
+  if (auto st = impl->Init(c, options); !st.ok()) return st;
+  Impl& m = *impl;
+  m.seed_bits = seed_bits;
+  m.parent_bits = parent_bits;
+  m.precision = parent_bits;
+  uint64_t counter = 0;
+  auto next_seed = [&] { return seed ^ (0x9e3779b97f4a7c15ull * ++counter); };
+  const float a =
+      0.02f * std::sqrt(3.f);  // uniform [-a, a): std 0.02, Hugging Face's initializer_range
+  const size_t H = c.hidden_size, V = c.vocab_size;
+
+  auto f32 = [&](size_t count, float lo, float hi, const std::string& what,
+                 const float** dst) -> absl::Status {
+    auto d = m.AllocArray<float>(count, what);
+    if (!d.ok()) return d.status();
+    detail::FillUniformF32(*d, count, lo, hi, next_seed(), m.stream);
+    *dst = *d;
+    return absl::OkStatus();
+  };
+  auto f16 = [&](size_t count, const std::string& what, const __half** dst) -> absl::Status {
+    auto d = m.AllocArray<__half>(count, what);
+    if (!d.ok()) return d.status();
+    detail::FillUniformF16(*d, count, -a, a, next_seed(), m.stream);
+    *dst = *d;
+    return absl::OkStatus();
+  };
+  if (auto st = f32(V * H, -a, a, "embeddings", &m.embed); !st.ok()) return st;
+  if (auto st = f32(H, 1.f, 1.f, "final norm", &m.final_norm); !st.ok()) return st;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    DeviceLayer& L = m.layers[l];
+    const std::string p = absl::StrCat("layer ", l, " ");
+    if (auto st = f32(H, 1.f, 1.f, p + "input norm", &L.input_norm); !st.ok()) return st;
+    if (auto st = f32(H, 1.f, 1.f, p + "post-attention norm", &L.post_norm); !st.ok()) return st;
+    const auto shapes = models::LlamaProjections(c);
+    const auto lins = L.Projections();
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      DeviceLinear& lin = *lins[i];
+      lin.n = static_cast<int>(shapes[i].out_features);
+      lin.k = static_cast<int>(shapes[i].in_features);
+      const std::string what = p + shapes[i].module;
+      if (dense) {
+        if (auto st = f16(static_cast<size_t>(lin.n) * lin.k, what, &lin.w16); !st.ok()) return st;
+        continue;
+      }
+      lin.parent_bits = parent_bits;
+      const size_t words =
+          static_cast<size_t>(parent_bits) * lin.n * kernels::AnyprecWordsPerRow(lin.k);
+      auto planes = m.AllocArray<uint32_t>(words, what + " planes");
+      if (!planes.ok()) return planes.status();
+      detail::FillRandomWords(*planes, words, next_seed(), m.stream);
+      lin.qweight = *planes;
+      const uint64_t lut_seed = next_seed();  // one per matrix: the LUTs of all precisions nest
+      for (int b = seed_bits; b <= parent_bits; ++b) {
+        auto lut =
+            m.AllocArray<__half>(static_cast<size_t>(lin.n) << b, absl::StrCat(what, " lut", b));
+        if (!lut.ok()) return lut.status();
+        detail::FillGridLut(*lut, lin.n, b, a, lut_seed, m.stream);
+        lin.lut[b] = *lut;
+      }
+    }
+  }
+  m.lm_head.n = static_cast<int>(V);
+  m.lm_head.k = static_cast<int>(H);
+  if (c.tie_word_embeddings && options.fp16_lm_head) {
+    auto d = m.AllocArray<__half>(V * H, "lm_head (tied to the embeddings), fp16");
+    if (!d.ok()) return d.status();
+    kernels::ConvertF32ToF16(m.embed, *d, static_cast<int64_t>(V * H), m.stream);
+    m.lm_head.w16 = *d;
+  } else if (c.tie_word_embeddings) {
+    m.lm_head.w32 = m.embed;
+  } else if (options.fp16_lm_head) {
+    if (auto st = f16(V * H, "lm_head", &m.lm_head.w16); !st.ok()) return st;
+  } else {
+    if (auto st = f32(V * H, -a, a, "lm_head", &m.lm_head.w32); !st.ok()) return st;
+  }
+  if (cudaError_t e = cudaStreamSynchronize(m.stream); e != cudaSuccess)
+    return CudaError(e, "random weights");
+  if (options.use_graphs) {
+    if (auto st = m.CaptureGraphs(); !st.ok()) return st;
+  }
+  return std::unique_ptr<CudaEngine>(new CudaEngine(std::move(impl)));
+}
+
+}  // namespace pmpd::inference

@@ -1,0 +1,106 @@
+// The GPU Llama engine for batch-1 decoding: our kernels (kernels/) for the any-precision
+// projections (AnyprecGemv straight from the bitplanes) and the per-token operations, cuBLAS for
+// the dense products (fp16 projections of plain checkpoints: the fp16 baseline; the lm_head). The
+// decode step runs as one CUDA graph per precision. Header free of CUDA and LibTorch (pimpl), so
+// CPU-only code can include it; the library pmpd_cuda_engine exists only when CMake finds CUDA.
+//
+// Numbers: activations, norms, embeddings, rotary tables, attention and the KV cache are float32;
+// any-precision weights are the checkpoint's fp16 LUT values (exact), dense projections fp16 with
+// fp32 accumulation, the lm_head fp32 (or fp16, see CudaEngineOptions::fp16_lm_head).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "models/llama_config.h"
+
+namespace pmpd::inference {
+
+struct CudaEngineOptions {
+  int device = 0;  // CUDA device ordinal
+  // Capture the decode step in one CUDA graph per precision (positions and the cache length are
+  // read from device memory, so one graph serves every step). Off: the same kernels launched one by
+  // one.
+  bool use_graphs = true;
+  // Positions the KV cache holds (float32, preallocated at load: 2 x layers x kv_dim x 4 bytes per
+  // position), capped at max_position_embeddings; 0 = max_position_embeddings. At most 51200.
+  int max_context = 4096;
+  // lm_head in fp16 (half its bytes per token; logits then carry fp16 rounding of its weights).
+  bool fp16_lm_head = false;
+};
+
+// One model on one GPU plus its KV cache (batch 1). Not thread-safe; one sequence at a time. Every
+// call is synchronous (returns when the GPU is done); nothing allocates after Load/CreateRandom.
+class CudaEngine {
+ public:
+  // Loads a model directory as LlamaModel::Load does (config.json, safetensors or shards or
+  // pytorch_model.bin, any-precision checkpoints included) and uploads it: bitplanes and the LUTs
+  // of every precision seed..parent once; plain checkpoints' projections as fp16. Errors: no CUDA
+  // device, out of GPU memory (naming the bytes asked), bad files (as the CPU loader reports them).
+  static absl::StatusOr<std::unique_ptr<CudaEngine>> Load(const std::string& model_dir,
+                                                          const CudaEngineOptions& options = {});
+  // A model of `config`'s shape with random weights generated on the GPU (for benchmarks: no file,
+  // no CPU quantization). seed_bits = parent_bits = 0: fp16 projections; otherwise any-precision
+  // seed..parent bits (2 <= seed <= parent <= 8) with uniform random codes and per-row LUTs on a
+  // nested grid (each LUT entry is the mean of its two children, as incremental upscaling makes
+  // them).
+  static absl::StatusOr<std::unique_ptr<CudaEngine>> CreateRandom(
+      const models::LlamaConfig& config, int seed_bits, int parent_bits, uint64_t seed,
+      const CudaEngineOptions& options = {});
+  ~CudaEngine();
+  CudaEngine(const CudaEngine&) = delete;
+  CudaEngine& operator=(const CudaEngine&) = delete;
+
+  const models::LlamaConfig& config() const;
+  // Positions the KV cache holds (see CudaEngineOptions::max_context).
+  int max_context() const;
+  // Tokens currently in the KV cache.
+  int cache_len() const;
+  // Drops the cached sequence; the next Prefill starts at position 0. O(1).
+  void Reset();
+
+  // Any-precision models: the precision the quantized projections run at, seed..parent bits; starts
+  // at the parent. Plain (fp16) models: 0.
+  int precision() const;
+  int min_precision() const;  // seed bits, or 0 for plain models
+  int max_precision() const;  // parent bits, or 0 for plain models
+  // Selects the LUTs and plane count (and the CUDA graph) of the next steps: O(1), no GPU work.
+  // Fails for plain models and for bits outside [min_precision, max_precision].
+  absl::Status SetPrecision(int bits);
+
+  // Runs `tokens` at positions [cache_len, cache_len + n) in chunks of up to 8 (AnyprecGemv or
+  // cuBLAS), appends their K/V to the cache, and writes the last position's logits ([vocab]) and/or
+  // their argmax (either may be null). Fails (cache unchanged) when the tokens do not fit the
+  // context or an id is outside the vocabulary. Cost: about ceil(n / 8) reads of the weights.
+  absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits,
+                       int* argmax = nullptr);
+  // One token at position cache_len: one graph launch; the argmax is computed on the GPU, so greedy
+  // decoding copies back 4 bytes (plus the logits when `logits` is not null). Fails like Prefill.
+  absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax);
+
+  // The last layer's cached keys (after rotary embedding) and values, each [kv_heads, cache_len,
+  // head_dim] row-major, like LlamaModel::LastLayerKv. Cost: one copy of 2 * kv_dim * cache_len
+  // floats.
+  void LastLayerKv(std::vector<float>* k, std::vector<float>* v) const;
+
+  // Bytes one decode step must read from GPU memory at `bits` (0 for plain models) with `len`
+  // positions attended: projection weights (p of the P planes and the p-bit LUTs, or fp16),
+  // lm_head, norms, one embedding row and the K/V of `len` positions in every layer. Activations
+  // excluded. The bandwidth-bound time of a step is this divided by the copy bandwidth.
+  int64_t DecodeBytes(int bits, int len) const;
+  // GPU memory this engine holds (weights, KV cache, buffers).
+  int64_t device_bytes() const;
+
+ private:
+  struct Impl;
+  explicit CudaEngine(std::unique_ptr<Impl> impl);
+  absl::Status CheckTokens(absl::Span<const int> tokens) const;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pmpd::inference
