@@ -150,6 +150,7 @@ struct CudaEngine::Impl {
   float *x = nullptr, *h = nullptr, *q = nullptr, *kbuf = nullptr, *vbuf = nullptr, *attn = nullptr,
         *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr;
   __half* x16 = nullptr;
+  float* attn_ws = nullptr;       // split-K decode attention partials (DecodeAttentionWorkspaceFloats)
   int32_t* prompt_ids = nullptr;  // [max_ctx]: the token ids of one Prefill
   int32_t* prompt_pos = nullptr;  // [max_ctx]: their positions
   int32_t* step = nullptr;    // decode: [0] token, [1] position, [2] attended length = position + 1
@@ -309,6 +310,10 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   auto lg = AllocArray<float>(V, "logits");
   if (!lg.ok()) return lg.status();
   logits = *lg;
+  auto aws = AllocArray<float>(
+      kernels::DecodeAttentionWorkspaceFloats(c.num_attention_heads, c.head_dim, max_ctx), "attention workspace");
+  if (!aws.ok()) return aws.status();
+  attn_ws = *aws;
   auto xh = AllocArray<__half>(kChunk * std::max({H, I, Q}), "fp16 activations");
   if (!xh.ok()) return xh.status();
   x16 = *xh;
@@ -397,7 +402,7 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
     kernels::KvCacheWrite(vbuf, positions, n, kvh, hd, max_ctx, L.v_cache, stream);
     if (decode) {
       kernels::DecodeAttentionDeviceLen(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2,
-                                        attn, stream);
+                                        attn_ws, attn, stream);
     } else {
       // Causal within the chunk: token t sees the cache up to its own position.
       for (int t = 0; t < n; ++t) {

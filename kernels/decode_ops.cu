@@ -115,6 +115,99 @@ __global__ void DecodeAttentionKernel(const float* __restrict__ q, const float* 
   }
 }
 
+// Split-K decode attention, pass 1. Block (h, c) scores positions [c*C, min((c+1)*C, len)) of head
+// h: each warp takes every 4th position and computes q.k with lanes over head_dim (coalesced rows,
+// q pre-scaled in registers), then the block turns its scores into a local softmax and sums p*V with
+// threads over head_dim. Writes (o[0..hd), m, l) of the chunk to the workspace. Chunks at or past
+// len (the grid is sized for max_len) exit at once.
+constexpr int kSplitWarps = 4;
+__global__ void DecodeAttentionPartialKernel(const float* __restrict__ q, const float* __restrict__ k,
+                                             const float* __restrict__ v, int group, int head_dim, int max_len,
+                                             const int32_t* __restrict__ len_device, float scale, int max_chunks,
+                                             float* __restrict__ ws) {
+  constexpr int C = kDecodeAttentionChunk;
+  __shared__ float sc[C];
+  __shared__ float stats[2];
+  const int len = *len_device;
+  const int h = blockIdx.x, chunk = blockIdx.y, start = chunk * C;
+  if (start >= len) return;
+  const int n = min(C, len - start);
+  const int kvh = h / group, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float qr[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int d = lane + 32 * i;
+    qr[i] = d < head_dim ? q[static_cast<size_t>(h) * head_dim + d] * scale : 0.f;
+  }
+  const float* kb = k + (static_cast<size_t>(kvh) * max_len + start) * head_dim;
+  const float* vb = v + (static_cast<size_t>(kvh) * max_len + start) * head_dim;
+  for (int j = warp; j < n; j += kSplitWarps) {
+    const float* kj = kb + static_cast<size_t>(j) * head_dim;
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int d = lane + 32 * i;
+      if (d < head_dim) s += qr[i] * kj[d];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) sc[j] = s;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    float m = -FLT_MAX;
+    for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[j]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    float l = 0.f;
+    for (int j = lane; j < n; j += 32) {
+      const float p = __expf(sc[j] - m);
+      sc[j] = p;
+      l += p;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    if (lane == 0) {
+      stats[0] = m;
+      stats[1] = l;
+    }
+  }
+  __syncthreads();
+  float* out = ws + (static_cast<size_t>(h) * max_chunks + chunk) * (head_dim + 2);
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float acc = 0.f;
+    for (int j = 0; j < n; ++j) acc += sc[j] * vb[static_cast<size_t>(j) * head_dim + d];
+    out[d] = acc;
+  }
+  if (threadIdx.x == 0) {
+    out[head_dim] = stats[0];
+    out[head_dim + 1] = stats[1];
+  }
+}
+
+// Pass 2: out[h] = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c over the chunks that exist.
+__global__ void DecodeAttentionMergeKernel(const float* __restrict__ ws, int head_dim, int max_chunks,
+                                           const int32_t* __restrict__ len_device, float* __restrict__ out) {
+  const int h = blockIdx.x;
+  const int chunks = (*len_device + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
+  const float* base = ws + static_cast<size_t>(h) * max_chunks * (head_dim + 2);
+  float M = -FLT_MAX;
+  for (int c = 0; c < chunks; ++c) M = fmaxf(M, base[static_cast<size_t>(c) * (head_dim + 2) + head_dim]);
+  float L = 0.f;
+  for (int c = 0; c < chunks; ++c) {
+    const float* part = base + static_cast<size_t>(c) * (head_dim + 2);
+    L += __expf(part[head_dim] - M) * part[head_dim + 1];
+  }
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float acc = 0.f;
+    for (int c = 0; c < chunks; ++c) {
+      const float* part = base + static_cast<size_t>(c) * (head_dim + 2);
+      acc += __expf(part[head_dim] - M) * part[d];
+    }
+    out[static_cast<size_t>(h) * head_dim + d] = acc / L;
+  }
+}
+
 // One thread per element of x [n, kv_heads, head_dim].
 __global__ void KvCacheWriteKernel(const float* __restrict__ x, const int32_t* __restrict__ positions, int n,
                                    int kv_heads, int head_dim, int max_len, float* __restrict__ cache) {
@@ -207,17 +300,19 @@ void DecodeAttention(const float* q, const float* k, const float* v, int heads, 
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 
+int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len) {
+  const int64_t chunks = (max_len + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
+  return static_cast<int64_t>(heads) * chunks * (head_dim + 2);
+}
+
 void DecodeAttentionDeviceLen(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
-                              int max_len, const int32_t* len, float* out, cudaStream_t stream) {
-  PMPD_CHECK(heads % kv_heads == 0 && max_len >= 1, "DecodeAttentionDeviceLen: bad shape");
-  const size_t smem = static_cast<size_t>(max_len) * sizeof(float);
-  PMPD_CHECK(smem <= 200 * 1024, "DecodeAttentionDeviceLen: context too long for the shared-memory score buffer");
-  if (smem > 48 * 1024) {
-    PMPD_CUDA_CHECK(cudaFuncSetAttribute(DecodeAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem)));
-  }
-  DecodeAttentionKernel<<<heads, 128, smem, stream>>>(q, k, v, heads / kv_heads, head_dim, max_len, len, 0,
-                                                     1.f / sqrtf(static_cast<float>(head_dim)), out);
+                              int max_len, const int32_t* len, float* workspace, float* out, cudaStream_t stream) {
+  PMPD_CHECK(heads % kv_heads == 0 && max_len >= 1 && head_dim <= 256, "DecodeAttentionDeviceLen: bad shape");
+  const int chunks = (max_len + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
+  DecodeAttentionPartialKernel<<<dim3(heads, chunks), 32 * kSplitWarps, 0, stream>>>(
+      q, k, v, heads / kv_heads, head_dim, max_len, len, 1.f / sqrtf(static_cast<float>(head_dim)), chunks, workspace);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+  DecodeAttentionMergeKernel<<<heads, 128, 0, stream>>>(workspace, head_dim, chunks, len, out);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -33,11 +33,16 @@ void DecodeAttention(const float* q, const float* k, const float* v, int heads, 
 // out[r] = index of the largest x[r, :] (lowest index on ties), for r < rows.
 void ArgmaxRows(const float* x, int rows, int cols, int32_t* out, cudaStream_t stream);
 
-// DecodeAttention with the number of valid positions read from device memory when the kernel runs
-// (1 <= *len <= max_len), so one captured CUDA graph serves every decode step. Shared memory is sized
-// for max_len (max_len * 4 bytes <= 200 KiB). Reference: DecodeAttentionRef with len = *len.
+// DecodeAttention with the number of valid positions read from device memory when the kernels run
+// (1 <= *len <= max_len), so one captured CUDA graph serves every decode step. Split over the
+// positions (flash-decoding): chunks of kDecodeAttentionChunk positions are scored in parallel
+// (one block per head and chunk, coalesced K/V rows), then one small kernel merges the chunks'
+// softmax partials. `workspace` holds DecodeAttentionWorkspaceFloats(...) floats on the device;
+// head_dim <= 256. Reads K and V once. Reference: DecodeAttentionRef with len = *len.
+inline constexpr int kDecodeAttentionChunk = 64;
+int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len);
 void DecodeAttentionDeviceLen(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
-                              int max_len, const int32_t* len, float* out, cudaStream_t stream);
+                              int max_len, const int32_t* len, float* workspace, float* out, cudaStream_t stream);
 
 // Appends keys or values to a cache: cache[h, positions[t], :] = x[t, h, :] for t < n, h < kv_heads.
 // x [n, kv_heads, head_dim]; cache [kv_heads, max_len, head_dim]; positions on the device, < max_len.

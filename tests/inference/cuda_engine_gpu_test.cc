@@ -410,20 +410,46 @@ TEST(DecodeOpsAddedTest, KvCacheWriteConvertAndDeviceLenAttention) {
   kernels::ConvertF32ToF16Ref(big.data(), want.data(), static_cast<int64_t>(big.size()));
   EXPECT_EQ(dh.Get(), want);
 
-  const int heads = 6, len = 23;
-  std::vector<float> q = random(static_cast<size_t>(heads) * hd), k = random(cache.size()),
-                     v = random(cache.size());
-  Dev<float> dq(q), dk(k), dv(v), dout(std::vector<float>(q.size()));
-  Dev<int32_t> dlen(std::vector<int32_t>{len});
-  kernels::DecodeAttentionDeviceLen(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dout.p,
-                                    nullptr);
-  std::vector<float> ref(q.size());
-  kernels::DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kvh, hd, max_len, len,
-                              ref.data());
-  const std::vector<float> got = dout.Get();
-  for (size_t i = 0; i < ref.size(); ++i) {
-    // Softmax-weighted mean of O(1) values: fp32 error ~ eps * (len + hd) relative to max |v|.
-    EXPECT_NEAR(got[i], ref[i], 8 * kEps32 * (len + hd) * 4) << "index " << i;
+}
+
+// Split-K decode attention against the reference over lengths around the chunk size (64), several
+// chunks, a full cache, and head dims below, between and at multiples of the 32 lanes.
+TEST(DecodeOpsAddedTest, SplitDecodeAttentionSweep) {
+  PMPD_REQUIRE_GPU();
+  std::mt19937 rng(4);
+  std::normal_distribution<float> g(0.f, 1.f);
+  auto random = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = 2.f * g(rng);
+    return v;
+  };
+  const int max_len = 300;
+  for (int hd : {8, 48, 128, 256}) {
+    for (auto [heads, kvh] : {std::pair{6, 2}, std::pair{4, 4}}) {
+      const std::vector<float> q = random(static_cast<size_t>(heads) * hd),
+                               k = random(static_cast<size_t>(kvh) * max_len * hd),
+                               v = random(static_cast<size_t>(kvh) * max_len * hd);
+      Dev<float> dq(q), dk(k), dv(v), dout(std::vector<float>(q.size()));
+      Dev<float> dws(std::vector<float>(kernels::DecodeAttentionWorkspaceFloats(heads, hd, max_len)));
+      for (int len : {1, 23, 63, 64, 65, 128, 129, 200, max_len}) {
+        Dev<int32_t> dlen(std::vector<int32_t>{len});
+        kernels::DecodeAttentionDeviceLen(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dws.p, dout.p,
+                                          nullptr);
+        std::vector<float> ref(q.size());
+        kernels::DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kvh, hd, max_len, len, ref.data());
+        const std::vector<float> got = dout.Get();
+        double worst = 0;
+        size_t at = 0;
+        for (size_t i = 0; i < ref.size(); ++i) {
+          if (std::fabs(got[i] - ref[i]) > worst) worst = std::fabs(got[i] - ref[i]), at = i;
+        }
+        // Scores q.k of N(0,4) entries summed over hd, softmax, weighted mean of |v| <~ 8:
+        // fp32 error ~ eps * (hd * |q||k| + len) * max|v|, with __expf's few-ulp error.
+        const double tol = 16 * kEps32 * (hd * 4.0 + len) * 8;
+        EXPECT_LE(worst, tol) << "hd " << hd << " heads " << heads << "/" << kvh << " len " << len << ": index "
+                              << at << " got " << got[at] << " want " << ref[at];
+      }
+    }
   }
 }
 
