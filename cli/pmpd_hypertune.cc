@@ -30,7 +30,9 @@ ABSL_FLAG(int, jobs, 1, "Worker threads. Several processes may also share one --
 ABSL_FLAG(std::string, study, "", "Study directory (journal.jsonl; rerun to resume). Default: OUT/study.");
 ABSL_FLAG(std::string, space, "", "Search space JSON (hpo/README.md). Default: the built-in space (see --help).");
 ABSL_FLAG(std::string, sampler, "tpe", "tpe or random.");
-ABSL_FLAG(std::string, pruner, "median", "median, asha or none (on the validation loss after each epoch).");
+ABSL_FLAG(std::string, pruner, "median",
+          "median, asha or none, on the first pair's validation loss after each epoch (median: not before epoch "
+          "5, after 5 complete trials; asha: first rung at epoch 5, reduction factor 4).");
 ABSL_FLAG(uint64_t, seed, 0, "Study seed (trial n samples from a stream of (seed, n)); also the training seed, so "
           "every trial sees the same train/validation split.");
 ABSL_FLAG(std::string, device, "cpu", "Training device: cpu or cuda.");
@@ -98,10 +100,14 @@ int Run() {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--sampler must be tpe or random"));
   }
   so.sampler.tpe.constant_liar = absl::GetFlag(FLAGS_jobs) > 1;
+  // Validation losses of the first epochs are noisy: judging trials there prunes good learning rates
+  // that start slowly, so neither pruner acts before epoch 5.
   if (pruner == "median") {
     so.pruner.type = hpo::PrunerConfig::Type::kMedian;
+    so.pruner.median.n_warmup_steps = 5;
   } else if (pruner == "asha") {
     so.pruner.type = hpo::PrunerConfig::Type::kSuccessiveHalving;
+    so.pruner.successive_halving.min_resource = 5;
   } else if (pruner == "none") {
     so.pruner.type = hpo::PrunerConfig::Type::kNone;
   } else {
@@ -123,8 +129,9 @@ int Run() {
     if (auto st = (*study)->Enqueue(in_space); !st.ok()) return cli::Fail(kProgram, st);  // no-op when queued before
   }
 
-  // A trial: train every pair with its hyperparameters; report each epoch's validation loss at
-  // step pair * 1000 + epoch (same pair, same epoch across trials: what the pruners compare).
+  // A trial: train every pair with its hyperparameters. The first pair's validation loss after each
+  // epoch is the intermediate value (step = epoch) the pruners compare across trials; later pairs
+  // run to the end once a trial survived the first.
   auto train_options = [&](const hpo::Trial& t) {
     trainer::TrainOptions o = defaults;
     o.seed = absl::GetFlag(FLAGS_seed);
@@ -152,7 +159,8 @@ int Run() {
       bool pruned = false;
       auto r = trainer::TrainPairClassifier(data, (*precisions)[p], (*precisions)[p + 1], o,
                                             [&](const trainer::EpochMetrics& e) {
-                                              (void)ctx.Report(static_cast<int64_t>(p) * 1000 + e.epoch, e.val_loss);
+                                              if (p > 0) return true;
+                                              (void)ctx.Report(e.epoch, e.val_loss);
                                               pruned = ctx.ShouldPrune();
                                               return !pruned;
                                             });
