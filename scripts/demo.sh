@@ -35,18 +35,19 @@ fi
 echo "demo: pmpd-generate --model $model --prompt \"$prompt\" --max-new-tokens 128"
 "$build/cli/pmpd-generate" --model "$model" --prompt "$prompt" --max-new-tokens 128
 echo
-ap="$build/demo-anyprec"
+tag=$(basename "$model")  # outputs per model, so runs with and without ../shared do not mix
+ap="$build/demo-anyprec-$tag"
 echo "demo: pmpd-quantize --model $model --out $ap --seed-precision 2 --parent-precision 8  (one copy, 2..8 bits)"
 "$build/cli/pmpd-quantize" --model "$model" --out "$ap" --seed-precision 2 --parent-precision 8
 echo "demo: PMPD decoding 4 -> 3 -> 2 bits (switch at tokens 32 and 96), tokens colored by precision"
 "$build/cli/pmpd-generate" --model "$ap" --prompt "$prompt" --max-new-tokens 128 --precisions 4,3,2 \
   --switch-steps 32,96 --color always
 echo
-data="$build/demo-gen-data.h5"
+data="$build/demo-gen-data-$tag.h5"
 echo "demo: pmpd-gen-data: label the earliest good switch step per precision pair on $gen_docs documents"
 "$build/cli/pmpd-gen-data" --model "$ap" --reference-model "$model" --c4 "$text" --num-docs "$gen_docs" \
   --max-new-tokens 96 --precisions 4,3,2 --out "$data"
-cls="$build/demo-classifiers"
+cls="$build/demo-classifiers-$tag"
 echo "demo: pmpd-train: one KV-cache classifier per pair"
 "$build/cli/pmpd-train" --data "$data" --precisions 4,3,2 --out "$cls" --epochs 30 2>&1 | grep -v "^      "
 echo "demo: PMPD decoding with the learned scheduler (switch steps predicted from the prefill KV cache)"
@@ -56,5 +57,5 @@ echo
 echo "demo: pmpd-eval: quality against average bits (reference: the full-precision model's output)"
 "$build/cli/pmpd-eval" --model "$ap" "${eval_task[@]}" --n 40 --max-new-tokens 96 --precisions 4,3,2 \
   --methods high,low,static,learned --switch-steps 32,64 --classifier "$cls" --reference model \
-  --reference-model "$model" --out "$build/demo-eval"
-echo "demo: table and plot in $build/demo-eval (results.csv, quality_vs_bits.svg)"
+  --reference-model "$model" --out "$build/demo-eval-$tag"
+echo "demo: table and plot in $build/demo-eval-$tag (results.csv, quality_vs_bits.svg)"
