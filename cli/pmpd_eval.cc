@@ -135,7 +135,7 @@ int Run() {
   auto refs = refs_for(*task, prompts);
   if (!refs.ok()) return cli::Fail(kProgram, refs.status());
 
-  scheduler::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}};
+  scheduler::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}, ""};
   nlohmann::json calibration;
   if (calibrate) {
     const auto calib_prompts = scheduler::FitPrompts(*calib_task, **tok, ctx, max_new);
@@ -167,8 +167,8 @@ int Run() {
   std::vector<scheduler::EvalRow> rows;
   for (const auto& m : methods) {
     scheduler::EvalMethod method = static_method;
-    if (m == "high") method = {"high", precisions->front(), {precisions->front()}, {}};
-    if (m == "low") method = {"low", precisions->back(), {precisions->back()}, {}};
+    if (m == "high") method = {"high", precisions->front(), {precisions->front()}, {}, ""};
+    if (m == "low") method = {"low", precisions->back(), {precisions->back()}, {}, ""};
     if (m == "learned") method = {"learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier)};
     auto row = scheduler::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
                                     [&](int d, int t) { Progress(m, d, t); });

@@ -28,6 +28,20 @@ uint64_t Finalize(uint64_t h) {
   return h ^ (h >> 31);
 }
 
+// Folds every byte of `path` into *h (1 MiB at a time).
+absl::Status HashFileInto(const std::string& path, uint64_t* h) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), buf.size());
+    const std::streamsize n = in.gcount();
+    if (n > 0) *h = Hash64(absl::string_view(buf.data(), n), *h);
+  }
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 uint64_t Hash64(absl::string_view bytes, uint64_t seed) {
@@ -60,33 +74,16 @@ absl::StatusOr<std::string> FingerprintModelDir(const std::string& dir) {
     return absl::NotFoundError(absl::StrCat(dir, ": no config.json"));
   }
   uint64_t h = 0;
-  std::vector<char> buf(1 << 20);
   for (const std::string& name : names) {
-    const std::string path = JoinPath(dir, name);
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
     h = Hash64(name, h);
-    while (in) {
-      in.read(buf.data(), buf.size());
-      const std::streamsize n = in.gcount();
-      if (n > 0) h = Hash64(absl::string_view(buf.data(), n), h);
-    }
-    if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+    if (auto st = HashFileInto(JoinPath(dir, name), &h); !st.ok()) return st;
   }
   return absl::StrFormat("%016x", h);
 }
 
 absl::StatusOr<std::string> FingerprintFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::vector<char> buf(1 << 20);
   uint64_t h = 0;
-  while (in) {
-    in.read(buf.data(), buf.size());
-    const std::streamsize n = in.gcount();
-    if (n > 0) h = Hash64(absl::string_view(buf.data(), n), h);
-  }
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  if (auto st = HashFileInto(path, &h); !st.ok()) return st;
   return absl::StrFormat("%016x", h);
 }
 

@@ -12,4 +12,4 @@ cmake -S "$root" -B "$root/build-gpu" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAK
       -DCMAKE_PREFIX_PATH="$T;$root/.device/absl/usr" >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
 cmake --build "$root/build-gpu" -j16 >"$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
 cd "$root/build-gpu"
-ctest --output-on-failure -j4 "$@" 2>&1 | tee "$out/ctest.log" | tail -15
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} ctest --output-on-failure -j4 "$@" 2>&1 | tee "$out/ctest.log" | tail -15

@@ -6,4 +6,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh" "$@"
 cd "${BUILD_DIR:-$root/build}"
-ctest --output-on-failure -j"$(nproc)"
+# One intra-op thread per test process: ctest already runs one test per core, and LibTorch's OpenMP
+# threads spinning on an oversubscribed machine made heavy tests several times slower.
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} ctest --output-on-failure -j"$(nproc)"

@@ -87,14 +87,6 @@ scheduler::ClassifierState StateOf(KvClassifierNet& net) {
   return s;
 }
 
-void LoadState(KvClassifierNet& net, const scheduler::ClassifierState& s) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : net->named_parameters()) {
-    const auto& ct = s.at(p.key());
-    p.value().copy_(torch::from_blob(const_cast<float*>(ct.values.data()), ct.shape, torch::kFloat32));
-  }
-}
-
 nlohmann::json EpochJson(const EpochMetrics& e) {
   return {{"epoch", e.epoch},       {"train_loss", e.train_loss},        {"val_loss", e.val_loss},
           {"seconds", e.seconds},   {"val_accuracy", e.val.accuracy},    {"val_macro_f1", e.val.macro_f1},

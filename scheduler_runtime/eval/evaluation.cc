@@ -154,7 +154,7 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(inference::LlamaModel& model, 
   };
   rec(0);
   CalibrationResult result;
-  EvalMethod high{"high", precisions.front(), {precisions.front()}, {}};
+  EvalMethod high{"high", precisions.front(), {precisions.front()}, {}, ""};
   auto ref = RunMethod(model, tok, high, prompts, references, metric, max_new_tokens);
   if (!ref.ok()) return ref.status();
   result.reference_quality = ref->quality;
@@ -164,7 +164,7 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(inference::LlamaModel& model, 
   EvalRow best;
   for (int prefill : precisions) {
     for (const auto& steps : tuples) {
-      EvalMethod m{"static", prefill, precisions, steps};
+      EvalMethod m{"static", prefill, precisions, steps, ""};
       auto row = RunMethod(model, tok, m, prompts, references, metric, max_new_tokens);
       if (!row.ok()) return row.status();
       row->outputs.clear();
@@ -179,7 +179,7 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(inference::LlamaModel& model, 
       result.candidates.push_back(std::move(*row));
     }
   }
-  if (!found) result.chosen = EvalMethod{"static", precisions.front(), precisions, std::vector<int>(precisions.size() - 1, N)};
+  if (!found) result.chosen = EvalMethod{"static", precisions.front(), precisions, std::vector<int>(precisions.size() - 1, N), ""};
   return result;
 }
 

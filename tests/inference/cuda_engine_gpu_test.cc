@@ -25,6 +25,8 @@
 namespace pmpd::inference {
 namespace {
 
+using ::pmpd::testing::Dev;
+
 constexpr char kModel[] = "models/stories260K";
 const std::vector<int> kPrompt = {1, 403, 407, 261, 378};  // "Once upon a time"
 constexpr int kNewTokens = 64;
@@ -364,22 +366,6 @@ TEST(CudaEngineNoGpuTest, LoadAndCreateRandomFailCleanly) {
 
 // The decode-step kernels the engine added, against their CPU references (these belong beside the
 // other decode-op sweeps in tests/kernels/decode_ops_gpu_test.cc).
-template <typename T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(const std::vector<T>& h) : n(h.size()) {
-    EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
-    cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  std::vector<T> Get() const {
-    std::vector<T> h(n);
-    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
-    return h;
-  }
-  ~Dev() { cudaFree(p); }
-};
 
 TEST(DecodeOpsAddedTest, KvCacheWriteConvertAndDeviceLenAttention) {
   PMPD_REQUIRE_GPU();

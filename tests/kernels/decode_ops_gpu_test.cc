@@ -13,22 +13,8 @@
 namespace pmpd::kernels {
 namespace {
 
-template <typename T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(const std::vector<T>& h) : n(h.size()) {
-    EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
-    cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  std::vector<T> Get() const {
-    std::vector<T> h(n);
-    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
-    return h;
-  }
-  ~Dev() { cudaFree(p); }
-};
+using ::pmpd::testing::Dev;
+
 
 std::vector<float> Random(size_t n, std::mt19937& rng, float sigma = 1.f) {
   std::normal_distribution<float> g(0.f, sigma);
