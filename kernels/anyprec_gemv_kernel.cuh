@@ -1,7 +1,9 @@
 // The any-precision GEMV kernel template, included by one translation unit per bit width
 // (anyprec_gemv_b<p>.cu) so instantiations compile in parallel; anyprec_gemv.cu dispatches.
 //
-// Work split: one warp per output row n; lane t of the warp owns word t of every 1024-column chunk
+// Work split: one warp per R consecutive output rows (v6: for N >= 8192, R = 4 at 1-2 tokens and 2
+// at 3-4, so each activation run loaded into registers serves R rows; otherwise R = 1, which keeps
+// enough warps in flight for N = 4096); lane t of the warp owns word t of every 1024-column chunk
 // (T words in the last, partial chunk), so each plane is read as one coalesced 128-byte line per
 // chunk. From its p words (planes 0..p-1 = MSB first) a lane rebuilds the p-bit codes of its 32
 // columns, 8 at a time (one byte of every plane per run):
@@ -24,33 +26,42 @@ namespace anyprec_detail {
 
 constexpr int kWarpsPerBlock = 8;
 
-template <int BITS, int M>
+template <int BITS, int M, int R>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     AnyprecGemvKernel(const float* __restrict__ x, const uint32_t* __restrict__ qweight,
                       const __half* __restrict__ lut, int N, int K, bool x_vec, float* __restrict__ y) {
-  __shared__ float lut_s[kWarpsPerBlock][1 << BITS];
+  __shared__ float lut_s[kWarpsPerBlock][R][1 << BITS];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int n = blockIdx.x * kWarpsPerBlock + warp;
-  if (n >= N) return;  // whole warp leaves together
-  const __half* lut_row = lut + (static_cast<size_t>(n) << BITS);
-  for (int c = lane; c < (1 << BITS); c += 32) lut_s[warp][c] = __half2float(lut_row[c]);
+  const int n0 = (blockIdx.x * kWarpsPerBlock + warp) * R;
+  if (n0 >= N) return;  // whole warp leaves together
+  const int rows = min(R, N - n0);  // the last warp may hold fewer rows: it recomputes its last one
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const __half* lut_row = lut + (static_cast<size_t>(n0 + min(r, rows - 1)) << BITS);
+    for (int c = lane; c < (1 << BITS); c += 32) lut_s[warp][r][c] = __half2float(lut_row[c]);
+  }
   __syncwarp();
-  const float* lut_w = lut_s[warp];
 
   const int kw = (K + 31) / 32;
   const int kpad = kw * 32;
   const size_t plane_stride = static_cast<size_t>(N) * kw;
-  const uint32_t* row = qweight + static_cast<size_t>(n) * kw;
-  float acc[M];
+  float acc[R][M];
 #pragma unroll
-  for (int m = 0; m < M; ++m) acc[m] = 0.f;
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[r][m] = 0.f;
+  }
 
   for (int chunk = 0; chunk * 1024 < kpad; ++chunk) {
     const int T = (chunk + 1) * 1024 <= kpad ? 32 : (kpad % 1024) / 32;
     if (lane >= T) continue;
-    uint32_t words[BITS];
+    uint32_t words[R][BITS];
 #pragma unroll
-    for (int b = 0; b < BITS; ++b) words[b] = __ldg(row + b * plane_stride + chunk * 32 + lane);
+    for (int r = 0; r < R; ++r) {
+      const uint32_t* row = qweight + static_cast<size_t>(n0 + min(r, rows - 1)) * kw + chunk * 32 + lane;
+#pragma unroll
+      for (int b = 0; b < BITS; ++b) words[r][b] = __ldg(row + b * plane_stride);
+    }
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
       // The 8 activations of this run for every token: two 16-byte loads each when aligned.
@@ -68,37 +79,44 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
         for (int m = 0; m < M; ++m) {
 #pragma unroll
-          for (int r = 0; r < 8; ++r) {
-            xv[m][r] = col0 + r < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + r) : 0.f;
+          for (int c = 0; c < 8; ++c) {
+            xv[m][c] = col0 + c < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + c) : 0.f;
           }
         }
       }
-      // Rebuild the run's 8 codes at once: per plane, take its byte and spread each nibble so every
-      // bit lands in a byte of its own ((n * 0x00204081) & 0x01010101: byte k = bit k of n), shifted
-      // to the plane's place in the code. hi4 bytes 3..0 hold columns 0..3, lo4 bytes 3..0 columns
-      // 4..7. About 0.75 instructions per plane per column instead of 3.
-      uint32_t hi4 = 0, lo4 = 0;
 #pragma unroll
-      for (int b = 0; b < BITS; ++b) {
-        const uint32_t byte = (words[b] >> (24 - 8 * s)) & 0xffu;
-        const int sh = BITS - 1 - b;
-        hi4 |= (((byte >> 4) * 0x00204081u) & 0x01010101u) << sh;
-        lo4 |= (((byte & 15u) * 0x00204081u) & 0x01010101u) << sh;
-      }
+      for (int r = 0; r < R; ++r) {
+        // Rebuild the run's 8 codes at once: per plane, take its byte and spread each nibble so every
+        // bit lands in a byte of its own ((n * 0x00204081) & 0x01010101: byte k = bit k of n), shifted
+        // to the plane's place in the code. hi4 bytes 3..0 hold columns 0..3, lo4 bytes 3..0 columns
+        // 4..7. About 0.75 instructions per plane per column instead of 3.
+        uint32_t hi4 = 0, lo4 = 0;
 #pragma unroll
-      for (int r = 0; r < 8; ++r) {
-        const uint32_t code = r < 4 ? (hi4 >> (8 * (3 - r))) & 0xffu : (lo4 >> (8 * (7 - r))) & 0xffu;
-        const float w = lut_w[code];  // padding columns (col >= K) have x = 0, so they add nothing
+        for (int b = 0; b < BITS; ++b) {
+          const uint32_t byte = (words[r][b] >> (24 - 8 * s)) & 0xffu;
+          const int sh = BITS - 1 - b;
+          hi4 |= (((byte >> 4) * 0x00204081u) & 0x01010101u) << sh;
+          lo4 |= (((byte & 15u) * 0x00204081u) & 0x01010101u) << sh;
+        }
+        const float* lut_w = lut_s[warp][r];
 #pragma unroll
-        for (int m = 0; m < M; ++m) acc[m] += w * xv[m][r];
+        for (int c = 0; c < 8; ++c) {
+          const uint32_t code = c < 4 ? (hi4 >> (8 * (3 - c))) & 0xffu : (lo4 >> (8 * (7 - c))) & 0xffu;
+          const float w = lut_w[code];  // padding columns (col >= K) have x = 0, so they add nothing
+#pragma unroll
+          for (int m = 0; m < M; ++m) acc[r][m] += w * xv[m][c];
+        }
       }
     }
   }
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
-    float v = acc[m];
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    if (lane == 0) y[static_cast<size_t>(m) * N + n] = v;
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      float v = acc[r][m];
+      for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+      if (lane == 0 && r < rows) y[static_cast<size_t>(m) * N + n0 + r] = v;
+    }
   }
 }
 
@@ -130,13 +148,23 @@ __global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight, const
   }
 }
 
+// Rows per warp: R rows share each activation run loaded into registers, but leave N / (8 R) blocks;
+// measured on H100 (kernels/NOTES.md, v6): R = 4 wins from N = 11008 up (1.2-1.25x at 2 bits) and
+// loses at N = 4096 (under 2 blocks per SM), so the launch picks it from N.
 template <int BITS, int M>
 void LaunchGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, int P, float* y,
                 cudaStream_t stream) {
-  const int blocks = (N + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  constexpr int kWideR = M <= 2 ? 4 : (M <= 4 ? 2 : 1);
+  const bool wide = kWideR > 1 && N >= 8192;
+  const int R = wide ? kWideR : 1;
+  const int blocks = (N + kWarpsPerBlock * R - 1) / (kWarpsPerBlock * R);
   // 16-byte activation loads need a 16-byte aligned x and rows of a multiple of 4 floats.
   const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && K % 4 == 0;
-  AnyprecGemvKernel<BITS, M><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, qweight, lut, N, K, x_vec, y);
+  if (wide) {
+    AnyprecGemvKernel<BITS, M, kWideR><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, qweight, lut, N, K, x_vec, y);
+  } else {
+    AnyprecGemvKernel<BITS, M, 1><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, qweight, lut, N, K, x_vec, y);
+  }
 }
 
 // Per bit width: GEMV for every token count and the dequantize kernel.
