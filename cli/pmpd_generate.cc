@@ -12,6 +12,10 @@
 #include "cli/cli_common.h"
 #include "inference/generator.h"
 #include "scheduler_runtime/kv_classifier.h"
+#ifdef PMPD_HAVE_CUDA
+#include "inference/cuda_engine.h"
+#include "scheduler_runtime/cuda_scheduled_generation.h"
+#endif
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 #include "inference/llama_model.h"
@@ -42,6 +46,9 @@ ABSL_FLAG(std::string, switch_steps, "", "Static scheduler: one cumulative step 
 ABSL_FLAG(int, prefill_precision, 0, "PMPD: precision of the prompt prefill (default: the first of --precisions).");
 ABSL_FLAG(std::string, color, "auto", "Color tokens by precision: auto (when stdout is a terminal), always, never.");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS (for benchmarks).");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu (the reference engine on LibTorch) or cuda (our CUDA engine: any-precision or fp16 weights, CUDA "
+          "graphs; builds with nvcc only).");
 
 namespace {
 
@@ -58,10 +65,49 @@ int Run() {
   if (tok_path.empty()) tok_path = models::JoinPath(model_dir, "tokenizer.model");
   auto tok = models::Tokenizer::Load(tok_path);
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
-  auto model = inference::LlamaModel::Load(model_dir);
-  if (!model.ok()) return cli::Fail(kProgram, model.status());
+  // One of the two engines; the rest of the tool talks to them through these few calls.
+  const std::string device = absl::GetFlag(FLAGS_device);
+  if (device != "cpu" && device != "cuda") {
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--device must be cpu or cuda"));
+  }
+  std::unique_ptr<inference::LlamaModel> cpu;
+#ifdef PMPD_HAVE_CUDA
+  std::unique_ptr<inference::CudaEngine> gpu;
+#endif
+  if (device == "cuda") {
+#ifdef PMPD_HAVE_CUDA
+    auto e = inference::CudaEngine::Load(model_dir);
+    if (!e.ok()) return cli::Fail(kProgram, e.status());
+    gpu = std::move(*e);
+#else
+    return cli::Fail(kProgram, absl::FailedPreconditionError(
+                                   "--device cuda: this build has no CUDA engine (nvcc was not found at configure time)"));
+#endif
+  } else {
+    auto m = inference::LlamaModel::Load(model_dir);
+    if (!m.ok()) return cli::Fail(kProgram, m.status());
+    cpu = std::move(*m);
+  }
+  auto engine_config = [&]() -> const models::LlamaConfig& {
+#ifdef PMPD_HAVE_CUDA
+    if (gpu) return gpu->config();
+#endif
+    return cpu->config();
+  };
+  auto engine_precision = [&]() {
+#ifdef PMPD_HAVE_CUDA
+    if (gpu) return gpu->precision();
+#endif
+    return cpu->precision();
+  };
   if (absl::GetFlag(FLAGS_precision) != 0) {
-    if (auto st = (*model)->SetPrecision(absl::GetFlag(FLAGS_precision)); !st.ok()) return cli::Fail(kProgram, st);
+#ifdef PMPD_HAVE_CUDA
+    absl::Status st = gpu ? gpu->SetPrecision(absl::GetFlag(FLAGS_precision))
+                          : cpu->SetPrecision(absl::GetFlag(FLAGS_precision));
+#else
+    absl::Status st = cpu->SetPrecision(absl::GetFlag(FLAGS_precision));
+#endif
+    if (!st.ok()) return cli::Fail(kProgram, st);
   }
 
   inference::GenerationOptions opt;
@@ -114,8 +160,8 @@ int Run() {
       scheduler::LearnedSchedulerOptions lo;
       lo.classifier_dir = absl::GetFlag(FLAGS_classifier);
       lo.precisions = *precisions;
-      lo.kv_heads = (*model)->config().num_key_value_heads;
-      lo.head_dim = (*model)->config().head_dim;
+      lo.kv_heads = engine_config().num_key_value_heads;
+      lo.head_dim = engine_config().head_dim;
       sched = scheduler::MakeLearnedScheduler(lo);
     } else {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
@@ -127,7 +173,12 @@ int Run() {
     scheduler::ScheduledGenerationOptions sopt;
     sopt.generation = opt;
     sopt.prefill_precision = absl::GetFlag(FLAGS_prefill_precision);
-    auto r = scheduler::GenerateScheduled(**model, prompt_ids, sopt, **sched, show);
+#ifdef PMPD_HAVE_CUDA
+    auto r = gpu ? scheduler::GenerateScheduledCuda(*gpu, prompt_ids, sopt, sched->get(), show)
+                 : scheduler::GenerateScheduled(*cpu, prompt_ids, sopt, **sched, show);
+#else
+    auto r = scheduler::GenerateScheduled(*cpu, prompt_ids, sopt, **sched, show);
+#endif
     if (!r.ok()) {
       result = r.status();
     } else {
@@ -138,8 +189,23 @@ int Run() {
       schedule = (*sched)->Describe();  // the learned scheduler names its predicted steps now
     }
   } else {
-    result = inference::Generate(**model, prompt_ids, opt, [&](int id) { show(id, 0); });
-    if (result.ok()) token_precisions.assign(result->new_ids.size(), (*model)->precision());
+#ifdef PMPD_HAVE_CUDA
+    if (gpu) {
+      scheduler::ScheduledGenerationOptions sopt;
+      sopt.generation = opt;
+      auto r = scheduler::GenerateScheduledCuda(*gpu, prompt_ids, sopt, nullptr, [&](int id, int) { show(id, 0); });
+      if (r.ok()) {
+        result = r->generation;
+      } else {
+        result = r.status();
+      }
+    } else {
+      result = inference::Generate(*cpu, prompt_ids, opt, [&](int id) { show(id, 0); });
+    }
+#else
+    result = inference::Generate(*cpu, prompt_ids, opt, [&](int id) { show(id, 0); });
+#endif
+    if (result.ok()) token_precisions.assign(result->new_ids.size(), engine_precision());
     avg_bits = scheduler::AverageBits(token_precisions);
   }
   if (!result.ok()) {
@@ -155,7 +221,8 @@ int Run() {
     j["new_ids"] = result->new_ids;
     j["text"] = text;
     j["finish_reason"] = result->finish_reason;
-    j["precision"] = (*model)->precision();
+    j["precision"] = engine_precision();
+    j["device"] = device;
     j["precisions"] = token_precisions;
     j["avg_bits"] = avg_bits;
     if (!schedule.empty()) {

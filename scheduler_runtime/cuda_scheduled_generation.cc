@@ -1,0 +1,100 @@
+#include "scheduler_runtime/cuda_scheduled_generation.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "inference/sampler.h"
+#include "inference/timing.h"
+
+namespace pmpd::scheduler {
+
+absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(inference::CudaEngine& engine,
+                                                                absl::Span<const int> prompt_ids,
+                                                                const ScheduledGenerationOptions& options,
+                                                                PrecisionScheduler* scheduler,
+                                                                const std::function<void(int, int)>& on_token) {
+  using inference::Clock;
+  using inference::MsSince;
+  const inference::GenerationOptions& opt = options.generation;
+  if (auto st = inference::ValidateSamplingOptions(opt.sampling); !st.ok()) return st;
+  if (opt.max_new_tokens < 0) return absl::InvalidArgumentError("--max-new-tokens must be >= 0");
+  if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
+  const int ctx = engine.max_context();
+  if (static_cast<int>(prompt_ids.size()) >= ctx) {
+    return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt_ids.size(),
+                                              " tokens, which does not leave room in the GPU engine's context of ",
+                                              ctx, " tokens"));
+  }
+  int prefill = engine.precision();
+  if (scheduler != nullptr) {
+    std::vector<int> needed = scheduler->precisions();
+    prefill = options.prefill_precision > 0 ? options.prefill_precision : needed.front();
+    needed.push_back(prefill);
+    if (engine.max_precision() == 0) {
+      return absl::FailedPreconditionError("precision schedules need an any-precision checkpoint (see pmpd-quantize)");
+    }
+    for (int p : needed) {
+      if (p < engine.min_precision() || p > engine.max_precision()) {
+        return absl::InvalidArgumentError(absl::StrCat("precision ", p, " is missing from the checkpoint, which holds ",
+                                                       engine.min_precision(), " to ", engine.max_precision(),
+                                                       " bits"));
+      }
+    }
+    scheduler->Reset();
+    if (auto st = engine.SetPrecision(prefill); !st.ok()) return st;
+  }
+  const bool greedy = opt.sampling.temperature == 0.f;
+  const auto& eos = engine.config().eos_token_ids;
+  ScheduledGenerationResult r;
+  inference::GenerationResult& g = r.generation;
+  g.prompt_ids.assign(prompt_ids.begin(), prompt_ids.end());
+  g.finish_reason = "length";
+  engine.Reset();
+  inference::Sampler sampler(opt.sampling);
+  std::vector<float> logits;
+  int argmax = 0;
+  auto t0 = Clock::now();
+  if (auto st = engine.Prefill(prompt_ids, greedy ? nullptr : &logits, &argmax); !st.ok()) return st;
+  g.prefill_ms = MsSince(t0);
+  if (scheduler != nullptr) {
+    std::vector<float> k, v;
+    engine.LastLayerKv(&k, &v);
+    const auto& c = engine.config();
+    const auto ts = Clock::now();
+    auto st = scheduler->OnPrefill({k, v, c.num_key_value_heads, engine.cache_len(), c.head_dim});
+    r.schedule_us += 1000 * MsSince(ts);
+    if (!st.ok()) return st;
+  }
+  while (static_cast<int>(g.new_ids.size()) < opt.max_new_tokens) {
+    const int next = greedy ? argmax : sampler.Sample(logits);
+    g.new_ids.push_back(next);
+    r.token_precisions.push_back(engine.precision());  // the precision of the pass that produced it
+    if (on_token) on_token(next, engine.precision());
+    if (opt.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
+      g.finish_reason = "eos";
+      break;
+    }
+    if (static_cast<int>(g.new_ids.size()) == opt.max_new_tokens) break;
+    if (engine.cache_len() >= ctx) {
+      g.finish_reason = "context";
+      break;
+    }
+    if (scheduler != nullptr) {
+      const auto ts = Clock::now();
+      const int wanted = scheduler->NextPrecision(static_cast<int>(g.new_ids.size()), engine.precision(),
+                                                  greedy ? absl::Span<const float>() : absl::MakeConstSpan(logits));
+      r.schedule_us += 1000 * MsSince(ts);
+      if (wanted != engine.precision()) {
+        if (auto st = engine.SetPrecision(wanted); !st.ok()) return st;
+      }
+    }
+    t0 = Clock::now();
+    if (auto st = engine.DecodeStep(next, greedy ? nullptr : &logits, &argmax); !st.ok()) return st;
+    g.decode_ms += MsSince(t0);
+    ++g.decode_steps;
+  }
+  r.avg_bits = AverageBits(r.token_precisions);
+  return r;
+}
+
+}  // namespace pmpd::scheduler
