@@ -398,8 +398,11 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
             kvh = c.num_key_value_heads, hd = c.head_dim, qd = c.q_dim();
   const float eps = static_cast<float>(c.rms_norm_eps);
   kernels::EmbeddingLookup(embed, ids, n, H, x, stream);
-  for (const DeviceLayer& L : layers) {
-    kernels::RmsNormF32(x, L.input_norm, h, n, H, eps, stream);
+  // Residual adds ride along with the following norm (AddRmsNormF32): the input norm of layer 0 runs
+  // alone, the last layer's add runs alone before the final norm.
+  kernels::RmsNormF32(x, layers.front().input_norm, h, n, H, eps, stream);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const DeviceLayer& L = layers[l];
     // One token: the fused product writes q | k | v into q's buffer (room for 8 rows of q).
     const bool fused = n == 1 && L.qkv.n > 0;
     float* kp = fused ? q + qd : kbuf;
@@ -411,10 +414,15 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
       Linear(L.k, h, n, kbuf, bits);
       Linear(L.v, h, n, vbuf, bits);
     }
-    kernels::RotaryInPlace(q, positions, rope_cos, rope_sin, n, nh, hd, stream);
-    kernels::RotaryInPlace(kp, positions, rope_cos, rope_sin, n, kvh, hd, stream);
-    kernels::KvCacheWrite(kp, positions, n, kvh, hd, max_ctx, L.k_cache, stream);
-    kernels::KvCacheWrite(vp, positions, n, kvh, hd, max_ctx, L.v_cache, stream);
+    if (n == 1) {  // rotary of q and k and the cache append in one launch
+      kernels::RotaryKvAppend(q, kp, vp, positions, rope_cos, rope_sin, nh, kvh, hd, max_ctx, L.k_cache, L.v_cache,
+                              stream);
+    } else {
+      kernels::RotaryInPlace(q, positions, rope_cos, rope_sin, n, nh, hd, stream);
+      kernels::RotaryInPlace(kp, positions, rope_cos, rope_sin, n, kvh, hd, stream);
+      kernels::KvCacheWrite(kp, positions, n, kvh, hd, max_ctx, L.k_cache, stream);
+      kernels::KvCacheWrite(vp, positions, n, kvh, hd, max_ctx, L.v_cache, stream);
+    }
     if (decode) {
       kernels::DecodeAttentionDeviceLen(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2,
                                         attn_ws, attn, stream);
@@ -427,8 +435,7 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
       }
     }
     Linear(L.o, attn, n, proj, bits);
-    kernels::AddInPlace(x, proj, static_cast<int64_t>(n) * H, stream);
-    kernels::RmsNormF32(x, L.post_norm, h, n, H, eps, stream);
+    kernels::AddRmsNormF32(x, proj, L.post_norm, h, n, H, eps, stream);
     if (n == 1 && L.gate_up.n > 0) {  // gate | up into gate's buffer (room for 8 rows of gate)
       Linear(L.gate_up, h, 1, gate, bits);
       kernels::SwiGlu(gate, gate + I, gate, I, stream);
@@ -438,7 +445,11 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
       kernels::SwiGlu(gate, up, gate, static_cast<int64_t>(n) * I, stream);
     }
     Linear(L.down, gate, n, proj, bits);
-    kernels::AddInPlace(x, proj, static_cast<int64_t>(n) * H, stream);
+    if (l + 1 < layers.size()) {
+      kernels::AddRmsNormF32(x, proj, layers[l + 1].input_norm, h, n, H, eps, stream);
+    } else {
+      kernels::AddInPlace(x, proj, static_cast<int64_t>(n) * H, stream);
+    }
   }
   if (!head) return;
   kernels::RmsNormF32(x + static_cast<size_t>(n - 1) * H, final_norm, h, 1, H, eps, stream);

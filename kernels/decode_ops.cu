@@ -56,6 +56,37 @@ __global__ void RotaryKernel(float* __restrict__ x, const int32_t* __restrict__ 
   }
 }
 
+// One thread per (head row, i < head_dim / 2) over the q heads, then the kv heads: rotates q in
+// place, rotates k into the cache, copies v into the cache (both halves per thread).
+__global__ void RotaryKvAppendKernel(float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                                     const int32_t* __restrict__ position, const float* __restrict__ cos,
+                                     const float* __restrict__ sin, int heads, int kv_heads, int head_dim,
+                                     int max_len, float* __restrict__ k_cache, float* __restrict__ v_cache) {
+  const int half = head_dim / 2;
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= (heads + kv_heads) * half) return;
+  const int pos = *position;
+  const int row = idx / half, i = idx % half;
+  const float* c = cos + static_cast<size_t>(pos) * head_dim;
+  const float* s = sin + static_cast<size_t>(pos) * head_dim;
+  if (row < heads) {
+    float* x = q + static_cast<size_t>(row) * head_dim;
+    const float a = x[i], b = x[i + half];
+    x[i] = a * c[i] - b * s[i];
+    x[i + half] = b * c[i + half] + a * s[i + half];
+    return;
+  }
+  const int h = row - heads;
+  const float* kr = k + static_cast<size_t>(h) * head_dim;
+  const float* vr = v + static_cast<size_t>(h) * head_dim;
+  const size_t at = (static_cast<size_t>(h) * max_len + pos) * head_dim;
+  const float a = kr[i], b = kr[i + half];
+  k_cache[at + i] = a * c[i] - b * s[i];
+  k_cache[at + i + half] = b * c[i + half] + a * s[i + half];
+  v_cache[at + i] = vr[i];
+  v_cache[at + i + half] = vr[i + half];
+}
+
 // Block-wide reductions (blockDim.x a multiple of 32, <= 1024).
 __device__ float BlockMax(float v, float* scratch) {
   for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
@@ -313,6 +344,16 @@ void DecodeAttentionDeviceLen(const float* q, const float* k, const float* v, in
       q, k, v, heads / kv_heads, head_dim, max_len, len, 1.f / sqrtf(static_cast<float>(head_dim)), chunks, workspace);
   PMPD_CUDA_CHECK(cudaGetLastError());
   DecodeAttentionMergeKernel<<<heads, 128, 0, stream>>>(workspace, head_dim, chunks, len, out);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void RotaryKvAppend(float* q, const float* k, const float* v, const int32_t* position, const float* cos,
+                    const float* sin, int heads, int kv_heads, int head_dim, int max_len, float* k_cache,
+                    float* v_cache, cudaStream_t stream) {
+  PMPD_CHECK(head_dim % 2 == 0, "RotaryKvAppend: head_dim must be even");
+  const int total = (heads + kv_heads) * (head_dim / 2);
+  RotaryKvAppendKernel<<<(total + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+      q, k, v, position, cos, sin, heads, kv_heads, head_dim, max_len, k_cache, v_cache);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -44,6 +44,14 @@ int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len);
 void DecodeAttentionDeviceLen(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
                               int max_len, const int32_t* len, float* workspace, float* out, cudaStream_t stream);
 
+// The decode step's rotary + cache append in one launch (one token; its position read from device
+// memory, for CUDA graphs): q [heads, hd] rotated in place; k [kv_heads, hd] rotated and written to
+// k_cache[h, *position, :]; v written to v_cache[h, *position, :]. Same math as RotaryInPlace and
+// KvCacheWrite (their references compose to this one).
+void RotaryKvAppend(float* q, const float* k, const float* v, const int32_t* position, const float* cos,
+                    const float* sin, int heads, int kv_heads, int head_dim, int max_len, float* k_cache,
+                    float* v_cache, cudaStream_t stream);
+
 // Appends keys or values to a cache: cache[h, positions[t], :] = x[t, h, :] for t < n, h < kv_heads.
 // x [n, kv_heads, head_dim]; cache [kv_heads, max_len, head_dim]; positions on the device, < max_len.
 void KvCacheWrite(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,

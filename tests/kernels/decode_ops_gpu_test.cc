@@ -96,5 +96,46 @@ TEST(DecodeOpsGpuTest, DecodeAttentionMatchesReference) {
   }
 }
 
+// The decode step's fused rotary + cache append equals RotaryInPlace on q and k followed by
+// KvCacheWrite of k and v (references), bit for bit in the rotated values' math.
+TEST(DecodeOpsGpuTest, RotaryKvAppendEqualsRotaryThenCacheWrite) {
+  PMPD_REQUIRE_GPU();
+  std::mt19937 rng(6);
+  std::normal_distribution<float> g(0.f, 1.f);
+  auto random = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = g(rng);
+    return v;
+  };
+  const int max_len = 37;
+  for (int hd : {2, 8, 48, 128}) {
+    for (auto [heads, kvh] : {std::pair{6, 2}, std::pair{4, 4}}) {
+      for (int pos : {0, 11, max_len - 1}) {
+        std::vector<float> q = random(heads * hd), k = random(kvh * hd), v = random(kvh * hd);
+        std::vector<float> cs = random(static_cast<size_t>(max_len) * hd), sn = random(static_cast<size_t>(max_len) * hd);
+        std::vector<float> kc = random(static_cast<size_t>(kvh) * max_len * hd), vc = random(kc.size());
+        Dev<float> dq(q), dk(k), dv(v), dcs(cs), dsn(sn), dkc(kc), dvc(vc);
+        Dev<int32_t> dpos(std::vector<int32_t>{pos});
+        RotaryKvAppend(dq.p, dk.p, dv.p, dpos.p, dcs.p, dsn.p, heads, kvh, hd, max_len, dkc.p, dvc.p, nullptr);
+        const int32_t positions[1] = {pos};
+        RotaryInPlaceRef(q.data(), positions, cs.data(), sn.data(), 1, heads, hd);
+        RotaryInPlaceRef(k.data(), positions, cs.data(), sn.data(), 1, kvh, hd);
+        KvCacheWriteRef(k.data(), positions, 1, kvh, hd, max_len, kc.data());
+        KvCacheWriteRef(v.data(), positions, 1, kvh, hd, max_len, vc.data());
+        // a*c - b*s in fp32 on both sides: at most one rounding apart when the compiler fuses the FMA.
+        auto close = [&](const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+          for (size_t i = 0; i < want.size(); ++i) {
+            ASSERT_NEAR(got[i], want[i], 4e-7 * (std::fabs(want[i]) + 4)) << what << " hd " << hd << " pos " << pos
+                                                                          << " index " << i;
+          }
+        };
+        close(dq.Get(), q, "q");
+        close(dkc.Get(), kc, "k cache");
+        EXPECT_EQ(dvc.Get(), vc) << "v cache";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace pmpd::kernels
