@@ -1,6 +1,7 @@
 // Benchmark: switch-point labelling throughput (samples/s), batched branches against sequential
 // branches (the PMPD reference's way), on the same prompts, interleaved so both see the same
-// machine state; per prompt and mode the fastest of --repeats runs counts. Usage: pmpd-bench-gen-data --model DIR --c4 PATH [--docs 16] [--max-new-tokens 256]
+// machine state; per prompt and mode the fastest of --repeats runs counts. Usage:
+// pmpd-bench-gen-data --model DIR --c4 PATH [--docs 16] [--max-new-tokens 256]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,10 +18,12 @@
 
 ABSL_FLAG(std::string, model, "", "Any-precision model directory. Required.");
 ABSL_FLAG(std::string, c4, "", "C4 JSON-lines input (file, directory or glob). Required.");
-ABSL_FLAG(int, docs, 16, "Prompts (the first documents, each cut to its first --prompt-tokens tokens).");
+ABSL_FLAG(int, docs, 16,
+          "Prompts (the first documents, each cut to its first --prompt-tokens tokens).");
 ABSL_FLAG(int, prompt_tokens, 128, "Prompt length.");
 ABSL_FLAG(int, max_new_tokens, 256, "Tokens per branch.");
-ABSL_FLAG(int, repeats, 3, "Runs per prompt and mode; the fastest counts (robust to other load on the machine).");
+ABSL_FLAG(int, repeats, 3,
+          "Runs per prompt and mode; the fastest counts (robust to other load on the machine).");
 ABSL_FLAG(int, high, 4, "High precision of the pair.");
 ABSL_FLAG(int, low, 3, "Low precision of the pair.");
 
@@ -48,7 +51,8 @@ int main(int argc, char** argv) {
     ids.resize(std::min<size_t>(ids.size(), absl::GetFlag(FLAGS_prompt_tokens)));
     prompts.push_back(ids);
   }
-  const std::string reference = "";  // Rouge-L is not what is timed; an empty reference keeps it negligible
+  const std::string reference =
+      "";  // Rouge-L is not what is timed; an empty reference keeps it negligible
   double t_batched = 0, t_seq = 0;
   int same = 0;
   for (const auto& p : prompts) {
@@ -69,11 +73,13 @@ int main(int argc, char** argv) {
     t_seq += best_s;
   }
   const double n = static_cast<double>(prompts.size());
-  std::printf("pair %d->%d, %zu prompts of <= %d tokens, %d new tokens, candidates", o.high, o.low, prompts.size(),
-              absl::GetFlag(FLAGS_prompt_tokens), o.max_new_tokens);
+  std::printf("pair %d->%d, %zu prompts of <= %d tokens, %d new tokens, candidates", o.high, o.low,
+              prompts.size(), absl::GetFlag(FLAGS_prompt_tokens), o.max_new_tokens);
   for (int c : o.candidate_steps) std::printf(" %d", c);
-  std::printf("\n  batched branches:    %.2f samples/s\n  sequential branches: %.2f samples/s\n  ratio: %.2fx "
-              "(identical outputs on %d/%zu prompts)\n",
-              n / t_batched, n / t_seq, t_seq / t_batched, same, prompts.size());
+  std::printf(
+      "\n  batched branches:    %.2f samples/s\n  sequential branches: %.2f samples/s\n  ratio: "
+      "%.2fx "
+      "(identical outputs on %d/%zu prompts)\n",
+      n / t_batched, n / t_seq, t_seq / t_batched, same, prompts.size());
   return 0;
 }

@@ -19,33 +19,45 @@ ABSL_FLAG(std::string, model, "", "Any-precision model directory (see pmpd-quant
 ABSL_FLAG(std::string, precisions, "4,3,2",
           "Precisions high to low; one label per adjacent pair (4,3,2 -> pairs 4->3 and 3->2).");
 ABSL_FLAG(std::string, c4, "",
-          "C4 documents: a .json/.jsonl(.gz) JSON-lines file with a `text` field, a directory of such shards, or a "
-          "quoted glob ('c4/en/c4-train.*.json.gz'); other files are plain text with documents separated by "
+          "C4 documents: a .json/.jsonl(.gz) JSON-lines file with a `text` field, a directory of "
+          "such shards, or a "
+          "quoted glob ('c4/en/c4-train.*.json.gz'); other files are plain text with documents "
+          "separated by "
           "<|endoftext|> (TinyStories). Streamed; malformed lines and empty texts are skipped and "
           "counted. Required.");
 ABSL_FLAG(int, num_docs, 64, "Documents taken from the start of the input (all shards together).");
-ABSL_FLAG(int, max_new_tokens, 256, "Tokens generated per prompt (reference, all-high output and branches).");
+ABSL_FLAG(int, max_new_tokens, 256,
+          "Tokens generated per prompt (reference, all-high output and branches).");
 ABSL_FLAG(int, max_prompt_tokens, 2048,
-          "Documents are capped at this many tokens (BOS included), and at the context minus --max-new-tokens.");
+          "Documents are capped at this many tokens (BOS included), and at the context minus "
+          "--max-new-tokens.");
 ABSL_FLAG(int, min_prefix_tokens, 32,
-          "Each prompt is a seeded random prefix of the capped document, of length in [min(this, L/2), L].");
+          "Each prompt is a seeded random prefix of the capped document, of length in [min(this, "
+          "L/2), L].");
 ABSL_FLAG(std::string, candidate_steps, "",
-          "Switch steps tried per pair, increasing, in [0, --max-new-tokens) (default: 0,N/3,2N/3). Labels are the "
+          "Switch steps tried per pair, increasing, in [0, --max-new-tokens) (default: "
+          "0,N/3,2N/3). Labels are the "
           "index of the earliest step whose Rouge-L matches staying high, or 'never'.");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of the prompt cuts (per document: the same in any shard).");
 ABSL_FLAG(std::string, shard, "0/1",
-          "i/n: process documents with index % n == i (one process per GPU or host); join parts with `merge`.");
+          "i/n: process documents with index % n == i (one process per GPU or host); join parts "
+          "with `merge`.");
 ABSL_FLAG(std::string, out, "", "Output HDF5 file (layout: docs/gen-data-format.md). Required.");
 ABSL_FLAG(std::string, reference_model, "",
-          "Full-precision checkpoint whose greedy output is the reference (e.g. the one you quantized). Default: the "
+          "Full-precision checkpoint whose greedy output is the reference (e.g. the one you "
+          "quantized). Default: the "
           "any-precision model at --reference-precision.");
-ABSL_FLAG(int, reference_precision, 0, "Reference precision without --reference-model (default: the parent, highest).");
-ABSL_FLAG(int, flush_every, 8, "Samples per crash-safe segment: a kill loses at most this many samples' work.");
+ABSL_FLAG(int, reference_precision, 0,
+          "Reference precision without --reference-model (default: the parent, highest).");
+ABSL_FLAG(int, flush_every, 8,
+          "Samples per crash-safe segment: a kill loses at most this many samples' work.");
 ABSL_FLAG(int, stop_after, 0,
-          "Stop after computing this many samples (0: run to the end); rerun the same command to continue. For "
+          "Stop after computing this many samples (0: run to the end); rerun the same command to "
+          "continue. For "
           "time-boxed jobs.");
 ABSL_FLAG(std::string, branches, "batched",
-          "batched: branches share the prefix cache and decode as one batch; sequential: one generation per branch "
+          "batched: branches share the prefix cache and decode as one batch; sequential: one "
+          "generation per branch "
           "(the reference's way, for comparison).");
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 
@@ -72,24 +84,30 @@ void PrintBalance(const data_gen::GenDataReport& r, const std::vector<int>& prec
 int Merge(const std::vector<std::string>& parts) {
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty() || parts.empty()) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("usage: pmpd-gen-data merge --out FILE.h5 PART.h5..."));
+    return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                   "usage: pmpd-gen-data merge --out FILE.h5 PART.h5..."));
   }
   if (auto st = data_gen::MergeGenDataShards(parts, out); !st.ok()) return cli::Fail(kProgram, st);
   auto r = data_gen::SummarizeGenData(out);
   if (!r.ok()) return cli::Fail(kProgram, r.status());
   std::fprintf(stderr, "merged %zu shards into %s\n", parts.size(), out.c_str());
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << nlohmann::json{{"out", out}, {"samples", r->samples}, {"class_counts", r->class_counts}}.dump()
+    std::cout << nlohmann::json{{"out", out},
+                                {"samples", r->samples},
+                                {"class_counts", r->class_counts}}
+                     .dump()
               << "\n";
   }
   return 0;
 }
 
 int Run(const std::vector<std::string>& args) {
-  if (!args.empty() && args[0] == "merge") return Merge(std::vector<std::string>(args.begin() + 1, args.end()));
+  if (!args.empty() && args[0] == "merge")
+    return Merge(std::vector<std::string>(args.begin() + 1, args.end()));
   if (!args.empty()) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", args[0],
-                                                                       "\" (the only subcommand is merge)")));
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", args[0],
+                                                             "\" (the only subcommand is merge)")));
   }
   data_gen::GenDataOptions o;
   o.model_dir = absl::GetFlag(FLAGS_model);
@@ -114,45 +132,58 @@ int Run(const std::vector<std::string>& args) {
   o.stop_after = absl::GetFlag(FLAGS_stop_after);
   const std::string branches = absl::GetFlag(FLAGS_branches);
   if (branches != "batched" && branches != "sequential") {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--branches must be batched or sequential"));
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--branches must be batched or sequential"));
   }
   o.batched_branches = branches == "batched";
   const std::vector<std::string> shard = absl::StrSplit(absl::GetFlag(FLAGS_shard), '/');
-  if (shard.size() != 2 || !absl::SimpleAtoi(shard[0], &o.shard_index) || !absl::SimpleAtoi(shard[1], &o.shard_count)) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                   absl::StrCat("--shard \"", absl::GetFlag(FLAGS_shard), "\": expected i/n, e.g. 0/4")));
+  if (shard.size() != 2 || !absl::SimpleAtoi(shard[0], &o.shard_index) ||
+      !absl::SimpleAtoi(shard[1], &o.shard_count)) {
+    return cli::Fail(
+        kProgram, absl::InvalidArgumentError(absl::StrCat("--shard \"", absl::GetFlag(FLAGS_shard),
+                                                          "\": expected i/n, e.g. 0/4")));
   }
   const bool tty = isatty(2);
   auto progress = [&](const data_gen::GenDataProgress& p) {
     const int width = 30;
     const int filled = p.total > 0 ? static_cast<int>(width * p.done / p.total) : width;
-    std::fprintf(stderr, "%s[%s%s] %lld/%lld samples (%lld resumed)  %.2f samples/s  ETA %.0f s%s", tty ? "\r" : "",
-                 std::string(filled, '#').c_str(), std::string(width - std::min(filled, width), '.').c_str(),
-                 static_cast<long long>(p.done), static_cast<long long>(p.total), static_cast<long long>(p.resumed),
-                 p.samples_per_s, p.eta_s, tty ? "   " : "\n");
+    std::fprintf(stderr, "%s[%s%s] %lld/%lld samples (%lld resumed)  %.2f samples/s  ETA %.0f s%s",
+                 tty ? "\r" : "", std::string(filled, '#').c_str(),
+                 std::string(width - std::min(filled, width), '.').c_str(),
+                 static_cast<long long>(p.done), static_cast<long long>(p.total),
+                 static_cast<long long>(p.resumed), p.samples_per_s, p.eta_s, tty ? "   " : "\n");
     std::fflush(stderr);
   };
   auto r = data_gen::RunGenData(o, progress);
   if (tty) std::fprintf(stderr, "\n");
   if (!r.ok()) return cli::Fail(kProgram, r.status());
   if (r->stopped_early) {
-    std::fprintf(stderr, "stopped after %lld samples (--stop-after); %lld of this shard are done; rerun to continue\n",
+    std::fprintf(stderr,
+                 "stopped after %lld samples (--stop-after); %lld of this shard are done; rerun to "
+                 "continue\n",
                  static_cast<long long>(r->computed), static_cast<long long>(r->samples));
     if (absl::GetFlag(FLAGS_json)) {
-      std::cout << nlohmann::json{{"out", o.out}, {"stopped_early", true}, {"samples", r->samples},
-                                  {"computed", r->computed}}.dump() << "\n";
+      std::cout << nlohmann::json{{"out", o.out},
+                                  {"stopped_early", true},
+                                  {"samples", r->samples},
+                                  {"computed", r->computed}}
+                       .dump()
+                << "\n";
     }
     return 0;
   }
   if (r->already_complete) {
-    std::fprintf(stderr, "%s is already complete with these settings (%lld samples)\n", o.out.c_str(),
-                 static_cast<long long>(r->samples));
+    std::fprintf(stderr, "%s is already complete with these settings (%lld samples)\n",
+                 o.out.c_str(), static_cast<long long>(r->samples));
   } else {
-    std::fprintf(stderr, "wrote %s: %lld samples (%lld resumed, %lld computed in %.1f s, %.2f samples/s); skipped %lld "
+    std::fprintf(stderr,
+                 "wrote %s: %lld samples (%lld resumed, %lld computed in %.1f s, %.2f samples/s); "
+                 "skipped %lld "
                  "malformed lines and %lld empty texts\n",
-                 o.out.c_str(), static_cast<long long>(r->samples), static_cast<long long>(r->resumed),
-                 static_cast<long long>(r->computed), r->seconds, r->samples_per_s,
-                 static_cast<long long>(r->malformed_lines), static_cast<long long>(r->empty_texts));
+                 o.out.c_str(), static_cast<long long>(r->samples),
+                 static_cast<long long>(r->resumed), static_cast<long long>(r->computed),
+                 r->seconds, r->samples_per_s, static_cast<long long>(r->malformed_lines),
+                 static_cast<long long>(r->empty_texts));
   }
   PrintBalance(*r, o.precisions);
   if (absl::GetFlag(FLAGS_json)) {
@@ -176,11 +207,14 @@ int Run(const std::vector<std::string>& args) {
 
 int main(int argc, char** argv) {
   cli::InitUsage(
-      "pmpd-gen-data --model DIR --c4 PATH --out FILE.h5 [--precisions 4,3,2] [--num-docs N] [--max-new-tokens N]\n"
+      "pmpd-gen-data --model DIR --c4 PATH --out FILE.h5 [--precisions 4,3,2] [--num-docs N] "
+      "[--max-new-tokens N]\n"
       "              [--candidate-steps 0,85,170] [--seed S] [--shard i/n] [--json]\n"
       "pmpd-gen-data merge --out FILE.h5 PART.h5...\n\n"
-      "Labels, for each adjacent precision pair (hi, lo), the earliest step at which decoding can switch from hi to lo\n"
-      "without losing Rouge-L against a reference continuation, and stores the last layer's KV cache after the prefill\n"
+      "Labels, for each adjacent precision pair (hi, lo), the earliest step at which decoding can "
+      "switch from hi to lo\n"
+      "without losing Rouge-L against a reference continuation, and stores the last layer's KV "
+      "cache after the prefill\n"
       "at hi (the learned scheduler's input). Killed runs resume when rerun with the same flags.");
   return Run(cli::ParseFlags(argc, argv));
 }

@@ -23,23 +23,32 @@
 #include "trainer/classifier_trainer.h"
 
 ABSL_FLAG(std::string, data, "", "pmpd-gen-data HDF5 file. Required.");
-ABSL_FLAG(std::string, precisions, "4,3", "Precisions high to low; every adjacent pair is trained per trial and the "
+ABSL_FLAG(std::string, precisions, "4,3",
+          "Precisions high to low; every adjacent pair is trained per trial and the "
           "objective is the mean of their best validation losses.");
-ABSL_FLAG(int, trials, 100, "Finished trials (complete + pruned) the study ends with, counting earlier runs.");
+ABSL_FLAG(int, trials, 100,
+          "Finished trials (complete + pruned) the study ends with, counting earlier runs.");
 ABSL_FLAG(int, jobs, 1, "Worker threads. Several processes may also share one --study directory.");
-ABSL_FLAG(std::string, study, "", "Study directory (journal.jsonl; rerun to resume). Default: OUT/study.");
-ABSL_FLAG(std::string, space, "", "Search space JSON (hpo/README.md). Default: the built-in space (see --help).");
+ABSL_FLAG(std::string, study, "",
+          "Study directory (journal.jsonl; rerun to resume). Default: OUT/study.");
+ABSL_FLAG(std::string, space, "",
+          "Search space JSON (hpo/README.md). Default: the built-in space (see --help).");
 ABSL_FLAG(std::string, sampler, "tpe", "tpe or random.");
 ABSL_FLAG(std::string, pruner, "median",
-          "median, asha or none, on the first pair's validation loss after each epoch (median: not before epoch "
+          "median, asha or none, on the first pair's validation loss after each epoch (median: not "
+          "before epoch "
           "5, after 5 complete trials; asha: first rung at epoch 5, reduction factor 4).");
-ABSL_FLAG(uint64_t, seed, 0, "Study seed (trial n samples from a stream of (seed, n)); also the training seed, so "
+ABSL_FLAG(uint64_t, seed, 0,
+          "Study seed (trial n samples from a stream of (seed, n)); also the training seed, so "
           "every trial sees the same train/validation split.");
 ABSL_FLAG(std::string, device, "cpu", "Training device: cpu or cuda.");
-ABSL_FLAG(bool, enqueue_defaults, true, "Try pmpd-train's default hyperparameters as trial 0 (warm start).");
-ABSL_FLAG(std::string, out, "", "Output: the best trial's classifiers (pmpd-train format), trials.csv, "
+ABSL_FLAG(bool, enqueue_defaults, true,
+          "Try pmpd-train's default hyperparameters as trial 0 (warm start).");
+ABSL_FLAG(std::string, out, "",
+          "Output: the best trial's classifiers (pmpd-train format), trials.csv, "
           "leaderboard.txt, history.svg, importance.txt. Required.");
-ABSL_FLAG(bool, json, false, "Print one JSON object (completed, best_value, best_params, ...) as the last line.");
+ABSL_FLAG(bool, json, false,
+          "Print one JSON object (completed, best_value, best_params, ...) as the last line.");
 
 namespace {
 constexpr char kProgram[] = "pmpd-hypertune";
@@ -57,14 +66,16 @@ constexpr char kDefaultSpace[] = R"({"params": [
 
 int Run() {
   const std::string data = absl::GetFlag(FLAGS_data), out = absl::GetFlag(FLAGS_out);
-  if (data.empty() || out.empty()) return cli::Fail(kProgram, absl::InvalidArgumentError("--data and --out are required"));
+  if (data.empty() || out.empty())
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--data and --out are required"));
   if (absl::GetFlag(FLAGS_trials) < 1 || absl::GetFlag(FLAGS_jobs) < 1) {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--trials and --jobs must be >= 1"));
   }
   auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
   if (precisions->size() < 2) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--precisions needs at least two, high to low"));
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--precisions needs at least two, high to low"));
   }
   {
     auto reader = scheduler::KvDatasetReader::Open(data);
@@ -83,10 +94,13 @@ int Run() {
     const std::string& n = space->param(i).name;
     if (n != "lr" && n != "epochs" && n != "grad_accum" && n != "weight_decay" && n != "dropout" &&
         n != "batch_size" && n != "patience") {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     absl::GetFlag(FLAGS_space), ": parameter \"", n, "\" is not a pmpd-train "
-                                     "hyperparameter (lr, epochs, grad_accum, weight_decay, dropout, batch_size, "
-                                     "patience)")));
+      return cli::Fail(
+          kProgram,
+          absl::InvalidArgumentError(absl::StrCat(
+              absl::GetFlag(FLAGS_space), ": parameter \"", n,
+              "\" is not a pmpd-train "
+              "hyperparameter (lr, epochs, grad_accum, weight_decay, dropout, batch_size, "
+              "patience)")));
     }
   }
   hpo::StudyOptions so;
@@ -100,8 +114,8 @@ int Run() {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--sampler must be tpe or random"));
   }
   so.sampler.tpe.constant_liar = absl::GetFlag(FLAGS_jobs) > 1;
-  // Validation losses of the first epochs are noisy: judging trials there prunes good learning rates
-  // that start slowly, so neither pruner acts before epoch 5.
+  // Validation losses of the first epochs are noisy: judging trials there prunes good learning
+  // rates that start slowly, so neither pruner acts before epoch 5.
   if (pruner == "median") {
     so.pruner.type = hpo::PrunerConfig::Type::kMedian;
     so.pruner.median.n_warmup_steps = 5;
@@ -113,20 +127,28 @@ int Run() {
   } else {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--pruner must be median, asha or none"));
   }
-  so.warn = [](const std::string& w) { std::fprintf(stderr, "%s: warning: %s\n", kProgram, w.c_str()); };
-  const std::string study_dir =
-      absl::GetFlag(FLAGS_study).empty() ? models::JoinPath(out, "study") : absl::GetFlag(FLAGS_study);
+  so.warn = [](const std::string& w) {
+    std::fprintf(stderr, "%s: warning: %s\n", kProgram, w.c_str());
+  };
+  const std::string study_dir = absl::GetFlag(FLAGS_study).empty() ? models::JoinPath(out, "study")
+                                                                   : absl::GetFlag(FLAGS_study);
   if (auto st = models::MakeDirs(study_dir); !st.ok()) return cli::Fail(kProgram, st);
   auto study = hpo::Study::Open(study_dir, *space, so);
   if (!study.ok()) return cli::Fail(kProgram, study.status());
   trainer::TrainOptions defaults;
   if (absl::GetFlag(FLAGS_enqueue_defaults)) {
-    nlohmann::json p = {{"lr", defaults.lr},   {"epochs", defaults.epochs},        {"grad_accum", defaults.grad_accum},
-                        {"weight_decay", defaults.weight_decay}, {"dropout", defaults.dropout},
-                        {"batch_size", defaults.batch_size}, {"patience", defaults.patience}};
+    nlohmann::json p = {{"lr", defaults.lr},
+                        {"epochs", defaults.epochs},
+                        {"grad_accum", defaults.grad_accum},
+                        {"weight_decay", defaults.weight_decay},
+                        {"dropout", defaults.dropout},
+                        {"batch_size", defaults.batch_size},
+                        {"patience", defaults.patience}};
     nlohmann::json in_space = nlohmann::json::object();
-    for (size_t i = 0; i < space->size(); ++i) in_space[space->param(i).name] = p[space->param(i).name];
-    if (auto st = (*study)->Enqueue(in_space); !st.ok()) return cli::Fail(kProgram, st);  // no-op when queued before
+    for (size_t i = 0; i < space->size(); ++i)
+      in_space[space->param(i).name] = p[space->param(i).name];
+    if (auto st = (*study)->Enqueue(in_space); !st.ok())
+      return cli::Fail(kProgram, st);  // no-op when queued before
   }
 
   // A trial: train every pair with its hyperparameters. The first pair's validation loss after each
@@ -147,7 +169,8 @@ int Run() {
       if (n == "batch_size") o.batch_size = v.get<int>();
       if (n == "patience") o.patience = v.get<int>();
     }
-    o.checkpoint_dir = models::JoinPath(study_dir, absl::StrCat("trial_", t.number(), "/checkpoints"));
+    o.checkpoint_dir =
+        models::JoinPath(study_dir, absl::StrCat("trial_", t.number(), "/checkpoints"));
     return o;
   };
   std::mutex print;
@@ -170,7 +193,8 @@ int Run() {
       results.push_back(std::move(*r));
     }
     // Keep the trial's classifiers so the best one is exported without retraining.
-    const std::string dir = models::JoinPath(study_dir, absl::StrCat("trial_", ctx.number(), "/classifiers"));
+    const std::string dir =
+        models::JoinPath(study_dir, absl::StrCat("trial_", ctx.number(), "/classifiers"));
     if (auto st = trainer::ExportClassifiers(dir, data, results, o); !st.ok()) return st;
     return sum / static_cast<double>(results.size());
   };
@@ -179,8 +203,9 @@ int Run() {
   ro.jobs = absl::GetFlag(FLAGS_jobs);
   ro.on_trial_end = [&](const hpo::FrozenTrial& t) {
     std::lock_guard<std::mutex> lock(print);
-    std::fprintf(stderr, "trial %3lld %-8s value %s  %s  (%.1f s)\n", static_cast<long long>(t.number),
-                 hpo::TrialStateName(t.state), t.value ? absl::StrCat(*t.value).c_str() : "-",
+    std::fprintf(stderr, "trial %3lld %-8s value %s  %s  (%.1f s)\n",
+                 static_cast<long long>(t.number), hpo::TrialStateName(t.state),
+                 t.value ? absl::StrCat(*t.value).c_str() : "-",
                  hpo::ParamsToJson(*space, t.params).dump().c_str(), t.duration_s());
   };
   if (auto st = hpo::RunStudy(**study, objective, ro); !st.ok()) return cli::Fail(kProgram, st);
@@ -189,7 +214,8 @@ int Run() {
   if (!trials.ok()) return cli::Fail(kProgram, trials.status());
   auto best = (*study)->BestTrial();
   if (!best.ok()) return cli::Fail(kProgram, best.status());
-  if (!best->has_value()) return cli::Fail(kProgram, absl::FailedPreconditionError("no trial completed"));
+  if (!best->has_value())
+    return cli::Fail(kProgram, absl::FailedPreconditionError("no trial completed"));
   int completed = 0, pruned = 0;
   for (const auto& t : *trials) {
     completed += t.state == hpo::TrialState::kComplete;
@@ -201,26 +227,39 @@ int Run() {
   // Export the best trial: copy the classifiers it exported when it finished.
   const hpo::FrozenTrial& b = **best;
   const nlohmann::json best_params = hpo::ParamsToJson(*space, b.params);
-  const std::string best_dir = models::JoinPath(study_dir, absl::StrCat("trial_", b.number, "/classifiers"));
+  const std::string best_dir =
+      models::JoinPath(study_dir, absl::StrCat("trial_", b.number, "/classifiers"));
   auto manifest = models::ReadFileToString(models::JoinPath(best_dir, "manifest.json"));
   if (!manifest.ok()) return cli::Fail(kProgram, manifest.status());
   for (size_t p = 0; p + 1 < precisions->size(); ++p) {
-    const std::string f = absl::StrCat("classifier_", (*precisions)[p], "_", (*precisions)[p + 1], ".safetensors");
+    const std::string f =
+        absl::StrCat("classifier_", (*precisions)[p], "_", (*precisions)[p + 1], ".safetensors");
     auto bytes = models::ReadFileToString(models::JoinPath(best_dir, f));
     if (!bytes.ok()) return cli::Fail(kProgram, bytes.status());
-    if (auto st = models::WriteFileAtomically(models::JoinPath(out, f), *bytes); !st.ok()) return cli::Fail(kProgram, st);
+    if (auto st = models::WriteFileAtomically(models::JoinPath(out, f), *bytes); !st.ok())
+      return cli::Fail(kProgram, st);
   }
-  if (auto st = models::WriteFileAtomically(models::JoinPath(out, "manifest.json"), *manifest); !st.ok()) {
+  if (auto st = models::WriteFileAtomically(models::JoinPath(out, "manifest.json"), *manifest);
+      !st.ok()) {
     return cli::Fail(kProgram, st);
   }
-  std::fprintf(stderr, "\n%s", hpo::Leaderboard(*space, *trials, hpo::Direction::kMinimize, 10).c_str());
-  std::fprintf(stderr, "best trial %lld: validation loss %.5f, %s; classifiers in %s; report in %s/trials.csv, "
-               "history.svg, importance.txt\n",
-               static_cast<long long>(b.number), *b.value, best_params.dump().c_str(), out.c_str(), out.c_str());
+  std::fprintf(stderr, "\n%s",
+               hpo::Leaderboard(*space, *trials, hpo::Direction::kMinimize, 10).c_str());
+  std::fprintf(
+      stderr,
+      "best trial %lld: validation loss %.5f, %s; classifiers in %s; report in %s/trials.csv, "
+      "history.svg, importance.txt\n",
+      static_cast<long long>(b.number), *b.value, best_params.dump().c_str(), out.c_str(),
+      out.c_str());
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << nlohmann::json{{"completed", completed},     {"pruned", pruned},       {"trials", trials->size()},
-                                {"best_trial", b.number},     {"best_value", *b.value}, {"best_params", best_params},
-                                {"out", out},                 {"study", study_dir}}
+    std::cout << nlohmann::json{{"completed", completed},
+                                {"pruned", pruned},
+                                {"trials", trials->size()},
+                                {"best_trial", b.number},
+                                {"best_value", *b.value},
+                                {"best_params", best_params},
+                                {"out", out},
+                                {"study", study_dir}}
                      .dump()
               << "\n";
   }
@@ -230,13 +269,17 @@ int Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cli::InitUsage(absl::StrCat(
-      "pmpd-hypertune --data FILE.h5 --precisions 4,3 --trials 100 [--jobs N] [--study DIR] [--space FILE.json]\n"
-      "               [--sampler tpe|random] [--pruner median|asha|none] [--seed S] --out DIR [--json]\n\n"
-      "Searches pmpd-train's hyperparameters with our TPE (hpo/): objective = mean best validation loss over the\n"
-      "pairs. Kill it at any time and rerun the same command: the study (journal in --study) continues without\n"
-      "losing or repeating trials. The built-in space:\n",
-      kDefaultSpace));
+  cli::InitUsage(
+      absl::StrCat("pmpd-hypertune --data FILE.h5 --precisions 4,3 --trials 100 [--jobs N] "
+                   "[--study DIR] [--space FILE.json]\n"
+                   "               [--sampler tpe|random] [--pruner median|asha|none] [--seed S] "
+                   "--out DIR [--json]\n\n"
+                   "Searches pmpd-train's hyperparameters with our TPE (hpo/): objective = mean "
+                   "best validation loss over the\n"
+                   "pairs. Kill it at any time and rerun the same command: the study (journal in "
+                   "--study) continues without\n"
+                   "losing or repeating trials. The built-in space:\n",
+                   kDefaultSpace));
   cli::ParseFlags(argc, argv);
   return Run();
 }

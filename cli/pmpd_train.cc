@@ -19,9 +19,11 @@
 #include "trainer/training_plot.h"
 
 ABSL_FLAG(std::string, data, "", "pmpd-gen-data HDF5 file. Required.");
-ABSL_FLAG(std::string, precisions, "4,3,2",
-          "Precisions high to low; one classifier per adjacent pair, each must be in the data file.");
-ABSL_FLAG(std::string, out, "", "Output directory: classifier_<hi>_<lo>.safetensors, manifest.json, "
+ABSL_FLAG(
+    std::string, precisions, "4,3,2",
+    "Precisions high to low; one classifier per adjacent pair, each must be in the data file.");
+ABSL_FLAG(std::string, out, "",
+          "Output directory: classifier_<hi>_<lo>.safetensors, manifest.json, "
           "training_<hi>_<lo>.svg, checkpoints/. Required.");
 ABSL_FLAG(int, epochs, 30, "Most epochs (early stopping may end sooner).");
 ABSL_FLAG(double, lr, 1e-3, "AdamW learning rate.");
@@ -29,11 +31,13 @@ ABSL_FLAG(double, weight_decay, 1e-2, "AdamW weight decay.");
 ABSL_FLAG(double, dropout, 0.1, "Dropout on the attention weights.");
 ABSL_FLAG(int, grad_accum, 1, "Batches per optimizer step.");
 ABSL_FLAG(int, batch_size, 16, "Prompts per batch (padded to the longest, masked).");
-ABSL_FLAG(double, val_fraction, 0.1, "Validation share of the samples (a seeded, deterministic split).");
+ABSL_FLAG(double, val_fraction, 0.1,
+          "Validation share of the samples (a seeded, deterministic split).");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of the split, the initialisation, dropout and shuffling.");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda.");
 ABSL_FLAG(std::string, balance, "weighted",
-          "Class balancing: weighted (default; inverse-frequency loss weights: each sample once per epoch, nothing "
+          "Class balancing: weighted (default; inverse-frequency loss weights: each sample once "
+          "per epoch, nothing "
           "repeated to overfit), oversample (the PMPD reference's way), none.");
 ABSL_FLAG(int, patience, 5, "Early stopping: epochs without a better validation loss.");
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
@@ -51,11 +55,13 @@ std::vector<std::string> ClassNames(const std::vector<int64_t>& steps) {
 
 int Run() {
   const std::string data = absl::GetFlag(FLAGS_data), out = absl::GetFlag(FLAGS_out);
-  if (data.empty() || out.empty()) return cli::Fail(kProgram, absl::InvalidArgumentError("--data and --out are required"));
+  if (data.empty() || out.empty())
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--data and --out are required"));
   auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
   if (precisions->size() < 2) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--precisions needs at least two, high to low (e.g. 4,3,2)"));
+    return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                   "--precisions needs at least two, high to low (e.g. 4,3,2)"));
   }
   // All pairs must be in the file before any training starts.
   auto reader = scheduler::KvDatasetReader::Open(data);
@@ -65,7 +71,8 @@ int Run() {
     if (!t.ok()) return cli::Fail(kProgram, t.status());
   }
   const std::vector<std::string> names = ClassNames((*reader)->header().candidate_steps);
-  std::fprintf(stderr, "%s: %lld samples, classes %s\n", data.c_str(), static_cast<long long>((*reader)->num_samples()),
+  std::fprintf(stderr, "%s: %lld samples, classes %s\n", data.c_str(),
+               static_cast<long long>((*reader)->num_samples()),
                absl::StrJoin(names, ", ").c_str());
   reader->reset();
 
@@ -89,8 +96,11 @@ int Run() {
     const int hi = (*precisions)[p], lo = (*precisions)[p + 1];
     std::fprintf(stderr, "pair %d->%d\n", hi, lo);
     auto r = trainer::TrainPairClassifier(data, hi, lo, o, [&](const trainer::EpochMetrics& e) {
-      std::fprintf(stderr, "  epoch %3d/%d  train loss %.4f  val loss %.4f  val acc %.3f  val macro-F1 %.3f  (%.1f s)\n",
-                   e.epoch, o.epochs, e.train_loss, e.val_loss, e.val.accuracy, e.val.macro_f1, e.seconds);
+      std::fprintf(stderr,
+                   "  epoch %3d/%d  train loss %.4f  val loss %.4f  val acc %.3f  val macro-F1 "
+                   "%.3f  (%.1f s)\n",
+                   e.epoch, o.epochs, e.train_loss, e.val_loss, e.val.accuracy, e.val.macro_f1,
+                   e.seconds);
       std::string conf = trainer::FormatConfusion(e.val.confusion, names);
       for (const auto& line : absl::StrSplit(conf, '\n', absl::SkipEmpty())) {
         std::fprintf(stderr, "      %s\n", std::string(line).c_str());
@@ -98,24 +108,33 @@ int Run() {
       return true;
     });
     if (!r.ok()) return cli::Fail(kProgram, r.status());
-    if (r->resumed_epochs > 0) std::fprintf(stderr, "  resumed %d epochs from %s\n", r->resumed_epochs, o.checkpoint_dir.c_str());
+    if (r->resumed_epochs > 0)
+      std::fprintf(stderr, "  resumed %d epochs from %s\n", r->resumed_epochs,
+                   o.checkpoint_dir.c_str());
     const auto& best = r->epochs[r->best_epoch - 1];
     std::fprintf(stderr,
-                 "  best epoch %d: val loss %.4f, accuracy %.3f, macro-F1 %.3f | majority class (%s): accuracy %.3f, "
+                 "  best epoch %d: val loss %.4f, accuracy %.3f, macro-F1 %.3f | majority class "
+                 "(%s): accuracy %.3f, "
                  "macro-F1 %.3f%s\n",
-                 r->best_epoch, best.val_loss, best.val.accuracy, best.val.macro_f1, names[r->majority_class].c_str(),
-                 r->majority.accuracy, r->majority.macro_f1, r->stopped_early ? " (stopped early)" : "");
+                 r->best_epoch, best.val_loss, best.val.accuracy, best.val.macro_f1,
+                 names[r->majority_class].c_str(), r->majority.accuracy, r->majority.macro_f1,
+                 r->stopped_early ? " (stopped early)" : "");
     if (auto st = models::MakeDirs(out); !st.ok()) return cli::Fail(kProgram, st);
     const std::string svg = models::JoinPath(out, absl::StrCat("training_", hi, "_", lo, ".svg"));
-    if (auto st = trainer::WriteTrainingSvg(svg, absl::StrCat("classifier ", hi, "->", lo, " on ", data), *r); !st.ok()) {
+    if (auto st = trainer::WriteTrainingSvg(
+            svg, absl::StrCat("classifier ", hi, "->", lo, " on ", data), *r);
+        !st.ok()) {
       return cli::Fail(kProgram, st);
     }
-    summary.push_back({{"pair", absl::StrCat(hi, "_", lo)}, {"metrics", nlohmann::json::parse(trainer::MetricsJson(*r, o))}});
+    summary.push_back({{"pair", absl::StrCat(hi, "_", lo)},
+                       {"metrics", nlohmann::json::parse(trainer::MetricsJson(*r, o))}});
     results.push_back(std::move(*r));
   }
-  if (auto st = trainer::ExportClassifiers(out, data, results, o); !st.ok()) return cli::Fail(kProgram, st);
+  if (auto st = trainer::ExportClassifiers(out, data, results, o); !st.ok())
+    return cli::Fail(kProgram, st);
   std::fprintf(stderr, "wrote %s/manifest.json and %zu classifiers\n", out.c_str(), results.size());
-  if (absl::GetFlag(FLAGS_json)) std::cout << nlohmann::json{{"out", out}, {"pairs", summary}}.dump() << "\n";
+  if (absl::GetFlag(FLAGS_json))
+    std::cout << nlohmann::json{{"out", out}, {"pairs", summary}}.dump() << "\n";
   return 0;
 }
 
@@ -123,10 +142,14 @@ int Run() {
 
 int main(int argc, char** argv) {
   cli::InitUsage(
-      "pmpd-train --data FILE.h5 --precisions 4,3,2 --out DIR [--epochs N] [--lr X] [--weight-decay X] [--dropout X]\n"
-      "           [--grad-accum N] [--batch-size N] [--val-fraction 0.1] [--seed S] [--device cpu|cuda] [--json]\n\n"
-      "Trains the learned scheduler's KV-cache classifiers (one per adjacent precision pair) on a pmpd-gen-data file.\n"
-      "An interrupted run resumes from OUT/checkpoints when rerun with the same flags; the same seed gives the same\n"
+      "pmpd-train --data FILE.h5 --precisions 4,3,2 --out DIR [--epochs N] [--lr X] "
+      "[--weight-decay X] [--dropout X]\n"
+      "           [--grad-accum N] [--batch-size N] [--val-fraction 0.1] [--seed S] [--device "
+      "cpu|cuda] [--json]\n\n"
+      "Trains the learned scheduler's KV-cache classifiers (one per adjacent precision pair) on a "
+      "pmpd-gen-data file.\n"
+      "An interrupted run resumes from OUT/checkpoints when rerun with the same flags; the same "
+      "seed gives the same\n"
       "classifiers.");
   cli::ParseFlags(argc, argv);
   return Run();

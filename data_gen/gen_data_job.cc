@@ -43,7 +43,8 @@ uint64_t SplitMix64(uint64_t x) {
 
 // Prompt of document `doc`: the first `cap` tokens (BOS included), cut at a length drawn uniformly
 // from [max(1, min(min_prefix, L/2)), L] by an RNG seeded from (seed, doc) only.
-std::vector<int32_t> CutPrompt(const std::vector<int>& ids, int cap, int min_prefix, uint64_t seed, int64_t doc) {
+std::vector<int32_t> CutPrompt(const std::vector<int>& ids, int cap, int min_prefix, uint64_t seed,
+                               int64_t doc) {
   const int L = std::min<int>(static_cast<int>(ids.size()), cap);
   const int lo = std::max(1, std::min(min_prefix, L / 2));
   const uint64_t r = SplitMix64(SplitMix64(seed) ^ static_cast<uint64_t>(doc));
@@ -86,8 +87,10 @@ std::vector<std::string> ListDir(const std::string& dir) {
 }
 
 // Writes `samples` as one complete segment file (temporary + fsync + rename).
-absl::Status WriteSegment(const std::string& dir, const KvDatasetHeader& header, const std::vector<KvSample>& samples) {
-  const std::string name = absl::StrFormat("seg_%09d_%09d.h5", samples.front().doc_id, samples.back().doc_id);
+absl::Status WriteSegment(const std::string& dir, const KvDatasetHeader& header,
+                          const std::vector<KvSample>& samples) {
+  const std::string name =
+      absl::StrFormat("seg_%09d_%09d.h5", samples.front().doc_id, samples.back().doc_id);
   const std::string path = models::JoinPath(dir, name), tmp = absl::StrCat(path, ".tmp.", getpid());
   auto w = KvDatasetWriter::Create(tmp, header);
   if (!w.ok()) return w.status();
@@ -96,24 +99,30 @@ absl::Status WriteSegment(const std::string& dir, const KvDatasetHeader& header,
   }
   if (auto st = (*w)->Finish(); !st.ok()) return st;
   if (auto st = SyncPath(tmp); !st.ok()) return st;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return absl::InternalError(absl::StrCat(path, ": rename failed"));
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return absl::InternalError(absl::StrCat(path, ": rename failed"));
   return SyncPath(dir);
 }
 
 absl::Status CheckOptions(const GenDataOptions& o) {
   auto bad = [](const std::string& m) { return absl::InvalidArgumentError(m); };
-  if (o.model_dir.empty() || o.source.empty() || o.out.empty()) return bad("--model, --c4 and --out are required");
-  if (o.precisions.size() < 2) return bad("--precisions needs at least two precisions, high to low (e.g. 4,3,2)");
+  if (o.model_dir.empty() || o.source.empty() || o.out.empty())
+    return bad("--model, --c4 and --out are required");
+  if (o.precisions.size() < 2)
+    return bad("--precisions needs at least two precisions, high to low (e.g. 4,3,2)");
   for (size_t i = 0; i < o.precisions.size(); ++i) {
-    if (o.precisions[i] < 2 || o.precisions[i] > 8 || (i > 0 && o.precisions[i] >= o.precisions[i - 1])) {
+    if (o.precisions[i] < 2 || o.precisions[i] > 8 ||
+        (i > 0 && o.precisions[i] >= o.precisions[i - 1])) {
       return bad(absl::StrCat("--precisions ", absl::StrJoin(o.precisions, ","),
                               ": must be strictly decreasing bit widths in 2..8"));
     }
   }
   if (o.stop_after < 0) return bad("--stop-after must be >= 0");
-  if (o.num_docs < 1 || o.max_new_tokens < 1 || o.max_prompt_tokens < 1 || o.min_prefix_tokens < 1 ||
-      o.flush_every < 1) {
-    return bad("--num-docs, --max-new-tokens, --max-prompt-tokens, --min-prefix-tokens and --flush-every must be >= 1");
+  if (o.num_docs < 1 || o.max_new_tokens < 1 || o.max_prompt_tokens < 1 ||
+      o.min_prefix_tokens < 1 || o.flush_every < 1) {
+    return bad(
+        "--num-docs, --max-new-tokens, --max-prompt-tokens, --min-prefix-tokens and --flush-every "
+        "must be >= 1");
   }
   if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count) {
     return bad(absl::StrCat("--shard ", o.shard_index, "/", o.shard_count, ": need 0 <= i < n"));
@@ -121,8 +130,9 @@ absl::Status CheckOptions(const GenDataOptions& o) {
   for (size_t i = 0; i < o.candidate_steps.size(); ++i) {
     if (o.candidate_steps[i] < 0 || o.candidate_steps[i] >= o.max_new_tokens ||
         (i > 0 && o.candidate_steps[i] <= o.candidate_steps[i - 1])) {
-      return bad(absl::StrCat("--candidate-steps ", absl::StrJoin(o.candidate_steps, ","),
-                              ": must be increasing and within [0, --max-new-tokens = ", o.max_new_tokens, ")"));
+      return bad(absl::StrCat(
+          "--candidate-steps ", absl::StrJoin(o.candidate_steps, ","),
+          ": must be increasing and within [0, --max-new-tokens = ", o.max_new_tokens, ")"));
     }
   }
   return absl::OkStatus();
@@ -152,8 +162,8 @@ absl::StatusOr<GenDataReport> SummarizeGenData(const std::string& path) {
   return rep;
 }
 
-absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
-                                         const std::function<void(const GenDataProgress&)>& progress) {
+absl::StatusOr<GenDataReport> RunGenData(
+    const GenDataOptions& options, const std::function<void(const GenDataProgress&)>& progress) {
   if (auto st = CheckOptions(options); !st.ok()) return st;
   GenDataOptions o = options;
   if (o.candidate_steps.empty()) o.candidate_steps = DefaultCandidateSteps(o.max_new_tokens);
@@ -174,16 +184,17 @@ absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
     auto r = inference::LlamaModel::Load(o.reference_model);
     if (!r.ok()) return r.status();
     if ((*r)->config().vocab_size != m.config().vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("--reference-model ", o.reference_model, " has a vocabulary of ",
-                                                     (*r)->config().vocab_size, " tokens, ", o.model_dir, " has ",
-                                                     m.config().vocab_size));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--reference-model ", o.reference_model, " has a vocabulary of ",
+          (*r)->config().vocab_size, " tokens, ", o.model_dir, " has ", m.config().vocab_size));
     }
     ref_model = std::move(*r);
   }
   const int cap = std::min(o.max_prompt_tokens, m.max_context() - o.max_new_tokens);
   if (cap < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--max-new-tokens ", o.max_new_tokens, " leaves no room for a prompt in ",
-                                                   o.model_dir, "'s context of ", m.max_context(), " tokens"));
+    return absl::InvalidArgumentError(absl::StrCat("--max-new-tokens ", o.max_new_tokens,
+                                                   " leaves no room for a prompt in ", o.model_dir,
+                                                   "'s context of ", m.max_context(), " tokens"));
   }
 
   KvDatasetHeader header;
@@ -216,8 +227,8 @@ absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
   const std::string partial = o.out + ".partial";
   auto mismatch = [&](const std::string& file, const std::string& diff) {
     return absl::FailedPreconditionError(absl::StrCat(
-        file, " was made with another configuration (", diff, "); refusing to append. Use another --out, or delete ",
-        file, " to start over"));
+        file, " was made with another configuration (", diff,
+        "); refusing to append. Use another --out, or delete ", file, " to start over"));
   };
   // A finished file: done, if it is ours.
   if (models::FileExists(o.out)) {
@@ -310,7 +321,8 @@ absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
                                       : LabelPairSequential(m, **tok, prompt, ref_text, lo);
       if (!label.ok()) {
         return absl::Status(label.status().code(),
-                            absl::StrCat("document ", doc, " (", (*stream)->location(), "): ", label.status().message()));
+                            absl::StrCat("document ", doc, " (", (*stream)->location(),
+                                         "): ", label.status().message()));
       }
       KvPairSample ps;
       ps.label = label->label;
@@ -327,7 +339,8 @@ absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
       if (auto st = WriteSegment(partial, header, pending); !st.ok()) return st;
       pending.clear();
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     prog.done = report.resumed + report.computed;
     prog.samples_per_s = secs > 0 ? report.computed / secs : 0;
     prog.eta_s = prog.samples_per_s > 0 ? (prog.total - prog.done) / prog.samples_per_s : 0;
@@ -341,8 +354,9 @@ absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
   report.malformed_lines = (*stream)->malformed_lines();
   report.empty_texts = (*stream)->empty_texts();
   if (doc == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(o.source, ": no usable document (", report.malformed_lines,
-                                                   " malformed lines, ", report.empty_texts, " empty texts)"));
+    return absl::InvalidArgumentError(absl::StrCat(o.source, ": no usable document (",
+                                                   report.malformed_lines, " malformed lines, ",
+                                                   report.empty_texts, " empty texts)"));
   }
   if (report.stopped_early) {
     report.samples = report.resumed + report.computed;
@@ -352,14 +366,16 @@ absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
   // Join the segments into OUT; only then remove them.
   segments.clear();
   for (const std::string& n : ListDir(partial)) {
-    if (absl::StartsWith(n, "seg_") && absl::EndsWith(n, ".h5")) segments.push_back(models::JoinPath(partial, n));
+    if (absl::StartsWith(n, "seg_") && absl::EndsWith(n, ".h5"))
+      segments.push_back(models::JoinPath(partial, n));
   }
   if (segments.empty()) {  // a shard with no document
     const std::string tmp = absl::StrCat(o.out, ".tmp.", getpid());
     auto w = KvDatasetWriter::Create(tmp, header);
     if (!w.ok()) return w.status();
     if (auto st = (*w)->Finish(); !st.ok()) return st;
-    if (::rename(tmp.c_str(), o.out.c_str()) != 0) return absl::InternalError(absl::StrCat(o.out, ": rename failed"));
+    if (::rename(tmp.c_str(), o.out.c_str()) != 0)
+      return absl::InternalError(absl::StrCat(o.out, ": rename failed"));
   } else if (auto st = scheduler::JoinKvDatasets(segments, o.out, header.shard); !st.ok()) {
     return st;
   }
@@ -383,10 +399,12 @@ absl::Status MergeGenDataShards(const std::vector<std::string>& parts, const std
     const std::vector<std::string> f = absl::StrSplit((*r)->header().shard, '/');
     int i = 0, count = 0;
     if (f.size() != 2 || !absl::SimpleAtoi(f[0], &i) || !absl::SimpleAtoi(f[1], &count)) {
-      return absl::InvalidArgumentError(absl::StrCat(p, ": bad shard attribute \"", (*r)->header().shard, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, ": bad shard attribute \"", (*r)->header().shard, "\""));
     }
     if (n >= 0 && count != n) {
-      return absl::InvalidArgumentError(absl::StrCat(p, " is shard ", i, "/", count, ", the others are of ", n));
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, " is shard ", i, "/", count, ", the others are of ", n));
     }
     n = count;
     if (std::find(seen.begin(), seen.end(), i) != seen.end()) {
@@ -399,8 +417,8 @@ absl::Status MergeGenDataShards(const std::vector<std::string>& parts, const std
     for (int i = 0; i < n; ++i) {
       if (std::find(seen.begin(), seen.end(), i) == seen.end()) missing.push_back(i);
     }
-    return absl::InvalidArgumentError(absl::StrCat("merge: shards ", absl::StrJoin(missing, ", "), " of ", n,
-                                                   " are missing"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("merge: shards ", absl::StrJoin(missing, ", "), " of ", n, " are missing"));
   }
   return scheduler::JoinKvDatasets(parts, out, "0/1");
 }

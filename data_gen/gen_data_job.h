@@ -28,16 +28,18 @@ struct GenDataOptions {
   std::string out;     // FILE.h5
   std::vector<int> precisions = {4, 3, 2};
   std::vector<int> candidate_steps;  // empty: {0, N/3, 2N/3} for N = max_new_tokens
-  int num_docs = 64;                 // documents taken from the start of the source (all shards together)
+  int num_docs = 64;  // documents taken from the start of the source (all shards together)
   int max_new_tokens = 256;
-  int max_prompt_tokens = 2048;      // further bounded by the context minus max_new_tokens
-  int min_prefix_tokens = 32;        // prompts are cut to [min(this, L/2), L] tokens
+  int max_prompt_tokens = 2048;  // further bounded by the context minus max_new_tokens
+  int min_prefix_tokens = 32;    // prompts are cut to [min(this, L/2), L] tokens
   uint64_t seed = 0;
   int shard_index = 0, shard_count = 1;
-  std::string reference_model;  // float checkpoint for the reference output; empty: reference_precision
+  std::string
+      reference_model;  // float checkpoint for the reference output; empty: reference_precision
   int reference_precision = 0;  // 0: the checkpoint's parent (highest) precision
   int flush_every = 8;
-  int stop_after = 0;  // > 0: stop (resumably) after computing this many samples, e.g. for time-boxed jobs
+  int stop_after =
+      0;  // > 0: stop (resumably) after computing this many samples, e.g. for time-boxed jobs
   bool batched_branches = true;  // false: one generation per branch (the reference's way; slower)
 };
 
@@ -52,7 +54,7 @@ struct GenDataReport {
   int64_t malformed_lines = 0, empty_texts = 0;
   double seconds = 0, samples_per_s = 0;  // computed samples only
   bool already_complete = false;          // OUT existed with the same configuration
-  bool stopped_early = false;             // --stop-after reached: OUT not written yet, rerun to continue
+  bool stopped_early = false;  // --stop-after reached: OUT not written yet, rerun to continue
   // Per pair (high to low): counts per class (candidate steps..., never).
   std::vector<std::vector<int64_t>> class_counts;
   std::vector<int64_t> candidate_steps;
@@ -62,8 +64,9 @@ struct GenDataReport {
 std::vector<int> DefaultCandidateSteps(int max_new_tokens);
 
 // Runs (or resumes, or recognises as done) the job. `progress` is called after every sample.
-absl::StatusOr<GenDataReport> RunGenData(const GenDataOptions& options,
-                                         const std::function<void(const GenDataProgress&)>& progress = {});
+absl::StatusOr<GenDataReport> RunGenData(
+    const GenDataOptions& options,
+    const std::function<void(const GenDataProgress&)>& progress = {});
 
 // Joins shard files i/n (each complete, same configuration, every i in [0, n) exactly once) into
 // `out`, samples ordered by document index: equal to an unsharded run.

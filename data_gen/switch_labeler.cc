@@ -17,25 +17,30 @@ bool IsEos(const inference::LlamaModel& model, int id) {
   return std::find(eos.begin(), eos.end(), id) != eos.end();
 }
 
-double Rouge(const models::Tokenizer& tok, const std::string& reference, const std::vector<int>& ids) {
+double Rouge(const models::Tokenizer& tok, const std::string& reference,
+             const std::vector<int>& ids) {
   return metrics::RougeL(reference, tok.Decode(ids)).fmeasure;
 }
 
 absl::Status CheckOptions(const inference::LlamaModel& model, absl::Span<const int> prompt,
                           const PairLabelOptions& o) {
-  if (o.high <= o.low) return absl::InvalidArgumentError(absl::StrCat("pair ", o.high, " -> ", o.low, " is not decreasing"));
+  if (o.high <= o.low)
+    return absl::InvalidArgumentError(
+        absl::StrCat("pair ", o.high, " -> ", o.low, " is not decreasing"));
   if (o.candidate_steps.empty() || o.max_new_tokens < 1) {
     return absl::InvalidArgumentError("need at least one candidate step and max_new_tokens >= 1");
   }
   for (size_t i = 0; i < o.candidate_steps.size(); ++i) {
     if (o.candidate_steps[i] < 0 || o.candidate_steps[i] >= o.max_new_tokens ||
         (i > 0 && o.candidate_steps[i] <= o.candidate_steps[i - 1])) {
-      return absl::InvalidArgumentError(absl::StrCat("candidate steps must increase within [0, ", o.max_new_tokens, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("candidate steps must increase within [0, ", o.max_new_tokens, ")"));
     }
   }
   if (prompt.empty() || static_cast<int>(prompt.size()) + o.max_new_tokens > model.max_context()) {
-    return absl::OutOfRangeError(absl::StrCat("prompt of ", prompt.size(), " tokens + ", o.max_new_tokens,
-                                              " new tokens does not fit the context of ", model.max_context()));
+    return absl::OutOfRangeError(
+        absl::StrCat("prompt of ", prompt.size(), " tokens + ", o.max_new_tokens,
+                     " new tokens does not fit the context of ", model.max_context()));
   }
   return absl::OkStatus();
 }
@@ -50,7 +55,8 @@ int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge) {
   return static_cast<int>(branch_rouge.size());
 }
 
-absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model, absl::Span<const int> prompt,
+absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model,
+                                                    absl::Span<const int> prompt,
                                                     int max_new_tokens) {
   inference::GenerationOptions g;
   g.max_new_tokens = max_new_tokens;
@@ -59,8 +65,10 @@ absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model
   return r->new_ids;
 }
 
-absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model, const models::Tokenizer& tok,
-                                           absl::Span<const int> prompt, const std::string& reference_text,
+absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
+                                           const models::Tokenizer& tok,
+                                           absl::Span<const int> prompt,
+                                           const std::string& reference_text,
                                            const PairLabelOptions& o) {
   if (auto st = CheckOptions(model, prompt, o); !st.ok()) return st;
   PairLabel out;
@@ -122,8 +130,10 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model, const m
   return out;
 }
 
-absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model, const models::Tokenizer& tok,
-                                              absl::Span<const int> prompt, const std::string& reference_text,
+absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model,
+                                              const models::Tokenizer& tok,
+                                              absl::Span<const int> prompt,
+                                              const std::string& reference_text,
                                               const PairLabelOptions& o) {
   if (auto st = CheckOptions(model, prompt, o); !st.ok()) return st;
   PairLabel out;

@@ -28,7 +28,7 @@ struct PairLabel {
   std::vector<double> rouge_l;  // per candidate: Rouge-L F of its output vs the reference
   double rouge_l_high = 0;      // Rouge-L F of the all-hi output
   std::vector<float> k, v;      // last layer after the prefill at hi, each [kv_heads, T, head_dim]
-  std::vector<int> high_ids;                 // the all-hi output
+  std::vector<int> high_ids;    // the all-hi output
   std::vector<std::vector<int>> branch_ids;  // per candidate, its full output
 };
 
@@ -37,21 +37,26 @@ struct PairLabel {
 int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge);
 
 // Greedy continuation of `prompt` at the model's current precision (the reference output).
-absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model, absl::Span<const int> prompt,
+absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model,
+                                                    absl::Span<const int> prompt,
                                                     int max_new_tokens);
 
 // Batched: one prefill and one greedy decode at hi; then every branch that switches before the
 // all-hi output ends runs at lo as one batch sharing the prefix cache (LlamaModel branches).
 // Cost: prefill + N steps at hi + at most N batched steps at lo.
-absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model, const models::Tokenizer& tok,
-                                           absl::Span<const int> prompt, const std::string& reference_text,
+absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
+                                           const models::Tokenizer& tok,
+                                           absl::Span<const int> prompt,
+                                           const std::string& reference_text,
                                            const PairLabelOptions& options);
 
 // Sequential, as the PMPD reference does it: each branch is its own generation from the prompt
 // with a static hi -> lo schedule (scheduled_generation). The test oracle for the batched path and
 // the benchmark baseline. Cost: (candidates + 1) prefills and up to (candidates + 1) * N steps.
-absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model, const models::Tokenizer& tok,
-                                              absl::Span<const int> prompt, const std::string& reference_text,
+absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model,
+                                              const models::Tokenizer& tok,
+                                              absl::Span<const int> prompt,
+                                              const std::string& reference_text,
                                               const PairLabelOptions& options);
 
 }  // namespace pmpd::data_gen

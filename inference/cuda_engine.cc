@@ -154,7 +154,7 @@ struct CudaEngine::Impl {
   float *x = nullptr, *h = nullptr, *q = nullptr, *kbuf = nullptr, *vbuf = nullptr, *attn = nullptr,
         *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr;
   __half* x16 = nullptr;
-  float* attn_ws = nullptr;       // split-K decode attention partials (DecodeAttentionWorkspaceFloats)
+  float* attn_ws = nullptr;  // split-K decode attention partials (DecodeAttentionWorkspaceFloats)
   int32_t* prompt_ids = nullptr;  // [max_ctx]: the token ids of one Prefill
   int32_t* prompt_pos = nullptr;  // [max_ctx]: their positions
   int32_t* step = nullptr;    // decode: [0] token, [1] position, [2] attended length = position + 1
@@ -191,7 +191,8 @@ struct CudaEngine::Impl {
   absl::Status CaptureGraphs();
   // Builds every layer's qkv and gate_up from its parts (device-to-device copies).
   absl::Status FuseLayers();
-  absl::Status Fuse(const std::vector<const DeviceLinear*>& parts, DeviceLinear* out, absl::string_view what);
+  absl::Status Fuse(const std::vector<const DeviceLinear*>& parts, DeviceLinear* out,
+                    absl::string_view what);
   std::vector<int> Precisions() const {
     std::vector<int> p;
     if (parent_bits == 0) return {0};
@@ -318,7 +319,8 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   if (!lg.ok()) return lg.status();
   logits = *lg;
   auto aws = AllocArray<float>(
-      kernels::DecodeAttentionWorkspaceFloats(c.num_attention_heads, c.head_dim, max_ctx), "attention workspace");
+      kernels::DecodeAttentionWorkspaceFloats(c.num_attention_heads, c.head_dim, max_ctx),
+      "attention workspace");
   if (!aws.ok()) return aws.status();
   attn_ws = *aws;
   auto xh = AllocArray<__half>(kChunk * std::max({H, I, Q}), "fp16 activations");
@@ -398,8 +400,8 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
             kvh = c.num_key_value_heads, hd = c.head_dim, qd = c.q_dim();
   const float eps = static_cast<float>(c.rms_norm_eps);
   kernels::EmbeddingLookup(embed, ids, n, H, x, stream);
-  // Residual adds ride along with the following norm (AddRmsNormF32): the input norm of layer 0 runs
-  // alone, the last layer's add runs alone before the final norm.
+  // Residual adds ride along with the following norm (AddRmsNormF32): the input norm of layer 0
+  // runs alone, the last layer's add runs alone before the final norm.
   kernels::RmsNormF32(x, layers.front().input_norm, h, n, H, eps, stream);
   for (size_t l = 0; l < layers.size(); ++l) {
     const DeviceLayer& L = layers[l];
@@ -415,8 +417,8 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
       Linear(L.v, h, n, vbuf, bits);
     }
     if (n == 1) {  // rotary of q and k and the cache append in one launch
-      kernels::RotaryKvAppend(q, kp, vp, positions, rope_cos, rope_sin, nh, kvh, hd, max_ctx, L.k_cache, L.v_cache,
-                              stream);
+      kernels::RotaryKvAppend(q, kp, vp, positions, rope_cos, rope_sin, nh, kvh, hd, max_ctx,
+                              L.k_cache, L.v_cache, stream);
     } else {
       kernels::RotaryInPlace(q, positions, rope_cos, rope_sin, n, nh, hd, stream);
       kernels::RotaryInPlace(kp, positions, rope_cos, rope_sin, n, kvh, hd, stream);
@@ -457,19 +459,22 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
   kernels::ArgmaxRows(logits, 1, c.vocab_size, argmax, stream);
 }
 
-absl::Status CudaEngine::Impl::Fuse(const std::vector<const DeviceLinear*>& parts, DeviceLinear* out,
-                                    absl::string_view what) {
+absl::Status CudaEngine::Impl::Fuse(const std::vector<const DeviceLinear*>& parts,
+                                    DeviceLinear* out, absl::string_view what) {
   const DeviceLinear& first = *parts.front();
   int total = 0;
   for (const DeviceLinear* p : parts) {
     const bool same = p->k == first.k && (p->qweight != nullptr) == (first.qweight != nullptr) &&
-                      p->parent_bits == first.parent_bits && (p->w16 != nullptr) == (first.w16 != nullptr) &&
+                      p->parent_bits == first.parent_bits &&
+                      (p->w16 != nullptr) == (first.w16 != nullptr) &&
                       (p->w32 != nullptr) == (first.w32 != nullptr);
-    if (!same) return absl::OkStatus();  // mixed kinds (e.g. a plain layer in a quantized model): no fusion
+    if (!same)
+      return absl::OkStatus();  // mixed kinds (e.g. a plain layer in a quantized model): no fusion
     total += p->n;
   }
   auto copy = [&](void* dst, const void* src, size_t bytes) -> absl::Status {
-    if (cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream); e != cudaSuccess) {
+    if (cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream);
+        e != cudaSuccess) {
       return CudaError(e, absl::StrCat("fusing ", what));
     }
     return absl::OkStatus();
@@ -501,7 +506,9 @@ absl::Status CudaEngine::Impl::Fuse(const std::vector<const DeviceLinear*>& part
       if (!lut.ok()) return lut.status();
       size_t row = 0;
       for (const DeviceLinear* p : parts) {
-        if (auto st = copy(*lut + (row << bits), p->lut[bits], (static_cast<size_t>(p->n) << bits) * 2); !st.ok()) {
+        if (auto st =
+                copy(*lut + (row << bits), p->lut[bits], (static_cast<size_t>(p->n) << bits) * 2);
+            !st.ok()) {
           return st;
         }
         row += p->n;
@@ -514,8 +521,10 @@ absl::Status CudaEngine::Impl::Fuse(const std::vector<const DeviceLinear*>& part
     if (!w.ok()) return w.status();
     size_t row = 0;
     for (const DeviceLinear* p : parts) {
-      const void* src = first.w32 != nullptr ? static_cast<const void*>(p->w32) : static_cast<const void*>(p->w16);
-      if (auto st = copy(static_cast<char*>(*w) + row * first.k * elem, src, static_cast<size_t>(p->n) * first.k * elem);
+      const void* src = first.w32 != nullptr ? static_cast<const void*>(p->w32)
+                                             : static_cast<const void*>(p->w16);
+      if (auto st = copy(static_cast<char*>(*w) + row * first.k * elem, src,
+                         static_cast<size_t>(p->n) * first.k * elem);
           !st.ok()) {
         return st;
       }
@@ -534,9 +543,11 @@ absl::Status CudaEngine::Impl::Fuse(const std::vector<const DeviceLinear*>& part
 absl::Status CudaEngine::Impl::FuseLayers() {
   for (DeviceLayer& L : layers) {
     if (auto st = Fuse({&L.q, &L.k, &L.v}, &L.qkv, "the fused q|k|v weights"); !st.ok()) return st;
-    if (auto st = Fuse({&L.gate, &L.up}, &L.gate_up, "the fused gate|up weights"); !st.ok()) return st;
+    if (auto st = Fuse({&L.gate, &L.up}, &L.gate_up, "the fused gate|up weights"); !st.ok())
+      return st;
   }
-  if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess) return CudaError(e, "fusing weights");
+  if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess)
+    return CudaError(e, "fusing weights");
   return absl::OkStatus();
 }
 

@@ -41,31 +41,38 @@ class Hdf5File {
   absl::StatusOr<std::vector<std::string>> ListChildren(const std::string& group) const;
 
   // Attributes on a group or dataset ("/" = root). Setting replaces an existing attribute.
-  absl::Status SetAttribute(const std::string& object, const std::string& name, const std::string& value);
+  absl::Status SetAttribute(const std::string& object, const std::string& name,
+                            const std::string& value);
   absl::Status SetAttribute(const std::string& object, const std::string& name, int64_t value);
   absl::Status SetAttribute(const std::string& object, const std::string& name, double value);
-  absl::Status SetAttribute(const std::string& object, const std::string& name, const std::vector<int64_t>& value);
+  absl::Status SetAttribute(const std::string& object, const std::string& name,
+                            const std::vector<int64_t>& value);
   bool HasAttribute(const std::string& object, const std::string& name) const;
-  absl::StatusOr<std::string> GetStringAttribute(const std::string& object, const std::string& name) const;
+  absl::StatusOr<std::string> GetStringAttribute(const std::string& object,
+                                                 const std::string& name) const;
   absl::StatusOr<int64_t> GetIntAttribute(const std::string& object, const std::string& name) const;
-  absl::StatusOr<double> GetDoubleAttribute(const std::string& object, const std::string& name) const;
+  absl::StatusOr<double> GetDoubleAttribute(const std::string& object,
+                                            const std::string& name) const;
   absl::StatusOr<std::vector<int64_t>> GetIntVectorAttribute(const std::string& object,
                                                              const std::string& name) const;
 
   // A dataset of shape [0, inner...] that grows along axis 0; chunks hold `chunk_rows` rows;
   // `compress` adds the shuffle + deflate(4) filters.
-  absl::Status CreateAppendable(const std::string& dataset, H5Type type, const std::vector<int64_t>& inner,
-                                int64_t chunk_rows, bool compress);
+  absl::Status CreateAppendable(const std::string& dataset, H5Type type,
+                                const std::vector<int64_t>& inner, int64_t chunk_rows,
+                                bool compress);
   // Appends `rows` rows (rows * prod(inner) elements of the dataset's type, raw bytes in `data`).
   absl::Status Append(const std::string& dataset, const void* data, int64_t rows);
   absl::StatusOr<std::vector<int64_t>> Shape(const std::string& dataset) const;
   absl::StatusOr<H5Type> Type(const std::string& dataset) const;
   // Reads rows [begin, begin + rows) (all inner elements) into `out`, which must hold them. The
   // stored type must be `type` (no conversions: a type mismatch is an error).
-  absl::Status ReadRows(const std::string& dataset, H5Type type, int64_t begin, int64_t rows, void* out) const;
+  absl::Status ReadRows(const std::string& dataset, H5Type type, int64_t begin, int64_t rows,
+                        void* out) const;
   // Whole dataset helpers for 1-D and 2-D numeric data.
   template <typename T>
-  absl::Status ReadAll(const std::string& dataset, std::vector<T>* out, std::vector<int64_t>* shape = nullptr) const;
+  absl::Status ReadAll(const std::string& dataset, std::vector<T>* out,
+                       std::vector<int64_t>* shape = nullptr) const;
 
  private:
   struct Handle;
@@ -79,18 +86,29 @@ class Hdf5File {
 template <typename T>
 H5Type H5TypeOf();
 template <>
-inline H5Type H5TypeOf<int32_t>() { return H5Type::kInt32; }
+inline H5Type H5TypeOf<int32_t>() {
+  return H5Type::kInt32;
+}
 template <>
-inline H5Type H5TypeOf<int64_t>() { return H5Type::kInt64; }
+inline H5Type H5TypeOf<int64_t>() {
+  return H5Type::kInt64;
+}
 template <>
-inline H5Type H5TypeOf<uint16_t>() { return H5Type::kFloat16; }
+inline H5Type H5TypeOf<uint16_t>() {
+  return H5Type::kFloat16;
+}
 template <>
-inline H5Type H5TypeOf<float>() { return H5Type::kFloat32; }
+inline H5Type H5TypeOf<float>() {
+  return H5Type::kFloat32;
+}
 template <>
-inline H5Type H5TypeOf<double>() { return H5Type::kFloat64; }
+inline H5Type H5TypeOf<double>() {
+  return H5Type::kFloat64;
+}
 
 template <typename T>
-absl::Status Hdf5File::ReadAll(const std::string& dataset, std::vector<T>* out, std::vector<int64_t>* shape) const {
+absl::Status Hdf5File::ReadAll(const std::string& dataset, std::vector<T>* out,
+                               std::vector<int64_t>* shape) const {
   std::vector<char> bytes;
   absl::Status s = ReadAllRaw(dataset, H5TypeOf<T>(), &bytes, shape);
   if (!s.ok()) return s;

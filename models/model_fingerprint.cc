@@ -64,7 +64,8 @@ absl::StatusOr<std::string> FingerprintModelDir(const std::string& dir) {
   std::vector<std::string> names;
   while (dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
-    if (name == "config.json" || absl::EndsWith(name, ".safetensors") || absl::EndsWith(name, ".bin")) {
+    if (name == "config.json" || absl::EndsWith(name, ".safetensors") ||
+        absl::EndsWith(name, ".bin")) {
       names.push_back(name);
     }
   }

@@ -37,7 +37,8 @@ absl::StatusOr<std::unique_ptr<TextStream>> TextStream::Open(const std::string& 
     }
     ::closedir(dir);
     if (s->files_.empty()) {
-      return absl::NotFoundError(absl::StrCat(spec, ": no .json, .jsonl, .json.gz or .jsonl.gz file in the directory"));
+      return absl::NotFoundError(
+          absl::StrCat(spec, ": no .json, .jsonl, .json.gz or .jsonl.gz file in the directory"));
     }
   } else if (::stat(spec.c_str(), &st) == 0) {
     s->files_.push_back(spec);
@@ -48,7 +49,8 @@ absl::StatusOr<std::unique_ptr<TextStream>> TextStream::Open(const std::string& 
       for (size_t i = 0; i < g.gl_pathc; ++i) s->files_.push_back(g.gl_pathv[i]);
     }
     ::globfree(&g);
-    if (s->files_.empty()) return absl::NotFoundError(absl::StrCat(spec, ": no such file, directory or glob match"));
+    if (s->files_.empty())
+      return absl::NotFoundError(absl::StrCat(spec, ": no such file, directory or glob match"));
   }
   std::sort(s->files_.begin(), s->files_.end());
   return s;
@@ -82,7 +84,8 @@ absl::StatusOr<bool> TextStream::Next(std::string* text) {
   while (true) {
     if (gz_ == nullptr) {
       if (!OpenNext()) return false;
-      if (gz_ == nullptr) return absl::NotFoundError(absl::StrCat(files_[file_index_ - 1], ": cannot open"));
+      if (gz_ == nullptr)
+        return absl::NotFoundError(absl::StrCat(files_[file_index_ - 1], ": cannot open"));
       gzbuffer(static_cast<gzFile>(gz_), 1 << 17);
     }
     if (plain_) {
@@ -101,8 +104,8 @@ absl::StatusOr<bool> TextStream::Next(std::string* text) {
     int err = Z_OK;
     const char* msg = gzerror(f, &err);
     if (err != Z_OK && err != Z_STREAM_END) {
-      return absl::DataLossError(absl::StrCat(files_[file_index_ - 1], ": corrupt gzip data after line ", line_, ": ",
-                                              msg));
+      return absl::DataLossError(absl::StrCat(files_[file_index_ - 1],
+                                              ": corrupt gzip data after line ", line_, ": ", msg));
     }
     if (!got) {  // end of this file
       gzclose(f);
@@ -112,10 +115,17 @@ absl::StatusOr<bool> TextStream::Next(std::string* text) {
     }
     ++line_;
     switch (ParseJsonTextLine(line, text)) {
-      case TextLine::kText: ++documents_; return true;
-      case TextLine::kBlank: break;
-      case TextLine::kEmpty: ++empty_; break;
-      case TextLine::kMalformed: ++malformed_; break;
+      case TextLine::kText:
+        ++documents_;
+        return true;
+      case TextLine::kBlank:
+        break;
+      case TextLine::kEmpty:
+        ++empty_;
+        break;
+      case TextLine::kMalformed:
+        ++malformed_;
+        break;
     }
   }
 }
@@ -133,8 +143,8 @@ absl::StatusOr<bool> TextStream::NextPlain(std::string* text) {
       int err = Z_OK;
       const char* msg = gzerror(f, &err);
       if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
-        return absl::DataLossError(absl::StrCat(files_[file_index_ - 1], ": corrupt gzip data after document ",
-                                                line_, ": ", msg));
+        return absl::DataLossError(absl::StrCat(
+            files_[file_index_ - 1], ": corrupt gzip data after document ", line_, ": ", msg));
       }
       if (n > 0) {
         plain_buffer_.append(buf, n);
@@ -143,7 +153,8 @@ absl::StatusOr<bool> TextStream::NextPlain(std::string* text) {
       eof = true;
       at = plain_buffer_.size();
     }
-    const std::string doc(absl::StripAsciiWhitespace(absl::string_view(plain_buffer_).substr(0, at)));
+    const std::string doc(
+        absl::StripAsciiWhitespace(absl::string_view(plain_buffer_).substr(0, at)));
     plain_buffer_.erase(0, eof ? at : at + kSep.size());
     if (eof && plain_buffer_.empty() && doc.empty()) {
       gzclose(f);

@@ -37,9 +37,9 @@ class TextStream {
   absl::StatusOr<bool> NextPlain(std::string* text);
   std::vector<std::string> files_;
   size_t file_index_ = 0;
-  void* gz_ = nullptr;  // gzFile of files_[file_index_ - 1]
-  int64_t line_ = 0;         // JSON lines: lines read; plain text: documents read
-  bool plain_ = false;       // the current file is plain text
+  void* gz_ = nullptr;        // gzFile of files_[file_index_ - 1]
+  int64_t line_ = 0;          // JSON lines: lines read; plain text: documents read
+  bool plain_ = false;        // the current file is plain text
   std::string plain_buffer_;  // plain text read but not yet returned
   int64_t documents_ = 0, malformed_ = 0, empty_ = 0;
 };

@@ -8,11 +8,10 @@
 
 namespace pmpd::scheduler {
 
-absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(inference::CudaEngine& engine,
-                                                                absl::Span<const int> prompt_ids,
-                                                                const ScheduledGenerationOptions& options,
-                                                                PrecisionScheduler* scheduler,
-                                                                const std::function<void(int, int)>& on_token) {
+absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(
+    inference::CudaEngine& engine, absl::Span<const int> prompt_ids,
+    const ScheduledGenerationOptions& options, PrecisionScheduler* scheduler,
+    const std::function<void(int, int)>& on_token) {
   using inference::Clock;
   using inference::MsSince;
   const inference::GenerationOptions& opt = options.generation;
@@ -21,9 +20,9 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(inference::CudaE
   if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
   const int ctx = engine.max_context();
   if (static_cast<int>(prompt_ids.size()) >= ctx) {
-    return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt_ids.size(),
-                                              " tokens, which does not leave room in the GPU engine's context of ",
-                                              ctx, " tokens"));
+    return absl::OutOfRangeError(absl::StrCat(
+        "the prompt has ", prompt_ids.size(),
+        " tokens, which does not leave room in the GPU engine's context of ", ctx, " tokens"));
   }
   int prefill = engine.precision();
   if (scheduler != nullptr) {
@@ -31,13 +30,14 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(inference::CudaE
     prefill = options.prefill_precision > 0 ? options.prefill_precision : needed.front();
     needed.push_back(prefill);
     if (engine.max_precision() == 0) {
-      return absl::FailedPreconditionError("precision schedules need an any-precision checkpoint (see pmpd-quantize)");
+      return absl::FailedPreconditionError(
+          "precision schedules need an any-precision checkpoint (see pmpd-quantize)");
     }
     for (int p : needed) {
       if (p < engine.min_precision() || p > engine.max_precision()) {
-        return absl::InvalidArgumentError(absl::StrCat("precision ", p, " is missing from the checkpoint, which holds ",
-                                                       engine.min_precision(), " to ", engine.max_precision(),
-                                                       " bits"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("precision ", p, " is missing from the checkpoint, which holds ",
+                         engine.min_precision(), " to ", engine.max_precision(), " bits"));
       }
     }
     scheduler->Reset();
@@ -54,7 +54,8 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(inference::CudaE
   std::vector<float> logits;
   int argmax = 0;
   auto t0 = Clock::now();
-  if (auto st = engine.Prefill(prompt_ids, greedy ? nullptr : &logits, &argmax); !st.ok()) return st;
+  if (auto st = engine.Prefill(prompt_ids, greedy ? nullptr : &logits, &argmax); !st.ok())
+    return st;
   g.prefill_ms = MsSince(t0);
   if (scheduler != nullptr) {
     std::vector<float> k, v;
@@ -81,8 +82,9 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(inference::CudaE
     }
     if (scheduler != nullptr) {
       const auto ts = Clock::now();
-      const int wanted = scheduler->NextPrecision(static_cast<int>(g.new_ids.size()), engine.precision(),
-                                                  greedy ? absl::Span<const float>() : absl::MakeConstSpan(logits));
+      const int wanted = scheduler->NextPrecision(
+          static_cast<int>(g.new_ids.size()), engine.precision(),
+          greedy ? absl::Span<const float>() : absl::MakeConstSpan(logits));
       r.schedule_us += 1000 * MsSince(ts);
       if (wanted != engine.precision()) {
         if (auto st = engine.SetPrecision(wanted); !st.ok()) return st;

@@ -1,6 +1,6 @@
 // PMPD generation on the CUDA engine: the same timeline, scheduler calls and stopping rules as
-// GenerateScheduled on the CPU engine (scheduled_generation.h), so both give the same tokens for the
-// same schedule. Built only with CUDA (target pmpd_scheduler_runtime_cuda).
+// GenerateScheduled on the CPU engine (scheduled_generation.h), so both give the same tokens for
+// the same schedule. Built only with CUDA (target pmpd_scheduler_runtime_cuda).
 #pragma once
 
 #include <functional>
@@ -17,10 +17,9 @@ namespace pmpd::scheduler {
 // Greedy decoding copies 4 bytes per step back from the GPU; sampling (temperature > 0) copies the
 // logits and samples on the CPU. The scheduler sees an empty logits span when decoding is greedy
 // (neither shipped scheduler reads them). Fails like GenerateScheduled.
-absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(inference::CudaEngine& engine,
-                                                                absl::Span<const int> prompt_ids,
-                                                                const ScheduledGenerationOptions& options,
-                                                                PrecisionScheduler* scheduler,
-                                                                const std::function<void(int, int)>& on_token = {});
+absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(
+    inference::CudaEngine& engine, absl::Span<const int> prompt_ids,
+    const ScheduledGenerationOptions& options, PrecisionScheduler* scheduler,
+    const std::function<void(int, int)>& on_token = {});
 
 }  // namespace pmpd::scheduler

@@ -19,12 +19,15 @@
 namespace pmpd::scheduler {
 namespace {
 
-std::string Shape(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
+std::string Shape(const std::vector<int64_t>& s) {
+  return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
+}
 
 // Float values of a raw tensor (F32/F16/BF16), or an error naming the file and key.
 absl::StatusOr<ClassifierTensor> ToClassifierTensor(const std::string& name, models::DType dtype,
-                                                    const std::vector<int64_t>& shape, const uint8_t* data,
-                                                    size_t nbytes, const std::string& source) {
+                                                    const std::vector<int64_t>& shape,
+                                                    const uint8_t* data, size_t nbytes,
+                                                    const std::string& source) {
   models::TensorView view;
   view.name = name;
   view.dtype = dtype;
@@ -39,21 +42,25 @@ absl::StatusOr<ClassifierTensor> ToClassifierTensor(const std::string& name, mod
   return t;
 }
 
-const char* const kKeys[] = {"query", "ln.weight", "ln.bias", "project.0.weight", "project.0.bias",
-                             "project.2.weight", "project.2.bias"};
+const char* const kKeys[] = {
+    "query",          "ln.weight",        "ln.bias",       "project.0.weight",
+    "project.0.bias", "project.2.weight", "project.2.bias"};
 
 }  // namespace
 
-absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state, const std::string& source) {
+absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
+                                               const std::string& source) {
   for (const char* key : kKeys) {
     if (!state.count(key)) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": missing classifier tensor \"", key,
-                                                     "\" (expected keys: ", absl::StrJoin(kKeys, ", "), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": missing classifier tensor \"", key,
+                       "\" (expected keys: ", absl::StrJoin(kKeys, ", "), ")"));
     }
   }
   const auto& q = state.at("query").shape;
   if (q.size() != 3 || q[0] != q[1] || q[0] < 1 || q[2] < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": query has shape ", Shape(q), ", expected [H, H, D]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": query has shape ", Shape(q), ", expected [H, H, D]"));
   }
   KvClassifierSpec spec;
   spec.kv_heads = q[0];
@@ -62,12 +69,17 @@ absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state, con
   const auto& out_w = state.at("project.2.weight").shape;
   spec.num_classes = out_w.size() == 2 ? out_w[0] : 0;
   const std::map<std::string, std::vector<int64_t>> want = {
-      {"ln.weight", {hd}}, {"ln.bias", {hd}}, {"project.0.weight", {hd, hd}}, {"project.0.bias", {hd}},
-      {"project.2.weight", {spec.num_classes, hd}}, {"project.2.bias", {spec.num_classes}}};
+      {"ln.weight", {hd}},
+      {"ln.bias", {hd}},
+      {"project.0.weight", {hd, hd}},
+      {"project.0.bias", {hd}},
+      {"project.2.weight", {spec.num_classes, hd}},
+      {"project.2.bias", {spec.num_classes}}};
   for (const auto& [key, shape] : want) {
     if (state.at(key).shape != shape || spec.num_classes < 2) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, " has shape ", Shape(state.at(key).shape),
-                                                     ", expected ", Shape(shape), " for query ", Shape(q)));
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, " has shape ",
+                                                     Shape(state.at(key).shape), ", expected ",
+                                                     Shape(shape), " for query ", Shape(q)));
     }
   }
   return spec;
@@ -95,7 +107,8 @@ absl::Status WriteClassifierSafetensors(const std::string& path, const Classifie
     w.bytes.assign(reinterpret_cast<const char*>(t.values.data()), t.values.size() * sizeof(float));
     tensors.push_back(std::move(w));
   }
-  return models::WriteSafetensors(path, tensors, {{"format", "pmpd-kv-classifier"}, {"architecture", kReferenceArchitecture}});
+  return models::WriteSafetensors(
+      path, tensors, {{"format", "pmpd-kv-classifier"}, {"architecture", kReferenceArchitecture}});
 }
 
 absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& path) {
@@ -104,8 +117,9 @@ absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& pat
   ClassifierState state;
   for (const models::TensorToWrite& t : *dict) {
     if (std::find(std::begin(kKeys), std::end(kKeys), t.name) == std::end(kKeys)) continue;
-    auto ct = ToClassifierTensor(t.name, t.dtype, t.shape, reinterpret_cast<const uint8_t*>(t.bytes.data()),
-                                 t.bytes.size(), path);
+    auto ct =
+        ToClassifierTensor(t.name, t.dtype, t.shape,
+                           reinterpret_cast<const uint8_t*>(t.bytes.data()), t.bytes.size(), path);
     if (!ct.ok()) return ct.status();
     state[t.name] = std::move(*ct);
   }
@@ -119,7 +133,7 @@ struct KvClassifier::Net {
 KvClassifier::~KvClassifier() = default;
 
 absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const ClassifierState& state,
-                                                                       const std::string& source) {
+                                                                      const std::string& source) {
   auto spec = SpecFromState(state, source);
   if (!spec.ok()) return spec.status();
   std::unique_ptr<KvClassifier> c(new KvClassifier());
@@ -138,9 +152,10 @@ absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const Clas
 
 absl::StatusOr<std::vector<float>> KvClassifier::Logits(const PrefillKv& kv) const {
   if (kv.kv_heads != spec_.kv_heads || kv.head_dim != spec_.head_dim || kv.prompt_len < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source_, ": the classifier reads ", spec_.kv_heads, " KV heads of dim ", spec_.head_dim, ", the model has ",
-        kv.kv_heads, " of dim ", kv.head_dim, " (a classifier trained for another model?)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_, ": the classifier reads ", spec_.kv_heads, " KV heads of dim ",
+                     spec_.head_dim, ", the model has ", kv.kv_heads, " of dim ", kv.head_dim,
+                     " (a classifier trained for another model?)"));
   }
   torch::NoGradGuard no_grad;
   const std::vector<int64_t> shape = {1, kv.kv_heads, kv.prompt_len, kv.head_dim};
@@ -155,7 +170,8 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
   auto text = models::ReadFileToString(path);
   if (!text.ok()) return text.status();
   auto j = nlohmann::json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
   if (j.value("format", "") != "pmpd-classifiers") {
     return absl::InvalidArgumentError(absl::StrCat(path, ": format is not \"pmpd-classifiers\""));
   }
@@ -178,9 +194,9 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
       info.spec.dropout = p.value("dropout", 0.1);
       info.metrics_json = p.contains("metrics") ? p["metrics"].dump() : "{}";
       if (info.spec.num_classes != static_cast<int64_t>(info.candidate_steps.size()) + 1) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": pair ", info.high, "->", info.low, " has ",
-                                                       info.spec.num_classes, " classes for ",
-                                                       info.candidate_steps.size(), " candidate steps (+ never)"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ": pair ", info.high, "->", info.low, " has ", info.spec.num_classes,
+            " classes for ", info.candidate_steps.size(), " candidate steps (+ never)"));
       }
       m.pairs.push_back(std::move(info));
     }
@@ -188,7 +204,8 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
     return absl::InvalidArgumentError(absl::StrCat(path, ": malformed manifest: ", e.what()));
   }
   if (m.architecture != kReferenceArchitecture) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": unknown architecture \"", m.architecture, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": unknown architecture \"", m.architecture, "\""));
   }
   return m;
 }
@@ -196,21 +213,23 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
 absl::Status WriteClassifierManifest(const std::string& dir, const ClassifierManifest& m) {
   nlohmann::json pairs = nlohmann::json::array();
   for (const ClassifierPairInfo& p : m.pairs) {
-    pairs.push_back({{"high", p.high},
-                     {"low", p.low},
-                     {"file", p.file},
-                     {"candidate_steps", p.candidate_steps},
-                     {"classes", [&] {
-                        std::vector<std::string> names;
-                        for (int64_t s : p.candidate_steps) names.push_back(absl::StrCat("switch at step ", s));
-                        names.push_back("never");
-                        return names;
-                      }()},
-                     {"kv_heads", p.spec.kv_heads},
-                     {"head_dim", p.spec.head_dim},
-                     {"num_classes", p.spec.num_classes},
-                     {"dropout", p.spec.dropout},
-                     {"metrics", nlohmann::json::parse(p.metrics_json.empty() ? "{}" : p.metrics_json)}});
+    pairs.push_back(
+        {{"high", p.high},
+         {"low", p.low},
+         {"file", p.file},
+         {"candidate_steps", p.candidate_steps},
+         {"classes",
+          [&] {
+            std::vector<std::string> names;
+            for (int64_t s : p.candidate_steps) names.push_back(absl::StrCat("switch at step ", s));
+            names.push_back("never");
+            return names;
+          }()},
+         {"kv_heads", p.spec.kv_heads},
+         {"head_dim", p.spec.head_dim},
+         {"num_classes", p.spec.num_classes},
+         {"dropout", p.spec.dropout},
+         {"metrics", nlohmann::json::parse(p.metrics_json.empty() ? "{}" : p.metrics_json)}});
   }
   nlohmann::json j{{"format", "pmpd-classifiers"},
                    {"version", 1},
@@ -253,9 +272,12 @@ class LearnedScheduler : public PrecisionScheduler {
     for (const Pair& p : pairs_) {
       auto logits = p.classifier->Logits(kv);
       if (!logits.ok()) return logits.status();
-      const int cls = static_cast<int>(std::max_element(logits->begin(), logits->end()) - logits->begin());
+      const int cls =
+          static_cast<int>(std::max_element(logits->begin(), logits->end()) - logits->begin());
       predicted_.push_back(cls);
-      steps.push_back(cls < static_cast<int>(p.candidate_steps.size()) ? static_cast<int>(p.candidate_steps[cls]) : -1);
+      steps.push_back(cls < static_cast<int>(p.candidate_steps.size())
+                          ? static_cast<int>(p.candidate_steps[cls])
+                          : -1);
     }
     switch_steps_ = ChainSwitchSteps(steps);
     return absl::OkStatus();
@@ -279,9 +301,11 @@ class LearnedScheduler : public PrecisionScheduler {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(const LearnedSchedulerOptions& o) {
+absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
+    const LearnedSchedulerOptions& o) {
   if (o.precisions.size() < 2) {
-    return absl::InvalidArgumentError("the learned scheduler needs at least two precisions, high to low");
+    return absl::InvalidArgumentError(
+        "the learned scheduler needs at least two precisions, high to low");
   }
   for (size_t i = 1; i < o.precisions.size(); ++i) {
     if (o.precisions[i] >= o.precisions[i - 1]) {
@@ -302,14 +326,15 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(const L
     absl::StatusOr<ClassifierState> state;
     std::string file;
     if (have_manifest) {
-      auto it = std::find_if(manifest->pairs.begin(), manifest->pairs.end(),
-                             [&](const ClassifierPairInfo& i) { return i.high == hi && i.low == lo; });
+      auto it =
+          std::find_if(manifest->pairs.begin(), manifest->pairs.end(),
+                       [&](const ClassifierPairInfo& i) { return i.high == hi && i.low == lo; });
       if (it == manifest->pairs.end()) {
         std::vector<std::string> have;
         for (const auto& i : manifest->pairs) have.push_back(absl::StrCat(i.high, "->", i.low));
-        return absl::NotFoundError(absl::StrCat(o.classifier_dir, " has no classifier for ", hi, "->", lo,
-                                                " (it has ", absl::StrJoin(have, ", "),
-                                                "); train one with pmpd-train --precisions matching"));
+        return absl::NotFoundError(absl::StrCat(
+            o.classifier_dir, " has no classifier for ", hi, "->", lo, " (it has ",
+            absl::StrJoin(have, ", "), "); train one with pmpd-train --precisions matching"));
       }
       file = models::JoinPath(o.classifier_dir, it->file);
       state = ReadClassifierSafetensors(file);
@@ -317,8 +342,9 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(const L
     } else {
       file = models::JoinPath(o.classifier_dir, absl::StrCat("classifier_", hi, "_", lo, ".pt"));
       if (!models::FileExists(file)) {
-        return absl::NotFoundError(absl::StrCat(o.classifier_dir, " has neither manifest.json (pmpd-train) nor ",
-                                                "classifier_", hi, "_", lo, ".pt (PMPD reference) for ", hi, "->", lo));
+        return absl::NotFoundError(
+            absl::StrCat(o.classifier_dir, " has neither manifest.json (pmpd-train) nor ",
+                         "classifier_", hi, "_", lo, ".pt (PMPD reference) for ", hi, "->", lo));
       }
       state = ReadReferenceClassifierPt(file);
       const int n = o.reference_max_new_tokens;
@@ -328,14 +354,16 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(const L
     auto c = KvClassifier::FromState(*state, file);
     if (!c.ok()) return c.status();
     if ((*c)->spec().num_classes != static_cast<int64_t>(pair.candidate_steps.size()) + 1) {
-      return absl::InvalidArgumentError(absl::StrCat(file, ": ", (*c)->spec().num_classes, " classes, expected ",
+      return absl::InvalidArgumentError(absl::StrCat(file, ": ", (*c)->spec().num_classes,
+                                                     " classes, expected ",
                                                      pair.candidate_steps.size() + 1));
     }
-    if (o.kv_heads > 0 && ((*c)->spec().kv_heads != o.kv_heads || (*c)->spec().head_dim != o.head_dim)) {
-      return absl::InvalidArgumentError(absl::StrCat(file, ": the classifier reads ", (*c)->spec().kv_heads,
-                                                     " KV heads of dim ", (*c)->spec().head_dim, ", the model has ",
-                                                     o.kv_heads, " of dim ", o.head_dim,
-                                                     " (a classifier trained for another model?)"));
+    if (o.kv_heads > 0 &&
+        ((*c)->spec().kv_heads != o.kv_heads || (*c)->spec().head_dim != o.head_dim)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": the classifier reads ", (*c)->spec().kv_heads, " KV heads of dim ",
+                       (*c)->spec().head_dim, ", the model has ", o.kv_heads, " of dim ",
+                       o.head_dim, " (a classifier trained for another model?)"));
     }
     pair.classifier = std::move(*c);
     pairs.push_back(std::move(pair));

@@ -32,9 +32,11 @@ using ClassifierState = std::map<std::string, ClassifierTensor>;
 
 // Checks that `state` holds exactly the reference keys with consistent shapes and returns the dims.
 // Errors name `source` (a file) and the offending key.
-absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state, const std::string& source);
+absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
+                                               const std::string& source);
 absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& path);
-absl::Status WriteClassifierSafetensors(const std::string& path, const ClassifierState& state);  // atomic
+absl::Status WriteClassifierSafetensors(const std::string& path,
+                                        const ClassifierState& state);  // atomic
 // The reference's torch.save(state_dict) file (zip + pickle; read without LibTorch). Keys that are
 // not part of the architecture are ignored, as the reference's loader does.
 absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& path);
@@ -62,10 +64,11 @@ class KvClassifier {
 // manifest.json of an exported classifier directory.
 struct ClassifierPairInfo {
   int high = 0, low = 0;
-  std::string file;                       // classifier_<hi>_<lo>.safetensors, relative to the directory
-  std::vector<int64_t> candidate_steps;   // class i < size: switch at candidate_steps[i]; last class: never
+  std::string file;  // classifier_<hi>_<lo>.safetensors, relative to the directory
+  std::vector<int64_t>
+      candidate_steps;  // class i < size: switch at candidate_steps[i]; last class: never
   KvClassifierSpec spec;
-  std::string metrics_json;               // validation metrics and hyperparameters, as a JSON object
+  std::string metrics_json;  // validation metrics and hyperparameters, as a JSON object
 };
 struct ClassifierManifest {
   std::string tool_version, architecture = kReferenceArchitecture;
@@ -73,11 +76,12 @@ struct ClassifierManifest {
   std::vector<ClassifierPairInfo> pairs;
 };
 absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir);
-absl::Status WriteClassifierManifest(const std::string& dir, const ClassifierManifest& manifest);  // atomic
+absl::Status WriteClassifierManifest(const std::string& dir,
+                                     const ClassifierManifest& manifest);  // atomic
 
 struct LearnedSchedulerOptions {
   std::string classifier_dir;
-  std::vector<int> precisions;  // high to low; needs a classifier for every adjacent pair
+  std::vector<int> precisions;     // high to low; needs a classifier for every adjacent pair
   int kv_heads = 0, head_dim = 0;  // the model's, checked against every classifier
   // Only for reference .pt files (no manifest): their classes are the steps
   // [0, N/3, 2(N/3)] and never, N = this (the reference's max_new_tokens default, 255).
@@ -88,7 +92,8 @@ struct LearnedSchedulerOptions {
 // same cache for every pair) and fixes the schedule: pair p's predicted class gives step s_p
 // (never = infinity); precisions[p+1] starts at S_p = max(S_{p-1}, s_p), absolute steps as in a
 // static schedule, and a "never" stops the chain. Errors name the directory and the missing pair.
-absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(const LearnedSchedulerOptions& options);
+absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
+    const LearnedSchedulerOptions& options);
 
 // The chain rule above, on its own: switch step per pair (-1 = never) -> cumulative switch steps
 // for a static schedule over precisions[0..returned size].

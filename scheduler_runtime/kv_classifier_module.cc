@@ -10,26 +10,30 @@ KvClassifierNetImpl::KvClassifierNetImpl(int64_t h, int64_t d, int64_t c, double
   query = register_parameter("query", torch::empty({h, h, d}));
   torch::nn::init::xavier_normal_(query);
   ln = register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({h * d})));
-  project = register_module("project", torch::nn::Sequential(torch::nn::Linear(h * d, h * d), torch::nn::ReLU(),
-                                                              torch::nn::Linear(h * d, c)));
+  project = register_module(
+      "project", torch::nn::Sequential(torch::nn::Linear(h * d, h * d), torch::nn::ReLU(),
+                                       torch::nn::Linear(h * d, c)));
   dropout = register_module("dropout", torch::nn::Dropout(p));
 }
 
-torch::Tensor KvClassifierNetImpl::forward(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask) {
+torch::Tensor KvClassifierNetImpl::forward(const torch::Tensor& k, const torch::Tensor& v,
+                                           const torch::Tensor& mask) {
   return ForwardPooled(k.to(torch::kFloat32).mean(1), v.to(torch::kFloat32).mean(1), mask);
 }
 
-torch::Tensor KvClassifierNetImpl::ForwardPooled(const torch::Tensor& kbar, const torch::Tensor& vbar,
+torch::Tensor KvClassifierNetImpl::ForwardPooled(const torch::Tensor& kbar,
+                                                 const torch::Tensor& vbar,
                                                  const torch::Tensor& mask) {
   const int64_t B = kbar.size(0);
   // [H, H, D] x [B, 1, D, T] -> [B, H, H, T]
   torch::Tensor scores = torch::matmul(query.unsqueeze(0), kbar.transpose(1, 2).unsqueeze(1)) /
                          std::sqrt(static_cast<double>(head_dim));
   if (mask.defined()) {
-    scores = scores.masked_fill(mask.logical_not().view({B, 1, 1, -1}), -std::numeric_limits<float>::infinity());
+    scores = scores.masked_fill(mask.logical_not().view({B, 1, 1, -1}),
+                                -std::numeric_limits<float>::infinity());
   }
   torch::Tensor w = dropout(torch::softmax(scores, -1));
-  torch::Tensor attended = torch::matmul(w, vbar.unsqueeze(1)).mean(2);  // [B, H, D]
+  torch::Tensor attended = torch::matmul(w, vbar.unsqueeze(1)).mean(2);   // [B, H, D]
   torch::Tensor x = attended.transpose(1, 2).contiguous().view({B, -1});  // [B, D*H], index d*H + i
   return project->forward(ln(x));
 }

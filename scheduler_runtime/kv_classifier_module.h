@@ -5,10 +5,10 @@
 // project.0.weight, project.0.bias, project.2.weight, project.2.bias), for K, V of the last layer
 // after prefill, [B, H, T, D] (H KV heads, D head dim):
 //   Kbar, Vbar = mean over heads                                   [B, T, D]
-//   w[b,i,j,:] = softmax_t(query[i,j,:] . Kbar[b,t,:] / sqrt(D))   query: [H, H, D]; padded t masked
-//   a[b,i,:]   = mean_j sum_t dropout(w)[b,i,j,t] Vbar[b,t,:]       [B, H, D]
-//   x          = a transposed to [B, D, H], flattened (index d*H + i), as the reference does
-//   logits     = Linear(ReLU(Linear(LayerNorm(x))))                 [B, classes]
+//   w[b,i,j,:] = softmax_t(query[i,j,:] . Kbar[b,t,:] / sqrt(D))   query: [H, H, D]; padded t
+//   masked a[b,i,:]   = mean_j sum_t dropout(w)[b,i,j,t] Vbar[b,t,:]       [B, H, D] x          = a
+//   transposed to [B, D, H], flattened (index d*H + i), as the reference does logits     =
+//   Linear(ReLU(Linear(LayerNorm(x))))                 [B, classes]
 // The reference returns softmax(logits); we return logits (argmax is the same; training uses them
 // with cross-entropy).
 #pragma once
@@ -22,9 +22,11 @@ class KvClassifierNetImpl : public torch::nn::Module {
   KvClassifierNetImpl(int64_t kv_heads, int64_t head_dim, int64_t num_classes, double dropout);
 
   // k, v: [B, H, T, D]; mask: [B, T] bool, true for real positions (undefined = no padding).
-  torch::Tensor forward(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask = {});
+  torch::Tensor forward(const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& mask = {});
   // The same after the mean over heads: kbar, vbar [B, T, D]. The trainer pools once at load.
-  torch::Tensor ForwardPooled(const torch::Tensor& kbar, const torch::Tensor& vbar, const torch::Tensor& mask = {});
+  torch::Tensor ForwardPooled(const torch::Tensor& kbar, const torch::Tensor& vbar,
+                              const torch::Tensor& mask = {});
 
   int64_t kv_heads, head_dim, num_classes;
   torch::Tensor query;

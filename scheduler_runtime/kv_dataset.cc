@@ -24,10 +24,10 @@ constexpr int64_t kKvChunkTokens = 256;
 constexpr int64_t kIdChunk = 4096;
 constexpr int64_t kSampleChunk = 1024;
 
-#define PMPD_RETURN_IF_ERROR(expr)         \
-  do {                                     \
-    absl::Status _st = (expr);             \
-    if (!_st.ok()) return _st;             \
+#define PMPD_RETURN_IF_ERROR(expr) \
+  do {                             \
+    absl::Status _st = (expr);     \
+    if (!_st.ok()) return _st;     \
   } while (0)
 
 std::string Vec(const std::vector<int64_t>& v) { return absl::StrJoin(v, ","); }
@@ -57,15 +57,15 @@ absl::Status WriteHeader(Hdf5File& f, const KvDatasetHeader& h) {
 absl::StatusOr<KvDatasetHeader> ReadHeader(const Hdf5File& f) {
   auto format = f.GetStringAttribute("/", "format");
   if (!format.ok() || *format != kKvDatasetFormat) {
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": not a pmpd-gen-data file (root attribute format is ",
-                                                   format.ok() ? "\"" + *format + "\"" : "missing", ", expected \"",
-                                                   kKvDatasetFormat, "\")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        f.path(), ": not a pmpd-gen-data file (root attribute format is ",
+        format.ok() ? "\"" + *format + "\"" : "missing", ", expected \"", kKvDatasetFormat, "\")"));
   }
   auto version = f.GetIntAttribute("/", "format_version");
   if (!version.ok()) return version.status();
   if (*version != kKvDatasetVersion) {
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": format_version ", *version, ", this build reads ",
-                                                   kKvDatasetVersion));
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": format_version ", *version,
+                                                   ", this build reads ", kKvDatasetVersion));
   }
   KvDatasetHeader h;
   struct S {
@@ -74,7 +74,8 @@ absl::StatusOr<KvDatasetHeader> ReadHeader(const Hdf5File& f) {
   };
   for (S s : {S{"tool_version", &h.tool_version}, S{"model_path", &h.model_path},
               S{"model_fingerprint", &h.model_fingerprint}, S{"reference", &h.reference},
-              S{"reference_fingerprint", &h.reference_fingerprint}, S{"source", &h.source}, S{"shard", &h.shard}}) {
+              S{"reference_fingerprint", &h.reference_fingerprint}, S{"source", &h.source},
+              S{"shard", &h.shard}}) {
     auto v = f.GetStringAttribute("/", s.name);
     if (!v.ok()) return v.status();
     *s.out = *v;
@@ -84,8 +85,8 @@ absl::StatusOr<KvDatasetHeader> ReadHeader(const Hdf5File& f) {
     int64_t* out;
   };
   for (I s : {I{"max_new_tokens", &h.max_new_tokens}, I{"max_prompt_tokens", &h.max_prompt_tokens},
-              I{"min_prefix_tokens", &h.min_prefix_tokens}, I{"seed", &h.seed}, I{"num_docs", &h.num_docs},
-              I{"kv_heads", &h.kv_heads}, I{"head_dim", &h.head_dim}}) {
+              I{"min_prefix_tokens", &h.min_prefix_tokens}, I{"seed", &h.seed},
+              I{"num_docs", &h.num_docs}, I{"kv_heads", &h.kv_heads}, I{"head_dim", &h.head_dim}}) {
     auto v = f.GetIntAttribute("/", s.name);
     if (!v.ok()) return v.status();
     *s.out = *v;
@@ -97,9 +98,10 @@ absl::StatusOr<KvDatasetHeader> ReadHeader(const Hdf5File& f) {
   if (!c.ok()) return c.status();
   h.candidate_steps = *c;
   if (h.precisions.size() < 2 || h.candidate_steps.empty() || h.kv_heads < 1 || h.head_dim < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": header has ", h.precisions.size(), " precisions, ",
-                                                   h.candidate_steps.size(), " candidate steps, kv_heads ", h.kv_heads,
-                                                   ", head_dim ", h.head_dim, " (need >= 2, >= 1, >= 1, >= 1)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(f.path(), ": header has ", h.precisions.size(), " precisions, ",
+                     h.candidate_steps.size(), " candidate steps, kv_heads ", h.kv_heads,
+                     ", head_dim ", h.head_dim, " (need >= 2, >= 1, >= 1, >= 1)"));
   }
   return h;
 }
@@ -111,8 +113,9 @@ absl::Status ReadVector(const Hdf5File& f, const std::string& name, int64_t n, s
   std::vector<int64_t> shape;
   PMPD_RETURN_IF_ERROR(f.ReadAll(name, out, &shape));
   if (shape.empty() || shape[0] != n || static_cast<int64_t>(out->size()) != n * inner) {
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": dataset ", name, " has shape [", Vec(shape),
-                                                   "], expected ", n, " rows of ", inner));
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": dataset ", name, " has shape [",
+                                                   Vec(shape), "], expected ", n, " rows of ",
+                                                   inner));
   }
   return absl::OkStatus();
 }
@@ -146,8 +149,8 @@ std::string PairGroup(int64_t hi, int64_t lo) { return absl::StrCat("pair_", hi,
 
 KvDatasetWriter::~KvDatasetWriter() = default;
 
-absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(const std::string& path,
-                                                                         const KvDatasetHeader& header) {
+absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(
+    const std::string& path, const KvDatasetHeader& header) {
   auto f = Hdf5File::Create(path);
   if (!f.ok()) return f.status();
   std::unique_ptr<KvDatasetWriter> w(new KvDatasetWriter());
@@ -157,13 +160,20 @@ absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(const s
   PMPD_RETURN_IF_ERROR(WriteHeader(h5, header));
   PMPD_RETURN_IF_ERROR(h5.SetAttribute("/", "num_samples", int64_t{0}));
   PMPD_RETURN_IF_ERROR(h5.CreateGroup("samples"));
-  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/doc_id", H5Type::kInt64, {}, kSampleChunk, false));
-  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/prompt_length", H5Type::kInt32, {}, kSampleChunk, false));
-  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/prompt_offset", H5Type::kInt64, {}, kSampleChunk, false));
-  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/prompt_ids", H5Type::kInt32, {}, kIdChunk, true));
-  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/reference_length", H5Type::kInt32, {}, kSampleChunk, false));
-  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/reference_offset", H5Type::kInt64, {}, kSampleChunk, false));
-  PMPD_RETURN_IF_ERROR(h5.CreateAppendable("samples/reference_ids", H5Type::kInt32, {}, kIdChunk, true));
+  PMPD_RETURN_IF_ERROR(
+      h5.CreateAppendable("samples/doc_id", H5Type::kInt64, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(
+      h5.CreateAppendable("samples/prompt_length", H5Type::kInt32, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(
+      h5.CreateAppendable("samples/prompt_offset", H5Type::kInt64, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(
+      h5.CreateAppendable("samples/prompt_ids", H5Type::kInt32, {}, kIdChunk, true));
+  PMPD_RETURN_IF_ERROR(
+      h5.CreateAppendable("samples/reference_length", H5Type::kInt32, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(
+      h5.CreateAppendable("samples/reference_offset", H5Type::kInt64, {}, kSampleChunk, false));
+  PMPD_RETURN_IF_ERROR(
+      h5.CreateAppendable("samples/reference_ids", H5Type::kInt32, {}, kIdChunk, true));
   const int64_t c = static_cast<int64_t>(header.candidate_steps.size());
   for (size_t p = 0; p + 1 < header.precisions.size(); ++p) {
     const std::string g = PairGroup(header.precisions[p], header.precisions[p + 1]);
@@ -178,11 +188,13 @@ absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(const s
     for (const char* name : {"/prompt_lengths", "/labels", "/switch_steps"}) {
       PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + name, H5Type::kInt32, {}, kSampleChunk, false));
     }
-    PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + "/rouge_l", H5Type::kFloat64, {c}, kSampleChunk, false));
-    PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + "/rouge_l_high", H5Type::kFloat64, {}, kSampleChunk, false));
+    PMPD_RETURN_IF_ERROR(
+        h5.CreateAppendable(g + "/rouge_l", H5Type::kFloat64, {c}, kSampleChunk, false));
+    PMPD_RETURN_IF_ERROR(
+        h5.CreateAppendable(g + "/rouge_l_high", H5Type::kFloat64, {}, kSampleChunk, false));
     for (const char* name : {"/k", "/v"}) {
-      PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + name, H5Type::kFloat16, {header.kv_heads, header.head_dim},
-                                               kKvChunkTokens, true));
+      PMPD_RETURN_IF_ERROR(h5.CreateAppendable(
+          g + name, H5Type::kFloat16, {header.kv_heads, header.head_dim}, kKvChunkTokens, true));
     }
   }
   return w;
@@ -194,15 +206,16 @@ absl::Status KvDatasetWriter::Append(const KvSample& s) {
   const size_t kv = static_cast<size_t>(t * header_.kv_heads * header_.head_dim);
   const size_t c = header_.candidate_steps.size();
   if (s.pairs.size() != pairs || t == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ", s.doc_id, " has ",
-                                                   s.pairs.size(), " pairs and ", t, " prompt tokens; expected ",
-                                                   pairs, " pairs and at least one token"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_->path(), ": sample of document ", s.doc_id, " has ", s.pairs.size(), " pairs and ", t,
+        " prompt tokens; expected ", pairs, " pairs and at least one token"));
   }
   for (const KvPairSample& p : s.pairs) {
     if (p.k.size() != kv || p.v.size() != kv || p.rouge_l.size() != c || p.label < 0 ||
         p.label > static_cast<int32_t>(c)) {
-      return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ", s.doc_id,
-                                                     ": K/V/rouge/label sizes do not match the header"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(file_->path(), ": sample of document ", s.doc_id,
+                       ": K/V/rouge/label sizes do not match the header"));
     }
   }
   Hdf5File& h5 = *file_;
@@ -217,8 +230,9 @@ absl::Status KvDatasetWriter::Append(const KvSample& s) {
   for (size_t p = 0; p < pairs; ++p) {
     const KvPairSample& ps = s.pairs[p];
     const std::string g = PairGroup(header_.precisions[p], header_.precisions[p + 1]);
-    const int32_t step = ps.label < static_cast<int32_t>(c) ? static_cast<int32_t>(header_.candidate_steps[ps.label])
-                                                            : -1;
+    const int32_t step = ps.label < static_cast<int32_t>(c)
+                             ? static_cast<int32_t>(header_.candidate_steps[ps.label])
+                             : -1;
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/doc_ids", &s.doc_id, 1));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/kv_offsets", &prompt_tokens_, 1));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/prompt_lengths", &plen, 1));
@@ -236,7 +250,8 @@ absl::Status KvDatasetWriter::Append(const KvSample& s) {
 }
 
 absl::Status KvDatasetWriter::Finish() {
-  PMPD_RETURN_IF_ERROR(file_->SetAttribute("/", "completed_samples", samples_));  // last: marks the file complete
+  PMPD_RETURN_IF_ERROR(
+      file_->SetAttribute("/", "completed_samples", samples_));  // last: marks the file complete
   return file_->Close();
 }
 
@@ -254,8 +269,10 @@ absl::StatusOr<std::unique_ptr<KvDatasetReader>> KvDatasetReader::Open(const std
   r->header_ = *header;
   auto completed = h5.GetIntAttribute("/", "completed_samples");
   if (!completed.ok()) {
-    return absl::DataLossError(absl::StrCat(path, ": incomplete file (no completed_samples attribute: the writer did "
-                                            "not finish; rerun pmpd-gen-data with the same flags to complete it)"));
+    return absl::DataLossError(
+        absl::StrCat(path,
+                     ": incomplete file (no completed_samples attribute: the writer did "
+                     "not finish; rerun pmpd-gen-data with the same flags to complete it)"));
   }
   r->samples_ = *completed;
   const int64_t n = r->samples_;
@@ -271,8 +288,9 @@ absl::StatusOr<std::unique_ptr<KvDatasetReader>> KvDatasetReader::Open(const std
     for (int64_t i = 0; i < n; ++i) {
       if (t->doc_ids[i] != doc_ids[i] || t->prompt_lengths[i] != r->prompt_lengths_[i] ||
           t->kv_offsets[i] != r->prompt_offsets_[i]) {
-        return absl::DataLossError(absl::StrCat(path, ": ", PairGroup(hi, lo), " sample ", i,
-                                                " disagrees with samples/ on doc_id, prompt length or offset"));
+        return absl::DataLossError(
+            absl::StrCat(path, ": ", PairGroup(hi, lo), " sample ", i,
+                         " disagrees with samples/ on doc_id, prompt length or offset"));
       }
     }
     r->tables_.push_back(std::move(*t));
@@ -282,7 +300,8 @@ absl::StatusOr<std::unique_ptr<KvDatasetReader>> KvDatasetReader::Open(const std
 
 std::vector<std::pair<int64_t, int64_t>> KvDatasetReader::pairs() const {
   std::vector<std::pair<int64_t, int64_t>> out;
-  for (size_t p = 0; p + 1 < header_.precisions.size(); ++p) out.push_back({header_.precisions[p], header_.precisions[p + 1]});
+  for (size_t p = 0; p + 1 < header_.precisions.size(); ++p)
+    out.push_back({header_.precisions[p], header_.precisions[p + 1]});
   return out;
 }
 
@@ -292,8 +311,9 @@ absl::StatusOr<KvPairTable> KvDatasetReader::ReadPair(int64_t hi, int64_t lo) co
   if (!h5.Exists(g)) {
     std::vector<std::string> have;
     for (const auto& [a, b] : pairs()) have.push_back(PairGroup(a, b));
-    return absl::NotFoundError(absl::StrCat(path(), ": no group ", g, " (precision pair ", hi, " -> ", lo,
-                                            "); the file has ", absl::StrJoin(have, ", ")));
+    return absl::NotFoundError(absl::StrCat(path(), ": no group ", g, " (precision pair ", hi,
+                                            " -> ", lo, "); the file has ",
+                                            absl::StrJoin(have, ", ")));
   }
   const int64_t n = samples_;
   const int64_t c = static_cast<int64_t>(header_.candidate_steps.size());
@@ -309,8 +329,8 @@ absl::StatusOr<KvPairTable> KvDatasetReader::ReadPair(int64_t hi, int64_t lo) co
   PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l_high", n, &t.rouge_l_high));
   for (int64_t i = 0; i < n; ++i) {
     if (t.labels[i] < 0 || t.labels[i] > c) {
-      return absl::DataLossError(absl::StrCat(path(), ": ", g, "/labels[", i, "] = ", t.labels[i], " outside [0, ", c,
-                                              "]"));
+      return absl::DataLossError(absl::StrCat(path(), ": ", g, "/labels[", i, "] = ", t.labels[i],
+                                              " outside [0, ", c, "]"));
     }
   }
   for (const char* name : {"/k", "/v"}) {
@@ -319,9 +339,9 @@ absl::StatusOr<KvPairTable> KvDatasetReader::ReadPair(int64_t hi, int64_t lo) co
     const int64_t total = n == 0 ? 0 : t.kv_offsets[n - 1] + t.prompt_lengths[n - 1];
     if (shape->size() != 3 || (*shape)[0] != total || (*shape)[1] != header_.kv_heads ||
         (*shape)[2] != header_.head_dim) {
-      return absl::InvalidArgumentError(absl::StrCat(path(), ": dataset ", g, name, " has shape [", Vec(*shape),
-                                                     "], expected [", total, ",", header_.kv_heads, ",",
-                                                     header_.head_dim, "]"));
+      return absl::InvalidArgumentError(absl::StrCat(path(), ": dataset ", g, name, " has shape [",
+                                                     Vec(*shape), "], expected [", total, ",",
+                                                     header_.kv_heads, ",", header_.head_dim, "]"));
     }
   }
   return t;
@@ -330,13 +350,15 @@ absl::StatusOr<KvPairTable> KvDatasetReader::ReadPair(int64_t hi, int64_t lo) co
 absl::Status KvDatasetReader::ReadKv(const KvPairTable& table, int64_t i, std::vector<float>* k,
                                      std::vector<float>* v) const {
   if (i < 0 || i >= samples_) {
-    return absl::OutOfRangeError(absl::StrCat(path(), ": sample ", i, " outside [0, ", samples_, ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat(path(), ": sample ", i, " outside [0, ", samples_, ")"));
   }
   const int64_t t = table.prompt_lengths[i], h = header_.kv_heads, d = header_.head_dim;
   std::vector<uint16_t> raw(static_cast<size_t>(t * h * d));
   const std::string g = PairGroup(table.hi, table.lo);
   for (auto [name, out] : {std::pair<const char*, std::vector<float>*>{"/k", k}, {"/v", v}}) {
-    PMPD_RETURN_IF_ERROR(file_->ReadRows(g + name, H5Type::kFloat16, table.kv_offsets[i], t, raw.data()));
+    PMPD_RETURN_IF_ERROR(
+        file_->ReadRows(g + name, H5Type::kFloat16, table.kv_offsets[i], t, raw.data()));
     // Stored token-major [T, H, D] (appendable along T); the model's layout is [H, T, D].
     out->resize(raw.size());
     for (int64_t tok = 0; tok < t; ++tok) {
@@ -352,16 +374,18 @@ absl::Status KvDatasetReader::ReadKv(const KvPairTable& table, int64_t i, std::v
 
 absl::StatusOr<KvSample> KvDatasetReader::ReadSample(int64_t i) const {
   if (i < 0 || i >= samples_) {
-    return absl::OutOfRangeError(absl::StrCat(path(), ": sample ", i, " outside [0, ", samples_, ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat(path(), ": sample ", i, " outside [0, ", samples_, ")"));
   }
   KvSample s;
   s.doc_id = tables_.empty() ? 0 : tables_[0].doc_ids[i];
   s.prompt_ids.resize(prompt_lengths_[i]);
   s.reference_ids.resize(reference_lengths_[i]);
-  PMPD_RETURN_IF_ERROR(
-      file_->ReadRows("samples/prompt_ids", H5Type::kInt32, prompt_offsets_[i], prompt_lengths_[i], s.prompt_ids.data()));
-  PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/reference_ids", H5Type::kInt32, reference_offsets_[i],
-                                       reference_lengths_[i], s.reference_ids.data()));
+  PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/prompt_ids", H5Type::kInt32, prompt_offsets_[i],
+                                       prompt_lengths_[i], s.prompt_ids.data()));
+  PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/reference_ids", H5Type::kInt32,
+                                       reference_offsets_[i], reference_lengths_[i],
+                                       s.reference_ids.data()));
   std::vector<int64_t> doc(1);
   PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/doc_id", H5Type::kInt64, i, 1, doc.data()));
   s.doc_id = doc[0];
@@ -375,8 +399,10 @@ absl::StatusOr<KvSample> KvDatasetReader::ReadSample(int64_t i) const {
     const std::string g = PairGroup(table.hi, table.lo);
     p.k.resize(static_cast<size_t>(t * header_.kv_heads * header_.head_dim));
     p.v.resize(p.k.size());
-    PMPD_RETURN_IF_ERROR(file_->ReadRows(g + "/k", H5Type::kFloat16, table.kv_offsets[i], t, p.k.data()));
-    PMPD_RETURN_IF_ERROR(file_->ReadRows(g + "/v", H5Type::kFloat16, table.kv_offsets[i], t, p.v.data()));
+    PMPD_RETURN_IF_ERROR(
+        file_->ReadRows(g + "/k", H5Type::kFloat16, table.kv_offsets[i], t, p.k.data()));
+    PMPD_RETURN_IF_ERROR(
+        file_->ReadRows(g + "/v", H5Type::kFloat16, table.kv_offsets[i], t, p.v.data()));
     s.pairs.push_back(std::move(p));
   }
   return s;
@@ -392,8 +418,8 @@ absl::Status JoinKvDatasets(const std::vector<std::string>& inputs, const std::s
     if (!readers.empty()) {
       const std::string diff = readers[0]->header().DiffIgnoringShard((*r)->header());
       if (!diff.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(in, ": made with another configuration than ", inputs[0], " (",
-                                                       diff, ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            in, ": made with another configuration than ", inputs[0], " (", diff, ")"));
       }
     }
     readers.push_back(std::move(*r));
@@ -401,18 +427,19 @@ absl::Status JoinKvDatasets(const std::vector<std::string>& inputs, const std::s
   // (doc_id, reader, index), sorted by doc_id: the order an unsharded run writes.
   std::vector<std::tuple<int64_t, size_t, int64_t>> order;
   for (size_t r = 0; r < readers.size(); ++r) {
-    auto t = readers[r]->pairs().empty() ? absl::StatusOr<KvPairTable>(absl::InternalError("no pairs"))
-                                         : readers[r]->ReadPair(readers[r]->pairs()[0].first,
-                                                                readers[r]->pairs()[0].second);
+    auto t =
+        readers[r]->pairs().empty()
+            ? absl::StatusOr<KvPairTable>(absl::InternalError("no pairs"))
+            : readers[r]->ReadPair(readers[r]->pairs()[0].first, readers[r]->pairs()[0].second);
     if (!t.ok()) return t.status();
     for (int64_t i = 0; i < readers[r]->num_samples(); ++i) order.emplace_back(t->doc_ids[i], r, i);
   }
   std::sort(order.begin(), order.end());
   for (size_t i = 1; i < order.size(); ++i) {
     if (std::get<0>(order[i]) == std::get<0>(order[i - 1])) {
-      return absl::InvalidArgumentError(absl::StrCat("document ", std::get<0>(order[i]), " appears in both ",
-                                                     inputs[std::get<1>(order[i - 1])], " and ",
-                                                     inputs[std::get<1>(order[i])]));
+      return absl::InvalidArgumentError(
+          absl::StrCat("document ", std::get<0>(order[i]), " appears in both ",
+                       inputs[std::get<1>(order[i - 1])], " and ", inputs[std::get<1>(order[i])]));
     }
   }
   KvDatasetHeader header = readers[0]->header();

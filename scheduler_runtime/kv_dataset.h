@@ -6,8 +6,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,9 +28,9 @@ struct KvDatasetHeader {
   std::string tool_version;
   std::string model_path, model_fingerprint;
   std::string reference, reference_fingerprint;  // "model:<dir>" or "precision:<bits>"
-  std::string source;                             // the C4 input as given (file, directory or glob)
-  std::vector<int64_t> precisions;                // high to low, e.g. {4, 3, 2}
-  std::vector<int64_t> candidate_steps;           // switch steps tried, increasing, e.g. {0, 85, 170}
+  std::string source;                            // the C4 input as given (file, directory or glob)
+  std::vector<int64_t> precisions;               // high to low, e.g. {4, 3, 2}
+  std::vector<int64_t> candidate_steps;  // switch steps tried, increasing, e.g. {0, 85, 170}
   int64_t max_new_tokens = 0, max_prompt_tokens = 0, min_prefix_tokens = 0;
   int64_t seed = 0, num_docs = 0;
   int64_t kv_heads = 0, head_dim = 0;
@@ -42,7 +42,7 @@ struct KvDatasetHeader {
 
 // One labelled prompt for one precision pair.
 struct KvPairSample {
-  int32_t label = 0;        // index into candidate_steps, or candidate_steps.size() for "never"
+  int32_t label = 0;            // index into candidate_steps, or candidate_steps.size() for "never"
   std::vector<double> rouge_l;  // per candidate step: Rouge-L F of that branch vs the reference
   double rouge_l_high = 0;      // Rouge-L F of the all-high output vs the reference
   // Last layer after prefill at the high precision, float16 bits, [prompt_len, kv_heads, head_dim].
@@ -68,7 +68,8 @@ class KvDatasetWriter {
   static absl::StatusOr<std::unique_ptr<KvDatasetWriter>> Create(const std::string& path,
                                                                  const KvDatasetHeader& header);
   ~KvDatasetWriter();
-  // Checks the sample against the header (pairs, KV sizes, rouge count); errors leave the file as is.
+  // Checks the sample against the header (pairs, KV sizes, rouge count); errors leave the file as
+  // is.
   absl::Status Append(const KvSample& sample);
   absl::Status Finish();
   int64_t samples() const { return samples_; }
@@ -104,7 +105,8 @@ class KvDatasetReader {
   absl::StatusOr<KvPairTable> ReadPair(int64_t hi, int64_t lo) const;
   // K and V of sample i of the pair as float, each [kv_heads, prompt_len, head_dim] row-major (the
   // layout LlamaModel::LastLayerKv gives). Cost: reads the sample's chunks.
-  absl::Status ReadKv(const KvPairTable& table, int64_t i, std::vector<float>* k, std::vector<float>* v) const;
+  absl::Status ReadKv(const KvPairTable& table, int64_t i, std::vector<float>* k,
+                      std::vector<float>* v) const;
   // The whole stored sample (raw float16 KV), for merging.
   absl::StatusOr<KvSample> ReadSample(int64_t i) const;
 

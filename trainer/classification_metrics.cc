@@ -7,13 +7,15 @@
 
 namespace pmpd::trainer {
 
-ClassificationMetrics Classify(const std::vector<int>& truth, const std::vector<int>& predicted, int num_classes) {
+ClassificationMetrics Classify(const std::vector<int>& truth, const std::vector<int>& predicted,
+                               int num_classes) {
   PMPD_CHECK(truth.size() == predicted.size());
   ClassificationMetrics m;
   m.confusion.assign(num_classes, std::vector<int64_t>(num_classes, 0));
   int64_t correct = 0;
   for (size_t i = 0; i < truth.size(); ++i) {
-    PMPD_CHECK(truth[i] >= 0 && truth[i] < num_classes && predicted[i] >= 0 && predicted[i] < num_classes);
+    PMPD_CHECK(truth[i] >= 0 && truth[i] < num_classes && predicted[i] >= 0 &&
+               predicted[i] < num_classes);
     ++m.confusion[truth[i]][predicted[i]];
     correct += truth[i] == predicted[i];
   }
@@ -34,7 +36,8 @@ ClassificationMetrics Classify(const std::vector<int>& truth, const std::vector<
   return m;
 }
 
-std::string FormatConfusion(const std::vector<std::vector<int64_t>>& confusion, const std::vector<std::string>& names) {
+std::string FormatConfusion(const std::vector<std::vector<int64_t>>& confusion,
+                            const std::vector<std::string>& names) {
   std::string out = absl::StrFormat("%12s", "truth\\pred");
   for (const auto& n : names) out += absl::StrFormat("%10s", n);
   out += "\n";

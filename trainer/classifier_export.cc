@@ -11,7 +11,8 @@
 namespace pmpd::trainer {
 
 std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
-  const EpochMetrics& best = r.epochs[r.best_epoch - 1];  // epochs are numbered from 1, resumed ones included
+  const EpochMetrics& best =
+      r.epochs[r.best_epoch - 1];  // epochs are numbered from 1, resumed ones included
   nlohmann::json j{{"best_epoch", r.best_epoch},
                    {"epochs_run", r.epochs.size()},
                    {"val_loss", best.val_loss},
@@ -26,14 +27,22 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
                    {"train_class_counts", r.train_class_counts},
                    {"val_class_counts", r.val_class_counts},
                    {"hyperparameters",
-                    {{"epochs", o.epochs}, {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"dropout", o.dropout},
-                     {"grad_accum", o.grad_accum}, {"batch_size", o.batch_size}, {"val_fraction", o.val_fraction},
-                     {"seed", o.seed}, {"balance", o.balance}, {"patience", o.patience}}}};
+                    {{"epochs", o.epochs},
+                     {"lr", o.lr},
+                     {"weight_decay", o.weight_decay},
+                     {"dropout", o.dropout},
+                     {"grad_accum", o.grad_accum},
+                     {"batch_size", o.batch_size},
+                     {"val_fraction", o.val_fraction},
+                     {"seed", o.seed},
+                     {"balance", o.balance},
+                     {"patience", o.patience}}}};
   return j.dump();
 }
 
 absl::Status ExportClassifiers(const std::string& out_dir, const std::string& data_path,
-                               const std::vector<TrainResult>& results, const TrainOptions& options) {
+                               const std::vector<TrainResult>& results,
+                               const TrainOptions& options) {
   if (auto st = models::MakeDirs(out_dir); !st.ok()) return st;
   auto reader = scheduler::KvDatasetReader::Open(data_path);
   if (!reader.ok()) return reader.status();
@@ -51,12 +60,14 @@ absl::Status ExportClassifiers(const std::string& out_dir, const std::string& da
     p.candidate_steps = r.candidate_steps;
     p.spec = r.spec;
     p.metrics_json = MetricsJson(r, options);
-    if (auto st = scheduler::WriteClassifierSafetensors(models::JoinPath(out_dir, p.file), r.state); !st.ok()) {
+    if (auto st = scheduler::WriteClassifierSafetensors(models::JoinPath(out_dir, p.file), r.state);
+        !st.ok()) {
       return st;
     }
     m.pairs.push_back(std::move(p));
   }
-  return scheduler::WriteClassifierManifest(out_dir, m);  // last: the directory is usable once it exists
+  return scheduler::WriteClassifierManifest(out_dir,
+                                            m);  // last: the directory is usable once it exists
 }
 
 }  // namespace pmpd::trainer

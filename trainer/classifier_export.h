@@ -15,6 +15,7 @@ namespace pmpd::trainer {
 std::string MetricsJson(const TrainResult& r, const TrainOptions& o);
 
 absl::Status ExportClassifiers(const std::string& out_dir, const std::string& data_path,
-                               const std::vector<TrainResult>& results, const TrainOptions& options);
+                               const std::vector<TrainResult>& results,
+                               const TrainOptions& options);
 
 }  // namespace pmpd::trainer

@@ -31,7 +31,8 @@ struct Example {
 
 absl::Status CheckOptions(const TrainOptions& o) {
   if (o.epochs < 1 || o.batch_size < 1 || o.grad_accum < 1 || o.patience < 1) {
-    return absl::InvalidArgumentError("--epochs, --batch-size, --grad-accum and --patience must be >= 1");
+    return absl::InvalidArgumentError(
+        "--epochs, --batch-size, --grad-accum and --patience must be >= 1");
   }
   if (!(o.lr > 0) || !(o.weight_decay >= 0) || !(o.dropout >= 0 && o.dropout < 1)) {
     return absl::InvalidArgumentError("need --lr > 0, --weight-decay >= 0 and 0 <= --dropout < 1");
@@ -42,7 +43,8 @@ absl::Status CheckOptions(const TrainOptions& o) {
   if (o.balance != "weighted" && o.balance != "oversample" && o.balance != "none") {
     return absl::InvalidArgumentError("--balance must be weighted, oversample or none");
   }
-  if (o.device != "cpu" && o.device != "cuda") return absl::InvalidArgumentError("--device must be cpu or cuda");
+  if (o.device != "cpu" && o.device != "cuda")
+    return absl::InvalidArgumentError("--device must be cpu or cuda");
   return absl::OkStatus();
 }
 
@@ -50,7 +52,8 @@ absl::Status CheckOptions(const TrainOptions& o) {
 struct Batch {
   torch::Tensor kbar, vbar, mask, labels;
 };
-Batch MakeBatch(const std::vector<Example>& data, const std::vector<int>& idx, const torch::Device& device) {
+Batch MakeBatch(const std::vector<Example>& data, const std::vector<int>& idx,
+                const torch::Device& device) {
   int64_t tmax = 0;
   for (int i : idx) tmax = std::max(tmax, data[i].kbar.size(0));
   const int64_t B = static_cast<int64_t>(idx.size()), D = data[idx[0]].kbar.size(1);
@@ -88,8 +91,12 @@ scheduler::ClassifierState StateOf(KvClassifierNet& net) {
 }
 
 nlohmann::json EpochJson(const EpochMetrics& e) {
-  return {{"epoch", e.epoch},       {"train_loss", e.train_loss},        {"val_loss", e.val_loss},
-          {"seconds", e.seconds},   {"val_accuracy", e.val.accuracy},    {"val_macro_f1", e.val.macro_f1},
+  return {{"epoch", e.epoch},
+          {"train_loss", e.train_loss},
+          {"val_loss", e.val_loss},
+          {"seconds", e.seconds},
+          {"val_accuracy", e.val.accuracy},
+          {"val_macro_f1", e.val.macro_f1},
           {"confusion", e.val.confusion}};
 }
 EpochMetrics EpochFromJson(const nlohmann::json& j) {
@@ -105,18 +112,20 @@ EpochMetrics EpochFromJson(const nlohmann::json& j) {
 }
 
 // Everything the trained weights depend on; a checkpoint with another value is not resumed.
-std::string RunFingerprint(const TrainOptions& o, const std::string& data_fingerprint, int hi, int lo) {
-  return absl::StrCat("data=", data_fingerprint, ";pair=", hi, "_", lo, ";epochs=", o.epochs, ";lr=", o.lr,
-                      ";wd=", o.weight_decay, ";dropout=", o.dropout, ";accum=", o.grad_accum, ";batch=", o.batch_size,
-                      ";val=", o.val_fraction, ";seed=", o.seed, ";balance=", o.balance, ";patience=", o.patience,
+std::string RunFingerprint(const TrainOptions& o, const std::string& data_fingerprint, int hi,
+                           int lo) {
+  return absl::StrCat("data=", data_fingerprint, ";pair=", hi, "_", lo, ";epochs=", o.epochs,
+                      ";lr=", o.lr, ";wd=", o.weight_decay, ";dropout=", o.dropout,
+                      ";accum=", o.grad_accum, ";batch=", o.batch_size, ";val=", o.val_fraction,
+                      ";seed=", o.seed, ";balance=", o.balance, ";patience=", o.patience,
                       ";device=", o.device);
 }
 
 }  // namespace
 
-absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, int hi, int lo,
-                                                const TrainOptions& o,
-                                                const std::function<bool(const EpochMetrics&)>& on_epoch) {
+absl::StatusOr<TrainResult> TrainPairClassifier(
+    const std::string& data_path, int hi, int lo, const TrainOptions& o,
+    const std::function<bool(const EpochMetrics&)>& on_epoch) {
   if (auto st = CheckOptions(o); !st.ok()) return st;
   if (o.device == "cuda" && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError("--device cuda: this LibTorch build sees no CUDA device");
@@ -130,7 +139,8 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
   const int num_classes = static_cast<int>(header.candidate_steps.size()) + 1;
   const int64_t n = (*reader)->num_samples();
   if (n < 4) {
-    return absl::InvalidArgumentError(absl::StrCat(data_path, ": ", n, " samples; need at least 4 to train and validate"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(data_path, ": ", n, " samples; need at least 4 to train and validate"));
   }
   TrainResult result;
   result.high = hi;
@@ -148,8 +158,10 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
   for (int64_t i = 0; i < n; ++i) {
     if (auto st = (*reader)->ReadKv(*table, i, &k, &v); !st.ok()) return st;
     const int64_t t = table->prompt_lengths[i];
-    data[i].kbar = torch::from_blob(k.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
-    data[i].vbar = torch::from_blob(v.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
+    data[i].kbar =
+        torch::from_blob(k.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
+    data[i].vbar =
+        torch::from_blob(v.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
     data[i].label = table->labels[i];
   }
   // Deterministic split: a seeded permutation; the first val_fraction is validation.
@@ -158,20 +170,22 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
   std::mt19937_64 split_rng(o.seed ^ 0x5EEDull);
   std::shuffle(order.begin(), order.end(), split_rng);
   const int n_val = std::max<int>(1, static_cast<int>(std::lround(o.val_fraction * n)));
-  std::vector<int> val(order.begin(), order.begin() + n_val), train(order.begin() + n_val, order.end());
+  std::vector<int> val(order.begin(), order.begin() + n_val),
+      train(order.begin() + n_val, order.end());
   result.train_samples = static_cast<int>(train.size());
   result.val_samples = n_val;
   result.train_class_counts.assign(num_classes, 0);
   result.val_class_counts.assign(num_classes, 0);
   for (int i : train) ++result.train_class_counts[data[i].label];
   for (int i : val) ++result.val_class_counts[data[i].label];
-  result.majority_class = static_cast<int>(std::max_element(result.train_class_counts.begin(),
-                                                            result.train_class_counts.end()) -
-                                           result.train_class_counts.begin());
+  result.majority_class = static_cast<int>(
+      std::max_element(result.train_class_counts.begin(), result.train_class_counts.end()) -
+      result.train_class_counts.begin());
   {
     std::vector<int> truth;
     for (int i : val) truth.push_back(data[i].label);
-    result.majority = Classify(truth, std::vector<int>(truth.size(), result.majority_class), num_classes);
+    result.majority =
+        Classify(truth, std::vector<int>(truth.size(), result.majority_class), num_classes);
   }
   torch::Tensor class_weights = torch::ones({num_classes});
   if (o.balance == "weighted") {
@@ -185,15 +199,17 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
   torch::manual_seed(o.seed);
   KvClassifierNet net(header.kv_heads, header.head_dim, num_classes, o.dropout);
   net->to(device);
-  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+  torch::optim::AdamW opt(net->parameters(),
+                          torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
 
   // Resume from the last checkpoint of the same run.
   auto data_fp = models::FingerprintFile(data_path);
   if (!data_fp.ok()) return data_fp.status();
   const std::string fingerprint = RunFingerprint(o, *data_fp, hi, lo);
-  const std::string ckpt = o.checkpoint_dir.empty()
-                               ? ""
-                               : models::JoinPath(o.checkpoint_dir, absl::StrCat("pair_", hi, "_", lo, ".pt"));
+  const std::string ckpt =
+      o.checkpoint_dir.empty()
+          ? ""
+          : models::JoinPath(o.checkpoint_dir, absl::StrCat("pair_", hi, "_", lo, ".pt"));
   double best_loss = std::numeric_limits<double>::infinity();
   int since_best = 0;
   KvClassifierNet best(header.kv_heads, header.head_dim, num_classes, o.dropout);
@@ -224,8 +240,8 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
         std::fprintf(stderr, "%s: made with other settings or data; starting over\n", ckpt.c_str());
       }
     } catch (const std::exception& e) {
-      return absl::DataLossError(absl::StrCat(ckpt, ": unreadable checkpoint (", e.what(),
-                                              "); delete it to start over"));
+      return absl::DataLossError(
+          absl::StrCat(ckpt, ": unreadable checkpoint (", e.what(), "); delete it to start over"));
     }
   }
   if (!result.stopped_early) {
@@ -256,11 +272,13 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
       opt.zero_grad();
       int batches = 0;
       for (size_t s = 0; s < epoch_idx.size(); s += o.batch_size) {
-        std::vector<int> idx(epoch_idx.begin() + s, epoch_idx.begin() + std::min(epoch_idx.size(), s + o.batch_size));
+        std::vector<int> idx(epoch_idx.begin() + s,
+                             epoch_idx.begin() + std::min(epoch_idx.size(), s + o.batch_size));
         Batch b = MakeBatch(data, idx, device);
         torch::Tensor logits = net->ForwardPooled(b.kbar, b.vbar, b.mask);
         torch::Tensor loss = torch::nn::functional::cross_entropy(
-            logits, b.labels, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
+            logits, b.labels,
+            torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
         (loss / o.grad_accum).backward();
         loss_sum += loss.item<double>() * idx.size();
         seen += static_cast<int64_t>(idx.size());
@@ -279,7 +297,8 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
         double vl = 0;
         std::vector<int> truth, pred;
         for (size_t s = 0; s < val.size(); s += o.batch_size) {
-          std::vector<int> idx(val.begin() + s, val.begin() + std::min(val.size(), s + o.batch_size));
+          std::vector<int> idx(val.begin() + s,
+                               val.begin() + std::min(val.size(), s + o.batch_size));
           Batch b = MakeBatch(data, idx, device);
           torch::Tensor logits = net->ForwardPooled(b.kbar, b.vbar, b.mask);
           vl += torch::nn::functional::cross_entropy(logits, b.labels).item<double>() * idx.size();
@@ -311,8 +330,9 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
       result.stopped_early = since_best >= o.patience;
       if (!ckpt.empty()) {
         if (auto st = models::MakeDirs(o.checkpoint_dir); !st.ok()) return st;
-        nlohmann::json meta{{"fingerprint", fingerprint}, {"best_epoch", result.best_epoch}, {"best_loss", best_loss},
-                            {"since_best", since_best},   {"stopped", result.stopped_early}, {"epochs", nlohmann::json::array()}};
+        nlohmann::json meta{{"fingerprint", fingerprint},      {"best_epoch", result.best_epoch},
+                            {"best_loss", best_loss},          {"since_best", since_best},
+                            {"stopped", result.stopped_early}, {"epochs", nlohmann::json::array()}};
         for (const auto& e : result.epochs) meta["epochs"].push_back(EpochJson(e));
         torch::serialize::OutputArchive out, m, b, op;
         net->save(m);
@@ -328,7 +348,8 @@ absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, in
         } catch (const std::exception& e) {
           return absl::InternalError(absl::StrCat(tmp, ": cannot write checkpoint: ", e.what()));
         }
-        if (::rename(tmp.c_str(), ckpt.c_str()) != 0) return absl::InternalError(absl::StrCat(ckpt, ": rename failed"));
+        if (::rename(tmp.c_str(), ckpt.c_str()) != 0)
+          return absl::InternalError(absl::StrCat(ckpt, ": rename failed"));
       }
       if (result.stopped_early || !keep_going) break;
     }

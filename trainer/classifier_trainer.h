@@ -29,8 +29,8 @@ struct TrainOptions {
   // no repeated minority samples to overfit); oversample: the reference's way, minority classes
   // resampled up to the largest class each epoch; none.
   std::string balance = "weighted";
-  int patience = 5;             // early stopping: epochs without a better validation loss
-  std::string checkpoint_dir;   // empty: no checkpoints (no resume)
+  int patience = 5;            // early stopping: epochs without a better validation loss
+  std::string checkpoint_dir;  // empty: no checkpoints (no resume)
 };
 
 struct EpochMetrics {
@@ -48,7 +48,7 @@ struct TrainResult {
   scheduler::KvClassifierSpec spec;
   int train_samples = 0, val_samples = 0;
   std::vector<int64_t> train_class_counts, val_class_counts;
-  int majority_class = 0;  // of the training split
+  int majority_class = 0;          // of the training split
   ClassificationMetrics majority;  // predicting it for every validation sample
   int resumed_epochs = 0;          // epochs found in the checkpoint
   bool stopped_early = false;
@@ -57,10 +57,11 @@ struct TrainResult {
 
 // Trains the (hi, lo) classifier of `data_path`. `on_epoch` sees each finished epoch (resumed ones
 // are not replayed) and may return false to stop training there (a pruner, a time limit): the best
-// weights so far are returned and a rerun with the same checkpoint_dir continues after that epoch. Errors: the pair missing from the file, too few samples, bad options,
+// weights so far are returned and a rerun with the same checkpoint_dir continues after that epoch.
+// Errors: the pair missing from the file, too few samples, bad options,
 // --device cuda without CUDA. Cost: epochs x (samples x O(H^2 T D)).
-absl::StatusOr<TrainResult> TrainPairClassifier(const std::string& data_path, int hi, int lo,
-                                                const TrainOptions& options,
-                                                const std::function<bool(const EpochMetrics&)>& on_epoch = {});
+absl::StatusOr<TrainResult> TrainPairClassifier(
+    const std::string& data_path, int hi, int lo, const TrainOptions& options,
+    const std::function<bool(const EpochMetrics&)>& on_epoch = {});
 
 }  // namespace pmpd::trainer

@@ -10,6 +10,7 @@
 namespace pmpd::trainer {
 
 // Writes `path` atomically; errors name the file.
-absl::Status WriteTrainingSvg(const std::string& path, const std::string& title, const TrainResult& result);
+absl::Status WriteTrainingSvg(const std::string& path, const std::string& title,
+                              const TrainResult& result);
 
 }  // namespace pmpd::trainer

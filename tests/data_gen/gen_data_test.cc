@@ -1,9 +1,7 @@
 // pmpd-gen-data on stories260K (any-precision 2..4, float reference) and C4: the file reads back,
 // labels equal a sequential recomputation, kills and shards change nothing, bad input is refused.
-#include "data_gen/gen_data_job.h"
-
-#include <gtest/gtest.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "data_gen/gen_data_job.h"
 #include "data_gen/switch_labeler.h"
 #include "inference/generator.h"
 #include "inference/llama_model.h"
@@ -45,7 +44,8 @@ class GenDataTest : public ::testing::Test {
         !testing::FileExistsForTest(testing::SharedPath("data/c4"))) {
       return;
     }
-    model_ = new std::string(testing::QuantizeForTest("gendata", testing::SharedPath("models/stories260K"), 2, 4));
+    model_ = new std::string(
+        testing::QuantizeForTest("gendata", testing::SharedPath("models/stories260K"), 2, 4));
     whole_ = new std::string(testing::MakeTempDir("gendata_whole") + "/c4.h5");
     auto r = RunGenData(Options(*whole_));
     ASSERT_TRUE(r.ok()) << r.status();
@@ -77,9 +77,10 @@ class GenDataTest : public ::testing::Test {
   }
   // The flags that give Options() on the command line.
   static std::string Flags(const std::string& out) {
-    return absl::StrCat("--model ", *model_, " --c4 ", testing::SharedPath("data/c4"), " --out ", out,
-                        " --precisions 4,3,2 --num-docs ", kDocs, " --max-new-tokens ", kNew, " --reference-model ",
-                        testing::SharedPath("models/stories260K"), " --seed 7");
+    return absl::StrCat("--model ", *model_, " --c4 ", testing::SharedPath("data/c4"), " --out ",
+                        out, " --precisions 4,3,2 --num-docs ", kDocs, " --max-new-tokens ", kNew,
+                        " --reference-model ", testing::SharedPath("models/stories260K"),
+                        " --seed 7");
   }
 
   static std::string* model_;
@@ -117,8 +118,10 @@ void ExpectSameSamples(const std::string& a_path, const std::string& b_path) {
       EXPECT_EQ(x->pairs[p].label, y->pairs[p].label) << "sample " << i << " pair " << p;
       EXPECT_EQ(x->pairs[p].rouge_l, y->pairs[p].rouge_l) << "sample " << i << " pair " << p;
       EXPECT_EQ(x->pairs[p].rouge_l_high, y->pairs[p].rouge_l_high);
-      EXPECT_TRUE(x->pairs[p].k == y->pairs[p].k) << "K bytes differ: sample " << i << " pair " << p;
-      EXPECT_TRUE(x->pairs[p].v == y->pairs[p].v) << "V bytes differ: sample " << i << " pair " << p;
+      EXPECT_TRUE(x->pairs[p].k == y->pairs[p].k)
+          << "K bytes differ: sample " << i << " pair " << p;
+      EXPECT_TRUE(x->pairs[p].v == y->pairs[p].v)
+          << "V bytes differ: sample " << i << " pair " << p;
     }
   }
 }
@@ -158,7 +161,8 @@ TEST_F(GenDataTest, FileReadsBackAndMatchesRecomputation) {
     g.max_new_tokens = kNew;
     auto gen = inference::Generate(**ref, prompt, g);
     ASSERT_TRUE(gen.ok());
-    EXPECT_EQ(std::vector<int>(s->reference_ids.begin(), s->reference_ids.end()), gen->new_ids) << "doc " << i;
+    EXPECT_EQ(std::vector<int>(s->reference_ids.begin(), s->reference_ids.end()), gen->new_ids)
+        << "doc " << i;
     // K/V: the prefill at each pair's high precision, stored as float16 token-major.
     for (size_t p = 0; p < 2; ++p) {
       ASSERT_TRUE((*quant)->SetPrecision(static_cast<int>(h.precisions[p])).ok());
@@ -178,7 +182,8 @@ TEST_F(GenDataTest, FileReadsBackAndMatchesRecomputation) {
           }
         }
       }
-      EXPECT_EQ(worst, 0) << "doc " << i << " pair " << p << ": K values off by more than float16 rounding";
+      EXPECT_EQ(worst, 0) << "doc " << i << " pair " << p
+                          << ": K values off by more than float16 rounding";
     }
     // switch_steps mirror labels.
     const int label = t43->labels[i];
@@ -202,13 +207,15 @@ TEST_F(GenDataTest, LabelsEqualSequentialRecomputation) {
     for (int64_t i = 0; i < (*r)->num_samples(); ++i) {
       auto s = (*r)->ReadSample(i);
       ASSERT_TRUE(s.ok());
-      const std::string ref_text = (*tok)->Decode(std::vector<int>(s->reference_ids.begin(), s->reference_ids.end()));
+      const std::string ref_text =
+          (*tok)->Decode(std::vector<int>(s->reference_ids.begin(), s->reference_ids.end()));
       PairLabelOptions o;
       o.high = static_cast<int>(hi);
       o.low = static_cast<int>(lo);
       o.candidate_steps = {0, kNew / 3, 2 * kNew / 3};
       o.max_new_tokens = kNew;
-      auto seq = LabelPairSequential(**quant, **tok, std::vector<int>(s->prompt_ids.begin(), s->prompt_ids.end()),
+      auto seq = LabelPairSequential(**quant, **tok,
+                                     std::vector<int>(s->prompt_ids.begin(), s->prompt_ids.end()),
                                      ref_text, o);
       ASSERT_TRUE(seq.ok()) << seq.status();
       const double high = metrics::RougeL(ref_text, (*tok)->Decode(seq->high_ids)).fmeasure;
@@ -216,7 +223,8 @@ TEST_F(GenDataTest, LabelsEqualSequentialRecomputation) {
       int label = 3;
       for (int c = 2; c >= 0; --c) {
         const double rc = metrics::RougeL(ref_text, (*tok)->Decode(seq->branch_ids[c])).fmeasure;
-        EXPECT_EQ(rc, t->rouge_l[i * 3 + c]) << "pair " << hi << "->" << lo << " sample " << i << " branch " << c;
+        EXPECT_EQ(rc, t->rouge_l[i * 3 + c])
+            << "pair " << hi << "->" << lo << " sample " << i << " branch " << c;
         if (std::round(rc * 1000) >= std::round(high * 1000)) label = c;
       }
       EXPECT_EQ(label, t->labels[i]) << "pair " << hi << "->" << lo << " sample " << i;
@@ -225,7 +233,8 @@ TEST_F(GenDataTest, LabelsEqualSequentialRecomputation) {
     }
   }
   EXPECT_EQ(labels_checked, 2 * kDocs);
-  EXPECT_GE(classes_seen.size(), 2u) << "every label equal: the check would not tell branches apart";
+  EXPECT_GE(classes_seen.size(), 2u)
+      << "every label equal: the check would not tell branches apart";
 }
 
 // The tables of docs/gen-data-format.md describe the file: every documented dataset exists with its
@@ -248,7 +257,8 @@ TEST_F(GenDataTest, LayoutDocMatchesFile) {
     for (auto& c : cells) c = std::string(absl::StripAsciiWhitespace(c));
     if (cells.size() < 4 || cells[1] == "attribute" || cells[1] == "path") continue;
     if (cells.size() == 5) {  // | attribute | type | meaning |
-      EXPECT_TRUE(f->HasAttribute("/", cells[1])) << "documented root attribute missing: " << cells[1];
+      EXPECT_TRUE(f->HasAttribute("/", cells[1]))
+          << "documented root attribute missing: " << cells[1];
       ++attrs;
     } else if (cells.size() == 6) {  // | path | dtype | shape | meaning |
       for (const std::string pair : {"pair_4_3", "pair_3_2"}) {
@@ -269,7 +279,8 @@ TEST_F(GenDataTest, LayoutDocMatchesFile) {
   for (const std::string group : {"samples", "pair_4_3", "pair_3_2"}) {
     auto children = f->ListChildren(group);
     ASSERT_TRUE(children.ok());
-    for (const std::string& c : *children) EXPECT_TRUE(documented.count(group + "/" + c)) << "undocumented: " << c;
+    for (const std::string& c : *children)
+      EXPECT_TRUE(documented.count(group + "/" + c)) << "undocumented: " << c;
   }
   auto root = f->ListChildren("/");
   ASSERT_TRUE(root.ok());
@@ -282,8 +293,9 @@ TEST_F(GenDataTest, H5pyReadsTheFile) {
     GTEST_SKIP() << "/usr/bin/python3 has no h5py (apt-get install python3-h5py)";
   }
   const std::string out = testing::MakeTempDir("gendata_h5py") + "/read.json";
-  const std::string cmd = absl::StrCat("/usr/bin/python3 ", testing::SourcePath("scripts/read_gen_data.py"), " ",
-                                       *whole_, " --sample 3 > ", out);
+  const std::string cmd =
+      absl::StrCat("/usr/bin/python3 ", testing::SourcePath("scripts/read_gen_data.py"), " ",
+                   *whole_, " --sample 3 > ", out);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const auto j = nlohmann::json::parse(testing::ReadFile(out));
   auto r = KvDatasetReader::Open(*whole_);
@@ -300,7 +312,8 @@ TEST_F(GenDataTest, H5pyReadsTheFile) {
   ASSERT_EQ(pk[0].size(), static_cast<size_t>(T));
   for (int head = 0; head < 4; ++head) {
     for (int tok = 0; tok < T; ++tok) {
-      for (int d = 0; d < 8; ++d) ASSERT_EQ(pk[head][tok][d].get<float>(), k[(head * T + tok) * 8 + d]);
+      for (int d = 0; d < 8; ++d)
+        ASSERT_EQ(pk[head][tok][d].get<float>(), k[(head * T + tok) * 8 + d]);
     }
   }
   EXPECT_EQ(j["pair_4_3"]["label"].get<int>(), t->labels[3]);
@@ -317,7 +330,8 @@ TEST_F(GenDataTest, KilledTwiceAndResumedEqualsUninterrupted) {
   auto segments = [&] {
     int n = 0;
     if (DIR* d = opendir(partial.c_str())) {
-      while (dirent* e = readdir(d)) n += std::string(e->d_name).rfind("seg_", 0) == 0 && !strstr(e->d_name, ".tmp.");
+      while (dirent* e = readdir(d))
+        n += std::string(e->d_name).rfind("seg_", 0) == 0 && !strstr(e->d_name, ".tmp.");
       closedir(d);
     }
     return n;
@@ -335,17 +349,20 @@ TEST_F(GenDataTest, KilledTwiceAndResumedEqualsUninterrupted) {
       _exit(127);
     }
     const auto t0 = std::chrono::steady_clock::now();
-    while (segments() < target && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(600)) usleep(5000);
+    while (segments() < target && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(600))
+      usleep(5000);
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed (segments: " << segments() << ")";
+    ASSERT_TRUE(WIFSIGNALED(status))
+        << "the run ended before it could be killed (segments: " << segments() << ")";
     EXPECT_FALSE(testing::FileExistsForTest(out));
     on_disk = segments();
     ASSERT_GE(on_disk, target);
     std::fprintf(stderr, "killed with %d segments on disk\n", on_disk);
   }
-  const testing::RunResult r = testing::RunBinary("cli/pmpd-gen-data", Flags(out) + " --flush-every 1 --json");
+  const testing::RunResult r =
+      testing::RunBinary("cli/pmpd-gen-data", Flags(out) + " --flush-every 1 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out.substr(r.out.rfind('{')));
   EXPECT_EQ(j["resumed"].get<int>(), on_disk);
@@ -399,7 +416,8 @@ TEST_F(GenDataTest, StopAfterThenResumeEqualsUninterrupted) {
   other.seed = 8;
   auto refused = RunGenData(other);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(refused.status().message().find("another configuration (seed: 8 vs 7)"), std::string::npos)
+  EXPECT_NE(refused.status().message().find("another configuration (seed: 8 vs 7)"),
+            std::string::npos)
       << refused.status();
   o.stop_after = 0;
   auto rest = RunGenData(o);
@@ -411,7 +429,8 @@ TEST_F(GenDataTest, StopAfterThenResumeEqualsUninterrupted) {
   other.candidate_steps = {0, 5};
   other.seed = 7;
   auto refused2 = RunGenData(other);
-  EXPECT_NE(refused2.status().message().find("another configuration (candidate_steps: \"0,5\" vs \"0,13,26\")"),
+  EXPECT_NE(refused2.status().message().find(
+                "another configuration (candidate_steps: \"0,5\" vs \"0,13,26\")"),
             std::string::npos)
       << refused2.status();
 }
@@ -419,7 +438,8 @@ TEST_F(GenDataTest, StopAfterThenResumeEqualsUninterrupted) {
 TEST_F(GenDataTest, BadInputIsRefusedClearly) {
   const std::string dir = testing::MakeTempDir("gendata_bad");
   // Corrupt gzip: a real .json.gz cut in half.
-  const std::string gz = testing::ReadFile(testing::SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz"));
+  const std::string gz = testing::ReadFile(
+      testing::SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz"));
   testing::WriteFile(dir + "/cut.json.gz", gz.substr(0, 3000));  // cut inside the first documents
   GenDataOptions o = Options(dir + "/a.h5");
   o.source = dir + "/cut.json.gz";
@@ -427,19 +447,23 @@ TEST_F(GenDataTest, BadInputIsRefusedClearly) {
   o.max_new_tokens = 4;
   auto r = RunGenData(o);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("cut.json.gz: corrupt gzip data"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("cut.json.gz: corrupt gzip data"), std::string::npos)
+      << r.status();
   // Only non-JSON lines and empty texts: nothing usable.
-  testing::WriteFile(dir + "/junk.jsonl", "not json\n{\"text\": 5}\n[1,2]\n{\"text\": \"   \"}\n{\"nope\": \"x\"}\n");
+  testing::WriteFile(dir + "/junk.jsonl",
+                     "not json\n{\"text\": 5}\n[1,2]\n{\"text\": \"   \"}\n{\"nope\": \"x\"}\n");
   o.source = dir + "/junk.jsonl";
   r = RunGenData(o);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("junk.jsonl: no usable document (4 malformed lines, 1 empty texts)"),
+  EXPECT_NE(r.status().message().find(
+                "junk.jsonl: no usable document (4 malformed lines, 1 empty texts)"),
             std::string::npos)
       << r.status();
   // Mixed: the bad lines are skipped and counted.
-  testing::WriteFile(dir + "/mixed.jsonl",
-                     "{\"text\": \"Once upon a time there was a cat.\"}\n{broken\n\n{\"text\": \"\"}\n"
-                     "{\"text\": \"The dog ran to the park and played.\"}\n");
+  testing::WriteFile(
+      dir + "/mixed.jsonl",
+      "{\"text\": \"Once upon a time there was a cat.\"}\n{broken\n\n{\"text\": \"\"}\n"
+      "{\"text\": \"The dog ran to the park and played.\"}\n");
   o.source = dir + "/mixed.jsonl";
   o.out = dir + "/mixed.h5";
   r = RunGenData(o);
@@ -452,17 +476,20 @@ TEST_F(GenDataTest, BadInputIsRefusedClearly) {
   o.out = dir + "/p.h5";
   r = RunGenData(o);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("precision 5 is missing from " + *model_ + ", which holds 2 to 4 bits"),
+  EXPECT_NE(r.status().message().find("precision 5 is missing from " + *model_ +
+                                      ", which holds 2 to 4 bits"),
             std::string::npos)
       << r.status();
   // The command line reports the same cleanly.
   const testing::RunResult cli = testing::RunBinary(
-      "cli/pmpd-gen-data", absl::StrCat("--model ", *model_, " --c4 ", dir, "/junk.jsonl --out ", dir, "/c.h5"));
+      "cli/pmpd-gen-data",
+      absl::StrCat("--model ", *model_, " --c4 ", dir, "/junk.jsonl --out ", dir, "/c.h5"));
   testing::ExpectCleanFailure(cli, "pmpd-gen-data", "no usable document");
-  const testing::RunResult shard = testing::RunBinary("cli/pmpd-gen-data", Flags(dir + "/s.h5") + " --shard 2/2");
+  const testing::RunResult shard =
+      testing::RunBinary("cli/pmpd-gen-data", Flags(dir + "/s.h5") + " --shard 2/2");
   testing::ExpectCleanFailure(shard, "pmpd-gen-data", "--shard 2/2: need 0 <= i < n");
-  const testing::RunResult not_h5 =
-      testing::RunBinary("cli/pmpd-gen-data", absl::StrCat("merge --out ", dir, "/m.h5 ", dir, "/junk.jsonl"));
+  const testing::RunResult not_h5 = testing::RunBinary(
+      "cli/pmpd-gen-data", absl::StrCat("merge --out ", dir, "/m.h5 ", dir, "/junk.jsonl"));
   testing::ExpectCleanFailure(not_h5, "pmpd-gen-data", "junk.jsonl: not an HDF5 file");
 }
 

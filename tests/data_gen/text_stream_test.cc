@@ -39,9 +39,11 @@ std::vector<std::string> All(TextStream& s) {
 
 TEST(TextStreamTest, DirectoryOfShardsInNameOrderWithBadLinesCounted) {
   const std::string dir = testing::MakeTempDir("stream_dir");
-  testing::WriteFile(dir + "/c4-train.00001-of-00002.json.gz", Gzip("{\"text\": \"c\"}\nnot json\n{\"text\": \"d\"}"));
-  testing::WriteFile(dir + "/c4-train.00000-of-00002.json", "{\"text\": \"a\", \"url\": \"u\"}\n\n{\"text\": \" \"}\n"
-                                                          "{\"text\": \"b\"}\n");
+  testing::WriteFile(dir + "/c4-train.00001-of-00002.json.gz",
+                     Gzip("{\"text\": \"c\"}\nnot json\n{\"text\": \"d\"}"));
+  testing::WriteFile(dir + "/c4-train.00000-of-00002.json",
+                     "{\"text\": \"a\", \"url\": \"u\"}\n\n{\"text\": \" \"}\n"
+                     "{\"text\": \"b\"}\n");
   testing::WriteFile(dir + "/README.md", "ignored");
   auto s = TextStream::Open(dir);
   ASSERT_TRUE(s.ok()) << s.status();
@@ -57,7 +59,8 @@ TEST(TextStreamTest, DirectoryOfShardsInNameOrderWithBadLinesCounted) {
 
 TEST(TextStreamTest, SameDocumentsAsReadTextDocsOnRealC4) {
   PMPD_REQUIRE_SHARED("data/c4");
-  const std::string file = testing::SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz");
+  const std::string file =
+      testing::SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz");
   auto docs = ReadTextDocs(file);
   auto s = TextStream::Open(testing::SharedPath("data/c4"));
   ASSERT_TRUE(docs.ok() && s.ok());
@@ -69,7 +72,8 @@ TEST(TextStreamTest, SameDocumentsAsReadTextDocsOnRealC4) {
 TEST(TextStreamTest, PlainTextSplitsAtEndOfTextMarkers) {
   const std::string dir = testing::MakeTempDir("stream_plain");
   std::string big(200000, 'x');  // longer than one read
-  testing::WriteFile(dir + "/stories.txt", " one <|endoftext|>\n<|endoftext|>two\n<|endoftext|>" + big + "\n");
+  testing::WriteFile(dir + "/stories.txt",
+                     " one <|endoftext|>\n<|endoftext|>two\n<|endoftext|>" + big + "\n");
   auto s = TextStream::Open(dir + "/stories.txt");
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(All(**s), (std::vector<std::string>{"one", "two", big}));
@@ -88,8 +92,10 @@ TEST(TextStreamTest, ErrorsNameTheFile) {
   absl::Status st;
   for (int i = 0; i < 10 && st.ok(); ++i) {
     auto more = (*s)->Next(&t);
-    if (!more.ok()) st = more.status();
-    else if (!*more) break;
+    if (!more.ok())
+      st = more.status();
+    else if (!*more)
+      break;
   }
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   EXPECT_NE(st.message().find("cut.json.gz: corrupt gzip data"), std::string::npos) << st;

@@ -395,7 +395,6 @@ TEST(DecodeOpsAddedTest, KvCacheWriteConvertAndDeviceLenAttention) {
   std::vector<uint16_t> want(big.size());
   kernels::ConvertF32ToF16Ref(big.data(), want.data(), static_cast<int64_t>(big.size()));
   EXPECT_EQ(dh.Get(), want);
-
 }
 
 // Split-K decode attention against the reference over lengths around the chunk size (64), several
@@ -416,13 +415,15 @@ TEST(DecodeOpsAddedTest, SplitDecodeAttentionSweep) {
                                k = random(static_cast<size_t>(kvh) * max_len * hd),
                                v = random(static_cast<size_t>(kvh) * max_len * hd);
       Dev<float> dq(q), dk(k), dv(v), dout(std::vector<float>(q.size()));
-      Dev<float> dws(std::vector<float>(kernels::DecodeAttentionWorkspaceFloats(heads, hd, max_len)));
+      Dev<float> dws(
+          std::vector<float>(kernels::DecodeAttentionWorkspaceFloats(heads, hd, max_len)));
       for (int len : {1, 23, 63, 64, 65, 128, 129, 200, max_len}) {
         Dev<int32_t> dlen(std::vector<int32_t>{len});
-        kernels::DecodeAttentionDeviceLen(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dws.p, dout.p,
-                                          nullptr);
+        kernels::DecodeAttentionDeviceLen(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dws.p,
+                                          dout.p, nullptr);
         std::vector<float> ref(q.size());
-        kernels::DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kvh, hd, max_len, len, ref.data());
+        kernels::DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kvh, hd, max_len, len,
+                                    ref.data());
         const std::vector<float> got = dout.Get();
         double worst = 0;
         size_t at = 0;
@@ -432,8 +433,8 @@ TEST(DecodeOpsAddedTest, SplitDecodeAttentionSweep) {
         // Scores q.k of N(0,4) entries summed over hd, softmax, weighted mean of |v| <~ 8:
         // fp32 error ~ eps * (hd * |q||k| + len) * max|v|, with __expf's few-ulp error.
         const double tol = 16 * kEps32 * (hd * 4.0 + len) * 8;
-        EXPECT_LE(worst, tol) << "hd " << hd << " heads " << heads << "/" << kvh << " len " << len << ": index "
-                              << at << " got " << got[at] << " want " << ref[at];
+        EXPECT_LE(worst, tol) << "hd " << hd << " heads " << heads << "/" << kvh << " len " << len
+                              << ": index " << at << " got " << got[at] << " want " << ref[at];
       }
     }
   }

@@ -1,8 +1,6 @@
 // PMPD generation on the CUDA engine equals the CPU engine's: static 4 -> 3 -> 2 and the learned
 // scheduler (the reference-format golden classifier fits stories260K), token for token and
 // precision for precision; and pmpd-generate --device cuda prints what --device cpu prints.
-#include "scheduler_runtime/cuda_scheduled_generation.h"
-
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "inference/llama_model.h"
 #include "models/tokenizer.h"
+#include "scheduler_runtime/cuda_scheduled_generation.h"
 #include "scheduler_runtime/kv_classifier.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
@@ -20,7 +19,8 @@ namespace {
 TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedules) {
   PMPD_REQUIRE_GPU();
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const std::string dir = testing::QuantizeForTest("cuda_sched", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string dir =
+      testing::QuantizeForTest("cuda_sched", testing::SharedPath("models/stories260K"), 2, 4);
   auto cpu = inference::LlamaModel::Load(dir);
   auto gpu = inference::CudaEngine::Load(dir);
   auto tok = models::Tokenizer::Load(dir);
@@ -35,7 +35,8 @@ TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedu
         a = *MakeStaticScheduler({4, 3, 2}, {8, 20});
         b = *MakeStaticScheduler({4, 3, 2}, {8, 20});
       } else {
-        LearnedSchedulerOptions lo{testing::SourcePath("tests/golden/reference_classifier"), {4, 3}, 4, 8, 32};
+        LearnedSchedulerOptions lo{
+            testing::SourcePath("tests/golden/reference_classifier"), {4, 3}, 4, 8, 32};
         a = *MakeLearnedScheduler(lo);
         b = *MakeLearnedScheduler(lo);
       }
@@ -45,7 +46,8 @@ TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedu
       EXPECT_EQ(rc->generation.new_ids, rg->generation.new_ids) << prompt << " scheduler " << which;
       EXPECT_EQ(rc->token_precisions, rg->token_precisions) << prompt << " scheduler " << which;
       EXPECT_EQ(a->Describe(), b->Describe());  // the learned one names its predicted steps
-      std::fprintf(stderr, "%s | %s: %.2f bits\n", prompt.c_str(), b->Describe().c_str(), rg->avg_bits);
+      std::fprintf(stderr, "%s | %s: %.2f bits\n", prompt.c_str(), b->Describe().c_str(),
+                   rg->avg_bits);
     }
   }
 }
@@ -53,8 +55,10 @@ TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedu
 TEST(CudaScheduledGenerationTest, CliDeviceCudaPrintsWhatCpuPrints) {
   PMPD_REQUIRE_GPU();
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const std::string dir = testing::QuantizeForTest("cuda_cli", testing::SharedPath("models/stories260K"), 2, 4);
-  const std::string args = absl::StrCat("--model ", dir, " --prompt 'Once upon a time' --max-new-tokens 40 "
+  const std::string dir =
+      testing::QuantizeForTest("cuda_cli", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string args = absl::StrCat("--model ", dir,
+                                        " --prompt 'Once upon a time' --max-new-tokens 40 "
                                         "--precisions 4,3,2 --switch-steps 10,25 --json --device ");
   const testing::RunResult c = testing::RunBinary("cli/pmpd-generate", args + "cpu");
   const testing::RunResult g = testing::RunBinary("cli/pmpd-generate", args + "cuda");

@@ -15,8 +15,8 @@
 #include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/kv_dataset.h"
 #include "tests/test_util.h"
-#include "trainer/classifier_export.h"
 #include "tests/trainer/synthetic_kv_data.h"
+#include "trainer/classifier_export.h"
 
 namespace pmpd::trainer {
 namespace {
@@ -37,8 +37,10 @@ TEST(ClassifierTrainerTest, LearnsARuleAndBeatsTheMajorityClass) {
   auto r = TrainPairClassifier(data, 4, 3, Quick());
   ASSERT_TRUE(r.ok()) << r.status();
   const auto& best = r->epochs[r->best_epoch - 1];
-  std::fprintf(stderr, "best epoch %d: val acc %.3f macro-F1 %.3f; majority acc %.3f macro-F1 %.3f\n", r->best_epoch,
-               best.val.accuracy, best.val.macro_f1, r->majority.accuracy, r->majority.macro_f1);
+  std::fprintf(stderr,
+               "best epoch %d: val acc %.3f macro-F1 %.3f; majority acc %.3f macro-F1 %.3f\n",
+               r->best_epoch, best.val.accuracy, best.val.macro_f1, r->majority.accuracy,
+               r->majority.macro_f1);
   // 10% label noise caps accuracy near 0.92; the majority class of 4 balanced ones gets ~0.25.
   EXPECT_GT(best.val.accuracy, 0.7);
   EXPECT_GT(best.val.macro_f1, r->majority.macro_f1 + 0.4);
@@ -62,11 +64,13 @@ TEST(ClassifierTrainerTest, InterruptedTrainingResumesToTheSameClassifier) {
     return p;
   }());
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->state.at("query").values, whole->state.at("query").values) << "same seed, different classifier";
+  EXPECT_EQ(again->state.at("query").values, whole->state.at("query").values)
+      << "same seed, different classifier";
 
   o.checkpoint_dir = testing::MakeTempDir("train_resume_b");
   for (int stop_at : {3, 6}) {
-    auto part = TrainPairClassifier(data, 4, 3, o, [&](const EpochMetrics& e) { return e.epoch < stop_at; });
+    auto part = TrainPairClassifier(data, 4, 3, o,
+                                    [&](const EpochMetrics& e) { return e.epoch < stop_at; });
     ASSERT_TRUE(part.ok());
     EXPECT_EQ(static_cast<int>(part->epochs.size()), stop_at);
   }
@@ -74,7 +78,8 @@ TEST(ClassifierTrainerTest, InterruptedTrainingResumesToTheSameClassifier) {
   ASSERT_TRUE(rest.ok());
   EXPECT_EQ(rest->resumed_epochs, 6);
   ASSERT_EQ(rest->epochs.size(), whole->epochs.size());
-  for (size_t e = 0; e < rest->epochs.size(); ++e) EXPECT_EQ(rest->epochs[e].val_loss, whole->epochs[e].val_loss);
+  for (size_t e = 0; e < rest->epochs.size(); ++e)
+    EXPECT_EQ(rest->epochs[e].val_loss, whole->epochs[e].val_loss);
   EXPECT_EQ(rest->best_epoch, whole->best_epoch);
   for (const auto& [key, t] : whole->state) EXPECT_EQ(rest->state.at(key).values, t.values) << key;
   // Other settings do not resume the checkpoint.
@@ -127,9 +132,11 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
 }
 
 // A state dict in the PMPD reference's format (torch.save, its key names, known values) gives the
-// logits of a PyTorch forward of the architecture (tests/golden, scripts/make_classifier_golden.py).
+// logits of a PyTorch forward of the architecture (tests/golden,
+// scripts/make_classifier_golden.py).
 TEST(KvClassifierTest, ReferenceFormatStateDictGivesTheExpectedOutputs) {
-  const auto golden = nlohmann::json::parse(testing::ReadFile(testing::SourcePath("tests/golden/reference_classifier.json")));
+  const auto golden = nlohmann::json::parse(
+      testing::ReadFile(testing::SourcePath("tests/golden/reference_classifier.json")));
   const std::string pt = testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt");
   auto state = scheduler::ReadReferenceClassifierPt(pt);
   ASSERT_TRUE(state.ok()) << state.status();
@@ -166,9 +173,10 @@ TEST(KvClassifierTest, ReferenceFormatStateDictGivesTheExpectedOutputs) {
 TEST(KvClassifierTest, ChainRuleTurnsPairPredictionsIntoSwitchSteps) {
   using scheduler::ChainSwitchSteps;
   EXPECT_EQ(ChainSwitchSteps({85, 170}), (std::vector<int>{85, 170}));
-  EXPECT_EQ(ChainSwitchSteps({85, 0}), (std::vector<int>{85, 85}));  // 3 bits starts no earlier than 3 exists
-  EXPECT_EQ(ChainSwitchSteps({85, -1}), (std::vector<int>{85}));     // never 3->2: stay at 3
-  EXPECT_EQ(ChainSwitchSteps({-1, 0}), (std::vector<int>{}));        // never 4->3: the chain stops at 4
+  EXPECT_EQ(ChainSwitchSteps({85, 0}),
+            (std::vector<int>{85, 85}));  // 3 bits starts no earlier than 3 exists
+  EXPECT_EQ(ChainSwitchSteps({85, -1}), (std::vector<int>{85}));  // never 3->2: stay at 3
+  EXPECT_EQ(ChainSwitchSteps({-1, 0}), (std::vector<int>{}));  // never 4->3: the chain stops at 4
 }
 
 TEST(ClassifierTrainerTest, BadInputIsRefusedClearly) {
@@ -176,8 +184,9 @@ TEST(ClassifierTrainerTest, BadInputIsRefusedClearly) {
   const std::string only43 = SyntheticData("bad_pair", 20, 4, {4, 3});
   auto r = TrainPairClassifier(only43, 3, 2, Quick());
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("no group pair_3_2 (precision pair 3 -> 2); the file has pair_4_3"),
-            std::string::npos)
+  EXPECT_NE(
+      r.status().message().find("no group pair_3_2 (precision pair 3 -> 2); the file has pair_4_3"),
+      std::string::npos)
       << r.status();
   // Missing fields and groups.
   for (const std::string object : {"pair_4_3/labels", "samples/prompt_offset", "pair_4_3"}) {
@@ -191,19 +200,24 @@ TEST(ClassifierTrainerTest, BadInputIsRefusedClearly) {
     auto bad = TrainPairClassifier(data, 4, 3, Quick());
     ASSERT_FALSE(bad.ok()) << object;
     EXPECT_NE(bad.status().message().find(data), std::string::npos) << bad.status();
-    EXPECT_NE(bad.status().message().find(object.substr(object.find('/') + 1)), std::string::npos) << bad.status();
+    EXPECT_NE(bad.status().message().find(object.substr(object.find('/') + 1)), std::string::npos)
+        << bad.status();
   }
   // Not an HDF5 file; an HDF5 file of another kind.
   const std::string dir = testing::MakeTempDir("bad_files");
   testing::WriteFile(dir + "/x.h5", "not hdf5");
-  EXPECT_NE(TrainPairClassifier(dir + "/x.h5", 4, 3, Quick()).status().message().find("not an HDF5 file"),
-            std::string::npos);
+  EXPECT_NE(
+      TrainPairClassifier(dir + "/x.h5", 4, 3, Quick()).status().message().find("not an HDF5 file"),
+      std::string::npos);
   {
     auto f = models::Hdf5File::Create(dir + "/other.h5");
     ASSERT_TRUE(f.ok());
     ASSERT_TRUE(f->Close().ok());
   }
-  EXPECT_NE(TrainPairClassifier(dir + "/other.h5", 4, 3, Quick()).status().message().find("not a pmpd-gen-data file"),
+  EXPECT_NE(TrainPairClassifier(dir + "/other.h5", 4, 3, Quick())
+                .status()
+                .message()
+                .find("not a pmpd-gen-data file"),
             std::string::npos);
 
   // Classifier directories that do not fit: another model's dims, another pair.
@@ -217,12 +231,14 @@ TEST(ClassifierTrainerTest, BadInputIsRefusedClearly) {
   scheduler::LearnedSchedulerOptions lo{out, {4, 3}, 4, 8, 255};  // the model has 4 heads of dim 8
   auto dims = scheduler::MakeLearnedScheduler(lo);
   ASSERT_FALSE(dims.ok());
-  EXPECT_NE(dims.status().message().find("reads 2 KV heads of dim 4, the model has 4 of dim 8"), std::string::npos)
+  EXPECT_NE(dims.status().message().find("reads 2 KV heads of dim 4, the model has 4 of dim 8"),
+            std::string::npos)
       << dims.status();
   lo = {out, {4, 3, 2}, kH, kD, 255};
   auto pairs = scheduler::MakeLearnedScheduler(lo);
   ASSERT_FALSE(pairs.ok());
-  EXPECT_NE(pairs.status().message().find("has no classifier for 3->2 (it has 4->3)"), std::string::npos)
+  EXPECT_NE(pairs.status().message().find("has no classifier for 3->2 (it has 4->3)"),
+            std::string::npos)
       << pairs.status();
   // A classifier file with wrong shapes.
   scheduler::ClassifierState broken = r43->state;
@@ -230,11 +246,15 @@ TEST(ClassifierTrainerTest, BadInputIsRefusedClearly) {
   broken["ln.weight"].values.resize(5);
   auto spec = scheduler::SpecFromState(broken, "broken.safetensors");
   ASSERT_FALSE(spec.ok());
-  EXPECT_NE(spec.status().message().find("broken.safetensors: ln.weight has shape [5], expected [8]"),
-            std::string::npos)
+  EXPECT_NE(
+      spec.status().message().find("broken.safetensors: ln.weight has shape [5], expected [8]"),
+      std::string::npos)
       << spec.status();
   broken.erase("query");
-  EXPECT_NE(scheduler::SpecFromState(broken, "b").status().message().find("missing classifier tensor \"query\""),
+  EXPECT_NE(scheduler::SpecFromState(broken, "b")
+                .status()
+                .message()
+                .find("missing classifier tensor \"query\""),
             std::string::npos);
 }
 

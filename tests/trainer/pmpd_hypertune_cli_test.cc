@@ -15,26 +15,33 @@
 namespace pmpd::trainer {
 namespace {
 
-nlohmann::json LastJson(const std::string& out) { return nlohmann::json::parse(out.substr(out.rfind("\n{") + 1)); }
+nlohmann::json LastJson(const std::string& out) {
+  return nlohmann::json::parse(out.substr(out.rfind("\n{") + 1));
+}
 
 TEST(PmpdHypertuneCliTest, StudyBeatsDefaultsExportsAndResumes) {
   const std::string data = SyntheticData("ht_data", 80, 11);
   const std::string out = testing::MakeTempDir("ht_out");
-  const std::string args = absl::StrCat("--data ", data, " --precisions 4,3 --out ", out, " --seed 2 --json");
+  const std::string args =
+      absl::StrCat("--data ", data, " --precisions 4,3 --out ", out, " --seed 2 --json");
   const testing::RunResult r = testing::RunBinary("cli/pmpd-hypertune", args + " --trials 8");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = LastJson(r.out);
   EXPECT_EQ(j["completed"].get<int>() + j["pruned"].get<int>(), 8);
-  // pmpd-train's defaults with the same seed: the value trial 0 (the enqueued defaults) must reproduce.
+  // pmpd-train's defaults with the same seed: the value trial 0 (the enqueued defaults) must
+  // reproduce.
   TrainOptions defaults;
   defaults.seed = 2;
   auto d = TrainPairClassifier(data, 4, 3, defaults);
   ASSERT_TRUE(d.ok());
   const double default_loss = d->epochs[d->best_epoch - 1].val_loss;
   EXPECT_LE(j["best_value"].get<double>(), default_loss);
-  EXPECT_NE(testing::ReadFile(out + "/trials.csv").find(absl::StrCat("0,complete,")), std::string::npos);
-  std::fprintf(stderr, "best %.5f vs pmpd-train defaults %.5f\n", j["best_value"].get<double>(), default_loss);
-  for (const char* f : {"manifest.json", "classifier_4_3.safetensors", "history.svg", "leaderboard.txt", "importance.txt"}) {
+  EXPECT_NE(testing::ReadFile(out + "/trials.csv").find(absl::StrCat("0,complete,")),
+            std::string::npos);
+  std::fprintf(stderr, "best %.5f vs pmpd-train defaults %.5f\n", j["best_value"].get<double>(),
+               default_loss);
+  for (const char* f : {"manifest.json", "classifier_4_3.safetensors", "history.svg",
+                        "leaderboard.txt", "importance.txt"}) {
     EXPECT_TRUE(testing::FileExistsForTest(out + "/" + f)) << f;
   }
   scheduler::LearnedSchedulerOptions lo{out, {4, 3}, kH, kD, 255};
@@ -45,18 +52,23 @@ TEST(PmpdHypertuneCliTest, StudyBeatsDefaultsExportsAndResumes) {
   const auto j2 = LastJson(more.out);
   EXPECT_EQ(j2["trials"].get<int>(), 11);
   std::set<std::string> numbers;
-  for (const auto& line : absl::StrSplit(testing::ReadFile(out + "/trials.csv"), '\n', absl::SkipEmpty())) {
+  for (const auto& line :
+       absl::StrSplit(testing::ReadFile(out + "/trials.csv"), '\n', absl::SkipEmpty())) {
     numbers.insert(std::string(line.substr(0, line.find(','))));
   }
   EXPECT_EQ(numbers.size(), 12u);  // header + 11 distinct trial numbers
   // Another space for the same study directory; a malformed space file.
-  testing::WriteFile(out + "/space.json", R"({"params": [{"name": "lr", "type": "float", "low": 1e-4, "high": 1e-2}]})");
-  testing::ExpectCleanFailure(testing::RunBinary("cli/pmpd-hypertune", args + " --trials 12 --space " + out + "/space.json"),
-                              "pmpd-hypertune", "space");
-  testing::WriteFile(out + "/bad.json", R"({"params": [{"name": "lr", "type": "float", "low": 1, "high": 1}]})");
+  testing::WriteFile(out + "/space.json",
+                     R"({"params": [{"name": "lr", "type": "float", "low": 1e-4, "high": 1e-2}]})");
   testing::ExpectCleanFailure(
-      testing::RunBinary("cli/pmpd-hypertune", absl::StrCat("--data ", data, " --out ", out, "/x --space ", out,
-                                                            "/bad.json")),
+      testing::RunBinary("cli/pmpd-hypertune",
+                         args + " --trials 12 --space " + out + "/space.json"),
+      "pmpd-hypertune", "space");
+  testing::WriteFile(out + "/bad.json",
+                     R"({"params": [{"name": "lr", "type": "float", "low": 1, "high": 1}]})");
+  testing::ExpectCleanFailure(
+      testing::RunBinary("cli/pmpd-hypertune", absl::StrCat("--data ", data, " --out ", out,
+                                                            "/x --space ", out, "/bad.json")),
       "pmpd-hypertune", "bad.json: params[0] (\"lr\"): low (1) must be < high (1)");
 }
 

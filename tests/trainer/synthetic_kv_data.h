@@ -17,7 +17,8 @@ constexpr int kH = 2, kD = 4;
 
 // A dataset whose labels follow a rule the architecture can express: the class is the quadrant of
 // (mean K[:, :, 0], mean K[:, :, 1]) over the prompt (plus 10% label noise). Pairs 4->3 and 3->2.
-inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed, std::vector<int64_t> precisions = {4, 3, 2}) {
+inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
+                                 std::vector<int64_t> precisions = {4, 3, 2}) {
   const std::string path = testing::MakeTempDir(tag) + "/synthetic.h5";
   scheduler::KvDatasetHeader h;
   h.tool_version = "test";
@@ -53,7 +54,8 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed, s
       for (int tok = 0; tok < t; ++tok) {
         for (int head = 0; head < kH; ++head) {
           for (int d = 0; d < kD; ++d) {
-            float kval = noise(rng), vval = noise(rng) + (d == 0 ? (a ? 1.f : -1.f) : 0.f) + (d == 1 ? (b ? 1.f : -1.f) : 0.f);
+            float kval = noise(rng), vval = noise(rng) + (d == 0 ? (a ? 1.f : -1.f) : 0.f) +
+                                            (d == 1 ? (b ? 1.f : -1.f) : 0.f);
             if (d == 0) kval += a ? 1.f : -1.f;
             if (d == 1) kval += b ? 1.f : -1.f;
             ps.k.push_back(kernels::F32ToF16(kval));
