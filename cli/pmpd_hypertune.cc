@@ -41,7 +41,7 @@ ABSL_FLAG(std::string, pruner, "median",
 ABSL_FLAG(uint64_t, seed, 0,
           "Study seed (trial n samples from a stream of (seed, n)); also the training seed, so "
           "every trial sees the same train/validation split.");
-ABSL_FLAG(std::string, device, "cpu", "Training device: cpu or cuda.");
+ABSL_FLAG(std::string, device, "auto", "Training device: auto (cuda when LibTorch sees a GPU, else cpu), cpu or cuda.");
 ABSL_FLAG(bool, enqueue_defaults, true,
           "Try pmpd-train's default hyperparameters as trial 0 (warm start).");
 ABSL_FLAG(std::string, out, "",
@@ -158,6 +158,7 @@ int Run() {
     trainer::TrainOptions o = defaults;
     o.seed = absl::GetFlag(FLAGS_seed);
     o.device = absl::GetFlag(FLAGS_device);
+    if (o.device == "auto") o.device = trainer::CudaAvailable() ? "cuda" : "cpu";
     for (size_t i = 0; i < space->size(); ++i) {
       const std::string& n = space->param(i).name;
       const nlohmann::json v = t.Value(n);

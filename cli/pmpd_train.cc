@@ -34,7 +34,7 @@ ABSL_FLAG(int, batch_size, 16, "Prompts per batch (padded to the longest, masked
 ABSL_FLAG(double, val_fraction, 0.1,
           "Validation share of the samples (a seeded, deterministic split).");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of the split, the initialisation, dropout and shuffling.");
-ABSL_FLAG(std::string, device, "cpu", "cpu or cuda.");
+ABSL_FLAG(std::string, device, "auto", "auto (cuda when LibTorch sees a GPU, else cpu), cpu or cuda.");
 ABSL_FLAG(std::string, balance, "weighted",
           "Class balancing: weighted (default; inverse-frequency loss weights: each sample once "
           "per epoch, nothing "
@@ -86,6 +86,8 @@ int Run() {
   o.val_fraction = absl::GetFlag(FLAGS_val_fraction);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.device = absl::GetFlag(FLAGS_device);
+  if (o.device == "auto") o.device = trainer::CudaAvailable() ? "cuda" : "cpu";
+  std::fprintf(stderr, "training on %s\n", o.device.c_str());
   o.balance = absl::GetFlag(FLAGS_balance);
   o.patience = absl::GetFlag(FLAGS_patience);
   o.checkpoint_dir = models::JoinPath(out, "checkpoints");

@@ -123,6 +123,8 @@ std::string RunFingerprint(const TrainOptions& o, const std::string& data_finger
 
 }  // namespace
 
+bool CudaAvailable() { return torch::cuda::is_available(); }
+
 absl::StatusOr<TrainResult> TrainPairClassifier(
     const std::string& data_path, int hi, int lo, const TrainOptions& o,
     const std::function<bool(const EpochMetrics&)>& on_epoch) {

@@ -55,6 +55,9 @@ struct TrainResult {
   std::string device;
 };
 
+// Whether LibTorch sees a CUDA device (for --device auto).
+bool CudaAvailable();
+
 // Trains the (hi, lo) classifier of `data_path`. `on_epoch` sees each finished epoch (resumed ones
 // are not replayed) and may return false to stop training there (a pruner, a time limit): the best
 // weights so far are returned and a rerun with the same checkpoint_dir continues after that epoch.
