@@ -22,8 +22,8 @@ nlohmann::json LastJson(const std::string& out) {
 TEST(PmpdHypertuneCliTest, StudyBeatsDefaultsExportsAndResumes) {
   const std::string data = SyntheticData("ht_data", 80, 11);
   const std::string out = testing::MakeTempDir("ht_out");
-  const std::string args =
-      absl::StrCat("--data ", data, " --precisions 4,3 --out ", out, " --seed 2 --device cpu --json");
+  const std::string args = absl::StrCat("--data ", data, " --precisions 4,3 --out ", out,
+                                        " --seed 2 --device cpu --json");
   const testing::RunResult r = testing::RunBinary("cli/pmpd-hypertune", args + " --trials 8");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = LastJson(r.out);
