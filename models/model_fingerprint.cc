@@ -1,7 +1,5 @@
 #include "models/model_fingerprint.h"
 
-#include <dirent.h>
-
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -11,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "models/file_util.h"
+#include "models/splitmix64.h"
 
 namespace pmpd::models {
 namespace {
@@ -18,15 +17,6 @@ namespace {
 constexpr uint64_t kMul1 = 0x9E3779B97F4A7C15ull, kMul2 = 0xC2B2AE3D27D4EB4Full;
 
 uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-// splitmix64's finalizer: every input bit affects every output bit.
-uint64_t Finalize(uint64_t h) {
-  h ^= h >> 30;
-  h *= 0xBF58476D1CE4E5B9ull;
-  h ^= h >> 27;
-  h *= 0x94D049BB133111EBull;
-  return h ^ (h >> 31);
-}
 
 // Folds every byte of `path` into *h (1 MiB at a time).
 absl::Status HashFileInto(const std::string& path, uint64_t* h) {
@@ -55,22 +45,19 @@ uint64_t Hash64(absl::string_view bytes, uint64_t seed) {
   uint64_t tail = 0;
   std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
   h = Rotl(h ^ (tail * kMul2), 31) * kMul1;
-  return Finalize(h);
+  return SplitMix64Mix(h);  // every input bit affects every output bit
 }
 
 absl::StatusOr<std::string> FingerprintModelDir(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return absl::NotFoundError(absl::StrCat(dir, ": cannot open model directory"));
-  std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
+  auto all = ListDirectory(dir);
+  if (!all.ok()) return all.status();
+  std::vector<std::string> names;  // sorted, as ListDirectory returns them
+  for (const std::string& name : *all) {
     if (name == "config.json" || absl::EndsWith(name, ".safetensors") ||
         absl::EndsWith(name, ".bin")) {
       names.push_back(name);
     }
   }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
   if (std::find(names.begin(), names.end(), "config.json") == names.end()) {
     return absl::NotFoundError(absl::StrCat(dir, ": no config.json"));
   }

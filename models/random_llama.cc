@@ -11,16 +11,10 @@
 #include "models/file_util.h"
 #include "models/safetensors.h"
 #include "models/sentencepiece_backend.h"
+#include "models/splitmix64.h"
 
 namespace pmpd::models {
 namespace {
-
-uint64_t SplitMix64(uint64_t* state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 TensorToWrite RandomTensor(const std::string& name, std::vector<int64_t> shape, uint64_t* state, double scale,
                            double offset) {
@@ -45,7 +39,7 @@ constexpr const char* kTinyCorpus[] = {
 }  // namespace
 
 float RandomWeight(uint64_t* state, double scale) {
-  const double u = static_cast<double>(SplitMix64(state) >> 40) / 16777216.0;
+  const double u = static_cast<double>(SplitMix64Next(state) >> 40) / 16777216.0;
   return static_cast<float>((2.0 * u - 1.0) * scale);
 }
 
