@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,6 +17,12 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
 bool FileExists(const std::string& path);
+
+// Names in `dir` (not "." or ".."), sorted. Errors name the directory.
+absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir);
+
+// fsync of a file or directory (a directory: so a rename inside it survives a power loss).
+absl::Status SyncPath(const std::string& path);
 
 // mkdir -p: creates `dir` and missing parents. Errors name the directory.
 absl::Status MakeDirs(const std::string& dir);

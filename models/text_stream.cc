@@ -1,6 +1,5 @@
 #include "models/text_stream.h"
 
-#include <dirent.h>
 #include <glob.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -29,13 +28,11 @@ absl::StatusOr<std::unique_ptr<TextStream>> TextStream::Open(const std::string& 
   std::unique_ptr<TextStream> s(new TextStream());
   struct stat st;
   if (::stat(spec.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    DIR* dir = ::opendir(spec.c_str());
-    if (dir == nullptr) return absl::NotFoundError(absl::StrCat(spec, ": cannot open directory"));
-    while (dirent* e = ::readdir(dir)) {
-      const std::string name = e->d_name;
+    auto names = ListDirectory(spec);
+    if (!names.ok()) return names.status();
+    for (const std::string& name : *names) {
       if (IsShardName(name)) s->files_.push_back(JoinPath(spec, name));
     }
-    ::closedir(dir);
     if (s->files_.empty()) {
       return absl::NotFoundError(
           absl::StrCat(spec, ": no .json, .jsonl, .json.gz or .jsonl.gz file in the directory"));
