@@ -145,6 +145,12 @@ std::string KvDatasetHeader::DiffIgnoringShard(const KvDatasetHeader& o) const {
   return "";
 }
 
+std::string KvDatasetHeader::Diff(const KvDatasetHeader& o) const {
+  std::string d = DiffIgnoringShard(o);
+  if (d.empty() && shard != o.shard) d = absl::StrCat("shard: ", shard, " vs ", o.shard);
+  return d;
+}
+
 std::string PairGroup(int64_t hi, int64_t lo) { return absl::StrCat("pair_", hi, "_", lo); }
 
 KvDatasetWriter::~KvDatasetWriter() = default;
@@ -276,17 +282,16 @@ absl::StatusOr<std::unique_ptr<KvDatasetReader>> KvDatasetReader::Open(const std
   }
   r->samples_ = *completed;
   const int64_t n = r->samples_;
-  std::vector<int64_t> doc_ids;
-  PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/doc_id", n, &doc_ids));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/doc_id", n, &r->doc_ids_));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/prompt_length", n, &r->prompt_lengths_));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/prompt_offset", n, &r->prompt_offsets_));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/reference_length", n, &r->reference_lengths_));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/reference_offset", n, &r->reference_offsets_));
   for (const auto& [hi, lo] : r->pairs()) {
-    auto t = r->ReadPair(hi, lo);
+    auto t = r->ReadPairFromFile(hi, lo);
     if (!t.ok()) return t.status();
     for (int64_t i = 0; i < n; ++i) {
-      if (t->doc_ids[i] != doc_ids[i] || t->prompt_lengths[i] != r->prompt_lengths_[i] ||
+      if (t->doc_ids[i] != r->doc_ids_[i] || t->prompt_lengths[i] != r->prompt_lengths_[i] ||
           t->kv_offsets[i] != r->prompt_offsets_[i]) {
         return absl::DataLossError(
             absl::StrCat(path, ": ", PairGroup(hi, lo), " sample ", i,
@@ -306,6 +311,13 @@ std::vector<std::pair<int64_t, int64_t>> KvDatasetReader::pairs() const {
 }
 
 absl::StatusOr<KvPairTable> KvDatasetReader::ReadPair(int64_t hi, int64_t lo) const {
+  for (const KvPairTable& t : tables_) {
+    if (t.hi == hi && t.lo == lo) return t;  // read and checked at Open
+  }
+  return ReadPairFromFile(hi, lo);
+}
+
+absl::StatusOr<KvPairTable> KvDatasetReader::ReadPairFromFile(int64_t hi, int64_t lo) const {
   const std::string g = PairGroup(hi, lo);
   const Hdf5File& h5 = *file_;
   if (!h5.Exists(g)) {
@@ -378,7 +390,7 @@ absl::StatusOr<KvSample> KvDatasetReader::ReadSample(int64_t i) const {
         absl::StrCat(path(), ": sample ", i, " outside [0, ", samples_, ")"));
   }
   KvSample s;
-  s.doc_id = tables_.empty() ? 0 : tables_[0].doc_ids[i];
+  s.doc_id = doc_ids_[i];
   s.prompt_ids.resize(prompt_lengths_[i]);
   s.reference_ids.resize(reference_lengths_[i]);
   PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/prompt_ids", H5Type::kInt32, prompt_offsets_[i],
@@ -386,9 +398,6 @@ absl::StatusOr<KvSample> KvDatasetReader::ReadSample(int64_t i) const {
   PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/reference_ids", H5Type::kInt32,
                                        reference_offsets_[i], reference_lengths_[i],
                                        s.reference_ids.data()));
-  std::vector<int64_t> doc(1);
-  PMPD_RETURN_IF_ERROR(file_->ReadRows("samples/doc_id", H5Type::kInt64, i, 1, doc.data()));
-  s.doc_id = doc[0];
   const size_t c = header_.candidate_steps.size();
   const int64_t t = prompt_lengths_[i];
   for (const KvPairTable& table : tables_) {
@@ -427,12 +436,9 @@ absl::Status JoinKvDatasets(const std::vector<std::string>& inputs, const std::s
   // (doc_id, reader, index), sorted by doc_id: the order an unsharded run writes.
   std::vector<std::tuple<int64_t, size_t, int64_t>> order;
   for (size_t r = 0; r < readers.size(); ++r) {
-    auto t =
-        readers[r]->pairs().empty()
-            ? absl::StatusOr<KvPairTable>(absl::InternalError("no pairs"))
-            : readers[r]->ReadPair(readers[r]->pairs()[0].first, readers[r]->pairs()[0].second);
-    if (!t.ok()) return t.status();
-    for (int64_t i = 0; i < readers[r]->num_samples(); ++i) order.emplace_back(t->doc_ids[i], r, i);
+    for (int64_t i = 0; i < readers[r]->num_samples(); ++i) {
+      order.emplace_back(readers[r]->doc_ids()[i], r, i);
+    }
   }
   std::sort(order.begin(), order.end());
   for (size_t i = 1; i < order.size(); ++i) {

@@ -38,6 +38,8 @@ struct KvDatasetHeader {
 
   // Empty when equal apart from `shard`; otherwise "<field>: <a> vs <b>" for the first difference.
   std::string DiffIgnoringShard(const KvDatasetHeader& other) const;
+  // The same over every field, the shard included (a resumed job must be the same shard).
+  std::string Diff(const KvDatasetHeader& other) const;
 };
 
 // One labelled prompt for one precision pair.
@@ -99,9 +101,13 @@ class KvDatasetReader {
   const KvDatasetHeader& header() const { return header_; }
   int64_t num_samples() const { return samples_; }
   const std::string& path() const;
+  // Document index of every sample (samples/doc_id, checked against every pair group at Open).
+  const std::vector<int64_t>& doc_ids() const { return doc_ids_; }
   // Pairs present in the file, high to low: {{4,3},{3,2}}.
   std::vector<std::pair<int64_t, int64_t>> pairs() const;
 
+  // The pair's arrays (a copy of what Open read and checked; a pair the file lacks is an error
+  // naming the pairs it has).
   absl::StatusOr<KvPairTable> ReadPair(int64_t hi, int64_t lo) const;
   // K and V of sample i of the pair as float, each [kv_heads, prompt_len, head_dim] row-major (the
   // layout LlamaModel::LastLayerKv gives). Cost: reads the sample's chunks.
@@ -112,10 +118,11 @@ class KvDatasetReader {
 
  private:
   KvDatasetReader() = default;
+  absl::StatusOr<KvPairTable> ReadPairFromFile(int64_t hi, int64_t lo) const;
   std::unique_ptr<models::Hdf5File> file_;
   KvDatasetHeader header_;
   int64_t samples_ = 0;
-  std::vector<int64_t> prompt_offsets_, reference_offsets_;
+  std::vector<int64_t> doc_ids_, prompt_offsets_, reference_offsets_;
   std::vector<int32_t> prompt_lengths_, reference_lengths_;
   std::vector<KvPairTable> tables_;  // cached per pair for ReadSample
 };
