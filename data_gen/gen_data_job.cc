@@ -1,7 +1,5 @@
 #include "data_gen/gen_data_job.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +17,7 @@
 #include "kernels/half.h"
 #include "models/file_util.h"
 #include "models/model_fingerprint.h"
+#include "models/splitmix64.h"
 #include "models/text_stream.h"
 #include "models/tokenizer.h"
 #include "models/version.h"
@@ -34,20 +33,14 @@ using scheduler::KvDatasetWriter;
 using scheduler::KvPairSample;
 using scheduler::KvSample;
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 // Prompt of document `doc`: the first `cap` tokens (BOS included), cut at a length drawn uniformly
 // from [max(1, min(min_prefix, L/2)), L] by an RNG seeded from (seed, doc) only.
 std::vector<int32_t> CutPrompt(const std::vector<int>& ids, int cap, int min_prefix, uint64_t seed,
                                int64_t doc) {
   const int L = std::min<int>(static_cast<int>(ids.size()), cap);
   const int lo = std::max(1, std::min(min_prefix, L / 2));
-  const uint64_t r = SplitMix64(SplitMix64(seed) ^ static_cast<uint64_t>(doc));
+  const uint64_t r =
+      models::SplitMix64Hash(models::SplitMix64Hash(seed) ^ static_cast<uint64_t>(doc));
   const int len = lo + static_cast<int>(r % static_cast<uint64_t>(L - lo + 1));
   return std::vector<int32_t>(ids.begin(), ids.begin() + len);
 }
@@ -65,25 +58,10 @@ std::vector<uint16_t> ToTokenMajorF16(const std::vector<float>& hdt, int h, int 
   return out;
 }
 
-absl::Status SyncPath(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": cannot open for fsync"));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  return rc == 0 ? absl::OkStatus() : absl::InternalError(absl::StrCat(path, ": fsync failed"));
-}
-
+// The names in `dir`, or none when it does not exist (nothing to resume or to clean up).
 std::vector<std::string> ListDir(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (dirent* e = ::readdir(d)) {
-    const std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
+  auto names = models::ListDirectory(dir);
+  return names.ok() ? *names : std::vector<std::string>{};
 }
 
 // Writes `samples` as one complete segment file (temporary + fsync + rename).
@@ -98,10 +76,10 @@ absl::Status WriteSegment(const std::string& dir, const KvDatasetHeader& header,
     if (auto st = (*w)->Append(s); !st.ok()) return st;
   }
   if (auto st = (*w)->Finish(); !st.ok()) return st;
-  if (auto st = SyncPath(tmp); !st.ok()) return st;
+  if (auto st = models::SyncPath(tmp); !st.ok()) return st;
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     return absl::InternalError(absl::StrCat(path, ": rename failed"));
-  return SyncPath(dir);
+  return models::SyncPath(dir);
 }
 
 absl::Status CheckOptions(const GenDataOptions& o) {
@@ -234,11 +212,8 @@ absl::StatusOr<GenDataReport> RunGenData(
   if (models::FileExists(o.out)) {
     auto r = KvDatasetReader::Open(o.out);
     if (!r.ok()) return r.status();
-    std::string diff = header.DiffIgnoringShard((*r)->header());
-    if (diff.empty() && header.shard != (*r)->header().shard) {
-      diff = absl::StrCat("shard: ", header.shard, " vs ", (*r)->header().shard);
-    }
-    if (!diff.empty()) return mismatch(o.out, diff);
+    if (const std::string diff = header.Diff((*r)->header()); !diff.empty())
+      return mismatch(o.out, diff);
     for (const std::string& n : ListDir(partial)) ::unlink(models::JoinPath(partial, n).c_str());
     ::rmdir(partial.c_str());
     auto rep = SummarizeGenData(o.out);
@@ -262,14 +237,9 @@ absl::StatusOr<GenDataReport> RunGenData(
     if (!absl::StartsWith(n, "seg_") || !absl::EndsWith(n, ".h5")) continue;
     auto r = KvDatasetReader::Open(path);
     if (!r.ok()) return r.status();
-    std::string diff = header.DiffIgnoringShard((*r)->header());
-    if (diff.empty() && header.shard != (*r)->header().shard) {
-      diff = absl::StrCat("shard: ", header.shard, " vs ", (*r)->header().shard);
-    }
-    if (!diff.empty()) return mismatch(path, diff);
-    auto t = (*r)->ReadPair(header.precisions[0], header.precisions[1]);
-    if (!t.ok()) return t.status();
-    done_docs.insert(t->doc_ids.begin(), t->doc_ids.end());
+    if (const std::string diff = header.Diff((*r)->header()); !diff.empty())
+      return mismatch(path, diff);
+    done_docs.insert((*r)->doc_ids().begin(), (*r)->doc_ids().end());
     segments.push_back(path);
   }
 

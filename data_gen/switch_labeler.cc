@@ -45,6 +45,38 @@ absl::Status CheckOptions(const inference::LlamaModel& model, absl::Span<const i
   return absl::OkStatus();
 }
 
+// Rouge-L of the all-high output and of every branch against the reference, then the label.
+void Score(const models::Tokenizer& tok, const std::string& reference, PairLabel* out) {
+  out->rouge_l_high = Rouge(tok, reference, out->high_ids);
+  out->rouge_l.clear();
+  for (const auto& ids : out->branch_ids) out->rouge_l.push_back(Rouge(tok, reference, ids));
+  out->label = LabelFromRouge(out->rouge_l, out->rouge_l_high);
+}
+
+// Defers every decision to `inner` and keeps a copy of the prefill K/V it is shown, so a scheduled
+// generation also yields the cache the learned scheduler would read (no second prefill).
+class PrefillKvRecorder : public scheduler::PrecisionScheduler {
+ public:
+  PrefillKvRecorder(scheduler::PrecisionScheduler& inner, std::vector<float>* k,
+                    std::vector<float>* v)
+      : inner_(inner), k_(k), v_(v) {}
+  void Reset() override { inner_.Reset(); }
+  absl::Status OnPrefill(const scheduler::PrefillKv& kv) override {
+    k_->assign(kv.k.begin(), kv.k.end());
+    v_->assign(kv.v.begin(), kv.v.end());
+    return inner_.OnPrefill(kv);
+  }
+  int NextPrecision(int step, int current, absl::Span<const float> logits) override {
+    return inner_.NextPrecision(step, current, logits);
+  }
+  const std::vector<int>& precisions() const override { return inner_.precisions(); }
+  std::string Describe() const override { return inner_.Describe(); }
+
+ private:
+  scheduler::PrecisionScheduler& inner_;
+  std::vector<float>*k_, *v_;
+};
+
 }  // namespace
 
 int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge) {
@@ -124,9 +156,7 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
       feed = std::move(next_feed);
     }
   }
-  out.rouge_l_high = Rouge(tok, reference_text, out.high_ids);
-  for (int b = 0; b < C; ++b) out.rouge_l.push_back(Rouge(tok, reference_text, out.branch_ids[b]));
-  out.label = LabelFromRouge(out.rouge_l, out.rouge_l_high);
+  Score(tok, reference_text, &out);
   return out;
 }
 
@@ -141,15 +171,10 @@ absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model,
   g.generation.max_new_tokens = o.max_new_tokens;
   auto high = scheduler::MakeStaticScheduler({o.high}, {});
   if (!high.ok()) return high.status();
-  auto r = scheduler::GenerateScheduled(model, prompt, g, **high);
+  PrefillKvRecorder record(**high, &out.k, &out.v);  // the all-high run's prefill is the one stored
+  auto r = scheduler::GenerateScheduled(model, prompt, g, record);
   if (!r.ok()) return r.status();
   out.high_ids = r->generation.new_ids;
-  // GenerateScheduled prefilled at hi and left the prompt at the front of the cache.
-  if (auto st = model.SetPrecision(o.high); !st.ok()) return st;
-  std::vector<float> logits;
-  model.Reset();
-  if (auto st = model.Forward(prompt, false, &logits); !st.ok()) return st;
-  model.LastLayerKv(&out.k, &out.v);
   for (int c : o.candidate_steps) {
     auto sched = scheduler::MakeStaticScheduler({o.high, o.low}, {c});
     if (!sched.ok()) return sched.status();
@@ -157,9 +182,7 @@ absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model,
     if (!b.ok()) return b.status();
     out.branch_ids.push_back(b->generation.new_ids);
   }
-  out.rouge_l_high = Rouge(tok, reference_text, out.high_ids);
-  for (const auto& ids : out.branch_ids) out.rouge_l.push_back(Rouge(tok, reference_text, ids));
-  out.label = LabelFromRouge(out.rouge_l, out.rouge_l_high);
+  Score(tok, reference_text, &out);
   return out;
 }
 
