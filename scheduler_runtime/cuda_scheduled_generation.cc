@@ -29,16 +29,9 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(
     std::vector<int> needed = scheduler->precisions();
     prefill = options.prefill_precision > 0 ? options.prefill_precision : needed.front();
     needed.push_back(prefill);
-    if (engine.max_precision() == 0) {
-      return absl::FailedPreconditionError(
-          "precision schedules need an any-precision checkpoint (see pmpd-quantize)");
-    }
-    for (int p : needed) {
-      if (p < engine.min_precision() || p > engine.max_precision()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("precision ", p, " is missing from the checkpoint, which holds ",
-                         engine.min_precision(), " to ", engine.max_precision(), " bits"));
-      }
+    if (auto st = CheckPrecisionRange(engine.min_precision(), engine.max_precision(), needed);
+        !st.ok()) {
+      return st;
     }
     scheduler->Reset();
     if (auto st = engine.SetPrecision(prefill); !st.ok()) return st;

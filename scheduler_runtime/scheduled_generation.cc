@@ -17,20 +17,25 @@ double AverageBits(const std::vector<int>& precisions) {
   return s / precisions.size();
 }
 
-absl::Status CheckModelPrecisions(const inference::LlamaModel& model, const std::vector<int>& precisions,
-                                  const std::string& model_dir) {
+absl::Status CheckPrecisionRange(int min_bits, int max_bits, const std::vector<int>& precisions,
+                                 const std::string& model_dir) {
   const std::string name = model_dir.empty() ? "the checkpoint" : model_dir;
-  if (model.max_precision() == 0) {
+  if (max_bits == 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(name, " is not an any-precision checkpoint: precision schedules need one (see pmpd-quantize)"));
   }
   for (int p : precisions) {
-    if (p < model.min_precision() || p > model.max_precision()) {
+    if (p < min_bits || p > max_bits) {
       return absl::InvalidArgumentError(absl::StrCat("precision ", p, " is missing from ", name, ", which holds ",
-                                                     model.min_precision(), " to ", model.max_precision(), " bits"));
+                                                     min_bits, " to ", max_bits, " bits"));
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckModelPrecisions(const inference::LlamaModel& model, const std::vector<int>& precisions,
+                                  const std::string& model_dir) {
+  return CheckPrecisionRange(model.min_precision(), model.max_precision(), precisions, model_dir);
 }
 
 absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::LlamaModel& model,

@@ -33,6 +33,9 @@ double AverageBits(const std::vector<int>& precisions);
 // naming `model_dir` (or "the checkpoint" when empty) and the precisions it holds.
 absl::Status CheckModelPrecisions(const inference::LlamaModel& model, const std::vector<int>& precisions,
                                   const std::string& model_dir = "");
+// The same check for any engine, from the seed..parent bits it holds (parent 0: a plain model).
+absl::Status CheckPrecisionRange(int min_bits, int max_bits, const std::vector<int>& precisions,
+                                 const std::string& model_dir = "");
 
 // Fails when the model is not any-precision or lacks a precision the scheduler may return.
 // `on_token(id, precision)` may be empty. Resets the model and the scheduler first.
