@@ -112,11 +112,9 @@ __device__ float BlockSum(float v, float* scratch) {
 
 __global__ void DecodeAttentionKernel(const float* __restrict__ q, const float* __restrict__ k,
                                       const float* __restrict__ v, int group, int head_dim, int max_len,
-                                      const int32_t* __restrict__ len_device, int len_host, float scale,
-                                      float* __restrict__ out) {
+                                      int len, float scale, float* __restrict__ out) {
   extern __shared__ float probs[];  // [len]
   __shared__ float scratch[32];
-  const int len = len_device != nullptr ? *len_device : len_host;  // device: read when the graph runs
   const int h = blockIdx.x, kvh = h / group;
   const float* qh = q + static_cast<size_t>(h) * head_dim;
   const float* kb = k + static_cast<size_t>(kvh) * max_len * head_dim;
@@ -326,7 +324,7 @@ void DecodeAttention(const float* q, const float* k, const float* v, int heads, 
     PMPD_CUDA_CHECK(cudaFuncSetAttribute(DecodeAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem)));
   }
-  DecodeAttentionKernel<<<heads, 128, smem, stream>>>(q, k, v, heads / kv_heads, head_dim, max_len, nullptr, len,
+  DecodeAttentionKernel<<<heads, 128, smem, stream>>>(q, k, v, heads / kv_heads, head_dim, max_len, len,
                                                      1.f / sqrtf(static_cast<float>(head_dim)), out);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
