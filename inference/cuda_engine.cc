@@ -377,7 +377,7 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
                               int bits) {
   if (lin.qweight != nullptr) {
     kernels::AnyprecGemv(in, m, lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits,
-                         out, stream);
+                         out, stream, kernels::AnyprecGemvPath::kAuto, options.overlap_launches);
     return;
   }
   // Row-major W [n, k] is column-major [k, n]: out^T [n, m] = W x^T, column-major with ld n.

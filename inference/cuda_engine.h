@@ -32,6 +32,9 @@ struct CudaEngineOptions {
   int max_context = 4096;
   // lm_head in fp16 (half its bytes per token; logits then carry fp16 rounding of its weights).
   bool fp16_lm_head = false;
+  // Launch the any-precision GEMVs (p <= 4) as programmatic dependent launches: each reads its
+  // planes and LUTs while the kernel before it finishes (kernels/pdl.cuh). Same results either way.
+  bool overlap_launches = true;
 };
 
 // One model on one GPU plus its KV cache (batch 1). Not thread-safe; one sequence at a time. Every

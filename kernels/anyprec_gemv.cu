@@ -17,11 +17,11 @@ const DequantFn kDequant[] = {GetDequant<2>(), GetDequant<3>(), GetDequant<4>(),
 }  // namespace
 
 void AnyprecGemv(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K, int P, int p,
-                 float* y, cudaStream_t stream) {
+                 float* y, cudaStream_t stream, AnyprecGemvPath path, bool overlap_previous) {
   PMPD_CHECK(M >= 1 && M <= kAnyprecGemvMaxTokens, "AnyprecGemv: 1..8 tokens");
   PMPD_CHECK(p >= 2 && p <= P && P <= 8, "AnyprecGemv: 2 <= p <= P <= 8");
   if (N == 0) return;
-  kGemv[p - 2](x, M, qweight, lut, N, K, P, y, stream);
+  kGemv[p - 2](x, M, qweight, lut, N, K, P, y, path == AnyprecGemvPath::kGeneric, overlap_previous, stream);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 

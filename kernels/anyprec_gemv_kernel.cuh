@@ -19,6 +19,7 @@
 #include <cuda_fp16.h>
 
 #include "kernels/anyprec_gemv.cuh"
+#include "kernels/anyprec_gemv_lowbit_kernel.cuh"
 #include "kernels/cuda_check.cuh"
 
 namespace pmpd::kernels {
@@ -151,15 +152,19 @@ __global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight, const
 // Rows per warp: R rows share each activation run loaded into registers, but leave N / (8 R) blocks;
 // measured on H100 (kernels/NOTES.md, v6): R = 4 wins from N = 11008 up (1.2-1.25x at 2 bits) and
 // loses at N = 4096 (under 2 blocks per SM), so the launch picks it from N.
+// p <= 4 goes to the low-bit kernel (anyprec_gemv_lowbit_kernel.cuh) unless `generic` asks for this one.
 template <int BITS, int M>
 void LaunchGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, int P, float* y,
-                cudaStream_t stream) {
+                bool generic, bool overlap, cudaStream_t stream) {
+  // 16-byte activation loads need a 16-byte aligned x and rows of a multiple of 4 floats.
+  const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && K % 4 == 0;
+  if constexpr (BITS <= 4) {
+    if (!generic) return LaunchLowBitGemv<BITS, M>(x, qweight, lut, N, K, x_vec, y, overlap, stream);
+  }
   constexpr int kWideR = M <= 2 ? 4 : (M <= 4 ? 2 : 1);
   const bool wide = kWideR > 1 && N >= 8192;
   const int R = wide ? kWideR : 1;
   const int blocks = (N + kWarpsPerBlock * R - 1) / (kWarpsPerBlock * R);
-  // 16-byte activation loads need a 16-byte aligned x and rows of a multiple of 4 floats.
-  const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && K % 4 == 0;
   if (wide) {
     AnyprecGemvKernel<BITS, M, kWideR><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, qweight, lut, N, K, x_vec, y);
   } else {
@@ -170,16 +175,16 @@ void LaunchGemv(const float* x, const uint32_t* qweight, const __half* lut, int 
 // Per bit width: GEMV for every token count and the dequantize kernel.
 template <int BITS>
 void GemvForBits(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K, int P, float* y,
-                 cudaStream_t stream) {
+                 bool generic, bool overlap, cudaStream_t stream) {
   switch (M) {
-    case 1: LaunchGemv<BITS, 1>(x, qweight, lut, N, K, P, y, stream); break;
-    case 2: LaunchGemv<BITS, 2>(x, qweight, lut, N, K, P, y, stream); break;
-    case 3: LaunchGemv<BITS, 3>(x, qweight, lut, N, K, P, y, stream); break;
-    case 4: LaunchGemv<BITS, 4>(x, qweight, lut, N, K, P, y, stream); break;
-    case 5: LaunchGemv<BITS, 5>(x, qweight, lut, N, K, P, y, stream); break;
-    case 6: LaunchGemv<BITS, 6>(x, qweight, lut, N, K, P, y, stream); break;
-    case 7: LaunchGemv<BITS, 7>(x, qweight, lut, N, K, P, y, stream); break;
-    case 8: LaunchGemv<BITS, 8>(x, qweight, lut, N, K, P, y, stream); break;
+    case 1: LaunchGemv<BITS, 1>(x, qweight, lut, N, K, P, y, generic, overlap, stream); break;
+    case 2: LaunchGemv<BITS, 2>(x, qweight, lut, N, K, P, y, generic, overlap, stream); break;
+    case 3: LaunchGemv<BITS, 3>(x, qweight, lut, N, K, P, y, generic, overlap, stream); break;
+    case 4: LaunchGemv<BITS, 4>(x, qweight, lut, N, K, P, y, generic, overlap, stream); break;
+    case 5: LaunchGemv<BITS, 5>(x, qweight, lut, N, K, P, y, generic, overlap, stream); break;
+    case 6: LaunchGemv<BITS, 6>(x, qweight, lut, N, K, P, y, generic, overlap, stream); break;
+    case 7: LaunchGemv<BITS, 7>(x, qweight, lut, N, K, P, y, generic, overlap, stream); break;
+    case 8: LaunchGemv<BITS, 8>(x, qweight, lut, N, K, P, y, generic, overlap, stream); break;
   }
 }
 
@@ -191,7 +196,7 @@ void DequantForBits(const uint32_t* qweight, const __half* lut, int N, int K, __
       qweight, lut, N, K, w);
 }
 
-using GemvFn = void (*)(const float*, int, const uint32_t*, const __half*, int, int, int, float*, cudaStream_t);
+using GemvFn = void (*)(const float*, int, const uint32_t*, const __half*, int, int, int, float*, bool, bool, cudaStream_t);
 using DequantFn = void (*)(const uint32_t*, const __half*, int, int, __half*, cudaStream_t);
 
 // Defined in anyprec_gemv_b<p>.cu, one specialization per bit width.

@@ -7,6 +7,7 @@
 #include "kernels/check.h"
 #include "kernels/cuda_check.cuh"
 #include "kernels/decode_ops.cuh"
+#include "kernels/pdl.cuh"
 
 namespace pmpd::kernels {
 namespace {
@@ -30,6 +31,7 @@ __global__ void AddKernel(float* __restrict__ y, const float* __restrict__ x, in
 }
 
 __global__ void SwiGluKernel(const float* gate, const float* up, float* out, int64_t n) {
+  TriggerDependents();  // a following GEMV may start its weight loads (kernels/pdl.cuh)
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float g = gate[i];
@@ -217,6 +219,7 @@ __global__ void DecodeAttentionPartialKernel(const float* __restrict__ q, const 
 // Pass 2: out[h] = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c over the chunks that exist.
 __global__ void DecodeAttentionMergeKernel(const float* __restrict__ ws, int head_dim, int max_chunks,
                                            const int32_t* __restrict__ len_device, float* __restrict__ out) {
+  TriggerDependents();  // a following GEMV may start its weight loads (kernels/pdl.cuh)
   const int h = blockIdx.x;
   const int chunks = (*len_device + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
   const float* base = ws + static_cast<size_t>(h) * max_chunks * (head_dim + 2);

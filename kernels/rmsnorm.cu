@@ -3,6 +3,7 @@
 // Cost: reads x once, w once per row (cached), writes y once: memory-bound.
 #include "kernels/cuda_check.cuh"
 #include "kernels/rmsnorm.cuh"
+#include "kernels/pdl.cuh"
 
 namespace pmpd::kernels {
 namespace {
@@ -30,6 +31,7 @@ __device__ void NormalizeRow(const float* xr, const float* __restrict__ w, float
 
 __global__ void RmsNormKernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
                               int dim, float eps) {
+  TriggerDependents();  // a following GEMV may start its weight loads (kernels/pdl.cuh)
   const float* xr = x + static_cast<size_t>(blockIdx.x) * dim;
   float sum = 0.f;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) sum += xr[i] * xr[i];
@@ -40,6 +42,7 @@ __global__ void RmsNormKernel(const float* __restrict__ x, const float* __restri
 // squares of the new values and writes x back (it reads only its own elements again afterwards).
 __global__ void AddRmsNormKernel(float* __restrict__ x, const float* __restrict__ delta, const float* __restrict__ w,
                                  float* __restrict__ y, int dim, float eps) {
+  TriggerDependents();  // a following GEMV may start its weight loads (kernels/pdl.cuh)
   float* xr = x + static_cast<size_t>(blockIdx.x) * dim;
   const float* dr = delta + static_cast<size_t>(blockIdx.x) * dim;
   float sum = 0.f;

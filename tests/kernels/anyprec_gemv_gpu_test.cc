@@ -13,6 +13,8 @@
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/half.h"
 #include "kernels/ref/anyprec_ref.h"
+#include "kernels/ref/rmsnorm_ref.h"
+#include "kernels/rmsnorm.cuh"
 
 namespace pmpd::kernels {
 namespace {
@@ -44,12 +46,16 @@ Problem MakeProblem(int N, int K, int P, std::mt19937& rng) {
   return pr;
 }
 
-TEST(AnyprecGemvGpuTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
+// Both paths: the default (the code-word kernel for p <= 4) and the generic per-weight LUT kernel.
+class AnyprecGemvPathTest : public ::testing::TestWithParam<AnyprecGemvPath> {};
+
+TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(11);
   std::normal_distribution<float> g(0.f, 1.f);
   int cases = 0;
-  for (auto [N, K] : {std::pair<int, int>{1, 32}, {7, 172}, {5, 174}, {33, 1024}, {64, 1056}, {257, 2088}, {96, 4096}}) {
+  for (auto [N, K] : {std::pair<int, int>{1, 32}, {7, 172}, {5, 174}, {33, 1024}, {64, 1056}, {257, 2088}, {96, 4096},
+                      {13, 11008}}) {
     for (int P : {8, 4}) {
       Problem pr = MakeProblem(N, K, P, rng);
       uint32_t* dq = ToDevice(pr.qweight);
@@ -68,7 +74,7 @@ TEST(AnyprecGemvGpuTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
           float* dy = nullptr;
           ASSERT_EQ(cudaMalloc(&dy, ref.size() * 4), cudaSuccess);
           cudaMemset(dy, 0xff, ref.size() * 4);  // NaN poison
-          AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, nullptr);
+          AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, nullptr, GetParam());
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
           cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost);
           // fp32 accumulation of K products in a different order from the double reference:
@@ -93,7 +99,56 @@ TEST(AnyprecGemvGpuTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
       cudaFree(dq);
     }
   }
-  EXPECT_EQ(cases, 7 * (7 + 3) * 4);
+  EXPECT_EQ(cases, 8 * (7 + 3) * 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, AnyprecGemvPathTest,
+                         ::testing::Values(AnyprecGemvPath::kAuto, AnyprecGemvPath::kGeneric),
+                         [](const auto& info) { return info.param == AnyprecGemvPath::kAuto ? "Auto" : "Generic"; });
+
+// The overlapped launch (programmatic dependent launch) must still read x only after the kernel that
+// writes it: a RMSNorm writes x over a NaN-poisoned buffer right before every GEMV; 20 rounds with
+// fresh inputs, so reading a stale x cannot pass by luck.
+TEST(AnyprecGemvGpuTest, OverlappedLaunchWaitsForThePreviousKernel) {
+  PMPD_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  std::normal_distribution<float> g(0.f, 1.f);
+  const int N = 4096, K = 4096, P = 4, M = 1;
+  Problem pr = MakeProblem(N, K, P, rng);
+  uint32_t* dq = ToDevice(pr.qweight);
+  std::vector<float> w(K);
+  for (auto& v : w) v = 1.f + 0.1f * g(rng);
+  float* dw = ToDevice(w);
+  float *draw = nullptr, *dx = nullptr, *dy = nullptr;
+  ASSERT_EQ(cudaMalloc(&draw, K * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dx, K * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dy, N * 4), cudaSuccess);
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  for (int round = 0; round < 20; ++round) {
+    const int p = 2 + round % 3;
+    __half* dl = reinterpret_cast<__half*>(ToDevice(pr.luts[p]));
+    std::vector<float> raw(K), x(K), ref(N), got(N);
+    for (auto& v : raw) v = g(rng);
+    RmsNormF32Ref(raw.data(), w.data(), x.data(), 1, K, 1e-5f);
+    AnyprecGemmRef(x.data(), M, pr.qweight.data(), pr.luts[p].data(), N, K, P, p, ref.data());
+    cudaMemcpyAsync(draw, raw.data(), K * 4, cudaMemcpyHostToDevice, stream);
+    cudaMemsetAsync(dx, 0xff, K * 4, stream);  // NaN until the norm has run
+    RmsNormF32(draw, dw, dx, 1, K, 1e-5f, stream);
+    AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, stream, AnyprecGemvPath::kAuto, /*overlap_previous=*/true);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    cudaMemcpy(got.data(), dy, N * 4, cudaMemcpyDeviceToHost);
+    for (int n = 0; n < N; ++n) {
+      ASSERT_NEAR(got[n], ref[n], 1e-3 * (1 + std::fabs(ref[n]))) << "round " << round << " p " << p << " row " << n;
+    }
+    cudaFree(dl);
+  }
+  cudaStreamDestroy(stream);
+  cudaFree(dq);
+  cudaFree(dw);
+  cudaFree(draw);
+  cudaFree(dx);
+  cudaFree(dy);
 }
 
 TEST(AnyprecGemvGpuTest, DequantizeIsExact) {
