@@ -50,8 +50,8 @@ namespace {
 
 namespace detail = cuda_engine_detail;
 
-// Prefill tokens per pass: the any-precision GEMV takes up to 8 tokens.
-constexpr int kChunk = kernels::kAnyprecGemvMaxTokens;
+// Tokens the any-precision GEMV takes; longer prefill passes go through dequantize + SGEMM.
+constexpr int kGemvTokens = kernels::kAnyprecGemvMaxTokens;
 // The attention kernel keeps one score per position in shared memory (200 KiB).
 constexpr int kMaxContextLimit = 200 * 1024 / 4;
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
@@ -150,11 +150,14 @@ struct CudaEngine::Impl {
   const float* rope_sin = nullptr;
   std::vector<DeviceLayer> layers;
 
-  // Activations, [kChunk, width] each; x16 holds fp16 inputs of dense products.
+  int chunk = 0;  // rows of the activation buffers: max(prefill_chunk, kGemvTokens)
+  // Activations, [chunk, width] each; x16 holds fp16 inputs of dense products.
   float *x = nullptr, *h = nullptr, *q = nullptr, *kbuf = nullptr, *vbuf = nullptr, *attn = nullptr,
         *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr;
   __half* x16 = nullptr;
   float* attn_ws = nullptr;  // split-K decode attention partials (DecodeAttentionWorkspaceFloats)
+  float* scores = nullptr;   // prefill attention: [heads, chunk, max_ctx]
+  float* w32 = nullptr;      // prefill: one projection dequantized to fp32 (any-precision models)
   int32_t* prompt_ids = nullptr;  // [max_ctx]: the token ids of one Prefill
   int32_t* prompt_pos = nullptr;  // [max_ctx]: their positions
   int32_t* step = nullptr;    // decode: [0] token, [1] position, [2] attended length = position + 1
@@ -182,6 +185,11 @@ struct CudaEngine::Impl {
   absl::StatusOr<const __half*> UploadF16(const std::vector<float>& host, absl::string_view what);
 
   void Linear(const DeviceLinear& lin, const float* in, int m, float* out, int bits);
+  // Causal attention of n prompt tokens at positions first_pos.. over the cache (which already
+  // holds their K/V): per head S = Q K^T / sqrt(hd), CausalSoftmaxRows, O = P V; SGEMMs.
+  void PrefillAttention(const DeviceLayer& L, int n, int first_pos);
+  // After the weights are in place: fused decode products, the prefill scratch, the graphs.
+  absl::Status Finish();
   // Runs n tokens (ids, positions on the device) through every layer, appending their K/V. Decode
   // (n = 1) attends over `step[2]` positions read on the device; prefill over first_pos + t + 1 for
   // token t. With `head`, the last token's logits and argmax land in `logits` / `argmax`.
@@ -294,12 +302,17 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
     return CudaError(he, "cudaMallocHost of 32 bytes");
   }
 
+  if (o.prefill_chunk < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA engine: prefill_chunk must be >= 1, got ", o.prefill_chunk));
+  }
+  chunk = std::max(o.prefill_chunk, kGemvTokens);
   const size_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(),
                V = c.vocab_size;
   absl::Status st;
   auto buffer = [&](float** p, size_t width, const char* what) {
     if (!st.ok()) return;
-    auto r = AllocArray<float>(kChunk * width, what);
+    auto r = AllocArray<float>(static_cast<size_t>(chunk) * width, what);
     if (r.ok())
       *p = *r;
     else
@@ -318,12 +331,16 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   auto lg = AllocArray<float>(V, "logits");
   if (!lg.ok()) return lg.status();
   logits = *lg;
+  auto sc = AllocArray<float>(static_cast<size_t>(c.num_attention_heads) * chunk * max_ctx,
+                              "prefill attention scores");
+  if (!sc.ok()) return sc.status();
+  scores = *sc;
   auto aws = AllocArray<float>(
       kernels::DecodeAttentionWorkspaceFloats(c.num_attention_heads, c.head_dim, max_ctx),
       "attention workspace");
   if (!aws.ok()) return aws.status();
   attn_ws = *aws;
-  auto xh = AllocArray<__half>(kChunk * std::max({H, I, Q}), "fp16 activations");
+  auto xh = AllocArray<__half>(chunk * std::max({H, I, Q}), "fp16 activations");
   if (!xh.ok()) return xh.status();
   x16 = *xh;
   auto ints = AllocArray<int32_t>(2 * static_cast<size_t>(max_ctx) + 8, "token ids and positions");
@@ -375,15 +392,21 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
 
 void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, float* out,
                               int bits) {
-  if (lin.qweight != nullptr) {
+  if (lin.qweight != nullptr && m <= kGemvTokens) {
     kernels::AnyprecGemv(in, m, lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits,
                          out, stream, kernels::AnyprecGemvPath::kAuto, options.overlap_launches);
     return;
   }
   // Row-major W [n, k] is column-major [k, n]: out^T [n, m] = W x^T, column-major with ld n.
   const float one = 1.f, zero = 0.f;
-  if (lin.w32 != nullptr) {
-    PMPD_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, lin.w32,
+  const float* w = lin.w32;
+  if (lin.qweight != nullptr) {  // a prefill pass: W_p once in fp32 (exact), then one SGEMM
+    kernels::AnyprecDequantF32(lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits, w32,
+                               stream);
+    w = w32;
+  }
+  if (w != nullptr) {
+    PMPD_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, w,
                                   lin.k, in, lin.k, &zero, out, lin.n));
     return;
   }
@@ -429,12 +452,7 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
       kernels::DecodeAttentionDeviceLen(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2,
                                         attn_ws, attn, stream);
     } else {
-      // Causal within the chunk: token t sees the cache up to its own position.
-      for (int t = 0; t < n; ++t) {
-        kernels::DecodeAttention(q + static_cast<size_t>(t) * qd, L.k_cache, L.v_cache, nh, kvh, hd,
-                                 max_ctx, first_pos + t + 1, attn + static_cast<size_t>(t) * qd,
-                                 stream);
-      }
+      PrefillAttention(L, n, first_pos);  // causal: token t sees the cache up to its own position
     }
     Linear(L.o, attn, n, proj, bits);
     kernels::AddRmsNormF32(x, proj, L.post_norm, h, n, H, eps, stream);
@@ -457,6 +475,51 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
   kernels::RmsNormF32(x + static_cast<size_t>(n - 1) * H, final_norm, h, 1, H, eps, stream);
   Linear(lm_head, h, 1, logits, bits);
   kernels::ArgmaxRows(logits, 1, c.vocab_size, argmax, stream);
+}
+
+void CudaEngine::Impl::PrefillAttention(const DeviceLayer& L, int n, int first_pos) {
+  const models::LlamaConfig& c = config;
+  const int nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim;
+  const int group = nh / kvh, len = first_pos + n;
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd)), one = 1.f, zero = 0.f;
+  // Column-major views. Head h = b * group + g for kv head b. Scores of head h: row-major
+  // [n, len] = column-major S^T [len, n] = K_b [len, hd] Q_h^T, with K_b row-major [len, hd]
+  // (ld hd) and Q_h rows of stride nh * hd.
+  for (int g = 0; g < group; ++g) {
+    PMPD_CUBLAS_CHECK(cublasSgemmStridedBatched(
+        cublas, CUBLAS_OP_T, CUBLAS_OP_N, len, n, hd, &scale, L.k_cache, hd,
+        static_cast<long long>(max_ctx) * hd, q + static_cast<size_t>(g) * hd, nh * hd,
+        static_cast<long long>(group) * hd, &zero, scores + static_cast<size_t>(g) * n * len, len,
+        static_cast<long long>(group) * n * len, kvh));
+  }
+  kernels::CausalSoftmaxRows(scores, nh, n, first_pos, stream);
+  // O_h^T [hd, n] (rows of stride nh * hd in attn) = V_b^T [hd, len] P_h^T [len, n].
+  for (int g = 0; g < group; ++g) {
+    PMPD_CUBLAS_CHECK(cublasSgemmStridedBatched(
+        cublas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, len, &one, L.v_cache, hd,
+        static_cast<long long>(max_ctx) * hd, scores + static_cast<size_t>(g) * n * len, len,
+        static_cast<long long>(group) * n * len, &zero, attn + static_cast<size_t>(g) * hd,
+        nh * hd, static_cast<long long>(group) * hd, kvh));
+  }
+}
+
+absl::Status CudaEngine::Impl::Finish() {
+  if (auto st = FuseLayers(); !st.ok()) return st;
+  if (parent_bits > 0 && chunk > kGemvTokens) {
+    int64_t largest = 0;
+    for (const DeviceLayer& L : layers) {
+      for (const DeviceLinear* lin : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+        if (lin->qweight != nullptr) largest = std::max<int64_t>(largest, int64_t{lin->n} * lin->k);
+      }
+    }
+    auto w = AllocArray<float>(largest, "the prefill's fp32 copy of one projection");
+    if (!w.ok()) return w.status();
+    w32 = *w;
+  }
+  if (options.use_graphs) {
+    if (auto st = CaptureGraphs(); !st.ok()) return st;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CudaEngine::Impl::Fuse(const std::vector<const DeviceLinear*>& parts,
@@ -637,8 +700,8 @@ absl::Status CudaEngine::Prefill(absl::Span<const int> tokens, std::vector<float
                                   cudaMemcpyHostToDevice, m.stream));
   PMPD_CUDA_CHECK(cudaMemcpyAsync(m.prompt_pos, pos.data(), n * sizeof(int32_t),
                                   cudaMemcpyHostToDevice, m.stream));
-  for (int s = 0; s < n; s += kChunk) {
-    const int cnt = std::min(kChunk, n - s);
+  for (int s = 0; s < n; s += m.chunk) {
+    const int cnt = std::min(m.chunk, n - s);
     m.Forward(cnt, m.prompt_ids + s, m.prompt_pos + s, m.cache_len + s, /*decode=*/false,
               /*head=*/s + cnt == n, m.precision);
   }
@@ -831,10 +894,7 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Load(const std::string& 
       if (auto st = upload_f32("lm_head.weight", {V, H}, &m.lm_head.w32); !st.ok()) return st;
     }
   }
-  if (auto st = m.FuseLayers(); !st.ok()) return st;
-  if (options.use_graphs) {
-    if (auto st = m.CaptureGraphs(); !st.ok()) return st;
-  }
+  if (auto st = m.Finish(); !st.ok()) return st;
   return std::unique_ptr<CudaEngine>(new CudaEngine(std::move(impl)));
 }
 
@@ -930,10 +990,7 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::CreateRandom(
   }
   if (cudaError_t e = cudaStreamSynchronize(m.stream); e != cudaSuccess)
     return CudaError(e, "random weights");
-  if (auto st = m.FuseLayers(); !st.ok()) return st;
-  if (options.use_graphs) {
-    if (auto st = m.CaptureGraphs(); !st.ok()) return st;
-  }
+  if (auto st = m.Finish(); !st.ok()) return st;
   return std::unique_ptr<CudaEngine>(new CudaEngine(std::move(impl)));
 }
 

@@ -35,6 +35,11 @@ struct CudaEngineOptions {
   // Launch the any-precision GEMVs (p <= 4) as programmatic dependent launches: each reads its
   // planes and LUTs while the kernel before it finishes (kernels/pdl.cuh). Same results either way.
   bool overlap_launches = true;
+  // Prompt tokens per prefill pass. Passes of more than 8 tokens dequantize each any-precision matrix
+  // to fp32 once per pass and multiply with cuBLAS SGEMM (fp32, the CPU engine's numerics); attention
+  // is two strided-batched SGEMMs around a causal softmax. Costs GPU memory: activations of this
+  // many rows, heads x rows x max_context scores, and one fp32 copy of the largest projection.
+  int prefill_chunk = 256;
 };
 
 // One model on one GPU plus its KV cache (batch 1). Not thread-safe; one sequence at a time. Every
@@ -76,10 +81,11 @@ class CudaEngine {
   // Fails for plain models and for bits outside [min_precision, max_precision].
   absl::Status SetPrecision(int bits);
 
-  // Runs `tokens` at positions [cache_len, cache_len + n) in chunks of up to 8 (AnyprecGemv or
-  // cuBLAS), appends their K/V to the cache, and writes the last position's logits ([vocab]) and/or
-  // their argmax (either may be null). Fails (cache unchanged) when the tokens do not fit the
-  // context or an id is outside the vocabulary. Cost: about ceil(n / 8) reads of the weights.
+  // Runs `tokens` at positions [cache_len, cache_len + n) in passes of up to prefill_chunk tokens
+  // (more than 8: dequantize + SGEMM; up to 8: AnyprecGemv), appends their K/V to the cache, and
+  // writes the last position's logits ([vocab]) and/or their argmax (either may be null). Fails
+  // (cache unchanged) when the tokens do not fit the context or an id is outside the vocabulary.
+  // Cost: about ceil(n / prefill_chunk) reads of the weights and writes of their fp32 copies.
   absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits,
                        int* argmax = nullptr);
   // One token at position cache_len: one graph launch; the argmax is computed on the GPU, so greedy

@@ -30,4 +30,9 @@ void AnyprecGemv(const float* x, int M, const uint32_t* qweight, const __half* l
 void AnyprecDequant(const uint32_t* qweight, const __half* lut, int N, int K, int P, int p, __half* w,
                     cudaStream_t stream);
 
+// The same as fp32 [N, K] (exact: every LUT entry is an fp16 value), for prefill through an fp32
+// GEMM that keeps the CPU engine's numerics. Writes 4 N K bytes. Asynchronous on `stream`.
+void AnyprecDequantF32(const uint32_t* qweight, const __half* lut, int N, int K, int P, int p, float* w,
+                       cudaStream_t stream);
+
 }  // namespace pmpd::kernels

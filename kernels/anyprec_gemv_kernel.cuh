@@ -121,9 +121,12 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
-template <int BITS>
+__device__ __forceinline__ void StoreWeight(__half v, __half* p) { *p = v; }
+__device__ __forceinline__ void StoreWeight(__half v, float* p) { *p = __half2float(v); }
+
+template <int BITS, typename Out>
 __global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight, const __half* __restrict__ lut, int N,
-                                     int K, __half* __restrict__ w) {
+                                     int K, Out* __restrict__ w) {
   // One thread per (row, word): rebuilds 32 codes and writes their LUT values.
   const int kw = (K + 31) / 32, kpad = kw * 32;
   const size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -144,7 +147,7 @@ __global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight, const
       int code = 0;
 #pragma unroll
       for (int b = 0; b < BITS; ++b) code = (code << 1) | ((words[b] >> (31 - 8 * s - r)) & 1u);
-      if (col < K) w[static_cast<size_t>(n) * K + col] = lut_row[code];
+      if (col < K) StoreWeight(lut_row[code], w + static_cast<size_t>(n) * K + col);
     }
   }
 }
@@ -188,27 +191,32 @@ void GemvForBits(const float* x, int M, const uint32_t* qweight, const __half* l
   }
 }
 
-template <int BITS>
-void DequantForBits(const uint32_t* qweight, const __half* lut, int N, int K, __half* w, cudaStream_t stream) {
+template <int BITS, typename T>
+void DequantForBits(const uint32_t* qweight, const __half* lut, int N, int K, T* w, cudaStream_t stream) {
   const size_t threads = static_cast<size_t>(N) * ((K + 31) / 32);
   const int block = 256;
-  AnyprecDequantKernel<BITS><<<static_cast<unsigned>((threads + block - 1) / block), block, 0, stream>>>(
+  AnyprecDequantKernel<BITS, T><<<static_cast<unsigned>((threads + block - 1) / block), block, 0, stream>>>(
       qweight, lut, N, K, w);
 }
 
 using GemvFn = void (*)(const float*, int, const uint32_t*, const __half*, int, int, int, float*, bool, bool, cudaStream_t);
 using DequantFn = void (*)(const uint32_t*, const __half*, int, int, __half*, cudaStream_t);
+using DequantF32Fn = void (*)(const uint32_t*, const __half*, int, int, float*, cudaStream_t);
 
 // Defined in anyprec_gemv_b<p>.cu, one specialization per bit width.
 template <int BITS>
 GemvFn GetGemv();
 template <int BITS>
 DequantFn GetDequant();
+template <int BITS>
+DequantF32Fn GetDequantF32();
 #define PMPD_ANYPREC_DECLARE(B) \
   template <>                   \
   GemvFn GetGemv<B>();          \
   template <>                   \
-  DequantFn GetDequant<B>();
+  DequantFn GetDequant<B>();    \
+  template <>                   \
+  DequantF32Fn GetDequantF32<B>();
 PMPD_ANYPREC_DECLARE(2)
 PMPD_ANYPREC_DECLARE(3)
 PMPD_ANYPREC_DECLARE(4)
@@ -224,7 +232,9 @@ PMPD_ANYPREC_DECLARE(8)
   template <>                                                   \
   GemvFn GetGemv<B>() { return &GemvForBits<B>; }               \
   template <>                                                   \
-  DequantFn GetDequant<B>() { return &DequantForBits<B>; }      \
+  DequantFn GetDequant<B>() { return &DequantForBits<B, __half>; } \
+  template <>                                                   \
+  DequantF32Fn GetDequantF32<B>() { return &DequantForBits<B, float>; } \
   }
 
 }  // namespace anyprec_detail

@@ -146,6 +146,20 @@ __global__ void DecodeAttentionKernel(const float* __restrict__ q, const float* 
   }
 }
 
+__global__ void CausalSoftmaxKernel(float* __restrict__ s, int n, int first_pos) {
+  __shared__ float scratch[32];
+  const int len = first_pos + n;
+  float* row = s + static_cast<size_t>(blockIdx.x) * len;
+  const int valid = first_pos + static_cast<int>(blockIdx.x) % n + 1;
+  float local_max = -FLT_MAX;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) local_max = fmaxf(local_max, row[j]);
+  const float mx = BlockMax(local_max, scratch);
+  float local_sum = 0.f;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) local_sum += __expf(row[j] - mx);
+  const float inv = 1.f / BlockSum(local_sum, scratch);
+  for (int j = threadIdx.x; j < len; j += blockDim.x) row[j] = j < valid ? __expf(row[j] - mx) * inv : 0.f;
+}
+
 // Split-K decode attention, pass 1. Block (h, c) scores positions [c*C, min((c+1)*C, len)) of head
 // h: each warp takes every 4th position and computes q.k with lanes over head_dim (coalesced rows,
 // q pre-scaled in registers), then the block turns its scores into a local softmax and sums p*V with
@@ -329,6 +343,12 @@ void DecodeAttention(const float* q, const float* k, const float* v, int heads, 
   }
   DecodeAttentionKernel<<<heads, 128, smem, stream>>>(q, k, v, heads / kv_heads, head_dim, max_len, len,
                                                      1.f / sqrtf(static_cast<float>(head_dim)), out);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
+void CausalSoftmaxRows(float* s, int heads, int n, int first_pos, cudaStream_t stream) {
+  PMPD_CHECK(heads >= 1 && n >= 1 && first_pos >= 0, "CausalSoftmaxRows: bad shape");
+  CausalSoftmaxKernel<<<heads * n, kThreads, 0, stream>>>(s, n, first_pos);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 

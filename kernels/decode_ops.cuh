@@ -30,6 +30,12 @@ void RotaryInPlace(float* x, const int32_t* positions, const float* cos, const f
 void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
                      int max_len, int len, float* out, cudaStream_t stream);
 
+// The softmax of prefill attention, in place on scores s [heads, n, len] (row (h, t) = the scores
+// of query t of head h against positions 0..len-1): query t sees positions 0..first_pos + t (causal),
+// the rest of its row becomes 0. len = first_pos + n. Softmax in fp32 with max subtraction, one
+// block per row; reads and writes each score once.
+void CausalSoftmaxRows(float* s, int heads, int n, int first_pos, cudaStream_t stream);
+
 // out[r] = index of the largest x[r, :] (lowest index on ties), for r < rows.
 void ArgmaxRows(const float* x, int rows, int cols, int32_t* out, cudaStream_t stream);
 

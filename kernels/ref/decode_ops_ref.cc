@@ -64,6 +64,18 @@ void DecodeAttentionRef(const float* q, const float* k, const float* v, int head
   }
 }
 
+void CausalSoftmaxRowsRef(float* s, int heads, int n, int first_pos) {
+  const int len = first_pos + n;
+  for (int r = 0; r < heads * n; ++r) {
+    float* row = s + static_cast<size_t>(r) * len;
+    const int valid = first_pos + r % n + 1;
+    double mx = -INFINITY, z = 0;
+    for (int j = 0; j < valid; ++j) mx = std::max(mx, static_cast<double>(row[j]));
+    for (int j = 0; j < valid; ++j) z += std::exp(row[j] - mx);
+    for (int j = 0; j < len; ++j) row[j] = j < valid ? static_cast<float>(std::exp(row[j] - mx) / z) : 0.f;
+  }
+}
+
 void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out) {
   for (int r = 0; r < rows; ++r) {
     const float* row = x + static_cast<size_t>(r) * cols;

@@ -13,6 +13,8 @@ void RotaryInPlaceRef(float* x, const int32_t* positions, const float* cos, cons
 // Accumulates in double.
 void DecodeAttentionRef(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
                         int max_len, int len, float* out);
+// Accumulates in double.
+void CausalSoftmaxRowsRef(float* s, int heads, int n, int first_pos);
 void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out);
 // DecodeAttentionDeviceLen's reference is DecodeAttentionRef with len = *len.
 void KvCacheWriteRef(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,

@@ -200,12 +200,18 @@ TEST_F(CudaEngineTest, ScheduleMatchesCpu) {
   EXPECT_EQ(got.precisions[20], 2);
 }
 
-TEST_F(CudaEngineTest, LastLayerKvMatchesCpu) {
+// Prefill passes: 256 (one pass through dequantize + SGEMM and the batched causal attention), 12
+// (a 12-token SGEMM pass, then a 7-token GEMV pass starting at position 12), 8 (GEMV passes only).
+class CudaEnginePrefillTest : public CudaEngineTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(CudaEnginePrefillTest, LastLayerKvMatchesCpu) {
   auto cpu = LlamaModel::Load(QuantizedDir());
   ASSERT_TRUE(cpu.ok()) << cpu.status();
-  auto gpu = CudaEngine::Load(QuantizedDir());
+  CudaEngineOptions options;
+  options.prefill_chunk = GetParam();
+  auto gpu = CudaEngine::Load(QuantizedDir(), options);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
-  // A prompt longer than one prefill chunk (8), then two decode steps.
+  // A 19-token prompt, then two decode steps.
   std::vector<int> prompt;
   for (int i = 0; i < 19; ++i) prompt.push_back(1 + (i * 37) % 500);
   std::vector<float> lc, lg;
@@ -227,6 +233,8 @@ TEST_F(CudaEngineTest, LastLayerKvMatchesCpu) {
   ExpectClose(kg, kc, Fp32Tolerance(c, MaxAbs(kc)), "last-layer K");
   ExpectClose(vg, vc, Fp32Tolerance(c, MaxAbs(vc)), "last-layer V");
 }
+
+INSTANTIATE_TEST_SUITE_P(PrefillChunks, CudaEnginePrefillTest, ::testing::Values(256, 12, 8));
 
 // The float model through the fp16 path (fp16 projections, fp32 lm_head): logits within fp16
 // rounding, greedy equal up to the first near-tie.

@@ -171,6 +171,15 @@ TEST(AnyprecGemvGpuTest, DequantizeIsExact) {
       for (size_t i = 0; i < got.size(); ++i) {
         ASSERT_EQ(F16ToF32(got[i]), ref[i]) << "N " << N << " K " << K << " p " << p << " index " << i;
       }
+      float* dw32 = nullptr;
+      ASSERT_EQ(cudaMalloc(&dw32, static_cast<size_t>(N) * K * 4), cudaSuccess);
+      cudaMemset(dw32, 0xff, static_cast<size_t>(N) * K * 4);
+      AnyprecDequantF32(dq, dl, N, K, 8, p, dw32, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      std::vector<float> got32(ref.size());
+      cudaMemcpy(got32.data(), dw32, got32.size() * 4, cudaMemcpyDeviceToHost);
+      EXPECT_EQ(got32, ref) << "fp32 dequantize, N " << N << " K " << K << " p " << p;
+      cudaFree(dw32);
       cudaFree(dw);
       cudaFree(dl);
     }

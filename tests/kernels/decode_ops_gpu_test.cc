@@ -96,6 +96,32 @@ TEST(DecodeOpsGpuTest, DecodeAttentionMatchesReference) {
   }
 }
 
+TEST(DecodeOpsGpuTest, CausalSoftmaxRowsMatchesReference) {
+  PMPD_REQUIRE_GPU();
+  std::mt19937 rng(7);
+  for (auto [heads, n, first_pos] : {std::tuple<int, int, int>{1, 1, 0}, {4, 7, 0}, {32, 256, 300}, {3, 33, 5}}) {
+    const int len = first_pos + n;
+    auto s = Random(static_cast<size_t>(heads) * n * len, rng, 4.f);
+    Dev<float> ds(s);
+    CausalSoftmaxRows(ds.p, heads, n, first_pos, nullptr);
+    CausalSoftmaxRowsRef(s.data(), heads, n, first_pos);
+    const std::vector<float> got = ds.Get();
+    for (int r = 0; r < heads * n; ++r) {  // masked positions are exactly 0, rows sum to 1
+      const int valid = first_pos + r % n + 1;
+      double sum = 0;
+      for (int j = 0; j < len; ++j) {
+        const float g = got[static_cast<size_t>(r) * len + j];
+        if (j >= valid) {
+          ASSERT_EQ(g, 0.f) << "row " << r << " position " << j;
+        }
+        sum += g;
+      }
+      ASSERT_NEAR(sum, 1.0, 1e-5) << "row " << r;
+    }
+    ExpectClose(got, s, 1e-5, "causal softmax");
+  }
+}
+
 // The decode step's fused rotary + cache append equals RotaryInPlace on q and k followed by
 // KvCacheWrite of k and v (references), bit for bit in the rotated values' math.
 TEST(DecodeOpsGpuTest, RotaryKvAppendEqualsRotaryThenCacheWrite) {
