@@ -46,6 +46,8 @@ ABSL_FLAG(int, new_tokens, 128, "e2e: tokens generated per run (token 0 from the
 ABSL_FLAG(int, repeats, 3, "e2e: runs per configuration (the median decode rate is reported).");
 ABSL_FLAG(int, layers, 32, "e2e: decoder layers of the 7B shape (fewer for a quick smoke run).");
 ABSL_FLAG(bool, graphs, true, "e2e: run decode steps as CUDA graphs (false: kernel by kernel).");
+ABSL_FLAG(bool, fp16_prefill, false,
+          "e2e: any-precision prefill on fp16 tensor cores (CudaEngineOptions::fp16_prefill) instead of fp32 SGEMM.");
 ABSL_FLAG(bool, overlap, true,
           "e2e: launch the any-precision GEMVs as programmatic dependent launches (CudaEngineOptions::overlap_launches).");
 
@@ -187,14 +189,15 @@ int RunE2e(double bw_gbs, const char* device_name) {
   options.fp16_lm_head = true;  // as the fp16 baseline (and Hugging Face) holds it
   options.use_graphs = absl::GetFlag(FLAGS_graphs);
   options.overlap_launches = absl::GetFlag(FLAGS_overlap);
+  options.fp16_prefill = absl::GetFlag(FLAGS_fp16_prefill);
   std::mt19937 rng(11);
   std::vector<int> prompt(ctx);
   for (int& t : prompt) t = 3 + static_cast<int>(rng() % (config.vocab_size - 3));
   std::printf("e2e: Llama-2-7B shape (hidden 4096, %d layers, FFN 11008, vocab 32000, 32 heads / 32 KV heads), random "
               "weights; prefill %d tokens, then %d generated (decode steps at positions %d..%d); KV cache float32, "
-              "lm_head fp16; CUDA graphs %s, overlapped GEMV launches %s; median of %d runs\n",
+              "lm_head fp16; CUDA graphs %s, overlapped GEMV launches %s, any-precision prefill in %s; median of %d runs\n",
               config.num_hidden_layers, ctx, n, ctx, ctx + n - 2, options.use_graphs ? "on" : "off",
-              options.overlap_launches ? "on" : "off",
+              options.overlap_launches ? "on" : "off", options.fp16_prefill ? "fp16" : "fp32",
               absl::GetFlag(FLAGS_repeats));
   std::vector<E2eRow> rows;
   {

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
-#include "inference/llama_model.h"
+#include "cli/engine_loader.h"
 #include "models/file_util.h"
 #include "models/tokenizer.h"
 #include "scheduler_runtime/eval/evaluation.h"
@@ -41,6 +41,9 @@ ABSL_FLAG(std::string, shared_dir, "", "Shared assets (default: $PMPD_SHARED_DIR
 ABSL_FLAG(std::string, data, "", "Data file overriding the task's default file.");
 ABSL_FLAG(std::string, out, "", "Directory for results.csv, results.json and quality_vs_bits.svg.");
 ABSL_FLAG(bool, json, false, "Print one JSON object with the rows.");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu (the reference engine) or cuda (the CUDA engine, for --model and --reference-model alike; plain "
+          "checkpoints run there with fp16 projections). Builds with nvcc only.");
 
 namespace {
 constexpr char kProgram[] = "pmpd-eval";
@@ -94,18 +97,20 @@ int Run() {
   }
   auto tok = models::Tokenizer::Load(models::JoinPath(model_dir, "tokenizer.model"));
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
-  auto model = inference::LlamaModel::Load(model_dir);
+  const std::string device = absl::GetFlag(FLAGS_device);
+  auto model = cli::LoadGenerator(model_dir, device);
   if (!model.ok()) return cli::Fail(kProgram, model.status());
-  if (auto st = scheduler::CheckModelPrecisions(**model, *precisions, model_dir); !st.ok()) {
+  if (auto st = scheduler::CheckPrecisionRange((*model)->min_precision(), (*model)->max_precision(), *precisions,
+                                               model_dir);
+      !st.ok()) {
     return cli::Fail(kProgram, st);
   }
-  const int64_t cache = (*model)->CacheDequantizedWeights();
-  std::fprintf(stderr, "%s: %zu test prompts from %s (dequantized weight cache: %.1f MB)\n", task_name.c_str(),
-               task->examples.size(), task->data_path.c_str(), cache / 1e6);
+  std::fprintf(stderr, "%s: %zu test prompts from %s (device %s)\n", task_name.c_str(), task->examples.size(),
+               task->data_path.c_str(), device.c_str());
 
   // References: the data set's, or a model's greedy outputs on the same (fitted) prompts. The
   // reference model is loaded once, for the test and the calibration split alike.
-  std::unique_ptr<inference::LlamaModel> ref_model;
+  std::unique_ptr<scheduler::ScheduledGenerator> ref_model;
   auto refs_for = [&](const scheduler::EvalTask& t, const std::vector<std::vector<int>>& prompts)
       -> absl::StatusOr<std::vector<std::vector<std::string>>> {
     std::vector<std::vector<std::string>> refs;
@@ -113,19 +118,18 @@ int Run() {
       for (const auto& ex : t.examples) refs.push_back(ex.references);
       return refs;
     }
-    inference::LlamaModel* m = model->get();
+    scheduler::ScheduledGenerator* m = model->get();
     const std::string ref_dir = absl::GetFlag(FLAGS_reference_model);
     if (!ref_dir.empty()) {
       if (!ref_model) {
-        auto loaded = inference::LlamaModel::Load(ref_dir);
+        auto loaded = cli::LoadGenerator(ref_dir, device);
         if (!loaded.ok()) return loaded.status();
         ref_model = std::move(*loaded);
       }
       m = ref_model.get();
-    } else if (auto st = m->SetPrecision(m->max_precision()); !st.ok()) {
-      return st;
     }
-    auto outs = scheduler::GreedyOutputs(*m, **tok, prompts, max_new);
+    // --model itself runs at its parent precision; a reference model at its own.
+    auto outs = scheduler::GreedyOutputs(*m, **tok, prompts, max_new, ref_dir.empty() ? m->max_precision() : 0);
     if (!outs.ok()) return outs.status();
     for (auto& o : *outs) refs.push_back({o});
     return refs;

@@ -400,7 +400,13 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
   // Row-major W [n, k] is column-major [k, n]: out^T [n, m] = W x^T, column-major with ld n.
   const float one = 1.f, zero = 0.f;
   const float* w = lin.w32;
-  if (lin.qweight != nullptr) {  // a prefill pass: W_p once in fp32 (exact), then one SGEMM
+  const __half* w16 = lin.w16;
+  if (lin.qweight != nullptr && options.fp16_prefill) {  // a prefill pass: W_p once in fp16 (exact)
+    __half* scratch = reinterpret_cast<__half*>(w32);
+    kernels::AnyprecDequant(lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits, scratch,
+                            stream);
+    w16 = scratch;
+  } else if (lin.qweight != nullptr) {  // a prefill pass: W_p once in fp32 (exact), then one SGEMM
     kernels::AnyprecDequantF32(lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits, w32,
                                stream);
     w = w32;
@@ -411,7 +417,7 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
     return;
   }
   kernels::ConvertF32ToF16(in, x16, static_cast<int64_t>(m) * lin.k, stream);
-  PMPD_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, lin.w16,
+  PMPD_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, w16,
                                  CUDA_R_16F, lin.k, x16, CUDA_R_16F, lin.k, &zero, out, CUDA_R_32F,
                                  lin.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }

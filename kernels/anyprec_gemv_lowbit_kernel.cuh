@@ -72,7 +72,7 @@ __device__ __forceinline__ float WarpReduceScatter(float (&v)[V], int lane) {
   return v[0];
 }
 
-constexpr int Log2(int v) { return v <= 1 ? 0 : 1 + Log2(v / 2); }
+__host__ __device__ constexpr int Log2(int v) { return v <= 1 ? 0 : 1 + Log2(v / 2); }
 
 template <int BITS, int M, int R>
 __global__ void __launch_bounds__(kLowBitWarps * 32)
@@ -252,14 +252,16 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
   }
 }
 
-// Rows per block: 8 at 1-2 tokens, 4 at 3-4, 2 beyond (registers: R * M accumulators, 8 M
-// activations, 4 R code words per lane).
+// Rows per block: 8 at 1-2 tokens (4 at p = 3, 4), 4 at 3-4 tokens, 2 beyond (registers: R M
+// accumulators, 8 M activations, 2-4 R code words and p R prefetched plane words per lane). H100,
+// kernels/NOTES.md: p = 3, 4 at R = 4 vs 8 is within +-10 % either way (8: 127 -> 155 registers);
+// capping registers for occupancy (__launch_bounds__ min blocks 6) gained nothing either.
 // With `overlap`, launched as a programmatic dependent launch: its prologue (planes, LUTs) runs
 // while the preceding kernel on the stream finishes.
 template <int BITS, int M>
 void LaunchLowBitGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, bool x_vec, float* y,
                       bool overlap, cudaStream_t stream) {
-  constexpr int R = M <= 2 ? 8 : (M <= 4 ? 4 : 2);
+  constexpr int R = M <= 2 ? (BITS == 2 ? 8 : 4) : (M <= 4 ? 4 : 2);
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3((N + R - 1) / R);
   config.blockDim = dim3(kLowBitWarps * 32);

@@ -92,4 +92,27 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(
   return r;
 }
 
+namespace {
+class CudaGenerator : public ScheduledGenerator {
+ public:
+  explicit CudaGenerator(inference::CudaEngine& engine) : engine_(engine) {}
+  const models::LlamaConfig& config() const override { return engine_.config(); }
+  int max_context() const override { return engine_.max_context(); }
+  int min_precision() const override { return engine_.min_precision(); }
+  int max_precision() const override { return engine_.max_precision(); }
+  absl::StatusOr<ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,
+                                                     const ScheduledGenerationOptions& options,
+                                                     PrecisionScheduler* scheduler) override {
+    return GenerateScheduledCuda(engine_, prompt_ids, options, scheduler);
+  }
+
+ private:
+  inference::CudaEngine& engine_;
+};
+}  // namespace
+
+std::unique_ptr<ScheduledGenerator> MakeCudaGenerator(inference::CudaEngine& engine) {
+  return std::make_unique<CudaGenerator>(engine);
+}
+
 }  // namespace pmpd::scheduler

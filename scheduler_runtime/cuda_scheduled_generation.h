@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "inference/cuda_engine.h"
+#include "scheduler_runtime/eval/evaluation.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
@@ -21,5 +22,8 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(
     inference::CudaEngine& engine, absl::Span<const int> prompt_ids,
     const ScheduledGenerationOptions& options, PrecisionScheduler* scheduler,
     const std::function<void(int, int)>& on_token = {});
+
+// The CUDA engine behind the evaluation harness (GenerateScheduledCuda; the engine must outlive it).
+std::unique_ptr<ScheduledGenerator> MakeCudaGenerator(inference::CudaEngine& engine);
 
 }  // namespace pmpd::scheduler

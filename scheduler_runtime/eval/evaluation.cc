@@ -53,16 +53,50 @@ std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tok
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::LlamaModel& model, const models::Tokenizer& tok,
+namespace {
+class CpuGenerator : public ScheduledGenerator {
+ public:
+  explicit CpuGenerator(inference::LlamaModel& model) : model_(model) {}
+  const models::LlamaConfig& config() const override { return model_.config(); }
+  int max_context() const override { return model_.max_context(); }
+  int min_precision() const override { return model_.min_precision(); }
+  int max_precision() const override { return model_.max_precision(); }
+  absl::StatusOr<ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,
+                                                     const ScheduledGenerationOptions& options,
+                                                     PrecisionScheduler* scheduler) override {
+    if (scheduler != nullptr) return GenerateScheduled(model_, prompt_ids, options, *scheduler);
+    auto r = inference::Generate(model_, prompt_ids, options.generation);
+    if (!r.ok()) return r.status();
+    ScheduledGenerationResult out;
+    out.generation = std::move(*r);
+    return out;
+  }
+
+ private:
+  inference::LlamaModel& model_;
+};
+}  // namespace
+
+std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(inference::LlamaModel& model) {
+  return std::make_unique<CpuGenerator>(model);
+}
+
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model, const models::Tokenizer& tok,
                                                        const std::vector<std::vector<int>>& prompts,
-                                                       int max_new_tokens) {
-  inference::GenerationOptions opt;
-  opt.max_new_tokens = max_new_tokens;
+                                                       int max_new_tokens, int precision) {
+  ScheduledGenerationOptions opt;
+  opt.generation.max_new_tokens = max_new_tokens;
+  std::unique_ptr<PrecisionScheduler> fixed;
+  if (precision > 0) {
+    auto s = MakeStaticScheduler({precision}, {});
+    if (!s.ok()) return s.status();
+    fixed = std::move(*s);
+  }
   std::vector<std::string> out;
   for (const auto& p : prompts) {
-    auto r = inference::Generate(model, p, opt);
+    auto r = model.Generate(p, opt, fixed.get());
     if (!r.ok()) return r.status();
-    out.push_back(tok.Decode(r->new_ids));
+    out.push_back(tok.Decode(r->generation.new_ids));
   }
   return out;
 }
@@ -84,7 +118,7 @@ double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
   return metrics::CorpusBleu(outputs, by_stream).score;
 }
 
-absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::Tokenizer& tok,
+absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Tokenizer& tok,
                                   const EvalMethod& method, const std::vector<std::vector<int>>& prompts,
                                   const std::vector<std::vector<std::string>>& references, QualityMetric metric,
                                   int max_new_tokens, const std::function<void(int, int)>& progress) {
@@ -109,7 +143,7 @@ absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::To
   double bits = 0, decode_ms = 0, schedule_us = 0;
   int64_t tokens = 0, steps = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    auto r = GenerateScheduled(model, prompts[i], opt, **sched);
+    auto r = model.Generate(prompts[i], opt, sched->get());
     if (!r.ok()) return r.status();
     for (int p : r->token_precisions) bits += p;
     tokens += static_cast<int64_t>(r->token_precisions.size());
@@ -128,7 +162,7 @@ absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::To
   return row;
 }
 
-absl::StatusOr<CalibrationResult> CalibrateStatic(inference::LlamaModel& model, const models::Tokenizer& tok,
+absl::StatusOr<CalibrationResult> CalibrateStatic(ScheduledGenerator& model, const models::Tokenizer& tok,
                                                   const std::vector<int>& precisions,
                                                   const std::vector<std::vector<int>>& prompts,
                                                   const std::vector<std::vector<std::string>>& references,

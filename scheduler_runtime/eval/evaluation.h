@@ -11,8 +11,29 @@
 #include "inference/llama_model.h"
 #include "models/tokenizer.h"
 #include "scheduler_runtime/eval/eval_tasks.h"
+#include "scheduler_runtime/scheduled_generation.h"
 
 namespace pmpd::scheduler {
+
+// What the harness needs from an engine: its config, the precisions it holds and PMPD generation.
+// The CPU engine's is MakeCpuGenerator; the CUDA engine's is MakeCudaGenerator
+// (cuda_scheduled_generation.h). Both give the same tokens for the same schedule.
+class ScheduledGenerator {
+ public:
+  virtual ~ScheduledGenerator() = default;
+  virtual const models::LlamaConfig& config() const = 0;
+  virtual int max_context() const = 0;
+  virtual int min_precision() const = 0;  // 0 for plain (float / fp16) models
+  virtual int max_precision() const = 0;
+  // scheduler null: greedy at the engine's current precision (plain models too), no precisions
+  // recorded. Otherwise as GenerateScheduled.
+  virtual absl::StatusOr<ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,
+                                                             const ScheduledGenerationOptions& options,
+                                                             PrecisionScheduler* scheduler) = 0;
+};
+
+// The CPU engine behind the harness (the model must outlive the generator).
+std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(inference::LlamaModel& model);
 
 struct EvalMethod {
   std::string name;  // "high", "low", "static", ...
@@ -39,10 +60,11 @@ struct EvalRow {
 std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
                                          int max_new_tokens);
 
-// Greedy continuations of `prompts` by `model` at its current precision (the "model" reference).
-absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::LlamaModel& model, const models::Tokenizer& tok,
+// Greedy continuations of `prompts` by `model` (the "model" reference): at `precision` bits when > 0,
+// else at the engine's current precision.
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model, const models::Tokenizer& tok,
                                                        const std::vector<std::vector<int>>& prompts,
-                                                       int max_new_tokens);
+                                                       int max_new_tokens, int precision = 0);
 
 // Quality of outputs against per-example references: mean over examples of the best Rouge-L F
 // (x100) over an example's references, or corpus BLEU with every reference stream.
@@ -51,7 +73,7 @@ double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
 
 // Runs one method greedily over the prompts (a static schedule, or the learned scheduler when
 // method.classifier_dir is set). `progress(done, total)` per prompt.
-absl::StatusOr<EvalRow> RunMethod(inference::LlamaModel& model, const models::Tokenizer& tok,
+absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Tokenizer& tok,
                                   const EvalMethod& method, const std::vector<std::vector<int>>& prompts,
                                   const std::vector<std::vector<std::string>>& references, QualityMetric metric,
                                   int max_new_tokens, const std::function<void(int, int)>& progress = {});
@@ -65,7 +87,7 @@ struct CalibrationResult {
 // Searches the prefill precision (each of `precisions`) and non-decreasing switch steps on the grid
 // {0, N/8, N/4, N/2, 3N/4, N} (N = max_new_tokens), minimising average bits subject to
 // quality >= q_ref - epsilon on the calibration prompts, q_ref being uniform high precision.
-absl::StatusOr<CalibrationResult> CalibrateStatic(inference::LlamaModel& model, const models::Tokenizer& tok,
+absl::StatusOr<CalibrationResult> CalibrateStatic(ScheduledGenerator& model, const models::Tokenizer& tok,
                                                   const std::vector<int>& precisions,
                                                   const std::vector<std::vector<int>>& prompts,
                                                   const std::vector<std::vector<std::string>>& references,

@@ -271,6 +271,26 @@ TEST_F(CudaEngineTest, Fp16PathOnFloatModel) {
   }
 }
 
+// fp16 prefill (tensor cores): W_p is exact in fp16, the activations are rounded to fp16; the
+// logits after a 19-token prompt stay within that rounding of the CPU engine's.
+TEST_F(CudaEngineTest, Fp16PrefillWithinFp16RoundingOfCpu) {
+  auto cpu = LlamaModel::Load(QuantizedDir());
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  CudaEngineOptions options;
+  options.fp16_prefill = true;
+  auto gpu = CudaEngine::Load(QuantizedDir(), options);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  std::vector<int> prompt;
+  for (int i = 0; i < 19; ++i) prompt.push_back(1 + (i * 37) % 500);
+  std::vector<float> lc, lg;
+  ASSERT_TRUE((*cpu)->Forward(prompt, false, &lc).ok());
+  ASSERT_TRUE((*gpu)->Prefill(prompt, &lg).ok());
+  const auto& c = (*cpu)->config();
+  const double tol = 4 * kEps16 * c.num_hidden_layers * std::max(1.0, MaxAbs(lc));
+  const double worst = ExpectClose(lg, lc, tol, "fp16 prefill logits");
+  EXPECT_GT(worst, Fp32Tolerance(c, MaxAbs(lc)) / 100) << "no fp16 rounding visible: fp16 path not taken?";
+}
+
 TEST_F(CudaEngineTest, GraphsMatchEagerLaunchesAndErrorsAreClean) {
   CudaEngineOptions eager;
   eager.use_graphs = false;

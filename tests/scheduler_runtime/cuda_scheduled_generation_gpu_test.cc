@@ -72,5 +72,35 @@ TEST(CudaScheduledGenerationTest, CliDeviceCudaPrintsWhatCpuPrints) {
                jg["decode_tokens_per_s"].get<double>());
 }
 
+// pmpd-eval on the CUDA engine: the same rows (average bits and Rouge-L to the last digit: the same
+// tokens) as on the CPU engine, with the reference = the model's own greedy output at its parent
+// precision on each device.
+TEST(CudaScheduledGenerationTest, EvalDeviceCudaGivesTheCpuRows) {
+  PMPD_REQUIRE_GPU();
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  const std::string dir =
+      testing::QuantizeForTest("cuda_cli", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string args = absl::StrCat("--model ", dir,
+                                        " --task tinystories --n 6 --max-new-tokens 48 --precisions 4,3,2 "
+                                        "--methods high,low,static --switch-steps 12,30 --reference model "
+                                        "--shared-dir ", testing::SharedPath(""), " --json --device ");
+  const testing::RunResult c = testing::RunBinary("cli/pmpd-eval", args + "cpu");
+  const testing::RunResult g = testing::RunBinary("cli/pmpd-eval", args + "cuda");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  const auto jc = nlohmann::json::parse(c.out.substr(c.out.find('{'))),
+             jg = nlohmann::json::parse(g.out.substr(g.out.find('{')));
+  ASSERT_EQ(jc["rows"].size(), 3u);
+  ASSERT_EQ(jg["rows"].size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(jc["rows"][i]["method"], jg["rows"][i]["method"]);
+    EXPECT_EQ(jc["rows"][i]["avg_bits"], jg["rows"][i]["avg_bits"]) << i;
+    EXPECT_EQ(jc["rows"][i]["rouge_l"], jg["rows"][i]["rouge_l"]) << i;
+    std::fprintf(stderr, "%s: cpu %.0f tok/s, cuda %.0f tok/s\n", jc["rows"][i]["method"].get<std::string>().c_str(),
+                 jc["rows"][i]["tokens_per_s"].get<double>(), jg["rows"][i]["tokens_per_s"].get<double>());
+  }
+  EXPECT_GT(jc["rows"][0]["rouge_l"].get<double>(), 99.0);  // high = the reference itself
+}
+
 }  // namespace
 }  // namespace pmpd::scheduler
