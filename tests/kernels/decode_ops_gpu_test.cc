@@ -66,9 +66,10 @@ TEST(DecodeOpsGpuTest, ElementwiseEmbeddingRotaryArgmax) {
     RotaryInPlaceRef(x.data(), pos.data(), cs.data(), sn.data(), n, heads, hd);
     ExpectClose(dx.Get(), x, 1e-6, "rotary");
   }
-  for (auto [rows, cols] : {std::pair<int, int>{1, 512}, {3, 32000}, {8, 7}}) {
+  for (auto [rows, cols] : {std::pair<int, int>{1, 512}, {3, 32000}, {8, 7}, {2, 32001}}) {
     auto x = Random(static_cast<size_t>(rows) * cols, rng);
     if (cols > 3) x[1] = x[2] = 100.f;  // a tie in row 0: the lower index wins
+    if (cols > 30000) x[29999] = 100.f;  // the same value in another thread's range
     Dev<float> dx(x);
     Dev<int32_t> dout(std::vector<int32_t>(rows, -1));
     ArgmaxRows(dx.p, rows, cols, dout.p, nullptr);

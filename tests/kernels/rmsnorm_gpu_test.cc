@@ -18,7 +18,7 @@ TEST(RmsNormGpuTest, MatchesCpuReference) {
   std::mt19937 rng(1);
   std::normal_distribution<float> n(0.f, 2.f);
   for (int rows : {1, 3, 17}) {
-    for (int dim : {1, 31, 64, 172, 4096, 5000}) {
+    for (int dim : {1, 31, 64, 172, 4096, 5000, 20000}) {
       std::vector<float> x(rows * dim), w(dim), ref(rows * dim), got(rows * dim, NAN);
       for (auto& v : x) v = n(rng);
       for (auto& v : w) v = n(rng);
@@ -52,7 +52,7 @@ TEST(RmsNormGpuTest, AddRmsNormMatchesCpuReference) {
   std::mt19937 rng(2);
   std::normal_distribution<float> n(0.f, 2.f);
   for (int rows : {1, 5}) {
-    for (int dim : {1, 64, 172, 4096, 5000}) {
+    for (int dim : {1, 64, 172, 4096, 5000, 20000}) {
       std::vector<float> x(rows * dim), d(rows * dim), w(dim), y_ref(rows * dim);
       for (auto& v : x) v = n(rng);
       for (auto& v : d) v = n(rng);
