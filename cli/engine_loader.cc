@@ -23,6 +23,7 @@ class Owning : public scheduler::ScheduledGenerator {
   int max_context() const override { return inner_->max_context(); }
   int min_precision() const override { return inner_->min_precision(); }
   int max_precision() const override { return inner_->max_precision(); }
+  std::string classifier_device() const override { return inner_->classifier_device(); }
   absl::StatusOr<scheduler::ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,
                                                                 const scheduler::ScheduledGenerationOptions& options,
                                                                 scheduler::PrecisionScheduler* s) override {

@@ -162,6 +162,7 @@ int Run() {
       lo.precisions = *precisions;
       lo.kv_heads = engine_config().num_key_value_heads;
       lo.head_dim = engine_config().head_dim;
+      lo.device = device;  // the classifiers run where the engine runs (on CUDA: no KV copy to the host)
       sched = scheduler::MakeLearnedScheduler(lo);
     } else {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(

@@ -754,6 +754,14 @@ absl::Status CudaEngine::DecodeStep(int token, std::vector<float>* logits, int* 
   return absl::OkStatus();
 }
 
+void CudaEngine::LastLayerKvDevice(const float** k, const float** v, int64_t* head_stride) const {
+  *k = impl_->layers.back().k_cache;
+  *v = impl_->layers.back().v_cache;
+  *head_stride = static_cast<int64_t>(impl_->max_ctx) * impl_->config.head_dim;
+}
+
+int CudaEngine::cuda_device() const { return impl_->options.device; }
+
 void CudaEngine::LastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
   const Impl& m = *impl_;
   const models::LlamaConfig& c = m.config;

@@ -100,6 +100,11 @@ class CudaEngine {
   // head_dim] row-major, like LlamaModel::LastLayerKv. Cost: one copy of 2 * kv_dim * cache_len
   // floats.
   void LastLayerKv(std::vector<float>* k, std::vector<float>* v) const;
+  // The same cache where it lies on the GPU (no copy): K and V each [kv_heads, max_context,
+  // head_dim], positions < cache_len valid, head h at offset h * head_stride floats. The pointers
+  // stay valid for the engine's lifetime; the contents change with the next Prefill/DecodeStep.
+  void LastLayerKvDevice(const float** k, const float** v, int64_t* head_stride) const;
+  int cuda_device() const;
 
   // Bytes one decode step must read from GPU memory at `bits` (0 for plain models) with `len`
   // positions attended: projection weights (p of the P planes and the p-bit LUTs, or fp16),

@@ -240,15 +240,23 @@ __global__ void DecodeAttentionMergeKernel(const float* __restrict__ ws, int hea
   const int h = blockIdx.x;
   const int chunks = (*len_device + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
   const float* base = ws + static_cast<size_t>(h) * max_chunks * (head_dim + 2);
-  float M = -FLT_MAX;
-  for (int c = 0; c < chunks; ++c) M = fmaxf(M, base[static_cast<size_t>(c) * (head_dim + 2) + head_dim]);
-  float L = 0.f;
-  for (int c = 0; c < chunks; ++c) {
-    const float* part = base + static_cast<size_t>(c) * (head_dim + 2);
-    L += __expf(part[head_dim] - M) * part[head_dim + 1];
+  // The chunks' maxima and sums: threads over chunks, then block reductions (a serial loop over the
+  // chunks here was a chain of dependent-latency loads).
+  __shared__ float scratch[32];
+  float m_local = -FLT_MAX;
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    m_local = fmaxf(m_local, base[static_cast<size_t>(c) * (head_dim + 2) + head_dim]);
   }
+  const float M = BlockMax(m_local, scratch);
+  float l_local = 0.f;
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const float* part = base + static_cast<size_t>(c) * (head_dim + 2);
+    l_local += __expf(part[head_dim] - M) * part[head_dim + 1];
+  }
+  const float L = BlockSum(l_local, scratch);
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float acc = 0.f;
+#pragma unroll 8
     for (int c = 0; c < chunks; ++c) {
       const float* part = base + static_cast<size_t>(c) * (head_dim + 2);
       acc += __expf(part[head_dim] - M) * part[d];

@@ -45,7 +45,7 @@ void ArgmaxRows(const float* x, int rows, int cols, int32_t* out, cudaStream_t s
 // (one block per head and chunk, coalesced K/V rows), then one small kernel merges the chunks'
 // softmax partials. `workspace` holds DecodeAttentionWorkspaceFloats(...) floats on the device;
 // head_dim <= 256. Reads K and V once. Reference: DecodeAttentionRef with len = *len.
-inline constexpr int kDecodeAttentionChunk = 64;
+inline constexpr int kDecodeAttentionChunk = 32;
 int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len);
 void DecodeAttentionDeviceLen(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
                               int max_len, const int32_t* len, float* workspace, float* out, cudaStream_t stream);

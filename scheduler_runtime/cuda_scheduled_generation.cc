@@ -51,11 +51,21 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(
     return st;
   g.prefill_ms = MsSince(t0);
   if (scheduler != nullptr) {
-    std::vector<float> k, v;
-    engine.LastLayerKv(&k, &v);
-    const auto& c = engine.config();
+    // Only what the scheduler reads: nothing (static), a view of the GPU cache (classifiers on
+    // CUDA), or a host copy (classifiers on the CPU).
     const auto ts = Clock::now();
-    auto st = scheduler->OnPrefill({k, v, c.num_key_value_heads, engine.cache_len(), c.head_dim});
+    std::vector<float> k, v;
+    const auto& c = engine.config();
+    PrefillKv kv{{}, {}, c.num_key_value_heads, engine.cache_len(), c.head_dim};
+    if (scheduler->kv_access() == KvAccess::kHostOrDevice) {
+      engine.LastLayerKvDevice(&kv.device_k, &kv.device_v, &kv.device_head_stride);
+      kv.cuda_device = engine.cuda_device();
+    } else if (scheduler->kv_access() == KvAccess::kHost) {
+      engine.LastLayerKv(&k, &v);
+      kv.k = k;
+      kv.v = v;
+    }
+    auto st = scheduler->OnPrefill(kv);
     r.schedule_us += 1000 * MsSince(ts);
     if (!st.ok()) return st;
   }
@@ -100,6 +110,7 @@ class CudaGenerator : public ScheduledGenerator {
   int max_context() const override { return engine_.max_context(); }
   int min_precision() const override { return engine_.min_precision(); }
   int max_precision() const override { return engine_.max_precision(); }
+  std::string classifier_device() const override { return "cuda"; }
   absl::StatusOr<ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,
                                                      const ScheduledGenerationOptions& options,
                                                      PrecisionScheduler* scheduler) override {

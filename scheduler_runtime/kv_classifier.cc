@@ -128,14 +128,23 @@ absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& pat
 
 struct KvClassifier::Net {
   KvClassifierNet module{nullptr};
+  bool cuda = false;
 };
 
 KvClassifier::~KvClassifier() = default;
 
 absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const ClassifierState& state,
-                                                                      const std::string& source) {
+                                                                      const std::string& source,
+                                                                      const std::string& device) {
   auto spec = SpecFromState(state, source);
   if (!spec.ok()) return spec.status();
+  if (device != "cpu" && device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("classifier device must be cpu or cuda, got \"", device, "\""));
+  }
+  if (device == "cuda" && !torch::cuda::is_available()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(source, ": the classifier should run on CUDA, but LibTorch sees no GPU"));
+  }
   std::unique_ptr<KvClassifier> c(new KvClassifier());
   c->spec_ = *spec;
   c->source_ = source;
@@ -147,8 +156,12 @@ absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const Clas
     std::memcpy(p.value().data_ptr<float>(), t.values.data(), t.values.size() * sizeof(float));
   }
   c->net_->module->eval();
+  if (device == "cuda") c->net_->module->to(torch::Device(torch::kCUDA, 0));
+  c->net_->cuda = device == "cuda";
   return c;
 }
+
+bool KvClassifier::on_cuda() const { return net_->cuda; }
 
 absl::StatusOr<std::vector<float>> KvClassifier::Logits(const PrefillKv& kv) const {
   if (kv.kv_heads != spec_.kv_heads || kv.head_dim != spec_.head_dim || kv.prompt_len < 1) {
@@ -159,9 +172,26 @@ absl::StatusOr<std::vector<float>> KvClassifier::Logits(const PrefillKv& kv) con
   }
   torch::NoGradGuard no_grad;
   const std::vector<int64_t> shape = {1, kv.kv_heads, kv.prompt_len, kv.head_dim};
-  torch::Tensor k = torch::from_blob(const_cast<float*>(kv.k.data()), shape, torch::kFloat32);
-  torch::Tensor v = torch::from_blob(const_cast<float*>(kv.v.data()), shape, torch::kFloat32);
-  torch::Tensor logits = net_->module->forward(k, v).contiguous();
+  torch::Tensor k, v;
+  if (net_->cuda && kv.device_k != nullptr) {  // the CUDA engine's cache, read in place
+    const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA, kv.cuda_device);
+    const std::vector<int64_t> strides = {kv.kv_heads * kv.device_head_stride, kv.device_head_stride, kv.head_dim,
+                                          1};
+    k = torch::from_blob(const_cast<float*>(kv.device_k), shape, strides, options);
+    v = torch::from_blob(const_cast<float*>(kv.device_v), shape, strides, options);
+    if (kv.cuda_device != 0) k = k.to(torch::Device(torch::kCUDA, 0)), v = v.to(torch::Device(torch::kCUDA, 0));
+  } else {
+    if (kv.k.size() != static_cast<size_t>(kv.kv_heads) * kv.prompt_len * kv.head_dim ||
+        kv.v.size() != kv.k.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(source_, ": the prefill K/V hold ", kv.k.size(), " and ",
+                                                     kv.v.size(), " values, expected ",
+                                                     static_cast<size_t>(kv.kv_heads) * kv.prompt_len * kv.head_dim));
+    }
+    k = torch::from_blob(const_cast<float*>(kv.k.data()), shape, torch::kFloat32);
+    v = torch::from_blob(const_cast<float*>(kv.v.data()), shape, torch::kFloat32);
+    if (net_->cuda) k = k.to(torch::Device(torch::kCUDA, 0)), v = v.to(torch::Device(torch::kCUDA, 0));
+  }
+  torch::Tensor logits = net_->module->forward(k, v).to(torch::kCPU).contiguous();
   return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
 }
 
@@ -282,6 +312,12 @@ class LearnedScheduler : public PrecisionScheduler {
     switch_steps_ = ChainSwitchSteps(steps);
     return absl::OkStatus();
   }
+  KvAccess kv_access() const override {
+    for (const Pair& p : pairs_) {
+      if (!p.classifier->on_cuda()) return KvAccess::kHost;
+    }
+    return KvAccess::kHostOrDevice;
+  }
   int NextPrecision(int step, int, absl::Span<const float>) override {
     size_t level = 0;
     while (level < switch_steps_.size() && step >= switch_steps_[level]) ++level;
@@ -312,6 +348,8 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
       return absl::InvalidArgumentError("precisions must be strictly decreasing (e.g. 4,3,2)");
     }
   }
+  std::string device = o.device;
+  if (device == "auto") device = torch::cuda::is_available() ? "cuda" : "cpu";
   std::vector<LearnedScheduler::Pair> pairs;
   const std::string manifest_path = models::JoinPath(o.classifier_dir, "manifest.json");
   const bool have_manifest = models::FileExists(manifest_path);
@@ -351,7 +389,7 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
       pair.candidate_steps = {0, n / 3, n / 3 * 2};
     }
     if (!state.ok()) return state.status();
-    auto c = KvClassifier::FromState(*state, file);
+    auto c = KvClassifier::FromState(*state, file, device);
     if (!c.ok()) return c.status();
     if ((*c)->spec().num_classes != static_cast<int64_t>(pair.candidate_steps.size()) + 1) {
       return absl::InvalidArgumentError(absl::StrCat(file, ": ", (*c)->spec().num_classes,

@@ -44,12 +44,16 @@ absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& pat
 // One classifier, ready for inference. Not thread-safe. Cost per call: O(H^2 * T * D) flops.
 class KvClassifier {
  public:
+  // device: "cpu", or "cuda" (LibTorch on GPU 0; fails when LibTorch sees no GPU).
   static absl::StatusOr<std::unique_ptr<KvClassifier>> FromState(const ClassifierState& state,
-                                                                 const std::string& source);
+                                                                 const std::string& source,
+                                                                 const std::string& device = "cpu");
   ~KvClassifier();
   // Logits [num_classes] for one prompt's prefill K and V ([H, T, D] each). Fails when H or D do
-  // not match the classifier.
+  // not match the classifier. On "cuda" a device view of the KV (PrefillKv::device_k) is read in
+  // place; host spans are uploaded.
   absl::StatusOr<std::vector<float>> Logits(const PrefillKv& kv) const;
+  bool on_cuda() const;
   const KvClassifierSpec& spec() const { return spec_; }
   const std::string& source() const { return source_; }
 
@@ -86,6 +90,10 @@ struct LearnedSchedulerOptions {
   // Only for reference .pt files (no manifest): their classes are the steps
   // [0, N/3, 2(N/3)] and never, N = this (the reference's max_new_tokens default, 255).
   int reference_max_new_tokens = 255;
+  // Where the classifiers run: "cpu", "cuda" (LibTorch on the GPU; with the CUDA engine the prefill
+  // KV is read where it lies, nothing is copied to the host), or "auto" (cuda when LibTorch sees a
+  // GPU). Same network and weights either way; fp32 on both.
+  std::string device = "cpu";
 };
 
 // The learned scheduler. OnPrefill runs each pair's classifier once on the prefill KV cache (the

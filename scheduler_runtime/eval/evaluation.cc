@@ -61,6 +61,7 @@ class CpuGenerator : public ScheduledGenerator {
   int max_context() const override { return model_.max_context(); }
   int min_precision() const override { return model_.min_precision(); }
   int max_precision() const override { return model_.max_precision(); }
+  std::string classifier_device() const override { return "cpu"; }
   absl::StatusOr<ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,
                                                      const ScheduledGenerationOptions& options,
                                                      PrecisionScheduler* scheduler) override {
@@ -131,6 +132,7 @@ absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Token
     lo.precisions = method.precisions;
     lo.kv_heads = model.config().num_key_value_heads;
     lo.head_dim = model.config().head_dim;
+    lo.device = model.classifier_device();
     sched = MakeLearnedScheduler(lo);
   }
   if (!sched.ok()) return sched.status();

@@ -25,6 +25,8 @@ class ScheduledGenerator {
   virtual int max_context() const = 0;
   virtual int min_precision() const = 0;  // 0 for plain (float / fp16) models
   virtual int max_precision() const = 0;
+  // Where the learned scheduler's classifiers run next to this engine: "cpu" or "cuda".
+  virtual std::string classifier_device() const = 0;
   // scheduler null: greedy at the engine's current precision (plain models too), no precisions
   // recorded. Otherwise as GenerateScheduled.
   virtual absl::StatusOr<ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,

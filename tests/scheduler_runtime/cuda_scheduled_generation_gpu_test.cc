@@ -3,6 +3,10 @@
 // precision for precision; and pmpd-generate --device cuda prints what --device cpu prints.
 #include <gtest/gtest.h>
 
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -38,7 +42,11 @@ TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedu
         LearnedSchedulerOptions lo{
             testing::SourcePath("tests/golden/reference_classifier"), {4, 3}, 4, 8, 32};
         a = *MakeLearnedScheduler(lo);
-        b = *MakeLearnedScheduler(lo);
+        lo.device = "cuda";  // on the GPU engine the classifier runs on the GPU, on its cache in place
+        auto learned_gpu = MakeLearnedScheduler(lo);
+        ASSERT_TRUE(learned_gpu.ok()) << learned_gpu.status();
+        b = std::move(*learned_gpu);
+        EXPECT_EQ(b->kv_access(), KvAccess::kHostOrDevice);
       }
       auto rc = GenerateScheduled(**cpu, ids, o, *a);
       auto rg = GenerateScheduledCuda(**gpu, ids, o, b.get());
@@ -48,6 +56,49 @@ TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedu
       EXPECT_EQ(a->Describe(), b->Describe());  // the learned one names its predicted steps
       std::fprintf(stderr, "%s | %s: %.2f bits\n", prompt.c_str(), b->Describe().c_str(),
                    rg->avg_bits);
+    }
+  }
+}
+
+// The classifier on CUDA: the same logits as on the CPU (golden reference-format file), from host
+// spans and from a strided device view like the CUDA engine's cache.
+TEST(CudaScheduledGenerationTest, ClassifierOnCudaGivesTheCpuLogits) {
+  PMPD_REQUIRE_GPU();
+  auto state = ReadReferenceClassifierPt(testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt"));
+  ASSERT_TRUE(state.ok()) << state.status();
+  auto cpu = KvClassifier::FromState(*state, "golden", "cpu");
+  auto gpu = KvClassifier::FromState(*state, "golden", "cuda");
+  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status();
+  EXPECT_TRUE((*gpu)->on_cuda());
+  const int H = static_cast<int>((*cpu)->spec().kv_heads), D = static_cast<int>((*cpu)->spec().head_dim);
+  for (int T : {1, 5, 33}) {
+    std::vector<float> k(static_cast<size_t>(H) * T * D), v(k.size());
+    for (size_t i = 0; i < k.size(); ++i) k[i] = std::sin(0.37 * i), v[i] = std::cos(0.11 * i + T);
+    auto lc = (*cpu)->Logits({k, v, H, T, D});
+    auto lg = (*gpu)->Logits({k, v, H, T, D});
+    ASSERT_TRUE(lc.ok() && lg.ok()) << lg.status();
+    // The device view: heads `stride` floats apart (a cache of 40 positions), T of them valid.
+    const int64_t stride = 40 * D;
+    std::vector<float> kc(H * stride, NAN), vc(H * stride, NAN);
+    for (int h = 0; h < H; ++h) {
+      std::copy_n(k.begin() + static_cast<size_t>(h) * T * D, T * D, kc.begin() + h * stride);
+      std::copy_n(v.begin() + static_cast<size_t>(h) * T * D, T * D, vc.begin() + h * stride);
+    }
+    float *dk = nullptr, *dv = nullptr;
+    ASSERT_EQ(cudaMalloc(&dk, kc.size() * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dv, vc.size() * 4), cudaSuccess);
+    cudaMemcpy(dk, kc.data(), kc.size() * 4, cudaMemcpyHostToDevice);
+    cudaMemcpy(dv, vc.data(), vc.size() * 4, cudaMemcpyHostToDevice);
+    PrefillKv view{{}, {}, H, T, D};
+    view.device_k = dk, view.device_v = dv, view.device_head_stride = stride;
+    auto ld = (*gpu)->Logits(view);
+    cudaFree(dk);
+    cudaFree(dv);
+    ASSERT_TRUE(ld.ok()) << ld.status();
+    ASSERT_EQ(lc->size(), lg->size());
+    for (size_t i = 0; i < lc->size(); ++i) {
+      EXPECT_NEAR((*lg)[i], (*lc)[i], 1e-4 * (1 + std::fabs((*lc)[i]))) << "T " << T << " class " << i;
+      EXPECT_NEAR((*ld)[i], (*lc)[i], 1e-4 * (1 + std::fabs((*lc)[i]))) << "device view, T " << T << " class " << i;
     }
   }
 }
