@@ -205,7 +205,7 @@ int RunE2e(double bw_gbs, const char* device_name) {
     if (!e.ok()) return pmpd::cli::Fail("pmpd-bench", e.status());
     std::printf("fp16 model: %.2f GB on the GPU\n", (*e)->device_bytes() / 1e9);
     E2eRow r = TimeSchedule(**e, prompt, std::vector<int>(n, 0), bw_gbs);
-    r.model = "fp16 (cuBLAS)";
+    r.model = "fp16 (DenseF16Gemv)";
     r.schedule = "-";
     r.avg_bits = 16;
     rows.push_back(r);

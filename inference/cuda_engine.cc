@@ -416,6 +416,10 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
                                   lin.k, in, lin.k, &zero, out, lin.n));
     return;
   }
+  if (m <= kGemvTokens && w16 == lin.w16) {  // decode: our fp16 GEMV on fp32 x (no conversion pass)
+    kernels::DenseF16Gemv(in, m, w16, lin.n, lin.k, out, stream, options.overlap_launches);
+    return;
+  }
   kernels::ConvertF32ToF16(in, x16, static_cast<int64_t>(m) * lin.k, stream);
   PMPD_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, w16,
                                  CUDA_R_16F, lin.k, x16, CUDA_R_16F, lin.k, &zero, out, CUDA_R_32F,

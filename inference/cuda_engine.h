@@ -32,8 +32,9 @@ struct CudaEngineOptions {
   int max_context = 4096;
   // lm_head in fp16 (half its bytes per token; logits then carry fp16 rounding of its weights).
   bool fp16_lm_head = false;
-  // Launch the any-precision GEMVs (p <= 4) as programmatic dependent launches: each reads its
-  // planes and LUTs while the kernel before it finishes (kernels/pdl.cuh). Same results either way.
+  // Launch the decode GEMVs (any-precision p <= 4, and fp16) as programmatic dependent launches: the
+  // any-precision ones read their planes and LUTs while the kernel before them finishes, all of them
+  // are scheduled before it ends (kernels/pdl.cuh). Same results either way.
   bool overlap_launches = true;
   // Prompt tokens per prefill pass. Passes of more than 8 tokens dequantize each any-precision matrix
   // to fp32 once per pass and multiply with cuBLAS SGEMM (fp32, the CPU engine's numerics); attention

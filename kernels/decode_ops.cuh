@@ -63,6 +63,14 @@ void RotaryKvAppend(float* q, const float* k, const float* v, const int32_t* pos
 void KvCacheWrite(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,
                   float* cache, cudaStream_t stream);
 
+// y[M, N] = x[M, K] * W^T for fp16 weights W [N, K] row-major and fp32 x, y (the fp16 model's
+// decode projections and the fp16 lm_head): fp32 accumulation, no fp16 rounding of x. 1 <= M <= 8,
+// any N, K. With `overlap_previous` it is a programmatic dependent launch (kernels/pdl.cuh) that
+// waits for the preceding kernel before reading x. Reads W once (2 N K bytes): memory-bound.
+// Reference: DenseF16GemvRef.
+void DenseF16Gemv(const float* x, int M, const __half* w, int N, int K, float* y, cudaStream_t stream,
+                  bool overlap_previous = false);
+
 // out[i] = x[i] rounded to fp16 (nearest even; beyond the range: +-inf), for i < n: the activations
 // of fp16 dense products.
 void ConvertF32ToF16(const float* x, __half* out, int64_t n, cudaStream_t stream);

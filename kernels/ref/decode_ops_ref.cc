@@ -76,6 +76,16 @@ void CausalSoftmaxRowsRef(float* s, int heads, int n, int first_pos) {
   }
 }
 
+void DenseF16GemvRef(const float* x, int M, const uint16_t* w, int N, int K, float* y) {
+  for (int m = 0; m < M; ++m) {
+    for (int n = 0; n < N; ++n) {
+      double acc = 0;
+      for (int k = 0; k < K; ++k) acc += static_cast<double>(x[static_cast<size_t>(m) * K + k]) * F16ToF32(w[static_cast<size_t>(n) * K + k]);
+      y[static_cast<size_t>(m) * N + n] = static_cast<float>(acc);
+    }
+  }
+}
+
 void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out) {
   for (int r = 0; r < rows; ++r) {
     const float* row = x + static_cast<size_t>(r) * cols;

@@ -15,6 +15,8 @@ void DecodeAttentionRef(const float* q, const float* k, const float* v, int head
                         int max_len, int len, float* out);
 // Accumulates in double.
 void CausalSoftmaxRowsRef(float* s, int heads, int n, int first_pos);
+// w: fp16 bits [N, K]; accumulates in double.
+void DenseF16GemvRef(const float* x, int M, const uint16_t* w, int N, int K, float* y);
 void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out);
 // DecodeAttentionDeviceLen's reference is DecodeAttentionRef with len = *len.
 void KvCacheWriteRef(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,

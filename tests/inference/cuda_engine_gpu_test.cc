@@ -369,8 +369,11 @@ TEST(CudaEngineRandomTest, SmallShapeDecodes) {
     (*b)->Reset();
     ASSERT_TRUE((*b)->Prefill(seq, &lb).ok());
     EXPECT_EQ((*b)->cache_len(), static_cast<int>(seq.size()));
-    ExpectClose(la, lb, Fp32Tolerance(c, MaxAbs(lb)),
-                parent == 0 ? "fp16 random: decode vs prefill" : "2-bit random: decode vs prefill");
+    // The fp16 model's prefill rounds activations to fp16 (tensor-core GEMM), its decode GEMV reads
+    // them in fp32: fp16 rounding between the two. The 2-bit model is fp32 on both paths.
+    const double tol = parent == 0 ? 4 * kEps16 * c.num_hidden_layers * std::max(1.0, MaxAbs(lb))
+                                   : Fp32Tolerance(c, MaxAbs(lb));
+    ExpectClose(la, lb, tol, parent == 0 ? "fp16 random: decode vs prefill" : "2-bit random: decode vs prefill");
     EXPECT_GT((*a)->DecodeBytes(parent == 0 ? 0 : 2, 100), 0);
     if (parent != 0) {
       EXPECT_LT((*a)->DecodeBytes(2, 100), (*a)->DecodeBytes(4, 100));

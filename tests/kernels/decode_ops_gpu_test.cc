@@ -8,6 +8,7 @@
 
 #include "tests/kernels/gpu_test_util.h"
 #include "kernels/decode_ops.cuh"
+#include "kernels/half.h"
 #include "kernels/ref/decode_ops_ref.h"
 
 namespace pmpd::kernels {
@@ -95,6 +96,30 @@ TEST(DecodeOpsGpuTest, DecodeAttentionMatchesReference) {
     // fp32 sums over hd and len terms against a double reference: ~1e-5 relative.
     ExpectClose(dout.Get(), want, 2e-4, "attention");
   }
+}
+
+TEST(DecodeOpsGpuTest, DenseF16GemvMatchesReference) {
+  PMPD_REQUIRE_GPU();
+  std::mt19937 rng(8);
+  int cases = 0;
+  for (auto [N, K] : {std::pair<int, int>{1, 8}, {7, 172}, {33, 1000}, {5, 1001}, {4096, 4096}, {13, 11008}}) {
+    std::vector<uint16_t> w(static_cast<size_t>(N) * K);
+    for (auto& v : w) v = F32ToF16(std::normal_distribution<float>(0.f, 0.05f)(rng));
+    Dev<uint16_t> dw(w);
+    for (int M : {1, 2, 3, 8}) {
+      auto x = Random(static_cast<size_t>(M) * K + 1, rng);
+      // M == 3 reads x from an address that is not 16-byte aligned (the scalar path).
+      const int offset = M == 3 ? 1 : 0;
+      Dev<float> dx(x), dy(std::vector<float>(static_cast<size_t>(M) * N, NAN));
+      DenseF16Gemv(dx.p + offset, M, reinterpret_cast<const __half*>(dw.p), N, K, dy.p, nullptr);
+      std::vector<float> want(static_cast<size_t>(M) * N);
+      DenseF16GemvRef(x.data() + offset, M, w.data(), N, K, want.data());
+      // fp32 sums of K products against a double reference.
+      ExpectClose(dy.Get(), want, 4e-5 * std::sqrt(static_cast<double>(K)), "dense fp16 GEMV");
+      ++cases;
+    }
+  }
+  EXPECT_EQ(cases, 24);
 }
 
 TEST(DecodeOpsGpuTest, CausalSoftmaxRowsMatchesReference) {
