@@ -146,28 +146,46 @@ absl::StatusOr<GenDataReport> RunGenData(
   GenDataOptions o = options;
   if (o.candidate_steps.empty()) o.candidate_steps = DefaultCandidateSteps(o.max_new_tokens);
 
-  auto model = inference::LlamaModel::Load(o.model_dir);
-  if (!model.ok()) return model.status();
-  inference::LlamaModel& m = **model;
+  // The engine: the CPU engine (batched labelling possible) or one from options.load_engine.
+  std::unique_ptr<inference::LlamaModel> cpu_model, cpu_ref;
+  std::unique_ptr<scheduler::ScheduledGenerator> engine, ref_engine;
+  auto load = [&](const std::string& dir, std::unique_ptr<inference::LlamaModel>* cpu,
+                  std::unique_ptr<scheduler::ScheduledGenerator>* out) -> absl::Status {
+    if (o.load_engine) {
+      auto e = o.load_engine(dir);
+      if (!e.ok()) return e.status();
+      *out = std::move(*e);
+      return absl::OkStatus();
+    }
+    auto m = inference::LlamaModel::Load(dir);
+    if (!m.ok()) return m.status();
+    (*m)->CacheDequantizedWeights();
+    *cpu = std::move(*m);
+    *out = scheduler::MakeCpuGenerator(**cpu);
+    return absl::OkStatus();
+  };
+  if (auto st = load(o.model_dir, &cpu_model, &engine); !st.ok()) return st;
+  scheduler::ScheduledGenerator& m = *engine;
   const int ref_precision = o.reference_precision > 0 ? o.reference_precision : m.max_precision();
   {
     std::vector<int> needed = o.precisions;
     if (o.reference_model.empty()) needed.push_back(ref_precision);
-    if (auto st = scheduler::CheckModelPrecisions(m, needed, o.model_dir); !st.ok()) return st;
+    if (auto st = scheduler::CheckPrecisionRange(m.min_precision(), m.max_precision(), needed, o.model_dir);
+        !st.ok()) {
+      return st;
+    }
   }
   auto tok = models::Tokenizer::Load(o.model_dir);
   if (!tok.ok()) return tok.status();
-  std::unique_ptr<inference::LlamaModel> ref_model;
   if (!o.reference_model.empty()) {
-    auto r = inference::LlamaModel::Load(o.reference_model);
-    if (!r.ok()) return r.status();
-    if ((*r)->config().vocab_size != m.config().vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--reference-model ", o.reference_model, " has a vocabulary of ",
-          (*r)->config().vocab_size, " tokens, ", o.model_dir, " has ", m.config().vocab_size));
+    if (auto st = load(o.reference_model, &cpu_ref, &ref_engine); !st.ok()) return st;
+    if (ref_engine->config().vocab_size != m.config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("--reference-model ", o.reference_model,
+                                                     " has a vocabulary of ", ref_engine->config().vocab_size,
+                                                     " tokens, ", o.model_dir, " has ", m.config().vocab_size));
     }
-    ref_model = std::move(*r);
   }
+  const bool batched = o.batched_branches && cpu_model != nullptr;
   const int cap = std::min(o.max_prompt_tokens, m.max_context() - o.max_new_tokens);
   if (cap < 1) {
     return absl::InvalidArgumentError(absl::StrCat("--max-new-tokens ", o.max_new_tokens,
@@ -181,7 +199,7 @@ absl::StatusOr<GenDataReport> RunGenData(
   auto fp = models::FingerprintModelDir(o.model_dir);
   if (!fp.ok()) return fp.status();
   header.model_fingerprint = *fp;
-  if (ref_model) {
+  if (ref_engine) {
     header.reference = absl::StrCat("model:", o.reference_model);
     auto rfp = models::FingerprintModelDir(o.reference_model);
     if (!rfp.ok()) return rfp.status();
@@ -252,8 +270,6 @@ absl::StatusOr<GenDataReport> RunGenData(
 
   auto stream = models::TextStream::Open(o.source);
   if (!stream.ok()) return stream.status();
-  m.CacheDequantizedWeights();
-  if (ref_model) ref_model->CacheDequantizedWeights();
   PairLabelOptions lo;
   lo.candidate_steps = o.candidate_steps;
   lo.max_new_tokens = o.max_new_tokens;
@@ -274,21 +290,17 @@ absl::StatusOr<GenDataReport> RunGenData(
     s.doc_id = doc;
     s.prompt_ids = CutPrompt((*tok)->Encode(text, true), cap, o.min_prefix_tokens, o.seed, doc);
     const std::vector<int> prompt(s.prompt_ids.begin(), s.prompt_ids.end());
-    absl::StatusOr<std::vector<int>> ref;
-    if (ref_model) {
-      ref = GreedyContinuation(*ref_model, prompt, o.max_new_tokens);
-    } else {
-      if (auto st = m.SetPrecision(ref_precision); !st.ok()) return st;
-      ref = GreedyContinuation(m, prompt, o.max_new_tokens);
-    }
+    absl::StatusOr<std::vector<int>> ref =
+        ref_engine ? GreedyContinuation(*ref_engine, prompt, o.max_new_tokens, 0)
+                   : GreedyContinuation(m, prompt, o.max_new_tokens, ref_precision);
     if (!ref.ok()) return ref.status();
     s.reference_ids.assign(ref->begin(), ref->end());
     const std::string ref_text = (*tok)->Decode(*ref);
     for (size_t p = 0; p + 1 < o.precisions.size(); ++p) {
       lo.high = o.precisions[p];
       lo.low = o.precisions[p + 1];
-      auto label = o.batched_branches ? LabelPairBatched(m, **tok, prompt, ref_text, lo)
-                                      : LabelPairSequential(m, **tok, prompt, ref_text, lo);
+      auto label = batched ? LabelPairBatched(*cpu_model, **tok, prompt, ref_text, lo)
+                           : LabelPairSequential(m, **tok, prompt, ref_text, lo);
       if (!label.ok()) {
         return absl::Status(label.status().code(),
                             absl::StrCat("document ", doc, " (", (*stream)->location(),

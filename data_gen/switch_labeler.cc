@@ -22,8 +22,7 @@ double Rouge(const models::Tokenizer& tok, const std::string& reference,
   return metrics::RougeL(reference, tok.Decode(ids)).fmeasure;
 }
 
-absl::Status CheckOptions(const inference::LlamaModel& model, absl::Span<const int> prompt,
-                          const PairLabelOptions& o) {
+absl::Status CheckOptions(int max_context, absl::Span<const int> prompt, const PairLabelOptions& o) {
   if (o.high <= o.low)
     return absl::InvalidArgumentError(
         absl::StrCat("pair ", o.high, " -> ", o.low, " is not decreasing"));
@@ -37,10 +36,10 @@ absl::Status CheckOptions(const inference::LlamaModel& model, absl::Span<const i
           absl::StrCat("candidate steps must increase within [0, ", o.max_new_tokens, ")"));
     }
   }
-  if (prompt.empty() || static_cast<int>(prompt.size()) + o.max_new_tokens > model.max_context()) {
+  if (prompt.empty() || static_cast<int>(prompt.size()) + o.max_new_tokens > max_context) {
     return absl::OutOfRangeError(
         absl::StrCat("prompt of ", prompt.size(), " tokens + ", o.max_new_tokens,
-                     " new tokens does not fit the context of ", model.max_context()));
+                     " new tokens does not fit the context of ", max_context));
   }
   return absl::OkStatus();
 }
@@ -87,6 +86,22 @@ int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge) {
   return static_cast<int>(branch_rouge.size());
 }
 
+absl::StatusOr<std::vector<int>> GreedyContinuation(scheduler::ScheduledGenerator& engine,
+                                                    absl::Span<const int> prompt, int max_new_tokens,
+                                                    int precision) {
+  std::unique_ptr<scheduler::PrecisionScheduler> fixed;
+  if (precision > 0) {
+    auto s = scheduler::MakeStaticScheduler({precision}, {});
+    if (!s.ok()) return s.status();
+    fixed = std::move(*s);
+  }
+  scheduler::ScheduledGenerationOptions g;
+  g.generation.max_new_tokens = max_new_tokens;
+  auto r = engine.Generate(prompt, g, fixed.get());
+  if (!r.ok()) return r.status();
+  return r->generation.new_ids;
+}
+
 absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model,
                                                     absl::Span<const int> prompt,
                                                     int max_new_tokens) {
@@ -102,7 +117,7 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
                                            absl::Span<const int> prompt,
                                            const std::string& reference_text,
                                            const PairLabelOptions& o) {
-  if (auto st = CheckOptions(model, prompt, o); !st.ok()) return st;
+  if (auto st = CheckOptions(model.max_context(), prompt, o); !st.ok()) return st;
   PairLabel out;
   const int n = o.max_new_tokens, T = static_cast<int>(prompt.size());
   const int V = model.config().vocab_size;
@@ -165,20 +180,28 @@ absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model,
                                               absl::Span<const int> prompt,
                                               const std::string& reference_text,
                                               const PairLabelOptions& o) {
-  if (auto st = CheckOptions(model, prompt, o); !st.ok()) return st;
+  return LabelPairSequential(*scheduler::MakeCpuGenerator(model), tok, prompt, reference_text, o);
+}
+
+absl::StatusOr<PairLabel> LabelPairSequential(scheduler::ScheduledGenerator& engine,
+                                              const models::Tokenizer& tok,
+                                              absl::Span<const int> prompt,
+                                              const std::string& reference_text,
+                                              const PairLabelOptions& o) {
+  if (auto st = CheckOptions(engine.max_context(), prompt, o); !st.ok()) return st;
   PairLabel out;
   scheduler::ScheduledGenerationOptions g;
   g.generation.max_new_tokens = o.max_new_tokens;
   auto high = scheduler::MakeStaticScheduler({o.high}, {});
   if (!high.ok()) return high.status();
   PrefillKvRecorder record(**high, &out.k, &out.v);  // the all-high run's prefill is the one stored
-  auto r = scheduler::GenerateScheduled(model, prompt, g, record);
+  auto r = engine.Generate(prompt, g, &record);
   if (!r.ok()) return r.status();
   out.high_ids = r->generation.new_ids;
   for (int c : o.candidate_steps) {
     auto sched = scheduler::MakeStaticScheduler({o.high, o.low}, {c});
     if (!sched.ok()) return sched.status();
-    auto b = scheduler::GenerateScheduled(model, prompt, g, **sched);
+    auto b = engine.Generate(prompt, g, sched->get());
     if (!b.ok()) return b.status();
     out.branch_ids.push_back(b->generation.new_ids);
   }

@@ -14,6 +14,7 @@
 #include "absl/types/span.h"
 #include "inference/llama_model.h"
 #include "models/tokenizer.h"
+#include "scheduler_runtime/eval/evaluation.h"
 
 namespace pmpd::data_gen {
 
@@ -40,6 +41,10 @@ int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge);
 absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model,
                                                     absl::Span<const int> prompt,
                                                     int max_new_tokens);
+// The same on any engine: at `precision` bits when > 0, else at the engine's current precision.
+absl::StatusOr<std::vector<int>> GreedyContinuation(scheduler::ScheduledGenerator& engine,
+                                                    absl::Span<const int> prompt, int max_new_tokens,
+                                                    int precision);
 
 // Batched: one prefill and one greedy decode at hi; then every branch that switches before the
 // all-hi output ends runs at lo as one batch sharing the prefix cache (LlamaModel branches).
@@ -54,6 +59,13 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
 // with a static hi -> lo schedule (scheduled_generation). The test oracle for the batched path and
 // the benchmark baseline. Cost: (candidates + 1) prefills and up to (candidates + 1) * N steps.
 absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model,
+                                              const models::Tokenizer& tok,
+                                              absl::Span<const int> prompt,
+                                              const std::string& reference_text,
+                                              const PairLabelOptions& options);
+// The same on any engine behind the harness's ScheduledGenerator (the CUDA engine's included; the
+// all-high run's prefill K/V is copied to the host once).
+absl::StatusOr<PairLabel> LabelPairSequential(scheduler::ScheduledGenerator& engine,
                                               const models::Tokenizer& tok,
                                               absl::Span<const int> prompt,
                                               const std::string& reference_text,
