@@ -68,23 +68,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       // The 8 activations of this run for every token: two 16-byte loads each when aligned.
       const int col0 = chunk * 1024 + 8 * T * s + 8 * lane;
       float xv[M][8];
-      if (x_vec && col0 + 8 <= K) {
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-          const float4* p4 = reinterpret_cast<const float4*>(x + static_cast<size_t>(m) * K + col0);
-          const float4 a = __ldg(p4), b = __ldg(p4 + 1);
-          xv[m][0] = a.x, xv[m][1] = a.y, xv[m][2] = a.z, xv[m][3] = a.w;
-          xv[m][4] = b.x, xv[m][5] = b.y, xv[m][6] = b.z, xv[m][7] = b.w;
-        }
-      } else {
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-#pragma unroll
-          for (int c = 0; c < 8; ++c) {
-            xv[m][c] = col0 + c < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + c) : 0.f;
-          }
-        }
-      }
+      LoadActivationRun<M>(x, K, col0, x_vec, xv);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         // Rebuild the run's 8 codes at once: per plane, take its byte and spread each nibble so every

@@ -35,6 +35,29 @@ namespace anyprec_detail {
 
 constexpr int kLowBitWarps = 4;
 
+// The 8 activations of one run (columns col0 .. col0 + 7) for every token: two 16-byte loads per
+// token when aligned (`x_vec`) and inside K; otherwise scalar loads, with padding columns
+// (col >= K) read as 0 so their codes add nothing.
+template <int M>
+__device__ __forceinline__ void LoadActivationRun(const float* __restrict__ x, int K, int col0, bool x_vec,
+                                                  float (&xv)[M][8]) {
+  if (x_vec && col0 + 8 <= K) {
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const float4* p4 = reinterpret_cast<const float4*>(x + static_cast<size_t>(m) * K + col0);
+      const float4 a = __ldg(p4), b = __ldg(p4 + 1);
+      xv[m][0] = a.x, xv[m][1] = a.y, xv[m][2] = a.z, xv[m][3] = a.w;
+      xv[m][4] = b.x, xv[m][5] = b.y, xv[m][6] = b.z, xv[m][7] = b.w;
+    }
+  } else {
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+#pragma unroll
+      for (int c = 0; c < 8; ++c) xv[m][c] = col0 + c < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + c) : 0.f;
+    }
+  }
+}
+
 __device__ __forceinline__ float LoadSharedF32(uint32_t addr) {
   float v;
   asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
@@ -162,24 +185,7 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
       // The 8 activations of run s (columns 8Ts + 8t .. +7 of the chunk) for every token.
       const int col0 = chunk * 1024 + 8 * T * s + 8 * lane;
       float xv[M][8];
-      if (x_vec && col0 + 8 <= K) {
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-          const float4* p4 = reinterpret_cast<const float4*>(x + static_cast<size_t>(m) * K + col0);
-          const float4 a = __ldg(p4), b = __ldg(p4 + 1);
-          xv[m][0] = a.x, xv[m][1] = a.y, xv[m][2] = a.z, xv[m][3] = a.w;
-          xv[m][4] = b.x, xv[m][5] = b.y, xv[m][6] = b.z, xv[m][7] = b.w;
-        }
-      } else {
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-#pragma unroll
-          for (int c = 0; c < 8; ++c) {
-            // Padding columns (col >= K) read x = 0, so their codes add nothing.
-            xv[m][c] = col0 + c < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + c) : 0.f;
-          }
-        }
-      }
+      LoadActivationRun<M>(x, K, col0, x_vec, xv);
       // Run s is byte 3-s of the plane words: nibbles kh = 7-2s (bits 31-8s .. 28-8s) and kl = 6-2s.
 #pragma unroll
       for (int r = 0; r < R; ++r) {
@@ -262,16 +268,8 @@ template <int BITS, int M>
 void LaunchLowBitGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, bool x_vec, float* y,
                       bool overlap, cudaStream_t stream) {
   constexpr int R = M <= 2 ? (BITS == 2 ? 8 : 4) : (M <= 4 ? 4 : 2);
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3((N + R - 1) / R);
-  config.blockDim = dim3(kLowBitWarps * 32);
-  config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attr;
-  config.numAttrs = overlap ? 1 : 0;
-  PMPD_CUDA_CHECK(cudaLaunchKernelEx(&config, AnyprecGemvLowBitKernel<BITS, M, R>, x, qweight, lut, N, K, x_vec, y));
+  LaunchOverlapped(AnyprecGemvLowBitKernel<BITS, M, R>, dim3((N + R - 1) / R), dim3(kLowBitWarps * 32), stream,
+                   overlap, x, qweight, lut, N, K, x_vec, y);
 }
 
 }  // namespace anyprec_detail

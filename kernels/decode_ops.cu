@@ -403,16 +403,8 @@ template <int M>
 void LaunchDenseF16Gemv(const float* x, const __half* w, int N, int K, float* y, bool overlap, cudaStream_t stream) {
   constexpr int R = M <= 2 ? 4 : (M <= 4 ? 2 : 1);
   const bool vec = K % 8 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3((N + kDenseWarps * R - 1) / (kDenseWarps * R));
-  config.blockDim = dim3(kDenseWarps * 32);
-  config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attr;
-  config.numAttrs = overlap ? 1 : 0;
-  PMPD_CUDA_CHECK(cudaLaunchKernelEx(&config, DenseF16GemvKernel<M, R>, x, w, N, K, vec, y));
+  LaunchOverlapped(DenseF16GemvKernel<M, R>, dim3((N + kDenseWarps * R - 1) / (kDenseWarps * R)),
+                   dim3(kDenseWarps * 32), stream, overlap, x, w, N, K, vec, y);
 }
 
 }  // namespace

@@ -6,7 +6,29 @@
 // Both are no-ops on older architectures and for kernels launched without the attribute.
 #pragma once
 
+#include <cuda_runtime.h>
+
+#include "kernels/cuda_check.cuh"
+
 namespace pmpd::kernels {
+
+// Launches kernel<<<grid, block, 0, stream>>>(args...), as a programmatic dependent launch when
+// `overlap` (the kernel must then call GridDependencyWait() before touching the previous kernel's
+// data).
+template <typename... KernelArgs, typename... Args>
+void LaunchOverlapped(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream, bool overlap,
+                      Args... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attr;
+  config.numAttrs = overlap ? 1 : 0;
+  PMPD_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
+}
 
 __device__ __forceinline__ void GridDependencyWait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

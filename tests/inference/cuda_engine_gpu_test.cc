@@ -204,31 +204,48 @@ TEST_F(CudaEngineTest, ScheduleMatchesCpu) {
 // (a 12-token SGEMM pass, then a 7-token GEMV pass starting at position 12), 8 (GEMV passes only).
 class CudaEnginePrefillTest : public CudaEngineTest, public ::testing::WithParamInterface<int> {};
 
-TEST_P(CudaEnginePrefillTest, LastLayerKvMatchesCpu) {
+// Both engines on the quantized model, and the last-position logits of a 19-token prompt from each.
+struct PrefillPair {
+  std::unique_ptr<LlamaModel> cpu;
+  std::unique_ptr<CudaEngine> gpu;
+  std::vector<float> cpu_logits, gpu_logits;
+};
+void PrefillBoth(const CudaEngineOptions& options, PrefillPair* p) {
   auto cpu = LlamaModel::Load(QuantizedDir());
   ASSERT_TRUE(cpu.ok()) << cpu.status();
-  CudaEngineOptions options;
-  options.prefill_chunk = GetParam();
   auto gpu = CudaEngine::Load(QuantizedDir(), options);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
-  // A 19-token prompt, then two decode steps.
+  p->cpu = std::move(*cpu);
+  p->gpu = std::move(*gpu);
   std::vector<int> prompt;
   for (int i = 0; i < 19; ++i) prompt.push_back(1 + (i * 37) % 500);
-  std::vector<float> lc, lg;
-  ASSERT_TRUE((*cpu)->Forward(prompt, false, &lc).ok());
-  ASSERT_TRUE((*gpu)->Prefill(prompt, &lg).ok());
-  const auto& c = (*cpu)->config();
+  ASSERT_TRUE(p->cpu->Forward(prompt, false, &p->cpu_logits).ok());
+  ASSERT_TRUE(p->gpu->Prefill(prompt, &p->gpu_logits).ok());
+}
+
+TEST_P(CudaEnginePrefillTest, LastLayerKvMatchesCpu) {
+  CudaEngineOptions options;
+  options.prefill_chunk = GetParam();
+  PrefillPair both;
+  PrefillBoth(options, &both);
+  if (HasFatalFailure()) return;
+  // The 19-token prompt, then two decode steps.
+  LlamaModel* cpu = both.cpu.get();
+  CudaEngine* gpu = both.gpu.get();
+  std::vector<float>& lc = both.cpu_logits;
+  std::vector<float>& lg = both.gpu_logits;
+  const auto& c = cpu->config();
   ExpectClose(lg, lc, Fp32Tolerance(c, MaxAbs(lc)), "logits after a 19-token prefill");
   for (int t : {7, 300}) {
     const int one[1] = {t};
-    ASSERT_TRUE((*cpu)->Forward(one, false, &lc).ok());
+    ASSERT_TRUE(cpu->Forward(one, false, &lc).ok());
     int am = -1;
-    ASSERT_TRUE((*gpu)->DecodeStep(t, &lg, &am).ok());
+    ASSERT_TRUE(gpu->DecodeStep(t, &lg, &am).ok());
   }
-  EXPECT_EQ((*gpu)->cache_len(), 21);
+  EXPECT_EQ(gpu->cache_len(), 21);
   std::vector<float> kc, vc, kg, vg;
-  (*cpu)->LastLayerKv(&kc, &vc);
-  (*gpu)->LastLayerKv(&kg, &vg);
+  cpu->LastLayerKv(&kc, &vc);
+  gpu->LastLayerKv(&kg, &vg);
   ASSERT_EQ(kg.size(), static_cast<size_t>(c.num_key_value_heads) * 21 * c.head_dim);
   ExpectClose(kg, kc, Fp32Tolerance(c, MaxAbs(kc)), "last-layer K");
   ExpectClose(vg, vc, Fp32Tolerance(c, MaxAbs(vc)), "last-layer V");
@@ -274,18 +291,14 @@ TEST_F(CudaEngineTest, Fp16PathOnFloatModel) {
 // fp16 prefill (tensor cores): W_p is exact in fp16, the activations are rounded to fp16; the
 // logits after a 19-token prompt stay within that rounding of the CPU engine's.
 TEST_F(CudaEngineTest, Fp16PrefillWithinFp16RoundingOfCpu) {
-  auto cpu = LlamaModel::Load(QuantizedDir());
-  ASSERT_TRUE(cpu.ok()) << cpu.status();
   CudaEngineOptions options;
   options.fp16_prefill = true;
-  auto gpu = CudaEngine::Load(QuantizedDir(), options);
-  ASSERT_TRUE(gpu.ok()) << gpu.status();
-  std::vector<int> prompt;
-  for (int i = 0; i < 19; ++i) prompt.push_back(1 + (i * 37) % 500);
-  std::vector<float> lc, lg;
-  ASSERT_TRUE((*cpu)->Forward(prompt, false, &lc).ok());
-  ASSERT_TRUE((*gpu)->Prefill(prompt, &lg).ok());
-  const auto& c = (*cpu)->config();
+  PrefillPair both;
+  PrefillBoth(options, &both);
+  if (HasFatalFailure()) return;
+  const std::vector<float>& lc = both.cpu_logits;
+  const std::vector<float>& lg = both.gpu_logits;
+  const auto& c = both.cpu->config();
   const double tol = 4 * kEps16 * c.num_hidden_layers * std::max(1.0, MaxAbs(lc));
   const double worst = ExpectClose(lg, lc, tol, "fp16 prefill logits");
   EXPECT_GT(worst, Fp32Tolerance(c, MaxAbs(lc)) / 100) << "no fp16 rounding visible: fp16 path not taken?";
