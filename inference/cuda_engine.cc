@@ -392,9 +392,13 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
 
 void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, float* out,
                               int bits) {
-  if (lin.qweight != nullptr && m <= kGemvTokens) {
+  if (m <= kGemvTokens && lin.qweight != nullptr) {  // decode: our GEMVs on fp32 activations
     kernels::AnyprecGemv(in, m, lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits,
                          out, stream, kernels::AnyprecGemvPath::kAuto, options.overlap_launches);
+    return;
+  }
+  if (m <= kGemvTokens && lin.w16 != nullptr) {
+    kernels::DenseF16Gemv(in, m, lin.w16, lin.n, lin.k, out, stream, options.overlap_launches);
     return;
   }
   // Row-major W [n, k] is column-major [k, n]: out^T [n, m] = W x^T, column-major with ld n.
@@ -414,10 +418,6 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
   if (w != nullptr) {
     PMPD_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, w,
                                   lin.k, in, lin.k, &zero, out, lin.n));
-    return;
-  }
-  if (m <= kGemvTokens && w16 == lin.w16) {  // decode: our fp16 GEMV on fp32 x (no conversion pass)
-    kernels::DenseF16Gemv(in, m, w16, lin.n, lin.k, out, stream, options.overlap_launches);
     return;
   }
   kernels::ConvertF32ToF16(in, x16, static_cast<int64_t>(m) * lin.k, stream);
