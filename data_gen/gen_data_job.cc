@@ -291,8 +291,8 @@ absl::StatusOr<GenDataReport> RunGenData(
     s.prompt_ids = CutPrompt((*tok)->Encode(text, true), cap, o.min_prefix_tokens, o.seed, doc);
     const std::vector<int> prompt(s.prompt_ids.begin(), s.prompt_ids.end());
     absl::StatusOr<std::vector<int>> ref =
-        ref_engine ? GreedyContinuation(*ref_engine, prompt, o.max_new_tokens, 0)
-                   : GreedyContinuation(m, prompt, o.max_new_tokens, ref_precision);
+        ref_engine ? scheduler::GreedyContinuation(*ref_engine, prompt, o.max_new_tokens)
+                   : scheduler::GreedyContinuation(m, prompt, o.max_new_tokens, ref_precision);
     if (!ref.ok()) return ref.status();
     s.reference_ids.assign(ref->begin(), ref->end());
     const std::string ref_text = (*tok)->Decode(*ref);

@@ -86,32 +86,6 @@ int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge) {
   return static_cast<int>(branch_rouge.size());
 }
 
-absl::StatusOr<std::vector<int>> GreedyContinuation(scheduler::ScheduledGenerator& engine,
-                                                    absl::Span<const int> prompt, int max_new_tokens,
-                                                    int precision) {
-  std::unique_ptr<scheduler::PrecisionScheduler> fixed;
-  if (precision > 0) {
-    auto s = scheduler::MakeStaticScheduler({precision}, {});
-    if (!s.ok()) return s.status();
-    fixed = std::move(*s);
-  }
-  scheduler::ScheduledGenerationOptions g;
-  g.generation.max_new_tokens = max_new_tokens;
-  auto r = engine.Generate(prompt, g, fixed.get());
-  if (!r.ok()) return r.status();
-  return r->generation.new_ids;
-}
-
-absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model,
-                                                    absl::Span<const int> prompt,
-                                                    int max_new_tokens) {
-  inference::GenerationOptions g;
-  g.max_new_tokens = max_new_tokens;
-  auto r = inference::Generate(model, prompt, g);
-  if (!r.ok()) return r.status();
-  return r->new_ids;
-}
-
 absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
                                            const models::Tokenizer& tok,
                                            absl::Span<const int> prompt,

@@ -37,15 +37,6 @@ struct PairLabel {
 // rounded the same way; candidate count ("never") when none is.
 int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge);
 
-// Greedy continuation of `prompt` at the model's current precision (the reference output).
-absl::StatusOr<std::vector<int>> GreedyContinuation(inference::LlamaModel& model,
-                                                    absl::Span<const int> prompt,
-                                                    int max_new_tokens);
-// The same on any engine: at `precision` bits when > 0, else at the engine's current precision.
-absl::StatusOr<std::vector<int>> GreedyContinuation(scheduler::ScheduledGenerator& engine,
-                                                    absl::Span<const int> prompt, int max_new_tokens,
-                                                    int precision);
-
 // Batched: one prefill and one greedy decode at hi; then every branch that switches before the
 // all-hi output ends runs at lo as one batch sharing the prefix cache (LlamaModel branches).
 // Cost: prefill + N steps at hi + at most N batched steps at lo.

@@ -82,22 +82,29 @@ std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(inference::LlamaModel& mode
   return std::make_unique<CpuGenerator>(model);
 }
 
-absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model, const models::Tokenizer& tok,
-                                                       const std::vector<std::vector<int>>& prompts,
-                                                       int max_new_tokens, int precision) {
-  ScheduledGenerationOptions opt;
-  opt.generation.max_new_tokens = max_new_tokens;
+absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model, absl::Span<const int> prompt,
+                                                    int max_new_tokens, int precision) {
   std::unique_ptr<PrecisionScheduler> fixed;
   if (precision > 0) {
     auto s = MakeStaticScheduler({precision}, {});
     if (!s.ok()) return s.status();
     fixed = std::move(*s);
   }
+  ScheduledGenerationOptions opt;
+  opt.generation.max_new_tokens = max_new_tokens;
+  auto r = model.Generate(prompt, opt, fixed.get());
+  if (!r.ok()) return r.status();
+  return std::move(r->generation.new_ids);
+}
+
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model, const models::Tokenizer& tok,
+                                                       const std::vector<std::vector<int>>& prompts,
+                                                       int max_new_tokens, int precision) {
   std::vector<std::string> out;
   for (const auto& p : prompts) {
-    auto r = model.Generate(p, opt, fixed.get());
-    if (!r.ok()) return r.status();
-    out.push_back(tok.Decode(r->generation.new_ids));
+    auto ids = GreedyContinuation(model, p, max_new_tokens, precision);
+    if (!ids.ok()) return ids.status();
+    out.push_back(tok.Decode(*ids));
   }
   return out;
 }

@@ -62,8 +62,12 @@ struct EvalRow {
 std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
                                          int max_new_tokens);
 
-// Greedy continuations of `prompts` by `model` (the "model" reference): at `precision` bits when > 0,
-// else at the engine's current precision.
+// Greedy continuation (new token ids) of `prompt` by `model`: at `precision` bits when > 0 (a
+// one-precision static schedule), else at the engine's current precision (plain models too).
+absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model, absl::Span<const int> prompt,
+                                                    int max_new_tokens, int precision = 0);
+
+// Greedy continuations of `prompts` as text (the "model" reference), as GreedyContinuation.
 absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model, const models::Tokenizer& tok,
                                                        const std::vector<std::vector<int>>& prompts,
                                                        int max_new_tokens, int precision = 0);
