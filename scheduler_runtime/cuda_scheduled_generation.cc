@@ -106,6 +106,8 @@ namespace {
 class CudaGenerator : public ScheduledGenerator {
  public:
   explicit CudaGenerator(inference::CudaEngine& engine) : engine_(engine) {}
+  explicit CudaGenerator(std::unique_ptr<inference::CudaEngine> engine)
+      : owned_(std::move(engine)), engine_(*owned_) {}
   const models::LlamaConfig& config() const override { return engine_.config(); }
   int max_context() const override { return engine_.max_context(); }
   int min_precision() const override { return engine_.min_precision(); }
@@ -118,12 +120,17 @@ class CudaGenerator : public ScheduledGenerator {
   }
 
  private:
+  std::unique_ptr<inference::CudaEngine> owned_;  // null when borrowed
   inference::CudaEngine& engine_;
 };
 }  // namespace
 
 std::unique_ptr<ScheduledGenerator> MakeCudaGenerator(inference::CudaEngine& engine) {
   return std::make_unique<CudaGenerator>(engine);
+}
+
+std::unique_ptr<ScheduledGenerator> MakeCudaGenerator(std::unique_ptr<inference::CudaEngine> engine) {
+  return std::make_unique<CudaGenerator>(std::move(engine));
 }
 
 }  // namespace pmpd::scheduler

@@ -23,7 +23,9 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(
     const ScheduledGenerationOptions& options, PrecisionScheduler* scheduler,
     const std::function<void(int, int)>& on_token = {});
 
-// The CUDA engine behind the evaluation harness (GenerateScheduledCuda; the engine must outlive it).
+// The CUDA engine behind the evaluation harness (GenerateScheduledCuda): borrowed (the engine must
+// outlive the generator) or owned.
 std::unique_ptr<ScheduledGenerator> MakeCudaGenerator(inference::CudaEngine& engine);
+std::unique_ptr<ScheduledGenerator> MakeCudaGenerator(std::unique_ptr<inference::CudaEngine> engine);
 
 }  // namespace pmpd::scheduler

@@ -57,6 +57,7 @@ namespace {
 class CpuGenerator : public ScheduledGenerator {
  public:
   explicit CpuGenerator(inference::LlamaModel& model) : model_(model) {}
+  explicit CpuGenerator(std::unique_ptr<inference::LlamaModel> model) : owned_(std::move(model)), model_(*owned_) {}
   const models::LlamaConfig& config() const override { return model_.config(); }
   int max_context() const override { return model_.max_context(); }
   int min_precision() const override { return model_.min_precision(); }
@@ -74,12 +75,17 @@ class CpuGenerator : public ScheduledGenerator {
   }
 
  private:
+  std::unique_ptr<inference::LlamaModel> owned_;  // null when borrowed
   inference::LlamaModel& model_;
 };
 }  // namespace
 
 std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(inference::LlamaModel& model) {
   return std::make_unique<CpuGenerator>(model);
+}
+
+std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(std::unique_ptr<inference::LlamaModel> model) {
+  return std::make_unique<CpuGenerator>(std::move(model));
 }
 
 absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model, absl::Span<const int> prompt,

@@ -34,8 +34,9 @@ class ScheduledGenerator {
                                                              PrecisionScheduler* scheduler) = 0;
 };
 
-// The CPU engine behind the harness (the model must outlive the generator).
+// The CPU engine behind the harness: borrowed (the model must outlive the generator) or owned.
 std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(inference::LlamaModel& model);
+std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(std::unique_ptr<inference::LlamaModel> model);
 
 struct EvalMethod {
   std::string name;  // "high", "low", "static", ...
