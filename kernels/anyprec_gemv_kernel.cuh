@@ -21,6 +21,7 @@
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/anyprec_gemv_lowbit_kernel.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/reduce.cuh"
 
 namespace pmpd::kernels {
 namespace anyprec_detail {
@@ -98,8 +99,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   for (int r = 0; r < R; ++r) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
-      float v = acc[r][m];
-      for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+      const float v = WarpSum(acc[r][m]);
       if (lane == 0 && r < rows) y[static_cast<size_t>(m) * N + n0 + r] = v;
     }
   }

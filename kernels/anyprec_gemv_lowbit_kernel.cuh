@@ -29,6 +29,7 @@
 
 #include "kernels/cuda_check.cuh"
 #include "kernels/pdl.cuh"
+#include "kernels/reduce.cuh"
 
 namespace pmpd::kernels {
 namespace anyprec_detail {
@@ -240,9 +241,7 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
     for (int r = 0; r < R; ++r) {
 #pragma unroll
       for (int m = 0; m < M; ++m) {
-        float v = acc[r][m];
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+        const float v = WarpSum(acc[r][m]);
         if (lane == 0) partial[warp][r * M + m] = v;
       }
     }

@@ -9,6 +9,7 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/decode_ops.cuh"
 #include "kernels/pdl.cuh"
+#include "kernels/reduce.cuh"
 
 namespace pmpd::kernels {
 namespace {
@@ -88,29 +89,6 @@ __global__ void RotaryKvAppendKernel(float* __restrict__ q, const float* __restr
   k_cache[at + i + half] = b * c[i + half] + a * s[i + half];
   v_cache[at + i] = vr[i];
   v_cache[at + i + half] = vr[i + half];
-}
-
-// Block-wide reductions (blockDim.x a multiple of 32, <= 1024).
-__device__ float BlockMax(float v, float* scratch) {
-  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < blockDim.x / 32 ? scratch[lane] : -FLT_MAX;
-  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-
-__device__ float BlockSum(float v, float* scratch) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < blockDim.x / 32 ? scratch[lane] : 0.f;
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
 }
 
 __global__ void DecodeAttentionKernel(const float* __restrict__ q, const float* __restrict__ k,
@@ -197,24 +175,21 @@ __global__ void DecodeAttentionPartialKernel(const float* __restrict__ q, const 
       const int d = lane + 32 * i;
       if (d < head_dim) s += qr[i] * kj[d];
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    s = WarpSum(s);
     if (lane == 0) sc[j] = s;
   }
   __syncthreads();
   if (warp == 0) {
     float m = -FLT_MAX;
     for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[j]);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    m = WarpMax(m);
     float l = 0.f;
     for (int j = lane; j < n; j += 32) {
       const float p = __expf(sc[j] - m);
       sc[j] = p;
       l += p;
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    l = WarpSum(l);
     if (lane == 0) {
       stats[0] = m;
       stats[1] = l;
@@ -391,9 +366,7 @@ __global__ void __launch_bounds__(kDenseWarps * 32)
   for (int r = 0; r < R; ++r) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
-      float v = acc[r][m];
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+      const float v = WarpSum(acc[r][m]);
       if (lane == 0 && r < rows) y[static_cast<size_t>(m) * N + n0 + r] = v;
     }
   }

@@ -6,29 +6,19 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/pdl.cuh"
+#include "kernels/reduce.cuh"
 
 namespace pmpd::kernels {
 namespace {
 
 constexpr int kThreads = 256;
 
-// Block-wide sum (blockDim.x a multiple of 32), the result in every thread.
-__device__ float BlockSumAll(float v) {
-  __shared__ float warp_sums[32];
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  v = lane < blockDim.x / 32 ? warp_sums[lane] : 0.f;
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
-
 // Finishes a row: block-reduces the threads' partial sums of squares and writes
 // y[i] = xr[i] * rsqrt(mean + eps) * w[i] for the same strided elements each thread summed.
 __device__ void NormalizeRow(const float* xr, const float* __restrict__ w, float* __restrict__ yr, int dim, float eps,
                              float sum) {
-  const float scale = rsqrtf(BlockSumAll(sum) / dim + eps);
+  __shared__ float scratch[32];
+  const float scale = rsqrtf(BlockSum(sum, scratch) / dim + eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
 }
 
@@ -95,7 +85,8 @@ __global__ void __launch_bounds__(kVecThreads)
       sum += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
     }
   }
-  const float scale = rsqrtf(BlockSumAll(sum) / dim + eps);
+  __shared__ float scratch[32];
+  const float scale = rsqrtf(BlockSum(sum, scratch) / dim + eps);
 #pragma unroll
   for (int j = 0; j < kVecPerThread; ++j) {
     const int i = threadIdx.x + j * kVecThreads;
