@@ -1,31 +1,24 @@
 // GPU tests (label `gpu`): the CUDA engine against the CPU reference engine (LlamaModel) on
 // stories260K: greedy tokens at every precision of a 2..4-bit any-precision copy and under a
 // 4 -> 3 -> 2 static schedule, logits and the last layer's K/V; the fp16 path on the float model;
-// graphs against eager launches and the random-weight constructor. Also the decode-step kernels the
-// engine added (KvCacheWrite, ConvertF32ToF16, DecodeAttentionDeviceLen) against their references.
-#include <cuda_fp16.h>
+// graphs against eager launches and the random-weight constructor. (The decode-step kernels are
+// tested against their references in tests/kernels/decode_ops_gpu_test.cc.)
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "inference/cuda_engine.h"
 #include "inference/llama_model.h"
-#include "kernels/decode_ops.cuh"
-#include "kernels/ref/decode_ops_ref.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
 
 namespace pmpd::inference {
 namespace {
-
-using ::pmpd::testing::Dev;
 
 constexpr char kModel[] = "models/stories260K";
 const std::vector<int> kPrompt = {1, 403, 407, 261, 378};  // "Once upon a time"
@@ -406,82 +399,6 @@ TEST(CudaEngineNoGpuTest, LoadAndCreateRandomFailCleanly) {
   EXPECT_EQ(e.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(e.status().message().find("no CUDA device"), std::string::npos) << e.status();
   std::printf("%s\n", e.status().ToString().c_str());
-}
-
-// The decode-step kernels the engine added, against their CPU references (these belong beside the
-// other decode-op sweeps in tests/kernels/decode_ops_gpu_test.cc).
-
-TEST(DecodeOpsAddedTest, KvCacheWriteConvertAndDeviceLenAttention) {
-  PMPD_REQUIRE_GPU();
-  std::mt19937 rng(3);
-  std::normal_distribution<float> g(0.f, 1.f);
-  auto random = [&](size_t n) {
-    std::vector<float> v(n);
-    for (auto& x : v) x = g(rng);
-    return v;
-  };
-  const int n = 3, kvh = 2, hd = 12, max_len = 40;
-  const std::vector<int32_t> pos = {5, 6, 39};
-  std::vector<float> x = random(static_cast<size_t>(n) * kvh * hd),
-                     cache = random(static_cast<size_t>(kvh) * max_len * hd);
-  Dev<float> dx(x), dc(cache);
-  Dev<int32_t> dp(pos);
-  kernels::KvCacheWrite(dx.p, dp.p, n, kvh, hd, max_len, dc.p, nullptr);
-  kernels::KvCacheWriteRef(x.data(), pos.data(), n, kvh, hd, max_len, cache.data());
-  EXPECT_EQ(dc.Get(), cache);
-
-  std::vector<float> big = random(1000);
-  big[0] = 70000.f, big[1] = -1e-8f, big[2] = 65519.f;
-  Dev<float> db(big);
-  Dev<uint16_t> dh(std::vector<uint16_t>(big.size()));
-  kernels::ConvertF32ToF16(db.p, reinterpret_cast<__half*>(dh.p), static_cast<int64_t>(big.size()),
-                           nullptr);
-  std::vector<uint16_t> want(big.size());
-  kernels::ConvertF32ToF16Ref(big.data(), want.data(), static_cast<int64_t>(big.size()));
-  EXPECT_EQ(dh.Get(), want);
-}
-
-// Split-K decode attention against the reference over lengths around the chunk size (64), several
-// chunks, a full cache, and head dims below, between and at multiples of the 32 lanes.
-TEST(DecodeOpsAddedTest, SplitDecodeAttentionSweep) {
-  PMPD_REQUIRE_GPU();
-  std::mt19937 rng(4);
-  std::normal_distribution<float> g(0.f, 1.f);
-  auto random = [&](size_t n) {
-    std::vector<float> v(n);
-    for (auto& x : v) x = 2.f * g(rng);
-    return v;
-  };
-  const int max_len = 300;
-  for (int hd : {8, 48, 128, 256}) {
-    for (auto [heads, kvh] : {std::pair{6, 2}, std::pair{4, 4}}) {
-      const std::vector<float> q = random(static_cast<size_t>(heads) * hd),
-                               k = random(static_cast<size_t>(kvh) * max_len * hd),
-                               v = random(static_cast<size_t>(kvh) * max_len * hd);
-      Dev<float> dq(q), dk(k), dv(v), dout(std::vector<float>(q.size()));
-      Dev<float> dws(
-          std::vector<float>(kernels::DecodeAttentionWorkspaceFloats(heads, hd, max_len)));
-      for (int len : {1, 23, 63, 64, 65, 128, 129, 200, max_len}) {
-        Dev<int32_t> dlen(std::vector<int32_t>{len});
-        kernels::DecodeAttentionDeviceLen(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dws.p,
-                                          dout.p, nullptr);
-        std::vector<float> ref(q.size());
-        kernels::DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kvh, hd, max_len, len,
-                                    ref.data());
-        const std::vector<float> got = dout.Get();
-        double worst = 0;
-        size_t at = 0;
-        for (size_t i = 0; i < ref.size(); ++i) {
-          if (std::fabs(got[i] - ref[i]) > worst) worst = std::fabs(got[i] - ref[i]), at = i;
-        }
-        // Scores q.k of N(0,4) entries summed over hd, softmax, weighted mean of |v| <~ 8:
-        // fp32 error ~ eps * (hd * |q||k| + len) * max|v|, with __expf's few-ulp error.
-        const double tol = 16 * kEps32 * (hd * 4.0 + len) * 8;
-        EXPECT_LE(worst, tol) << "hd " << hd << " heads " << heads << "/" << kvh << " len " << len
-                              << ": index " << at << " got " << got[at] << " want " << ref[at];
-      }
-    }
-  }
 }
 
 }  // namespace
