@@ -95,6 +95,18 @@ bool FileExistsForTest(const std::string& path) {
 }  // namespace pmpd::testing
 
 namespace pmpd::testing {
+std::string SmolLM2Path() {
+  if (const char* p = std::getenv("PMPD_SMOLLM2_GGUF"); p != nullptr && *p != '\0') return p;
+  std::string cache;
+  if (const char* c = std::getenv("PMPD_CACHE"); c != nullptr && *c != '\0') {
+    cache = c;
+  } else {
+    const char* home = std::getenv("HOME");
+    cache = std::string(home != nullptr ? home : "/root") + "/.cache/pmpd";
+  }
+  return cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
 bool SharedAssetsRequired() {
   const char* env = std::getenv("PMPD_REQUIRE_SHARED_ASSETS");
   return env != nullptr && std::string(env) == "1";

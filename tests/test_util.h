@@ -51,7 +51,23 @@ std::string QuantizeForTest(const std::string& tag, const std::string& src_dir, 
     }                                                                                        \
   } while (0)
 
+// The same for the SmolLM2-135M-Instruct GGUF that scripts/install-deps.sh unpacks (not a shared
+// asset: it comes from PyPI into the cache). Path: $PMPD_SMOLLM2_GGUF, else
+// ${PMPD_CACHE:-$HOME/.cache/pmpd}/models/SmolLM2-135M-Instruct.Q4_1.gguf.
+#define PMPD_REQUIRE_SMOLLM2()                                                                  \
+  do {                                                                                          \
+    if (!::pmpd::testing::FileExistsForTest(::pmpd::testing::SmolLM2Path())) {                   \
+      if (::pmpd::testing::SharedAssetsRequired()) {                                            \
+        FAIL() << "SmolLM2 GGUF missing: " << ::pmpd::testing::SmolLM2Path()                    \
+               << " (scripts/install-deps.sh fetches it)";                                      \
+      }                                                                                         \
+      GTEST_SKIP() << "SmolLM2 GGUF missing: " << ::pmpd::testing::SmolLM2Path()                 \
+                   << " (scripts/install-deps.sh fetches it)";                                  \
+    }                                                                                           \
+  } while (0)
+
 namespace pmpd::testing {
 bool FileExistsForTest(const std::string& path);
 bool SharedAssetsRequired();
+std::string SmolLM2Path();
 }
