@@ -95,7 +95,7 @@ int Run() {
     calib_task = scheduler::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), n, absl::GetFlag(FLAGS_calib_n));
     if (!calib_task.ok()) return cli::Fail(kProgram, calib_task.status());
   }
-  auto tok = models::Tokenizer::Load(models::JoinPath(model_dir, "tokenizer.model"));
+  auto tok = models::Tokenizer::Load(model_dir);
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
   const std::string device = absl::GetFlag(FLAGS_device);
   auto model = cli::LoadGenerator(model_dir, device);

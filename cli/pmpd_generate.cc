@@ -24,7 +24,8 @@
 
 ABSL_FLAG(std::string, model, "", "Model directory: Hugging Face Llama layout (config.json, *.safetensors, "
                                   "tokenizer.model). Required.");
-ABSL_FLAG(std::string, tokenizer, "", "sentencepiece tokenizer.model (default: MODEL/tokenizer.model).");
+ABSL_FLAG(std::string, tokenizer, "",
+          "tokenizer.model, tokenizer.json, a .gguf file or a directory holding one (default: MODEL).");
 ABSL_FLAG(std::string, prompt, "", "Prompt text; BOS is prepended as Llama tokenizers do. Required.");
 ABSL_FLAG(int, max_new_tokens, 64, "Most tokens to generate (stops earlier at EOS or the context end).");
 ABSL_FLAG(double, temperature, 0.0, "Sampling temperature; 0 means greedy (argmax).");
@@ -62,7 +63,7 @@ int Run() {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--prompt is required (see --help)"));
   }
   std::string tok_path = absl::GetFlag(FLAGS_tokenizer);
-  if (tok_path.empty()) tok_path = models::JoinPath(model_dir, "tokenizer.model");
+  if (tok_path.empty()) tok_path = model_dir;
   auto tok = models::Tokenizer::Load(tok_path);
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
   // One of the two engines; the rest of the tool talks to them through these few calls.

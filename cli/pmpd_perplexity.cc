@@ -38,7 +38,7 @@ int Run() {
   if (range.size() != 2 || !absl::SimpleAtod(range[0], &begin) || !absl::SimpleAtod(range[1], &end)) {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--byte-range must be BEGIN:END, e.g. 0.75:1"));
   }
-  auto tok = models::Tokenizer::Load(models::JoinPath(dir, "tokenizer.model"));
+  auto tok = models::Tokenizer::Load(dir);
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
   auto model = inference::LlamaModel::Load(dir);
   if (!model.ok()) return cli::Fail(kProgram, model.status());

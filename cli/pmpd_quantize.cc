@@ -68,7 +68,7 @@ int Run() {
   if (!calib.empty()) {
     auto docs = models::ReadTextDocs(calib);
     if (!docs.ok()) return cli::Fail(kProgram, docs.status());
-    auto tok = models::Tokenizer::Load(models::JoinPath(src, "tokenizer.model"));
+    auto tok = models::Tokenizer::Load(src);
     if (!tok.ok()) return cli::Fail(kProgram, tok.status());
     auto model = inference::LlamaModel::Load(src);
     if (!model.ok()) return cli::Fail(kProgram, model.status());

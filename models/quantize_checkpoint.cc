@@ -31,7 +31,8 @@ absl::Status CopyIfExists(const std::string& src_dir, const std::string& out_dir
 }
 
 absl::Status CopyTokenizer(const std::string& src_dir, const std::string& out_dir) {
-  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                        "generation_config.json"}) {
     if (auto st = CopyIfExists(src_dir, out_dir, f); !st.ok()) return st;
   }
   return absl::OkStatus();

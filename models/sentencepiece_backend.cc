@@ -32,6 +32,12 @@ std::string SentencePieceBackend::Decode(const std::vector<int>& ids) const {
 }
 
 std::string SentencePieceBackend::IdToPiece(int id) const { return impl_->sp.IdToPiece(id); }
+int SentencePieceBackend::PieceToId(std::string_view piece) const {
+  // sentencepiece answers unk_id for pieces it does not know.
+  const int id = impl_->sp.PieceToId(piece);
+  if (id < 0 || (id == impl_->sp.unk_id() && impl_->sp.IdToPiece(id) != piece)) return -1;
+  return id;
+}
 int SentencePieceBackend::vocab_size() const { return impl_->sp.GetPieceSize(); }
 int SentencePieceBackend::bos_id() const { return impl_->sp.bos_id(); }
 int SentencePieceBackend::eos_id() const { return impl_->sp.eos_id(); }

@@ -18,6 +18,8 @@ class SentencePieceBackend {
   std::vector<int> Encode(std::string_view text) const;
   std::string Decode(const std::vector<int>& ids) const;
   std::string IdToPiece(int id) const;
+  // The id of `piece`, or -1 when the vocabulary has no such piece.
+  int PieceToId(std::string_view piece) const;
   int vocab_size() const;
   int bos_id() const;
   int eos_id() const;
