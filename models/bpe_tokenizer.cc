@@ -526,6 +526,9 @@ struct BpeTokenizer::Impl {
 
   void EncodePiece(absl::string_view bytes, std::vector<int>* out) const;
   void MergePiece(absl::string_view bytes, std::vector<int>* out) const;
+  // The pre-tokenizer's pieces of text[r] (valid UTF-8); mds: one lazily made match data per regex.
+  std::vector<Range> PreTokenize(absl::string_view text, Range r,
+                                 std::vector<MatchData>* mds) const;
   void EncodeOrdinary(absl::string_view text, Range r, std::vector<MatchData>* mds,
                       std::vector<int>* out) const;
 };
@@ -600,8 +603,8 @@ void BpeTokenizer::Impl::EncodePiece(absl::string_view bytes, std::vector<int>* 
   cache.emplace(key, std::move(ids));
 }
 
-void BpeTokenizer::Impl::EncodeOrdinary(absl::string_view text, Range r,
-                                        std::vector<MatchData>* mds, std::vector<int>* out) const {
+std::vector<Range> BpeTokenizer::Impl::PreTokenize(absl::string_view text, Range r,
+                                                   std::vector<MatchData>* mds) const {
   std::vector<Range> pieces = {r}, next;
   for (size_t k = 0; k < regexes.size(); ++k) {
     if ((*mds)[k] == nullptr) (*mds)[k].reset(regexes[k]->NewMatchData());
@@ -609,7 +612,12 @@ void BpeTokenizer::Impl::EncodeOrdinary(absl::string_view text, Range r,
     for (const Range& p : pieces) regexes[k]->Split(text, p, (*mds)[k].get(), &next);
     pieces.swap(next);
   }
-  for (const Range& p : pieces) {
+  return pieces;
+}
+
+void BpeTokenizer::Impl::EncodeOrdinary(absl::string_view text, Range r,
+                                        std::vector<MatchData>* mds, std::vector<int>* out) const {
+  for (const Range& p : PreTokenize(text, r, mds)) {
     if (p.end > p.begin) EncodePiece(text.substr(p.begin, p.end - p.begin), out);
   }
 }
@@ -728,6 +736,17 @@ std::vector<int> BpeTokenizer::Encode(absl::string_view input, bool add_special)
       },
       push_id);
   return ids;
+}
+
+std::vector<std::string> BpeTokenizer::PreTokenize(absl::string_view input) const {
+  const std::string replaced = IsValidUtf8(input) ? std::string() : ReplaceInvalidUtf8(input);
+  const absl::string_view text = replaced.empty() ? input : replaced;
+  std::vector<MatchData> mds(impl_->regexes.size());
+  std::vector<std::string> out;
+  for (const Range& p : impl_->PreTokenize(text, Range{0, text.size()}, &mds)) {
+    if (p.end > p.begin) out.emplace_back(text.substr(p.begin, p.end - p.begin));
+  }
+  return out;
 }
 
 std::string BpeTokenizer::Decode(const std::vector<int>& ids, bool skip_special) const {

@@ -66,6 +66,9 @@ class BpeTokenizer {
   // add_special: prepend BOS when the vocabulary says so (add_bos). Special tokens in `text` are
   // recognised. Cost: O(text length x pieces' merge steps), a cache of pieces already merged.
   std::vector<int> Encode(absl::string_view text, bool add_special) const;
+  // The pieces (bytes, invalid UTF-8 replaced) the pre-tokenizer cuts `text` into, without
+  // added-token matching: for tests and diagnostics.
+  std::vector<std::string> PreTokenize(absl::string_view text) const;
   // Bytes of the ids concatenated (may end inside a UTF-8 character); out-of-range ids dropped;
   // skip_special drops control tokens.
   std::string Decode(const std::vector<int>& ids, bool skip_special = false) const;

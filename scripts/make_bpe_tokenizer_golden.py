@@ -14,6 +14,13 @@ use_regex=True)]. The golden uses the model's real pre-tokenizer, set on the bac
 encoding; how many texts the uncorrected converter tokenizes differently is printed and stored in
 the header, with their indices.
 
+The same vocabulary is also run with the pre-tokenizers of two other families, to check our PCRE2
+regexes against HF's Oniguruma on the same texts: "ids_llama3" (Split(Llama 3 regex, Isolated) +
+ByteLevel(use_regex=False), model.ignore_merges=True as in Llama 3's tokenizer.json) and
+"ids_qwen2" (the Qwen2 regex, ignore_merges=False). Since different cuts often merge to the same ids,
+each case also stores the pre-tokenizer's pieces themselves: "piece_bytes" maps smollm, llama3 and
+qwen2 to the byte lengths of the pieces pre_tokenize_str(text) gives (added tokens not matched).
+
 Invalid UTF-8 cases carry "text_hex" (the raw bytes); their ids are HF's ids of
 bytes.decode("utf-8", "replace"), the text our tokenizer is specified to see.
 
@@ -181,6 +188,19 @@ def corpus_texts(shared):
     return out
 
 
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_REGEX = LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
+
+
+def regex_pre_tokenizer(regex):
+    from tokenizers import Regex, pre_tokenizers
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
 def smollm_pre_tokenizer():
     from tokenizers import pre_tokenizers
     return pre_tokenizers.Sequence([
@@ -259,6 +279,19 @@ def main():
         c["decoded"] = tok.decode(c["ids"])
     seconds = time.time() - start
     differing = [i for i, c in enumerate(cases) if c["ids"] != raw_ids[i]]
+    backend = tok.backend_tokenizer
+    for name, regex, ignore_merges in (("llama3", LLAMA3_REGEX, True), ("qwen2", QWEN2_REGEX, False)):
+        backend.pre_tokenizer = regex_pre_tokenizer(regex)
+        backend.model.ignore_merges = ignore_merges
+        for c in cases:
+            c["ids_" + name] = backend.encode(text_of(c), add_special_tokens=True).ids
+    backend.pre_tokenizer = smollm_pre_tokenizer()
+    backend.model.ignore_merges = False
+    pre = {"smollm": smollm_pre_tokenizer(), "llama3": regex_pre_tokenizer(LLAMA3_REGEX),
+           "qwen2": regex_pre_tokenizer(QWEN2_REGEX)}
+    for c in cases:
+        # ByteLevel spells each byte as one character, so a piece's length is its length in bytes.
+        c["piece_bytes"] = {name: [len(p) for p, _ in pt.pre_tokenize_str(text_of(c))] for name, pt in pre.items()}
     print(f"{len(cases)} texts; transformers' GGUF tokenizer (pre_tokenizer {converter_pre}) and the corrected "
           f"one (Digits(individual) + ByteLevel) differ on {len(differing)}: {differing}")
     print(f"HF encode+decode of all texts: {seconds * 1000:.1f} ms")
@@ -275,6 +308,10 @@ def main():
         "converter_vs_corrected_differing_indices": differing,
         "ids": "encode(text, add_special_tokens=True)",
         "decoded": "decode(ids)",
+        "ids_llama3": "ids with pre_tokenizer Sequence[Split(Regex(llama3), Isolated), ByteLevel(use_regex=False)], "
+                      "model.ignore_merges=True",
+        "ids_qwen2": "ids with pre_tokenizer Sequence[Split(Regex(qwen2), Isolated), ByteLevel(use_regex=False)]",
+        "piece_bytes": "byte lengths of pre_tokenizer.pre_tokenize_str(text) per pre-tokenizer (no added tokens)",
         "invalid_utf8": "cases with text_hex: ids of bytes.decode('utf-8', 'replace')",
         "num_texts": len(cases),
         "generated_by": "scripts/make_bpe_tokenizer_golden.py",

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -424,6 +425,8 @@ TEST(BpeTokenizerTest, IncrementalDetokenizerHoldsBackPartialCharacters) {
 struct GoldenCase {
   std::string source, text, decoded;
   std::vector<int> ids;
+  // By pre-tokenizer name: HF's ids ("llama3", "qwen2") and pieces' byte lengths (all three).
+  std::map<std::string, std::vector<int>> variant_ids, piece_bytes;
 };
 
 std::vector<GoldenCase> LoadGolden(nlohmann::json* header) {
@@ -437,6 +440,12 @@ std::vector<GoldenCase> LoadGolden(nlohmann::json* header) {
     g.text = c.contains("text_hex") ? FromHex(c.at("text_hex")) : c.at("text").get<std::string>();
     g.ids = c.at("ids").get<std::vector<int>>();
     g.decoded = c.at("decoded");
+    for (const char* name : {"llama3", "qwen2"}) {
+      g.variant_ids[name] = c.at(std::string("ids_") + name).get<std::vector<int>>();
+    }
+    for (const auto& [name, lengths] : c.at("piece_bytes").items()) {
+      g.piece_bytes[name] = lengths.get<std::vector<int>>();
+    }
     out.push_back(std::move(g));
   }
   return out;
@@ -515,6 +524,46 @@ TEST(BpeTokenizerTest, SmolLM2TokenizerJsonWeWriteMatchesTransformers) {
   EXPECT_EQ((*json)->chat_template(), (*gguf)->chat_template());
   EXPECT_EQ((*json)->bos_id(), (*gguf)->bos_id());
   EXPECT_EQ((*json)->eos_id(), (*gguf)->eos_id());
+}
+
+// Our PCRE2 regexes against HF's Oniguruma: the same SmolLM2 vocabulary with the pre-tokenizers of
+// SmolLM, Llama 3 (and its ignore_merges) and Qwen2 cuts every golden text into the same pieces and
+// gives the same ids.
+TEST(BpeTokenizerTest, PreTokenizerFamiliesMatchTransformers) {
+  PMPD_REQUIRE_SMOLLM2();
+  nlohmann::json header;
+  const std::vector<GoldenCase> cases = LoadGolden(&header);
+  auto file = GgufFile::Open(SmolLM2Path());
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto base = BpeVocabFromGguf(**file);
+  ASSERT_TRUE(base.ok()) << base.status();
+  for (const std::string name : {"smollm", "llama3", "qwen2"}) {
+    BpeVocab v = *base;
+    v.split_regexes = *PreTokenizerRegexes(name);
+    v.ignore_merges = name == "llama3";
+    auto tok = BpeTokenizer::Create(std::move(v), name);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    size_t piece_mismatches = 0, id_mismatches = 0;
+    for (const GoldenCase& c : cases) {
+      std::vector<int> lengths;
+      for (const std::string& p : (*tok)->PreTokenize(c.text))
+        lengths.push_back(static_cast<int>(p.size()));
+      if (lengths != c.piece_bytes.at(name) && piece_mismatches++ == 0) {
+        ADD_FAILURE() << name << ": first piece mismatch, " << c.source << " text \"" << c.text
+                      << "\"\n  ours: " << JoinIds(lengths)
+                      << "\n  HF:   " << JoinIds(c.piece_bytes.at(name));
+      }
+      if (name == "smollm") continue;
+      const std::vector<int> ids = (*tok)->Encode(c.text, true);
+      if (ids != c.variant_ids.at(name) && id_mismatches++ == 0) {
+        ADD_FAILURE() << name << ": first id mismatch, " << c.source << " text \"" << c.text
+                      << "\"\n  ours:         " << JoinIds(ids)
+                      << "\n  transformers: " << JoinIds(c.variant_ids.at(name));
+      }
+    }
+    EXPECT_EQ(piece_mismatches, 0u) << name;
+    EXPECT_EQ(id_mismatches, 0u) << name;
+  }
 }
 
 TEST(BpeTokenizerTest, SmolLM2StreamsEmojiAndCjkWhole) {
