@@ -4,6 +4,8 @@
 //      text, so this is the text HF would have been handed;
 //   2. added tokens: special ones first, then the others in the gaps (HF: non-normalized tokens,
 //      then normalized ones; added tokens default to normalized = !special), each leftmost-longest;
+//      the NFC normalizer (Qwen2's tokenizer.json), when set, applies to the gaps between special
+//      tokens before the others are matched, as HF's AddedVocabulary::extract_and_normalize does;
 //   3. pre-tokenizer: each regex splits every piece of the previous one, "isolated" (matches and
 //      the gaps between them are pieces; empty pieces vanish), matching inside the piece only, so a
 //      lookahead such as \s+(?!\S) sees the piece's end as the subject's end;
@@ -14,6 +16,9 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
+#include <unicode/stringpiece.h>
 
 #include <algorithm>
 #include <array>
@@ -139,6 +144,27 @@ uint32_t NextCodePoint(absl::string_view s, size_t* i) {
   for (int k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[*i + k]) & 0x3F);
   *i += n;
   return cp;
+}
+
+// ICU's NFC normalizer, or nullptr when its data is missing.
+const icu::Normalizer2* Nfc() {
+  UErrorCode err = U_ZERO_ERROR;
+  const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(err);
+  return U_SUCCESS(err) ? nfc : nullptr;
+}
+
+// `s` (valid UTF-8) in Unicode normalization form C. Cost: one quick check pass when already NFC.
+std::string NormalizeNfc(absl::string_view s) {
+  const icu::Normalizer2* nfc = Nfc();
+  const icu::StringPiece piece(s.data(), static_cast<int32_t>(s.size()));
+  UErrorCode err = U_ZERO_ERROR;
+  if (nfc == nullptr || (nfc->isNormalizedUTF8(piece, err) && U_SUCCESS(err)))
+    return std::string(s);
+  err = U_ZERO_ERROR;
+  std::string out;
+  icu::StringByteSink<std::string> sink(&out, static_cast<int32_t>(s.size()));
+  nfc->normalizeUTF8(0, piece, sink, nullptr, err);
+  return U_SUCCESS(err) ? out : std::string(s);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,6 +728,10 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeVocab voca
   }
   impl->special_matcher.Finish();
   impl->other_matcher.Finish();
+  if (vocab.normalize_nfc && Nfc() == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(source, ": the NFC normalizer is unavailable (ICU data missing)"));
+  }
   for (const std::string& r : vocab.split_regexes) {
     auto re = Regex::Compile(r, source);
     if (!re.ok()) return re.status();
@@ -723,15 +753,21 @@ std::vector<int> BpeTokenizer::Encode(absl::string_view input, bool add_special)
     text = replaced;
   }
   std::vector<MatchData> mds(m.regexes.size());
+  std::string normalized;
   auto push_id = [&ids](int id) { ids.push_back(id); };
-  auto ordinary = [&](Range r) { m.EncodeOrdinary(text, r, &mds, &ids); };
   m.special_matcher.Split(
       text, Range{0, text.size()},
       [&](Range r) {
+        absl::string_view gap = text.substr(r.begin, r.end - r.begin);
+        if (m.vocab.normalize_nfc) {
+          normalized = NormalizeNfc(gap);
+          gap = normalized;
+        }
+        auto ordinary = [&](Range q) { m.EncodeOrdinary(gap, q, &mds, &ids); };
         if (m.other_matcher.empty()) {
-          ordinary(r);
+          ordinary(Range{0, gap.size()});
         } else {
-          m.other_matcher.Split(text, r, ordinary, push_id);
+          m.other_matcher.Split(gap, Range{0, gap.size()}, ordinary, push_id);
         }
       },
       push_id);
@@ -739,8 +775,9 @@ std::vector<int> BpeTokenizer::Encode(absl::string_view input, bool add_special)
 }
 
 std::vector<std::string> BpeTokenizer::PreTokenize(absl::string_view input) const {
-  const std::string replaced = IsValidUtf8(input) ? std::string() : ReplaceInvalidUtf8(input);
-  const absl::string_view text = replaced.empty() ? input : replaced;
+  std::string replaced = IsValidUtf8(input) ? std::string(input) : ReplaceInvalidUtf8(input);
+  if (impl_->vocab.normalize_nfc) replaced = NormalizeNfc(replaced);
+  const absl::string_view text = replaced;
   std::vector<MatchData> mds(impl_->regexes.size());
   std::vector<std::string> out;
   for (const Range& p : impl_->PreTokenize(text, Range{0, text.size()}, &mds)) {
@@ -781,13 +818,18 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromTokenizerJson(
   std::string bos_from_template;
   try {
     const json j = json::parse(*text);
-    // Normalizer: none (null, or an empty Sequence).
+    // Normalizer: none or NFC (alone or as the one step of a Sequence).
     if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-      const json& norm = j["normalizer"];
-      const bool empty_sequence =
-          JsonTypeName(norm) == "Sequence" && norm.at("normalizers").empty();
-      if (!empty_sequence)
-        return Unsupported(path, absl::StrCat("normalizer ", JsonTypeName(norm), " (only none)"));
+      json norm = j["normalizer"];
+      if (JsonTypeName(norm) == "Sequence" && norm.at("normalizers").size() <= 1) {
+        norm = norm["normalizers"].empty() ? json() : norm["normalizers"][0];
+      }
+      if (JsonTypeName(norm) == "NFC") {
+        vocab.normalize_nfc = true;
+      } else if (!norm.is_null()) {
+        return Unsupported(path,
+                           absl::StrCat("normalizer ", JsonTypeName(norm), " (only none or NFC)"));
+      }
     }
     const json& model = j.at("model");
     const std::string type = model.value("type", "BPE");
@@ -942,7 +984,7 @@ absl::Status BpeTokenizer::WriteHuggingFaceFiles(const std::string& dir) const {
                        {"special", special}});
     }
     j["added_tokens"] = added;
-    j["normalizer"] = nullptr;
+    j["normalizer"] = v.normalize_nfc ? json{{"type", "NFC"}} : json(nullptr);
     json steps = json::array();
     for (const std::string& r : v.split_regexes) {
       steps.push_back({{"type", "Split"},

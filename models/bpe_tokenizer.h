@@ -33,6 +33,9 @@ struct BpeVocab {
   bool add_bos = false;  // whether Encode(text, add_special=true) prepends BOS
   // HF BPE "ignore_merges" (Llama 3): a piece that is itself a token is taken whole, unmerged.
   bool ignore_merges = false;
+  // HF normalizer NFC (Qwen2's tokenizer.json): the text between special tokens is put in Unicode
+  // normalization form C before anything else (ICU). GGUF files carry no normalizer.
+  bool normalize_nfc = false;
   std::string chat_template;  // raw Jinja text from the model files; empty when none
 };
 
@@ -57,9 +60,10 @@ class BpeTokenizer {
   // special ids in range) and compiles the regexes. `source` names the file in errors.
   static absl::StatusOr<std::unique_ptr<BpeTokenizer>> Create(BpeVocab vocab,
                                                               absl::string_view source);
-  // Reads a Hugging Face tokenizer.json (model type BPE with byte-level pre-tokenizer/decoder,
-  // pre_tokenizer Sequence of Split/Digits/ByteLevel, added_tokens) and, when present beside it,
-  // tokenizer_config.json (chat_template, add_bos_token, bos/eos token names).
+  // Reads a Hugging Face tokenizer.json (model type BPE, no normalizer or NFC, pre_tokenizer
+  // ByteLevel or a Sequence of Split(Isolated)/Digits/ByteLevel, ByteLevel decoder, added_tokens,
+  // TemplateProcessing BOS) and, when present beside it, tokenizer_config.json (chat_template,
+  // add_bos_token, bos/eos token names). Anything else: an error naming the file and the part.
   static absl::StatusOr<std::unique_ptr<BpeTokenizer>> FromTokenizerJson(const std::string& path);
   ~BpeTokenizer();
 

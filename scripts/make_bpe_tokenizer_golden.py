@@ -17,7 +17,8 @@ the header, with their indices.
 The same vocabulary is also run with the pre-tokenizers of two other families, to check our PCRE2
 regexes against HF's Oniguruma on the same texts: "ids_llama3" (Split(Llama 3 regex, Isolated) +
 ByteLevel(use_regex=False), model.ignore_merges=True as in Llama 3's tokenizer.json) and
-"ids_qwen2" (the Qwen2 regex, ignore_merges=False). Since different cuts often merge to the same ids,
+"ids_qwen2" (the Qwen2 regex, ignore_merges=False), and "ids_nfc": the SmolLM pre-tokenizer after
+an NFC normalizer (what Qwen2's tokenizer.json has). Since different cuts often merge to the same ids,
 each case also stores the pre-tokenizer's pieces themselves: "piece_bytes" maps smollm, llama3 and
 qwen2 to the byte lengths of the pieces pre_tokenize_str(text) gives (added tokens not matched).
 
@@ -128,6 +129,11 @@ HAND_WRITTEN = [
     "private use \ue000 and noncharacter \ufdd0 and plane 15 \U000f0000",
     "line separator \u2028 paragraph separator \u2029 next line \u0085 end",
     "vertical tab \x0b form feed \x0c bell \x07 nul \x00 end",
+    # Not in NFC (for "ids_nfc"): composed by NFC, reordered by combining class, singletons.
+    "e\u0301 e\u0300 o\u0308 u\u0308 n\u0303 c\u0327 decomposed Latin",
+    "\u212b ngstr\u00f6m sign vs \u00c5, \u2126 ohm sign vs \u03a9",
+    "\u1100\u1161\u11a8 conjoining jamo vs \uac01",
+    "a\u0301\u0316 reordered marks, \u1e9b\u0323 long s, \ufb01 ligature kept",
 ]
 
 # Raw byte strings that are not valid UTF-8 (the golden stores HF's ids of their "replace" decoding).
@@ -292,6 +298,10 @@ def main():
     for c in cases:
         # ByteLevel spells each byte as one character, so a piece's length is its length in bytes.
         c["piece_bytes"] = {name: [len(p) for p, _ in pt.pre_tokenize_str(text_of(c))] for name, pt in pre.items()}
+    from tokenizers import normalizers
+    backend.normalizer = normalizers.NFC()
+    for c in cases:
+        c["ids_nfc"] = backend.encode(text_of(c), add_special_tokens=True).ids
     print(f"{len(cases)} texts; transformers' GGUF tokenizer (pre_tokenizer {converter_pre}) and the corrected "
           f"one (Digits(individual) + ByteLevel) differ on {len(differing)}: {differing}")
     print(f"HF encode+decode of all texts: {seconds * 1000:.1f} ms")
@@ -311,6 +321,7 @@ def main():
         "ids_llama3": "ids with pre_tokenizer Sequence[Split(Regex(llama3), Isolated), ByteLevel(use_regex=False)], "
                       "model.ignore_merges=True",
         "ids_qwen2": "ids with pre_tokenizer Sequence[Split(Regex(qwen2), Isolated), ByteLevel(use_regex=False)]",
+        "ids_nfc": "ids with normalizer NFC (and the SmolLM pre-tokenizer)",
         "piece_bytes": "byte lengths of pre_tokenizer.pre_tokenize_str(text) per pre-tokenizer (no added tokens)",
         "invalid_utf8": "cases with text_hex: ids of bytes.decode('utf-8', 'replace')",
         "num_texts": len(cases),

@@ -318,6 +318,18 @@ TEST(BpeTokenizerTest, TokenizerJsonForms) {
   EXPECT_EQ((*pairs)->vocab().bos_id, 256);
   EXPECT_EQ((*pairs)->vocab().eos_id, 'a');
   EXPECT_EQ((*pairs)->Encode("x", true), std::vector<int>({256, 'x'}));
+  // NFC: "e" + U+0301 becomes U+00E9 before the bytes are spelled (in gaps between special tokens).
+  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}}}};
+  auto nfc = BpeTokenizer::FromTokenizerJson(WriteJson("bpe_forms3", j));
+  ASSERT_TRUE(nfc.ok()) << nfc.status();
+  EXPECT_TRUE((*nfc)->vocab().normalize_nfc);
+  EXPECT_EQ((*nfc)->Encode("e\xCC\x81", false), std::vector<int>({0xC3, 0xA9}));
+  EXPECT_EQ((*strings)->Encode("e\xCC\x81", false), std::vector<int>({'e', 0xCC, 0x81}));
+  const std::string dir = MakeTempDir("bpe_forms_nfc");
+  ASSERT_TRUE((*nfc)->WriteHuggingFaceFiles(dir).ok());
+  auto back = BpeTokenizer::FromTokenizerJson(dir + "/tokenizer.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE((*back)->vocab().normalize_nfc);
 }
 
 TEST(BpeTokenizerTest, UnsupportedTokenizerJsonIsAClearError) {
@@ -331,7 +343,7 @@ TEST(BpeTokenizerTest, UnsupportedTokenizerJsonIsAClearError) {
        [](nlohmann::json& j) {
          j["normalizer"] = {{"type", "Lowercase"}};
        },
-       "normalizer Lowercase"},
+       "normalizer Lowercase (only none or NFC)"},
       {"model", [](nlohmann::json& j) { j["model"]["type"] = "WordPiece"; },
        "model type WordPiece"},
       {"byte_fallback", [](nlohmann::json& j) { j["model"]["byte_fallback"] = true; },
@@ -425,7 +437,8 @@ TEST(BpeTokenizerTest, IncrementalDetokenizerHoldsBackPartialCharacters) {
 struct GoldenCase {
   std::string source, text, decoded;
   std::vector<int> ids;
-  // By pre-tokenizer name: HF's ids ("llama3", "qwen2") and pieces' byte lengths (all three).
+  // HF's ids with the "llama3" or "qwen2" pre-tokenizer or the "nfc" normalizer, and the pieces'
+  // byte lengths by pre-tokenizer ("smollm", "llama3", "qwen2").
   std::map<std::string, std::vector<int>> variant_ids, piece_bytes;
 };
 
@@ -440,7 +453,7 @@ std::vector<GoldenCase> LoadGolden(nlohmann::json* header) {
     g.text = c.contains("text_hex") ? FromHex(c.at("text_hex")) : c.at("text").get<std::string>();
     g.ids = c.at("ids").get<std::vector<int>>();
     g.decoded = c.at("decoded");
-    for (const char* name : {"llama3", "qwen2"}) {
+    for (const char* name : {"llama3", "qwen2", "nfc"}) {
       g.variant_ids[name] = c.at(std::string("ids_") + name).get<std::vector<int>>();
     }
     for (const auto& [name, lengths] : c.at("piece_bytes").items()) {
@@ -528,7 +541,7 @@ TEST(BpeTokenizerTest, SmolLM2TokenizerJsonWeWriteMatchesTransformers) {
 
 // Our PCRE2 regexes against HF's Oniguruma: the same SmolLM2 vocabulary with the pre-tokenizers of
 // SmolLM, Llama 3 (and its ignore_merges) and Qwen2 cuts every golden text into the same pieces and
-// gives the same ids.
+// gives the same ids; so does the NFC normalizer (ICU) against HF's.
 TEST(BpeTokenizerTest, PreTokenizerFamiliesMatchTransformers) {
   PMPD_REQUIRE_SMOLLM2();
   nlohmann::json header;
@@ -537,10 +550,11 @@ TEST(BpeTokenizerTest, PreTokenizerFamiliesMatchTransformers) {
   ASSERT_TRUE(file.ok()) << file.status();
   auto base = BpeVocabFromGguf(**file);
   ASSERT_TRUE(base.ok()) << base.status();
-  for (const std::string name : {"smollm", "llama3", "qwen2"}) {
+  for (const std::string name : {"smollm", "llama3", "qwen2", "nfc"}) {
     BpeVocab v = *base;
-    v.split_regexes = *PreTokenizerRegexes(name);
+    v.split_regexes = *PreTokenizerRegexes(name == "nfc" ? "smollm" : name);
     v.ignore_merges = name == "llama3";
+    v.normalize_nfc = name == "nfc";
     auto tok = BpeTokenizer::Create(std::move(v), name);
     ASSERT_TRUE(tok.ok()) << tok.status();
     size_t piece_mismatches = 0, id_mismatches = 0;
@@ -548,7 +562,7 @@ TEST(BpeTokenizerTest, PreTokenizerFamiliesMatchTransformers) {
       std::vector<int> lengths;
       for (const std::string& p : (*tok)->PreTokenize(c.text))
         lengths.push_back(static_cast<int>(p.size()));
-      if (lengths != c.piece_bytes.at(name) && piece_mismatches++ == 0) {
+      if (name != "nfc" && lengths != c.piece_bytes.at(name) && piece_mismatches++ == 0) {
         ADD_FAILURE() << name << ": first piece mismatch, " << c.source << " text \"" << c.text
                       << "\"\n  ours: " << JoinIds(lengths)
                       << "\n  HF:   " << JoinIds(c.piece_bytes.at(name));
