@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -9,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
 #include "cli/engine_loader.h"
+#include "models/chat_template.h"
 #include "models/file_util.h"
 #include "models/tokenizer.h"
 #include "scheduler_runtime/eval/evaluation.h"
@@ -41,6 +43,10 @@ ABSL_FLAG(std::string, shared_dir, "", "Shared assets (default: $PMPD_SHARED_DIR
 ABSL_FLAG(std::string, data, "", "Data file overriding the task's default file.");
 ABSL_FLAG(std::string, out, "", "Directory for results.csv, results.json and quality_vs_bits.svg.");
 ABSL_FLAG(bool, json, false, "Print one JSON object with the rows.");
+ABSL_FLAG(std::string, chat_template, "auto",
+          "How prompts are presented: auto (the model's chat template when it has one, else "
+          "none), none (plain text), chatml, llama2 or vicuna. With a template the task prompt is "
+          "the user message and answers end at the end of the assistant's turn.");
 ABSL_FLAG(std::string, device, "cpu",
           "cpu (the reference engine) or cuda (the CUDA engine, for --model and --reference-model alike; plain "
           "checkpoints run there with fp16 projections). Builds with nvcc only.");
@@ -97,6 +103,14 @@ int Run() {
   }
   auto tok = models::Tokenizer::Load(model_dir);
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
+  // The prompt format, fixed before the model loads so a bad choice fails fast.
+  std::optional<models::ChatTemplate> chat;
+  const std::string chat_choice = absl::GetFlag(FLAGS_chat_template);
+  if (chat_choice != "none" && !(chat_choice == "auto" && (*tok)->chat_template().empty())) {
+    auto t = models::ChatTemplate::ForModel(chat_choice, **tok);
+    if (!t.ok()) return cli::Fail(kProgram, t.status());
+    chat = *t;
+  }
   const std::string device = absl::GetFlag(FLAGS_device);
   auto model = cli::LoadGenerator(model_dir, device);
   if (!model.ok()) return cli::Fail(kProgram, model.status());
@@ -105,13 +119,14 @@ int Run() {
       !st.ok()) {
     return cli::Fail(kProgram, st);
   }
-  std::fprintf(stderr, "%s: %zu test prompts from %s (device %s)\n", task_name.c_str(), task->examples.size(),
-               task->data_path.c_str(), device.c_str());
+  std::fprintf(stderr, "%s: %zu test prompts from %s (device %s, chat template %s)\n",
+               task_name.c_str(), task->examples.size(), task->data_path.c_str(), device.c_str(),
+               chat ? chat->name() : "none");
 
   // References: the data set's, or a model's greedy outputs on the same (fitted) prompts. The
   // reference model is loaded once, for the test and the calibration split alike.
   std::unique_ptr<scheduler::ScheduledGenerator> ref_model;
-  auto refs_for = [&](const scheduler::EvalTask& t, const std::vector<std::vector<int>>& prompts)
+  auto refs_for = [&](const scheduler::EvalTask& t, const scheduler::EvalPrompts& prompts)
       -> absl::StatusOr<std::vector<std::vector<std::string>>> {
     std::vector<std::vector<std::string>> refs;
     if (reference == "dataset") {
@@ -135,14 +150,15 @@ int Run() {
     return refs;
   };
   const int ctx = (*model)->max_context();
-  const auto prompts = scheduler::FitPrompts(*task, **tok, ctx, max_new);
+  const models::ChatTemplate* chat_ptr = chat ? &*chat : nullptr;
+  const auto prompts = scheduler::FitPrompts(*task, **tok, ctx, max_new, chat_ptr);
   auto refs = refs_for(*task, prompts);
   if (!refs.ok()) return cli::Fail(kProgram, refs.status());
 
   scheduler::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}, ""};
   nlohmann::json calibration;
   if (calibrate) {
-    const auto calib_prompts = scheduler::FitPrompts(*calib_task, **tok, ctx, max_new);
+    const auto calib_prompts = scheduler::FitPrompts(*calib_task, **tok, ctx, max_new, chat_ptr);
     auto calib_refs = refs_for(*calib_task, calib_prompts);
     if (!calib_refs.ok()) return cli::Fail(kProgram, calib_refs.status());
     auto cal = scheduler::CalibrateStatic(**model, **tok, *precisions, calib_prompts, *calib_refs, task->metric, max_new,
@@ -181,9 +197,13 @@ int Run() {
   }
   const std::string qname = task->metric == scheduler::QualityMetric::kRougeL ? "rouge_l" : "bleu";
   const std::string qtitle = task->metric == scheduler::QualityMetric::kRougeL ? "Rouge-L" : "BLEU";
-  nlohmann::json j = {{"model", model_dir},         {"task", task_name},
-                      {"examples", prompts.size()}, {"max_new_tokens", max_new},
-                      {"reference", reference},     {"precisions", *precisions}};
+  nlohmann::json j = {{"model", model_dir},
+                      {"task", task_name},
+                      {"examples", prompts.size()},
+                      {"max_new_tokens", max_new},
+                      {"reference", reference},
+                      {"precisions", *precisions},
+                      {"chat_template", prompts.chat_template}};
   if (!calibration.is_null()) j["calibration"] = calibration;
   for (const auto& r : rows) {
     j["rows"].push_back({{"method", r.method},

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <map>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -19,6 +20,7 @@
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 #include "inference/llama_model.h"
+#include "models/chat_template.h"
 #include "models/file_util.h"
 #include "models/tokenizer.h"
 
@@ -26,7 +28,9 @@ ABSL_FLAG(std::string, model, "", "Model directory: Hugging Face Llama layout (c
                                   "tokenizer.model). Required.");
 ABSL_FLAG(std::string, tokenizer, "",
           "tokenizer.model, tokenizer.json, a .gguf file or a directory holding one (default: MODEL).");
-ABSL_FLAG(std::string, prompt, "", "Prompt text; BOS is prepended as Llama tokenizers do. Required.");
+ABSL_FLAG(std::string, prompt, "",
+          "Prompt text; BOS is prepended as the tokenizer does (with --chat: the user's "
+          "message). Required.");
 ABSL_FLAG(int, max_new_tokens, 64, "Most tokens to generate (stops earlier at EOS or the context end).");
 ABSL_FLAG(double, temperature, 0.0, "Sampling temperature; 0 means greedy (argmax).");
 ABSL_FLAG(int, top_k, 0, "Keep only the K most likely tokens before sampling; 0 disables.");
@@ -47,6 +51,14 @@ ABSL_FLAG(std::string, switch_steps, "", "Static scheduler: one cumulative step 
 ABSL_FLAG(int, prefill_precision, 0, "PMPD: precision of the prompt prefill (default: the first of --precisions).");
 ABSL_FLAG(std::string, color, "auto", "Color tokens by precision: auto (when stdout is a terminal), always, never.");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS (for benchmarks).");
+ABSL_FLAG(bool, chat, false,
+          "Chat: --prompt is a user message; the chat template is applied and generation stops "
+          "at the end of the assistant's turn.");
+ABSL_FLAG(std::string, system, "",
+          "With --chat: the system message (default: the template's own, if any).");
+ABSL_FLAG(std::string, chat_template, "auto",
+          "With --chat: auto (recognise the model's template: GGUF tokenizer.chat_template or "
+          "tokenizer_config.json), chatml, llama2 or vicuna.");
 ABSL_FLAG(std::string, device, "cpu",
           "cpu (the reference engine on LibTorch) or cuda (our CUDA engine: any-precision or fp16 weights, CUDA "
           "graphs; builds with nvcc only).");
@@ -121,7 +133,26 @@ int Run() {
   const bool json = absl::GetFlag(FLAGS_json);
 
   const std::string prompt = absl::GetFlag(FLAGS_prompt);
-  const std::vector<int> prompt_ids = (*tok)->Encode(prompt, /*add_bos=*/true);
+  std::vector<int> prompt_ids;
+  std::optional<models::ChatTemplate> chat;
+  if (absl::GetFlag(FLAGS_chat)) {
+    auto t = models::ChatTemplate::ForModel(absl::GetFlag(FLAGS_chat_template), **tok);
+    if (!t.ok()) return cli::Fail(kProgram, t.status());
+    chat = *t;
+    std::vector<models::ChatMessage> messages;
+    if (!absl::GetFlag(FLAGS_system).empty())
+      messages.push_back({"system", absl::GetFlag(FLAGS_system)});
+    messages.push_back({"user", prompt});
+    auto ids = chat->Encode(**tok, messages, /*add_generation_prompt=*/true);
+    if (!ids.ok()) return cli::Fail(kProgram, ids.status());
+    prompt_ids = std::move(*ids);
+    opt.stop_ids = chat->StopIds(**tok);
+  } else if (!absl::GetFlag(FLAGS_system).empty() || absl::GetFlag(FLAGS_chat_template) != "auto") {
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--system and --chat-template need --chat"));
+  } else {
+    prompt_ids = (*tok)->Encode(prompt, /*add_bos=*/true);
+  }
   models::IncrementalDetokenizer detok(**tok, prompt_ids);
   const std::string color_flag = absl::GetFlag(FLAGS_color);
   if (color_flag != "auto" && color_flag != "always" && color_flag != "never") {
@@ -131,10 +162,17 @@ int Run() {
   // One ANSI color per precision, brightest for the highest.
   const std::map<int, const char*> kColors = {{8, "\033[97m"}, {7, "\033[37m"}, {6, "\033[96m"}, {5, "\033[94m"},
                                               {4, "\033[92m"}, {3, "\033[93m"}, {2, "\033[91m"}};
-  if (!json) std::cout << prompt << std::flush;
+  // Chat: the user's message on its own line, then the answer (without its leading spaces).
+  if (!json) std::cout << prompt << (chat ? "\n" : "") << std::flush;
+  bool answer_started = !chat.has_value();
   auto show = [&](int id, int precision) {
-    if (json) return;
-    const std::string piece = detok.Push(id);
+    // A stop token (EOS, the template's end of turn) ends the answer and is not shown.
+    if (json || inference::IsStopToken(opt, engine_config().eos_token_ids, id)) return;
+    std::string piece = detok.Push(id);
+    if (!answer_started) {
+      piece.erase(0, std::min(piece.size(), piece.find_first_not_of(' ')));
+      answer_started = !piece.empty();
+    }
     if (color && precision > 0 && !piece.empty()) {
       std::cout << kColors.at(precision) << piece << "\033[0m" << std::flush;
     } else {
@@ -214,11 +252,12 @@ int Run() {
     if (!json) std::cout << "\n";
     return cli::Fail(kProgram, result.status());
   }
-  const std::string text = (*tok)->Decode(result->new_ids);
+  const std::string text = (*tok)->Decode(result->text_ids());
   if (json) {
     nlohmann::json j;
     j["model"] = model_dir;
     j["prompt"] = prompt;
+    if (chat) j["chat_template"] = chat->name();
     j["prompt_ids"] = result->prompt_ids;
     j["new_ids"] = result->new_ids;
     j["text"] = text;

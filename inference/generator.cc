@@ -8,6 +8,12 @@
 
 namespace pmpd::inference {
 
+bool IsStopToken(const GenerationOptions& options, absl::Span<const int> eos_token_ids, int id) {
+  if (!options.stop_at_eos) return false;
+  return std::find(eos_token_ids.begin(), eos_token_ids.end(), id) != eos_token_ids.end() ||
+         std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end();
+}
+
 absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const int> prompt_ids,
                                           const GenerationOptions& options,
                                           const std::function<void(int)>& on_token,
@@ -40,7 +46,7 @@ absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const in
     const int next = sampler.Sample(logits);
     r.new_ids.push_back(next);
     if (on_token) on_token(next);
-    if (options.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
+    if (IsStopToken(options, eos, next)) {
       r.finish_reason = "eos";
       break;
     }

@@ -16,8 +16,14 @@ namespace pmpd::inference {
 struct GenerationOptions {
   int max_new_tokens = 64;
   SamplingOptions sampling;
+  // Stop (finish_reason "eos") after emitting one of the model's EOS ids or of stop_ids (a chat
+  // template's end of turn, e.g. "<|im_end|>"); false: neither stops (benchmarks).
   bool stop_at_eos = true;
+  std::vector<int> stop_ids;
 };
+
+// The stopping rule of every generation loop: whether `id` ends generation under `options`.
+bool IsStopToken(const GenerationOptions& options, absl::Span<const int> eos_token_ids, int id);
 
 struct GenerationResult {
   std::vector<int> prompt_ids;
@@ -27,6 +33,12 @@ struct GenerationResult {
   double decode_ms = 0;    // time of the single-token forward passes
   int decode_steps = 0;    // single-token forward passes run
   double decode_tokens_per_s() const { return decode_ms > 0 ? 1000.0 * decode_steps / decode_ms : 0; }
+  // new_ids without the stop token that ended generation (the last one when finish_reason is
+  // "eos"): what to decode and show as text.
+  absl::Span<const int> text_ids() const {
+    return absl::MakeConstSpan(new_ids).first(new_ids.size() -
+                                              (finish_reason == "eos" && !new_ids.empty() ? 1 : 0));
+  }
 };
 
 // Optional per-step control (precision schedulers use it). after_prefill runs once the prompt is in

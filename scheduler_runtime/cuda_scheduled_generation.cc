@@ -74,7 +74,7 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduledCuda(
     g.new_ids.push_back(next);
     r.token_precisions.push_back(engine.precision());  // the precision of the pass that produced it
     if (on_token) on_token(next, engine.precision());
-    if (opt.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
+    if (inference::IsStopToken(opt, eos, next)) {
       g.finish_reason = "eos";
       break;
     }

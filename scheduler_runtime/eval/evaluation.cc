@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "inference/metrics/bleu.h"
 #include "inference/metrics/rouge.h"
+#include "kernels/check.h"
 #include "models/file_util.h"
 #include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/scheduled_generation.h"
@@ -25,12 +26,22 @@ std::string EvalMethod::Describe() const {
   return s;
 }
 
-std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
-                                         int max_new_tokens) {
+EvalPrompts FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
+                       int max_new_tokens, const models::ChatTemplate* chat) {
   const int budget = std::max(2, context - std::max(1, max_new_tokens));
-  std::vector<std::vector<int>> out;
+  auto encode = [&](const std::string& prompt) {
+    if (chat == nullptr) return tok.Encode(prompt, true);
+    auto ids = chat->Encode(tok, {{"user", prompt}}, /*add_generation_prompt=*/true);
+    PMPD_CHECK(ids.ok(), "a single user message is a valid conversation");
+    return std::move(*ids);
+  };
+  EvalPrompts out;
+  if (chat != nullptr) {
+    out.stop_ids = chat->StopIds(tok);
+    out.chat_template = chat->name();
+  }
   for (const EvalExample& ex : task.examples) {
-    std::vector<int> ids = tok.Encode(ex.Prompt(), true);
+    std::vector<int> ids = encode(ex.Prompt());
     if (static_cast<int>(ids.size()) > budget) {
       // Longest content prefix (cut at a space) that fits: binary search over its length.
       size_t lo = 0, hi = ex.content.size();
@@ -38,17 +49,18 @@ std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tok
         const size_t mid = (lo + hi + 1) / 2;
         const size_t cut = ex.content.rfind(' ', mid);
         const std::string content = ex.content.substr(0, cut == std::string::npos ? 0 : cut);
-        if (static_cast<int>(tok.Encode(ex.prefix + content + ex.suffix, true).size()) <= budget) {
+        if (static_cast<int>(encode(ex.prefix + content + ex.suffix).size()) <= budget) {
           lo = mid;
         } else {
           hi = mid - 1;
         }
       }
       const size_t cut = ex.content.rfind(' ', lo);
-      ids = tok.Encode(ex.prefix + ex.content.substr(0, cut == std::string::npos ? 0 : cut) + ex.suffix, true);
+      ids =
+          encode(ex.prefix + ex.content.substr(0, cut == std::string::npos ? 0 : cut) + ex.suffix);
       if (static_cast<int>(ids.size()) > budget) ids.resize(budget);  // template alone too long
     }
-    out.push_back(std::move(ids));
+    out.ids.push_back(std::move(ids));
   }
   return out;
 }
@@ -88,8 +100,10 @@ std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(std::unique_ptr<inference::
   return std::make_unique<CpuGenerator>(std::move(model));
 }
 
-absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model, absl::Span<const int> prompt,
-                                                    int max_new_tokens, int precision) {
+namespace {
+absl::StatusOr<inference::GenerationResult> Greedy(ScheduledGenerator& model,
+                                                   absl::Span<const int> prompt, int max_new_tokens,
+                                                   int precision, absl::Span<const int> stop_ids) {
   std::unique_ptr<PrecisionScheduler> fixed;
   if (precision > 0) {
     auto s = MakeStaticScheduler({precision}, {});
@@ -98,19 +112,31 @@ absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model, a
   }
   ScheduledGenerationOptions opt;
   opt.generation.max_new_tokens = max_new_tokens;
+  opt.generation.stop_ids.assign(stop_ids.begin(), stop_ids.end());
   auto r = model.Generate(prompt, opt, fixed.get());
   if (!r.ok()) return r.status();
-  return std::move(r->generation.new_ids);
+  return std::move(r->generation);
+}
+}  // namespace
+
+absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model,
+                                                    absl::Span<const int> prompt,
+                                                    int max_new_tokens, int precision,
+                                                    absl::Span<const int> stop_ids) {
+  auto r = Greedy(model, prompt, max_new_tokens, precision, stop_ids);
+  if (!r.ok()) return r.status();
+  return std::move(r->new_ids);
 }
 
-absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model, const models::Tokenizer& tok,
-                                                       const std::vector<std::vector<int>>& prompts,
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model,
+                                                       const models::Tokenizer& tok,
+                                                       const EvalPrompts& prompts,
                                                        int max_new_tokens, int precision) {
   std::vector<std::string> out;
-  for (const auto& p : prompts) {
-    auto ids = GreedyContinuation(model, p, max_new_tokens, precision);
-    if (!ids.ok()) return ids.status();
-    out.push_back(tok.Decode(*ids));
+  for (const auto& p : prompts.ids) {
+    auto r = Greedy(model, p, max_new_tokens, precision, prompts.stop_ids);
+    if (!r.ok()) return r.status();
+    out.push_back(tok.Decode(r->text_ids()));
   }
   return out;
 }
@@ -133,9 +159,10 @@ double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
 }
 
 absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Tokenizer& tok,
-                                  const EvalMethod& method, const std::vector<std::vector<int>>& prompts,
-                                  const std::vector<std::vector<std::string>>& references, QualityMetric metric,
-                                  int max_new_tokens, const std::function<void(int, int)>& progress) {
+                                  const EvalMethod& method, const EvalPrompts& prompts,
+                                  const std::vector<std::vector<std::string>>& references,
+                                  QualityMetric metric, int max_new_tokens,
+                                  const std::function<void(int, int)>& progress) {
   absl::StatusOr<std::unique_ptr<PrecisionScheduler>> sched;
   if (method.classifier_dir.empty()) {
     sched = MakeStaticScheduler(method.precisions, method.switch_steps);
@@ -151,6 +178,7 @@ absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Token
   if (!sched.ok()) return sched.status();
   ScheduledGenerationOptions opt;
   opt.generation.max_new_tokens = max_new_tokens;
+  opt.generation.stop_ids = prompts.stop_ids;
   opt.prefill_precision = method.prefill_precision;
   EvalRow row;
   row.method = method.name;
@@ -158,31 +186,30 @@ absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Token
   double bits = 0, decode_ms = 0, schedule_us = 0;
   int64_t tokens = 0, steps = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    auto r = model.Generate(prompts[i], opt, sched->get());
+    auto r = model.Generate(prompts.ids[i], opt, sched->get());
     if (!r.ok()) return r.status();
     for (int p : r->token_precisions) bits += p;
     tokens += static_cast<int64_t>(r->token_precisions.size());
     decode_ms += r->generation.decode_ms;
     schedule_us += r->schedule_us;
     steps += r->generation.decode_steps;
-    row.outputs.push_back(tok.Decode(r->generation.new_ids));
+    row.outputs.push_back(tok.Decode(r->generation.text_ids()));
     if (progress) progress(static_cast<int>(i + 1), static_cast<int>(prompts.size()));
   }
   row.examples = static_cast<int>(prompts.size());
   row.avg_bits = tokens > 0 ? bits / tokens : 0;
   row.tokens_per_s = decode_ms > 0 ? 1000.0 * steps / decode_ms : 0;
   row.decode_us_per_step = steps > 0 ? 1000.0 * decode_ms / steps : 0;
-  row.scheduler_us_per_prompt = prompts.empty() ? 0 : schedule_us / prompts.size();
+  row.scheduler_us_per_prompt = prompts.ids.empty() ? 0 : schedule_us / prompts.size();
   row.quality = Quality(metric, row.outputs, references);
   return row;
 }
 
-absl::StatusOr<CalibrationResult> CalibrateStatic(ScheduledGenerator& model, const models::Tokenizer& tok,
-                                                  const std::vector<int>& precisions,
-                                                  const std::vector<std::vector<int>>& prompts,
-                                                  const std::vector<std::vector<std::string>>& references,
-                                                  QualityMetric metric, int max_new_tokens, double epsilon,
-                                                  const std::function<void(int, int)>& progress) {
+absl::StatusOr<CalibrationResult> CalibrateStatic(
+    ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
+    const EvalPrompts& prompts, const std::vector<std::vector<std::string>>& references,
+    QualityMetric metric, int max_new_tokens, double epsilon,
+    const std::function<void(int, int)>& progress) {
   if (precisions.size() < 2) return absl::InvalidArgumentError("--calibrate-static needs at least two --precisions");
   const int N = max_new_tokens;
   std::vector<int> grid = {0, N / 8, N / 4, N / 2, 3 * N / 4, N};

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "inference/llama_model.h"
+#include "models/chat_template.h"
 #include "models/tokenizer.h"
 #include "scheduler_runtime/eval/eval_tasks.h"
 #include "scheduler_runtime/scheduled_generation.h"
@@ -58,19 +59,36 @@ struct EvalRow {
   std::vector<std::string> outputs;
 };
 
-// Prompt token ids (BOS first) for every example, each shortened (its content cut at a word
-// boundary) until prompt + max_new_tokens fits the model's context. O(examples * log(len)) encodes.
-std::vector<std::vector<int>> FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
-                                         int max_new_tokens);
+// A task's prompts as the model reads them, with what ends an answer besides the model's EOS.
+struct EvalPrompts {
+  // Per example: BOS first (as the tokenizer does), the chat template applied.
+  std::vector<std::vector<int>> ids;
+  std::vector<int> stop_ids;           // the chat template's end of turn; empty without one
+  std::string chat_template = "none";  // the template's name, or "none"
+  size_t size() const { return ids.size(); }
+};
 
-// Greedy continuation (new token ids) of `prompt` by `model`: at `precision` bits when > 0 (a
-// one-precision static schedule), else at the engine's current precision (plain models too).
-absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model, absl::Span<const int> prompt,
-                                                    int max_new_tokens, int precision = 0);
+// Prompt token ids for every example, each shortened (its content cut at a word boundary) until
+// prompt + max_new_tokens fits the model's context. `chat` non-null: the prompt (prefix + content +
+// suffix) is the user message of a conversation in that template (its default system message, the
+// assistant's turn opened), and the budget counts the template's tokens. O(examples * log(len))
+// encodes.
+EvalPrompts FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
+                       int max_new_tokens, const models::ChatTemplate* chat = nullptr);
 
-// Greedy continuations of `prompts` as text (the "model" reference), as GreedyContinuation.
-absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model, const models::Tokenizer& tok,
-                                                       const std::vector<std::vector<int>>& prompts,
+// Greedy continuation (new token ids, a final EOS / stop token included) of `prompt` by `model`: at
+// `precision` bits when > 0 (a one-precision static schedule), else at the engine's current
+// precision (plain models too). Stops at the model's EOS and at `stop_ids`.
+absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model,
+                                                    absl::Span<const int> prompt,
+                                                    int max_new_tokens, int precision = 0,
+                                                    absl::Span<const int> stop_ids = {});
+
+// Greedy continuations of `prompts` as text without the stop token (the "model" reference), as
+// GreedyContinuation with the prompts' stop ids.
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model,
+                                                       const models::Tokenizer& tok,
+                                                       const EvalPrompts& prompts,
                                                        int max_new_tokens, int precision = 0);
 
 // Quality of outputs against per-example references: mean over examples of the best Rouge-L F
@@ -79,11 +97,13 @@ double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
                const std::vector<std::vector<std::string>>& references);
 
 // Runs one method greedily over the prompts (a static schedule, or the learned scheduler when
-// method.classifier_dir is set). `progress(done, total)` per prompt.
+// method.classifier_dir is set), stopping at EOS and the prompts' stop ids; outputs are the text
+// without the stop token. `progress(done, total)` per prompt.
 absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Tokenizer& tok,
-                                  const EvalMethod& method, const std::vector<std::vector<int>>& prompts,
-                                  const std::vector<std::vector<std::string>>& references, QualityMetric metric,
-                                  int max_new_tokens, const std::function<void(int, int)>& progress = {});
+                                  const EvalMethod& method, const EvalPrompts& prompts,
+                                  const std::vector<std::vector<std::string>>& references,
+                                  QualityMetric metric, int max_new_tokens,
+                                  const std::function<void(int, int)>& progress = {});
 
 struct CalibrationResult {
   EvalMethod chosen;
@@ -94,12 +114,11 @@ struct CalibrationResult {
 // Searches the prefill precision (each of `precisions`) and non-decreasing switch steps on the grid
 // {0, N/8, N/4, N/2, 3N/4, N} (N = max_new_tokens), minimising average bits subject to
 // quality >= q_ref - epsilon on the calibration prompts, q_ref being uniform high precision.
-absl::StatusOr<CalibrationResult> CalibrateStatic(ScheduledGenerator& model, const models::Tokenizer& tok,
-                                                  const std::vector<int>& precisions,
-                                                  const std::vector<std::vector<int>>& prompts,
-                                                  const std::vector<std::vector<std::string>>& references,
-                                                  QualityMetric metric, int max_new_tokens, double epsilon,
-                                                  const std::function<void(int, int)>& progress = {});
+absl::StatusOr<CalibrationResult> CalibrateStatic(
+    ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
+    const EvalPrompts& prompts, const std::vector<std::vector<std::string>>& references,
+    QualityMetric metric, int max_new_tokens, double epsilon,
+    const std::function<void(int, int)>& progress = {});
 
 // Report writers. Each returns an error naming the file it could not write.
 absl::Status WriteEvalCsv(const std::string& path, const std::vector<EvalRow>& rows);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "models/chat_template.h"
 #include "models/llama_config.h"
 #include "models/random_llama.h"
 #include "models/tokenizer.h"
@@ -144,6 +145,39 @@ TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
     SCOPED_TRACE("missing model directory");
     ExpectCleanFailure(RunGenerate("--model /nonexistent/model --prompt hi"), "/nonexistent/model/tokenizer.model");
   }
+}
+
+TEST(PmpdGenerateCliTest, ChatAppliesATemplateOrFailsCleanly) {
+  const std::string dir = TinyModelDir(512);  // our demo tokenizer: no chat template
+  const std::string base = absl::StrCat("--model ", dir, " --prompt 'Once upon'");
+  ExpectCleanFailure(RunGenerate(base + " --chat"),
+                     "has no chat template; pass --chat-template NAME");
+  ExpectCleanFailure(RunGenerate(base + " --chat --chat-template gemma"),
+                     "unknown chat template \"gemma\"");
+  ExpectCleanFailure(RunGenerate(base + " --system 'Be brief.'"),
+                     "--system and --chat-template need --chat");
+
+  // A named template applies to any model: its ids are the prompt, --json names it.
+  const std::string chat =
+      base + " --chat --chat-template vicuna --system 'Be brief.' --max-new-tokens 6";
+  const RunResult j = RunGenerate(chat + " --json");
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const auto out = nlohmann::json::parse(j.out);
+  EXPECT_EQ(out.at("chat_template"), "vicuna");
+  EXPECT_EQ(out.at("prompt"), "Once upon");
+  auto tok = models::Tokenizer::Load(dir);
+  ASSERT_TRUE(tok.ok());
+  auto ids = models::ChatTemplate::FromName("vicuna")->Encode(
+      **tok, {{"system", "Be brief."}, {"user", "Once upon"}},
+      /*add_generation_prompt=*/true);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(out.at("prompt_ids").get<std::vector<int>>(), *ids);
+  // Streaming shows the user's message, not the template.
+  const RunResult s = RunGenerate(chat);
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(s.out.rfind("Once upon\n", 0), 0u) << s.out;
+  EXPECT_EQ(s.out.find("USER:"), std::string::npos) << s.out;
+  EXPECT_EQ(RunGenerate(base + " --json").out.find("chat_template"), std::string::npos);
 }
 
 }  // namespace

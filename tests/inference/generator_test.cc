@@ -41,6 +41,55 @@ TEST(GeneratorTest, StopsAtEosAndCallsBackPerToken) {
   EXPECT_EQ(stopped->new_ids, std::vector<int>(all->new_ids.begin(), all->new_ids.begin() + first + 1));
 }
 
+TEST(GeneratorTest, StopsAtStopIdsLikeEos) {
+  auto model = TinyModel({});
+  ASSERT_NE(model, nullptr);
+  const std::vector<int> prompt = {1, 5, 9};
+  GenerationOptions opt;
+  opt.max_new_tokens = 12;
+  auto all = Generate(*model, prompt, opt);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->finish_reason, "length");
+  EXPECT_EQ(all->text_ids().size(), all->new_ids.size());
+
+  // The first greedy token is a stop id (a chat template's end of turn): one token, emitted and
+  // counted like EOS, and not part of the text.
+  opt.stop_ids = {all->new_ids[0], 63};
+  std::vector<int> seen;
+  auto first = Generate(*model, prompt, opt, [&](int id) { seen.push_back(id); });
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->finish_reason, "eos");
+  EXPECT_EQ(first->new_ids, std::vector<int>({all->new_ids[0]}));
+  EXPECT_EQ(seen, first->new_ids);
+  EXPECT_TRUE(first->text_ids().empty());
+  EXPECT_EQ(first->decode_steps, 0);
+
+  // A later token: everything before it is the text.
+  opt.stop_ids = {all->new_ids[5]};
+  auto later = Generate(*model, prompt, opt);
+  ASSERT_TRUE(later.ok());
+  const size_t at =
+      std::find(all->new_ids.begin(), all->new_ids.end(), all->new_ids[5]) - all->new_ids.begin();
+  EXPECT_EQ(later->finish_reason, "eos");
+  EXPECT_EQ(later->new_ids, std::vector<int>(all->new_ids.begin(), all->new_ids.begin() + at + 1));
+  EXPECT_EQ(std::vector<int>(later->text_ids().begin(), later->text_ids().end()),
+            std::vector<int>(all->new_ids.begin(), all->new_ids.begin() + at));
+
+  // --ignore-eos (stop_at_eos false) ignores stop ids too; zero tokens asked, zero given.
+  opt.stop_at_eos = false;
+  opt.stop_ids = {all->new_ids[0]};
+  auto ignored = Generate(*model, prompt, opt);
+  ASSERT_TRUE(ignored.ok());
+  EXPECT_EQ(ignored->new_ids, all->new_ids);
+  opt.stop_at_eos = true;
+  opt.max_new_tokens = 0;
+  auto none = Generate(*model, prompt, opt);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->new_ids.empty());
+  EXPECT_EQ(none->finish_reason, "length");
+  EXPECT_TRUE(none->text_ids().empty());
+}
+
 TEST(GeneratorTest, RejectsBadRequests) {
   auto model = TinyModel({2});
   ASSERT_NE(model, nullptr);

@@ -84,11 +84,34 @@ TEST(EvaluationTest, QualityAndFitPrompts) {
   auto tok = models::Tokenizer::Load(pmpd::testing::SharedPath("models/stories260K"));
   ASSERT_TRUE(tok.ok());
   const auto prompts = FitPrompts(*cnn, **tok, 512, 128);
+  EXPECT_EQ(prompts.chat_template, "none");
+  EXPECT_TRUE(prompts.stop_ids.empty());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_LE(prompts[i].size(), 384u);
-    EXPECT_GT(prompts[i].size(), 300u);  // shortened, not emptied
+    EXPECT_LE(prompts.ids[i].size(), 384u);
+    EXPECT_GT(prompts.ids[i].size(), 300u);  // shortened, not emptied
     // The instruction survives the cut.
-    EXPECT_NE((*tok)->Decode(prompts[i]).find("Return a summary comprising of around 3 sentences."), std::string::npos);
+    EXPECT_NE(
+        (*tok)->Decode(prompts.ids[i]).find("Return a summary comprising of around 3 sentences."),
+        std::string::npos);
+  }
+  // In a chat template the budget counts the template's tokens: the conversation fits and still
+  // ends with the instruction and the opened assistant turn.
+  for (const char* name : {"llama2", "vicuna"}) {
+    auto chat = models::ChatTemplate::FromName(name);
+    ASSERT_TRUE(chat.ok());
+    const auto in_chat = FitPrompts(*cnn, **tok, 512, 128, &*chat);
+    EXPECT_EQ(in_chat.chat_template, name);
+    EXPECT_EQ(in_chat.stop_ids, std::vector<int>({(*tok)->eos_id()}));
+    ASSERT_EQ(in_chat.size(), prompts.size());
+    for (size_t i = 0; i < in_chat.size(); ++i) {
+      EXPECT_LE(in_chat.ids[i].size(), 384u) << name;
+      EXPECT_GT(in_chat.ids[i].size(), 300u) << name;
+      const std::string text = (*tok)->Decode(in_chat.ids[i]);
+      const std::string end = std::string(name) == "llama2" ? "around 3 sentences. [/INST]"
+                                                            : "around 3 sentences. ASSISTANT:";
+      ASSERT_GE(text.size(), end.size());
+      EXPECT_EQ(text.substr(text.size() - end.size()), end) << name;
+    }
   }
 }
 
@@ -160,6 +183,28 @@ TEST_F(PmpdEvalCliTest, CalibratesStaticOnADisjointSplit) {
     }
   }
   EXPECT_TRUE(chosen_found);
+}
+
+TEST_F(PmpdEvalCliTest, AppliesTheChatTemplateAndRecordsIt) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  auto run = [&](const std::string& extra) {
+    const auto r =
+        RunBinary("cli/pmpd-eval",
+                  absl::StrCat("--model ", *dir_, " --task dialogsum --shared-dir ", SharedDir(),
+                               " --n 1 --max-new-tokens 4 --precisions 4,3 "
+                               "--methods high --reference model --json ",
+                               extra));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out.substr(r.out.find('{')))
+                            : nlohmann::json();
+  };
+  // stories260K ships no chat template: auto means plain prompts.
+  EXPECT_EQ(run("").value("chat_template", ""), "none");
+  EXPECT_EQ(run("--chat-template vicuna").value("chat_template", ""), "vicuna");
+  pmpd::testing::ExpectCleanFailure(
+      RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task dialogsum --shared-dir ",
+                                              SharedDir(), " --n 1 --chat-template gemma")),
+      "pmpd-eval", "unknown chat template \"gemma\"");
 }
 
 TEST_F(PmpdEvalCliTest, BadInputFailsCleanly) {
