@@ -485,6 +485,10 @@ absl::StatusOr<std::vector<std::string>> PreTokenizerRegexes(absl::string_view p
                    "\" (known: gpt2, default, smollm, llama3, llama-bpe, llama-v3, qwen2)"));
 }
 
+bool PreTokenizerIgnoresMerges(absl::string_view pre_name) {
+  return pre_name == "llama3" || pre_name == "llama-bpe" || pre_name == "llama-v3";
+}
+
 absl::StatusOr<HfTokenizerConfig> ReadTokenizerConfig(const std::string& path) {
   auto text = ReadFileToString(path);
   if (!text.ok()) return text.status();

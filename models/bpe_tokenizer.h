@@ -43,6 +43,9 @@ struct BpeVocab {
 // "smollm" (digits split one by one, then GPT-2), "llama3"/"llama-bpe"/"llama-v3", "qwen2".
 // Unknown names: an error listing the known ones.
 absl::StatusOr<std::vector<std::string>> PreTokenizerRegexes(absl::string_view pre_name);
+// Whether llama.cpp's pre-tokenizer `pre_name` also means HF BPE's ignore_merges (a piece that is
+// itself a token is taken whole): the Llama 3 names. Sets BpeVocab.ignore_merges for GGUF files.
+bool PreTokenizerIgnoresMerges(absl::string_view pre_name);
 
 // The fields of a Hugging Face tokenizer_config.json that we use.
 struct HfTokenizerConfig {

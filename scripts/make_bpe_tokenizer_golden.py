@@ -97,6 +97,7 @@ HAND_WRITTEN = [
     "IT'S YOU'RE WE'VE I'M THEY'LL HE'D",
     "It'S wE'Ve THEY'LL don't can't won't",
     "'s 't 're 've 'm 'll 'd",
+    "case folding in (?i:'s): it'\u017f (long s), THE\u212a (Kelvin sign), it\u2019s (curly)",
     "quotes \u2018single\u2019 \u201cdouble\u201d \u00abguillemets\u00bb",
     "def foo(x):\n    return x ** 2  # square\n\nprint(foo(3))\n",
     "int main() {\n\tprintf(\"%d\\n\", 42);\n\treturn 0;\n}",

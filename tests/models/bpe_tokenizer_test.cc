@@ -246,6 +246,25 @@ TEST(BpeTokenizerTest, ConcurrentEncodesAgree) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+TEST(BpeTokenizerTest, LongInputsStayLinear) {
+  const std::string sp = ByteSymbol(' ');
+  auto t = Make(TinyVocab({{"a", "a"}, {"aa", "aa"}, {sp, "a"}, {sp, sp}}, {{"<|e|>", true}},
+                          *PreTokenizerRegexes("llama3")));
+  ASSERT_NE(t, nullptr);
+  std::string text;
+  for (int i = 0; i < 20000; ++i) text += "word " + std::to_string(i) + " \n\t aaaa<|e|>";
+  text += std::string(200000, 'a') + std::string(100000, ' ') + "x" + std::string(100000, '\n');
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<int> ids = t->Encode(text, false);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::cout << "encoded " << text.size() << " bytes in " << ms << " ms\n";
+  EXPECT_EQ(t->Decode(ids), text);
+  EXPECT_LT(ms, 5000.0);  // quadratic behaviour would take minutes
+  EXPECT_TRUE(PreTokenizerIgnoresMerges("llama-bpe"));
+  EXPECT_FALSE(PreTokenizerIgnoresMerges("smollm"));
+}
+
 // --- tokenizer.json ---------------------------------------------------------------------------
 
 TEST(BpeTokenizerTest, TokenizerJsonRoundTrip) {

@@ -144,6 +144,28 @@ TEST(TokenizerTest, IncrementalDetokenizationEqualsFullDecode) {
   }
 }
 
+TEST(TokenizerTest, SentencePieceDirectoryCarriesItsChatTemplate) {
+  PMPD_REQUIRE_SHARED("models/llama2-tokenizer/tokenizer.model");
+  // Llama-2-chat / Vicuna directories ship tokenizer.model with a tokenizer_config.json beside it.
+  const std::string dir = pmpd::testing::MakeTempDir("tok_chat");
+  pmpd::testing::WriteFile(
+      dir + "/tokenizer.model",
+      pmpd::testing::ReadFile(SharedPath("models/llama2-tokenizer/tokenizer.model")));
+  pmpd::testing::WriteFile(dir + "/tokenizer_config.json",
+                           R"({"chat_template": "[INST] {{ m }} [/INST]", "bos_token": "<s>"})");
+  auto tok = Tokenizer::Load(dir);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_FALSE((*tok)->is_byte_level_bpe());
+  EXPECT_EQ((*tok)->path(), dir + "/tokenizer.model");
+  EXPECT_EQ((*tok)->chat_template(), "[INST] {{ m }} [/INST]");
+  EXPECT_EQ((*tok)->TokenId("</s>"), 2);
+  EXPECT_EQ((*tok)->TokenId("<s>"), 1);
+  EXPECT_EQ((*tok)->TokenId("no such piece"), -1);
+  EXPECT_EQ((*tok)->Encode("Hello", true), LoadOrDie("llama2-tokenizer")->Encode("Hello", true));
+  // No tokenizer_config.json: no template.
+  EXPECT_EQ(LoadOrDie("llama2-tokenizer")->chat_template(), "");
+}
+
 TEST(TokenizerTest, MissingOrInvalidTokenizerIsAClearError) {
   const std::string dir = pmpd::testing::MakeTempDir("tok");
   auto missing = Tokenizer::Load(dir);
