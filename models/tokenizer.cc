@@ -78,8 +78,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& pa
     } else if (IsDirectory(path) ||
                !(absl::EndsWith(path, ".gguf") || absl::EndsWith(path, ".json") ||
                  absl::EndsWith(path, ".model"))) {
-      return absl::NotFoundError(
-          absl::StrCat(path, ": missing tokenizer (expected ", model, " or ", json, ")"));
+      // Named after tokenizer.model, the file most directories have (and callers look for).
+      return absl::NotFoundError(absl::StrCat(
+          model, ": missing tokenizer (expected tokenizer.model or tokenizer.json in ", path, ")"));
     } else {
       return absl::NotFoundError(absl::StrCat(path, ": missing tokenizer (no such file)"));
     }
