@@ -15,7 +15,8 @@
 #include "models/text_data.h"
 #include "models/tokenizer.h"
 
-ABSL_FLAG(std::string, model, "", "Model directory (plain or any-precision). Required.");
+ABSL_FLAG(std::string, model, "",
+          "Model directory (plain or any-precision) or a llama GGUF file. Required.");
 ABSL_FLAG(int, precision, 0, "Bits for an any-precision model (seed..parent); 0 = its parent precision.");
 ABSL_FLAG(std::string, data, "", "JSON lines with a `text` field (.json/.jsonl[.gz]) or plain text. Required.");
 ABSL_FLAG(std::string, byte_range, "0:1", "Part of the data file to use, as fractions BEGIN:END of its bytes "

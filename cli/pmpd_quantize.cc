@@ -15,7 +15,9 @@
 #include "models/text_data.h"
 #include "models/tokenizer.h"
 
-ABSL_FLAG(std::string, model, "", "Source model directory (Hugging Face Llama layout). Required.");
+ABSL_FLAG(std::string, model, "",
+          "Source model: a Hugging Face Llama directory, or a llama GGUF file (F32, F16, BF16, "
+          "Q8_0, Q4_0 or Q4_1 tensors, dequantized to float32 first). Required.");
 ABSL_FLAG(std::string, out, "", "Output directory for the any-precision checkpoint. Required.");
 ABSL_FLAG(int, seed_precision, 3, "Seed precision S (bits of the k-means seed, >= 2): the lowest precision served.");
 ABSL_FLAG(int, parent_precision, 8, "Parent precision P (<= 8): the highest precision served.");

@@ -6,6 +6,8 @@
 #include "absl/strings/str_join.h"
 #include "kernels/ref/anyprec_ref.h"
 #include "models/file_util.h"
+#include "models/gguf.h"
+#include "models/gguf_model.h"
 #include "models/torch_checkpoint.h"
 
 namespace pmpd::models {
@@ -71,6 +73,7 @@ const std::vector<std::string>& LlamaQuantizedModules() {
 }
 
 absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& model_dir) {
+  if (IsGgufPath(model_dir)) return std::optional<AnyprecInfo>();  // a GGUF is never any-precision
   const std::string path = JoinPath(model_dir, "config.json");
   auto text = ReadFileToString(path);
   if (!text.ok()) return text.status();
@@ -120,6 +123,7 @@ absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& mo
 }
 
 absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir) {
+  if (IsGgufPath(model_dir)) return OpenGgufWeights(model_dir);
   if (FileExists(JoinPath(model_dir, "model.safetensors")) ||
       FileExists(JoinPath(model_dir, "model.safetensors.index.json"))) {
     auto ck = SafetensorsCheckpoint::Open(model_dir);

@@ -34,7 +34,8 @@ struct AnyprecInfo {
 // The 7 Llama projections, in the packer's order.
 const std::vector<std::string>& LlamaQuantizedModules();
 
-// Reads the "anyprec" block of DIR/config.json; nullopt when there is none (a plain model).
+// Reads the "anyprec" block of DIR/config.json; nullopt when there is none (a plain model) and for
+// a GGUF file.
 absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& model_dir);
 
 // Any source of named tensors: a safetensors checkpoint or a torch state dict.
@@ -48,7 +49,8 @@ class WeightSource {
   virtual bool requires_k_multiple_of_32() const { return false; }
 };
 
-// model.safetensors (or shards) if present, else pytorch_model.bin.
+// model.safetensors (or shards) if present, else pytorch_model.bin; for a GGUF file (IsGgufPath)
+// its tensors under Hugging Face names, dequantized to F32 (OpenGgufWeights).
 absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir);
 
 // Reads module `prefix` (e.g. "model.layers.0.mlp.down_proj") checking every shape against

@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/file_util.h"
+#include "models/gguf.h"
+#include "models/gguf_model.h"
 
 namespace pmpd::models {
 namespace {
@@ -129,7 +131,6 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::
                           {"num_attention_heads", &c.num_attention_heads},
                           {"vocab_size", &c.vocab_size}}) {
     if (auto st = r.Int(key, out, /*required=*/true); !st.ok()) return st;
-    if (*out <= 0) return r.Error(key, "must be positive");
   }
   if (auto st = r.Int("num_key_value_heads", &c.num_key_value_heads, false); !st.ok()) return st;
   if (auto st = r.Int("head_dim", &c.head_dim, false); !st.ok()) return st;
@@ -138,22 +139,6 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::
   if (auto st = r.Double("rope_theta", &c.rope_theta); !st.ok()) return st;
   if (auto st = r.Bool("tie_word_embeddings", &c.tie_word_embeddings); !st.ok()) return st;
   if (auto st = r.Int("bos_token_id", &c.bos_token_id, false); !st.ok()) return st;
-
-  if (c.num_key_value_heads == 0) c.num_key_value_heads = c.num_attention_heads;
-  if (c.num_attention_heads % c.num_key_value_heads != 0) {
-    return r.Error("num_key_value_heads", absl::StrCat("(", c.num_key_value_heads,
-                                                       ") must divide num_attention_heads (",
-                                                       c.num_attention_heads, ")"));
-  }
-  if (c.head_dim == 0) {
-    if (c.hidden_size % c.num_attention_heads != 0) {
-      return r.Error("hidden_size", "must be divisible by num_attention_heads when head_dim is absent");
-    }
-    c.head_dim = c.hidden_size / c.num_attention_heads;
-  }
-  if (c.head_dim % 2 != 0) return r.Error("head_dim", "must be even for rotary embeddings");
-  if (c.max_position_embeddings <= 0) return r.Error("max_position_embeddings", "must be positive");
-  if (!(c.rms_norm_eps > 0)) return r.Error("rms_norm_eps", "must be positive");
 
   if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
     if (it->is_number_integer()) {
@@ -183,11 +168,53 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::
     if (it == j.end() || it->is_null()) continue;
     if (auto st = ParseRope(*it, r, key, &c); !st.ok()) return st;
   }
-  if (!(c.rope_theta > 0)) return r.Error("rope_theta", "must be positive");
+  if (auto st = FinishLlamaConfig(&c, source); !st.ok()) return st;
   return c;
 }
 
+absl::Status FinishLlamaConfig(LlamaConfig* config, absl::string_view source,
+                               std::string (*field_name)(absl::string_view)) {
+  LlamaConfig& c = *config;
+  auto error = [&](absl::string_view key, absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": field \"",
+                     field_name != nullptr ? field_name(key) : std::string(key), "\" ", what));
+  };
+  for (auto [key, v] : {std::pair<const char*, int>{"hidden_size", c.hidden_size},
+                        {"intermediate_size", c.intermediate_size},
+                        {"num_hidden_layers", c.num_hidden_layers},
+                        {"num_attention_heads", c.num_attention_heads},
+                        {"vocab_size", c.vocab_size}}) {
+    if (v <= 0) return error(key, "must be positive");
+  }
+  if (c.num_key_value_heads < 0) return error("num_key_value_heads", "must be positive");
+  if (c.num_key_value_heads == 0) c.num_key_value_heads = c.num_attention_heads;
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    return error("num_key_value_heads",
+                 absl::StrCat("(", c.num_key_value_heads, ") must divide num_attention_heads (",
+                              c.num_attention_heads, ")"));
+  }
+  if (c.head_dim < 0) return error("head_dim", "must be positive");
+  if (c.head_dim == 0) {
+    if (c.hidden_size % c.num_attention_heads != 0) {
+      return error("hidden_size",
+                   "must be divisible by num_attention_heads when head_dim is absent");
+    }
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  if (c.head_dim % 2 != 0) return error("head_dim", "must be even for rotary embeddings");
+  if (c.max_position_embeddings <= 0) return error("max_position_embeddings", "must be positive");
+  if (!(c.rms_norm_eps > 0)) return error("rms_norm_eps", "must be positive");
+  if (!(c.rope_theta > 0)) return error("rope_theta", "must be positive");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::string& model_dir) {
+  if (IsGgufPath(model_dir)) {
+    auto gguf = GgufFile::Open(model_dir);
+    if (!gguf.ok()) return gguf.status();
+    return LlamaConfigFromGguf(**gguf);
+  }
   const std::string path = JoinPath(model_dir, "config.json");
   if (!FileExists(path)) {
     return absl::NotFoundError(absl::StrCat(path, ": missing (expected a Hugging Face config.json in ",

@@ -58,7 +58,16 @@ std::vector<ProjectionShape> LlamaProjections(const LlamaConfig& config);
 // not Llama-family (LlamaForCausalLM, MistralForCausalLM without sliding window) and inconsistent sizes.
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::string_view source);
 
-// Reads and parses DIR/config.json.
+// Fills the defaults every source shares (num_key_value_heads = num_attention_heads, head_dim =
+// hidden_size / num_attention_heads when 0) and checks the sizes the engines rely on: positive
+// sizes, key/value heads dividing the heads, an even head_dim, positive context, rms_norm_eps and
+// rope_theta. Errors read "<source>: field \"<name>\" <problem>", where `field_name` maps a
+// config.json field name to the name the source uses (identity when null).
+absl::Status FinishLlamaConfig(LlamaConfig* config, absl::string_view source,
+                               std::string (*field_name)(absl::string_view) = nullptr);
+
+// Reads and parses DIR/config.json, or the metadata of a GGUF file (`model_dir` names a .gguf
+// file; see models/gguf_model.h).
 absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::string& model_dir);
 
 // Serializes to Hugging Face config.json form (the fields above), for checkpoints we write.

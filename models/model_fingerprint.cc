@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "models/file_util.h"
+#include "models/gguf.h"
 #include "models/splitmix64.h"
 
 namespace pmpd::models {
@@ -49,6 +50,7 @@ uint64_t Hash64(absl::string_view bytes, uint64_t seed) {
 }
 
 absl::StatusOr<std::string> FingerprintModelDir(const std::string& dir) {
+  if (IsGgufPath(dir)) return FingerprintFile(dir);  // one file holds config, weights and tokenizer
   auto all = ListDirectory(dir);
   if (!all.ok()) return all.status();
   std::vector<std::string> names;  // sorted, as ListDirectory returns them

@@ -15,7 +15,8 @@ namespace pmpd::models {
 uint64_t Hash64(absl::string_view bytes, uint64_t seed = 0);
 
 // Hex fingerprint of a model directory: config.json and every weight file (*.safetensors, *.bin),
-// in name order, names included. Reads every weight byte once (streamed, 1 MiB buffer).
+// in name order, names included; for a GGUF file, FingerprintFile of it. Reads every weight byte
+// once (streamed, 1 MiB buffer).
 // Errors name the directory or file.
 absl::StatusOr<std::string> FingerprintModelDir(const std::string& dir);
 

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <functional>
 #include <cstring>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "models/anyprec_checkpoint.h"
 #include "models/file_util.h"
+#include "models/gguf.h"
+#include "models/gguf_model.h"
 #include "models/llama_config.h"
 
 namespace pmpd::models {
@@ -31,6 +33,8 @@ absl::Status CopyIfExists(const std::string& src_dir, const std::string& out_dir
 }
 
 absl::Status CopyTokenizer(const std::string& src_dir, const std::string& out_dir) {
+  // GGUF source: its tokenizer metadata written out as Hugging Face tokenizer files.
+  if (IsGgufPath(src_dir)) return WriteTokenizerFilesFromGguf(src_dir, out_dir);
   for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                         "generation_config.json"}) {
     if (auto st = CopyIfExists(src_dir, out_dir, f); !st.ok()) return st;
@@ -86,7 +90,9 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   if (!src.ok()) return src.status();
   const std::string partial = JoinPath(out_dir, ".partial");
   if (auto st = MakeDirs(partial); !st.ok()) return st;
-  auto config_text = ReadFileToString(JoinPath(src_dir, "config.json"));
+  // A GGUF source has no config.json: its parsed config stands for it.
+  auto config_text = IsGgufPath(src_dir) ? absl::StatusOr<std::string>(LlamaConfigToJson(*config))
+                                         : ReadFileToString(JoinPath(src_dir, "config.json"));
   if (!config_text.ok()) return config_text.status();
   const std::string fingerprint = OptionsFingerprint(options, src_dir, *config_text);
   *report = QuantizeReport();
@@ -205,7 +211,14 @@ absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& o
     }
   }
   if (auto st = WriteSafetensors(JoinPath(out_dir, "model.safetensors"), out, {{"format", "pt"}}); !st.ok()) return st;
-  if (auto st = CopyIfExists(src_dir, out_dir, "config.json"); !st.ok()) return st;
+  if (IsGgufPath(src_dir)) {
+    if (auto st = WriteFileAtomically(JoinPath(out_dir, "config.json"), LlamaConfigToJson(*config));
+        !st.ok()) {
+      return st;
+    }
+  } else if (auto st = CopyIfExists(src_dir, out_dir, "config.json"); !st.ok()) {
+    return st;
+  }
   return CopyTokenizer(src_dir, out_dir);
 }
 

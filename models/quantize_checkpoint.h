@@ -29,7 +29,8 @@ struct QuantizeReport {
 
 // `sensitivities`: "model.layers.<l>.<module>" -> [N*K] (missing entries: uniform weights).
 // `on_layer(l, layers, resumed)` is called after each layer is saved; returning false stops the run
-// there with a Cancelled status (a rerun resumes after that layer). Copies tokenizer files.
+// there with a Cancelled status (a rerun resumes after that layer). Copies tokenizer files; a GGUF
+// `src_dir` (a .gguf file) gets config.json and Hugging Face tokenizer files written from it.
 absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
                                 const QuantizeCheckpointOptions& options,
                                 const std::map<std::string, std::vector<float>>& sensitivities,
