@@ -10,8 +10,9 @@
 //      the gaps between them are pieces; empty pieces vanish), matching inside the piece only, so a
 //      lookahead such as \s+(?!\S) sees the piece's end as the subject's end;
 //   4. per piece, bytes -> GPT-2 byte alphabet symbols, then merges by (rank, position) with a
-//   heap,
-//      exactly HF's Word::merge_all (lowest rank first, leftmost on ties).
+//      heap, exactly HF's Word::merge_all (lowest rank first, leftmost on ties).
+// Thread safety: compiled regexes and tables are read-only after Create; match data is made per
+// Encode call; the piece cache sits behind a shared mutex.
 #include "models/bpe_tokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -30,7 +31,6 @@
 #include <shared_mutex>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "models/file_util.h"
 
 namespace pmpd::models {

@@ -19,8 +19,8 @@ namespace pmpd::models {
 
 // Everything a byte-level BPE tokenizer needs, from GGUF metadata or a tokenizer.json.
 struct BpeVocab {
-  std::vector<std::string>
-      tokens;  // id -> token, spelled in the byte alphabet ("Ġthe"); added tokens as text
+  // id -> token, spelled in the byte alphabet ("Ġthe"); added tokens as their text.
+  std::vector<std::string> tokens;
   std::vector<std::pair<std::string, std::string>> merges;  // in rank order
   // Ids matched whole in the input before BPE (HF "added_tokens"; GGUF token types 3 control and
   // 4 user-defined). `special` ones are the control tokens (skipped by Decode(skip_special)).
@@ -71,7 +71,9 @@ class BpeTokenizer {
   ~BpeTokenizer();
 
   // add_special: prepend BOS when the vocabulary says so (add_bos). Special tokens in `text` are
-  // recognised. Cost: O(text length x pieces' merge steps), a cache of pieces already merged.
+  // recognised. Invalid UTF-8 never fails: each maximal ill-formed subpart becomes U+FFFD first
+  // (Python's decode(errors="replace"), llama.cpp's choice), so the ids are HF's for that text.
+  // Thread-safe. Cost: O(text length x log piece length); merged pieces are cached.
   std::vector<int> Encode(absl::string_view text, bool add_special) const;
   // The pieces (bytes, invalid UTF-8 replaced) the pre-tokenizer cuts `text` into, without
   // added-token matching: for tests and diagnostics.
