@@ -41,6 +41,7 @@ const char* GgufValueTypeName(GgufValueType t);
 // One metadata value. Scalars live in the matching member. An array keeps its element type and
 // its elements in the one vector that matches that type (the others stay empty): 8 bytes per
 // number rather than a GgufValue each, so a vocabulary's arrays cost about what the file holds.
+// Open() caps the metadata at 2^24 array elements whatever the counts claim.
 struct GgufValue {
   GgufValueType type = GgufValueType::kU8;
   GgufValueType array_type = GgufValueType::kU8;  // kArray only
@@ -66,8 +67,8 @@ std::string GgmlTypeName(uint32_t type);
 
 struct GgufTensorInfo {
   std::string name;
-  std::vector<int64_t>
-      ne;  // ggml order: ne[0] is the row length (contiguous), Hugging Face shape is ne reversed
+  // ggml order: ne[0] is the row length (contiguous); the Hugging Face shape is ne reversed.
+  std::vector<int64_t> ne;
   uint32_t type = 0;    // GgmlType value (may be one we cannot dequantize)
   uint64_t offset = 0;  // from the start of the data section
   const uint8_t* data = nullptr;
