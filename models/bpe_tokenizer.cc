@@ -17,9 +17,11 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#ifdef PMPD_HAVE_ICU
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 #include <unicode/stringpiece.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -146,15 +148,23 @@ uint32_t NextCodePoint(absl::string_view s, size_t* i) {
   return cp;
 }
 
+#ifdef PMPD_HAVE_ICU
 // ICU's NFC normalizer, or nullptr when its data is missing.
 const icu::Normalizer2* Nfc() {
   UErrorCode err = U_ZERO_ERROR;
   const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(err);
   return U_SUCCESS(err) ? nfc : nullptr;
 }
+#else
+// Built without ICU: no NFC normalizer (tokenizers that need one are refused at load).
+const void* Nfc() { return nullptr; }
+#endif
 
 // `s` (valid UTF-8) in Unicode normalization form C. Cost: one quick check pass when already NFC.
 std::string NormalizeNfc(absl::string_view s) {
+#ifndef PMPD_HAVE_ICU
+  return std::string(s);
+#else
   const icu::Normalizer2* nfc = Nfc();
   const icu::StringPiece piece(s.data(), static_cast<int32_t>(s.size()));
   UErrorCode err = U_ZERO_ERROR;
@@ -165,6 +175,7 @@ std::string NormalizeNfc(absl::string_view s) {
   icu::StringByteSink<std::string> sink(&out, static_cast<int32_t>(s.size()));
   nfc->normalizeUTF8(0, piece, sink, nullptr, err);
   return U_SUCCESS(err) ? out : std::string(s);
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,7 +745,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeVocab voca
   impl->other_matcher.Finish();
   if (vocab.normalize_nfc && Nfc() == nullptr) {
     return absl::FailedPreconditionError(
-        absl::StrCat(source, ": the NFC normalizer is unavailable (ICU data missing)"));
+        absl::StrCat(source, ": the NFC normalizer is unavailable (ICU data missing, or a build without ICU)"));
   }
   for (const std::string& r : vocab.split_regexes) {
     auto re = Regex::Compile(r, source);
