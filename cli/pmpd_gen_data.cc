@@ -26,6 +26,12 @@ ABSL_FLAG(std::string, c4, "",
           "separated by "
           "<|endoftext|> (TinyStories). Streamed; malformed lines and empty texts are skipped and "
           "counted. Required.");
+ABSL_FLAG(std::string, chat_instruction, "",
+          "Instruct models: make each prompt the model's chat template around the user message "
+          "\"<this text>\\n\\n<document prefix>\" (e.g. \"Summarize the following text.\"), so the labels "
+          "come from prompts like the ones it serves. Empty: the document prefix as plain text.");
+ABSL_FLAG(std::string, chat_template, "auto",
+          "With --chat-instruction: auto (the model's own template) or chatml, llama2, vicuna.");
 ABSL_FLAG(int, num_docs, 64, "Documents taken from the start of the input (all shards together).");
 ABSL_FLAG(int, max_new_tokens, 256,
           "Tokens generated per prompt (reference, all-high output and branches).");
@@ -116,6 +122,8 @@ int Run(const std::vector<std::string>& args) {
   data_gen::GenDataOptions o;
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.source = absl::GetFlag(FLAGS_c4);
+  o.chat_instruction = absl::GetFlag(FLAGS_chat_instruction);
+  o.chat_template = absl::GetFlag(FLAGS_chat_template);
   o.out = absl::GetFlag(FLAGS_out);
   auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());

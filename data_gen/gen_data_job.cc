@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -15,6 +16,7 @@
 #include "data_gen/switch_labeler.h"
 #include "inference/llama_model.h"
 #include "kernels/half.h"
+#include "models/chat_template.h"
 #include "models/file_util.h"
 #include "models/model_fingerprint.h"
 #include "models/splitmix64.h"
@@ -43,6 +45,33 @@ std::vector<int32_t> CutPrompt(const std::vector<int>& ids, int cap, int min_pre
       models::SplitMix64Hash(models::SplitMix64Hash(seed) ^ static_cast<uint64_t>(doc));
   const int len = lo + static_cast<int>(r % static_cast<uint64_t>(L - lo + 1));
   return std::vector<int32_t>(ids.begin(), ids.begin() + len);
+}
+
+// The chat form of document `doc`'s prompt: the document's tokens cut as CutPrompt does, within the
+// cap minus the template's own tokens, as the user message "<instruction>\n\n<prefix>". Re-encoding
+// the decoded prefix may merge differently at the cut, so the prefix shrinks until the whole fits.
+absl::StatusOr<std::vector<int32_t>> ChatPrompt(const models::Tokenizer& tok, const models::ChatTemplate& chat,
+                                                const std::string& instruction, const std::string& text, int cap,
+                                                int min_prefix, uint64_t seed, int64_t doc) {
+  auto message = [&](const std::string& prefix) {
+    return std::vector<models::ChatMessage>{{"user", instruction + "\n\n" + prefix}};
+  };
+  auto empty = chat.Encode(tok, message(""), /*add_generation_prompt=*/true);
+  if (!empty.ok()) return empty.status();
+  const int room = cap - static_cast<int>(empty->size());
+  if (room < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("the chat template and --chat-instruction take ", empty->size(),
+                                                   " tokens, more than the prompt cap of ", cap));
+  }
+  std::vector<int32_t> cut = CutPrompt(tok.Encode(text, false), room, min_prefix, seed, doc);
+  while (true) {
+    auto ids = chat.Encode(tok, message(tok.Decode(std::vector<int>(cut.begin(), cut.end()))), true);
+    if (!ids.ok()) return ids.status();
+    if (static_cast<int>(ids->size()) <= cap || cut.size() <= 1) {
+      return std::vector<int32_t>(ids->begin(), ids->end());
+    }
+    cut.resize(cut.size() - std::min<size_t>(cut.size() - 1, ids->size() - cap));
+  }
 }
 
 // [H, T, D] float -> [T, H, D] float16 bits (the stored layout).
@@ -193,8 +222,16 @@ absl::StatusOr<GenDataReport> RunGenData(
                                                    "'s context of ", m.max_context(), " tokens"));
   }
 
+  std::optional<models::ChatTemplate> chat;
+  if (!o.chat_instruction.empty()) {
+    auto t = models::ChatTemplate::ForModel(o.chat_template, **tok);
+    if (!t.ok()) return t.status();
+    chat = *t;
+  }
+
   KvDatasetHeader header;
   header.tool_version = kPmpdVersion;
+  if (chat) header.prompt_format = absl::StrCat("chat:", chat->name(), ":", o.chat_instruction);
   header.model_path = o.model_dir;
   auto fp = models::FingerprintModelDir(o.model_dir);
   if (!fp.ok()) return fp.status();
@@ -288,14 +325,20 @@ absl::StatusOr<GenDataReport> RunGenData(
     if (doc % o.shard_count != o.shard_index || done_docs.count(doc)) continue;
     KvSample s;
     s.doc_id = doc;
-    s.prompt_ids = CutPrompt((*tok)->Encode(text, true), cap, o.min_prefix_tokens, o.seed, doc);
+    if (chat) {
+      auto ids = ChatPrompt(**tok, *chat, o.chat_instruction, text, cap, o.min_prefix_tokens, o.seed, doc);
+      if (!ids.ok()) return ids.status();
+      s.prompt_ids = std::move(*ids);
+    } else {
+      s.prompt_ids = CutPrompt((*tok)->Encode(text, true), cap, o.min_prefix_tokens, o.seed, doc);
+    }
     const std::vector<int> prompt(s.prompt_ids.begin(), s.prompt_ids.end());
     absl::StatusOr<std::vector<int>> ref =
         ref_engine ? scheduler::GreedyContinuation(*ref_engine, prompt, o.max_new_tokens)
                    : scheduler::GreedyContinuation(m, prompt, o.max_new_tokens, ref_precision);
     if (!ref.ok()) return ref.status();
     s.reference_ids.assign(ref->begin(), ref->end());
-    const std::string ref_text = (*tok)->Decode(*ref);
+    const std::string ref_text = DecodeWithoutEos(**tok, *ref);
     for (size_t p = 0; p + 1 < o.precisions.size(); ++p) {
       lo.high = o.precisions[p];
       lo.low = o.precisions[p + 1];

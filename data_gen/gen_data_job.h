@@ -34,6 +34,11 @@ struct GenDataOptions {
   int max_new_tokens = 256;
   int max_prompt_tokens = 2048;  // further bounded by the context minus max_new_tokens
   int min_prefix_tokens = 32;    // prompts are cut to [min(this, L/2), L] tokens
+  // Non-empty: each prompt is the model's chat template around the user message
+  // "<chat_instruction>\n\n<document prefix>" (the prefix cut as above, within what the template
+  // leaves of the cap), so the labels come from the prompts an instruct model is used with.
+  std::string chat_instruction;
+  std::string chat_template = "auto";  // with chat_instruction: auto (the model's own) or a name
   uint64_t seed = 0;
   int shard_index = 0, shard_count = 1;
   std::string

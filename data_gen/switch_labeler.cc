@@ -17,9 +17,11 @@ bool IsEos(const inference::LlamaModel& model, int id) {
   return std::find(eos.begin(), eos.end(), id) != eos.end();
 }
 
+// Scored as text without the end-of-sequence token that ended it (a byte-level BPE tokenizer
+// decodes <|im_end|> as text, which would count as a matching word).
 double Rouge(const models::Tokenizer& tok, const std::string& reference,
              const std::vector<int>& ids) {
-  return metrics::RougeL(reference, tok.Decode(ids)).fmeasure;
+  return metrics::RougeL(reference, DecodeWithoutEos(tok, ids)).fmeasure;
 }
 
 absl::Status CheckOptions(int max_context, absl::Span<const int> prompt, const PairLabelOptions& o) {
@@ -77,6 +79,11 @@ class PrefillKvRecorder : public scheduler::PrecisionScheduler {
 };
 
 }  // namespace
+
+std::string DecodeWithoutEos(const models::Tokenizer& tok, absl::Span<const int> ids) {
+  if (!ids.empty() && ids.back() == tok.eos_id()) ids.remove_suffix(1);
+  return tok.Decode(ids);
+}
 
 int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge) {
   auto round3 = [](double x) { return std::round(x * 1000.0) / 1000.0; };

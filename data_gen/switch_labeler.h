@@ -33,6 +33,9 @@ struct PairLabel {
   std::vector<std::vector<int>> branch_ids;  // per candidate, its full output
 };
 
+// `ids` as text, without a final end-of-sequence token (the tokenizer's eos id).
+std::string DecodeWithoutEos(const models::Tokenizer& tok, absl::Span<const int> ids);
+
 // The earliest candidate whose Rouge-L, rounded to 3 decimals, is at least the all-hi Rouge-L
 // rounded the same way; candidate count ("never") when none is.
 int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge);

@@ -41,6 +41,7 @@ absl::Status WriteHeader(Hdf5File& f, const KvDatasetHeader& h) {
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "reference", h.reference));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "reference_fingerprint", h.reference_fingerprint));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "source", h.source));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "prompt_format", h.prompt_format));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "precisions", h.precisions));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "candidate_steps", h.candidate_steps));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "max_new_tokens", h.max_new_tokens));
@@ -80,6 +81,8 @@ absl::StatusOr<KvDatasetHeader> ReadHeader(const Hdf5File& f) {
     if (!v.ok()) return v.status();
     *s.out = *v;
   }
+  // Added after format_version 1 files existed: absent means "text".
+  if (auto pf = f.GetStringAttribute("/", "prompt_format"); pf.ok()) h.prompt_format = *pf;
   struct I {
     const char* name;
     int64_t* out;
@@ -133,7 +136,8 @@ std::string KvDatasetHeader::DiffIgnoringShard(const KvDatasetHeader& o) const {
        {str("model_fingerprint", model_fingerprint, o.model_fingerprint),
         str("reference", reference, o.reference),
         str("reference_fingerprint", reference_fingerprint, o.reference_fingerprint),
-        str("source", source, o.source), str("precisions", Vec(precisions), Vec(o.precisions)),
+        str("source", source, o.source), str("prompt_format", prompt_format, o.prompt_format),
+        str("precisions", Vec(precisions), Vec(o.precisions)),
         str("candidate_steps", Vec(candidate_steps), Vec(o.candidate_steps)),
         num("max_new_tokens", max_new_tokens, o.max_new_tokens),
         num("max_prompt_tokens", max_prompt_tokens, o.max_prompt_tokens),

@@ -29,6 +29,10 @@ struct KvDatasetHeader {
   std::string model_path, model_fingerprint;
   std::string reference, reference_fingerprint;  // "model:<dir>" or "precision:<bits>"
   std::string source;                            // the C4 input as given (file, directory or glob)
+  // How a document became a prompt: "text" (a prefix of the document, continued as text) or
+  // "chat:<template>:<instruction>" (the prefix as the user message "<instruction>\n\n<prefix>" in
+  // the model's chat template). Files without the attribute are "text".
+  std::string prompt_format = "text";
   std::vector<int64_t> precisions;               // high to low, e.g. {4, 3, 2}
   std::vector<int64_t> candidate_steps;  // switch steps tried, increasing, e.g. {0, 85, 170}
   int64_t max_new_tokens = 0, max_prompt_tokens = 0, min_prefix_tokens = 0;
