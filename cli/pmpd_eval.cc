@@ -6,7 +6,9 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
 #include "cli/engine_loader.h"
@@ -22,8 +24,9 @@ ABSL_FLAG(std::string, task, "", "tinystories, c4, cnn_dm, dialogsum or iwslt. R
 ABSL_FLAG(int, n, 100, "Test prompts (the first N usable examples of the task).");
 ABSL_FLAG(int, max_new_tokens, 128, "Tokens generated per prompt (greedy).");
 ABSL_FLAG(std::string, methods, "high,low,static",
-          "Comma-separated: high (uniform first precision), low (uniform last), static (PMPD-Static), learned "
-          "(PMPD-Learned, needs --classifier).");
+          "Comma-separated: high (uniform first precision), low (uniform last), uniform (one row per precision "
+          "from the first to the last, uniform-<p>), static (PMPD-Static), learned (PMPD-Learned, needs "
+          "--classifier).");
 ABSL_FLAG(std::string, classifier, "",
           "Learned method: directory of classifiers from pmpd-train (manifest.json), or of the PMPD reference's "
           "classifier_<hi>_<lo>.pt files.");
@@ -36,7 +39,8 @@ ABSL_FLAG(bool, calibrate_static, false,
 ABSL_FLAG(int, calib_n, 50, "Calibration prompts for --calibrate-static.");
 ABSL_FLAG(double, epsilon, 1.0, "Allowed quality drop for --calibrate-static (Rouge-L x100 or BLEU points).");
 ABSL_FLAG(std::string, reference, "dataset",
-          "dataset: the task's references; model: the greedy output of --reference-model (right for small models).");
+          "dataset: the task's references; model: the greedy output of --reference-model (right for small models); "
+          "both: the references, plus a second score against the model's output (calibration uses the first).");
 ABSL_FLAG(std::string, reference_model, "",
           "Model whose output is the reference with --reference model (default: --model at its parent precision).");
 ABSL_FLAG(std::string, shared_dir, "", "Shared assets (default: $PMPD_SHARED_DIR, else ../shared).");
@@ -83,14 +87,14 @@ int Run() {
       return cli::Fail(kProgram, absl::InvalidArgumentError(
                                      "method \"learned\" needs --classifier DIR (classifiers from pmpd-train)"));
     }
-    if (m != "high" && m != "low" && m != "static" && m != "learned") {
+    if (m != "high" && m != "low" && m != "static" && m != "learned" && m != "uniform") {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     "unknown method \"", m, "\"; known: high, low, static, learned")));
+                                     "unknown method \"", m, "\"; known: high, low, uniform, static, learned")));
     }
   }
   const std::string reference = absl::GetFlag(FLAGS_reference);
-  if (reference != "dataset" && reference != "model") {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--reference must be dataset or model"));
+  if (reference != "dataset" && reference != "model" && reference != "both") {
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--reference must be dataset, model or both"));
   }
   auto task = scheduler::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), 0, n);
   if (!task.ok()) return cli::Fail(kProgram, task.status());
@@ -126,10 +130,10 @@ int Run() {
   // References: the data set's, or a model's greedy outputs on the same (fitted) prompts. The
   // reference model is loaded once, for the test and the calibration split alike.
   std::unique_ptr<scheduler::ScheduledGenerator> ref_model;
-  auto refs_for = [&](const scheduler::EvalTask& t, const scheduler::EvalPrompts& prompts)
-      -> absl::StatusOr<std::vector<std::vector<std::string>>> {
+  auto refs_for = [&](const scheduler::EvalTask& t, const scheduler::EvalPrompts& prompts,
+                      bool from_model = false) -> absl::StatusOr<std::vector<std::vector<std::string>>> {
     std::vector<std::vector<std::string>> refs;
-    if (reference == "dataset") {
+    if (!from_model && reference != "model") {
       for (const auto& ex : t.examples) refs.push_back(ex.references);
       return refs;
     }
@@ -154,6 +158,13 @@ int Run() {
   const auto prompts = scheduler::FitPrompts(*task, **tok, ctx, max_new, chat_ptr);
   auto refs = refs_for(*task, prompts);
   if (!refs.ok()) return cli::Fail(kProgram, refs.status());
+
+  // --reference both: the data set's references above; the model's own outputs as the second.
+  absl::StatusOr<std::vector<std::vector<std::string>>> model_refs = std::vector<std::vector<std::string>>();
+  if (reference == "both") {
+    model_refs = refs_for(*task, prompts, /*from_model=*/true);
+    if (!model_refs.ok()) return cli::Fail(kProgram, model_refs.status());
+  }
 
   scheduler::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}, ""};
   nlohmann::json calibration;
@@ -184,15 +195,29 @@ int Run() {
   }
   if (static_method.prefill_precision == 0) static_method.prefill_precision = precisions->front();
 
-  std::vector<scheduler::EvalRow> rows;
+  // "uniform" is one row per precision from the highest to the lowest of --precisions.
+  std::vector<std::string> expanded;
   for (const auto& m : methods) {
+    if (m != "uniform") {
+      expanded.push_back(m);
+      continue;
+    }
+    for (int p = precisions->front(); p >= precisions->back(); --p) expanded.push_back(absl::StrCat("uniform-", p));
+  }
+  std::vector<scheduler::EvalRow> rows;
+  for (const auto& m : expanded) {
     scheduler::EvalMethod method = static_method;
+    if (absl::StartsWith(m, "uniform-")) {
+      const int p = std::stoi(m.substr(8));
+      method = {m, p, {p}, {}, ""};
+    }
     if (m == "high") method = {"high", precisions->front(), {precisions->front()}, {}, ""};
     if (m == "low") method = {"low", precisions->back(), {precisions->back()}, {}, ""};
     if (m == "learned") method = {"learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier)};
     auto row = scheduler::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
                                     [&](int d, int t) { Progress(m, d, t); });
     if (!row.ok()) return cli::Fail(kProgram, row.status());
+    if (reference == "both") row->quality_vs_model = scheduler::Quality(task->metric, row->outputs, *model_refs);
     rows.push_back(std::move(*row));
   }
   const std::string qname = task->metric == scheduler::QualityMetric::kRougeL ? "rouge_l" : "bleu";
@@ -210,16 +235,22 @@ int Run() {
                          {"schedule", r.schedule},
                          {"avg_bits", r.avg_bits},
                          {qname, r.quality},
+                         {qname + "_vs_model", r.quality_vs_model >= 0 ? nlohmann::json(r.quality_vs_model)
+                                                                       : nlohmann::json()},
                          {"tokens_per_s", r.tokens_per_s},
                          {"scheduler_us_per_prompt", r.scheduler_us_per_prompt},
                          {"decode_us_per_step", r.decode_us_per_step},
                          {"examples", r.examples}});
   }
-  std::printf("| method | schedule | avg bits | %s | tokens/s | scheduler us/prompt | decode us/step |\n"
-              "|---|---|---|---|---|---|---|\n", qtitle.c_str());
+  const bool both = reference == "both";
+  std::printf("| method | schedule | avg bits | %s%s | tokens/s | scheduler us/prompt | decode us/step |\n"
+              "|---|---|---|---|%s---|---|---|\n",
+              qtitle.c_str(), both ? absl::StrCat(" vs references | ", qtitle, " vs model").c_str() : "",
+              both ? "---|" : "");
   for (const auto& r : rows) {
-    std::printf("| %s | %s | %.3f | %.2f | %.0f | %.1f | %.1f |\n", r.method.c_str(), r.schedule.c_str(), r.avg_bits,
-                r.quality, r.tokens_per_s, r.scheduler_us_per_prompt, r.decode_us_per_step);
+    std::printf("| %s | %s | %.3f | %.2f%s | %.0f | %.1f | %.1f |\n", r.method.c_str(), r.schedule.c_str(), r.avg_bits,
+                r.quality, both ? absl::StrFormat(" | %.2f", r.quality_vs_model).c_str() : "", r.tokens_per_s,
+                r.scheduler_us_per_prompt, r.decode_us_per_step);
   }
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) {

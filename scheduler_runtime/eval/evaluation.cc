@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -260,10 +261,14 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
 }
 
 absl::Status WriteEvalCsv(const std::string& path, const std::vector<EvalRow>& rows) {
-  std::string csv = "method,schedule,examples,avg_bits,quality,tokens_per_s\n";
+  const bool second = std::any_of(rows.begin(), rows.end(), [](const EvalRow& r) { return r.quality_vs_model >= 0; });
+  std::string csv = absl::StrCat("method,schedule,examples,avg_bits,quality,", second ? "quality_vs_model," : "",
+                                 "tokens_per_s\n");
   for (const auto& r : rows) {
     absl::StrAppend(&csv, r.method, ",\"", r.schedule, "\",", r.examples, ",", absl::StrFormat("%.4f", r.avg_bits),
-                    ",", absl::StrFormat("%.4f", r.quality), ",", absl::StrFormat("%.2f", r.tokens_per_s), "\n");
+                    ",", absl::StrFormat("%.4f", r.quality), ",",
+                    second ? absl::StrFormat("%.4f,", r.quality_vs_model) : "",
+                    absl::StrFormat("%.2f", r.tokens_per_s), "\n");
   }
   return models::WriteFileAtomically(path, csv);
 }
@@ -300,14 +305,24 @@ absl::Status WriteEvalSvg(const std::string& path, const std::string& title, con
                         (L + W - R) / 2, H - 18);
   absl::StrAppendFormat(&s, "<text x=\"18\" y=\"%.1f\" transform=\"rotate(-90 18 %.1f)\" text-anchor=\"middle\">%s</text>\n",
                         (T + H - B) / 2, (T + H - B) / 2, quality_name);
-  // The straight line between the lowest- and highest-bit rows.
-  const auto lo = std::min_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; });
-  const auto hi = std::max_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; });
-  absl::StrAppendFormat(&s,
-                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\n",
-                        px(lo->avg_bits), py(lo->quality), px(hi->avg_bits), py(hi->quality));
+  // The line through the uniform-precision baselines (rows "uniform-<p>", "high", "low"), by bits:
+  // what PMPD has to beat. Without such rows, the line between the lowest- and highest-bit rows.
+  std::vector<const EvalRow*> base;
+  for (const auto& r : rows) {
+    if (absl::StartsWith(r.method, "uniform") || r.method == "high" || r.method == "low") base.push_back(&r);
+  }
+  if (base.size() < 2) {
+    base.clear();
+    base.push_back(&*std::min_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; }));
+    base.push_back(&*std::max_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; }));
+  }
+  std::sort(base.begin(), base.end(), [](const EvalRow* a, const EvalRow* b) { return a->avg_bits < b->avg_bits; });
+  std::string points;
+  for (const EvalRow* r : base) absl::StrAppendFormat(&points, "%.1f,%.1f ", px(r->avg_bits), py(r->quality));
+  absl::StrAppendFormat(&s, "<polyline points=\"%s\" fill=\"none\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\n",
+                        points);
   absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" fill=\"gray\" font-size=\"11\" text-anchor=\"end\">"
-                        "dashed: interpolation between the lowest- and highest-bit methods</text>\n",
+                        "dashed: the uniform-precision baselines joined (PMPD should lie above)</text>\n",
                         W - R - 4, H - B - 8);
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
   for (size_t i = 0; i < rows.size(); ++i) {

@@ -52,6 +52,9 @@ struct EvalRow {
   std::string method, schedule;
   double avg_bits = 0;
   double quality = 0;  // mean Rouge-L F (x100) or corpus BLEU
+  // With a second reference (pmpd-eval --reference both): the same metric against the model's own
+  // high-precision outputs; negative when not computed.
+  double quality_vs_model = -1;
   double tokens_per_s = 0;
   double scheduler_us_per_prompt = 0;  // scheduler time per prompt (the learned one: its classifiers)
   double decode_us_per_step = 0;       // for comparison: one single-token forward pass
