@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# The PMPD method on a real instruct model, end to end: SmolLM2-135M-Instruct (the GGUF that
+# scripts/install-deps.sh unpacks) quantized to one any-precision copy, perplexity at every
+# precision, switch-point labels on C4 (pmpd-gen-data), classifiers (pmpd-train), tuned classifiers
+# (pmpd-hypertune), and the evaluation on cnn_dm and dialogsum (pmpd-eval: uniform baselines at
+# every precision of the ladder, PMPD-static calibrated, PMPD-learned). Writes $WORK/summary.json
+# (commit, machine, data sizes, wall time per stage, every table) and $WORK/summary.md.
+#
+# Usage: scripts/smollm2_pmpd.sh            (settings below; each can be overridden from the env)
+#   DEVICE=cuda  runs the decoding on the CUDA engine (the GPU machine; SHARDS gen-data processes
+#                share the GPU, each a slice --shard i/SHARDS, then merged). DEVICE=cpu works too,
+#                at CPU speed (hours at the full sizes: shrink DOCS, EVAL_N, ...).
+#   STAGES=quantize,ppl,gendata,train,tune,eval   any subset, in this order; outputs of earlier
+#                stages are reused when present (every tool resumes or recognises finished work).
+# The figures in README.md's "SmolLM2" section come from one run of this script; summary.json
+# names it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-${BUILD_DIR:-$root/build}/cli}
+WORK=${WORK:-$root/out/smollm2}
+SHARED=${PMPD_SHARED_DIR:-$root/../shared}
+GGUF=${GGUF:-$("$root/scripts/pmpd-env.sh" smollm2)}
+DEVICE=${DEVICE:-cpu}
+STAGES=${STAGES:-quantize,ppl,gendata,train,tune,eval}
+SEED_P=${SEED_P:-3}
+PARENT_P=${PARENT_P:-8}
+CALIB_SAMPLES=${CALIB_SAMPLES:-32}
+LADDER=${LADDER:-5,4,3}
+PPL_RANGE=${PPL_RANGE:-0:0.05}     # the first 5 % of wikitext-2 test (bytes)
+DOCS=${DOCS:-512}
+NEW=${NEW:-96}
+CANDIDATES=${CANDIDATES:-}         # default: 0, NEW/3, 2*NEW/3
+INSTRUCTION=${INSTRUCTION:-Summarize the following text.}
+SHARDS=${SHARDS:-1}
+TRIALS=${TRIALS:-24}
+EVAL_N=${EVAL_N:-60}               # test prompts per task
+CALIB_N=${CALIB_N:-16}             # calibration prompts per task (held out from the test prompts)
+TASKS=${TASKS:-cnn_dm dialogsum}
+EPSILON=${EPSILON:-1.0}
+THREADS=${THREADS:-$(nproc)}
+PARALLEL_PPL=${PARALLEL_PPL:-0}    # 1: the perplexity stage runs beside the labelling (CPU vs GPU)
+PARALLEL_EVAL=${PARALLEL_EVAL:-0}  # 1: the tasks are evaluated by concurrent processes (one GPU)
+
+mkdir -p "$WORK"
+ap="$WORK/anyprec-s${SEED_P}p${PARENT_P}"
+data="$WORK/gen-data.h5"
+cls="$WORK/classifiers"
+tuned="$WORK/tuned"
+timing="$WORK/timing.txt"
+has() { [[ ",$STAGES," == *",$1,"* ]]; }
+stamp() { echo "$1 $2" >>"$timing"; }
+run_stage() {  # name command...: times it into $timing
+  local name=$1 t0
+  shift
+  t0=$(date +%s)
+  echo "smollm2_pmpd: $name: $*" >&2
+  "$@"
+  stamp "$name" $(($(date +%s) - t0))
+}
+
+if has quantize; then
+  run_stage quantize "$BIN/pmpd-quantize" --model "$GGUF" --out "$ap" --seed-precision "$SEED_P" \
+    --parent-precision "$PARENT_P" --calib "$SHARED/data/c4/c4-validation.00000-of-00008.first800.json.gz" \
+    --calib-samples "$CALIB_SAMPLES" --seq-len 512 --threads "$THREADS" --json >"$WORK/quantize.json"
+fi
+
+if has ppl; then
+  ppl_stage() {
+    : >"$WORK/ppl.jsonl"
+    local wiki="$SHARED/data/text/wikitext2-raw-test.jsonl"
+    "$BIN/pmpd-perplexity" --model "$GGUF" --data "$wiki" --byte-range "$PPL_RANGE" --seq-len 512 --json \
+      2>/dev/null | sed 's/^{/{"precision":"float",/' >>"$WORK/ppl.jsonl"
+    for p in $(seq "$SEED_P" "$PARENT_P"); do
+      "$BIN/pmpd-perplexity" --model "$ap" --precision "$p" --data "$wiki" --byte-range "$PPL_RANGE" --seq-len 512 \
+        --json 2>/dev/null | sed "s/^{/{\"precision\":$p,/" >>"$WORK/ppl.jsonl"
+    done
+  }
+  if [ "$PARALLEL_PPL" = 1 ]; then
+    run_stage ppl ppl_stage &
+    ppl_pid=$!
+  else
+    run_stage ppl ppl_stage
+  fi
+fi
+
+if has gendata; then
+  gen_stage() {
+    local args=(--model "$ap" --c4 "$SHARED/data/c4/c4-validation.00000-of-00008.first800.json.gz"
+                --num-docs "$DOCS" --max-new-tokens "$NEW" --precisions "$LADDER" --device "$DEVICE" --json)
+    [ -n "$CANDIDATES" ] && args+=(--candidate-steps "$CANDIDATES")
+    [ -n "$INSTRUCTION" ] && args+=(--chat-instruction "$INSTRUCTION")
+    if [ "$SHARDS" -le 1 ]; then
+      "$BIN/pmpd-gen-data" "${args[@]}" --out "$data" >"$WORK/gen-data.json"
+      return
+    fi
+    local pids=() parts=()
+    for i in $(seq 0 $((SHARDS - 1))); do
+      parts+=("$WORK/gen-data.part$i.h5")
+      "$BIN/pmpd-gen-data" "${args[@]}" --shard "$i/$SHARDS" --out "$WORK/gen-data.part$i.h5" \
+        >"$WORK/gen-data.part$i.json" 2>"$WORK/gen-data.part$i.log" &
+      pids+=($!)
+    done
+    local failed=0
+    for p in "${pids[@]}"; do wait "$p" || failed=1; done
+    if [ $failed = 1 ]; then tail -3 "$WORK"/gen-data.part*.log >&2; return 1; fi
+    "$BIN/pmpd-gen-data" merge --out "$data" "${parts[@]}"
+  }
+  [ -f "$data" ] || run_stage gendata gen_stage
+fi
+
+if has train; then
+  run_stage train "$BIN/pmpd-train" --data "$data" --precisions "$LADDER" --out "$cls" --json \
+    >"$WORK/train.json" 2>"$WORK/train.log"
+fi
+
+if has tune; then
+  run_stage tune "$BIN/pmpd-hypertune" --data "$data" --precisions "$LADDER" --trials "$TRIALS" --out "$tuned" \
+    --json >"$WORK/tune.json" 2>"$WORK/tune.log"
+fi
+
+if has eval; then
+  best="$tuned"
+  [ -f "$best/manifest.json" ] || best="$cls"
+  eval_task() {
+    "$BIN/pmpd-eval" --model "$ap" --task "$1" --shared-dir "$SHARED" --n "$EVAL_N" --max-new-tokens "$NEW" \
+      --precisions "$LADDER" --methods uniform,static,learned --calibrate-static --calib-n "$CALIB_N" \
+      --epsilon "$EPSILON" --classifier "$best" --reference both --device "$DEVICE" --out "$WORK/eval-$1" --json \
+      >"$WORK/eval-$1.json" 2>"$WORK/eval-$1.log"
+  }
+  eval_pids=()
+  for task in $TASKS; do
+    if [ "$PARALLEL_EVAL" = 1 ]; then
+      run_stage "eval-$task" eval_task "$task" &
+      eval_pids+=($!)
+    else
+      run_stage "eval-$task" eval_task "$task"
+    fi
+  done
+  for p in "${eval_pids[@]}"; do wait "$p"; done
+fi
+
+[ -n "${ppl_pid:-}" ] && wait "$ppl_pid"
+export DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE \
+  EPSILON TASKS
+python3 - "$WORK" "$root" <<'PY'
+import json, os, platform, subprocess, sys
+work, root = sys.argv[1], sys.argv[2]
+def load(name):
+    p = os.path.join(work, name)
+    if not os.path.exists(p): return None
+    with open(p) as f:
+        lines = [l for l in f.read().splitlines() if l.strip().startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+def sh(cmd):
+    try: return subprocess.check_output(cmd, shell=True, text=True, stderr=subprocess.DEVNULL).strip()
+    except Exception: return ""
+summary = {
+    "commit": os.environ.get("PMPD_COMMIT") or sh(f"git -C {root} rev-parse --short HEAD"),
+    "machine": {"host": platform.node(), "cpus": os.cpu_count(),
+                "gpu": sh("nvidia-smi --query-gpu=name --format=csv,noheader | head -1")},
+    "settings": {k: os.environ.get(k) for k in ["DEVICE", "LADDER", "SEED_P", "PARENT_P", "CALIB_SAMPLES", "DOCS",
+                                                "NEW", "INSTRUCTION", "SHARDS", "TRIALS", "EVAL_N", "CALIB_N",
+                                                "PPL_RANGE", "EPSILON"]},
+    "wall_seconds": {},
+}
+if os.path.exists(os.path.join(work, "timing.txt")):
+    for line in open(os.path.join(work, "timing.txt")):
+        k, v = line.split()
+        summary["wall_seconds"][k] = summary["wall_seconds"].get(k, 0) + int(v)
+if os.path.exists(os.path.join(work, "ppl.jsonl")):
+    summary["perplexity"] = [json.loads(l) for l in open(os.path.join(work, "ppl.jsonl")) if l.strip()]
+for name in ["quantize", "gen-data", "train", "tune"]:
+    summary[name] = load(name + ".json")
+for task in os.environ.get("TASKS", "cnn_dm dialogsum").split():
+    summary["eval_" + task] = load(f"eval-{task}.json")
+with open(os.path.join(work, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+print(json.dumps(summary["wall_seconds"]))
+PY
