@@ -274,7 +274,7 @@ TEST_F(GenDataTest, LayoutDocMatchesFile) {
       ++datasets;
     }
   }
-  EXPECT_EQ(attrs, 20);
+  EXPECT_EQ(attrs, 21);  // 20 + prompt_format (--chat-instruction)
   EXPECT_EQ(datasets, 16);
   for (const std::string group : {"samples", "pair_4_3", "pair_3_2"}) {
     auto children = f->ListChildren(group);
