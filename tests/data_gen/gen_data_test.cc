@@ -14,6 +14,7 @@
 #include <regex>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -23,6 +24,7 @@
 #include "inference/llama_model.h"
 #include "inference/metrics/rouge.h"
 #include "kernels/half.h"
+#include "models/chat_template.h"
 #include "models/hdf5_file.h"
 #include "models/text_stream.h"
 #include "models/tokenizer.h"
@@ -136,6 +138,7 @@ TEST_F(GenDataTest, FileReadsBackAndMatchesRecomputation) {
   EXPECT_EQ(h.kv_heads, 4);
   EXPECT_EQ(h.head_dim, 8);
   EXPECT_EQ(h.reference, "model:" + testing::SharedPath("models/stories260K"));
+  EXPECT_EQ(h.prompt_format, "text");  // no --chat-instruction
   ASSERT_EQ((*r)->pairs().size(), 2u);
 
   auto tok = models::Tokenizer::Load(*model_);
@@ -433,6 +436,100 @@ TEST_F(GenDataTest, StopAfterThenResumeEqualsUninterrupted) {
                 "another configuration (candidate_steps: \"0,5\" vs \"0,13,26\")"),
             std::string::npos)
       << refused2.status();
+}
+
+// A Vicuna chat template in the Hugging Face tokenizer_config.json form, given to stories260K
+// (whose sentencepiece tokenizer has none) so that --chat-template auto has one to recognise.
+constexpr char kVicunaTokenizerConfig[] = R"({"bos_token": "<s>", "eos_token": "</s>",
+ "chat_template": "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] + ' ' }}{% elif m['role'] == 'user' %}{{ 'USER: ' + m['content'] + ' ' }}{% else %}{{ 'ASSISTANT: ' + m['content'] + eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"})";
+
+// --chat-instruction: every prompt is the template around "<instruction>\n\n<document prefix>"
+// within the cap, the file records the format, and a run with another instruction (or none) may
+// not append to it. A file from before prompt_format existed reads as "text".
+TEST(GenDataChatTest, PromptsAreTheTemplateAroundInstructionAndPrefix) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  PMPD_REQUIRE_SHARED("data/c4");
+  const std::string model =
+      testing::QuantizeForTest("gendata_chat", testing::SharedPath("models/stories260K"), 2, 4);
+  testing::WriteFile(model + "/tokenizer_config.json", kVicunaTokenizerConfig);
+  const std::string dir = testing::MakeTempDir("gendata_chat");
+  constexpr int kChatDocs = 4, kCap = 160;
+  const std::string instruction = "Summarize the following text.";
+  auto flags = [&](const std::string& out, const std::string& chat) {
+    return absl::StrCat("--model ", model, " --c4 ", testing::SharedPath("data/c4"), " --out ", out,
+                        " --precisions 4,3,2 --num-docs ", kChatDocs,
+                        " --max-new-tokens 12 --max-prompt-tokens ", kCap, " ", chat);
+  };
+  const std::string chat_flags = "--chat-instruction '" + instruction + "' --chat-template vicuna";
+  const std::string out = dir + "/chat.h5";
+  const testing::RunResult run = testing::RunBinary("cli/pmpd-gen-data", flags(out, chat_flags));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+
+  auto r = KvDatasetReader::Open(out);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->header().prompt_format, "chat:vicuna:" + instruction);
+  EXPECT_EQ((*r)->header().max_prompt_tokens, kCap);
+  ASSERT_EQ((*r)->num_samples(), kChatDocs);
+  auto tok = models::Tokenizer::Load(model);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const std::string head = absl::StrCat(models::ChatTemplate::FromName("vicuna")->default_system(),
+                                        " USER: ", instruction, "\n\n");
+  const std::vector<std::string> texts = C4Texts(kChatDocs);
+  for (int64_t i = 0; i < kChatDocs; ++i) {
+    auto s = (*r)->ReadSample(i);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_LE(s->prompt_ids.size(), static_cast<size_t>(kCap)) << "sample " << i;
+    const std::string text =
+        (*tok)->Decode(std::vector<int>(s->prompt_ids.begin(), s->prompt_ids.end()));
+    ASSERT_TRUE(absl::StartsWith(text, head)) << "sample " << i << ": " << text;
+    ASSERT_TRUE(absl::EndsWith(text, " ASSISTANT:")) << "sample " << i << ": " << text;
+    // Between the two: a non-empty prefix of the document (as the tokenizer spells it).
+    const std::string prefix =
+        text.substr(head.size(), text.size() - head.size() - std::string(" ASSISTANT:").size());
+    const std::string doc = (*tok)->Decode((*tok)->Encode(texts[i], false));
+    EXPECT_FALSE(prefix.empty()) << "sample " << i;
+    EXPECT_TRUE(absl::StartsWith(doc, prefix)) << "sample " << i << ": " << prefix;
+  }
+
+  // Another instruction, the model's own template (recognised as vicuna) or no instruction at all
+  // may not append to the finished file, nor to a partial run.
+  const testing::RunResult other = testing::RunBinary(
+      "cli/pmpd-gen-data", flags(out, "--chat-instruction 'Translate the following text.'"));
+  const std::string recorded = "\"chat:vicuna:" + instruction + "\")";
+  testing::ExpectCleanFailure(
+      other, "pmpd-gen-data",
+      "another configuration (prompt_format: \"chat:vicuna:Translate the following text.\" vs " +
+          recorded);
+  const testing::RunResult text_run = testing::RunBinary("cli/pmpd-gen-data", flags(out, ""));
+  testing::ExpectCleanFailure(text_run, "pmpd-gen-data",
+                              "another configuration (prompt_format: \"text\" vs " + recorded);
+  const std::string partial = dir + "/partial.h5";
+  ASSERT_EQ(testing::RunBinary("cli/pmpd-gen-data", flags(partial, chat_flags) + " --stop-after 1")
+                .exit_code,
+            0);
+  const testing::RunResult resumed = testing::RunBinary(
+      "cli/pmpd-gen-data", flags(partial, "--chat-instruction 'Translate the following text.'"));
+  testing::ExpectCleanFailure(resumed, "pmpd-gen-data", "prompt_format: \"chat:vicuna:Translate");
+  EXPECT_NE(resumed.err.find("refusing to append"), std::string::npos) << resumed.err;
+
+  // Files written before the attribute existed have none: they read as "text".
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 has no h5py (apt-get install python3-h5py): the case of a "
+                    "file without prompt_format is not checked";
+  }
+  const std::string old = dir + "/old.h5";
+  testing::WriteFile(old, testing::ReadFile(out));
+  const std::string del = absl::StrCat("/usr/bin/python3 -c \"import h5py; f = h5py.File('", old,
+                                       "', 'r+'); del f.attrs['prompt_format']; f.close()\"");
+  ASSERT_EQ(std::system(del.c_str()), 0) << del;
+  {
+    auto f = models::Hdf5File::Open(old);
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_FALSE(f->HasAttribute("/", "prompt_format"));
+  }
+  auto old_reader = KvDatasetReader::Open(old);
+  ASSERT_TRUE(old_reader.ok()) << old_reader.status();
+  EXPECT_EQ((*old_reader)->header().prompt_format, "text");
 }
 
 TEST_F(GenDataTest, BadInputIsRefusedClearly) {
