@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "models/quantize_checkpoint.h"
 #include "scheduler_runtime/eval/eval_tasks.h"
 #include "tests/test_util.h"
@@ -205,6 +208,72 @@ TEST_F(PmpdEvalCliTest, AppliesTheChatTemplateAndRecordsIt) {
       RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task dialogsum --shared-dir ",
                                               SharedDir(), " --n 1 --chat-template gemma")),
       "pmpd-eval", "unknown chat template \"gemma\"");
+}
+
+// --methods uniform: one row per precision of the ladder. --reference both: a second score against
+// the model's own greedy output at its parent precision (4 here), so uniform-4 scores exactly 100
+// against it; the CSV gains quality_vs_model, and the plot joins the uniform rows.
+TEST_F(PmpdEvalCliTest, UniformRowsAndBothReferences) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  auto run = [&](const std::string& out, const std::string& extra) {
+    const auto r =
+        RunBinary("cli/pmpd-eval",
+                  absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                               " --n 3 --max-new-tokens 16 --json --out ", out, " ", extra));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out.substr(r.out.find('{')))
+                            : nlohmann::json();
+  };
+  const std::string out = MakeTempDir("eval_uniform_both");
+  const auto j =
+      run(out, "--precisions 4,3,2 --methods uniform,static --switch-steps 4,8 --reference both");
+  ASSERT_EQ(j.value("rows", nlohmann::json::array()).size(), 4u);
+  for (int p = 4; p >= 2; --p) {
+    const auto& row = j["rows"][4 - p];
+    EXPECT_EQ(row.at("method"), absl::StrCat("uniform-", p));
+    EXPECT_EQ(row.at("schedule"), absl::StrCat("prefill ", p, ", decode ", p));
+    EXPECT_DOUBLE_EQ(row.at("avg_bits").get<double>(), p);
+    ASSERT_TRUE(row.at("rouge_l_vs_model").is_number()) << row;
+    EXPECT_GE(row.at("rouge_l_vs_model").get<double>(), 0.0);
+  }
+  EXPECT_EQ(j["rows"][3].at("method"), "static");
+  // The model reference is uniform-4's own output: identical text, Rouge-L 100 exactly.
+  EXPECT_EQ(j["rows"][0].at("rouge_l_vs_model").get<double>(), 100.0);
+  EXPECT_EQ(j.at("reference"), "both");
+  const auto file = nlohmann::json::parse(pmpd::testing::ReadFile(out + "/results.json"));
+  EXPECT_EQ(file.at("rows"), j.at("rows"));
+
+  const std::string csv = pmpd::testing::ReadFile(out + "/results.csv");
+  ASSERT_EQ(
+      csv.rfind("method,schedule,examples,avg_bits,quality,quality_vs_model,tokens_per_s\n", 0), 0u)
+      << csv;
+  EXPECT_NE(csv.find("\nuniform-4,\"prefill 4, decode 4\",3,4.0000,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(absl::StrFormat(",%.4f,100.0000,", j["rows"][0].at("rouge_l").get<double>())),
+            std::string::npos)
+      << csv;
+
+  // The plot: one circle per row (in row order); the dashed line passes through the uniform rows'
+  // circles by increasing bits and not through the static row's.
+  const std::string svg = pmpd::testing::ReadFile(out + "/quality_vs_bits.svg");
+  std::vector<std::string> circles;
+  const std::regex circle("<circle cx=\"([0-9.]+)\" cy=\"([0-9.]+)\"");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), circle); it != std::sregex_iterator();
+       ++it)
+    circles.push_back(absl::StrCat((*it)[1].str(), ",", (*it)[2].str()));
+  ASSERT_EQ(circles.size(), 4u) << svg;
+  std::smatch line;
+  ASSERT_TRUE(std::regex_search(svg, line, std::regex("<polyline points=\"([^\"]*)\""))) << svg;
+  const std::vector<std::string> points = absl::StrSplit(line[1].str(), ' ', absl::SkipEmpty());
+  EXPECT_EQ(points, (std::vector<std::string>{circles[2], circles[1], circles[0]})) << svg;
+
+  // --reference dataset (the default): no second score anywhere.
+  const std::string plain = MakeTempDir("eval_uniform_dataset");
+  const auto d = run(plain, "--methods uniform --precisions 4,2");
+  // 4, 3, 2: every precision from the first to the last.
+  ASSERT_EQ(d.value("rows", nlohmann::json::array()).size(), 3u);
+  for (const auto& row : d["rows"]) EXPECT_TRUE(row.at("rouge_l_vs_model").is_null()) << row;
+  EXPECT_EQ(pmpd::testing::ReadFile(plain + "/results.csv").find("quality_vs_model"),
+            std::string::npos);
 }
 
 TEST_F(PmpdEvalCliTest, BadInputFailsCleanly) {
