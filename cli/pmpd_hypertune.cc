@@ -47,6 +47,8 @@ ABSL_FLAG(bool, enqueue_defaults, true,
 ABSL_FLAG(std::string, out, "",
           "Output: the best trial's classifiers (pmpd-train format), trials.csv, "
           "leaderboard.txt, history.svg, importance.txt. Required.");
+ABSL_FLAG(double, label_tolerance, 0,
+          "As pmpd-train --label-tolerance: relabel from the file's Rouge-L values with this tolerance.");
 ABSL_FLAG(bool, json, false,
           "Print one JSON object (completed, best_value, best_params, ...) as the last line.");
 
@@ -136,6 +138,7 @@ int Run() {
   auto study = hpo::Study::Open(study_dir, *space, so);
   if (!study.ok()) return cli::Fail(kProgram, study.status());
   trainer::TrainOptions defaults;
+  defaults.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
   if (absl::GetFlag(FLAGS_enqueue_defaults)) {
     nlohmann::json p = {{"lr", defaults.lr},
                         {"epochs", defaults.epochs},

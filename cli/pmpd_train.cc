@@ -39,6 +39,9 @@ ABSL_FLAG(std::string, balance, "weighted",
           "Class balancing: weighted (default; inverse-frequency loss weights: each sample once "
           "per epoch, nothing "
           "repeated to overfit), oversample (the PMPD reference's way), none.");
+ABSL_FLAG(double, label_tolerance, 0,
+          "Relabel from the file's Rouge-L values: a switch step is good when its Rouge-L is within this much "
+          "(Rouge-L F, e.g. 0.01 = 1 point) of staying high. 0: the labels pmpd-gen-data stored (as good or better).");
 ABSL_FLAG(int, patience, 5, "Early stopping: epochs without a better validation loss.");
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 
@@ -90,6 +93,7 @@ int Run() {
   std::fprintf(stderr, "training on %s\n", o.device.c_str());
   o.balance = absl::GetFlag(FLAGS_balance);
   o.patience = absl::GetFlag(FLAGS_patience);
+  o.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
   o.checkpoint_dir = models::JoinPath(out, "checkpoints");
 
   std::vector<trainer::TrainResult> results;

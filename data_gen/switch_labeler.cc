@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "inference/metrics/rouge.h"
 #include "inference/sampler.h"
+#include "scheduler_runtime/kv_dataset.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
@@ -86,11 +87,7 @@ std::string DecodeWithoutEos(const models::Tokenizer& tok, absl::Span<const int>
 }
 
 int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge) {
-  auto round3 = [](double x) { return std::round(x * 1000.0) / 1000.0; };
-  for (size_t i = 0; i < branch_rouge.size(); ++i) {
-    if (round3(branch_rouge[i]) >= round3(high_rouge)) return static_cast<int>(i);
-  }
-  return static_cast<int>(branch_rouge.size());
+  return scheduler::SwitchLabel(branch_rouge, high_rouge, 0.0);
 }
 
 absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,

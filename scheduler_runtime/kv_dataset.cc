@@ -1,5 +1,7 @@
 #include "scheduler_runtime/kv_dataset.h"
 
+#include <cmath>
+
 #include <stdio.h>
 #include <unistd.h>
 
@@ -124,6 +126,15 @@ absl::Status ReadVector(const Hdf5File& f, const std::string& name, int64_t n, s
 }
 
 }  // namespace
+
+int SwitchLabel(absl::Span<const double> branch_rouge, double high_rouge, double tolerance) {
+  auto round3 = [](double x) { return std::round(x * 1000.0) / 1000.0; };
+  const double bar = round3(high_rouge) - tolerance - (tolerance > 0 ? 1e-9 : 0.0);
+  for (size_t i = 0; i < branch_rouge.size(); ++i) {
+    if (round3(branch_rouge[i]) >= bar) return static_cast<int>(i);
+  }
+  return static_cast<int>(branch_rouge.size());
+}
 
 std::string KvDatasetHeader::DiffIgnoringShard(const KvDatasetHeader& o) const {
   auto str = [](const char* name, const std::string& a, const std::string& b) {

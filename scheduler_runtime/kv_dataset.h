@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 
 namespace pmpd::models {
 class Hdf5File;
@@ -62,6 +63,13 @@ struct KvSample {
   std::vector<int32_t> prompt_ids, reference_ids;
   std::vector<KvPairSample> pairs;
 };
+
+// The switch label of one sample: the index of the earliest candidate whose Rouge-L, rounded to 3
+// decimals, is at least the all-high Rouge-L rounded the same way minus `tolerance` (Rouge-L F in
+// [0, 1]; 1e-9 absorbs the subtraction's rounding); the candidate count ("never") when none is.
+// pmpd-gen-data stores labels at tolerance 0; pmpd-train --label-tolerance recomputes them from the
+// stored Rouge-L values, e.g. 0.01 to match pmpd-eval's default calibration epsilon of 1 point.
+int SwitchLabel(absl::Span<const double> branch_rouge, double high_rouge, double tolerance = 0);
 
 // "pair_4_3".
 std::string PairGroup(int64_t hi, int64_t lo);

@@ -36,7 +36,8 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
                      {"val_fraction", o.val_fraction},
                      {"seed", o.seed},
                      {"balance", o.balance},
-                     {"patience", o.patience}}}};
+                     {"patience", o.patience},
+                     {"label_tolerance", o.label_tolerance}}}};
   return j.dump();
 }
 

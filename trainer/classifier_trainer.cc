@@ -40,6 +40,9 @@ absl::Status CheckOptions(const TrainOptions& o) {
   if (!(o.val_fraction > 0 && o.val_fraction < 1)) {
     return absl::InvalidArgumentError("--val-fraction must be in (0, 1)");
   }
+  if (!(o.label_tolerance >= 0 && o.label_tolerance < 1)) {
+    return absl::InvalidArgumentError("--label-tolerance must be in [0, 1) (a Rouge-L F difference)");
+  }
   if (o.balance != "weighted" && o.balance != "oversample" && o.balance != "none") {
     return absl::InvalidArgumentError("--balance must be weighted, oversample or none");
   }
@@ -118,7 +121,8 @@ std::string RunFingerprint(const TrainOptions& o, const std::string& data_finger
                       ";lr=", o.lr, ";wd=", o.weight_decay, ";dropout=", o.dropout,
                       ";accum=", o.grad_accum, ";batch=", o.batch_size, ";val=", o.val_fraction,
                       ";seed=", o.seed, ";balance=", o.balance, ";patience=", o.patience,
-                      ";device=", o.device);
+                      ";device=", o.device,
+                      o.label_tolerance > 0 ? absl::StrCat(";label_tolerance=", o.label_tolerance) : "");
 }
 
 }  // namespace
@@ -164,7 +168,11 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
         torch::from_blob(k.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
     data[i].vbar =
         torch::from_blob(v.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
-    data[i].label = table->labels[i];
+    const size_t c = header.candidate_steps.size();
+    data[i].label = o.label_tolerance > 0
+                        ? scheduler::SwitchLabel(absl::MakeConstSpan(table->rouge_l).subspan(i * c, c),
+                                                 table->rouge_l_high[i], o.label_tolerance)
+                        : table->labels[i];
   }
   // Deterministic split: a seeded permutation; the first val_fraction is validation.
   std::vector<int> order(n);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "models/bpe_tokenizer.h"
+#include "scheduler_runtime/kv_dataset.h"
 #include "models/tokenizer.h"
 #include "tests/test_util.h"
 
@@ -78,6 +79,20 @@ TEST(DecodeWithoutEosTest, SentencePieceEosDecodesToNothingEither) {
   ids.push_back((*tok)->eos_id());
   EXPECT_EQ(DecodeWithoutEos(**tok, ids), text);
   EXPECT_EQ((*tok)->Decode(ids), text);  // the same with or without: Rouge-L unchanged
+}
+
+// The label rule at tolerance 0 (what pmpd-gen-data stores) and with a tolerance (pmpd-train
+// --label-tolerance): Rouge-L rounded to 3 decimals, earliest candidate at least high - tolerance.
+TEST(SwitchLabelTest, EarliestCandidateWithinTheToleranceOfStayingHigh) {
+  const std::vector<double> rouge = {0.30, 0.395, 0.41};
+  EXPECT_EQ(LabelFromRouge(rouge, 0.40), 2);  // only the last is as good
+  EXPECT_EQ(scheduler::SwitchLabel(rouge, 0.40, 0.0), 2);
+  EXPECT_EQ(scheduler::SwitchLabel(rouge, 0.40, 0.005), 1);  // 0.395 >= 0.40 - 0.005 despite rounding
+  EXPECT_EQ(scheduler::SwitchLabel(rouge, 0.40, 0.10), 0);
+  EXPECT_EQ(scheduler::SwitchLabel(rouge, 0.50, 0.05), 3);  // none within: never
+  // Rounded to 3 decimals before comparing: 0.4004 and 0.3996 are both 0.400.
+  EXPECT_EQ(scheduler::SwitchLabel(std::vector<double>{0.3996}, 0.4004, 0.0), 0);
+  EXPECT_EQ(scheduler::SwitchLabel(std::vector<double>{}, 0.4, 0.0), 0);
 }
 
 }  // namespace
