@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Quality against average bits for the SmolLM2 PMPD run, in the style of the PMPD paper's figure:
+per task, Rouge-L of the uniform-precision baselines joined by a line (what PMPD has to beat), the
+calibrated static schedule and the learned schedulers as labelled points; left panel against the
+data set's references, right panel against the model's own 8-bit outputs.
+
+Usage: python3 scripts/plot_smollm2_results.py bench/results/smollm2_pmpd.json docs/smollm2_quality_vs_bits.svg
+No dependencies (writes SVG by hand).
+"""
+import json
+import sys
+
+COLORS = {"uniform": "#555555", "static": "#d62728", "learned": "#1f77b4"}
+MARKS = {"learned (tuned, stored labels)": "A", "learned (pmpd-train, stored labels)": "B",
+         "learned (pmpd-train, label tolerance 0.01)": "C"}
+
+
+def panel(rows, key, x0, y0, w, h, title):
+    pts = [(r["avg_bits"], r[key]) for r in rows]
+    xs = [p[0] for p in pts]
+    ys = [p[1] for p in pts]
+    xmin, xmax = min(xs) - 0.2, max(xs) + 0.2
+    ymin, ymax = min(ys) - 1.5, max(ys) + 1.5
+    px = lambda x: x0 + 50 + (x - xmin) / (xmax - xmin) * (w - 70)
+    py = lambda y: y0 + h - 40 - (y - ymin) / (ymax - ymin) * (h - 70)
+    s = [f'<text x="{x0 + 50}" y="{y0 + 18}" font-size="13" font-weight="bold">{title}</text>',
+         f'<line x1="{x0 + 50}" y1="{y0 + h - 40}" x2="{x0 + w - 20}" y2="{y0 + h - 40}" stroke="black"/>',
+         f'<line x1="{x0 + 50}" y1="{y0 + 30}" x2="{x0 + 50}" y2="{y0 + h - 40}" stroke="black"/>',
+         f'<text x="{x0 + w / 2}" y="{y0 + h - 8}" text-anchor="middle" font-size="11">average bits per token</text>']
+    for i in range(5):
+        xv = xmin + (xmax - xmin) * i / 4
+        yv = ymin + (ymax - ymin) * i / 4
+        s.append(f'<text x="{px(xv):.1f}" y="{y0 + h - 26}" text-anchor="middle" font-size="10">{xv:.2f}</text>')
+        s.append(f'<text x="{x0 + 45}" y="{py(yv) + 3:.1f}" text-anchor="end" font-size="10">{yv:.1f}</text>')
+    uni = sorted((r for r in rows if r["method"].startswith("uniform")), key=lambda r: r["avg_bits"])
+    s.append('<polyline fill="none" stroke="#888" stroke-dasharray="5,4" points="' +
+             " ".join(f"{px(r['avg_bits']):.1f},{py(r[key]):.1f}" for r in uni) + '"/>')
+    for r in rows:
+        m = r["method"]
+        kind = "uniform" if m.startswith("uniform") else "static" if m == "static" else "learned"
+        x, y = px(r["avg_bits"]), py(r[key])
+        label = m.replace("uniform-", "") + " bit" if kind == "uniform" else ("static" if kind == "static"
+                                                                            else "learned " + MARKS.get(m, "?"))
+        if kind == "uniform":
+            s.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{COLORS[kind]}"/>')
+        else:
+            s.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{COLORS[kind]}"/>')
+        s.append(f'<text x="{x + 7:.1f}" y="{y - 6:.1f}" font-size="10">{label} ({r[key]:.1f})</text>')
+    return s
+
+
+def main():
+    data = json.load(open(sys.argv[1]))
+    tasks = list(data["eval"].keys())
+    W, H = 480, 300
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H * len(tasks) + 70}" '
+           'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
+    for i, t in enumerate(tasks):
+        ev = data["eval"][t]
+        rows = ev["rows"]
+        n = ev["examples"]
+        out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references")
+        out += panel(rows, "rouge_l_vs_model", W, i * H, W, H, f"{t}: Rouge-L vs the model's 8-bit output")
+    y = H * len(tasks) + 20
+    out.append(f'<text x="20" y="{y}" font-size="11">SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform '
+               'baselines (dashed line joins them); red: PMPD-static (calibrated); blue: PMPD-learned</text>')
+    out.append(f'<text x="20" y="{y + 16}" font-size="11">A: hypertuned classifiers, stored labels; B: pmpd-train, '
+               'stored labels; C: pmpd-train, labels at tolerance 0.01. Source: bench/results/smollm2_pmpd.json</text>')
+    out.append("</svg>")
+    open(sys.argv[2], "w").write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
