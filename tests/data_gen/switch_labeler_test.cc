@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "models/bpe_tokenizer.h"
+#include "tests/models/byte_alphabet.h"
 #include "scheduler_runtime/kv_dataset.h"
 #include "models/tokenizer.h"
 #include "tests/test_util.h"
@@ -21,23 +22,7 @@ namespace {
 // GPT-2's byte alphabet, which spells the printable ASCII bytes as themselves), 256 is EOS.
 std::unique_ptr<models::Tokenizer> TinyBpeWithEos() {
   models::BpeVocab v;
-  for (int b = 0; b < 256; ++b) {
-    const bool as_is = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-    int cp = b;
-    if (!as_is) {  // the n-th byte not spelled as itself is U+0100 + n
-      cp = 256;
-      for (int c = 0; c < b; ++c)
-        cp += !((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || c >= 0xAE);
-    }
-    std::string s;
-    if (cp < 0x80) {
-      s.push_back(static_cast<char>(cp));
-    } else {
-      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-    v.tokens.push_back(s);
-  }
+  for (int b = 0; b < 256; ++b) v.tokens.push_back(pmpd::testing::ByteSymbol(static_cast<unsigned char>(b)));
   v.added_ids = {256};
   v.added_special = {true};
   v.tokens.push_back("<|e|>");

@@ -15,6 +15,7 @@
 #include "models/gguf.h"
 #include "models/gguf_model.h"
 #include "models/tokenizer.h"
+#include "tests/models/byte_alphabet.h"
 #include "tests/test_util.h"
 
 namespace pmpd::models {
@@ -28,25 +29,7 @@ using pmpd::testing::WriteFile;
 
 // --- helpers ---------------------------------------------------------------------------------
 
-// GPT-2's bytes_to_unicode spelling of one byte.
-std::string ByteSymbol(unsigned char b) {
-  int cp = b;
-  if (!((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE))) {
-    int extra = 0;
-    for (int c = 0; c < b; ++c) {
-      if (!((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE))) ++extra;
-    }
-    cp = 256 + extra;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s.push_back(static_cast<char>(cp));
-  } else {
-    s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-  return s;
-}
+using pmpd::testing::ByteSymbol;
 
 // All 256 byte symbols (ids 0..255 in byte order), then the results of `merges` in order, then
 // `added` (special when the flag says so).
