@@ -402,7 +402,9 @@ void ExpectStreamsWholeCharacters(const Tokenizer& tok, const std::vector<int>& 
   std::string streamed;
   for (size_t i = split; i < ids.size(); ++i) {
     const std::string piece = detok.Push(ids[i]);
-    if (IsCompleteUtf8(tok.Decode(context))) EXPECT_TRUE(IsCompleteUtf8(piece)) << "push " << i;
+    if (IsCompleteUtf8(tok.Decode(context))) {
+      EXPECT_TRUE(IsCompleteUtf8(piece)) << "push " << i;
+    }
     streamed += piece;
   }
   EXPECT_EQ(tok.Decode(context) + streamed, tok.Decode(ids));
