@@ -31,6 +31,9 @@ ABSL_FLAG(double, weight_decay, 1e-2, "AdamW weight decay.");
 ABSL_FLAG(double, dropout, 0.1, "Dropout on the attention weights.");
 ABSL_FLAG(int, grad_accum, 1, "Batches per optimizer step.");
 ABSL_FLAG(int, batch_size, 16, "Prompts per batch (padded to the longest, masked).");
+ABSL_FLAG(double, test_fraction, 0,
+          "Also hold out this fraction as a test split (after the validation split; neither training nor early "
+          "stopping sees it): the best epoch's classifier is scored on it once, next to the majority class.");
 ABSL_FLAG(double, val_fraction, 0.1,
           "Validation share of the samples (a seeded, deterministic split).");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of the split, the initialisation, dropout and shuffling.");
@@ -87,6 +90,7 @@ int Run() {
   o.grad_accum = absl::GetFlag(FLAGS_grad_accum);
   o.batch_size = absl::GetFlag(FLAGS_batch_size);
   o.val_fraction = absl::GetFlag(FLAGS_val_fraction);
+  o.test_fraction = absl::GetFlag(FLAGS_test_fraction);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.device = absl::GetFlag(FLAGS_device);
   if (o.device == "auto") o.device = trainer::CudaAvailable() ? "cuda" : "cpu";
@@ -125,6 +129,11 @@ int Run() {
                  r->best_epoch, best.val_loss, best.val.accuracy, best.val.macro_f1,
                  names[r->majority_class].c_str(), r->majority.accuracy, r->majority.macro_f1,
                  r->stopped_early ? " (stopped early)" : "");
+    if (r->test_samples > 0) {
+      std::fprintf(stderr, "  test split (%d samples): accuracy %.3f, macro-F1 %.3f | majority class: accuracy %.3f, "
+                   "macro-F1 %.3f\n", r->test_samples, r->test.accuracy, r->test.macro_f1, r->majority_test.accuracy,
+                   r->majority_test.macro_f1);
+    }
     if (auto st = models::MakeDirs(out); !st.ok()) return cli::Fail(kProgram, st);
     const std::string svg = models::JoinPath(out, absl::StrCat("training_", hi, "_", lo, ".svg"));
     if (auto st = trainer::WriteTrainingSvg(

@@ -38,6 +38,7 @@ CALIB_N=${CALIB_N:-16}             # calibration prompts per task (held out from
 TASKS=${TASKS:-cnn_dm dialogsum}
 EPSILON=${EPSILON:-1.0}           # static calibration: allowed Rouge-L drop (points)
 LABEL_TOL=${LABEL_TOL:-0.01}       # classifiers: labels at the same tolerance (Rouge-L F, 0.01 = 1 point)
+TEST_FRACTION=${TEST_FRACTION:-0.2} # classifiers: a test split scored once, next to the majority class
 THREADS=${THREADS:-$(nproc)}
 PARALLEL_PPL=${PARALLEL_PPL:-0}    # 1: the perplexity stage runs beside the labelling (CPU vs GPU)
 PARALLEL_EVAL=${PARALLEL_EVAL:-0}  # 1: the tasks are evaluated by concurrent processes (one GPU)
@@ -110,8 +111,8 @@ if has gendata; then
 fi
 
 if has train; then
-  run_stage train "$BIN/pmpd-train" --data "$data" --precisions "$LADDER" --out "$cls" --label-tolerance "$LABEL_TOL" --json \
-    >"$WORK/train.json" 2>"$WORK/train.log"
+  run_stage train "$BIN/pmpd-train" --data "$data" --precisions "$LADDER" --out "$cls" --label-tolerance "$LABEL_TOL" \
+    --test-fraction "$TEST_FRACTION" --json >"$WORK/train.json" 2>"$WORK/train.log"
 fi
 
 if has tune; then
@@ -142,7 +143,7 @@ fi
 
 [ -n "${ppl_pid:-}" ] && wait "$ppl_pid"
 export DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE \
-  EPSILON TASKS LABEL_TOL
+  EPSILON TASKS LABEL_TOL TEST_FRACTION CANDIDATES
 python3 - "$WORK" "$root" <<'PY'
 import json, os, platform, subprocess, sys
 work, root = sys.argv[1], sys.argv[2]
@@ -161,7 +162,7 @@ summary = {
                 "gpu": sh("nvidia-smi --query-gpu=name --format=csv,noheader | head -1")},
     "settings": {k: os.environ.get(k) for k in ["DEVICE", "LADDER", "SEED_P", "PARENT_P", "CALIB_SAMPLES", "DOCS",
                                                 "NEW", "INSTRUCTION", "SHARDS", "TRIALS", "EVAL_N", "CALIB_N",
-                                                "PPL_RANGE", "EPSILON", "LABEL_TOL"]},
+                                                "PPL_RANGE", "EPSILON", "LABEL_TOL", "TEST_FRACTION", "CANDIDATES"]},
     "wall_seconds": {},
 }
 if os.path.exists(os.path.join(work, "timing.txt")):

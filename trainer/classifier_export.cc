@@ -34,10 +34,20 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
                      {"grad_accum", o.grad_accum},
                      {"batch_size", o.batch_size},
                      {"val_fraction", o.val_fraction},
+                     {"test_fraction", o.test_fraction},
                      {"seed", o.seed},
                      {"balance", o.balance},
                      {"patience", o.patience},
                      {"label_tolerance", o.label_tolerance}}}};
+  if (r.test_samples > 0) {
+    j["test_samples"] = r.test_samples;
+    j["test_class_counts"] = r.test_class_counts;
+    j["test_accuracy"] = r.test.accuracy;
+    j["test_macro_f1"] = r.test.macro_f1;
+    j["test_confusion"] = r.test.confusion;
+    j["majority_test_accuracy"] = r.majority_test.accuracy;
+    j["majority_test_macro_f1"] = r.majority_test.macro_f1;
+  }
   return j.dump();
 }
 

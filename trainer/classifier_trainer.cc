@@ -40,6 +40,9 @@ absl::Status CheckOptions(const TrainOptions& o) {
   if (!(o.val_fraction > 0 && o.val_fraction < 1)) {
     return absl::InvalidArgumentError("--val-fraction must be in (0, 1)");
   }
+  if (!(o.test_fraction >= 0 && o.val_fraction + o.test_fraction < 1)) {
+    return absl::InvalidArgumentError("--test-fraction must be >= 0 and leave room for training (val + test < 1)");
+  }
   if (!(o.label_tolerance >= 0 && o.label_tolerance < 1)) {
     return absl::InvalidArgumentError("--label-tolerance must be in [0, 1) (a Rouge-L F difference)");
   }
@@ -119,7 +122,7 @@ std::string RunFingerprint(const TrainOptions& o, const std::string& data_finger
                            int lo) {
   return absl::StrCat("data=", data_fingerprint, ";pair=", hi, "_", lo, ";epochs=", o.epochs,
                       ";lr=", o.lr, ";wd=", o.weight_decay, ";dropout=", o.dropout,
-                      ";accum=", o.grad_accum, ";batch=", o.batch_size, ";val=", o.val_fraction,
+                      ";accum=", o.grad_accum, ";batch=", o.batch_size, ";val=", o.val_fraction, o.test_fraction > 0 ? absl::StrCat(";test=", o.test_fraction) : "",
                       ";seed=", o.seed, ";balance=", o.balance, ";patience=", o.patience,
                       ";device=", o.device,
                       o.label_tolerance > 0 ? absl::StrCat(";label_tolerance=", o.label_tolerance) : "");
@@ -174,14 +177,21 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
                                                  table->rouge_l_high[i], o.label_tolerance)
                         : table->labels[i];
   }
-  // Deterministic split: a seeded permutation; the first val_fraction is validation.
+  // Deterministic split: a seeded permutation; the first val_fraction is validation, the next
+  // test_fraction the test split (so adding a test split leaves the validation split as it was).
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 split_rng(o.seed ^ 0x5EEDull);
   std::shuffle(order.begin(), order.end(), split_rng);
   const int n_val = std::max<int>(1, static_cast<int>(std::lround(o.val_fraction * n)));
+  const int n_test = o.test_fraction > 0 ? std::max<int>(1, static_cast<int>(std::lround(o.test_fraction * n))) : 0;
+  if (n_val + n_test >= n) {
+    return absl::InvalidArgumentError(absl::StrCat(data_path, ": ", n, " samples leave none for training after ",
+                                                   n_val, " validation and ", n_test, " test samples"));
+  }
   std::vector<int> val(order.begin(), order.begin() + n_val),
-      train(order.begin() + n_val, order.end());
+      test(order.begin() + n_val, order.begin() + n_val + n_test),
+      train(order.begin() + n_val + n_test, order.end());
   result.train_samples = static_cast<int>(train.size());
   result.val_samples = n_val;
   result.train_class_counts.assign(num_classes, 0);
@@ -365,6 +375,26 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
     }
   }
   if (result.best_epoch == 0) return absl::InternalError("no epoch finished");
+  if (!test.empty()) {  // the best weights, once, on samples neither training nor early stopping saw
+    torch::NoGradGuard no_grad;
+    best->to(device);
+    best->eval();
+    std::vector<int> truth, pred;
+    for (size_t s = 0; s < test.size(); s += o.batch_size) {
+      std::vector<int> idx(test.begin() + s, test.begin() + std::min(test.size(), s + o.batch_size));
+      Batch b = MakeBatch(data, idx, device);
+      torch::Tensor p = best->ForwardPooled(b.kbar, b.vbar, b.mask).argmax(1).to(torch::kCPU);
+      for (size_t r = 0; r < idx.size(); ++r) {
+        truth.push_back(data[idx[r]].label);
+        pred.push_back(static_cast<int>(p[r].item<int64_t>()));
+      }
+    }
+    result.test_samples = static_cast<int>(test.size());
+    result.test_class_counts.assign(num_classes, 0);
+    for (int t : truth) ++result.test_class_counts[t];
+    result.test = Classify(truth, pred, num_classes);
+    result.majority_test = Classify(truth, std::vector<int>(truth.size(), result.majority_class), num_classes);
+  }
   best->to(torch::kCPU);
   result.state = StateOf(best);
   return result;

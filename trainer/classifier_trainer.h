@@ -23,6 +23,9 @@ struct TrainOptions {
   int grad_accum = 1;   // optimizer step every this many batches
   int batch_size = 16;  // prompts per batch, padded to the longest with a mask
   double val_fraction = 0.1;
+  // Held out from training and from early stopping; the best epoch's weights are scored on it
+  // once at the end (TrainResult::test). 0: no test split (the validation split is the held-out one).
+  double test_fraction = 0;
   uint64_t seed = 0;
   std::string device = "cpu";  // cpu or cuda
   // weighted: cross-entropy weights n / (classes * n_c) (default: every sample seen once per epoch,
@@ -53,6 +56,10 @@ struct TrainResult {
   std::vector<int64_t> train_class_counts, val_class_counts;
   int majority_class = 0;          // of the training split
   ClassificationMetrics majority;  // predicting it for every validation sample
+  // The test split (test_fraction > 0): the returned weights' scores and the majority class's.
+  int test_samples = 0;
+  std::vector<int64_t> test_class_counts;
+  ClassificationMetrics test, majority_test;
   int resumed_epochs = 0;          // epochs found in the checkpoint
   bool stopped_early = false;
   std::string device;

@@ -49,6 +49,37 @@ TEST(ClassifierTrainerTest, LearnsARuleAndBeatsTheMajorityClass) {
   EXPECT_EQ(r->val_samples, 60);
 }
 
+// A test split: held out after the validation split (which stays the same samples), scored once
+// with the best weights; on the learnable synthetic rule it beats the majority class there too.
+TEST(ClassifierTrainerTest, TestSplitIsHeldOutAndScoredOnce) {
+  const std::string data = SyntheticData("train_test_split", 240, 1);
+  TrainOptions o = Quick();
+  o.test_fraction = 0.2;
+  auto r = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->val_samples, 60);
+  EXPECT_EQ(r->test_samples, 48);
+  EXPECT_EQ(r->train_samples, 240 - 60 - 48);
+  int64_t counted = 0;
+  for (int64_t c : r->test_class_counts) counted += c;
+  EXPECT_EQ(counted, 48);
+  std::fprintf(stderr, "test split: acc %.3f macro-F1 %.3f; majority acc %.3f macro-F1 %.3f\n", r->test.accuracy,
+               r->test.macro_f1, r->majority_test.accuracy, r->majority_test.macro_f1);
+  EXPECT_GT(r->test.accuracy, r->majority_test.accuracy + 0.3);
+  EXPECT_GT(r->test.macro_f1, r->majority_test.macro_f1 + 0.3);
+  // Without a test split the validation split is the same samples (same class counts).
+  TrainOptions one_epoch = Quick();
+  one_epoch.epochs = 1;  // the split does not depend on training
+  auto plain = TrainPairClassifier(data, 4, 3, one_epoch);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->val_class_counts, r->val_class_counts);
+  EXPECT_EQ(plain->test_samples, 0);
+  // Nothing left to train on: refused.
+  o.val_fraction = 0.5;
+  o.test_fraction = 0.5;
+  EXPECT_FALSE(TrainPairClassifier(data, 4, 3, o).ok());
+}
+
 // The same seed gives the same classifier; a run interrupted twice and rerun gives it too.
 TEST(ClassifierTrainerTest, InterruptedTrainingResumesToTheSameClassifier) {
   const std::string data = SyntheticData("train_resume", 80, 2);
