@@ -25,9 +25,18 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
+  // mkstemp: a fresh unpredictable name opened with O_CREAT | O_EXCL, so a file or symlink planted
+  // at a guessable temp name can neither be truncated nor followed.
+  std::string tmp = absl::StrCat(path, ".tmp.XXXXXX");
+  int fd = ::mkstemp(tmp.data());
+  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": cannot create a temporary file beside it: ",
+                                                      std::strerror(errno)));
+  if (::fchmod(fd, 0644) != 0) {  // mkstemp makes 0600; outputs are ordinary readable files
+    const std::string err = std::strerror(errno);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return absl::InternalError(absl::StrCat(tmp, ": chmod failed: ", err));
+  }
   const char* p = contents.data();
   size_t left = contents.size();
   while (left > 0) {
@@ -50,7 +59,9 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     ::unlink(tmp.c_str());
     return absl::InternalError(absl::StrCat(path, ": rename failed: ", std::strerror(errno)));
   }
-  return absl::OkStatus();
+  // The rename lives in the directory: sync it so the new file survives a power loss too.
+  const size_t slash = path.rfind('/');
+  return SyncPath(slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash));
 }
 
 absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {

@@ -12,8 +12,9 @@ namespace pmpd::models {
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
-// Writes `contents` to path via a temporary file in the same directory, fsync, then rename, so a
-// crash leaves either the old file or the new one.
+// Writes `contents` to path via a temporary file in the same directory (a fresh mkstemp name, so a
+// planted file or symlink is never written through), fsync, rename, fsync of the directory, so a
+// crash leaves either the old file or the new one. The file gets mode 0644.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
 bool FileExists(const std::string& path);

@@ -1,0 +1,58 @@
+#include "models/file_util.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "tests/test_util.h"
+
+namespace pmpd::models {
+namespace {
+
+using pmpd::testing::MakeTempDir;
+using pmpd::testing::ReadFile;
+using pmpd::testing::WriteFile;
+
+TEST(WriteFileAtomicallyTest, WritesAReadableFileAndLeavesNoTemporary) {
+  const std::string dir = MakeTempDir("atomic_write");
+  const std::string path = JoinPath(dir, "out.json");
+  ASSERT_TRUE(WriteFileAtomically(path, "first").ok());
+  ASSERT_TRUE(WriteFileAtomically(path, "second").ok());
+  EXPECT_EQ(ReadFile(path), "second");
+  struct stat st;
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  auto names = ListDirectory(dir);
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, std::vector<std::string>{"out.json"});
+}
+
+// A symlink planted at the temporary name the writer used to use (<path>.tmp.<pid>) must not be
+// followed: the file it points to stays as it was and the output is a regular file.
+TEST(WriteFileAtomicallyTest, PlantedSymlinkAtAGuessableTempNameIsNotFollowed) {
+  const std::string dir = MakeTempDir("atomic_write_symlink");
+  const std::string victim = JoinPath(dir, "victim.txt");
+  WriteFile(victim, "precious");
+  const std::string path = JoinPath(dir, "manifest.json");
+  ASSERT_EQ(::symlink(victim.c_str(), absl::StrCat(path, ".tmp.", ::getpid()).c_str()), 0);
+  ASSERT_TRUE(WriteFileAtomically(path, "{}").ok());
+  EXPECT_EQ(ReadFile(victim), "precious");
+  EXPECT_EQ(ReadFile(path), "{}");
+  struct stat st;
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode)) << "the output became a symlink";
+}
+
+TEST(WriteFileAtomicallyTest, MissingDirectoryIsAClearError) {
+  const auto st = WriteFileAtomically("/nonexistent-dir-pmpd/x.json", "x");
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(absl::StrContains(st.message(), "/nonexistent-dir-pmpd/x.json")) << st.message();
+}
+
+}  // namespace
+}  // namespace pmpd::models
