@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -95,6 +96,11 @@ bool FileExistsForTest(const std::string& path) {
 }  // namespace pmpd::testing
 
 namespace pmpd::testing {
+double LogitTolerance(int k_max, int stages, double max_abs_logit, double rounding) {
+  constexpr double kEps32 = 1.1920929e-7;
+  return 8.0 * kEps32 * std::sqrt(static_cast<double>(k_max)) * stages * max_abs_logit + rounding;
+}
+
 std::string SmolLM2Path() {
   if (const char* p = std::getenv("PMPD_SMOLLM2_GGUF"); p != nullptr && *p != '\0') return p;
   std::string cache;

@@ -17,6 +17,13 @@ void WriteFile(const std::string& path, const std::string& bytes);
 std::string ReadFile(const std::string& path);
 std::string SourcePath(const std::string& relative);
 
+// Tolerance for logits computed in float32 by two implementations that order their sums
+// differently (BLAS blocking, fused attention): each length-K dot product carries a relative error
+// of about sqrt(K) * eps (random-walk rounding), the residual stream passes it through `stages`
+// blocks (layers + the head), and logits scale it by their magnitude. A safety factor of 8 covers
+// the constant; `rounding` is the precision the golden values were stored with.
+double LogitTolerance(int k_max, int stages, double max_abs_logit, double rounding = 0);
+
 // Runs build/<binary> with shell-quoted `args`; captures stdout and stderr.
 struct RunResult {
   int exit_code = -1;

@@ -18,17 +18,8 @@ using pmpd::testing::MakeTempDir;
 using pmpd::testing::ReadFile;
 using pmpd::testing::SharedPath;
 using pmpd::testing::SourcePath;
-
-constexpr double kEps32 = 1.1920929e-7;
-
-// Tolerance for logits computed in float32 by two implementations that order their sums
-// differently (BLAS blocking, fused attention): each length-K dot product carries a relative error
-// of about sqrt(K) * eps (random-walk rounding), the residual stream passes it through `stages`
-// blocks (layers + the head), and logits scale it by their magnitude. A safety factor of 8 covers
-// the constant; `rounding` is the precision the golden values were stored with.
-double LogitTolerance(int k_max, int stages, double max_abs_logit, double rounding) {
-  return 8.0 * kEps32 * std::sqrt(static_cast<double>(k_max)) * stages * max_abs_logit + rounding;
-}
+// Float32 logits of two implementations: tolerance derived in tests/test_util.h (8 eps sqrt(K) x depth x |logit|).
+using pmpd::testing::LogitTolerance;
 
 struct Diff {
   double max_abs = 0;

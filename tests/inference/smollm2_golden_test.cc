@@ -20,17 +20,9 @@ using nlohmann::json;
 using pmpd::testing::ReadFile;
 using pmpd::testing::SmolLM2Path;
 using pmpd::testing::SourcePath;
-
-constexpr double kEps32 = 1.1920929e-7;
-
-// As in llama_model_test.cc: two float32 implementations that order their sums differently differ
-// per length-K dot product by about sqrt(K) * eps relative (random-walk rounding); the residual
-// stream carries that through `stages` blocks (30 layers + the head) and the logits scale it by
-// their magnitude; 8 covers the constant. The golden values are stored as doubles (no rounding).
-// For SmolLM2 (K = 1536, 31 stages, |logit| <= 34.3) this is 0.04; the measured error is printed.
-double LogitTolerance(int k_max, int stages, double max_abs_logit) {
-  return 8.0 * kEps32 * std::sqrt(static_cast<double>(k_max)) * stages * max_abs_logit;
-}
+// Float32 logits of two implementations: tolerance derived in tests/test_util.h (8 eps sqrt(K) x
+// depth x |logit|).
+using pmpd::testing::LogitTolerance;
 
 class SmolLM2GoldenTest : public ::testing::Test {
  protected:
@@ -86,8 +78,9 @@ TEST_F(SmolLM2GoldenTest, LastPositionLogitsMatchTransformers) {
     std::vector<float> logits;
     ASSERT_TRUE(model_->Forward(want_ids, false, &logits).ok());
     ASSERT_EQ(static_cast<int>(logits.size()), c.vocab_size);
-    const double tol = LogitTolerance(std::max(c.hidden_size, c.intermediate_size), c.num_hidden_layers + 1,
-                                      cs.at("max_abs_logit").get<double>());
+    const double tol =
+        LogitTolerance(std::max(c.hidden_size, c.intermediate_size), c.num_hidden_layers + 1,
+                       cs.at("max_abs_logit").get<double>());
     double worst = 0;
     int worst_id = -1;
     double want_at_worst = 0;
@@ -103,8 +96,8 @@ TEST_F(SmolLM2GoldenTest, LastPositionLogitsMatchTransformers) {
         }
       }
     }
-    EXPECT_LE(worst, tol) << prompt << ": worst id " << worst_id << " got " << logits[worst_id] << " want "
-                          << want_at_worst;
+    EXPECT_LE(worst, tol) << prompt << ": worst id " << worst_id << " got " << logits[worst_id]
+                          << " want " << want_at_worst;
     // Whole-row statistics catch an error outside the stored ids.
     double sum = 0, sq = 0;
     for (float v : logits) {
@@ -112,9 +105,11 @@ TEST_F(SmolLM2GoldenTest, LastPositionLogitsMatchTransformers) {
       sq += static_cast<double>(v) * v;
     }
     EXPECT_NEAR(sum / logits.size(), cs.at("mean").get<double>(), tol) << prompt;
-    EXPECT_NEAR(std::sqrt(sq), cs.at("l2").get<double>(), tol * std::sqrt(static_cast<double>(logits.size())))
+    EXPECT_NEAR(std::sqrt(sq), cs.at("l2").get<double>(),
+                tol * std::sqrt(static_cast<double>(logits.size())))
         << prompt;
-    const int argmax = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const int argmax =
+        static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     EXPECT_EQ(argmax, cs.at("top_ids")[0].get<int>()) << prompt;
     std::printf("[ SmolLM2 ] '%s': max |logit error| %.3g over 128 ids (tolerance %.3g)\n",
                 prompt.substr(0, 40).c_str(), worst, tol);
