@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
@@ -26,7 +29,7 @@ void InitUsage(absl::string_view usage) {
   absl::SetFlagsUsageConfig(config);
 }
 
-std::vector<std::string> ParseFlags(int argc, char** argv) {
+std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional) {
   static std::vector<std::string> storage;  // argv strings must outlive parsing
   storage.assign(argv, argv + argc);
   for (size_t i = 1; i < storage.size(); ++i) {
@@ -37,11 +40,24 @@ std::vector<std::string> ParseFlags(int argc, char** argv) {
     for (size_t k = 2; k < end; ++k) {
       if (a[k] == '-') a[k] = '_';
     }
+    // "--prompt --my-dog": the next word is this flag's value, not a flag: leave it as written.
+    if (end == a.size()) {
+      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(a.substr(2));
+      if (flag != nullptr && !flag->IsOfType<bool>()) ++i;
+    }
   }
   std::vector<char*> args;
   for (auto& s : storage) args.push_back(s.data());
   std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  return std::vector<std::string>(rest.begin() + (rest.empty() ? 0 : 1), rest.end());
+  std::vector<std::string> positional(rest.begin() + (rest.empty() ? 0 : 1), rest.end());
+  if (!allow_positional && !positional.empty()) {
+    std::string program = argc > 0 ? argv[0] : "pmpd";
+    program = program.substr(program.rfind('/') + 1);
+    std::fprintf(stderr, "%s: error: unexpected argument \"%s\" (quote a value that has spaces; see --help)\n",
+                 program.c_str(), positional.front().c_str());
+    std::exit(2);
+  }
+  return positional;
 }
 
 int Fail(absl::string_view program, const absl::Status& status) {

@@ -13,9 +13,11 @@ namespace pmpd::cli {
 void InitUsage(absl::string_view usage);
 
 // Parses flags with Abseil after spelling `--foo-bar` as `--foo_bar`, so the documented dashed
-// names work (Abseil names cannot hold '-'). Exits on --help or bad flags. Returns the positional
-// arguments (argv[0] excluded).
-std::vector<std::string> ParseFlags(int argc, char** argv);
+// names work (Abseil names cannot hold '-'); a value given as the next word ("--prompt --x-y") is
+// left as written. Exits on --help or bad flags, and (exit 2) on a positional argument unless
+// `allow_positional` (an unquoted "--prompt Once upon a time" would otherwise use "Once" silently).
+// Returns the positional arguments (argv[0] excluded).
+std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional = false);
 
 // Prints "<program>: error: <message>" to stderr and returns exit code 1 (2 for bad flags).
 int Fail(absl::string_view program, const absl::Status& status);

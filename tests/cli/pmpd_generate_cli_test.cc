@@ -72,6 +72,22 @@ TEST(PmpdGenerateCliTest, JsonOutputMatchesReferenceAndStreaming) {
   EXPECT_EQ(s.out, (*tok)->Decode(all) + "\n");
 }
 
+// Flag values are taken as written: a value that looks like a dashed flag stays as it is (it used
+// to be respelled "--my_dog_is_big"), and words outside any flag are an error, not silently dropped.
+TEST(PmpdGenerateCliTest, FlagValuesAreLiteralAndStrayWordsAreRefused) {
+  const std::string dir = TinyModelDir(64);
+  const RunResult r = RunGenerate(absl::StrCat("--model ", dir, " --prompt --my-dog-is-big --max-new-tokens 1 --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto tok = models::Tokenizer::Load(dir);
+  ASSERT_TRUE(tok.ok());
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("prompt_ids"), (*tok)->Encode("--my-dog-is-big", true));
+  // An unquoted multi-word prompt: "upon", "a", "time" are stray words.
+  const RunResult stray = RunGenerate(absl::StrCat("--model ", dir, " --prompt Once upon a time --max-new-tokens 1"));
+  ExpectCleanFailure(stray, "pmpd-generate", "unexpected argument \"upon\"");
+  EXPECT_EQ(stray.exit_code, 2);
+  EXPECT_EQ(stray.out, "");
+}
+
 TEST(PmpdGenerateCliTest, SamplingIsSeeded) {
   const std::string dir = TinyModelDir(128);
   const std::string args = absl::StrCat("--model ", dir, " --prompt 'Once upon' --max-new-tokens 20 --temperature 1 "
