@@ -24,6 +24,12 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return ss.str();
 }
 
+std::string DirName(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  if (slash == absl::string_view::npos) return ".";
+  return slash == 0 ? "/" : std::string(path.substr(0, slash));
+}
+
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
   // mkstemp: a fresh unpredictable name opened with O_CREAT | O_EXCL, so a file or symlink planted
   // at a guessable temp name can neither be truncated nor followed.
@@ -60,8 +66,7 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     return absl::InternalError(absl::StrCat(path, ": rename failed: ", std::strerror(errno)));
   }
   // The rename lives in the directory: sync it so the new file survives a power loss too.
-  const size_t slash = path.rfind('/');
-  return SyncPath(slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash));
+  return SyncPath(DirName(path));
 }
 
 absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {

@@ -16,12 +16,6 @@ bool IsDirectory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-std::string DirName(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 // The chat template of DIR/tokenizer_config.json beside `file`, empty when there is none.
 absl::StatusOr<std::string> ChatTemplateBeside(const std::string& file) {
   const std::string config = JoinPath(DirName(file), "tokenizer_config.json");
@@ -87,7 +81,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& pa
   }
   auto t = std::unique_ptr<Tokenizer>(new Tokenizer());
   t->path_ = file;
-  if (absl::EndsWith(file, ".gguf")) {
+  if (IsGgufPath(file)) {
     auto gguf = GgufFile::Open(file);
     if (!gguf.ok()) return gguf.status();
     auto vocab = BpeVocabFromGguf(**gguf);
