@@ -26,7 +26,8 @@ ABSL_FLAG(int, max_new_tokens, 128, "Tokens generated per prompt (greedy).");
 ABSL_FLAG(std::string, methods, "high,low,static",
           "Comma-separated: high (uniform first precision), low (uniform last), uniform (one row per precision "
           "from the first to the last, uniform-<p>), static (PMPD-Static), learned (PMPD-Learned, needs "
-          "--classifier).");
+          "--classifier), learned-sweep (PMPD-Learned at every switch quantile of the calibration grid, rows "
+          "learned-q<q>: its quality-vs-bits curve).");
 ABSL_FLAG(std::string, classifier, "",
           "Learned method: directory of classifiers from pmpd-train (manifest.json), or of the PMPD reference's "
           "classifier_<hi>_<lo>.pt files.");
@@ -36,8 +37,17 @@ ABSL_FLAG(int, prefill_precision, 0, "Static method: prefill precision (default:
 ABSL_FLAG(bool, calibrate_static, false,
           "Choose the static method's prefill precision and switch steps on a calibration split (the --calib-n "
           "examples after the test ones): least average bits with quality >= uniform-high quality - --epsilon.");
-ABSL_FLAG(int, calib_n, 50, "Calibration prompts for --calibrate-static.");
-ABSL_FLAG(double, epsilon, 1.0, "Allowed quality drop for --calibrate-static (Rouge-L x100 or BLEU points).");
+ABSL_FLAG(double, switch_quantile, 0,
+          "Learned method: 0 switches at each classifier's most probable step; q in (0, 1) at the earliest step "
+          "that is late enough with probability q (smaller: fewer bits), unless calibrated.");
+ABSL_FLAG(std::string, calibrate_learned, "",
+          "Choose the learned method's switch quantile on the calibration split: quality (least average bits with "
+          "quality >= uniform-high quality - --epsilon, the static rule) or static-bits (best quality within the "
+          "calibrated static schedule's average bits on the same prompts; needs --calibrate-static).");
+ABSL_FLAG(int, calib_n, 50, "Calibration prompts for --calibrate-static and --calibrate-learned.");
+ABSL_FLAG(double, epsilon, 1.0,
+          "Allowed quality drop for --calibrate-static and --calibrate-learned quality (Rouge-L x100 or BLEU "
+          "points).");
 ABSL_FLAG(std::string, reference, "dataset",
           "dataset: the task's references; model: the greedy output of --reference-model (right for small models); "
           "both: the references, plus a second score against the model's output (calibration uses the first).");
@@ -82,15 +92,33 @@ int Run() {
     return cli::Fail(kProgram, st.status());
   }
   std::vector<std::string> methods = absl::StrSplit(absl::GetFlag(FLAGS_methods), ',', absl::SkipEmpty());
+  auto has_method = [&](const std::string& name) {
+    return std::find(methods.begin(), methods.end(), name) != methods.end();
+  };
   for (const auto& m : methods) {
-    if (m == "learned" && absl::GetFlag(FLAGS_classifier).empty()) {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                     "method \"learned\" needs --classifier DIR (classifiers from pmpd-train)"));
-    }
-    if (m != "high" && m != "low" && m != "static" && m != "learned" && m != "uniform") {
+    if ((m == "learned" || m == "learned-sweep") && absl::GetFlag(FLAGS_classifier).empty()) {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     "unknown method \"", m, "\"; known: high, low, uniform, static, learned")));
+                                     "method \"", m, "\" needs --classifier DIR (classifiers from pmpd-train)")));
     }
+    if (m != "high" && m != "low" && m != "static" && m != "learned" && m != "learned-sweep" && m != "uniform") {
+      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                     "unknown method \"", m,
+                                     "\"; known: high, low, uniform, static, learned, learned-sweep")));
+    }
+  }
+  const double quantile = absl::GetFlag(FLAGS_switch_quantile);
+  if (!(quantile == 0 || (quantile > 0 && quantile < 1))) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                   "--switch-quantile ", quantile, ": use 0 (most probable step) or a value in (0, 1)")));
+  }
+  const std::string learned_objective = absl::GetFlag(FLAGS_calibrate_learned);
+  if (!learned_objective.empty() && learned_objective != "quality" && learned_objective != "static-bits") {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                   "--calibrate-learned \"", learned_objective, "\": use quality or static-bits")));
+  }
+  if (learned_objective == "static-bits" && !(absl::GetFlag(FLAGS_calibrate_static) && has_method("static"))) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                   "--calibrate-learned static-bits needs --calibrate-static and the static method"));
   }
   const std::string reference = absl::GetFlag(FLAGS_reference);
   if (reference != "dataset" && reference != "model" && reference != "both") {
@@ -98,10 +126,10 @@ int Run() {
   }
   auto task = scheduler::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), 0, n);
   if (!task.ok()) return cli::Fail(kProgram, task.status());
-  const bool calibrate = absl::GetFlag(FLAGS_calibrate_static) &&
-                         std::find(methods.begin(), methods.end(), "static") != methods.end();
+  const bool calibrate = absl::GetFlag(FLAGS_calibrate_static) && has_method("static");
+  const bool calibrate_learned = !learned_objective.empty() && has_method("learned");
   absl::StatusOr<scheduler::EvalTask> calib_task = absl::NotFoundError("");
-  if (calibrate) {
+  if (calibrate || calibrate_learned) {
     calib_task = scheduler::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), n, absl::GetFlag(FLAGS_calib_n));
     if (!calib_task.ok()) return cli::Fail(kProgram, calib_task.status());
   }
@@ -167,16 +195,24 @@ int Run() {
   }
 
   scheduler::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}, ""};
-  nlohmann::json calibration;
+  nlohmann::json calibration, learned_calibration;
+  scheduler::EvalPrompts calib_prompts;
+  std::vector<std::vector<std::string>> calib_refs;
+  if (calibrate || calibrate_learned) {
+    calib_prompts = scheduler::FitPrompts(*calib_task, **tok, ctx, max_new, chat_ptr);
+    auto r = refs_for(*calib_task, calib_prompts);
+    if (!r.ok()) return cli::Fail(kProgram, r.status());
+    calib_refs = std::move(*r);
+  }
+  double static_calib_bits = -1, calib_reference_quality = -1;
   if (calibrate) {
-    const auto calib_prompts = scheduler::FitPrompts(*calib_task, **tok, ctx, max_new, chat_ptr);
-    auto calib_refs = refs_for(*calib_task, calib_prompts);
-    if (!calib_refs.ok()) return cli::Fail(kProgram, calib_refs.status());
-    auto cal = scheduler::CalibrateStatic(**model, **tok, *precisions, calib_prompts, *calib_refs, task->metric, max_new,
+    auto cal = scheduler::CalibrateStatic(**model, **tok, *precisions, calib_prompts, calib_refs, task->metric, max_new,
                                           absl::GetFlag(FLAGS_epsilon),
                                           [](int d, int t) { Progress("calibrating static schedule", d, t); });
     if (!cal.ok()) return cli::Fail(kProgram, cal.status());
     static_method = cal->chosen;
+    calib_reference_quality = cal->reference_quality;
+    static_calib_bits = cal->chosen_row.examples > 0 ? cal->chosen_row.avg_bits : precisions->front();
     std::fprintf(stderr, "calibration (%zu prompts): uniform-high quality %.2f; chose %s\n", calib_prompts.size(),
                  cal->reference_quality, static_method.Describe().c_str());
     calibration = {{"prompts", calib_prompts.size()},
@@ -194,10 +230,39 @@ int Run() {
     static_method.switch_steps = *steps;
   }
   if (static_method.prefill_precision == 0) static_method.prefill_precision = precisions->front();
+  scheduler::EvalMethod learned_method{"learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier),
+                                       quantile};
+  if (calibrate_learned) {
+    const double budget = learned_objective == "static-bits" ? static_calib_bits : -1;
+    auto cal = scheduler::CalibrateLearned(**model, **tok, *precisions, absl::GetFlag(FLAGS_classifier), calib_prompts,
+                                           calib_refs, task->metric, max_new, absl::GetFlag(FLAGS_epsilon), budget,
+                                           calib_reference_quality,
+                                           [](int d, int t) { Progress("calibrating learned scheduler", d, t); });
+    if (!cal.ok()) return cli::Fail(kProgram, cal.status());
+    learned_method = cal->chosen;
+    std::fprintf(stderr, "learned calibration (%zu prompts, %s): chose switch quantile %.2f\n", calib_prompts.size(),
+                 learned_objective.c_str(), learned_method.switch_quantile);
+    learned_calibration = {{"prompts", calib_prompts.size()},
+                           {"objective", learned_objective},
+                           {"reference_quality", cal->reference_quality},
+                           {"epsilon", absl::GetFlag(FLAGS_epsilon)},
+                           {"switch_quantile", learned_method.switch_quantile}};
+    if (budget >= 0) learned_calibration["max_avg_bits"] = budget;
+    for (const auto& c : cal->candidates) {
+      learned_calibration["candidates"].push_back(
+          {{"schedule", c.schedule}, {"avg_bits", c.avg_bits}, {"quality", c.quality}});
+    }
+  }
 
   // "uniform" is one row per precision from the highest to the lowest of --precisions.
   std::vector<std::string> expanded;
   for (const auto& m : methods) {
+    if (m == "learned-sweep") {
+      for (double q : scheduler::kLearnedQuantileGrid) {
+        if (q > 0) expanded.push_back(absl::StrFormat("learned-q%.1f", q));
+      }
+      continue;
+    }
     if (m != "uniform") {
       expanded.push_back(m);
       continue;
@@ -213,7 +278,10 @@ int Run() {
     }
     if (m == "high") method = {"high", precisions->front(), {precisions->front()}, {}, ""};
     if (m == "low") method = {"low", precisions->back(), {precisions->back()}, {}, ""};
-    if (m == "learned") method = {"learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier)};
+    if (m == "learned") method = learned_method;
+    if (absl::StartsWith(m, "learned-q")) {
+      method = {m, precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier), std::stod(m.substr(9))};
+    }
     auto row = scheduler::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
                                     [&](int d, int t) { Progress(m, d, t); });
     if (!row.ok()) return cli::Fail(kProgram, row.status());
@@ -230,6 +298,7 @@ int Run() {
                       {"precisions", *precisions},
                       {"chat_template", prompts.chat_template}};
   if (!calibration.is_null()) j["calibration"] = calibration;
+  if (!learned_calibration.is_null()) j["learned_calibration"] = learned_calibration;
   for (const auto& r : rows) {
     j["rows"].push_back({{"method", r.method},
                          {"schedule", r.schedule},

@@ -3,12 +3,14 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "kernels/check.h"
 #include "kernels/half.h"
 #include "models/file_util.h"
 #include "models/safetensors.h"
@@ -281,6 +283,24 @@ std::vector<int> ChainSwitchSteps(const std::vector<int>& pair_steps) {
   return out;
 }
 
+int SelectSwitchClass(absl::Span<const float> logits, double q) {
+  PMPD_CHECK(!logits.empty(), "a classifier has at least one class");
+  PMPD_CHECK(q >= 0 && q < 1, "switch_quantile is 0 (argmax) or in (0, 1)");
+  const int n = static_cast<int>(logits.size());
+  const int argmax = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  if (q == 0) return argmax;
+  // Softmax in double, shifted by the max for range; the last class takes what rounding leaves.
+  std::vector<double> p(n);
+  double z = 0;
+  for (int i = 0; i < n; ++i) z += p[i] = std::exp(static_cast<double>(logits[i]) - logits[argmax]);
+  double cum = 0;
+  for (int i = 0; i + 1 < n; ++i) {
+    cum += p[i] / z;
+    if (cum >= q) return i;
+  }
+  return n - 1;
+}
+
 namespace {
 
 class LearnedScheduler : public PrecisionScheduler {
@@ -289,8 +309,8 @@ class LearnedScheduler : public PrecisionScheduler {
     std::unique_ptr<KvClassifier> classifier;
     std::vector<int64_t> candidate_steps;
   };
-  LearnedScheduler(std::vector<int> precisions, std::vector<Pair> pairs)
-      : precisions_(std::move(precisions)), pairs_(std::move(pairs)) {}
+  LearnedScheduler(std::vector<int> precisions, std::vector<Pair> pairs, double switch_quantile)
+      : precisions_(std::move(precisions)), pairs_(std::move(pairs)), quantile_(switch_quantile) {}
 
   void Reset() override {
     switch_steps_.clear();
@@ -302,8 +322,7 @@ class LearnedScheduler : public PrecisionScheduler {
     for (const Pair& p : pairs_) {
       auto logits = p.classifier->Logits(kv);
       if (!logits.ok()) return logits.status();
-      const int cls =
-          static_cast<int>(std::max_element(logits->begin(), logits->end()) - logits->begin());
+      const int cls = SelectSwitchClass(*logits, quantile_);
       predicted_.push_back(cls);
       steps.push_back(cls < static_cast<int>(p.candidate_steps.size())
                           ? static_cast<int>(p.candidate_steps[cls])
@@ -332,6 +351,7 @@ class LearnedScheduler : public PrecisionScheduler {
  private:
   std::vector<int> precisions_;
   std::vector<Pair> pairs_;
+  double quantile_ = 0;
   std::vector<int> switch_steps_, predicted_;
 };
 
@@ -347,6 +367,10 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
     if (o.precisions[i] >= o.precisions[i - 1]) {
       return absl::InvalidArgumentError("precisions must be strictly decreasing (e.g. 4,3,2)");
     }
+  }
+  if (!(o.switch_quantile == 0 || (o.switch_quantile > 0 && o.switch_quantile < 1))) {
+    return absl::InvalidArgumentError(absl::StrCat("switch quantile ", o.switch_quantile,
+                                                   ": use 0 (the most probable class) or a value in (0, 1)"));
   }
   std::string device = o.device;
   if (device == "auto") device = torch::cuda::is_available() ? "cuda" : "cpu";
@@ -406,7 +430,8 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
     pair.classifier = std::move(*c);
     pairs.push_back(std::move(pair));
   }
-  return std::unique_ptr<PrecisionScheduler>(new LearnedScheduler(o.precisions, std::move(pairs)));
+  return std::unique_ptr<PrecisionScheduler>(
+      new LearnedScheduler(o.precisions, std::move(pairs), o.switch_quantile));
 }
 
 }  // namespace pmpd::scheduler

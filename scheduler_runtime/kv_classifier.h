@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "scheduler_runtime/precision_scheduler.h"
 
 namespace pmpd::scheduler {
@@ -94,10 +95,19 @@ struct LearnedSchedulerOptions {
   // KV is read where it lies, nothing is copied to the host), or "auto" (cuda when LibTorch sees a
   // GPU). Same network and weights either way; fp32 on both.
   std::string device = "cpu";
+  // How a pair's class probabilities become its switch step. 0: the most probable class (argmax).
+  // q in (0, 1): the earliest class whose cumulative probability reaches q, i.e. the switch step
+  // that is late enough (the label is "the earliest step that keeps quality") with probability q by
+  // the classifier's own estimate: small q switches early (fewer bits), q near 1 late. The one knob
+  // that trades the learned scheduler's bits for quality; pmpd-eval --calibrate-learned picks it.
+  double switch_quantile = 0;
 };
 
+// The class one pair's logits select under `switch_quantile` (see LearnedSchedulerOptions).
+int SelectSwitchClass(absl::Span<const float> logits, double switch_quantile);
+
 // The learned scheduler. OnPrefill runs each pair's classifier once on the prefill KV cache (the
-// same cache for every pair) and fixes the schedule: pair p's predicted class gives step s_p
+// same cache for every pair) and fixes the schedule: pair p's class (SelectSwitchClass) gives step s_p
 // (never = infinity); precisions[p+1] starts at S_p = max(S_{p-1}, s_p), absolute steps as in a
 // static schedule, and a "never" stops the chain. Errors name the directory and the missing pair.
 absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(

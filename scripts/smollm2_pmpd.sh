@@ -42,6 +42,9 @@ TEST_FRACTION=${TEST_FRACTION:-0.2} # classifiers: a test split scored once, nex
 THREADS=${THREADS:-$(nproc)}
 PARALLEL_PPL=${PARALLEL_PPL:-0}    # 1: the perplexity stage runs beside the labelling (CPU vs GPU)
 PARALLEL_EVAL=${PARALLEL_EVAL:-0}  # 1: the tasks are evaluated by concurrent processes (one GPU)
+CLASSIFIERS=${CLASSIFIERS:-}       # eval: these classifiers (default: the tuned ones, else the trained ones)
+LEARNED_CALIBRATION=${LEARNED_CALIBRATION:-static-bits}  # eval: pmpd-eval --calibrate-learned
+EVAL_TAG=${EVAL_TAG:-}             # eval: outputs eval$EVAL_TAG-<task>* (several evaluations in one WORK)
 
 mkdir -p "$WORK"
 ap="$WORK/anyprec-s${SEED_P}p${PARENT_P}"
@@ -121,21 +124,28 @@ if has tune; then
 fi
 
 if has eval; then
-  best="$tuned"
-  [ -f "$best/manifest.json" ] || best="$cls"
+  best="$CLASSIFIERS"
+  if [ -z "$best" ]; then
+    best="$tuned"
+    [ -f "$best/manifest.json" ] || best="$cls"
+  fi
+  # The learned scheduler's switch quantile is calibrated on the same held-out prompts as the static
+  # schedule (static-bits: the best quality within the static schedule's bits there); the sweep
+  # rows give its whole quality-vs-bits curve on the test prompts.
   eval_task() {
     "$BIN/pmpd-eval" --model "$ap" --task "$1" --shared-dir "$SHARED" --n "$EVAL_N" --max-new-tokens "$NEW" \
-      --precisions "$LADDER" --methods uniform,static,learned --calibrate-static --calib-n "$CALIB_N" \
-      --epsilon "$EPSILON" --classifier "$best" --reference both --device "$DEVICE" --out "$WORK/eval-$1" --json \
-      >"$WORK/eval-$1.json" 2>"$WORK/eval-$1.log"
+      --precisions "$LADDER" --methods uniform,static,learned,learned-sweep --calibrate-static \
+      --calibrate-learned "$LEARNED_CALIBRATION" --calib-n "$CALIB_N" --epsilon "$EPSILON" --classifier "$best" \
+      --reference both --device "$DEVICE" --out "$WORK/eval$EVAL_TAG-$1" --json \
+      >"$WORK/eval$EVAL_TAG-$1.json" 2>"$WORK/eval$EVAL_TAG-$1.log"
   }
   eval_pids=()
   for task in $TASKS; do
     if [ "$PARALLEL_EVAL" = 1 ]; then
-      run_stage "eval-$task" eval_task "$task" &
+      run_stage "eval$EVAL_TAG-$task" eval_task "$task" &
       eval_pids+=($!)
     else
-      run_stage "eval-$task" eval_task "$task"
+      run_stage "eval$EVAL_TAG-$task" eval_task "$task"
     fi
   done
   for p in "${eval_pids[@]}"; do wait "$p"; done
@@ -143,9 +153,9 @@ fi
 
 [ -n "${ppl_pid:-}" ] && wait "$ppl_pid"
 export DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE \
-  EPSILON TASKS LABEL_TOL TEST_FRACTION CANDIDATES
+  EPSILON TASKS LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION
 python3 - "$WORK" "$root" <<'PY'
-import json, os, platform, subprocess, sys
+import glob, json, os, platform, subprocess, sys
 work, root = sys.argv[1], sys.argv[2]
 def load(name):
     p = os.path.join(work, name)
@@ -162,7 +172,8 @@ summary = {
                 "gpu": sh("nvidia-smi --query-gpu=name --format=csv,noheader | head -1")},
     "settings": {k: os.environ.get(k) for k in ["DEVICE", "LADDER", "SEED_P", "PARENT_P", "CALIB_SAMPLES", "DOCS",
                                                 "NEW", "INSTRUCTION", "SHARDS", "TRIALS", "EVAL_N", "CALIB_N",
-                                                "PPL_RANGE", "EPSILON", "LABEL_TOL", "TEST_FRACTION", "CANDIDATES"]},
+                                                "PPL_RANGE", "EPSILON", "LABEL_TOL", "TEST_FRACTION", "CANDIDATES",
+                                                "LEARNED_CALIBRATION"]},
     "wall_seconds": {},
 }
 if os.path.exists(os.path.join(work, "timing.txt")):
@@ -173,8 +184,11 @@ if os.path.exists(os.path.join(work, "ppl.jsonl")):
     summary["perplexity"] = [json.loads(l) for l in open(os.path.join(work, "ppl.jsonl")) if l.strip()]
 for name in ["quantize", "gen-data", "train", "tune"]:
     summary[name] = load(name + ".json")
+# Every evaluation in WORK: eval-<tag>-<task>.json -> "eval_<tag>_<task>", eval-<task>.json -> "eval_<task>".
 for task in os.environ.get("TASKS", "cnn_dm dialogsum").split():
-    summary["eval_" + task] = load(f"eval-{task}.json")
+    for path in sorted(glob.glob(os.path.join(work, f"eval*-{task}.json"))):
+        tag = os.path.basename(path)[len("eval"):-len(f"-{task}.json")].strip("-_")
+        summary["_".join(["eval"] + ([tag] if tag else []) + [task])] = load(os.path.basename(path))
 with open(os.path.join(work, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
 print(json.dumps(summary["wall_seconds"]))

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <iterator>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -19,7 +20,8 @@ namespace pmpd::scheduler {
 
 std::string EvalMethod::Describe() const {
   if (!classifier_dir.empty()) {
-    return absl::StrCat("prefill ", prefill_precision, ", learned ", absl::StrJoin(precisions, "->"), " (",
+    return absl::StrCat("prefill ", prefill_precision, ", learned ", absl::StrJoin(precisions, "->"),
+                        switch_quantile > 0 ? absl::StrFormat(" at quantile %.2f", switch_quantile) : "", " (",
                         classifier_dir, ")");
   }
   std::string s = absl::StrCat("prefill ", prefill_precision, ", decode ", absl::StrJoin(precisions, "->"));
@@ -174,6 +176,7 @@ absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Token
     lo.kv_heads = model.config().num_key_value_heads;
     lo.head_dim = model.config().head_dim;
     lo.device = model.classifier_device();
+    lo.switch_quantile = method.switch_quantile;
     sched = MakeLearnedScheduler(lo);
   }
   if (!sched.ok()) return sched.status();
@@ -252,11 +255,68 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
         found = true;
         best = *row;
         result.chosen = m;
+        result.chosen_row = *row;
       }
       result.candidates.push_back(std::move(*row));
     }
   }
   if (!found) result.chosen = EvalMethod{"static", precisions.front(), precisions, std::vector<int>(precisions.size() - 1, N), ""};
+  return result;
+}
+
+absl::StatusOr<CalibrationResult> CalibrateLearned(
+    ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
+    const std::string& classifier_dir, const EvalPrompts& prompts,
+    const std::vector<std::vector<std::string>>& references, QualityMetric metric, int max_new_tokens,
+    double epsilon, double max_avg_bits, double reference_quality,
+    const std::function<void(int, int)>& progress) {
+  if (precisions.size() < 2) return absl::InvalidArgumentError("--calibrate-learned needs at least two --precisions");
+  CalibrationResult result;
+  const int total = static_cast<int>(std::size(kLearnedQuantileGrid)) + (reference_quality < 0 ? 1 : 0);
+  int done = 0;
+  if (reference_quality < 0) {
+    EvalMethod high{"high", precisions.front(), {precisions.front()}, {}, ""};
+    auto ref = RunMethod(model, tok, high, prompts, references, metric, max_new_tokens);
+    if (!ref.ok()) return ref.status();
+    reference_quality = ref->quality;
+    if (progress) progress(++done, total);
+  }
+  result.reference_quality = reference_quality;
+  bool found = false;
+  EvalRow best;
+  for (double q : kLearnedQuantileGrid) {
+    EvalMethod m{"learned", precisions.front(), precisions, {}, classifier_dir, q};
+    auto row = RunMethod(model, tok, m, prompts, references, metric, max_new_tokens);
+    if (!row.ok()) return row.status();
+    row->outputs.clear();
+    if (progress) progress(++done, total);
+    bool better;
+    if (max_avg_bits < 0) {
+      better = row->quality >= reference_quality - epsilon &&
+               (!found || row->avg_bits < best.avg_bits - 1e-12 ||
+                (std::fabs(row->avg_bits - best.avg_bits) <= 1e-12 && row->quality > best.quality));
+    } else {
+      better = row->avg_bits <= max_avg_bits + 1e-9 &&
+               (!found || row->quality > best.quality + 1e-12 ||
+                (std::fabs(row->quality - best.quality) <= 1e-12 && row->avg_bits < best.avg_bits));
+    }
+    if (better) {
+      found = true;
+      best = *row;
+      result.chosen = m;
+      result.chosen_row = *row;
+    }
+    result.candidates.push_back(std::move(*row));
+  }
+  if (!found) {  // the nearest miss: the best quality, or within a budget the fewest bits
+    size_t pick = 0;
+    for (size_t i = 1; i < result.candidates.size(); ++i) {
+      const EvalRow& c = result.candidates[i];
+      const EvalRow& b = result.candidates[pick];
+      if (max_avg_bits < 0 ? c.quality > b.quality : c.avg_bits < b.avg_bits) pick = i;
+    }
+    result.chosen = EvalMethod{"learned", precisions.front(), precisions, {}, classifier_dir, kLearnedQuantileGrid[pick]};
+  }
   return result;
 }
 
@@ -324,9 +384,28 @@ absl::Status WriteEvalSvg(const std::string& path, const std::string& title, con
   absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" fill=\"gray\" font-size=\"11\" text-anchor=\"end\">"
                         "dashed: the uniform-precision baselines joined (PMPD should lie above)</text>\n",
                         W - R - 4, H - B - 8);
+  // The learned sweep (rows learned-q<q>): one curve by bits, small unlabelled points.
+  std::vector<const EvalRow*> sweep;
+  for (const auto& r : rows) {
+    if (absl::StartsWith(r.method, "learned-q")) sweep.push_back(&r);
+  }
+  if (!sweep.empty()) {
+    std::sort(sweep.begin(), sweep.end(), [](const EvalRow* a, const EvalRow* b) { return a->avg_bits < b->avg_bits; });
+    std::string pts;
+    for (const EvalRow* r : sweep) absl::StrAppendFormat(&pts, "%.1f,%.1f ", px(r->avg_bits), py(r->quality));
+    absl::StrAppendFormat(&s, "<polyline points=\"%s\" fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"1.5\"/>\n", pts);
+    for (const EvalRow* r : sweep) {
+      absl::StrAppendFormat(&s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#ff7f0e\"/>\n", px(r->avg_bits),
+                            py(r->quality));
+    }
+    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" fill=\"#ff7f0e\" font-size=\"11\" text-anchor=\"end\">"
+                          "orange curve: learned at switch quantiles %s..%s</text>\n",
+                          W - R - 4, H - B - 22, sweep.front()->method.substr(9), sweep.back()->method.substr(9));
+  }
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
+    if (absl::StartsWith(r.method, "learned-q")) continue;
     absl::StrAppendFormat(&s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\"/>\n", px(r.avg_bits),
                           py(r.quality), colors[i % 6]);
     const bool right_half = px(r.avg_bits) > L + 0.6 * (W - L - R);  // keep labels inside the frame

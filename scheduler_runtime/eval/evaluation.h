@@ -45,6 +45,7 @@ struct EvalMethod {
   std::vector<int> precisions;    // high to low
   std::vector<int> switch_steps;  // one per adjacent pair
   std::string classifier_dir;     // non-empty: the learned scheduler with these classifiers (pmpd-train)
+  double switch_quantile = 0;     // the learned scheduler's decision rule (LearnedSchedulerOptions)
   std::string Describe() const;
 };
 
@@ -110,6 +111,7 @@ absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Token
 
 struct CalibrationResult {
   EvalMethod chosen;
+  EvalRow chosen_row;  // its row on the calibration prompts (outputs cleared); empty when none was feasible
   double reference_quality = 0;  // uniform-high quality on the calibration split
   std::vector<EvalRow> candidates;
 };
@@ -121,6 +123,21 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
     ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const EvalPrompts& prompts, const std::vector<std::vector<std::string>>& references,
     QualityMetric metric, int max_new_tokens, double epsilon,
+    const std::function<void(int, int)>& progress = {});
+
+// The learned scheduler's counterpart of CalibrateStatic: tries the switch quantiles
+// kLearnedQuantileGrid (0 = argmax included) on the calibration prompts, prefill at the high
+// precision (the classifiers read its KV cache). max_avg_bits < 0: the fewest average bits subject
+// to quality >= q_ref - epsilon, as the static search. max_avg_bits >= 0 (a bit budget, e.g. the
+// calibrated static schedule's average bits on the same prompts): the best quality within it.
+// Nothing feasible: the best quality (quality rule) or the fewest bits (budget). reference_quality < 0: measured here (uniform
+// high); pass CalibrateStatic's to save that run. Cost: grid size + 1 runs over the prompts.
+inline constexpr double kLearnedQuantileGrid[] = {0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
+absl::StatusOr<CalibrationResult> CalibrateLearned(
+    ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
+    const std::string& classifier_dir, const EvalPrompts& prompts,
+    const std::vector<std::vector<std::string>>& references, QualityMetric metric, int max_new_tokens,
+    double epsilon, double max_avg_bits = -1, double reference_quality = -1,
     const std::function<void(int, int)>& progress = {});
 
 // Report writers. Each returns an error naming the file it could not write.

@@ -188,6 +188,108 @@ TEST_F(PmpdEvalCliTest, CalibratesStaticOnADisjointSplit) {
   EXPECT_TRUE(chosen_found);
 }
 
+// --calibrate-learned on the reference-format classifier (it reads stories260K's 4 KV heads of
+// dim 8): every grid quantile is tried on the calibration split and the choice follows the rule;
+// static-bits keeps within the static schedule's bits there; learned-sweep adds one row per
+// quantile and an orange curve to the plot.
+TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  const std::string cls = pmpd::testing::SourcePath("tests/golden/reference_classifier");
+  auto run = [&](const std::string& out, const std::string& extra) {
+    const auto r = RunBinary("cli/pmpd-eval",
+                             absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                                          " --n 2 --calib-n 2 --max-new-tokens 12 --precisions 4,3 --reference model "
+                                          "--classifier ", cls, " --json --out ", out, " ", extra));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out.substr(r.out.find('{'))) : nlohmann::json();
+  };
+  const auto j = run(MakeTempDir("eval_learned_q"), "--methods learned --calibrate-learned quality");
+  ASSERT_TRUE(j.contains("learned_calibration")) << j;
+  const auto& lc = j["learned_calibration"];
+  ASSERT_EQ(lc.at("candidates").size(), std::size(kLearnedQuantileGrid));
+  const double q_ref = lc.at("reference_quality").get<double>();
+  double best_bits = 1e9;
+  for (const auto& c : lc["candidates"]) {
+    if (c.at("quality").get<double>() >= q_ref - 1.0) best_bits = std::min(best_bits, c.at("avg_bits").get<double>());
+  }
+  const double q = lc.at("switch_quantile").get<double>();
+  ASSERT_EQ(j.at("rows").size(), 1u);
+  const std::string schedule = j["rows"][0].at("schedule");
+  EXPECT_NE(schedule.find("learned 4->3"), std::string::npos) << schedule;
+  if (best_bits < 1e9) {
+    bool found = false;
+    for (const auto& c : lc["candidates"]) {
+      if (c.at("schedule") == schedule) {  // the chosen candidate, by its description
+        found = true;
+        EXPECT_DOUBLE_EQ(c.at("avg_bits").get<double>(), best_bits);
+      }
+    }
+    EXPECT_TRUE(found) << schedule << " quantile " << q;
+  }
+
+  // static-bits: within the calibrated static schedule's bits on the same prompts.
+  const std::string out = MakeTempDir("eval_learned_bits");
+  const auto b = run(out, "--methods static,learned,learned-sweep --calibrate-static --calibrate-learned static-bits");
+  ASSERT_TRUE(b.contains("learned_calibration")) << b;
+  const double budget = b["learned_calibration"].at("max_avg_bits").get<double>();
+  for (const auto& c : b["calibration"]["candidates"]) {
+    const std::string want = absl::StrCat("prefill ", b["calibration"]["prefill_precision"].get<int>(),
+                                          ", decode 4->3 at ", b["calibration"]["switch_steps"][0].get<int>());
+    if (c.at("schedule") == want) {
+      EXPECT_DOUBLE_EQ(c.at("avg_bits").get<double>(), budget);
+    }
+  }
+  // The learned calibration reuses the static one's uniform-high run.
+  EXPECT_DOUBLE_EQ(b["learned_calibration"].at("reference_quality").get<double>(),
+                   b["calibration"].at("reference_quality").get<double>());
+  double best_q = -1;
+  for (const auto& c : b["learned_calibration"]["candidates"]) {
+    if (c.at("avg_bits").get<double>() <= budget + 1e-9) best_q = std::max(best_q, c.at("quality").get<double>());
+  }
+  const auto& rows = b.at("rows");
+  ASSERT_EQ(rows.size(), 2u + 9u);
+  EXPECT_EQ(rows[1].at("method"), "learned");
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(rows[2 + i].at("method"), absl::StrFormat("learned-q%.1f", 0.1 * (i + 1)));
+    EXPECT_NE(rows[2 + i].at("schedule").get<std::string>().find(absl::StrFormat("at quantile %.2f", 0.1 * (i + 1))),
+              std::string::npos);
+  }
+  // The choice: the best quality within the budget, else (nothing within it) the fewest bits.
+  double min_bits = 1e9;
+  for (const auto& c : b["learned_calibration"]["candidates"]) min_bits = std::min(min_bits, c.at("avg_bits").get<double>());
+  bool chosen_found = false;
+  for (const auto& c : b["learned_calibration"]["candidates"]) {
+    if (c.at("schedule") != rows[1].at("schedule")) continue;
+    chosen_found = true;
+    if (best_q >= 0) {
+      EXPECT_DOUBLE_EQ(c.at("quality").get<double>(), best_q);
+    } else {
+      EXPECT_DOUBLE_EQ(c.at("avg_bits").get<double>(), min_bits);
+    }
+  }
+  EXPECT_TRUE(chosen_found) << rows[1];
+  const std::string svg = pmpd::testing::ReadFile(out + "/quality_vs_bits.svg");
+  EXPECT_NE(svg.find("orange curve: learned at switch quantiles"), std::string::npos);
+  size_t polylines = 0;
+  for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++polylines;
+  EXPECT_EQ(polylines, 2u);
+
+  pmpd::testing::ExpectCleanFailure(
+      RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                                              " --n 1 --methods learned --classifier ", cls,
+                                              " --calibrate-learned static-bits")),
+      "pmpd-eval", "needs --calibrate-static");
+  pmpd::testing::ExpectCleanFailure(
+      RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                                              " --n 1 --methods learned --classifier ", cls, " --switch-quantile 1.5")),
+      "pmpd-eval", "--switch-quantile 1.5");
+  pmpd::testing::ExpectCleanFailure(
+      RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                                              " --n 1 --methods learned --classifier ", cls,
+                                              " --calibrate-learned fewest")),
+      "pmpd-eval", "--calibrate-learned \"fewest\"");
+}
+
 TEST_F(PmpdEvalCliTest, AppliesTheChatTemplateAndRecordsIt) {
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
   auto run = [&](const std::string& extra) {

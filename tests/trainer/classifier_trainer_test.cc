@@ -201,6 +201,69 @@ TEST(KvClassifierTest, ReferenceFormatStateDictGivesTheExpectedOutputs) {
   EXPECT_EQ((*sched)->NextPrecision(254, 4, {}), 4);
 }
 
+// The switch quantile: the earliest class whose cumulative softmax probability reaches q; 0 is
+// the argmax. Probabilities 0.1, 0.2, 0.3, 0.4 given as log-probabilities plus a shift (softmax is
+// shift-invariant).
+TEST(KvClassifierTest, SwitchQuantileSelectsTheEarliestClassReachingIt) {
+  using scheduler::SelectSwitchClass;
+  std::vector<float> logits;
+  for (double p : {0.1, 0.2, 0.3, 0.4}) logits.push_back(static_cast<float>(std::log(p) + 7.0));
+  EXPECT_EQ(SelectSwitchClass(logits, 0), 3);
+  EXPECT_EQ(SelectSwitchClass(logits, 0.05), 0);
+  EXPECT_EQ(SelectSwitchClass(logits, 0.25), 1);  // cumulative 0.1, 0.3
+  EXPECT_EQ(SelectSwitchClass(logits, 0.5), 2);   // 0.3 < 0.5 <= 0.6
+  EXPECT_EQ(SelectSwitchClass(logits, 0.65), 3);
+  EXPECT_EQ(SelectSwitchClass(logits, 0.99), 3);
+  // The argmax is not the median: one dominant early class among many late ones.
+  const std::vector<float> early = {std::log(0.4f), std::log(0.2f), std::log(0.2f), std::log(0.2f)};
+  EXPECT_EQ(SelectSwitchClass(early, 0), 0);
+  EXPECT_EQ(SelectSwitchClass(early, 0.5), 1);
+  // Large logits do not overflow.
+  EXPECT_EQ(SelectSwitchClass(std::vector<float>{1000.f, 1000.f}, 0.4), 0);
+  EXPECT_EQ(SelectSwitchClass(std::vector<float>{1000.f, 1000.f}, 0.6), 1);
+}
+
+// The learned scheduler with a quantile: the reference-format classifier's case whose argmax is
+// "never" switches no later as q falls, and at q -> 0 at the earliest step its mass allows.
+TEST(KvClassifierTest, LearnedSchedulerAppliesTheSwitchQuantile) {
+  const auto golden = nlohmann::json::parse(
+      testing::ReadFile(testing::SourcePath("tests/golden/reference_classifier.json")));
+  const std::string dir = testing::SourcePath("tests/golden/reference_classifier");
+  const auto& c3 = golden["cases"][0];  // argmax class 3: never
+  const std::vector<float> k = c3["k"], v = c3["v"];
+  const std::vector<float> logits = c3["logits"].get<std::vector<float>>();
+  const std::vector<int> steps = {0, 85, 170, -1};  // the reference's classes at N = 255
+  auto step_at = [&](double q) {
+    scheduler::LearnedSchedulerOptions lo{dir, {4, 3}, 4, 8, 255};
+    lo.switch_quantile = q;
+    auto sched = scheduler::MakeLearnedScheduler(lo);
+    EXPECT_TRUE(sched.ok()) << sched.status();
+    if (!sched.ok()) return -2;
+    EXPECT_TRUE((*sched)->OnPrefill({k, v, 4, c3["T"].get<int>(), 8}).ok());
+    for (int s = 0; s < 255; ++s) {
+      if ((*sched)->NextPrecision(s, 4, {}) == 3) return s;
+    }
+    return -1;
+  };
+  EXPECT_EQ(step_at(0), -1);
+  int prev = 0;
+  for (double q : {0.001, 0.005, 0.2, 0.4, 0.6, 0.8, 0.99}) {
+    const int s = step_at(q);
+    EXPECT_EQ(s, steps[scheduler::SelectSwitchClass(logits, q)]) << q;
+    const int as_order = s < 0 ? 1000 : s;
+    EXPECT_GE(as_order, prev) << q;
+    prev = as_order;
+  }
+  EXPECT_EQ(step_at(0.005), 0);  // P(class 0) = 0.0083
+  EXPECT_EQ(step_at(0.2), -1);
+  // Out of range: a clear error at construction.
+  scheduler::LearnedSchedulerOptions bad{dir, {4, 3}, 4, 8, 255};
+  bad.switch_quantile = 1.0;
+  auto r = scheduler::MakeLearnedScheduler(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("switch quantile 1"), std::string::npos) << r.status();
+}
+
 TEST(KvClassifierTest, ChainRuleTurnsPairPredictionsIntoSwitchSteps) {
   using scheduler::ChainSwitchSteps;
   EXPECT_EQ(ChainSwitchSteps({85, 170}), (std::vector<int>{85, 170}));
