@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Quality against average bits for the SmolLM2 PMPD run, in the style of the PMPD paper's figure:
 per task, Rouge-L of the uniform-precision baselines joined by a line (what PMPD has to beat), the
-calibrated static schedule and the learned schedulers as labelled points; left panel against the
-data set's references, right panel against the model's own 8-bit outputs.
+calibrated static schedule as a point and the learned scheduler as a curve over its switch quantiles
+(learned-q0.1..0.9) with its calibrated quantile marked; left panel against the data set's
+references, right panel against the model's own 8-bit outputs. Reads the "eval_switch_quantile"
+run of the results file when present, else the first evaluation ("eval").
 
 Usage: python3 scripts/plot_smollm2_results.py bench/results/smollm2_pmpd.json docs/smollm2_quality_vs_bits.svg
 No dependencies (writes SVG by hand).
@@ -35,12 +37,23 @@ def panel(rows, key, x0, y0, w, h, title):
     uni = sorted((r for r in rows if r["method"].startswith("uniform")), key=lambda r: r["avg_bits"])
     s.append('<polyline fill="none" stroke="#888" stroke-dasharray="5,4" points="' +
              " ".join(f"{px(r['avg_bits']):.1f},{py(r[key]):.1f}" for r in uni) + '"/>')
+    sweep = sorted((r for r in rows if r["method"].startswith("learned-q")), key=lambda r: r["avg_bits"])
+    if sweep:
+        s.append(f'<polyline fill="none" stroke="{COLORS["learned"]}" stroke-width="1.5" points="' +
+                 " ".join(f"{px(r['avg_bits']):.1f},{py(r[key]):.1f}" for r in sweep) + '"/>')
+        for r in sweep:
+            x, y = px(r["avg_bits"]), py(r[key])
+            s.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{COLORS["learned"]}"/>')
+            s.append(f'<text x="{x + 4:.1f}" y="{y + 12:.1f}" font-size="8" fill="{COLORS["learned"]}">'
+                     f'{r["method"][len("learned-q"):]}</text>')
     for r in rows:
         m = r["method"]
+        if m.startswith("learned-q"):
+            continue
         kind = "uniform" if m.startswith("uniform") else "static" if m == "static" else "learned"
         x, y = px(r["avg_bits"]), py(r[key])
         label = m.replace("uniform-", "") + " bit" if kind == "uniform" else ("static" if kind == "static"
-                                                                            else "learned " + MARKS.get(m, "?"))
+                                                                            else "learned " + MARKS.get(m, "calibrated"))
         if kind == "uniform":
             s.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{COLORS[kind]}"/>')
         else:
@@ -51,12 +64,13 @@ def panel(rows, key, x0, y0, w, h, title):
 
 def main():
     data = json.load(open(sys.argv[1]))
-    tasks = list(data["eval"].keys())
+    evals = data["eval_switch_quantile"]["tasks"] if "eval_switch_quantile" in data else data["eval"]
+    tasks = list(evals.keys())
     W, H = 480, 300
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H * len(tasks) + 70}" '
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + 50}" height="{H * len(tasks) + 80}" '
            'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
     for i, t in enumerate(tasks):
-        ev = data["eval"][t]
+        ev = evals[t]
         rows = ev["rows"]
         n = ev["examples"]
         out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references")
@@ -64,8 +78,14 @@ def main():
     y = H * len(tasks) + 20
     out.append(f'<text x="20" y="{y}" font-size="11">SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform '
                'baselines (dashed line joins them); red: PMPD-static (calibrated); blue: PMPD-learned</text>')
-    out.append(f'<text x="20" y="{y + 16}" font-size="11">A: hypertuned classifiers, stored labels; B: pmpd-train, '
-               'stored labels; C: pmpd-train, labels at tolerance 0.01. Source: bench/results/smollm2_pmpd.json</text>')
+    if "eval_switch_quantile" in data:
+        out.append(f'<text x="20" y="{y + 16}" font-size="11">blue curve: PMPD-learned (pmpd-train classifiers, label '
+                   'tolerance 0.01) at switch quantiles 0.1..0.9; large blue dot: the quantile calibrated</text>')
+        out.append(f'<text x="20" y="{y + 32}" font-size="11">within the static schedule\'s bits on the calibration '
+                   'prompts. Source: bench/results/smollm2_pmpd.json</text>')
+    else:
+        out.append(f'<text x="20" y="{y + 16}" font-size="11">A: hypertuned classifiers, stored labels; B: pmpd-train, '
+                   'stored labels; C: pmpd-train, labels at tolerance 0.01. Source: bench/results/smollm2_pmpd.json</text>')
     out.append("</svg>")
     open(sys.argv[2], "w").write("\n".join(out) + "\n")
 
