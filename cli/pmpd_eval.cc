@@ -11,7 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
-#include "cli/engine_loader.h"
+#include "inference/load_engine.h"
 #include "models/chat_template.h"
 #include "models/file_util.h"
 #include "models/tokenizer.h"
@@ -143,8 +143,9 @@ int Run() {
     if (!t.ok()) return cli::Fail(kProgram, t.status());
     chat = *t;
   }
-  const std::string device = absl::GetFlag(FLAGS_device);
-  auto model = cli::LoadGenerator(model_dir, device);
+  auto device = inference::ParseDevice(absl::GetFlag(FLAGS_device), "--device");
+  if (!device.ok()) return cli::Fail(kProgram, device.status());
+  auto model = inference::LoadEngine(model_dir, *device);
   if (!model.ok()) return cli::Fail(kProgram, model.status());
   if (auto st = scheduler::CheckPrecisionRange((*model)->min_precision(), (*model)->max_precision(), *precisions,
                                                model_dir);
@@ -152,12 +153,12 @@ int Run() {
     return cli::Fail(kProgram, st);
   }
   std::fprintf(stderr, "%s: %zu test prompts from %s (device %s, chat template %s)\n",
-               task_name.c_str(), task->examples.size(), task->data_path.c_str(), device.c_str(),
+               task_name.c_str(), task->examples.size(), task->data_path.c_str(), inference::DeviceName((*model)->device()).c_str(),
                chat ? chat->name() : "none");
 
   // References: the data set's, or a model's greedy outputs on the same (fitted) prompts. The
   // reference model is loaded once, for the test and the calibration split alike.
-  std::unique_ptr<scheduler::ScheduledGenerator> ref_model;
+  std::unique_ptr<inference::Engine> ref_model;
   auto refs_for = [&](const scheduler::EvalTask& t, const scheduler::EvalPrompts& prompts,
                       bool from_model = false) -> absl::StatusOr<std::vector<std::vector<std::string>>> {
     std::vector<std::vector<std::string>> refs;
@@ -165,11 +166,11 @@ int Run() {
       for (const auto& ex : t.examples) refs.push_back(ex.references);
       return refs;
     }
-    scheduler::ScheduledGenerator* m = model->get();
+    inference::Engine* m = model->get();
     const std::string ref_dir = absl::GetFlag(FLAGS_reference_model);
     if (!ref_dir.empty()) {
       if (!ref_model) {
-        auto loaded = cli::LoadGenerator(ref_dir, device);
+        auto loaded = inference::LoadEngine(ref_dir, *device);
         if (!loaded.ok()) return loaded.status();
         ref_model = std::move(*loaded);
       }

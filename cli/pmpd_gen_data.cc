@@ -12,7 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
-#include "cli/engine_loader.h"
+#include "inference/engine.h"
 #include "data_gen/gen_data_job.h"
 #include "scheduler_runtime/precision_scheduler.h"
 
@@ -63,8 +63,9 @@ ABSL_FLAG(int, stop_after, 0,
           "continue. For "
           "time-boxed jobs.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu (the reference engine; --branches batched or sequential) or cuda (the CUDA engine for --model and "
-          "--reference-model; labelling is sequential). Builds with nvcc only.");
+          "cpu (the reference engine; --branches batched or sequential), cuda (the CUDA engine for --model and "
+          "--reference-model; labelling is sequential; builds with nvcc only) or auto (cuda when a GPU is "
+          "visible).");
 ABSL_FLAG(std::string, branches, "batched",
           "batched: branches share the prefix cache and decode as one batch; sequential: one "
           "generation per branch "
@@ -148,14 +149,9 @@ int Run(const std::vector<std::string>& args) {
                      absl::InvalidArgumentError("--branches must be batched or sequential"));
   }
   o.batched_branches = branches == "batched";
-  const std::string device = absl::GetFlag(FLAGS_device);
-  if (device != "cpu" && device != "cuda") {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--device must be cpu or cuda"));
-  }
-  if (device == "cuda") {
-    o.batched_branches = false;
-    o.load_engine = [](const std::string& dir) { return cli::LoadGenerator(dir, "cuda"); };
-  }
+  auto device = pmpd::inference::ParseDevice(absl::GetFlag(FLAGS_device), "--device");
+  if (!device.ok()) return cli::Fail(kProgram, device.status());
+  o.device = *device;
   const std::vector<std::string> shard = absl::StrSplit(absl::GetFlag(FLAGS_shard), '/');
   if (shard.size() != 2 || !absl::SimpleAtoi(shard[0], &o.shard_index) ||
       !absl::SimpleAtoi(shard[1], &o.shard_count)) {

@@ -12,17 +12,13 @@
 #include "absl/strings/str_cat.h"
 #include "cli/cli_common.h"
 #include "inference/generator.h"
-#include "scheduler_runtime/kv_classifier.h"
-#ifdef PMPD_HAVE_CUDA
-#include "inference/cuda_engine.h"
-#include "scheduler_runtime/cuda_scheduled_generation.h"
-#endif
-#include "scheduler_runtime/precision_scheduler.h"
-#include "scheduler_runtime/scheduled_generation.h"
-#include "inference/llama_model.h"
+#include "inference/load_engine.h"
 #include "models/chat_template.h"
 #include "models/file_util.h"
 #include "models/tokenizer.h"
+#include "scheduler_runtime/kv_classifier.h"
+#include "scheduler_runtime/precision_scheduler.h"
+#include "scheduler_runtime/scheduled_generation.h"
 
 ABSL_FLAG(std::string, model, "", "Model directory: Hugging Face Llama layout (config.json, *.safetensors, "
                                   "tokenizer.model). Required.");
@@ -60,8 +56,8 @@ ABSL_FLAG(std::string, chat_template, "auto",
           "With --chat: auto (recognise the model's template: GGUF tokenizer.chat_template or "
           "tokenizer_config.json), chatml, llama2 or vicuna.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu (the reference engine on LibTorch) or cuda (our CUDA engine: any-precision or fp16 weights, CUDA "
-          "graphs; builds with nvcc only).");
+          "cpu (the reference engine on LibTorch), cuda (our CUDA engine: any-precision or fp16 weights, CUDA "
+          "graphs; builds with nvcc only) or auto (cuda when a GPU is visible).");
 
 namespace {
 
@@ -78,53 +74,17 @@ int Run() {
   if (tok_path.empty()) tok_path = model_dir;
   auto tok = models::Tokenizer::Load(tok_path);
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
-  // One of the two engines; the rest of the tool talks to them through these few calls.
-  const std::string device = absl::GetFlag(FLAGS_device);
-  if (device != "cpu" && device != "cuda") {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--device must be cpu or cuda"));
-  }
-  std::unique_ptr<inference::LlamaModel> cpu;
-#ifdef PMPD_HAVE_CUDA
-  std::unique_ptr<inference::CudaEngine> gpu;
-#endif
-  if (device == "cuda") {
-#ifdef PMPD_HAVE_CUDA
-    auto e = inference::CudaEngine::Load(model_dir);
-    if (!e.ok()) return cli::Fail(kProgram, e.status());
-    gpu = std::move(*e);
-#else
-    return cli::Fail(kProgram, absl::FailedPreconditionError(
-                                   "--device cuda: this build has no CUDA engine (nvcc was not found at configure time)"));
-#endif
-  } else {
-    auto m = inference::LlamaModel::Load(model_dir);
-    if (!m.ok()) return cli::Fail(kProgram, m.status());
-    cpu = std::move(*m);
-    // As pmpd-eval and pmpd-gen-data load it (cli/engine_loader): dense float products instead of
-    // reading the planes every token (25x faster for SmolLM2 on 2 cores; (P - S + 1) x 4 bytes a
-    // weight). Plain models hold no such cache.
-    cpu->CacheDequantizedWeights();
-  }
-  auto engine_config = [&]() -> const models::LlamaConfig& {
-#ifdef PMPD_HAVE_CUDA
-    if (gpu) return gpu->config();
-#endif
-    return cpu->config();
-  };
-  auto engine_precision = [&]() {
-#ifdef PMPD_HAVE_CUDA
-    if (gpu) return gpu->precision();
-#endif
-    return cpu->precision();
-  };
+  auto device = inference::ParseDevice(absl::GetFlag(FLAGS_device), "--device");
+  if (!device.ok()) return cli::Fail(kProgram, device.status());
+  // The CPU engine keeps its dequantized-weight cache (dense float products instead of reading the
+  // planes every token), as in pmpd-eval and pmpd-gen-data.
+  inference::LoadEngineOptions load_options;
+  load_options.verbose = false;
+  auto loaded = inference::LoadEngine(model_dir, *device, load_options);
+  if (!loaded.ok()) return cli::Fail(kProgram, loaded.status());
+  inference::Engine& engine = **loaded;
   if (absl::GetFlag(FLAGS_precision) != 0) {
-#ifdef PMPD_HAVE_CUDA
-    absl::Status st = gpu ? gpu->SetPrecision(absl::GetFlag(FLAGS_precision))
-                          : cpu->SetPrecision(absl::GetFlag(FLAGS_precision));
-#else
-    absl::Status st = cpu->SetPrecision(absl::GetFlag(FLAGS_precision));
-#endif
-    if (!st.ok()) return cli::Fail(kProgram, st);
+    if (auto st = engine.SetPrecision(absl::GetFlag(FLAGS_precision)); !st.ok()) return cli::Fail(kProgram, st);
   }
 
   inference::GenerationOptions opt;
@@ -171,7 +131,7 @@ int Run() {
   bool answer_started = !chat.has_value();
   auto show = [&](int id, int precision) {
     // A stop token (EOS, the template's end of turn) ends the answer and is not shown.
-    if (json || inference::IsStopToken(opt, engine_config().eos_token_ids, id)) return;
+    if (json || inference::IsStopToken(opt, engine.config().eos_token_ids, id)) return;
     std::string piece = detok.Push(id);
     if (!answer_started) {
       piece.erase(0, std::min(piece.size(), piece.find_first_not_of(' ')));
@@ -203,9 +163,9 @@ int Run() {
       scheduler::LearnedSchedulerOptions lo;
       lo.classifier_dir = absl::GetFlag(FLAGS_classifier);
       lo.precisions = *precisions;
-      lo.kv_heads = engine_config().num_key_value_heads;
-      lo.head_dim = engine_config().head_dim;
-      lo.device = device;  // the classifiers run where the engine runs (on CUDA: no KV copy to the host)
+      lo.kv_heads = engine.config().num_key_value_heads;
+      lo.head_dim = engine.config().head_dim;
+      lo.device = inference::DeviceName(engine.device());  // where the engine runs: its KV cache is read in place
       sched = scheduler::MakeLearnedScheduler(lo);
     } else {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
@@ -217,12 +177,7 @@ int Run() {
     scheduler::ScheduledGenerationOptions sopt;
     sopt.generation = opt;
     sopt.prefill_precision = absl::GetFlag(FLAGS_prefill_precision);
-#ifdef PMPD_HAVE_CUDA
-    auto r = gpu ? scheduler::GenerateScheduledCuda(*gpu, prompt_ids, sopt, sched->get(), show)
-                 : scheduler::GenerateScheduled(*cpu, prompt_ids, sopt, **sched, show);
-#else
-    auto r = scheduler::GenerateScheduled(*cpu, prompt_ids, sopt, **sched, show);
-#endif
+    auto r = scheduler::GenerateScheduled(engine, prompt_ids, sopt, sched->get(), show);
     if (!r.ok()) {
       result = r.status();
     } else {
@@ -233,24 +188,16 @@ int Run() {
       schedule = (*sched)->Describe();  // the learned scheduler names its predicted steps now
     }
   } else {
-#ifdef PMPD_HAVE_CUDA
-    if (gpu) {
-      scheduler::ScheduledGenerationOptions sopt;
-      sopt.generation = opt;
-      auto r = scheduler::GenerateScheduledCuda(*gpu, prompt_ids, sopt, nullptr, [&](int id, int) { show(id, 0); });
-      if (r.ok()) {
-        result = r->generation;
-      } else {
-        result = r.status();
-      }
+    scheduler::ScheduledGenerationOptions sopt;
+    sopt.generation = opt;
+    auto r = scheduler::GenerateScheduled(engine, prompt_ids, sopt, nullptr, [&](int id, int) { show(id, 0); });
+    if (r.ok()) {
+      result = r->generation;
+      token_precisions = r->token_precisions;
+      avg_bits = r->avg_bits;
     } else {
-      result = inference::Generate(*cpu, prompt_ids, opt, [&](int id) { show(id, 0); });
+      result = r.status();
     }
-#else
-    result = inference::Generate(*cpu, prompt_ids, opt, [&](int id) { show(id, 0); });
-#endif
-    if (result.ok()) token_precisions.assign(result->new_ids.size(), engine_precision());
-    avg_bits = scheduler::AverageBits(token_precisions);
   }
   if (!result.ok()) {
     if (!json) std::cout << "\n";
@@ -266,8 +213,8 @@ int Run() {
     j["new_ids"] = result->new_ids;
     j["text"] = text;
     j["finish_reason"] = result->finish_reason;
-    j["precision"] = engine_precision();
-    j["device"] = device;
+    j["precision"] = engine.precision();
+    j["device"] = inference::DeviceName(engine.device());
     j["precisions"] = token_precisions;
     j["avg_bits"] = avg_bits;
     if (!schedule.empty()) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "data_gen/switch_labeler.h"
 #include "inference/llama_model.h"
+#include "inference/load_engine.h"
 #include "kernels/half.h"
 #include "models/chat_template.h"
 #include "models/file_util.h"
@@ -175,26 +176,17 @@ absl::StatusOr<GenDataReport> RunGenData(
   GenDataOptions o = options;
   if (o.candidate_steps.empty()) o.candidate_steps = DefaultCandidateSteps(o.max_new_tokens);
 
-  // The engine: the CPU engine (batched labelling possible) or one from options.load_engine.
-  std::unique_ptr<inference::LlamaModel> cpu_model, cpu_ref;
-  std::unique_ptr<scheduler::ScheduledGenerator> engine, ref_engine;
-  auto load = [&](const std::string& dir, std::unique_ptr<inference::LlamaModel>* cpu,
-                  std::unique_ptr<scheduler::ScheduledGenerator>* out) -> absl::Status {
-    if (o.load_engine) {
-      auto e = o.load_engine(dir);
-      if (!e.ok()) return e.status();
-      *out = std::move(*e);
-      return absl::OkStatus();
-    }
-    auto m = inference::LlamaModel::Load(dir);
-    if (!m.ok()) return m.status();
-    (*m)->CacheDequantizedWeights();
-    *cpu = std::move(*m);
-    *out = scheduler::MakeCpuGenerator(**cpu);
-    return absl::OkStatus();
-  };
-  if (auto st = load(o.model_dir, &cpu_model, &engine); !st.ok()) return st;
-  scheduler::ScheduledGenerator& m = *engine;
+  // The engine (LoadEngine); on the CPU, labelling can batch the branches.
+  std::unique_ptr<inference::Engine> engine, ref_engine;
+  inference::LoadEngineOptions load_options;
+  load_options.verbose = false;
+  {
+    auto e = inference::LoadEngine(o.model_dir, o.device, load_options);
+    if (!e.ok()) return e.status();
+    engine = std::move(*e);
+  }
+  inference::Engine& m = *engine;
+  auto* cpu_model = dynamic_cast<inference::LlamaModel*>(engine.get());
   const int ref_precision = o.reference_precision > 0 ? o.reference_precision : m.max_precision();
   {
     std::vector<int> needed = o.precisions;
@@ -207,7 +199,9 @@ absl::StatusOr<GenDataReport> RunGenData(
   auto tok = models::Tokenizer::Load(o.model_dir);
   if (!tok.ok()) return tok.status();
   if (!o.reference_model.empty()) {
-    if (auto st = load(o.reference_model, &cpu_ref, &ref_engine); !st.ok()) return st;
+    auto e = inference::LoadEngine(o.reference_model, o.device, load_options);
+    if (!e.ok()) return e.status();
+    ref_engine = std::move(*e);
     if (ref_engine->config().vocab_size != m.config().vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("--reference-model ", o.reference_model,
                                                      " has a vocabulary of ", ref_engine->config().vocab_size,

@@ -20,7 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "scheduler_runtime/eval/evaluation.h"
+#include "inference/engine.h"
 
 namespace pmpd::data_gen {
 
@@ -48,12 +48,10 @@ struct GenDataOptions {
   int stop_after =
       0;  // > 0: stop (resumably) after computing this many samples, e.g. for time-boxed jobs
   bool batched_branches = true;  // false: one generation per branch (the reference's way; slower)
-  // The engine for --model and --reference-model: empty = the CPU engine (LlamaModel, with the
-  // batched labelling above); otherwise a loader (pmpd-gen-data --device cuda passes the CUDA
-  // engine's) and labelling is sequential, since batched branches need the CPU engine's branch
-  // cache. Same labels either way up to float rounding; K/V stored in fp16 as always.
-  std::function<absl::StatusOr<std::unique_ptr<scheduler::ScheduledGenerator>>(const std::string& model_dir)>
-      load_engine;
+  // The engine for the model and the reference model (LoadEngine): on the CPU labelling can batch
+  // the branches (above); on CUDA it is sequential, since batched branches need the CPU engine's
+  // branch cache. Same labels either way up to float rounding; K/V stored in fp16 as always.
+  inference::Device device = inference::Device::kCpu;
 };
 
 struct GenDataProgress {

@@ -55,17 +55,17 @@ void Score(const models::Tokenizer& tok, const std::string& reference, PairLabel
   out->label = LabelFromRouge(out->rouge_l, out->rouge_l_high);
 }
 
-// Defers every decision to `inner` and keeps a copy of the prefill K/V it is shown, so a scheduled
-// generation also yields the cache the learned scheduler would read (no second prefill).
+// Defers every decision to `inner` and copies the engine's last-layer cache when the prefill is
+// done, so a scheduled generation also yields the cache the learned scheduler would read (no second
+// prefill).
 class PrefillKvRecorder : public scheduler::PrecisionScheduler {
  public:
-  PrefillKvRecorder(scheduler::PrecisionScheduler& inner, std::vector<float>* k,
-                    std::vector<float>* v)
-      : inner_(inner), k_(k), v_(v) {}
+  PrefillKvRecorder(scheduler::PrecisionScheduler& inner, const inference::Engine& engine,
+                    std::vector<float>* k, std::vector<float>* v)
+      : inner_(inner), engine_(engine), k_(k), v_(v) {}
   void Reset() override { inner_.Reset(); }
-  absl::Status OnPrefill(const scheduler::PrefillKv& kv) override {
-    k_->assign(kv.k.begin(), kv.k.end());
-    v_->assign(kv.v.begin(), kv.v.end());
+  absl::Status OnPrefill(const inference::KvView& kv) override {
+    engine_.CopyLastLayerKv(k_, v_);
     return inner_.OnPrefill(kv);
   }
   int NextPrecision(int step, int current, absl::Span<const float> logits) override {
@@ -76,6 +76,7 @@ class PrefillKvRecorder : public scheduler::PrecisionScheduler {
 
  private:
   scheduler::PrecisionScheduler& inner_;
+  const inference::Engine& engine_;
   std::vector<float>*k_, *v_;
 };
 
@@ -103,7 +104,7 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
   if (auto st = model.SetPrecision(o.high); !st.ok()) return st;
   std::vector<float> logits;
   if (auto st = model.Forward(prompt, false, &logits); !st.ok()) return st;
-  model.LastLayerKv(&out.k, &out.v);
+  model.CopyLastLayerKv(&out.k, &out.v);
   // All-hi greedy decode on the main cache, as Generate does it: the last token is not fed.
   while (true) {
     const int next = inference::Argmax(logits);
@@ -153,15 +154,7 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
   return out;
 }
 
-absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model,
-                                              const models::Tokenizer& tok,
-                                              absl::Span<const int> prompt,
-                                              const std::string& reference_text,
-                                              const PairLabelOptions& o) {
-  return LabelPairSequential(*scheduler::MakeCpuGenerator(model), tok, prompt, reference_text, o);
-}
-
-absl::StatusOr<PairLabel> LabelPairSequential(scheduler::ScheduledGenerator& engine,
+absl::StatusOr<PairLabel> LabelPairSequential(inference::Engine& engine,
                                               const models::Tokenizer& tok,
                                               absl::Span<const int> prompt,
                                               const std::string& reference_text,
@@ -172,14 +165,14 @@ absl::StatusOr<PairLabel> LabelPairSequential(scheduler::ScheduledGenerator& eng
   g.generation.max_new_tokens = o.max_new_tokens;
   auto high = scheduler::MakeStaticScheduler({o.high}, {});
   if (!high.ok()) return high.status();
-  PrefillKvRecorder record(**high, &out.k, &out.v);  // the all-high run's prefill is the one stored
-  auto r = engine.Generate(prompt, g, &record);
+  PrefillKvRecorder record(**high, engine, &out.k, &out.v);  // the all-high run's prefill is the one stored
+  auto r = scheduler::GenerateScheduled(engine, prompt, g, &record);
   if (!r.ok()) return r.status();
   out.high_ids = r->generation.new_ids;
   for (int c : o.candidate_steps) {
     auto sched = scheduler::MakeStaticScheduler({o.high, o.low}, {c});
     if (!sched.ok()) return sched.status();
-    auto b = engine.Generate(prompt, g, sched->get());
+    auto b = scheduler::GenerateScheduled(engine, prompt, g, sched->get());
     if (!b.ok()) return b.status();
     out.branch_ids.push_back(b->generation.new_ids);
   }

@@ -14,7 +14,6 @@
 #include "absl/types/span.h"
 #include "inference/llama_model.h"
 #include "models/tokenizer.h"
-#include "scheduler_runtime/eval/evaluation.h"
 
 namespace pmpd::data_gen {
 
@@ -50,16 +49,11 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
                                            const PairLabelOptions& options);
 
 // Sequential, as the PMPD reference does it: each branch is its own generation from the prompt
-// with a static hi -> lo schedule (scheduled_generation). The test oracle for the batched path and
-// the benchmark baseline. Cost: (candidates + 1) prefills and up to (candidates + 1) * N steps.
-absl::StatusOr<PairLabel> LabelPairSequential(inference::LlamaModel& model,
-                                              const models::Tokenizer& tok,
-                                              absl::Span<const int> prompt,
-                                              const std::string& reference_text,
-                                              const PairLabelOptions& options);
-// The same on any engine behind the harness's ScheduledGenerator (the CUDA engine's included; the
-// all-high run's prefill K/V is copied to the host once).
-absl::StatusOr<PairLabel> LabelPairSequential(scheduler::ScheduledGenerator& engine,
+// with a static hi -> lo schedule (scheduled_generation), on any engine (the CUDA engine's
+// included; the all-high run's prefill K/V is copied to the host once). The test oracle for the
+// batched path and the benchmark baseline. Cost: (candidates + 1) prefills and up to
+// (candidates + 1) * N steps.
+absl::StatusOr<PairLabel> LabelPairSequential(inference::Engine& engine,
                                               const models::Tokenizer& tok,
                                               absl::Span<const int> prompt,
                                               const std::string& reference_text,

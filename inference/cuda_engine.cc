@@ -758,15 +758,34 @@ absl::Status CudaEngine::DecodeStep(int token, std::vector<float>* logits, int* 
   return absl::OkStatus();
 }
 
-void CudaEngine::LastLayerKvDevice(const float** k, const float** v, int64_t* head_stride) const {
-  *k = impl_->layers.back().k_cache;
-  *v = impl_->layers.back().v_cache;
-  *head_stride = static_cast<int64_t>(impl_->max_ctx) * impl_->config.head_dim;
+KvView CudaEngine::LastLayerKv() const {
+  const Impl& m = *impl_;
+  KvView view;
+  view.device = Device::kCuda;
+  view.cuda_device = m.options.device;
+  view.dtype = KvDtype::kFloat32;
+  view.k = m.layers.back().k_cache;
+  view.v = m.layers.back().v_cache;
+  view.kv_heads = m.config.num_key_value_heads;
+  view.length = m.cache_len;
+  view.head_dim = m.config.head_dim;
+  view.head_stride = static_cast<int64_t>(m.max_ctx) * m.config.head_dim;
+  view.position_stride = m.config.head_dim;
+  return view;
+}
+
+int CudaEngine::DeviceCount() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the sticky "no driver" error
+    return 0;
+  }
+  return n;
 }
 
 int CudaEngine::cuda_device() const { return impl_->options.device; }
 
-void CudaEngine::LastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
+void CudaEngine::CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
   const Impl& m = *impl_;
   const models::LlamaConfig& c = m.config;
   const size_t row = static_cast<size_t>(m.cache_len) * c.head_dim;  // one head's valid span

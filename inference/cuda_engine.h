@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "inference/engine.h"
 #include "models/llama_config.h"
 
 namespace pmpd::inference {
@@ -47,9 +48,10 @@ struct CudaEngineOptions {
   bool fp16_prefill = false;
 };
 
-// One model on one GPU plus its KV cache (batch 1). Not thread-safe; one sequence at a time. Every
-// call is synchronous (returns when the GPU is done); nothing allocates after Load/CreateRandom.
-class CudaEngine {
+// One model on one GPU plus its KV cache (batch 1), an Engine. Not thread-safe; one sequence at a
+// time. Every call is synchronous (returns when the GPU is done); nothing allocates after
+// Load/CreateRandom.
+class CudaEngine : public Engine {
  public:
   // Loads a model directory as LlamaModel::Load does (config.json, safetensors or shards or
   // pytorch_model.bin, any-precision checkpoints included) and uploads it: bitplanes and the LUTs
@@ -65,26 +67,29 @@ class CudaEngine {
   static absl::StatusOr<std::unique_ptr<CudaEngine>> CreateRandom(
       const models::LlamaConfig& config, int seed_bits, int parent_bits, uint64_t seed,
       const CudaEngineOptions& options = {});
-  ~CudaEngine();
+  ~CudaEngine() override;
+  // CUDA devices the runtime sees (0 when there is no driver or no GPU).
+  static int DeviceCount();
   CudaEngine(const CudaEngine&) = delete;
   CudaEngine& operator=(const CudaEngine&) = delete;
 
-  const models::LlamaConfig& config() const;
+  const models::LlamaConfig& config() const override;
+  Device device() const override { return Device::kCuda; }
   // Positions the KV cache holds (see CudaEngineOptions::max_context).
-  int max_context() const;
+  int max_context() const override;
   // Tokens currently in the KV cache.
-  int cache_len() const;
+  int cache_len() const override;
   // Drops the cached sequence; the next Prefill starts at position 0. O(1).
-  void Reset();
+  void Reset() override;
 
   // Any-precision models: the precision the quantized projections run at, seed..parent bits; starts
   // at the parent. Plain (fp16) models: 0.
-  int precision() const;
-  int min_precision() const;  // seed bits, or 0 for plain models
-  int max_precision() const;  // parent bits, or 0 for plain models
+  int precision() const override;
+  int min_precision() const override;  // seed bits, or 0 for plain models
+  int max_precision() const override;  // parent bits, or 0 for plain models
   // Selects the LUTs and plane count (and the CUDA graph) of the next steps: O(1), no GPU work.
   // Fails for plain models and for bits outside [min_precision, max_precision].
-  absl::Status SetPrecision(int bits);
+  absl::Status SetPrecision(int bits) override;
 
   // Runs `tokens` at positions [cache_len, cache_len + n) in passes of up to prefill_chunk tokens
   // (more than 8: dequantize + SGEMM; up to 8: AnyprecGemv), appends their K/V to the cache, and
@@ -92,19 +97,20 @@ class CudaEngine {
   // (cache unchanged) when the tokens do not fit the context or an id is outside the vocabulary.
   // Cost: about ceil(n / prefill_chunk) reads of the weights and writes of their fp32 copies.
   absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits,
-                       int* argmax = nullptr);
+                       int* argmax) override;
+  absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits) {
+    return Prefill(tokens, last_logits, nullptr);
+  }
   // One token at position cache_len: one graph launch; the argmax is computed on the GPU, so greedy
   // decoding copies back 4 bytes (plus the logits when `logits` is not null). Fails like Prefill.
-  absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax);
+  absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax) override;
 
-  // The last layer's cached keys (after rotary embedding) and values, each [kv_heads, cache_len,
-  // head_dim] row-major, like LlamaModel::LastLayerKv. Cost: one copy of 2 * kv_dim * cache_len
-  // floats.
-  void LastLayerKv(std::vector<float>* k, std::vector<float>* v) const;
-  // The same cache where it lies on the GPU (no copy): K and V each [kv_heads, max_context,
-  // head_dim], positions < cache_len valid, head h at offset h * head_stride floats. The pointers
-  // stay valid for the engine's lifetime; the contents change with the next Prefill/DecodeStep.
-  void LastLayerKvDevice(const float** k, const float** v, int64_t* head_stride) const;
+  // The last layer's cache where it lies on the GPU (no copy): float32, K and V each [kv_heads,
+  // max_context, head_dim]. Consumers read it through the view's strides only.
+  KvView LastLayerKv() const override;
+  // Host copies, each [kv_heads, cache_len, head_dim] row-major. Cost: 2 * kv_dim * cache_len
+  // floats over PCIe.
+  void CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const override;
   int cuda_device() const;
 
   // Bytes one decode step must read from GPU memory at `bits` (0 for plain models) with `len`

@@ -14,7 +14,7 @@ bool IsStopToken(const GenerationOptions& options, absl::Span<const int> eos_tok
          std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end();
 }
 
-absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const int> prompt_ids,
+absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> prompt_ids,
                                           const GenerationOptions& options,
                                           const std::function<void(int)>& on_token,
                                           const GenerationHooks& hooks) {
@@ -27,7 +27,8 @@ absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const in
   if (static_cast<int>(prompt_ids.size()) >= ctx) {
     return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt_ids.size(),
                                               " tokens, which does not leave room in the model's context of ", ctx,
-                                              " tokens (max_position_embeddings in config.json)"));
+                                              " tokens (", DeviceName(model.device()),
+                                              " engine: max_position_embeddings, or the CUDA engine's cache size)"));
   }
   const auto& eos = model.config().eos_token_ids;
   GenerationResult r;
@@ -35,15 +36,17 @@ absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const in
   r.finish_reason = "length";
   model.Reset();
   Sampler sampler(options.sampling);
-  std::vector<float> logits;
+  const bool greedy = options.sampling.temperature == 0.f;
+  std::vector<float> logits;  // filled only when sampling
+  int argmax = 0;
   auto t0 = Clock::now();
-  if (auto st = model.Forward(prompt_ids, /*all_positions=*/false, &logits); !st.ok()) return st;
+  if (auto st = model.Prefill(prompt_ids, greedy ? nullptr : &logits, &argmax); !st.ok()) return st;
   r.prefill_ms = MsSince(t0);
   if (hooks.after_prefill) {
     if (auto st = hooks.after_prefill(); !st.ok()) return st;
   }
   while (static_cast<int>(r.new_ids.size()) < options.max_new_tokens) {
-    const int next = sampler.Sample(logits);
+    const int next = greedy ? argmax : sampler.Sample(logits);
     r.new_ids.push_back(next);
     if (on_token) on_token(next);
     if (IsStopToken(options, eos, next)) {
@@ -59,8 +62,7 @@ absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const in
       if (auto st = hooks.before_step(static_cast<int>(r.new_ids.size()), logits); !st.ok()) return st;
     }
     t0 = Clock::now();
-    const int one[1] = {next};
-    if (auto st = model.Forward(one, false, &logits); !st.ok()) return st;
+    if (auto st = model.DecodeStep(next, greedy ? nullptr : &logits, &argmax); !st.ok()) return st;
     r.decode_ms += MsSince(t0);
     ++r.decode_steps;
   }

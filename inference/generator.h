@@ -1,5 +1,6 @@
-// Autoregressive generation on a LlamaModel: prefill the prompt, then one token per step until
-// EOS, the token limit or the end of the context.
+// Autoregressive generation on any Engine (the CPU and the CUDA engine alike): prefill the prompt,
+// then one token per step until EOS, the token limit or the end of the context. The one generation
+// loop of the project: schedules, labelling and evaluation run through it via GenerationHooks.
 #pragma once
 
 #include <functional>
@@ -8,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "inference/llama_model.h"
+#include "inference/engine.h"
 #include "inference/sampler.h"
 
 namespace pmpd::inference {
@@ -42,17 +43,19 @@ struct GenerationResult {
 };
 
 // Optional per-step control (precision schedulers use it). after_prefill runs once the prompt is in
-// the cache, before token 0 is sampled; before_step(k, logits) runs before the single-token pass
-// that produces token k >= 1, with the logits that produced token k - 1. An error stops generation.
-// Their time counts in neither prefill_ms nor decode_ms.
+// the cache, before token 0 is chosen; before_step(k, logits) runs before the single-token pass
+// that produces token k >= 1, with the logits that produced token k - 1 (empty when decoding is
+// greedy: then only the argmax leaves the engine). An error stops generation. Their time counts in
+// neither prefill_ms nor decode_ms.
 struct GenerationHooks {
   std::function<absl::Status()> after_prefill;
   std::function<absl::Status(int step, absl::Span<const float> logits)> before_step;
 };
 
-// Resets the model's cache and generates from `prompt_ids`. `on_token` (may be empty) is called with
-// each new id as soon as it is chosen. Fails when the prompt is empty or does not fit the context.
-absl::StatusOr<GenerationResult> Generate(LlamaModel& model, absl::Span<const int> prompt_ids,
+// Resets the engine's cache and generates from `prompt_ids` at the engine's current precision
+// (hooks may change it). `on_token` (may be empty) is called with each new id as soon as it is
+// chosen. Fails when the prompt is empty or does not fit the context.
+absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> prompt_ids,
                                           const GenerationOptions& options,
                                           const std::function<void(int)>& on_token = {},
                                           const GenerationHooks& hooks = {});

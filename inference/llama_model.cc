@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "inference/sampler.h"
 #include "kernels/ref/anyprec_ref.h"
 #include "models/anyprec_checkpoint.h"
 #include "models/safetensors.h"
@@ -302,7 +303,37 @@ at::Tensor LlamaModel::Impl::Hidden(const at::Tensor& ids, int64_t pos, bool use
   return RmsNorm(x, final_norm, c.rms_norm_eps);
 }
 
-void LlamaModel::LastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
+absl::Status LlamaModel::Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits, int* argmax) {
+  std::vector<float> local;
+  std::vector<float>* out = last_logits != nullptr ? last_logits : &local;
+  if (auto st = Forward(tokens, /*all_positions=*/false, out); !st.ok()) return st;
+  if (argmax != nullptr) *argmax = Argmax(*out);
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::DecodeStep(int token, std::vector<float>* logits, int* argmax) {
+  const int one[1] = {token};
+  return Prefill(one, logits, argmax);
+}
+
+KvView LlamaModel::LastLayerKv() const {
+  const Impl& m = *impl_;
+  const at::Tensor& k = m.k_cache.back();
+  const at::Tensor& v = m.v_cache.back();
+  KvView view;
+  view.device = Device::kCpu;
+  view.dtype = KvDtype::kFloat32;
+  view.k = k.data_ptr<float>();
+  view.v = v.data_ptr<float>();
+  view.kv_heads = static_cast<int>(k.size(0));
+  view.length = m.cache_len;
+  view.head_dim = static_cast<int>(k.size(2));
+  view.head_stride = k.stride(0);
+  view.position_stride = k.stride(1);
+  return view;
+}
+
+void LlamaModel::CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
   const Impl& m = *impl_;
   c10::InferenceMode guard;
   for (auto [cache, out] : {std::pair<const at::Tensor*, std::vector<float>*>{&m.k_cache.back(), k}, {&m.v_cache.back(), v}}) {

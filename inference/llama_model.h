@@ -11,36 +11,39 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "inference/engine.h"
 #include "models/llama_config.h"
 
 namespace pmpd::inference {
 
-// One model plus its KV cache (batch 1). Not thread-safe; one sequence at a time.
-class LlamaModel {
+// One model plus its KV cache (batch 1), the reference Engine. Not thread-safe; one sequence at a
+// time. Beyond Engine: all-position logits, batched branches, sequence NLL, Fisher sensitivities.
+class LlamaModel : public Engine {
  public:
   // Loads DIR/config.json and the weights: safetensors (single file or shards) or pytorch_model.bin;
   // any-precision checkpoints (an "anyprec" block in config.json, ours or the Any-Precision LLM
   // packer's) included. Every tensor's shape is checked against the config; errors name the file
   // and the tensor.
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& model_dir);
-  ~LlamaModel();
+  ~LlamaModel() override;
 
-  const models::LlamaConfig& config() const;
+  const models::LlamaConfig& config() const override;
+  Device device() const override { return Device::kCpu; }
   // Largest sequence length the cache holds: max_position_embeddings.
-  int max_context() const;
+  int max_context() const override;
   // Tokens currently in the KV cache.
-  int cache_len() const;
+  int cache_len() const override;
   // Drops the cached sequence; the next Forward starts at position 0. O(1).
-  void Reset();
+  void Reset() override;
 
   // Any-precision models: the weight precision (bits) the quantized projections run at, from the
   // checkpoint's seed to its parent precision; it starts at the parent. Plain models: 0.
-  int precision() const;
-  int min_precision() const;  // seed bits, or 0 for plain models
-  int max_precision() const;  // parent bits, or 0 for plain models
+  int precision() const override;
+  int min_precision() const override;  // seed bits, or 0 for plain models
+  int max_precision() const override;  // parent bits, or 0 for plain models
   // Switches precision between steps: no reload, no copy, the KV cache stays. Fails for plain
   // models and for bits outside [min_precision, max_precision]. O(1).
-  absl::Status SetPrecision(int bits);
+  absl::Status SetPrecision(int bits) override;
   // Speed over memory for small models on the CPU: keeps a float32 copy of every quantized weight
   // at every precision, so the projections run as dense products (same values as reading the
   // planes). Returns the bytes it holds: (P - S + 1) x 4 bytes per weight. Switching stays free.
@@ -51,6 +54,9 @@ class LlamaModel {
   // ([n, vocab], row-major) into `logits`. Fails (cache unchanged) when the tokens do not fit the
   // context or an id is outside the vocabulary. Cost: O(n * params + n * cache_len * layers * q_dim).
   absl::Status Forward(absl::Span<const int> tokens, bool all_positions, std::vector<float>* logits);
+  // Engine: Forward of the last position, then the argmax on the host.
+  absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits, int* argmax) override;
+  absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax) override;
 
   // Branches: batched continuations of the cached sequence (switch-point labelling decodes several
   // at once). Branch i starts from the first prefix_lens[i] cached tokens (1 <= len <= cache_len);
@@ -66,10 +72,10 @@ class LlamaModel {
   int num_branches() const;
   int branch_len(int i) const;
 
-  // The last layer's cached keys and values (keys after rotary embedding, as attention uses them),
-  // each [kv_heads, cache_len, head_dim] row-major: what the learned scheduler reads after prefill.
-  // Cost: one copy of 2 * kv_dim * cache_len floats.
-  void LastLayerKv(std::vector<float>* k, std::vector<float>* v) const;
+  // The last layer's cache in place: float32, [kv_heads, capacity, head_dim] (capacity grows with
+  // the sequence, so the view is valid until the next Forward).
+  KvView LastLayerKv() const override;
+  void CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const override;
 
   // Sum of -log p(token[i] | tokens[< i]) for i = 1..n-1 over one independent sequence (the cache is
   // neither used nor changed); *predicted = n - 1. For perplexity. Cost: one full forward.

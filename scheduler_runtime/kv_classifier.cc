@@ -165,34 +165,29 @@ absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const Clas
 
 bool KvClassifier::on_cuda() const { return net_->cuda; }
 
-absl::StatusOr<std::vector<float>> KvClassifier::Logits(const PrefillKv& kv) const {
-  if (kv.kv_heads != spec_.kv_heads || kv.head_dim != spec_.head_dim || kv.prompt_len < 1) {
+absl::StatusOr<std::vector<float>> KvClassifier::Logits(const inference::KvView& kv) const {
+  if (kv.kv_heads != spec_.kv_heads || kv.head_dim != spec_.head_dim || kv.length < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat(source_, ": the classifier reads ", spec_.kv_heads, " KV heads of dim ",
                      spec_.head_dim, ", the model has ", kv.kv_heads, " of dim ", kv.head_dim,
                      " (a classifier trained for another model?)"));
   }
-  torch::NoGradGuard no_grad;
-  const std::vector<int64_t> shape = {1, kv.kv_heads, kv.prompt_len, kv.head_dim};
-  torch::Tensor k, v;
-  if (net_->cuda && kv.device_k != nullptr) {  // the CUDA engine's cache, read in place
-    const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA, kv.cuda_device);
-    const std::vector<int64_t> strides = {kv.kv_heads * kv.device_head_stride, kv.device_head_stride, kv.head_dim,
-                                          1};
-    k = torch::from_blob(const_cast<float*>(kv.device_k), shape, strides, options);
-    v = torch::from_blob(const_cast<float*>(kv.device_v), shape, strides, options);
-    if (kv.cuda_device != 0) k = k.to(torch::Device(torch::kCUDA, 0)), v = v.to(torch::Device(torch::kCUDA, 0));
-  } else {
-    if (kv.k.size() != static_cast<size_t>(kv.kv_heads) * kv.prompt_len * kv.head_dim ||
-        kv.v.size() != kv.k.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(source_, ": the prefill K/V hold ", kv.k.size(), " and ",
-                                                     kv.v.size(), " values, expected ",
-                                                     static_cast<size_t>(kv.kv_heads) * kv.prompt_len * kv.head_dim));
-    }
-    k = torch::from_blob(const_cast<float*>(kv.k.data()), shape, torch::kFloat32);
-    v = torch::from_blob(const_cast<float*>(kv.v.data()), shape, torch::kFloat32);
-    if (net_->cuda) k = k.to(torch::Device(torch::kCUDA, 0)), v = v.to(torch::Device(torch::kCUDA, 0));
+  if (kv.k == nullptr || kv.v == nullptr || kv.device == inference::Device::kAuto) {
+    return absl::InvalidArgumentError(absl::StrCat(source_, ": an empty KV view"));
   }
+  torch::NoGradGuard no_grad;
+  // The view as a tensor where it lies, by its strides and dtype: no knowledge of the engine's
+  // layout; one copy only when the classifier's device or dtype differs.
+  const auto options =
+      torch::TensorOptions()
+          .dtype(kv.dtype == inference::KvDtype::kFloat16 ? torch::kFloat16 : torch::kFloat32)
+          .device(kv.device == inference::Device::kCuda ? torch::Device(torch::kCUDA, kv.cuda_device)
+                                                        : torch::Device(torch::kCPU));
+  const std::vector<int64_t> shape = {1, kv.kv_heads, kv.length, kv.head_dim};
+  const std::vector<int64_t> strides = {kv.kv_heads * kv.head_stride, kv.head_stride, kv.position_stride, 1};
+  const torch::Device target = net_->cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  torch::Tensor k = torch::from_blob(const_cast<void*>(kv.k), shape, strides, options).to(target, torch::kFloat32);
+  torch::Tensor v = torch::from_blob(const_cast<void*>(kv.v), shape, strides, options).to(target, torch::kFloat32);
   torch::Tensor logits = net_->module->forward(k, v).to(torch::kCPU).contiguous();
   return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
 }
@@ -316,7 +311,7 @@ class LearnedScheduler : public PrecisionScheduler {
     switch_steps_.clear();
     predicted_.clear();
   }
-  absl::Status OnPrefill(const PrefillKv& kv) override {
+  absl::Status OnPrefill(const inference::KvView& kv) override {
     Reset();
     std::vector<int> steps;
     for (const Pair& p : pairs_) {
@@ -330,12 +325,6 @@ class LearnedScheduler : public PrecisionScheduler {
     }
     switch_steps_ = ChainSwitchSteps(steps);
     return absl::OkStatus();
-  }
-  KvAccess kv_access() const override {
-    for (const Pair& p : pairs_) {
-      if (!p.classifier->on_cuda()) return KvAccess::kHost;
-    }
-    return KvAccess::kHostOrDevice;
   }
   int NextPrecision(int step, int, absl::Span<const float>) override {
     size_t level = 0;

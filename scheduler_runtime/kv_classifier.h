@@ -50,10 +50,10 @@ class KvClassifier {
                                                                  const std::string& source,
                                                                  const std::string& device = "cpu");
   ~KvClassifier();
-  // Logits [num_classes] for one prompt's prefill K and V ([H, T, D] each). Fails when H or D do
-  // not match the classifier. On "cuda" a device view of the KV (PrefillKv::device_k) is read in
-  // place; host spans are uploaded.
-  absl::StatusOr<std::vector<float>> Logits(const PrefillKv& kv) const;
+  // Logits [num_classes] for one prompt's prefill K and V, read through the view's device, dtype
+  // and strides (an engine's cache in place, or host arrays); copied once when the classifier's
+  // device differs. Fails when H or D do not match the classifier.
+  absl::StatusOr<std::vector<float>> Logits(const inference::KvView& kv) const;
   bool on_cuda() const;
   const KvClassifierSpec& spec() const { return spec_; }
   const std::string& source() const { return source_; }

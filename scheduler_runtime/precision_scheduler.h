@@ -14,33 +14,19 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "inference/engine.h"
 
 namespace pmpd::scheduler {
-
-// The last layer's K and V after prefill, each [kv_heads, prompt_len, head_dim] row-major on the
-// host; or (device_k/device_v non-null, host spans possibly empty) a view of the CUDA engine's cache
-// on GPU `cuda_device`: element (h, t, d) at device_k[h * device_head_stride + t * head_dim + d].
-struct PrefillKv {
-  absl::Span<const float> k, v;
-  int kv_heads = 0, prompt_len = 0, head_dim = 0;
-  const float* device_k = nullptr;
-  const float* device_v = nullptr;
-  int64_t device_head_stride = 0;
-  int cuda_device = 0;
-};
-
-// What OnPrefill reads of the KV cache: nothing (so the caller copies nothing), the host spans, or
-// either (a device view suffices: no copy off the GPU).
-enum class KvAccess { kNone, kHost, kHostOrDevice };
 
 class PrecisionScheduler {
  public:
   virtual ~PrecisionScheduler() = default;
   // Forgets the previous sequence. Called before each prefill.
   virtual void Reset() = 0;
-  // Called once after prefill; may fail (e.g. a classifier that does not fit the model).
-  virtual absl::Status OnPrefill(const PrefillKv& kv) = 0;
-  virtual KvAccess kv_access() const { return KvAccess::kHost; }
+  // Called once after prefill with the engine's last-layer cache (a view: reading it is the only
+  // cost, so schedulers that ignore it cost nothing); may fail (e.g. a classifier that does not fit
+  // the model).
+  virtual absl::Status OnPrefill(const inference::KvView& kv) = 0;
   // Precision of the forward pass that produces generated token `step` (>= 1).
   virtual int NextPrecision(int step, int current_precision, absl::Span<const float> last_logits) = 0;
   // The precisions it may return, highest first (for validation against the checkpoint).

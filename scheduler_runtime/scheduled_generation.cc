@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "inference/timing.h"
@@ -33,48 +34,67 @@ absl::Status CheckPrecisionRange(int min_bits, int max_bits, const std::vector<i
   return absl::OkStatus();
 }
 
-absl::Status CheckModelPrecisions(const inference::LlamaModel& model, const std::vector<int>& precisions,
-                                  const std::string& model_dir) {
-  return CheckPrecisionRange(model.min_precision(), model.max_precision(), precisions, model_dir);
-}
-
-absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::LlamaModel& model,
+absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::Engine& engine,
                                                             absl::Span<const int> prompt_ids,
                                                             const ScheduledGenerationOptions& options,
-                                                            PrecisionScheduler& scheduler,
+                                                            PrecisionScheduler* scheduler,
                                                             const std::function<void(int, int)>& on_token) {
-  const auto& opt = options.generation;
-  std::vector<int> needed = scheduler.precisions();
-  const int prefill = options.prefill_precision > 0 ? options.prefill_precision : needed.front();
-  needed.push_back(prefill);
-  if (auto st = CheckModelPrecisions(model, needed); !st.ok()) return st;
   ScheduledGenerationResult r;
-  scheduler.Reset();
-  if (auto st = model.SetPrecision(prefill); !st.ok()) return st;
-  const auto& c = model.config();
-  std::vector<float> k, v;
   inference::GenerationHooks hooks;
-  hooks.after_prefill = [&]() -> absl::Status {
-    model.LastLayerKv(&k, &v);
-    const auto t0 = Clock::now();
-    auto st = scheduler.OnPrefill({k, v, c.num_key_value_heads, model.cache_len(), c.head_dim});
-    r.schedule_us += 1000 * MsSince(t0);
-    return st;
-  };
-  hooks.before_step = [&](int step, absl::Span<const float> logits) -> absl::Status {
-    const auto t0 = Clock::now();
-    const int wanted = scheduler.NextPrecision(step, model.precision(), logits);
-    r.schedule_us += 1000 * MsSince(t0);
-    return wanted == model.precision() ? absl::OkStatus() : model.SetPrecision(wanted);
-  };
-  auto g = inference::Generate(model, prompt_ids, opt, [&](int id) {
-    r.token_precisions.push_back(model.precision());  // the precision of the pass that produced it
-    if (on_token) on_token(id, model.precision());
+  if (scheduler != nullptr) {
+    std::vector<int> needed = scheduler->precisions();
+    const int prefill = options.prefill_precision > 0 ? options.prefill_precision : needed.front();
+    needed.push_back(prefill);
+    if (auto st = CheckPrecisionRange(engine.min_precision(), engine.max_precision(), needed); !st.ok()) return st;
+    scheduler->Reset();
+    if (auto st = engine.SetPrecision(prefill); !st.ok()) return st;
+    hooks.after_prefill = [&]() -> absl::Status {
+      const auto t0 = Clock::now();
+      auto st = scheduler->OnPrefill(engine.LastLayerKv());
+      r.schedule_us += 1000 * MsSince(t0);
+      return st;
+    };
+    hooks.before_step = [&](int step, absl::Span<const float> logits) -> absl::Status {
+      const auto t0 = Clock::now();
+      const int wanted = scheduler->NextPrecision(step, engine.precision(), logits);
+      r.schedule_us += 1000 * MsSince(t0);
+      return wanted == engine.precision() ? absl::OkStatus() : engine.SetPrecision(wanted);
+    };
+  }
+  auto g = inference::Generate(engine, prompt_ids, options.generation, [&](int id) {
+    r.token_precisions.push_back(engine.precision());  // the precision of the pass that produced it
+    if (on_token) on_token(id, engine.precision());
   }, hooks);
   if (!g.ok()) return g.status();
   r.generation = std::move(*g);
   r.avg_bits = AverageBits(r.token_precisions);
   return r;
+}
+
+absl::StatusOr<inference::GenerationResult> GreedyGeneration(inference::Engine& engine,
+                                                             absl::Span<const int> prompt,
+                                                             int max_new_tokens, int precision,
+                                                             absl::Span<const int> stop_ids) {
+  std::unique_ptr<PrecisionScheduler> fixed;
+  if (precision > 0) {
+    auto s = MakeStaticScheduler({precision}, {});
+    if (!s.ok()) return s.status();
+    fixed = std::move(*s);
+  }
+  ScheduledGenerationOptions opt;
+  opt.generation.max_new_tokens = max_new_tokens;
+  opt.generation.stop_ids.assign(stop_ids.begin(), stop_ids.end());
+  auto r = GenerateScheduled(engine, prompt, opt, fixed.get());
+  if (!r.ok()) return r.status();
+  return std::move(r->generation);
+}
+
+absl::StatusOr<std::vector<int>> GreedyContinuation(inference::Engine& engine, absl::Span<const int> prompt,
+                                                    int max_new_tokens, int precision,
+                                                    absl::Span<const int> stop_ids) {
+  auto r = GreedyGeneration(engine, prompt, max_new_tokens, precision, stop_ids);
+  if (!r.ok()) return r.status();
+  return std::move(r->new_ids);
 }
 
 }  // namespace pmpd::scheduler

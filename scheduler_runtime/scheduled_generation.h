@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "inference/generator.h"
-#include "inference/llama_model.h"
+#include "inference/engine.h"
 #include "scheduler_runtime/precision_scheduler.h"
 
 namespace pmpd::scheduler {
@@ -29,20 +29,35 @@ struct ScheduledGenerationResult {
 // Mean of `precisions` (0 for none).
 double AverageBits(const std::vector<int>& precisions);
 
-// OK when the model is any-precision and holds every precision in `precisions`; otherwise an error
-// naming `model_dir` (or "the checkpoint" when empty) and the precisions it holds.
-absl::Status CheckModelPrecisions(const inference::LlamaModel& model, const std::vector<int>& precisions,
-                                  const std::string& model_dir = "");
-// The same check for any engine, from the seed..parent bits it holds (parent 0: a plain model).
+// OK when the engine's seed..parent bits (min_bits..max_bits; max_bits 0: a plain model) hold every
+// precision in `precisions`; otherwise an error naming `model_dir` (or "the checkpoint" when empty)
+// and the precisions it holds.
 absl::Status CheckPrecisionRange(int min_bits, int max_bits, const std::vector<int>& precisions,
                                  const std::string& model_dir = "");
 
-// Fails when the model is not any-precision or lacks a precision the scheduler may return.
-// `on_token(id, precision)` may be empty. Resets the model and the scheduler first.
-absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::LlamaModel& model,
+// PMPD generation on any engine, through inference::Generate (the one loop): resets the engine and
+// the scheduler, prefills at options.prefill_precision (0: the scheduler's highest), hands the
+// scheduler the prefill cache (a view, KvView: no copy) and lets it choose the precision of every
+// decode step. `scheduler` null: the engine's current precision throughout (plain models too).
+// token_precisions records the precision of the pass that produced each token on every path (0 on
+// plain engines). Fails when the engine lacks a precision the scheduler may return.
+// `on_token(id, precision)` may be empty.
+absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::Engine& engine,
                                                             absl::Span<const int> prompt_ids,
                                                             const ScheduledGenerationOptions& options,
-                                                            PrecisionScheduler& scheduler,
+                                                            PrecisionScheduler* scheduler,
                                                             const std::function<void(int, int)>& on_token = {});
+
+// Greedy generation at one precision, as GenerateScheduled: `precision` > 0 runs a one-precision
+// static schedule, 0 the engine's current precision (plain models too). Stops at the model's EOS
+// and at `stop_ids`.
+absl::StatusOr<inference::GenerationResult> GreedyGeneration(inference::Engine& engine,
+                                                             absl::Span<const int> prompt,
+                                                             int max_new_tokens, int precision = 0,
+                                                             absl::Span<const int> stop_ids = {});
+// Its new token ids (a final EOS / stop token included).
+absl::StatusOr<std::vector<int>> GreedyContinuation(inference::Engine& engine, absl::Span<const int> prompt,
+                                                    int max_new_tokens, int precision = 0,
+                                                    absl::Span<const int> stop_ids = {});
 
 }  // namespace pmpd::scheduler

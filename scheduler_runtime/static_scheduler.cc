@@ -14,8 +14,7 @@ class StaticScheduler : public PrecisionScheduler {
   StaticScheduler(std::vector<int> precisions, std::vector<int> steps)
       : precisions_(std::move(precisions)), steps_(std::move(steps)) {}
   void Reset() override {}
-  absl::Status OnPrefill(const PrefillKv&) override { return absl::OkStatus(); }
-  KvAccess kv_access() const override { return KvAccess::kNone; }
+  absl::Status OnPrefill(const inference::KvView&) override { return absl::OkStatus(); }
   int NextPrecision(int step, int, absl::Span<const float>) override {
     // Number of switch points at or before `step`; O(pairs).
     size_t i = 0;

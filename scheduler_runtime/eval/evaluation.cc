@@ -68,76 +68,13 @@ EvalPrompts FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int c
   return out;
 }
 
-namespace {
-class CpuGenerator : public ScheduledGenerator {
- public:
-  explicit CpuGenerator(inference::LlamaModel& model) : model_(model) {}
-  explicit CpuGenerator(std::unique_ptr<inference::LlamaModel> model) : owned_(std::move(model)), model_(*owned_) {}
-  const models::LlamaConfig& config() const override { return model_.config(); }
-  int max_context() const override { return model_.max_context(); }
-  int min_precision() const override { return model_.min_precision(); }
-  int max_precision() const override { return model_.max_precision(); }
-  std::string classifier_device() const override { return "cpu"; }
-  absl::StatusOr<ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,
-                                                     const ScheduledGenerationOptions& options,
-                                                     PrecisionScheduler* scheduler) override {
-    if (scheduler != nullptr) return GenerateScheduled(model_, prompt_ids, options, *scheduler);
-    auto r = inference::Generate(model_, prompt_ids, options.generation);
-    if (!r.ok()) return r.status();
-    ScheduledGenerationResult out;
-    out.generation = std::move(*r);
-    return out;
-  }
-
- private:
-  std::unique_ptr<inference::LlamaModel> owned_;  // null when borrowed
-  inference::LlamaModel& model_;
-};
-}  // namespace
-
-std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(inference::LlamaModel& model) {
-  return std::make_unique<CpuGenerator>(model);
-}
-
-std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(std::unique_ptr<inference::LlamaModel> model) {
-  return std::make_unique<CpuGenerator>(std::move(model));
-}
-
-namespace {
-absl::StatusOr<inference::GenerationResult> Greedy(ScheduledGenerator& model,
-                                                   absl::Span<const int> prompt, int max_new_tokens,
-                                                   int precision, absl::Span<const int> stop_ids) {
-  std::unique_ptr<PrecisionScheduler> fixed;
-  if (precision > 0) {
-    auto s = MakeStaticScheduler({precision}, {});
-    if (!s.ok()) return s.status();
-    fixed = std::move(*s);
-  }
-  ScheduledGenerationOptions opt;
-  opt.generation.max_new_tokens = max_new_tokens;
-  opt.generation.stop_ids.assign(stop_ids.begin(), stop_ids.end());
-  auto r = model.Generate(prompt, opt, fixed.get());
-  if (!r.ok()) return r.status();
-  return std::move(r->generation);
-}
-}  // namespace
-
-absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model,
-                                                    absl::Span<const int> prompt,
-                                                    int max_new_tokens, int precision,
-                                                    absl::Span<const int> stop_ids) {
-  auto r = Greedy(model, prompt, max_new_tokens, precision, stop_ids);
-  if (!r.ok()) return r.status();
-  return std::move(r->new_ids);
-}
-
-absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model,
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
                                                        const models::Tokenizer& tok,
                                                        const EvalPrompts& prompts,
                                                        int max_new_tokens, int precision) {
   std::vector<std::string> out;
   for (const auto& p : prompts.ids) {
-    auto r = Greedy(model, p, max_new_tokens, precision, prompts.stop_ids);
+    auto r = GreedyGeneration(model, p, max_new_tokens, precision, prompts.stop_ids);
     if (!r.ok()) return r.status();
     out.push_back(tok.Decode(r->text_ids()));
   }
@@ -161,7 +98,7 @@ double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
   return metrics::CorpusBleu(outputs, by_stream).score;
 }
 
-absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Tokenizer& tok,
+absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokenizer& tok,
                                   const EvalMethod& method, const EvalPrompts& prompts,
                                   const std::vector<std::vector<std::string>>& references,
                                   QualityMetric metric, int max_new_tokens,
@@ -175,7 +112,7 @@ absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Token
     lo.precisions = method.precisions;
     lo.kv_heads = model.config().num_key_value_heads;
     lo.head_dim = model.config().head_dim;
-    lo.device = model.classifier_device();
+    lo.device = inference::DeviceName(model.device());
     lo.switch_quantile = method.switch_quantile;
     sched = MakeLearnedScheduler(lo);
   }
@@ -190,7 +127,7 @@ absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Token
   double bits = 0, decode_ms = 0, schedule_us = 0;
   int64_t tokens = 0, steps = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    auto r = model.Generate(prompts.ids[i], opt, sched->get());
+    auto r = GenerateScheduled(model, prompts.ids[i], opt, sched->get());
     if (!r.ok()) return r.status();
     for (int p : r->token_precisions) bits += p;
     tokens += static_cast<int64_t>(r->token_precisions.size());
@@ -210,7 +147,7 @@ absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Token
 }
 
 absl::StatusOr<CalibrationResult> CalibrateStatic(
-    ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
+    inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const EvalPrompts& prompts, const std::vector<std::vector<std::string>>& references,
     QualityMetric metric, int max_new_tokens, double epsilon,
     const std::function<void(int, int)>& progress) {
@@ -265,7 +202,7 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
 }
 
 absl::StatusOr<CalibrationResult> CalibrateLearned(
-    ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
+    inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const std::string& classifier_dir, const EvalPrompts& prompts,
     const std::vector<std::vector<std::string>>& references, QualityMetric metric, int max_new_tokens,
     double epsilon, double max_avg_bits, double reference_quality,

@@ -8,36 +8,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "inference/llama_model.h"
+#include "inference/engine.h"
 #include "models/chat_template.h"
 #include "models/tokenizer.h"
 #include "scheduler_runtime/eval/eval_tasks.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
 namespace pmpd::scheduler {
-
-// What the harness needs from an engine: its config, the precisions it holds and PMPD generation.
-// The CPU engine's is MakeCpuGenerator; the CUDA engine's is MakeCudaGenerator
-// (cuda_scheduled_generation.h). Both give the same tokens for the same schedule.
-class ScheduledGenerator {
- public:
-  virtual ~ScheduledGenerator() = default;
-  virtual const models::LlamaConfig& config() const = 0;
-  virtual int max_context() const = 0;
-  virtual int min_precision() const = 0;  // 0 for plain (float / fp16) models
-  virtual int max_precision() const = 0;
-  // Where the learned scheduler's classifiers run next to this engine: "cpu" or "cuda".
-  virtual std::string classifier_device() const = 0;
-  // scheduler null: greedy at the engine's current precision (plain models too), no precisions
-  // recorded. Otherwise as GenerateScheduled.
-  virtual absl::StatusOr<ScheduledGenerationResult> Generate(absl::Span<const int> prompt_ids,
-                                                             const ScheduledGenerationOptions& options,
-                                                             PrecisionScheduler* scheduler) = 0;
-};
-
-// The CPU engine behind the harness: borrowed (the model must outlive the generator) or owned.
-std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(inference::LlamaModel& model);
-std::unique_ptr<ScheduledGenerator> MakeCpuGenerator(std::unique_ptr<inference::LlamaModel> model);
 
 struct EvalMethod {
   std::string name;  // "high", "low", "static", ...
@@ -80,17 +57,9 @@ struct EvalPrompts {
 EvalPrompts FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int context,
                        int max_new_tokens, const models::ChatTemplate* chat = nullptr);
 
-// Greedy continuation (new token ids, a final EOS / stop token included) of `prompt` by `model`: at
-// `precision` bits when > 0 (a one-precision static schedule), else at the engine's current
-// precision (plain models too). Stops at the model's EOS and at `stop_ids`.
-absl::StatusOr<std::vector<int>> GreedyContinuation(ScheduledGenerator& model,
-                                                    absl::Span<const int> prompt,
-                                                    int max_new_tokens, int precision = 0,
-                                                    absl::Span<const int> stop_ids = {});
-
 // Greedy continuations of `prompts` as text without the stop token (the "model" reference), as
 // GreedyContinuation with the prompts' stop ids.
-absl::StatusOr<std::vector<std::string>> GreedyOutputs(ScheduledGenerator& model,
+absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
                                                        const models::Tokenizer& tok,
                                                        const EvalPrompts& prompts,
                                                        int max_new_tokens, int precision = 0);
@@ -103,7 +72,7 @@ double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
 // Runs one method greedily over the prompts (a static schedule, or the learned scheduler when
 // method.classifier_dir is set), stopping at EOS and the prompts' stop ids; outputs are the text
 // without the stop token. `progress(done, total)` per prompt.
-absl::StatusOr<EvalRow> RunMethod(ScheduledGenerator& model, const models::Tokenizer& tok,
+absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokenizer& tok,
                                   const EvalMethod& method, const EvalPrompts& prompts,
                                   const std::vector<std::vector<std::string>>& references,
                                   QualityMetric metric, int max_new_tokens,
@@ -120,7 +89,7 @@ struct CalibrationResult {
 // {0, N/8, N/4, N/2, 3N/4, N} (N = max_new_tokens), minimising average bits subject to
 // quality >= q_ref - epsilon on the calibration prompts, q_ref being uniform high precision.
 absl::StatusOr<CalibrationResult> CalibrateStatic(
-    ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
+    inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const EvalPrompts& prompts, const std::vector<std::vector<std::string>>& references,
     QualityMetric metric, int max_new_tokens, double epsilon,
     const std::function<void(int, int)>& progress = {});
@@ -134,7 +103,7 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
 // high); pass CalibrateStatic's to save that run. Cost: grid size + 1 runs over the prompts.
 inline constexpr double kLearnedQuantileGrid[] = {0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
 absl::StatusOr<CalibrationResult> CalibrateLearned(
-    ScheduledGenerator& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
+    inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const std::string& classifier_dir, const EvalPrompts& prompts,
     const std::vector<std::vector<std::string>>& references, QualityMetric metric, int max_new_tokens,
     double epsilon, double max_avg_bits = -1, double reference_quality = -1,

@@ -172,7 +172,7 @@ TEST_F(GenDataTest, FileReadsBackAndMatchesRecomputation) {
       (*quant)->Reset();
       std::vector<float> logits, k, v;
       ASSERT_TRUE((*quant)->Forward(prompt, false, &logits).ok());
-      (*quant)->LastLayerKv(&k, &v);
+      (*quant)->CopyLastLayerKv(&k, &v);
       ASSERT_EQ(k.size(), s->pairs[p].k.size());
       int worst = 0;
       for (int head = 0; head < 4; ++head) {

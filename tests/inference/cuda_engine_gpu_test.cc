@@ -237,8 +237,8 @@ TEST_P(CudaEnginePrefillTest, LastLayerKvMatchesCpu) {
   }
   EXPECT_EQ(gpu->cache_len(), 21);
   std::vector<float> kc, vc, kg, vg;
-  cpu->LastLayerKv(&kc, &vc);
-  gpu->LastLayerKv(&kg, &vg);
+  cpu->CopyLastLayerKv(&kc, &vc);
+  gpu->CopyLastLayerKv(&kg, &vg);
   ASSERT_EQ(kg.size(), static_cast<size_t>(c.num_key_value_heads) * 21 * c.head_dim);
   ExpectClose(kg, kc, Fp32Tolerance(c, MaxAbs(kc)), "last-layer K");
   ExpectClose(vg, vc, Fp32Tolerance(c, MaxAbs(vc)), "last-layer V");

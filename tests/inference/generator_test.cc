@@ -1,4 +1,5 @@
 #include "inference/generator.h"
+#include "inference/llama_model.h"
 
 #include <gtest/gtest.h>
 

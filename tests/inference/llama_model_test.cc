@@ -250,8 +250,24 @@ TEST(LlamaModelTest, CacheGrowthKeepsResults) {
   for (size_t i = 0; i < full.size(); ++i) worst = std::max(worst, std::fabs(double(part[i]) - full[i]));
   EXPECT_LT(worst, 1e-4);
   std::vector<float> k, v;
-  (*model)->LastLayerKv(&k, &v);
+  (*model)->CopyLastLayerKv(&k, &v);
   EXPECT_EQ(k.size(), static_cast<size_t>(c.kv_dim()) * n);
+  // The in-place view (the cache has grown past n: its strides are not the copy's) reads the same
+  // values element for element.
+  const KvView view = (*model)->LastLayerKv();
+  EXPECT_EQ(view.device, Device::kCpu);
+  EXPECT_EQ(view.length, n);
+  EXPECT_GE(view.head_stride, static_cast<int64_t>(n) * c.head_dim);
+  int mismatches = 0;
+  for (int h = 0; h < view.kv_heads; ++h) {
+    for (int t = 0; t < n; ++t) {
+      for (int d = 0; d < view.head_dim; ++d) {
+        const size_t i = (static_cast<size_t>(h) * n + t) * c.head_dim + d;
+        mismatches += view.k_at(h, t, d) != k[i] || view.v_at(h, t, d) != v[i];
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "inference/llama_model.h"
 #include "inference/sampler.h"
 #include "models/random_llama.h"
 #include "scheduler_runtime/precision_scheduler.h"
@@ -68,7 +69,7 @@ TEST(ScheduledGenerationTest, SwitchStepEqualsManualSwitchOnTheSameCache) {
     opt.generation.max_new_tokens = n;
     opt.generation.stop_at_eos = false;
     auto sched = Static({4, 2}, {k});
-    auto r = GenerateScheduled(**model, prompt, opt, *sched);
+    auto r = GenerateScheduled(**model, prompt, opt, sched.get());
     ASSERT_TRUE(r.ok()) << r.status();
 
     // By hand: prefill at 4, greedy, switch to 2 before producing token k.
@@ -105,7 +106,7 @@ TEST(ScheduledGenerationTest, AverageBitsAndPrefillPrecision) {
   opt.generation.stop_at_eos = false;
   opt.prefill_precision = 3;
   auto sched = Static({4, 3, 2}, {5, 10});
-  auto r = GenerateScheduled(**model, std::vector<int>{1, 2, 3}, opt, *sched);
+  auto r = GenerateScheduled(**model, std::vector<int>{1, 2, 3}, opt, sched.get());
   ASSERT_TRUE(r.ok()) << r.status();
   // token 0 from the 3-bit prefill, tokens 1-4 at 4, 5-9 at 3, 10-19 at 2.
   EXPECT_EQ(r->token_precisions[0], 3);
@@ -121,7 +122,7 @@ TEST(ScheduledGenerationTest, MissingPrecisionAndPlainModelsAreErrors) {
   ASSERT_TRUE(model.ok());
   ScheduledGenerationOptions opt;
   auto sched = Static({5, 3}, {4});
-  auto r = GenerateScheduled(**model, std::vector<int>{1, 2}, opt, *sched);
+  auto r = GenerateScheduled(**model, std::vector<int>{1, 2}, opt, sched.get());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("precision 5 is missing from the checkpoint, which holds 2 to 4 bits"),
             std::string::npos)
@@ -131,7 +132,7 @@ TEST(ScheduledGenerationTest, MissingPrecisionAndPlainModelsAreErrors) {
   auto plain = LlamaModel::Load(plain_dir);
   ASSERT_TRUE(plain.ok());
   auto s2 = Static({4, 3}, {4});
-  r = GenerateScheduled(**plain, std::vector<int>{1, 2}, opt, *s2);
+  r = GenerateScheduled(**plain, std::vector<int>{1, 2}, opt, s2.get());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("any-precision checkpoint"), std::string::npos);
 }

@@ -154,7 +154,7 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
     std::vector<float> k(kH * t * kD), v(kH * t * kD);
     for (auto& x : k) x = g(rng);
     for (auto& x : v) x = g(rng);
-    scheduler::PrefillKv kv{k, v, kH, t, kD};
+    const inference::KvView kv = inference::HostKvView(k, v, kH, t, kD);
     auto a = (*in_memory)->Logits(kv);
     auto b = (*loaded)->Logits(kv);
     ASSERT_TRUE(a.ok() && b.ok());
@@ -178,7 +178,7 @@ TEST(KvClassifierTest, ReferenceFormatStateDictGivesTheExpectedOutputs) {
   EXPECT_EQ((*c)->spec().head_dim, 8);
   for (const auto& cs : golden["cases"]) {
     const std::vector<float> k = cs["k"], v = cs["v"];
-    auto logits = (*c)->Logits({k, v, 4, cs["T"].get<int>(), 8});
+    auto logits = (*c)->Logits(inference::HostKvView(k, v, 4, cs["T"].get<int>(), 8));
     ASSERT_TRUE(logits.ok());
     const std::vector<double> want = cs["logits"];
     for (size_t i = 0; i < want.size(); ++i) {
@@ -193,11 +193,11 @@ TEST(KvClassifierTest, ReferenceFormatStateDictGivesTheExpectedOutputs) {
   ASSERT_TRUE(sched.ok()) << sched.status();
   const auto& c0 = golden["cases"][1];  // class 0: switch at step 0
   const std::vector<float> k = c0["k"], v = c0["v"];
-  ASSERT_TRUE((*sched)->OnPrefill({k, v, 4, c0["T"].get<int>(), 8}).ok());
+  ASSERT_TRUE((*sched)->OnPrefill(inference::HostKvView(k, v, 4, c0["T"].get<int>(), 8)).ok());
   EXPECT_EQ((*sched)->NextPrecision(1, 4, {}), 3);
   const auto& c3 = golden["cases"][0];  // class 3: never
   const std::vector<float> k3 = c3["k"], v3 = c3["v"];
-  ASSERT_TRUE((*sched)->OnPrefill({k3, v3, 4, c3["T"].get<int>(), 8}).ok());
+  ASSERT_TRUE((*sched)->OnPrefill(inference::HostKvView(k3, v3, 4, c3["T"].get<int>(), 8)).ok());
   EXPECT_EQ((*sched)->NextPrecision(254, 4, {}), 4);
 }
 
@@ -239,7 +239,7 @@ TEST(KvClassifierTest, LearnedSchedulerAppliesTheSwitchQuantile) {
     auto sched = scheduler::MakeLearnedScheduler(lo);
     EXPECT_TRUE(sched.ok()) << sched.status();
     if (!sched.ok()) return -2;
-    EXPECT_TRUE((*sched)->OnPrefill({k, v, 4, c3["T"].get<int>(), 8}).ok());
+    EXPECT_TRUE((*sched)->OnPrefill(inference::HostKvView(k, v, 4, c3["T"].get<int>(), 8)).ok());
     for (int s = 0; s < 255; ++s) {
       if ((*sched)->NextPrecision(s, 4, {}) == 3) return s;
     }
@@ -262,6 +262,45 @@ TEST(KvClassifierTest, LearnedSchedulerAppliesTheSwitchQuantile) {
   auto r = scheduler::MakeLearnedScheduler(bad);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("switch quantile 1"), std::string::npos) << r.status();
+}
+
+// The classifier reads any KvView by its dtype and strides, knowing nothing of the engine: the same
+// K/V as float16 in a cache of 40 positions with the heads and positions interleaved ([T, H, D],
+// an engine layout other than ours) gives the float32 logits within fp16 rounding.
+TEST(KvClassifierTest, ReadsAnyViewLayoutAndDtype) {
+  const auto golden = nlohmann::json::parse(
+      testing::ReadFile(testing::SourcePath("tests/golden/reference_classifier.json")));
+  const std::string pt = testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt");
+  auto state = scheduler::ReadReferenceClassifierPt(pt);
+  ASSERT_TRUE(state.ok());
+  auto c = scheduler::KvClassifier::FromState(*state, pt);
+  ASSERT_TRUE(c.ok());
+  const int H = 4, D = 8, cap = 40;
+  for (const auto& cs : golden["cases"]) {
+    const std::vector<float> k = cs["k"], v = cs["v"];
+    const int T = cs["T"].get<int>();
+    std::vector<uint16_t> k16(static_cast<size_t>(cap) * H * D, 0x7e00), v16(k16.size(), 0x7e00);  // NaN padding
+    for (int h = 0; h < H; ++h) {
+      for (int t = 0; t < T; ++t) {
+        for (int d = 0; d < D; ++d) {
+          k16[(static_cast<size_t>(t) * H + h) * D + d] = kernels::F32ToF16(k[(static_cast<size_t>(h) * T + t) * D + d]);
+          v16[(static_cast<size_t>(t) * H + h) * D + d] = kernels::F32ToF16(v[(static_cast<size_t>(h) * T + t) * D + d]);
+        }
+      }
+    }
+    inference::KvView view;
+    view.dtype = inference::KvDtype::kFloat16;
+    view.k = k16.data(), view.v = v16.data();
+    view.kv_heads = H, view.length = T, view.head_dim = D;
+    view.head_stride = D, view.position_stride = static_cast<int64_t>(H) * D;
+    auto got = (*c)->Logits(view);
+    auto want = (*c)->Logits(inference::HostKvView(k, v, H, T, D));
+    ASSERT_TRUE(got.ok() && want.ok()) << got.status();
+    for (size_t i = 0; i < want->size(); ++i) {
+      // fp16 inputs: relative error 2^-11 per element, through layer norm and two products.
+      EXPECT_NEAR((*got)[i], (*want)[i], 0.05 * std::max(1.0f, std::fabs((*want)[i]))) << "class " << i;
+    }
+  }
 }
 
 TEST(KvClassifierTest, ChainRuleTurnsPairPredictionsIntoSwitchSteps) {

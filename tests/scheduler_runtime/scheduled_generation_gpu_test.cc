@@ -1,6 +1,7 @@
-// PMPD generation on the CUDA engine equals the CPU engine's: static 4 -> 3 -> 2 and the learned
-// scheduler (the reference-format golden classifier fits stories260K), token for token and
-// precision for precision; and pmpd-generate --device cuda prints what --device cpu prints.
+// One generation loop behind both engines (inference::Engine): PMPD generation on the CUDA engine
+// equals the CPU engine's, static 4 -> 3 -> 2, the learned scheduler (the reference-format golden
+// classifier fits stories260K) and no scheduler at all, token for token, precision for precision
+// and stop reason for stop reason; and pmpd-generate --device cuda prints what --device cpu prints.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -12,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "inference/llama_model.h"
 #include "models/tokenizer.h"
-#include "scheduler_runtime/cuda_scheduled_generation.h"
+#include "inference/cuda_engine.h"
+#include "inference/load_engine.h"
+#include "scheduler_runtime/scheduled_generation.h"
 #include "scheduler_runtime/kv_classifier.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
@@ -46,13 +49,13 @@ TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedu
         auto learned_gpu = MakeLearnedScheduler(lo);
         ASSERT_TRUE(learned_gpu.ok()) << learned_gpu.status();
         b = std::move(*learned_gpu);
-        EXPECT_EQ(b->kv_access(), KvAccess::kHostOrDevice);
       }
-      auto rc = GenerateScheduled(**cpu, ids, o, *a);
-      auto rg = GenerateScheduledCuda(**gpu, ids, o, b.get());
+      auto rc = GenerateScheduled(**cpu, ids, o, a.get());
+      auto rg = GenerateScheduled(**gpu, ids, o, b.get());
       ASSERT_TRUE(rc.ok() && rg.ok()) << rg.status();
       EXPECT_EQ(rc->generation.new_ids, rg->generation.new_ids) << prompt << " scheduler " << which;
       EXPECT_EQ(rc->token_precisions, rg->token_precisions) << prompt << " scheduler " << which;
+      EXPECT_EQ(rc->generation.finish_reason, rg->generation.finish_reason);
       EXPECT_EQ(a->Describe(), b->Describe());  // the learned one names its predicted steps
       std::fprintf(stderr, "%s | %s: %.2f bits\n", prompt.c_str(), b->Describe().c_str(),
                    rg->avg_bits);
@@ -74,8 +77,8 @@ TEST(CudaScheduledGenerationTest, ClassifierOnCudaGivesTheCpuLogits) {
   for (int T : {1, 5, 33}) {
     std::vector<float> k(static_cast<size_t>(H) * T * D), v(k.size());
     for (size_t i = 0; i < k.size(); ++i) k[i] = std::sin(0.37 * i), v[i] = std::cos(0.11 * i + T);
-    auto lc = (*cpu)->Logits({k, v, H, T, D});
-    auto lg = (*gpu)->Logits({k, v, H, T, D});
+    auto lc = (*cpu)->Logits(inference::HostKvView(k, v, H, T, D));
+    auto lg = (*gpu)->Logits(inference::HostKvView(k, v, H, T, D));
     ASSERT_TRUE(lc.ok() && lg.ok()) << lg.status();
     // The device view: heads `stride` floats apart (a cache of 40 positions), T of them valid.
     const int64_t stride = 40 * D;
@@ -89,8 +92,10 @@ TEST(CudaScheduledGenerationTest, ClassifierOnCudaGivesTheCpuLogits) {
     ASSERT_EQ(cudaMalloc(&dv, vc.size() * 4), cudaSuccess);
     cudaMemcpy(dk, kc.data(), kc.size() * 4, cudaMemcpyHostToDevice);
     cudaMemcpy(dv, vc.data(), vc.size() * 4, cudaMemcpyHostToDevice);
-    PrefillKv view{{}, {}, H, T, D};
-    view.device_k = dk, view.device_v = dv, view.device_head_stride = stride;
+    inference::KvView view;
+    view.device = inference::Device::kCuda;
+    view.k = dk, view.v = dv, view.kv_heads = H, view.length = T, view.head_dim = D;
+    view.head_stride = stride, view.position_stride = D;
     auto ld = (*gpu)->Logits(view);
     cudaFree(dk);
     cudaFree(dv);
@@ -99,6 +104,79 @@ TEST(CudaScheduledGenerationTest, ClassifierOnCudaGivesTheCpuLogits) {
     for (size_t i = 0; i < lc->size(); ++i) {
       EXPECT_NEAR((*lg)[i], (*lc)[i], 1e-4 * (1 + std::fabs((*lc)[i]))) << "T " << T << " class " << i;
       EXPECT_NEAR((*ld)[i], (*lc)[i], 1e-4 * (1 + std::fabs((*lc)[i]))) << "device view, T " << T << " class " << i;
+    }
+  }
+}
+
+// Without a scheduler (plain greedy at the engine's precision) and with sampling, through
+// LoadEngine: the same tokens, precisions (recorded the same way) and stop reasons; and a stop at
+// the end of the context on both.
+TEST(CudaScheduledGenerationTest, UnscheduledAndContextStopsMatchThroughLoadEngine) {
+  PMPD_REQUIRE_GPU();
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  const std::string dir =
+      testing::QuantizeForTest("cuda_sched", testing::SharedPath("models/stories260K"), 2, 4);
+  inference::LoadEngineOptions lo;
+  lo.verbose = false;
+  lo.cuda_max_context = 40;
+  auto cpu = inference::LoadEngine(dir, inference::Device::kCpu, lo);
+  auto gpu = inference::LoadEngine(dir, inference::Device::kCuda, lo);
+  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status();
+  EXPECT_EQ((*gpu)->device(), inference::Device::kCuda);
+  auto tok = models::Tokenizer::Load(dir);
+  ASSERT_TRUE(tok.ok());
+  const std::vector<int> ids = (*tok)->Encode("Once upon a time", true);
+  for (int bits : {4, 3}) {
+    ASSERT_TRUE((*cpu)->SetPrecision(bits).ok() && (*gpu)->SetPrecision(bits).ok());
+    ScheduledGenerationOptions o;
+    o.generation.max_new_tokens = 24;
+    auto rc = GenerateScheduled(**cpu, ids, o, nullptr);
+    auto rg = GenerateScheduled(**gpu, ids, o, nullptr);
+    ASSERT_TRUE(rc.ok() && rg.ok()) << rg.status();
+    EXPECT_EQ(rc->generation.new_ids, rg->generation.new_ids) << bits;
+    EXPECT_EQ(rc->token_precisions, std::vector<int>(rc->generation.new_ids.size(), bits));
+    EXPECT_EQ(rc->token_precisions, rg->token_precisions);
+    EXPECT_EQ(rc->generation.finish_reason, rg->generation.finish_reason);
+  }
+  // The GPU cache holds 40 positions: with the stop token ignored generation ends at "context".
+  ScheduledGenerationOptions o;
+  o.generation.max_new_tokens = 100;
+  o.generation.stop_at_eos = false;
+  auto rg = GenerateScheduled(**gpu, ids, o, nullptr);
+  ASSERT_TRUE(rg.ok()) << rg.status();
+  EXPECT_EQ(rg->generation.finish_reason, "context");
+  EXPECT_EQ(static_cast<int>(ids.size() + rg->generation.new_ids.size()), 41);  // the last is not cached
+}
+
+// The KvView consumer on both engines: after the same prefill the classifier reads the CPU engine's
+// host cache and the CUDA engine's device cache (another capacity, so other strides) through their
+// views only and gives the same logits.
+TEST(CudaScheduledGenerationTest, ClassifierReadsBothEnginesThroughKvView) {
+  PMPD_REQUIRE_GPU();
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  const std::string dir =
+      testing::QuantizeForTest("cuda_sched", testing::SharedPath("models/stories260K"), 2, 4);
+  auto cpu = inference::LlamaModel::Load(dir);
+  auto gpu = inference::CudaEngine::Load(dir);
+  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status();
+  auto state = ReadReferenceClassifierPt(testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt"));
+  ASSERT_TRUE(state.ok());
+  auto on_cpu = KvClassifier::FromState(*state, "golden", "cpu");
+  auto on_gpu = KvClassifier::FromState(*state, "golden", "cuda");
+  ASSERT_TRUE(on_cpu.ok() && on_gpu.ok());
+  const std::vector<int> prompt = {1, 403, 407, 261, 378, 20, 11, 87, 292, 8};
+  ASSERT_TRUE((*cpu)->Prefill(prompt, nullptr, nullptr).ok());
+  ASSERT_TRUE((*gpu)->Prefill(prompt, nullptr, nullptr).ok());
+  const inference::KvView vc = (*cpu)->LastLayerKv(), vg = (*gpu)->LastLayerKv();
+  EXPECT_EQ(vg.device, inference::Device::kCuda);
+  EXPECT_NE(vc.head_stride, vg.head_stride);
+  for (auto* c : {&*on_cpu, &*on_gpu}) {
+    auto a = (*c)->Logits(vc);
+    auto b = (*c)->Logits(vg);
+    ASSERT_TRUE(a.ok() && b.ok()) << b.status();
+    for (size_t i = 0; i < a->size(); ++i) {
+      // Two engines' fp32 caches of the same prefill differ by accumulation order only.
+      EXPECT_NEAR((*a)[i], (*b)[i], 1e-3 * (1 + std::fabs((*a)[i]))) << "class " << i;
     }
   }
 }

@@ -1,0 +1,94 @@
+// One door to every decoding engine: the CPU reference engine (LlamaModel) and the CUDA engine
+// (CudaEngine) implement Engine, so generation (generator.h), precision schedules, the learned
+// scheduler, switch-point labelling and evaluation are written once against it. Header free of
+// LibTorch and CUDA.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "models/llama_config.h"
+
+namespace pmpd::inference {
+
+// Where an engine runs. kAuto is only a request (LoadEngine resolves it); engines report kCpu or
+// kCuda.
+enum class Device { kCpu, kCuda, kAuto };
+// "cpu", "cuda", "auto" -> Device; anything else is an error naming `what` (e.g. "--device").
+absl::StatusOr<Device> ParseDevice(const std::string& text, const std::string& what = "device");
+std::string DeviceName(Device device);
+
+enum class KvDtype { kFloat32, kFloat16 };
+
+// A typed, strided view of one layer's cached keys and values, readable without knowing the engine:
+// element (h, t, d) of K, h < kv_heads, t < length, d < head_dim, is at
+//   k + h * head_stride + t * position_stride + d   (elements of `dtype`; V alike)
+// in host memory (device kCpu) or on GPU `cuda_device` (device kCuda). Keys are stored after the
+// rotary embedding, as attention reads them. Valid until the engine's next Prefill, DecodeStep,
+// Reset or destruction; nothing is copied to make it.
+struct KvView {
+  Device device = Device::kCpu;
+  int cuda_device = 0;
+  KvDtype dtype = KvDtype::kFloat32;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int kv_heads = 0, length = 0, head_dim = 0;
+  int64_t head_stride = 0, position_stride = 0;
+  // Host float32 only: K/V element (h, t, d).
+  float k_at(int h, int t, int d) const { return static_cast<const float*>(k)[Offset(h, t, d)]; }
+  float v_at(int h, int t, int d) const { return static_cast<const float*>(v)[Offset(h, t, d)]; }
+  int64_t Offset(int h, int t, int d) const { return h * head_stride + t * position_stride + d; }
+};
+
+// A view of host float32 arrays K and V, each [kv_heads, length, head_dim] row-major (stored
+// samples, tests). The arrays must outlive the view.
+KvView HostKvView(absl::Span<const float> k, absl::Span<const float> v, int kv_heads, int length,
+                  int head_dim);
+
+// A batch-1 decoding engine: one model plus its KV cache, one sequence at a time; not thread-safe.
+// Timeline: Prefill appends the prompt (its last position's logits give the first new token), each
+// DecodeStep appends one token. Any-precision engines switch weight precision between calls at no
+// cost (same weights read with fewer planes, same cache).
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const models::LlamaConfig& config() const = 0;
+  virtual Device device() const = 0;  // kCpu or kCuda
+  // Positions the KV cache holds at most.
+  virtual int max_context() const = 0;
+  // Tokens currently in the KV cache.
+  virtual int cache_len() const = 0;
+  // Drops the cached sequence; the next Prefill starts at position 0. O(1).
+  virtual void Reset() = 0;
+
+  // Any-precision engines: the weight precision (bits) of the next passes, seed..parent; starts at
+  // the parent. Plain engines: 0 for all three.
+  virtual int precision() const = 0;
+  virtual int min_precision() const = 0;
+  virtual int max_precision() const = 0;
+  // Fails for plain engines and for bits outside [min_precision, max_precision]. O(1).
+  virtual absl::Status SetPrecision(int bits) = 0;
+
+  // Runs `tokens` at positions [cache_len, cache_len + n), appends their K/V, and writes the last
+  // position's logits ([vocab]) and/or their argmax (the lowest index among equal maxima); either
+  // may be null. Fails, cache unchanged, when the tokens do not fit the context or an id is outside
+  // the vocabulary.
+  virtual absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits,
+                               int* argmax) = 0;
+  // One token at position cache_len; outputs as Prefill. Engines may skip copying logits when
+  // `logits` is null (greedy decoding on the GPU copies 4 bytes back).
+  virtual absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax) = 0;
+
+  // The last layer's cache, positions [0, cache_len), where it lies: what the learned scheduler
+  // reads after prefill. No copy.
+  virtual KvView LastLayerKv() const = 0;
+  // The same as host float32 arrays, each [kv_heads, cache_len, head_dim] row-major (switch-point
+  // labels store them). Cost: one copy of 2 * kv_dim * cache_len values (off the GPU for CUDA).
+  virtual void CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const = 0;
+};
+
+}  // namespace pmpd::inference

@@ -1,0 +1,36 @@
+// The engine behind every tool's --device: the CPU reference engine (LlamaModel) or the CUDA engine,
+// loaded from a model path (Hugging Face directory, any-precision checkpoint or .gguf). Library
+// pmpd_engine links the CUDA engine in builds where nvcc was found; data_gen, eval and the CLIs
+// call it directly.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "inference/engine.h"
+
+namespace pmpd::inference {
+
+struct LoadEngineOptions {
+  // CPU: keep float32 copies of the quantized weights at every precision (LlamaModel::
+  // CacheDequantizedWeights): dense products, much faster decoding, (P - S + 1) x 4 bytes per weight.
+  bool cache_dequantized_weights = true;
+  // CUDA: positions the KV cache holds (0: the engine's default, CudaEngineOptions::max_context).
+  int cuda_max_context = 0;
+  int cuda_device = 0;
+  // Print what was loaded (cache sizes) to stderr.
+  bool verbose = true;
+};
+
+// Whether this build has the CUDA engine, and whether the runtime sees a GPU.
+bool CudaEngineBuilt();
+bool CudaAvailable();
+
+// kAuto resolves to kCuda when CudaAvailable(), else kCpu. Errors: kCuda in a build without the
+// CUDA engine or on a machine without a GPU; load errors (naming the file).
+absl::StatusOr<Device> ResolveDevice(Device device);
+absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const std::string& model_path, Device device,
+                                                   const LoadEngineOptions& options = {});
+
+}  // namespace pmpd::inference
