@@ -62,8 +62,9 @@ ABSL_FLAG(std::string, chat_template, "auto",
           "none), none (plain text), chatml, llama2 or vicuna. With a template the task prompt is "
           "the user message and answers end at the end of the assistant's turn.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu (the reference engine) or cuda (the CUDA engine, for --model and --reference-model alike; plain "
-          "checkpoints run there with fp16 projections). Builds with nvcc only.");
+          "cpu (the reference engine), cuda (the CUDA engine, for --model and --reference-model alike; plain "
+          "checkpoints run there with fp16 projections; builds with nvcc only) or auto (cuda when a GPU is "
+          "visible).");
 
 namespace {
 constexpr char kProgram[] = "pmpd-eval";

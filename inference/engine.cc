@@ -1,6 +1,7 @@
 #include "inference/engine.h"
 
 #include "absl/strings/str_cat.h"
+#include "kernels/check.h"
 
 namespace pmpd::inference {
 
@@ -22,6 +23,8 @@ std::string DeviceName(Device device) {
 
 KvView HostKvView(absl::Span<const float> k, absl::Span<const float> v, int kv_heads, int length,
                   int head_dim) {
+  const size_t n = static_cast<size_t>(kv_heads) * length * head_dim;
+  PMPD_CHECK(k.size() == n && v.size() == n, "HostKvView: K and V must each hold kv_heads * length * head_dim values");
   KvView view;
   view.k = k.data();
   view.v = v.data();

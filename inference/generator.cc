@@ -27,8 +27,9 @@ absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> p
   if (static_cast<int>(prompt_ids.size()) >= ctx) {
     return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt_ids.size(),
                                               " tokens, which does not leave room in the model's context of ", ctx,
-                                              " tokens (", DeviceName(model.device()),
-                                              " engine: max_position_embeddings, or the CUDA engine's cache size)"));
+                                              model.device() == Device::kCuda
+                                                  ? " tokens (the CUDA engine's KV cache size)"
+                                                  : " tokens (max_position_embeddings in config.json)"));
   }
   const auto& eos = model.config().eos_token_ids;
   GenerationResult r;

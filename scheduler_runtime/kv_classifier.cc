@@ -186,10 +186,15 @@ absl::StatusOr<std::vector<float>> KvClassifier::Logits(const inference::KvView&
   const std::vector<int64_t> shape = {1, kv.kv_heads, kv.length, kv.head_dim};
   const std::vector<int64_t> strides = {kv.kv_heads * kv.head_stride, kv.head_stride, kv.position_stride, 1};
   const torch::Device target = net_->cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  torch::Tensor k = torch::from_blob(const_cast<void*>(kv.k), shape, strides, options).to(target, torch::kFloat32);
-  torch::Tensor v = torch::from_blob(const_cast<void*>(kv.v), shape, strides, options).to(target, torch::kFloat32);
-  torch::Tensor logits = net_->module->forward(k, v).to(torch::kCPU).contiguous();
-  return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
+  try {
+    torch::Tensor k = torch::from_blob(const_cast<void*>(kv.k), shape, strides, options).to(target, torch::kFloat32);
+    torch::Tensor v = torch::from_blob(const_cast<void*>(kv.v), shape, strides, options).to(target, torch::kFloat32);
+    torch::Tensor logits = net_->module->forward(k, v).to(torch::kCPU).contiguous();
+    return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
+  } catch (const c10::Error& e) {  // e.g. a CUDA view with a LibTorch built without CUDA
+    return absl::FailedPreconditionError(absl::StrCat(source_, ": cannot read the KV cache on ",
+                                                      inference::DeviceName(kv.device), ": ", e.what_without_backtrace()));
+  }
 }
 
 absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir) {
