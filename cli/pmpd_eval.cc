@@ -16,6 +16,7 @@
 #include "models/file_util.h"
 #include "models/tokenizer.h"
 #include "scheduler_runtime/eval/evaluation.h"
+#include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
@@ -108,10 +109,7 @@ int Run() {
     }
   }
   const double quantile = absl::GetFlag(FLAGS_switch_quantile);
-  if (!(quantile == 0 || (quantile > 0 && quantile < 1))) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                   "--switch-quantile ", quantile, ": use 0 (most probable step) or a value in (0, 1)")));
-  }
+  if (auto st = scheduler::CheckSwitchQuantile(quantile, "--switch-quantile"); !st.ok()) return cli::Fail(kProgram, st);
   const std::string learned_objective = absl::GetFlag(FLAGS_calibrate_learned);
   if (!learned_objective.empty() && learned_objective != "quality" && learned_objective != "static-bits") {
     return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(

@@ -327,12 +327,11 @@ absl::StatusOr<GenDataReport> RunGenData(
       s.prompt_ids = CutPrompt((*tok)->Encode(text, true), cap, o.min_prefix_tokens, o.seed, doc);
     }
     const std::vector<int> prompt(s.prompt_ids.begin(), s.prompt_ids.end());
-    absl::StatusOr<std::vector<int>> ref =
-        ref_engine ? scheduler::GreedyContinuation(*ref_engine, prompt, o.max_new_tokens)
-                   : scheduler::GreedyContinuation(m, prompt, o.max_new_tokens, ref_precision);
+    auto ref = ref_engine ? scheduler::GreedyGeneration(*ref_engine, prompt, o.max_new_tokens)
+                          : scheduler::GreedyGeneration(m, prompt, o.max_new_tokens, ref_precision);
     if (!ref.ok()) return ref.status();
-    s.reference_ids.assign(ref->begin(), ref->end());
-    const std::string ref_text = DecodeWithoutEos(**tok, *ref);
+    s.reference_ids.assign(ref->new_ids.begin(), ref->new_ids.end());
+    const std::string ref_text = DecodeWithoutEos(**tok, ref->new_ids);
     for (size_t p = 0; p + 1 < o.precisions.size(); ++p) {
       lo.high = o.precisions[p];
       lo.low = o.precisions[p + 1];

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "inference/generator.h"
 #include "inference/metrics/rouge.h"
 #include "inference/sampler.h"
 #include "scheduler_runtime/kv_dataset.h"
@@ -12,11 +13,6 @@
 
 namespace pmpd::data_gen {
 namespace {
-
-bool IsEos(const inference::LlamaModel& model, int id) {
-  const auto& eos = model.config().eos_token_ids;
-  return std::find(eos.begin(), eos.end(), id) != eos.end();
-}
 
 // Scored as text without the end-of-sequence token that ended it (a byte-level BPE tokenizer
 // decodes <|im_end|> as text, which would count as a matching word).
@@ -100,19 +96,19 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
   PairLabel out;
   const int n = o.max_new_tokens, T = static_cast<int>(prompt.size());
   const int V = model.config().vocab_size;
-  model.Reset();
   if (auto st = model.SetPrecision(o.high); !st.ok()) return st;
-  std::vector<float> logits;
-  if (auto st = model.Forward(prompt, false, &logits); !st.ok()) return st;
-  model.CopyLastLayerKv(&out.k, &out.v);
-  // All-hi greedy decode on the main cache, as Generate does it: the last token is not fed.
-  while (true) {
-    const int next = inference::Argmax(logits);
-    out.high_ids.push_back(next);
-    if (IsEos(model, next) || static_cast<int>(out.high_ids.size()) == n) break;
-    const int one[1] = {next};
-    if (auto st = model.Forward(one, false, &logits); !st.ok()) return st;
-  }
+  // The all-hi greedy decode on the main cache (the one generation loop: the last token is not
+  // fed), keeping the prefill's last-layer K/V.
+  inference::GenerationOptions greedy;
+  greedy.max_new_tokens = n;
+  inference::GenerationHooks hooks;
+  hooks.after_prefill = [&]() {
+    model.CopyLastLayerKv(&out.k, &out.v);
+    return absl::OkStatus();
+  };
+  auto high = inference::Generate(model, prompt, greedy, {}, hooks);
+  if (!high.ok()) return high.status();
+  out.high_ids = std::move(high->new_ids);
   const int high_len = static_cast<int>(out.high_ids.size());
   // Branch c switches at s = max(c, 1): it shares the prompt and high tokens [0, s - 1) with the
   // cache and feeds high token s - 1 at lo. A branch with s >= high_len never switches.
@@ -129,6 +125,7 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
     }
   }
   if (!active.empty()) {
+    std::vector<float> logits;
     if (auto st = model.StartBranches(prefix); !st.ok()) return st;
     if (auto st = model.SetPrecision(o.low); !st.ok()) return st;
     while (!active.empty()) {
@@ -138,7 +135,10 @@ absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,
         std::vector<int>& ids = out.branch_ids[active[i]];
         const int next = inference::Argmax(absl::MakeConstSpan(logits).subspan(i * V, V));
         ids.push_back(next);
-        if (IsEos(model, next) || static_cast<int>(ids.size()) == n) continue;
+        if (inference::IsStopToken(greedy, model.config().eos_token_ids, next) ||
+            static_cast<int>(ids.size()) == n) {
+          continue;
+        }
         keep.push_back(static_cast<int>(i));
         next_active.push_back(active[i]);
         next_feed.push_back(next);

@@ -783,8 +783,6 @@ int CudaEngine::DeviceCount() {
   return n;
 }
 
-int CudaEngine::cuda_device() const { return impl_->options.device; }
-
 void CudaEngine::CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
   const Impl& m = *impl_;
   const models::LlamaConfig& c = m.config;

@@ -73,36 +73,26 @@ class CudaEngine : public Engine {
   CudaEngine(const CudaEngine&) = delete;
   CudaEngine& operator=(const CudaEngine&) = delete;
 
+  // Engine (engine.h), with what is particular to this engine:
   const models::LlamaConfig& config() const override;
   Device device() const override { return Device::kCuda; }
   // Positions the KV cache holds (see CudaEngineOptions::max_context).
   int max_context() const override;
-  // Tokens currently in the KV cache.
   int cache_len() const override;
-  // Drops the cached sequence; the next Prefill starts at position 0. O(1).
   void Reset() override;
-
-  // Any-precision models: the precision the quantized projections run at, seed..parent bits; starts
-  // at the parent. Plain (fp16) models: 0.
+  // Plain checkpoints run fp16 projections: precision 0.
   int precision() const override;
-  int min_precision() const override;  // seed bits, or 0 for plain models
-  int max_precision() const override;  // parent bits, or 0 for plain models
-  // Selects the LUTs and plane count (and the CUDA graph) of the next steps: O(1), no GPU work.
-  // Fails for plain models and for bits outside [min_precision, max_precision].
+  int min_precision() const override;
+  int max_precision() const override;
+  // Selects the LUTs and plane count (and the CUDA graph) of the next steps: no GPU work.
   absl::Status SetPrecision(int bits) override;
 
-  // Runs `tokens` at positions [cache_len, cache_len + n) in passes of up to prefill_chunk tokens
-  // (more than 8: dequantize + SGEMM; up to 8: AnyprecGemv), appends their K/V to the cache, and
-  // writes the last position's logits ([vocab]) and/or their argmax (either may be null). Fails
-  // (cache unchanged) when the tokens do not fit the context or an id is outside the vocabulary.
+  // Passes of up to prefill_chunk tokens (more than 8: dequantize + SGEMM; up to 8: AnyprecGemv).
   // Cost: about ceil(n / prefill_chunk) reads of the weights and writes of their fp32 copies.
   absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits,
                        int* argmax) override;
-  absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits) {
-    return Prefill(tokens, last_logits, nullptr);
-  }
-  // One token at position cache_len: one graph launch; the argmax is computed on the GPU, so greedy
-  // decoding copies back 4 bytes (plus the logits when `logits` is not null). Fails like Prefill.
+  // One graph launch; the argmax is computed on the GPU, so greedy decoding copies back 4 bytes
+  // (plus the logits when `logits` is not null).
   absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax) override;
 
   // The last layer's cache where it lies on the GPU (no copy): float32, K and V each [kv_heads,
@@ -111,7 +101,6 @@ class CudaEngine : public Engine {
   // Host copies, each [kv_heads, cache_len, head_dim] row-major. Cost: 2 * kv_dim * cache_len
   // floats over PCIe.
   void CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const override;
-  int cuda_device() const;
 
   // Bytes one decode step must read from GPU memory at `bits` (0 for plain models) with `len`
   // positions attended: projection weights (p of the P planes and the p-bit LUTs, or fp16),

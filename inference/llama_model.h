@@ -27,22 +27,16 @@ class LlamaModel : public Engine {
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& model_dir);
   ~LlamaModel() override;
 
+  // Engine (engine.h), with what is particular to this engine:
   const models::LlamaConfig& config() const override;
   Device device() const override { return Device::kCpu; }
   // Largest sequence length the cache holds: max_position_embeddings.
   int max_context() const override;
-  // Tokens currently in the KV cache.
   int cache_len() const override;
-  // Drops the cached sequence; the next Forward starts at position 0. O(1).
   void Reset() override;
-
-  // Any-precision models: the weight precision (bits) the quantized projections run at, from the
-  // checkpoint's seed to its parent precision; it starts at the parent. Plain models: 0.
   int precision() const override;
-  int min_precision() const override;  // seed bits, or 0 for plain models
-  int max_precision() const override;  // parent bits, or 0 for plain models
-  // Switches precision between steps: no reload, no copy, the KV cache stays. Fails for plain
-  // models and for bits outside [min_precision, max_precision]. O(1).
+  int min_precision() const override;
+  int max_precision() const override;
   absl::Status SetPrecision(int bits) override;
   // Speed over memory for small models on the CPU: keeps a float32 copy of every quantized weight
   // at every precision, so the projections run as dense products (same values as reading the

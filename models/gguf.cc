@@ -24,6 +24,14 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 namespace pmpd::models {
 namespace {
 
+// A `T` at p, read with memcpy (no alignment assumed).
+template <typename T>
+T Load(const uint8_t* p) {
+  T x;
+  std::memcpy(&x, p, sizeof(T));
+  return x;
+}
+
 constexpr uint8_t kMagic[4] = {'G', 'G', 'U', 'F'};
 constexpr uint64_t kDefaultAlignment = 32;
 constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
@@ -196,45 +204,14 @@ class MetadataParser {
       case GgufValueType::kI8:
         *i = static_cast<int8_t>(p[0]);
         break;
-      case GgufValueType::kU16: {
-        uint16_t x;
-        std::memcpy(&x, p, 2);
-        *u = x;
-        break;
-      }
-      case GgufValueType::kI16: {
-        int16_t x;
-        std::memcpy(&x, p, 2);
-        *i = x;
-        break;
-      }
-      case GgufValueType::kU32: {
-        uint32_t x;
-        std::memcpy(&x, p, 4);
-        *u = x;
-        break;
-      }
-      case GgufValueType::kI32: {
-        int32_t x;
-        std::memcpy(&x, p, 4);
-        *i = x;
-        break;
-      }
-      case GgufValueType::kF32: {
-        float x;
-        std::memcpy(&x, p, 4);
-        *f = x;
-        break;
-      }
-      case GgufValueType::kU64:
-        std::memcpy(u, p, 8);
-        break;
-      case GgufValueType::kI64:
-        std::memcpy(i, p, 8);
-        break;
-      case GgufValueType::kF64:
-        std::memcpy(f, p, 8);
-        break;
+      case GgufValueType::kU16: *u = Load<uint16_t>(p); break;
+      case GgufValueType::kI16: *i = Load<int16_t>(p); break;
+      case GgufValueType::kU32: *u = Load<uint32_t>(p); break;
+      case GgufValueType::kI32: *i = Load<int32_t>(p); break;
+      case GgufValueType::kF32: *f = Load<float>(p); break;
+      case GgufValueType::kU64: *u = Load<uint64_t>(p); break;
+      case GgufValueType::kI64: *i = Load<int64_t>(p); break;
+      case GgufValueType::kF64: *f = Load<double>(p); break;
       default:
         break;
     }
@@ -652,11 +629,7 @@ absl::StatusOr<std::vector<double>> GgufFile::GetFloatArray(const std::string& k
 absl::Status GgufFile::DequantizeF32(const GgufTensorInfo& t, float* out) const {
   const int64_t n = t.numel();
   const uint8_t* p = t.data;
-  auto half = [](const uint8_t* q) {
-    uint16_t h;
-    std::memcpy(&h, q, 2);
-    return kernels::F16ToF32(h);
-  };
+  auto half = [](const uint8_t* q) { return kernels::F16ToF32(Load<uint16_t>(q)); };
   switch (t.type) {
     case static_cast<uint32_t>(GgmlType::kF32):
       std::memcpy(out, p, static_cast<size_t>(n) * sizeof(float));
@@ -665,11 +638,7 @@ absl::Status GgufFile::DequantizeF32(const GgufTensorInfo& t, float* out) const 
       for (int64_t i = 0; i < n; ++i) out[i] = half(p + 2 * i);
       return absl::OkStatus();
     case static_cast<uint32_t>(GgmlType::kBF16):
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = kernels::Bf16ToF32(h);
-      }
+      for (int64_t i = 0; i < n; ++i) out[i] = kernels::Bf16ToF32(Load<uint16_t>(p + 2 * i));
       return absl::OkStatus();
     case static_cast<uint32_t>(GgmlType::kQ8_0):
       for (int64_t b = 0; b < n / 32; ++b, p += 34, out += 32) {

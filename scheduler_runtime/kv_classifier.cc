@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/check.h"
+#include "inference/sampler.h"
 #include "kernels/half.h"
 #include "models/file_util.h"
 #include "models/safetensors.h"
@@ -283,11 +284,17 @@ std::vector<int> ChainSwitchSteps(const std::vector<int>& pair_steps) {
   return out;
 }
 
+absl::Status CheckSwitchQuantile(double q, const std::string& what) {
+  if (q == 0 || (q > 0 && q < 1)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " ", q, ": use 0 (the most probable step) or a value in (0, 1)"));
+}
+
 int SelectSwitchClass(absl::Span<const float> logits, double q) {
   PMPD_CHECK(!logits.empty(), "a classifier has at least one class");
   PMPD_CHECK(q >= 0 && q < 1, "switch_quantile is 0 (argmax) or in (0, 1)");
   const int n = static_cast<int>(logits.size());
-  const int argmax = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  const int argmax = inference::Argmax(logits);
   if (q == 0) return argmax;
   // Softmax in double, shifted by the max for range; the last class takes what rounding leaves.
   std::vector<double> p(n);
@@ -362,10 +369,7 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
       return absl::InvalidArgumentError("precisions must be strictly decreasing (e.g. 4,3,2)");
     }
   }
-  if (!(o.switch_quantile == 0 || (o.switch_quantile > 0 && o.switch_quantile < 1))) {
-    return absl::InvalidArgumentError(absl::StrCat("switch quantile ", o.switch_quantile,
-                                                   ": use 0 (the most probable class) or a value in (0, 1)"));
-  }
+  if (auto st = CheckSwitchQuantile(o.switch_quantile, "switch quantile"); !st.ok()) return st;
   std::string device = o.device;
   if (device == "auto") device = torch::cuda::is_available() ? "cuda" : "cpu";
   std::vector<LearnedScheduler::Pair> pairs;

@@ -103,6 +103,8 @@ struct LearnedSchedulerOptions {
   double switch_quantile = 0;
 };
 
+// OK for 0 or a value in (0, 1); otherwise an error naming `what` (an option or a flag) and q.
+absl::Status CheckSwitchQuantile(double q, const std::string& what);
 // The class one pair's logits select under `switch_quantile` (see LearnedSchedulerOptions).
 int SelectSwitchClass(absl::Span<const float> logits, double switch_quantile);
 

@@ -89,12 +89,4 @@ absl::StatusOr<inference::GenerationResult> GreedyGeneration(inference::Engine& 
   return std::move(r->generation);
 }
 
-absl::StatusOr<std::vector<int>> GreedyContinuation(inference::Engine& engine, absl::Span<const int> prompt,
-                                                    int max_new_tokens, int precision,
-                                                    absl::Span<const int> stop_ids) {
-  auto r = GreedyGeneration(engine, prompt, max_new_tokens, precision, stop_ids);
-  if (!r.ok()) return r.status();
-  return std::move(r->new_ids);
-}
-
 }  // namespace pmpd::scheduler

@@ -50,14 +50,10 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::Engine& e
 
 // Greedy generation at one precision, as GenerateScheduled: `precision` > 0 runs a one-precision
 // static schedule, 0 the engine's current precision (plain models too). Stops at the model's EOS
-// and at `stop_ids`.
+// and at `stop_ids` (new_ids end with the token that stopped it).
 absl::StatusOr<inference::GenerationResult> GreedyGeneration(inference::Engine& engine,
                                                              absl::Span<const int> prompt,
                                                              int max_new_tokens, int precision = 0,
                                                              absl::Span<const int> stop_ids = {});
-// Its new token ids (a final EOS / stop token included).
-absl::StatusOr<std::vector<int>> GreedyContinuation(inference::Engine& engine, absl::Span<const int> prompt,
-                                                    int max_new_tokens, int precision = 0,
-                                                    absl::Span<const int> stop_ids = {});
 
 }  // namespace pmpd::scheduler

@@ -146,6 +146,35 @@ absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokeni
   return row;
 }
 
+namespace {
+
+// Quality of uniform high precision on the prompts: the reference both calibrations measure against.
+absl::StatusOr<double> UniformHighQuality(inference::Engine& model, const models::Tokenizer& tok, int high,
+                                          const EvalPrompts& prompts,
+                                          const std::vector<std::vector<std::string>>& references,
+                                          QualityMetric metric, int max_new_tokens) {
+  auto row = RunMethod(model, tok, EvalMethod{"high", high, {high}, {}, ""}, prompts, references, metric,
+                       max_new_tokens);
+  if (!row.ok()) return row.status();
+  return row->quality;
+}
+
+// The choice rule both calibrations share; `best` is null before the first feasible candidate.
+// max_avg_bits < 0: feasible when quality >= min_quality; fewer bits win, then higher quality.
+// max_avg_bits >= 0: feasible within that many bits; higher quality wins, then fewer bits.
+bool Improves(const EvalRow& row, const EvalRow* best, double min_quality, double max_avg_bits) {
+  if (max_avg_bits < 0) {
+    return row.quality >= min_quality &&
+           (best == nullptr || row.avg_bits < best->avg_bits - 1e-12 ||
+            (std::fabs(row.avg_bits - best->avg_bits) <= 1e-12 && row.quality > best->quality));
+  }
+  return row.avg_bits <= max_avg_bits + 1e-9 &&
+         (best == nullptr || row.quality > best->quality + 1e-12 ||
+          (std::fabs(row.quality - best->quality) <= 1e-12 && row.avg_bits < best->avg_bits));
+}
+
+}  // namespace
+
 absl::StatusOr<CalibrationResult> CalibrateStatic(
     inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const EvalPrompts& prompts, const std::vector<std::vector<std::string>>& references,
@@ -171,14 +200,12 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
   };
   rec(0);
   CalibrationResult result;
-  EvalMethod high{"high", precisions.front(), {precisions.front()}, {}, ""};
-  auto ref = RunMethod(model, tok, high, prompts, references, metric, max_new_tokens);
+  auto ref = UniformHighQuality(model, tok, precisions.front(), prompts, references, metric, max_new_tokens);
   if (!ref.ok()) return ref.status();
-  result.reference_quality = ref->quality;
+  result.reference_quality = *ref;
   const int total = static_cast<int>(tuples.size() * precisions.size());
   int done = 0;
   bool found = false;
-  EvalRow best;
   for (int prefill : precisions) {
     for (const auto& steps : tuples) {
       EvalMethod m{"static", prefill, precisions, steps, ""};
@@ -186,11 +213,8 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
       if (!row.ok()) return row.status();
       row->outputs.clear();
       if (progress) progress(++done, total);
-      const bool feasible = row->quality >= ref->quality - epsilon;
-      if (feasible && (!found || row->avg_bits < best.avg_bits - 1e-12 ||
-                       (std::fabs(row->avg_bits - best.avg_bits) <= 1e-12 && row->quality > best.quality))) {
+      if (Improves(*row, found ? &result.chosen_row : nullptr, *ref - epsilon, /*max_avg_bits=*/-1)) {
         found = true;
-        best = *row;
         result.chosen = m;
         result.chosen_row = *row;
       }
@@ -212,34 +236,21 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
   const int total = static_cast<int>(std::size(kLearnedQuantileGrid)) + (reference_quality < 0 ? 1 : 0);
   int done = 0;
   if (reference_quality < 0) {
-    EvalMethod high{"high", precisions.front(), {precisions.front()}, {}, ""};
-    auto ref = RunMethod(model, tok, high, prompts, references, metric, max_new_tokens);
+    auto ref = UniformHighQuality(model, tok, precisions.front(), prompts, references, metric, max_new_tokens);
     if (!ref.ok()) return ref.status();
-    reference_quality = ref->quality;
+    reference_quality = *ref;
     if (progress) progress(++done, total);
   }
   result.reference_quality = reference_quality;
   bool found = false;
-  EvalRow best;
   for (double q : kLearnedQuantileGrid) {
     EvalMethod m{"learned", precisions.front(), precisions, {}, classifier_dir, q};
     auto row = RunMethod(model, tok, m, prompts, references, metric, max_new_tokens);
     if (!row.ok()) return row.status();
     row->outputs.clear();
     if (progress) progress(++done, total);
-    bool better;
-    if (max_avg_bits < 0) {
-      better = row->quality >= reference_quality - epsilon &&
-               (!found || row->avg_bits < best.avg_bits - 1e-12 ||
-                (std::fabs(row->avg_bits - best.avg_bits) <= 1e-12 && row->quality > best.quality));
-    } else {
-      better = row->avg_bits <= max_avg_bits + 1e-9 &&
-               (!found || row->quality > best.quality + 1e-12 ||
-                (std::fabs(row->quality - best.quality) <= 1e-12 && row->avg_bits < best.avg_bits));
-    }
-    if (better) {
+    if (Improves(*row, found ? &result.chosen_row : nullptr, reference_quality - epsilon, max_avg_bits)) {
       found = true;
-      best = *row;
       result.chosen = m;
       result.chosen_row = *row;
     }

@@ -58,7 +58,7 @@ EvalPrompts FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int c
                        int max_new_tokens, const models::ChatTemplate* chat = nullptr);
 
 // Greedy continuations of `prompts` as text without the stop token (the "model" reference), as
-// GreedyContinuation with the prompts' stop ids.
+// GreedyGeneration (scheduled_generation.h) with the prompts' stop ids.
 absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
                                                        const models::Tokenizer& tok,
                                                        const EvalPrompts& prompts,
@@ -99,8 +99,9 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
 // precision (the classifiers read its KV cache). max_avg_bits < 0: the fewest average bits subject
 // to quality >= q_ref - epsilon, as the static search. max_avg_bits >= 0 (a bit budget, e.g. the
 // calibrated static schedule's average bits on the same prompts): the best quality within it.
-// Nothing feasible: the best quality (quality rule) or the fewest bits (budget). reference_quality < 0: measured here (uniform
-// high); pass CalibrateStatic's to save that run. Cost: grid size + 1 runs over the prompts.
+// Nothing feasible: the best quality (quality rule) or the fewest bits (budget).
+// reference_quality < 0: measured here (uniform high); pass CalibrateStatic's to save that run.
+// Cost: grid size (+ 1) runs over the prompts.
 inline constexpr double kLearnedQuantileGrid[] = {0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
 absl::StatusOr<CalibrationResult> CalibrateLearned(
     inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,

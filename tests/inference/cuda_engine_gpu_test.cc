@@ -213,7 +213,7 @@ void PrefillBoth(const CudaEngineOptions& options, PrefillPair* p) {
   std::vector<int> prompt;
   for (int i = 0; i < 19; ++i) prompt.push_back(1 + (i * 37) % 500);
   ASSERT_TRUE(p->cpu->Forward(prompt, false, &p->cpu_logits).ok());
-  ASSERT_TRUE(p->gpu->Prefill(prompt, &p->gpu_logits).ok());
+  ASSERT_TRUE(p->gpu->Prefill(prompt, &p->gpu_logits, nullptr).ok());
 }
 
 TEST_P(CudaEnginePrefillTest, LastLayerKvMatchesCpu) {
@@ -315,10 +315,10 @@ TEST_F(CudaEngineTest, GraphsMatchEagerLaunchesAndErrorsAreClean) {
   EXPECT_EQ(e.SetPrecision(5).code(), absl::StatusCode::kInvalidArgument);
   const int bad[1] = {e.config().vocab_size};
   e.Reset();
-  EXPECT_EQ(e.Prefill(bad, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e.Prefill(bad, nullptr, nullptr).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(e.cache_len(), 0);
   std::vector<int> too_long(e.max_context() + 1, 1);
-  EXPECT_EQ(e.Prefill(too_long, nullptr).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(e.Prefill(too_long, nullptr, nullptr).code(), absl::StatusCode::kOutOfRange);
   int tok = -1;
   ASSERT_TRUE(e.Prefill(std::vector<int>(e.max_context(), 1), nullptr, &tok).ok());
   EXPECT_EQ(e.DecodeStep(tok, nullptr, &tok).code(), absl::StatusCode::kOutOfRange);
@@ -373,7 +373,7 @@ TEST(CudaEngineRandomTest, SmallShapeDecodes) {
       ASSERT_TRUE((*a)->DecodeStep(ta, &la, &ta).ok());
     }
     (*b)->Reset();
-    ASSERT_TRUE((*b)->Prefill(seq, &lb).ok());
+    ASSERT_TRUE((*b)->Prefill(seq, &lb, nullptr).ok());
     EXPECT_EQ((*b)->cache_len(), static_cast<int>(seq.size()));
     // The fp16 model's prefill rounds activations to fp16 (tensor-core GEMM), its decode GEMV reads
     // them in fp32: fp16 rounding between the two. The 2-bit model is fp32 on both paths.

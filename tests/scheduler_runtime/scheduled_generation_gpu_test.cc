@@ -23,11 +23,17 @@
 namespace pmpd::scheduler {
 namespace {
 
+// stories260K quantized to any-precision 2..4 bits, shared by the tests below.
+std::string QuantizedStories() {
+  static const std::string dir =
+      testing::QuantizeForTest("cuda_sched", testing::SharedPath("models/stories260K"), 2, 4);
+  return dir;
+}
+
 TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedules) {
   PMPD_REQUIRE_GPU();
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const std::string dir =
-      testing::QuantizeForTest("cuda_sched", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string dir = QuantizedStories();
   auto cpu = inference::LlamaModel::Load(dir);
   auto gpu = inference::CudaEngine::Load(dir);
   auto tok = models::Tokenizer::Load(dir);
@@ -108,14 +114,13 @@ TEST(CudaScheduledGenerationTest, ClassifierOnCudaGivesTheCpuLogits) {
   }
 }
 
-// Without a scheduler (plain greedy at the engine's precision) and with sampling, through
-// LoadEngine: the same tokens, precisions (recorded the same way) and stop reasons; and a stop at
-// the end of the context on both.
+// Without a scheduler (plain greedy at the engine's precision), through LoadEngine: the same
+// tokens, precisions (recorded the same way) and stop reasons; and a "context" stop when the GPU
+// cache is full.
 TEST(CudaScheduledGenerationTest, UnscheduledAndContextStopsMatchThroughLoadEngine) {
   PMPD_REQUIRE_GPU();
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const std::string dir =
-      testing::QuantizeForTest("cuda_sched", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string dir = QuantizedStories();
   inference::LoadEngineOptions lo;
   lo.verbose = false;
   lo.cuda_max_context = 40;
@@ -154,8 +159,7 @@ TEST(CudaScheduledGenerationTest, UnscheduledAndContextStopsMatchThroughLoadEngi
 TEST(CudaScheduledGenerationTest, ClassifierReadsBothEnginesThroughKvView) {
   PMPD_REQUIRE_GPU();
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const std::string dir =
-      testing::QuantizeForTest("cuda_sched", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string dir = QuantizedStories();
   auto cpu = inference::LlamaModel::Load(dir);
   auto gpu = inference::CudaEngine::Load(dir);
   ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status();
@@ -184,8 +188,7 @@ TEST(CudaScheduledGenerationTest, ClassifierReadsBothEnginesThroughKvView) {
 TEST(CudaScheduledGenerationTest, CliDeviceCudaPrintsWhatCpuPrints) {
   PMPD_REQUIRE_GPU();
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const std::string dir =
-      testing::QuantizeForTest("cuda_cli", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string dir = QuantizedStories();
   const std::string args = absl::StrCat("--model ", dir,
                                         " --prompt 'Once upon a time' --max-new-tokens 40 "
                                         "--precisions 4,3,2 --switch-steps 10,25 --json --device ");
@@ -207,8 +210,7 @@ TEST(CudaScheduledGenerationTest, CliDeviceCudaPrintsWhatCpuPrints) {
 TEST(CudaScheduledGenerationTest, EvalDeviceCudaGivesTheCpuRows) {
   PMPD_REQUIRE_GPU();
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const std::string dir =
-      testing::QuantizeForTest("cuda_cli", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string dir = QuantizedStories();
   const std::string args = absl::StrCat("--model ", dir,
                                         " --task tinystories --n 6 --max-new-tokens 48 --precisions 4,3,2 "
                                         "--methods high,low,static --switch-steps 12,30 --reference model "
