@@ -31,7 +31,7 @@
 #include "inference/cuda_engine.h"
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/check.h"
-#include "kernels/decode_ops.cuh"
+#include "kernels/dense_f16_gemv.cuh"
 #include "kernels/cuda_check.cuh"
 
 ABSL_FLAG(std::string, mode, "kernel",

@@ -25,14 +25,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "inference/cuda_engine.cuh"
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/check.h"
 #include "kernels/cuda_check.cuh"
-#include "kernels/decode_ops.cuh"
+#include "kernels/argmax.cuh"
+#include "kernels/causal_softmax.cuh"
+#include "kernels/decode_attention.cuh"
+#include "kernels/dense_f16_gemv.cuh"
+#include "kernels/elementwise.cuh"
 #include "kernels/half.h"
+#include "kernels/random_fill.cuh"
 #include "kernels/ref/anyprec_ref.h"
 #include "kernels/rmsnorm.cuh"
+#include "kernels/rotary_kv.cuh"
 #include "models/anyprec_checkpoint.h"
 #include "models/safetensors.h"
 
@@ -48,12 +53,8 @@
 namespace pmpd::inference {
 namespace {
 
-namespace detail = cuda_engine_detail;
-
 // Tokens the any-precision GEMV takes; longer prefill passes go through dequantize + SGEMM.
 constexpr int kGemvTokens = kernels::kAnyprecGemvMaxTokens;
-// The attention kernel keeps one score per position in shared memory (200 KiB).
-constexpr int kMaxContextLimit = 200 * 1024 / 4;
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 
 absl::Status CudaError(cudaError_t e, absl::string_view what) {
@@ -278,10 +279,10 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   }
   max_ctx = o.max_context > 0 ? std::min(o.max_context, c.max_position_embeddings)
                               : c.max_position_embeddings;
-  if (max_ctx > kMaxContextLimit) {
+  if (max_ctx > kernels::kDecodeAttentionMaxLen) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "CUDA engine: a context of ", max_ctx, " positions exceeds the attention kernel's ",
-        kMaxContextLimit, "; set CudaEngineOptions::max_context lower"));
+        "CUDA engine: a context of ", max_ctx, " positions exceeds the decode attention's grid (",
+        kernels::kDecodeAttentionMaxLen, "); set CudaEngineOptions::max_context lower"));
   }
   if (cudaError_t se = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
       se != cudaSuccess) {
@@ -459,8 +460,8 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
       kernels::KvCacheWrite(vp, positions, n, kvh, hd, max_ctx, L.v_cache, stream);
     }
     if (decode) {
-      kernels::DecodeAttentionDeviceLen(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2,
-                                        attn_ws, attn, stream);
+      kernels::DecodeAttention(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2, attn_ws, attn,
+                               stream);
     } else {
       PrefillAttention(L, n, first_pos);  // causal: token t sees the cache up to its own position
     }
@@ -963,14 +964,14 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::CreateRandom(
                  const float** dst) -> absl::Status {
     auto d = m.AllocArray<float>(count, what);
     if (!d.ok()) return d.status();
-    detail::FillUniformF32(*d, count, lo, hi, next_seed(), m.stream);
+    kernels::FillUniformF32(*d, count, lo, hi, next_seed(), m.stream);
     *dst = *d;
     return absl::OkStatus();
   };
   auto f16 = [&](size_t count, const std::string& what, const __half** dst) -> absl::Status {
     auto d = m.AllocArray<__half>(count, what);
     if (!d.ok()) return d.status();
-    detail::FillUniformF16(*d, count, -a, a, next_seed(), m.stream);
+    kernels::FillUniformF16(*d, count, -a, a, next_seed(), m.stream);
     *dst = *d;
     return absl::OkStatus();
   };
@@ -997,14 +998,14 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::CreateRandom(
           static_cast<size_t>(parent_bits) * lin.n * kernels::AnyprecWordsPerRow(lin.k);
       auto planes = m.AllocArray<uint32_t>(words, what + " planes");
       if (!planes.ok()) return planes.status();
-      detail::FillRandomWords(*planes, words, next_seed(), m.stream);
+      kernels::FillRandomWords(*planes, words, next_seed(), m.stream);
       lin.qweight = *planes;
       const uint64_t lut_seed = next_seed();  // one per matrix: the LUTs of all precisions nest
       for (int b = seed_bits; b <= parent_bits; ++b) {
         auto lut =
             m.AllocArray<__half>(static_cast<size_t>(lin.n) << b, absl::StrCat(what, " lut", b));
         if (!lut.ok()) return lut.status();
-        detail::FillGridLut(*lut, lin.n, b, a, lut_seed, m.stream);
+        kernels::FillGridLut(*lut, lin.n, b, a, lut_seed, m.stream);
         lin.lut[b] = *lut;
       }
     }

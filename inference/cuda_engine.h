@@ -1,8 +1,9 @@
-// The GPU Llama engine for batch-1 decoding: our kernels (kernels/) for the any-precision
-// projections (AnyprecGemv straight from the bitplanes) and the per-token operations, cuBLAS for
-// the dense products (fp16 projections of plain checkpoints: the fp16 baseline; the lm_head). The
-// decode step runs as one CUDA graph per precision. Header free of CUDA and LibTorch (pimpl), so
-// CPU-only code can include it; the library pmpd_cuda_engine exists only when CMake finds CUDA.
+// The GPU Llama engine for batch-1 decoding: our kernels (kernels/) for the decode step's
+// projections (AnyprecGemv straight from the bitplanes, DenseF16Gemv for fp16 weights) and its
+// per-token operations; cuBLAS for prefill passes of more than 8 tokens (dequantize once, then one
+// GEMM), the prefill attention, and the fp32 lm_head. The decode step runs as one CUDA graph per
+// precision. Header free of CUDA and LibTorch (pimpl), so CPU-only code can include it; the
+// library pmpd_cuda_engine exists only when CMake finds CUDA.
 //
 // Numbers: activations, norms, embeddings, rotary tables, attention and the KV cache are float32;
 // any-precision weights are the checkpoint's fp16 LUT values (exact), dense projections fp16 with
@@ -29,7 +30,9 @@ struct CudaEngineOptions {
   // one.
   bool use_graphs = true;
   // Positions the KV cache holds (float32, preallocated at load: 2 x layers x kv_dim x 4 bytes per
-  // position), capped at max_position_embeddings; 0 = max_position_embeddings. At most 51200.
+  // position, and the prefill scores grow with it, see prefill_chunk), capped at
+  // max_position_embeddings; 0 = max_position_embeddings. A cache that does not fit in GPU memory
+  // fails the load with the allocation's error.
   int max_context = 4096;
   // lm_head in fp16 (half its bytes per token; logits then carry fp16 rounding of its weights).
   bool fp16_lm_head = false;

@@ -1,4 +1,6 @@
-// CPU references of kernels/decode_ops.cuh, same contracts (host pointers).
+// CPU references of the decode step's kernels (kernels/elementwise.cuh, rotary_kv.cuh,
+// decode_attention.cuh, causal_softmax.cuh, dense_f16_gemv.cuh, argmax.cuh), same contracts (host
+// pointers).
 #pragma once
 
 #include <cstdint>
@@ -18,7 +20,6 @@ void CausalSoftmaxRowsRef(float* s, int heads, int n, int first_pos);
 // w: fp16 bits [N, K]; accumulates in double.
 void DenseF16GemvRef(const float* x, int M, const uint16_t* w, int N, int K, float* y);
 void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out);
-// DecodeAttentionDeviceLen's reference is DecodeAttentionRef with len = *len.
 void KvCacheWriteRef(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,
                      float* cache);
 // fp16 as IEEE binary16 bits (kernels/half.h).

@@ -1,15 +1,19 @@
 // GPU tests (label `gpu`): the CUDA engine against the CPU reference engine (LlamaModel) on
 // stories260K: greedy tokens at every precision of a 2..4-bit any-precision copy and under a
 // 4 -> 3 -> 2 static schedule, logits and the last layer's K/V; the fp16 path on the float model;
-// graphs against eager launches and the random-weight constructor. (The decode-step kernels are
+// graphs against eager launches, a 65536-position context, and the random-weight constructor. (The decode-step kernels are
 // tested against their references in tests/kernels/decode_ops_gpu_test.cc.)
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <regex>
 #include <string>
 #include <vector>
+
+#include "absl/types/span.h"
 
 #include "inference/cuda_engine.h"
 #include "inference/llama_model.h"
@@ -322,6 +326,53 @@ TEST_F(CudaEngineTest, GraphsMatchEagerLaunchesAndErrorsAreClean) {
   int tok = -1;
   ASSERT_TRUE(e.Prefill(std::vector<int>(e.max_context(), 1), nullptr, &tok).ok());
   EXPECT_EQ(e.DecodeStep(tok, nullptr, &tok).code(), absl::StatusCode::kOutOfRange);
+}
+
+// A context past the 51200 positions the retired single-block attention kernel allowed: stories260K
+// (any-precision) with max_position_embeddings raised to 65536 in a copy of its config. No CPU
+// reference is affordable at this length, so the two GPU attention paths check each other (each is
+// checked against its CPU reference in tests/kernels/): the last logits of one chunked prefill of
+// 65535 tokens (cuBLAS scores + causal softmax over up to 65535 positions) equal those of a prefill
+// of 65519 tokens followed by 16 teacher-forced decode steps (split-K decode attention over
+// 2048 chunks). Then the cache fills to exactly 65536 and one more step is a clean error.
+TEST_F(CudaEngineTest, ContextOf65536Positions) {
+  constexpr int kLen = 65536;
+  namespace fs = std::filesystem;
+  const fs::path dir = testing::MakeTempDir("cuda_engine_long");
+  for (const auto& f : fs::directory_iterator(QuantizedDir())) {
+    if (f.path().filename() != "config.json") fs::copy(f.path(), dir / f.path().filename());
+  }
+  const std::string config = testing::ReadFile(QuantizedDir() + "/config.json");
+  const std::regex max_pos(R"("max_position_embeddings"\s*:\s*[0-9]+)");
+  ASSERT_TRUE(std::regex_search(config, max_pos));
+  testing::WriteFile((dir / "config.json").string(),
+                     std::regex_replace(config, max_pos, "\"max_position_embeddings\": " + std::to_string(kLen)));
+  CudaEngineOptions o;
+  o.max_context = 0;  // the config's
+  auto a = CudaEngine::Load(dir.string(), o);
+  auto b = CudaEngine::Load(dir.string(), o);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ((*a)->max_context(), kLen);
+  const models::LlamaConfig& c = (*a)->config();
+  std::vector<int> tokens(kLen - 1);
+  uint32_t x = 12345;
+  for (int& t : tokens) t = static_cast<int>((x = x * 1664525u + 1013904223u) >> 8) % c.vocab_size;
+  std::vector<float> la, lb;
+  int ta = -1, tb = -1;
+  ASSERT_TRUE((*b)->Prefill(tokens, &lb, &tb).ok());
+  const int split = kLen - 1 - 16;
+  ASSERT_TRUE((*a)->Prefill(absl::MakeConstSpan(tokens).subspan(0, split), nullptr, nullptr).ok());
+  for (int i = split; i < kLen - 1; ++i) ASSERT_TRUE((*a)->DecodeStep(tokens[i], &la, &ta).ok()) << i;
+  EXPECT_EQ((*a)->cache_len(), kLen - 1);
+  // fp32 sums over 65535 positions and the layers: eps * sqrt(len) per layer, relative.
+  const double tol = 16 * kEps32 * std::sqrt(static_cast<double>(kLen)) * c.num_hidden_layers *
+                     std::max(1.0, MaxAbs(lb));
+  ExpectClose(la, lb, tol, "65535 positions: decode steps vs one prefill");
+  EXPECT_EQ(ta, tb);
+  ASSERT_TRUE((*a)->DecodeStep(ta, nullptr, &ta).ok());
+  EXPECT_EQ((*a)->cache_len(), kLen);
+  EXPECT_EQ((*a)->DecodeStep(ta, nullptr, &ta).code(), absl::StatusCode::kOutOfRange);
 }
 
 // Random weights on the GPU (the benchmark's constructor) on a small odd shape: GQA, head_dim 48

@@ -7,9 +7,16 @@
 #include <vector>
 
 #include "tests/kernels/gpu_test_util.h"
-#include "kernels/decode_ops.cuh"
+#include "kernels/argmax.cuh"
+#include "kernels/causal_softmax.cuh"
+#include "kernels/decode_attention.cuh"
+#include "kernels/dense_f16_gemv.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/random_fill.cuh"
+#include "kernels/rotary_kv.cuh"
 #include "kernels/half.h"
 #include "kernels/ref/decode_ops_ref.h"
+#include "kernels/ref/random_fill_ref.h"
 
 namespace pmpd::kernels {
 namespace {
@@ -81,21 +88,64 @@ TEST(DecodeOpsGpuTest, ElementwiseEmbeddingRotaryArgmax) {
   }
 }
 
-TEST(DecodeOpsGpuTest, DecodeAttentionMatchesReference) {
+// Long caches: 7B shapes, and lengths past the old single-block kernel's 51200-position cap (its
+// shared-memory score buffer), up to 100000 positions.
+TEST(DecodeOpsGpuTest, DecodeAttentionMatchesReferenceOnLongCaches) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(6);
   for (auto [heads, kv_heads, hd, max_len, len] :
        {std::tuple<int, int, int, int, int>{8, 4, 8, 512, 1}, {8, 4, 8, 512, 377}, {32, 32, 128, 4096, 4096},
-        {32, 8, 128, 20000, 15000}, {4, 1, 16, 64, 33}}) {
+        {32, 8, 128, 20000, 15000}, {4, 1, 16, 64, 33}, {8, 4, 8, 65536, 65536}, {4, 2, 64, 100000, 99999}}) {
     auto q = Random(static_cast<size_t>(heads) * hd, rng);
     auto k = Random(static_cast<size_t>(kv_heads) * max_len * hd, rng, 0.3f);
     auto v = Random(static_cast<size_t>(kv_heads) * max_len * hd, rng);
     Dev<float> dq(q), dk(k), dv(v), dout(std::vector<float>(static_cast<size_t>(heads) * hd, NAN));
-    DecodeAttention(dq.p, dk.p, dv.p, heads, kv_heads, hd, max_len, len, dout.p, nullptr);
+    Dev<float> dws(std::vector<float>(DecodeAttentionWorkspaceFloats(heads, hd, max_len)));
+    Dev<int32_t> dlen(std::vector<int32_t>{len});
+    DecodeAttention(dq.p, dk.p, dv.p, heads, kv_heads, hd, max_len, dlen.p, dws.p, dout.p, nullptr);
     std::vector<float> want(static_cast<size_t>(heads) * hd);
     DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kv_heads, hd, max_len, len, want.data());
     // fp32 sums over hd and len terms against a double reference: ~1e-5 relative.
     ExpectClose(dout.Get(), want, 2e-4, "attention");
+  }
+}
+
+// The random-weight kernels draw the values their references draw from the same hash: words bit
+// for bit, floats within an ulp of the range (the GPU may fuse lo + (hi - lo) * u), sizes that are
+// not multiples of the block and larger than the grid.
+TEST(DecodeOpsGpuTest, RandomFillMatchesReference) {
+  PMPD_REQUIRE_GPU();
+  for (size_t n : {size_t{1}, size_t{1000}, size_t{65535} * 256 + 77}) {
+    const uint64_t seed = 12345 + n;
+    Dev<uint32_t> dw{std::vector<uint32_t>(n)};
+    FillRandomWords(dw.p, n, seed, nullptr);
+    std::vector<uint32_t> words(n);
+    FillRandomWordsRef(words.data(), n, seed);
+    EXPECT_EQ(dw.Get(), words) << n;
+    Dev<float> df{std::vector<float>(n)};
+    FillUniformF32(df.p, n, -0.5f, 1.5f, seed, nullptr);
+    std::vector<float> f(n);
+    FillUniformF32Ref(f.data(), n, -0.5f, 1.5f, seed);
+    ExpectClose(df.Get(), f, 2 * kEps32, "uniform f32");
+    Dev<uint16_t> dh{std::vector<uint16_t>(n)};
+    FillUniformF16(reinterpret_cast<__half*>(dh.p), n, -0.5f, 1.5f, seed, nullptr);
+    std::vector<uint16_t> h(n);
+    FillUniformF16Ref(h.data(), n, -0.5f, 1.5f, seed);
+    const std::vector<uint16_t> got = dh.Get();
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(F16ToF32(got[i]), F16ToF32(h[i]), 1e-3) << "uniform f16 index " << i;
+    }
+  }
+  for (auto [rows, bits] : {std::pair{1, 2}, std::pair{4097, 4}, std::pair{300, 8}}) {
+    const size_t n = static_cast<size_t>(rows) << bits;
+    Dev<uint16_t> dl{std::vector<uint16_t>(n)};
+    FillGridLut(reinterpret_cast<__half*>(dl.p), rows, bits, 0.25f, 99, nullptr);
+    std::vector<uint16_t> want(n);
+    FillGridLutRef(want.data(), rows, bits, 0.25f, 99);
+    const std::vector<uint16_t> got = dl.Get();
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(F16ToF32(got[i]), F16ToF32(want[i]), 2e-4) << "grid LUT " << rows << "x" << bits << " index " << i;
+    }
   }
 }
 
@@ -190,7 +240,7 @@ TEST(DecodeOpsGpuTest, RotaryKvAppendEqualsRotaryThenCacheWrite) {
   }
 }
 
-TEST(DecodeOpsGpuTest, KvCacheWriteConvertAndDeviceLenAttention) {
+TEST(DecodeOpsGpuTest, KvCacheWriteAndConvert) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(3);
   auto random = [&](size_t n) { return Random(n, rng); };
@@ -231,8 +281,7 @@ TEST(DecodeOpsGpuTest, SplitDecodeAttentionSweep) {
       Dev<float> dws(std::vector<float>(DecodeAttentionWorkspaceFloats(heads, hd, max_len)));
       for (int len : {1, 23, 63, 64, 65, 128, 129, 200, max_len}) {
         Dev<int32_t> dlen(std::vector<int32_t>{len});
-        DecodeAttentionDeviceLen(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dws.p, dout.p,
-                                 nullptr);
+        DecodeAttention(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dws.p, dout.p, nullptr);
         std::vector<float> ref(q.size());
         DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kvh, hd, max_len, len, ref.data());
         const std::vector<float> got = dout.Get();

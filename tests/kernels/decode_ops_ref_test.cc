@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include "kernels/half.h"
+#include "kernels/random_hash.h"
+#include "kernels/ref/random_fill_ref.h"
+
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -54,6 +59,34 @@ TEST(DecodeOpsRefTest, ElementwiseAndArgmax) {
   float e[4];
   EmbeddingLookupRef(table.data(), ids, 2, 2, e);
   EXPECT_EQ(std::vector<float>(e, e + 4), std::vector<float>({20, 21, 0, 1}));
+}
+
+// The random-weight references: splitmix64's published first outputs for seed 0 (index i uses
+// state seed + golden * (i + 1)), values inside their range, and the nested LUT grid the CUDA
+// engine's random models rely on (entry c at b bits = mean of entries 2c, 2c + 1 at b + 1 bits).
+TEST(DecodeOpsRefTest, RandomFillReferences) {
+  EXPECT_EQ(RandomHash(0, 0), 0xe220a8397b1dcdafull);
+  EXPECT_EQ(RandomHash(0, 1), 0x6e789e6aa1b965f4ull);
+  std::vector<float> u(10000);
+  FillUniformF32Ref(u.data(), u.size(), -2.f, 3.f, 7);
+  float lo = 1e9f, hi = -1e9f;
+  for (float v : u) lo = std::min(lo, v), hi = std::max(hi, v);
+  EXPECT_GE(lo, -2.f);
+  EXPECT_LT(hi, 3.f);
+  EXPECT_LT(lo, -1.9f);  // the range is covered
+  EXPECT_GT(hi, 2.9f);
+  const int rows = 50;
+  std::vector<uint16_t> l3(rows << 3), l4(rows << 4);
+  FillGridLutRef(l3.data(), rows, 3, 0.5f, 11);
+  FillGridLutRef(l4.data(), rows, 4, 0.5f, 11);
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < 8; ++c) {
+      const float mean = 0.5f * (F16ToF32(l4[r * 16 + 2 * c]) + F16ToF32(l4[r * 16 + 2 * c + 1]));
+      EXPECT_NEAR(F16ToF32(l3[r * 8 + c]), mean, 1e-3) << r << " " << c;
+    }
+    EXPECT_LE(std::fabs(F16ToF32(l4[r * 16])), 0.5f);
+    EXPECT_GE(std::fabs(F16ToF32(l4[r * 16])), 0.5f * 0.5f * 15 / 16 - 1e-3);
+  }
 }
 
 }  // namespace

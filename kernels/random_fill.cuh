@@ -1,6 +1,7 @@
-// Random weights generated on the GPU for CudaEngine::CreateRandom (private to the engine: a 7B
-// shape holds billions of weights, too many to draw or quantize on the CPU). Values come from a
-// counter-based hash of (seed, index), so they do not depend on the launch configuration.
+// Random weights generated on the GPU (CudaEngine::CreateRandom: a 7B shape holds billions of
+// weights, too many to draw or quantize on the CPU). Values come from RandomHash(seed, index)
+// (kernels/random_hash.h), so they do not depend on the launch configuration; CPU references with
+// the same values: kernels/ref/random_fill_ref.h. Asynchronous on `stream`, allocate nothing.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -9,7 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace pmpd::inference::cuda_engine_detail {
+namespace pmpd::kernels {
 
 // p[i] = uniformly random 32-bit words (bitplanes: uniform random codes at every precision).
 void FillRandomWords(uint32_t* p, size_t n, uint64_t seed, cudaStream_t stream);
@@ -22,4 +23,4 @@ void FillUniformF16(__half* p, size_t n, float lo, float hi, uint64_t seed, cuda
 void FillGridLut(__half* lut, int rows, int bits, float max_abs, uint64_t seed,
                  cudaStream_t stream);
 
-}  // namespace pmpd::inference::cuda_engine_detail
+}  // namespace pmpd::kernels
