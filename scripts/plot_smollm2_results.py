@@ -2,7 +2,8 @@
 """Quality against average bits for the SmolLM2 PMPD run, in the style of the PMPD paper's figure:
 per task, Rouge-L of the uniform-precision baselines joined by a line (what PMPD has to beat), the
 calibrated static schedule as a point and the learned scheduler as a curve over its switch quantiles
-(learned-q0.1..0.9) with its calibrated quantile marked; left panel against the data set's
+(learned-q0.1..0.9) with its calibrated quantile marked, in green the same for the classifiers
+trained on finer switch steps ("eval_finer_candidates", when present); left panel against the data set's
 references, right panel against the model's own 8-bit outputs. Reads the "eval_switch_quantile"
 run of the results file when present, else the first evaluation ("eval").
 
@@ -12,13 +13,30 @@ No dependencies (writes SVG by hand).
 import json
 import sys
 
-COLORS = {"uniform": "#555555", "static": "#d62728", "learned": "#1f77b4"}
+COLORS = {"uniform": "#555555", "static": "#d62728", "learned": "#1f77b4", "fine": "#2ca02c"}
 MARKS = {"learned (tuned, stored labels)": "A", "learned (pmpd-train, stored labels)": "B",
          "learned (pmpd-train, label tolerance 0.01)": "C"}
 
 
-def panel(rows, key, x0, y0, w, h, title):
-    pts = [(r["avg_bits"], r[key]) for r in rows]
+def curve(rows, key, px, py, color):
+    """The learned-q0.1..0.9 sweep as a line with its quantiles, and the calibrated point."""
+    s = []
+    sweep = sorted((r for r in rows if r["method"].startswith("learned-q")), key=lambda r: r["avg_bits"])
+    if not sweep:
+        return s
+    s.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="' +
+             " ".join(f"{px(r['avg_bits']):.1f},{py(r[key]):.1f}" for r in sweep) + '"/>')
+    for r in sweep:
+        x, y = px(r["avg_bits"]), py(r[key])
+        s.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>')
+        s.append(f'<text x="{x + 4:.1f}" y="{y + 12:.1f}" font-size="8" fill="{color}">'
+                 f'{r["method"][len("learned-q"):]}</text>')
+    return s
+
+
+def panel(rows, key, x0, y0, w, h, title, fine=None):
+    fine = fine or []
+    pts = [(r["avg_bits"], r[key]) for r in rows + fine]
     xs = [p[0] for p in pts]
     ys = [p[1] for p in pts]
     xmin, xmax = min(xs) - 0.2, max(xs) + 0.2
@@ -37,15 +55,14 @@ def panel(rows, key, x0, y0, w, h, title):
     uni = sorted((r for r in rows if r["method"].startswith("uniform")), key=lambda r: r["avg_bits"])
     s.append('<polyline fill="none" stroke="#888" stroke-dasharray="5,4" points="' +
              " ".join(f"{px(r['avg_bits']):.1f},{py(r[key]):.1f}" for r in uni) + '"/>')
-    sweep = sorted((r for r in rows if r["method"].startswith("learned-q")), key=lambda r: r["avg_bits"])
-    if sweep:
-        s.append(f'<polyline fill="none" stroke="{COLORS["learned"]}" stroke-width="1.5" points="' +
-                 " ".join(f"{px(r['avg_bits']):.1f},{py(r[key]):.1f}" for r in sweep) + '"/>')
-        for r in sweep:
+    s += curve(rows, key, px, py, COLORS["learned"])
+    s += curve(fine, key, px, py, COLORS["fine"])
+    for r in fine:
+        if r["method"] == "learned":
             x, y = px(r["avg_bits"]), py(r[key])
-            s.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{COLORS["learned"]}"/>')
-            s.append(f'<text x="{x + 4:.1f}" y="{y + 12:.1f}" font-size="8" fill="{COLORS["learned"]}">'
-                     f'{r["method"][len("learned-q"):]}</text>')
+            s.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{COLORS["fine"]}"/>')
+            s.append(f'<text x="{x - 8:.1f}" y="{y - 8:.1f}" text-anchor="end" font-size="10" '
+                     f'fill="{COLORS["fine"]}">finer ({r[key]:.1f})</text>')
     for r in rows:
         m = r["method"]
         if m.startswith("learned-q"):
@@ -67,14 +84,15 @@ def main():
     evals = data["eval_switch_quantile"]["tasks"] if "eval_switch_quantile" in data else data["eval"]
     tasks = list(evals.keys())
     W, H = 480, 300
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + 50}" height="{H * len(tasks) + 80}" '
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + 50}" height="{H * len(tasks) + 96}" '
            'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
     for i, t in enumerate(tasks):
         ev = evals[t]
         rows = ev["rows"]
         n = ev["examples"]
-        out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references")
-        out += panel(rows, "rouge_l_vs_model", W, i * H, W, H, f"{t}: Rouge-L vs the model's 8-bit output")
+        fine = data["eval_finer_candidates"]["tasks"][t]["rows"] if "eval_finer_candidates" in data else None
+        out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references", fine)
+        out += panel(rows, "rouge_l_vs_model", W, i * H, W, H, f"{t}: Rouge-L vs the model's 8-bit output", fine)
     y = H * len(tasks) + 20
     out.append(f'<text x="20" y="{y}" font-size="11">SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform '
                'baselines (dashed line joins them); red: PMPD-static (calibrated); blue: PMPD-learned</text>')
@@ -82,7 +100,9 @@ def main():
         out.append(f'<text x="20" y="{y + 16}" font-size="11">blue curve: PMPD-learned (pmpd-train classifiers, label '
                    'tolerance 0.01) at switch quantiles 0.1..0.9; large blue dot: the quantile calibrated</text>')
         out.append(f'<text x="20" y="{y + 32}" font-size="11">within the static schedule\'s bits on the calibration '
-                   'prompts. Source: bench/results/smollm2_pmpd.json</text>')
+                   'prompts. Green (\"finer\"): the same with classifiers trained on labels at steps 0, 12, 24, 48.</text>')
+        out.append(f'<text x="20" y="{y + 48}" font-size="11">Source: bench/results/smollm2_pmpd.json '
+                   '(eval_switch_quantile, eval_finer_candidates)</text>')
     else:
         out.append(f'<text x="20" y="{y + 16}" font-size="11">A: hypertuned classifiers, stored labels; B: pmpd-train, '
                    'stored labels; C: pmpd-train, labels at tolerance 0.01. Source: bench/results/smollm2_pmpd.json</text>')
