@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "base/atomic_file.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -15,7 +16,7 @@
 #include "models/chat_template.h"
 #include "models/file_util.h"
 #include "models/tokenizer.h"
-#include "scheduler_runtime/eval/evaluation.h"
+#include "eval/evaluation.h"
 #include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
@@ -123,13 +124,13 @@ int Run() {
   if (reference != "dataset" && reference != "model" && reference != "both") {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--reference must be dataset, model or both"));
   }
-  auto task = scheduler::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), 0, n);
+  auto task = eval::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), 0, n);
   if (!task.ok()) return cli::Fail(kProgram, task.status());
   const bool calibrate = absl::GetFlag(FLAGS_calibrate_static) && has_method("static");
   const bool calibrate_learned = !learned_objective.empty() && has_method("learned");
-  absl::StatusOr<scheduler::EvalTask> calib_task = absl::NotFoundError("");
+  absl::StatusOr<eval::EvalTask> calib_task = absl::NotFoundError("");
   if (calibrate || calibrate_learned) {
-    calib_task = scheduler::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), n, absl::GetFlag(FLAGS_calib_n));
+    calib_task = eval::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), n, absl::GetFlag(FLAGS_calib_n));
     if (!calib_task.ok()) return cli::Fail(kProgram, calib_task.status());
   }
   auto tok = models::Tokenizer::Load(model_dir);
@@ -158,7 +159,7 @@ int Run() {
   // References: the data set's, or a model's greedy outputs on the same (fitted) prompts. The
   // reference model is loaded once, for the test and the calibration split alike.
   std::unique_ptr<inference::Engine> ref_model;
-  auto refs_for = [&](const scheduler::EvalTask& t, const scheduler::EvalPrompts& prompts,
+  auto refs_for = [&](const eval::EvalTask& t, const eval::EvalPrompts& prompts,
                       bool from_model = false) -> absl::StatusOr<std::vector<std::vector<std::string>>> {
     std::vector<std::vector<std::string>> refs;
     if (!from_model && reference != "model") {
@@ -176,14 +177,14 @@ int Run() {
       m = ref_model.get();
     }
     // --model itself runs at its parent precision; a reference model at its own.
-    auto outs = scheduler::GreedyOutputs(*m, **tok, prompts, max_new, ref_dir.empty() ? m->max_precision() : 0);
+    auto outs = eval::GreedyOutputs(*m, **tok, prompts, max_new, ref_dir.empty() ? m->max_precision() : 0);
     if (!outs.ok()) return outs.status();
     for (auto& o : *outs) refs.push_back({o});
     return refs;
   };
   const int ctx = (*model)->max_context();
   const models::ChatTemplate* chat_ptr = chat ? &*chat : nullptr;
-  const auto prompts = scheduler::FitPrompts(*task, **tok, ctx, max_new, chat_ptr);
+  const auto prompts = eval::FitPrompts(*task, **tok, ctx, max_new, chat_ptr);
   auto refs = refs_for(*task, prompts);
   if (!refs.ok()) return cli::Fail(kProgram, refs.status());
 
@@ -194,19 +195,19 @@ int Run() {
     if (!model_refs.ok()) return cli::Fail(kProgram, model_refs.status());
   }
 
-  scheduler::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}, ""};
+  eval::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}, ""};
   nlohmann::json calibration, learned_calibration;
-  scheduler::EvalPrompts calib_prompts;
+  eval::EvalPrompts calib_prompts;
   std::vector<std::vector<std::string>> calib_refs;
   if (calibrate || calibrate_learned) {
-    calib_prompts = scheduler::FitPrompts(*calib_task, **tok, ctx, max_new, chat_ptr);
+    calib_prompts = eval::FitPrompts(*calib_task, **tok, ctx, max_new, chat_ptr);
     auto r = refs_for(*calib_task, calib_prompts);
     if (!r.ok()) return cli::Fail(kProgram, r.status());
     calib_refs = std::move(*r);
   }
   double static_calib_bits = -1, calib_reference_quality = -1;
   if (calibrate) {
-    auto cal = scheduler::CalibrateStatic(**model, **tok, *precisions, calib_prompts, calib_refs, task->metric, max_new,
+    auto cal = eval::CalibrateStatic(**model, **tok, *precisions, calib_prompts, calib_refs, task->metric, max_new,
                                           absl::GetFlag(FLAGS_epsilon),
                                           [](int d, int t) { Progress("calibrating static schedule", d, t); });
     if (!cal.ok()) return cli::Fail(kProgram, cal.status());
@@ -230,11 +231,11 @@ int Run() {
     static_method.switch_steps = *steps;
   }
   if (static_method.prefill_precision == 0) static_method.prefill_precision = precisions->front();
-  scheduler::EvalMethod learned_method{"learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier),
+  eval::EvalMethod learned_method{"learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier),
                                        quantile};
   if (calibrate_learned) {
     const double budget = learned_objective == "static-bits" ? static_calib_bits : -1;
-    auto cal = scheduler::CalibrateLearned(**model, **tok, *precisions, absl::GetFlag(FLAGS_classifier), calib_prompts,
+    auto cal = eval::CalibrateLearned(**model, **tok, *precisions, absl::GetFlag(FLAGS_classifier), calib_prompts,
                                            calib_refs, task->metric, max_new, absl::GetFlag(FLAGS_epsilon), budget,
                                            calib_reference_quality,
                                            [](int d, int t) { Progress("calibrating learned scheduler", d, t); });
@@ -258,7 +259,7 @@ int Run() {
   std::vector<std::string> expanded;
   for (const auto& m : methods) {
     if (m == "learned-sweep") {
-      for (double q : scheduler::kLearnedQuantileGrid) {
+      for (double q : eval::kLearnedQuantileGrid) {
         if (q > 0) expanded.push_back(absl::StrFormat("learned-q%.1f", q));
       }
       continue;
@@ -269,9 +270,9 @@ int Run() {
     }
     for (int p = precisions->front(); p >= precisions->back(); --p) expanded.push_back(absl::StrCat("uniform-", p));
   }
-  std::vector<scheduler::EvalRow> rows;
+  std::vector<eval::EvalRow> rows;
   for (const auto& m : expanded) {
-    scheduler::EvalMethod method = static_method;
+    eval::EvalMethod method = static_method;
     if (absl::StartsWith(m, "uniform-")) {
       const int p = std::stoi(m.substr(8));
       method = {m, p, {p}, {}, ""};
@@ -282,14 +283,14 @@ int Run() {
     if (absl::StartsWith(m, "learned-q")) {
       method = {m, precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier), std::stod(m.substr(9))};
     }
-    auto row = scheduler::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
+    auto row = eval::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
                                     [&](int d, int t) { Progress(m, d, t); });
     if (!row.ok()) return cli::Fail(kProgram, row.status());
-    if (reference == "both") row->quality_vs_model = scheduler::Quality(task->metric, row->outputs, *model_refs);
+    if (reference == "both") row->quality_vs_model = eval::Quality(task->metric, row->outputs, *model_refs);
     rows.push_back(std::move(*row));
   }
-  const std::string qname = task->metric == scheduler::QualityMetric::kRougeL ? "rouge_l" : "bleu";
-  const std::string qtitle = task->metric == scheduler::QualityMetric::kRougeL ? "Rouge-L" : "BLEU";
+  const std::string qname = task->metric == eval::QualityMetric::kRougeL ? "rouge_l" : "bleu";
+  const std::string qtitle = task->metric == eval::QualityMetric::kRougeL ? "Rouge-L" : "BLEU";
   nlohmann::json j = {{"model", model_dir},
                       {"task", task_name},
                       {"examples", prompts.size()},
@@ -324,13 +325,13 @@ int Run() {
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) {
     if (auto st = models::MakeDirs(out); !st.ok()) return cli::Fail(kProgram, st);
-    if (auto st = scheduler::WriteEvalCsv(models::JoinPath(out, "results.csv"), rows); !st.ok()) {
+    if (auto st = eval::WriteEvalCsv(models::JoinPath(out, "results.csv"), rows); !st.ok()) {
       return cli::Fail(kProgram, st);
     }
-    if (auto st = models::WriteFileAtomically(models::JoinPath(out, "results.json"), j.dump(2)); !st.ok()) {
+    if (auto st = base::WriteFileAtomically(models::JoinPath(out, "results.json"), j.dump(2)); !st.ok()) {
       return cli::Fail(kProgram, st);
     }
-    if (auto st = scheduler::WriteEvalSvg(models::JoinPath(out, "quality_vs_bits.svg"),
+    if (auto st = eval::WriteEvalSvg(models::JoinPath(out, "quality_vs_bits.svg"),
                                           absl::StrCat(task_name, ": ", qtitle, " vs average bits (", prompts.size(),
                                                        " prompts, reference: ", reference, ")"),
                                           qtitle, rows);

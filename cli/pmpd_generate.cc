@@ -249,7 +249,8 @@ int Run() {
 
 int main(int argc, char** argv) {
   pmpd::cli::InitUsage(
-      "Generate text with a Llama-family model on the CPU reference engine.\n"
+      "Generate text with a Llama-family model on the CPU reference engine or the CUDA engine\n"
+      "(--device cpu|cuda|auto), at one precision or down a schedule (--scheduler static|learned).\n"
       "Example: pmpd-generate --model ../shared/models/stories260K --prompt \"Once upon a time\" "
       "--max-new-tokens 64");
   pmpd::cli::ParseFlags(argc, argv);

@@ -5,9 +5,12 @@
 #include <cstdio>
 #include <iostream>
 #include <mutex>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "base/atomic_file.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -17,7 +20,7 @@
 #include "hpo/study.h"
 #include "hpo/study_report.h"
 #include "models/file_util.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "trainer/classifier_export.h"
 #include "trainer/classifier_trainer.h"
@@ -80,7 +83,7 @@ int Run() {
                      absl::InvalidArgumentError("--precisions needs at least two, high to low"));
   }
   {
-    auto reader = scheduler::KvDatasetReader::Open(data);
+    auto reader = dataset::KvDatasetReader::Open(data);
     if (!reader.ok()) return cli::Fail(kProgram, reader.status());
     for (size_t p = 0; p + 1 < precisions->size(); ++p) {
       auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);
@@ -235,15 +238,21 @@ int Run() {
       models::JoinPath(study_dir, absl::StrCat("trial_", b.number, "/classifiers"));
   auto manifest = models::ReadFileToString(models::JoinPath(best_dir, "manifest.json"));
   if (!manifest.ok()) return cli::Fail(kProgram, manifest.status());
+  // OUT is shared with the study (other processes may still run trials in OUT/study), so the export
+  // is not swapped in as a directory: the manifest goes first and comes back last. A kill leaves the
+  // previous export, the complete new one, or no manifest.json (loaders refuse the directory).
+  if (::unlink(models::JoinPath(out, "manifest.json").c_str()) == 0) {
+    if (auto st = base::SyncPath(out); !st.ok()) return cli::Fail(kProgram, st);
+  }
   for (size_t p = 0; p + 1 < precisions->size(); ++p) {
     const std::string f =
         absl::StrCat("classifier_", (*precisions)[p], "_", (*precisions)[p + 1], ".safetensors");
     auto bytes = models::ReadFileToString(models::JoinPath(best_dir, f));
     if (!bytes.ok()) return cli::Fail(kProgram, bytes.status());
-    if (auto st = models::WriteFileAtomically(models::JoinPath(out, f), *bytes); !st.ok())
+    if (auto st = base::WriteFileAtomically(models::JoinPath(out, f), *bytes); !st.ok())
       return cli::Fail(kProgram, st);
   }
-  if (auto st = models::WriteFileAtomically(models::JoinPath(out, "manifest.json"), *manifest);
+  if (auto st = base::WriteFileAtomically(models::JoinPath(out, "manifest.json"), *manifest);
       !st.ok()) {
     return cli::Fail(kProgram, st);
   }

@@ -12,7 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
 #include "models/file_util.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "trainer/classifier_export.h"
 #include "trainer/classifier_trainer.h"
@@ -70,7 +70,7 @@ int Run() {
                                    "--precisions needs at least two, high to low (e.g. 4,3,2)"));
   }
   // All pairs must be in the file before any training starts.
-  auto reader = scheduler::KvDatasetReader::Open(data);
+  auto reader = dataset::KvDatasetReader::Open(data);
   if (!reader.ok()) return cli::Fail(kProgram, reader.status());
   for (size_t p = 0; p + 1 < precisions->size(); ++p) {
     auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/atomic_file.h"
 #include "data_gen/switch_labeler.h"
 #include "inference/llama_model.h"
 #include "inference/load_engine.h"
@@ -24,17 +25,17 @@
 #include "models/text_stream.h"
 #include "models/tokenizer.h"
 #include "models/version.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
 namespace pmpd::data_gen {
 namespace {
 
-using scheduler::KvDatasetHeader;
-using scheduler::KvDatasetReader;
-using scheduler::KvDatasetWriter;
-using scheduler::KvPairSample;
-using scheduler::KvSample;
+using dataset::KvDatasetHeader;
+using dataset::KvDatasetReader;
+using dataset::KvDatasetWriter;
+using dataset::KvPairSample;
+using dataset::KvSample;
 
 // Prompt of document `doc`: the first `cap` tokens (BOS included), cut at a length drawn uniformly
 // from [max(1, min(min_prefix, L/2)), L] by an RNG seeded from (seed, doc) only.
@@ -94,22 +95,26 @@ std::vector<std::string> ListDir(const std::string& dir) {
   return names.ok() ? *names : std::vector<std::string>{};
 }
 
-// Writes `samples` as one complete segment file (temporary + fsync + rename).
-absl::Status WriteSegment(const std::string& dir, const KvDatasetHeader& header,
-                          const std::vector<KvSample>& samples) {
-  const std::string name =
-      absl::StrFormat("seg_%09d_%09d.h5", samples.front().doc_id, samples.back().doc_id);
-  const std::string path = models::JoinPath(dir, name), tmp = absl::StrCat(path, ".tmp.", getpid());
-  auto w = KvDatasetWriter::Create(tmp, header);
+// Writes `samples` (none: an empty dataset) as one complete file at `path` (base::AtomicFile).
+absl::Status WriteDatasetFile(const std::string& path, const KvDatasetHeader& header,
+                              const std::vector<KvSample>& samples) {
+  auto file = base::AtomicFile::Create(path);
+  if (!file.ok()) return file.status();
+  auto w = KvDatasetWriter::Create(file->temp_path(), header);
   if (!w.ok()) return w.status();
   for (const KvSample& s : samples) {
     if (auto st = (*w)->Append(s); !st.ok()) return st;
   }
   if (auto st = (*w)->Finish(); !st.ok()) return st;
-  if (auto st = models::SyncPath(tmp); !st.ok()) return st;
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return absl::InternalError(absl::StrCat(path, ": rename failed"));
-  return models::SyncPath(dir);
+  return file->Commit();
+}
+
+// Writes `samples` as one complete segment file in `dir`.
+absl::Status WriteSegment(const std::string& dir, const KvDatasetHeader& header,
+                          const std::vector<KvSample>& samples) {
+  const std::string name =
+      absl::StrFormat("seg_%09d_%09d.h5", samples.front().doc_id, samples.back().doc_id);
+  return WriteDatasetFile(models::JoinPath(dir, name), header, samples);
 }
 
 absl::Status CheckOptions(const GenDataOptions& o) {
@@ -279,7 +284,7 @@ absl::StatusOr<GenDataReport> RunGenData(
   std::vector<std::string> segments;
   for (const std::string& n : ListDir(partial)) {
     const std::string path = models::JoinPath(partial, n);
-    if (absl::StrContains(n, ".tmp.")) {  // a segment being written when the job died
+    if (base::IsAtomicFileTemporary(n)) {  // a segment being written when the job died
       ::unlink(path.c_str());
       continue;
     }
@@ -388,13 +393,8 @@ absl::StatusOr<GenDataReport> RunGenData(
       segments.push_back(models::JoinPath(partial, n));
   }
   if (segments.empty()) {  // a shard with no document
-    const std::string tmp = absl::StrCat(o.out, ".tmp.", getpid());
-    auto w = KvDatasetWriter::Create(tmp, header);
-    if (!w.ok()) return w.status();
-    if (auto st = (*w)->Finish(); !st.ok()) return st;
-    if (::rename(tmp.c_str(), o.out.c_str()) != 0)
-      return absl::InternalError(absl::StrCat(o.out, ": rename failed"));
-  } else if (auto st = scheduler::JoinKvDatasets(segments, o.out, header.shard); !st.ok()) {
+    if (auto st = WriteDatasetFile(o.out, header, {}); !st.ok()) return st;
+  } else if (auto st = dataset::JoinKvDatasets(segments, o.out, header.shard); !st.ok()) {
     return st;
   }
   for (const std::string& n : ListDir(partial)) ::unlink(models::JoinPath(partial, n).c_str());
@@ -438,7 +438,7 @@ absl::Status MergeGenDataShards(const std::vector<std::string>& parts, const std
     return absl::InvalidArgumentError(
         absl::StrCat("merge: shards ", absl::StrJoin(missing, ", "), " of ", n, " are missing"));
   }
-  return scheduler::JoinKvDatasets(parts, out, "0/1");
+  return dataset::JoinKvDatasets(parts, out, "0/1");
 }
 
 }  // namespace pmpd::data_gen

@@ -7,7 +7,7 @@
 #include "inference/generator.h"
 #include "inference/metrics/rouge.h"
 #include "inference/sampler.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
@@ -84,7 +84,7 @@ std::string DecodeWithoutEos(const models::Tokenizer& tok, absl::Span<const int>
 }
 
 int LabelFromRouge(absl::Span<const double> branch_rouge, double high_rouge) {
-  return scheduler::SwitchLabel(branch_rouge, high_rouge, 0.0);
+  return dataset::SwitchLabel(branch_rouge, high_rouge, 0.0);
 }
 
 absl::StatusOr<PairLabel> LabelPairBatched(inference::LlamaModel& model,

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
 #include "hpo/json_util.h"
 #include "hpo/param_importance.h"
 
@@ -214,32 +215,6 @@ std::string HistorySvg(const std::vector<FrozenTrial>& trials, Direction directi
   return svg + "</svg>\n";
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return absl::InternalError(absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
-  size_t done = 0;
-  while (done < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string err = std::strerror(errno);
-      ::close(fd);
-      return absl::InternalError(absl::StrCat(tmp, ": cannot write: ", err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    return absl::InternalError(absl::StrCat(tmp, ": cannot flush: ", std::strerror(errno)));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat(path, ": cannot rename into place: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status WriteStudyReport(const std::string& out_dir, const SearchSpace& space,
                               const std::vector<FrozenTrial>& trials, Direction direction,
                               int top_k) {
@@ -255,8 +230,10 @@ absl::Status WriteStudyReport(const std::string& out_dir, const SearchSpace& spa
       {"leaderboard.txt", Leaderboard(space, trials, direction, top_k)},
       {"history.svg", HistorySvg(trials, direction, "optimisation history")},
       {"importance.txt", importance_text}};
+  // Each file is replaced on its own (base::WriteFileAtomically), not the four as one directory:
+  // out_dir is shared with a study that other processes may still be running.
   for (const auto& [name, contents] : files) {
-    if (absl::Status s = WriteFileAtomically(absl::StrCat(out_dir, "/", name), contents); !s.ok())
+    if (absl::Status s = base::WriteFileAtomically(absl::StrCat(out_dir, "/", name), contents); !s.ok())
       return s;
   }
   return absl::OkStatus();

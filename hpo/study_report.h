@@ -25,9 +25,6 @@ std::string Leaderboard(const SearchSpace& space, const std::vector<FrozenTrial>
 std::string HistorySvg(const std::vector<FrozenTrial>& trials, Direction direction,
                        absl::string_view title);
 
-// Writes `contents` to `path` through a temporary file and a rename, so readers never see half a
-// file. Errors name the path.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
 // Writes out_dir/trials.csv, leaderboard.txt, history.svg and importance.txt (importance.txt says
 // why when importance cannot be computed yet).

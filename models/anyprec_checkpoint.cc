@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
 #include "kernels/ref/anyprec_ref.h"
 #include "models/file_util.h"
 #include "models/gguf.h"
@@ -201,7 +202,7 @@ absl::Status WriteAnyprecConfig(const std::string& dir, const LlamaConfig& confi
                     {"layers_name", info.layers_name},
                     {"module_names", info.module_names}}},
                   {"format", "pmpd-safetensors-v1"}};
-  return WriteFileAtomically(JoinPath(dir, "config.json"), j.dump(2));
+  return base::WriteFileAtomically(JoinPath(dir, "config.json"), j.dump(2));
 }
 
 }  // namespace pmpd::models

@@ -13,6 +13,7 @@
 //      heap, exactly HF's Word::merge_all (lowest rank first, leftmost on ties).
 // Thread safety: compiled regexes and tables are read-only after Create; match data is made per
 // Encode call; the piece cache sits behind a shared mutex.
+#include "base/atomic_file.h"
 #include "models/bpe_tokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -1060,9 +1061,9 @@ absl::Status BpeTokenizer::WriteHuggingFaceFiles(const std::string& dir) const {
     return absl::InvalidArgumentError(
         absl::StrCat(impl_->source, ": cannot write tokenizer.json: ", e.what()));
   }
-  absl::Status st = WriteFileAtomically(JoinPath(dir, "tokenizer.json"), tokenizer_json);
+  absl::Status st = base::WriteFileAtomically(JoinPath(dir, "tokenizer.json"), tokenizer_json);
   if (!st.ok()) return st;
-  return WriteFileAtomically(JoinPath(dir, "tokenizer_config.json"), config_json + "\n");
+  return base::WriteFileAtomically(JoinPath(dir, "tokenizer_config.json"), config_json + "\n");
 }
 
 }  // namespace pmpd::models

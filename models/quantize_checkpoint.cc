@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
 #include "models/anyprec_checkpoint.h"
 #include "models/file_util.h"
 #include "models/gguf.h"
@@ -29,7 +30,7 @@ absl::Status CopyIfExists(const std::string& src_dir, const std::string& out_dir
   if (!FileExists(src)) return absl::OkStatus();
   auto bytes = ReadFileToString(src);
   if (!bytes.ok()) return bytes.status();
-  return WriteFileAtomically(JoinPath(out_dir, name), *bytes);
+  return base::WriteFileAtomically(JoinPath(out_dir, name), *bytes);
 }
 
 absl::Status CopyTokenizer(const std::string& src_dir, const std::string& out_dir) {
@@ -176,16 +177,18 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   info.module_names = LlamaQuantizedModules();
   // Canonical order, so a resumed run writes the same bytes as an uninterrupted one.
   std::sort(out.begin(), out.end(), [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
-  if (auto st = WriteSafetensors(JoinPath(out_dir, "model.safetensors"), out,
+  // The checkpoint's files replace the previous ones in one step (base::AtomicDirectory).
+  auto dir = base::AtomicDirectory::Create(out_dir);
+  if (!dir.ok()) return dir.status();
+  if (auto st = WriteSafetensors(JoinPath(dir->temp_path(), "model.safetensors"), out,
                                  {{"format", "pt"}, {"pmpd_anyprec", fingerprint}});
       !st.ok()) {
     return st;
   }
-  if (auto st = WriteAnyprecConfig(out_dir, *config, info); !st.ok()) return st;
-  if (auto st = CopyTokenizer(src_dir, out_dir); !st.ok()) return st;
-  for (int l = 0; l < layers; ++l) std::remove(JoinPath(partial, absl::StrCat("layer_", l, ".safetensors")).c_str());
-  ::rmdir(partial.c_str());
-  return absl::OkStatus();
+  if (auto st = WriteAnyprecConfig(dir->temp_path(), *config, info); !st.ok()) return st;
+  if (auto st = CopyTokenizer(src_dir, dir->temp_path()); !st.ok()) return st;
+  if (auto st = dir->Commit(); !st.ok()) return st;
+  return base::RemoveTree(partial);
 }
 
 absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& out_dir, int bits) {
@@ -210,16 +213,22 @@ absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& o
       out.push_back(std::move(t));
     }
   }
-  if (auto st = WriteSafetensors(JoinPath(out_dir, "model.safetensors"), out, {{"format", "pt"}}); !st.ok()) return st;
+  auto dir = base::AtomicDirectory::Create(out_dir);
+  if (!dir.ok()) return dir.status();
+  if (auto st = WriteSafetensors(JoinPath(dir->temp_path(), "model.safetensors"), out, {{"format", "pt"}});
+      !st.ok()) {
+    return st;
+  }
   if (IsGgufPath(src_dir)) {
-    if (auto st = WriteFileAtomically(JoinPath(out_dir, "config.json"), LlamaConfigToJson(*config));
+    if (auto st = base::WriteFileAtomically(JoinPath(dir->temp_path(), "config.json"), LlamaConfigToJson(*config));
         !st.ok()) {
       return st;
     }
-  } else if (auto st = CopyIfExists(src_dir, out_dir, "config.json"); !st.ok()) {
+  } else if (auto st = CopyIfExists(src_dir, dir->temp_path(), "config.json"); !st.ok()) {
     return st;
   }
-  return CopyTokenizer(src_dir, out_dir);
+  if (auto st = CopyTokenizer(src_dir, dir->temp_path()); !st.ok()) return st;
+  return dir->Commit();
 }
 
 }  // namespace pmpd::models

@@ -1,6 +1,9 @@
 // Whole-checkpoint quantization: a Hugging Face Llama directory in, an any-precision directory out
 // (our safetensors layout, see docs/anyprec-format.md). Resumable: each finished layer is saved to
-// OUT/.partial/layer_<l>.safetensors (atomically) and reused by a rerun with the same options.
+// OUT/.partial/layer_<l>.safetensors (atomically) and reused by a rerun with the same options. The
+// finished checkpoint's files (model.safetensors, config.json, tokenizer files) replace OUT's
+// previous ones in one base::AtomicDirectory commit: a kill leaves the previous checkpoint (or none)
+// or the complete new one, never a mix.
 #pragma once
 
 #include <functional>

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
 #include "models/file_util.h"
 #include "models/safetensors.h"
 #include "models/sentencepiece_backend.h"
@@ -70,7 +71,7 @@ absl::Status WriteRandomLlama(const std::string& dir, const LlamaConfig& c, uint
   }
   ts.push_back(RandomTensor("model.norm.weight", {H}, &s, 0.1, 1.0));
   if (!c.tie_word_embeddings) ts.push_back(lin("lm_head.weight", V, H));
-  if (auto st = WriteFileAtomically(JoinPath(dir, "config.json"), LlamaConfigToJson(c)); !st.ok()) return st;
+  if (auto st = base::WriteFileAtomically(JoinPath(dir, "config.json"), LlamaConfigToJson(c)); !st.ok()) return st;
   return WriteSafetensors(JoinPath(dir, "model.safetensors"), ts, {{"format", "pt"}});
 }
 
@@ -79,7 +80,7 @@ absl::Status WriteTinyTokenizer(const std::string& dir, int* vocab_size) {
   const std::string corpus_path = JoinPath(dir, "tokenizer_corpus.txt");
   std::string corpus;
   for (const char* line : kTinyCorpus) absl::StrAppend(&corpus, line, "\n");
-  if (auto st = WriteFileAtomically(corpus_path, corpus); !st.ok()) return st;
+  if (auto st = base::WriteFileAtomically(corpus_path, corpus); !st.ok()) return st;
   const std::string prefix = JoinPath(dir, "tokenizer");
   std::string error;
   const bool trained = SentencePieceBackend::Train(absl::StrCat(

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
 #include "kernels/half.h"
 #include "models/file_util.h"
 
@@ -281,7 +282,7 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
   out += header;
   for (const auto& t : tensors) out += t.bytes;
-  return WriteFileAtomically(path, out);
+  return base::WriteFileAtomically(path, out);
 }
 
 }  // namespace pmpd::models

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
 #include "kernels/check.h"
 #include "inference/sampler.h"
 #include "kernels/half.h"
@@ -272,7 +273,7 @@ absl::Status WriteClassifierManifest(const std::string& dir, const ClassifierMan
                    {"data_fingerprint", m.data_fingerprint},
                    {"model_fingerprint", m.model_fingerprint},
                    {"pairs", pairs}};
-  return models::WriteFileAtomically(models::JoinPath(dir, "manifest.json"), j.dump(2) + "\n");
+  return base::WriteFileAtomically(models::JoinPath(dir, "manifest.json"), j.dump(2) + "\n");
 }
 
 std::vector<int> ChainSwitchSteps(const std::vector<int>& pair_steps) {

@@ -1,6 +1,7 @@
 #include "tests/test_util.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +63,23 @@ RunResult RunBinary(const std::string& binary, const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = ReadFile(dir + "/out");
   r.err = ReadFile(dir + "/err");
+  return r;
+}
+
+RunResult RunBinaryKilledAt(const std::string& crash_at, const std::string& binary, const std::string& args) {
+  static std::atomic<int> n{0};
+  const std::string dir = MakeTempDir(absl::StrCat("killed", n++));
+  const std::string cmd = absl::StrCat("PMPD_CRASH_AT='", crash_at, "' ", BinaryPath(binary), " ", args, " >", dir,
+                                       "/out 2>", dir, "/err");
+  const int status = std::system(cmd.c_str());
+  RunResult r;
+  r.crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 128);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadFile(dir + "/out");
+  r.err = ReadFile(dir + "/err");
+  // sh reports a child killed by SIGKILL as 128 + 9.
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << binary << " with PMPD_CRASH_AT=" << crash_at
+                                        << " was not killed there; stderr: " << r.err;
   return r;
 }
 

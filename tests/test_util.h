@@ -31,6 +31,10 @@ struct RunResult {
   std::string out, err;
 };
 RunResult RunBinary(const std::string& binary, const std::string& args);
+// RunBinary with PMPD_CRASH_AT=`crash_at` (base/atomic_file.h): the tool SIGKILLs itself inside
+// that commit of its crash-safe writer. Expects that it did (a tool that finished, or failed
+// otherwise, fails the test).
+RunResult RunBinaryKilledAt(const std::string& crash_at, const std::string& binary, const std::string& args);
 
 // A clean failure of a tool: non-zero exit, no crash, "<program>: error: " and `needle` on stderr.
 void ExpectCleanFailure(const RunResult& r, const std::string& program, const std::string& needle);

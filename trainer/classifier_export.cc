@@ -3,10 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
+#include "dataset/kv_dataset.h"
 #include "models/file_util.h"
 #include "models/model_fingerprint.h"
 #include "scheduler_runtime/kv_classifier.h"
-#include "scheduler_runtime/kv_dataset.h"
 
 namespace pmpd::trainer {
 
@@ -54,8 +55,8 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
 absl::Status ExportClassifiers(const std::string& out_dir, const std::string& data_path,
                                const std::vector<TrainResult>& results,
                                const TrainOptions& options) {
-  if (auto st = models::MakeDirs(out_dir); !st.ok()) return st;
-  auto reader = scheduler::KvDatasetReader::Open(data_path);
+  if (auto st = models::MakeDirs(models::DirName(out_dir)); !st.ok()) return st;
+  auto reader = dataset::KvDatasetReader::Open(data_path);
   if (!reader.ok()) return reader.status();
   auto data_fp = models::FingerprintFile(data_path);
   if (!data_fp.ok()) return data_fp.status();
@@ -63,6 +64,10 @@ absl::Status ExportClassifiers(const std::string& out_dir, const std::string& da
   m.data_path = data_path;
   m.data_fingerprint = *data_fp;
   m.model_fingerprint = (*reader)->header().model_fingerprint;
+  // The classifiers and the manifest replace the previous ones in one step; the directory's other
+  // entries (training plots, checkpoints/) stay.
+  auto dir = base::AtomicDirectory::Create(out_dir);
+  if (!dir.ok()) return dir.status();
   for (const TrainResult& r : results) {
     scheduler::ClassifierPairInfo p;
     p.high = static_cast<int>(r.high);
@@ -71,14 +76,14 @@ absl::Status ExportClassifiers(const std::string& out_dir, const std::string& da
     p.candidate_steps = r.candidate_steps;
     p.spec = r.spec;
     p.metrics_json = MetricsJson(r, options);
-    if (auto st = scheduler::WriteClassifierSafetensors(models::JoinPath(out_dir, p.file), r.state);
+    if (auto st = scheduler::WriteClassifierSafetensors(models::JoinPath(dir->temp_path(), p.file), r.state);
         !st.ok()) {
       return st;
     }
     m.pairs.push_back(std::move(p));
   }
-  return scheduler::WriteClassifierManifest(out_dir,
-                                            m);  // last: the directory is usable once it exists
+  if (auto st = scheduler::WriteClassifierManifest(dir->temp_path(), m); !st.ok()) return st;
+  return dir->Commit();
 }
 
 }  // namespace pmpd::trainer

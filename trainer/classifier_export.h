@@ -14,6 +14,8 @@ namespace pmpd::trainer {
 // The metrics object stored per pair in manifest.json (also printed by pmpd-train --json).
 std::string MetricsJson(const TrainResult& r, const TrainOptions& o);
 
+// Writes the classifiers and manifest.json into out_dir as one base::AtomicDirectory commit: a kill
+// leaves the previous export or the complete new one; other entries of out_dir stay.
 absl::Status ExportClassifiers(const std::string& out_dir, const std::string& data_path,
                                const std::vector<TrainResult>& results,
                                const TrainOptions& options);

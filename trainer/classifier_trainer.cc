@@ -13,10 +13,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
+#include "dataset/kv_dataset.h"
 #include "models/file_util.h"
 #include "models/model_fingerprint.h"
 #include "scheduler_runtime/kv_classifier_module.h"
-#include "scheduler_runtime/kv_dataset.h"
 
 namespace pmpd::trainer {
 namespace {
@@ -140,7 +141,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
     return absl::FailedPreconditionError("--device cuda: this LibTorch build sees no CUDA device");
   }
   const torch::Device device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
-  auto reader = scheduler::KvDatasetReader::Open(data_path);
+  auto reader = dataset::KvDatasetReader::Open(data_path);
   if (!reader.ok()) return reader.status();
   auto table = (*reader)->ReadPair(hi, lo);
   if (!table.ok()) return table.status();
@@ -173,7 +174,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
         torch::from_blob(v.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
     const size_t c = header.candidate_steps.size();
     data[i].label = o.label_tolerance > 0
-                        ? scheduler::SwitchLabel(absl::MakeConstSpan(table->rouge_l).subspan(i * c, c),
+                        ? dataset::SwitchLabel(absl::MakeConstSpan(table->rouge_l).subspan(i * c, c),
                                                  table->rouge_l_high[i], o.label_tolerance)
                         : table->labels[i];
   }
@@ -362,14 +363,14 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
         out.write("best", b);
         out.write("optimizer", op);
         out.write("meta", c10::IValue(meta.dump()));
-        const std::string tmp = absl::StrCat(ckpt, ".tmp.", getpid());
+        auto file = base::AtomicFile::Create(ckpt);
+        if (!file.ok()) return file.status();
         try {
-          out.save_to(tmp);
+          out.save_to(file->temp_path());
         } catch (const std::exception& e) {
-          return absl::InternalError(absl::StrCat(tmp, ": cannot write checkpoint: ", e.what()));
+          return absl::InternalError(absl::StrCat(ckpt, ": cannot write checkpoint: ", e.what()));
         }
-        if (::rename(tmp.c_str(), ckpt.c_str()) != 0)
-          return absl::InternalError(absl::StrCat(ckpt, ": rename failed"));
+        if (auto st = file->Commit(); !st.ok()) return st;
       }
       if (result.stopped_early || !keep_going) break;
     }

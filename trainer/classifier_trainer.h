@@ -33,7 +33,7 @@ struct TrainOptions {
   // resampled up to the largest class each epoch; none.
   std::string balance = "weighted";
   int patience = 5;            // early stopping: epochs without a better validation loss
-  // > 0: labels recomputed from the file's Rouge-L values with this tolerance (scheduler::SwitchLabel)
+  // > 0: labels recomputed from the file's Rouge-L values with this tolerance (dataset::SwitchLabel)
   // instead of the stored ones (tolerance 0).
   double label_tolerance = 0;
   std::string checkpoint_dir;  // empty: no checkpoints (no resume)

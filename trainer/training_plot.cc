@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "base/atomic_file.h"
 #include "models/file_util.h"
 
 namespace pmpd::trainer {
@@ -72,7 +73,7 @@ absl::Status WriteTrainingSvg(const std::string& path, const std::string& title,
                           legend[i][1]);
   }
   s += "</svg>\n";
-  return models::WriteFileAtomically(path, s);
+  return base::WriteFileAtomically(path, s);
 }
 
 }  // namespace pmpd::trainer

@@ -11,6 +11,9 @@ namespace pmpd {
 namespace {
 
 using pmpd::testing::ExpectCleanFailure;
+using pmpd::testing::FileExistsForTest;
+using pmpd::testing::ReadFile;
+using pmpd::testing::RunBinaryKilledAt;
 using pmpd::testing::MakeTempDir;
 using pmpd::testing::RunBinary;
 using pmpd::testing::RunResult;
@@ -53,6 +56,38 @@ TEST(PmpdQuantizeCliTest, QuantizeThenGenerateAndScoreAtEveryPrecision) {
   }
   const RunResult bad = RunBinary("cli/pmpd-generate", absl::StrCat("--model ", out, " --precision 6 --prompt hi"));
   ExpectCleanFailure(bad, "pmpd-generate", "precision 6 is not in the checkpoint, which holds 2 to 5 bits");
+}
+
+// kill -9 inside pmpd-quantize's commit (base/atomic_file.h's PMPD_CRASH_AT) while it replaces a
+// 2..4-bit checkpoint with a 2..5-bit one: before the swap the previous checkpoint is intact byte
+// for byte and loads; right after it the new one is complete and loads.
+TEST(PmpdQuantizeCliTest, KilledInsideTheCommitKeepsThePreviousOrTheCompleteCheckpoint) {
+  const std::string src = TinyModelDir();
+  const std::string out = MakeTempDir("q_kill") + "/ap";
+  auto quantize = [&](int parent) {
+    return absl::StrCat("--model ", src, " --out ", out, " --seed-precision 2 --parent-precision ", parent,
+                        " --threads 2");
+  };
+  const RunResult first = RunBinary("cli/pmpd-quantize", quantize(4));
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string weights = ReadFile(out + "/model.safetensors"), config = ReadFile(out + "/config.json");
+  auto generates_at = [&](int p) {
+    return RunBinary("cli/pmpd-generate",
+                     absl::StrCat("--model ", out, " --precision ", p, " --prompt 'The cat' --max-new-tokens 3"))
+               .exit_code == 0;
+  };
+  RunBinaryKilledAt("/ap:written", "cli/pmpd-quantize", quantize(5));
+  EXPECT_EQ(ReadFile(out + "/model.safetensors"), weights);
+  EXPECT_EQ(ReadFile(out + "/config.json"), config);
+  EXPECT_TRUE(generates_at(4));
+  EXPECT_FALSE(generates_at(5));
+  RunBinaryKilledAt("/ap:renamed", "cli/pmpd-quantize", quantize(5));
+  EXPECT_NE(ReadFile(out + "/config.json"), config);
+  EXPECT_TRUE(generates_at(5));
+  // A clean rerun reuses the finished layers and removes them.
+  const RunResult again = RunBinary("cli/pmpd-quantize", quantize(5));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_FALSE(FileExistsForTest(out + "/.partial"));
 }
 
 TEST(PmpdQuantizeCliTest, BadInputFailsCleanly) {

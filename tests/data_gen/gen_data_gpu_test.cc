@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/half.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
 
@@ -31,8 +31,8 @@ TEST(GenDataGpuTest, CudaEngineWritesTheCpuSamples) {
   const testing::RunResult g = testing::RunBinary("cli/pmpd-gen-data", flags + dir + "/cuda.h5 --device cuda");
   ASSERT_EQ(c.exit_code, 0) << c.err;
   ASSERT_EQ(g.exit_code, 0) << g.err;
-  auto a = scheduler::KvDatasetReader::Open(dir + "/cpu.h5");
-  auto b = scheduler::KvDatasetReader::Open(dir + "/cuda.h5");
+  auto a = dataset::KvDatasetReader::Open(dir + "/cpu.h5");
+  auto b = dataset::KvDatasetReader::Open(dir + "/cuda.h5");
   ASSERT_TRUE(a.ok() && b.ok()) << b.status();
   EXPECT_EQ((*a)->header().Diff((*b)->header()), "");
   ASSERT_EQ((*a)->num_samples(), 6);

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/atomic_file.h"
 #include "data_gen/gen_data_job.h"
 #include "data_gen/switch_labeler.h"
 #include "inference/generator.h"
@@ -28,14 +29,14 @@
 #include "models/hdf5_file.h"
 #include "models/text_stream.h"
 #include "models/tokenizer.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "tests/test_util.h"
 
 namespace pmpd::data_gen {
 namespace {
 
-using scheduler::KvDatasetReader;
-using scheduler::KvSample;
+using dataset::KvDatasetReader;
+using dataset::KvSample;
 
 constexpr int kDocs = 10, kNew = 40;
 
@@ -376,6 +377,58 @@ TEST_F(GenDataTest, KilledTwiceAndResumedEqualsUninterrupted) {
   const testing::RunResult again = testing::RunBinary("cli/pmpd-gen-data", Flags(out));
   EXPECT_EQ(again.exit_code, 0);
   EXPECT_NE(again.err.find("already complete"), std::string::npos) << again.err;
+}
+
+// kill -9 inside each of gen-data's file commits (base/atomic_file.h's PMPD_CRASH_AT): a segment,
+// the final file, a merge over nothing and over a previous merge. Each leaves the previous state
+// (no file, or the previous merge byte for byte) and a rerun finishes the job from the segments.
+TEST_F(GenDataTest, KilledInsideEachFileCommitLeavesThePreviousOrTheCompleteFile) {
+  const std::string dir = testing::MakeTempDir("gendata_commits");
+  const std::string out = dir + "/c4.h5", partial = out + ".partial";
+  const std::string flags = Flags(out) + " --flush-every 3";
+  auto listing = [](const std::string& d) {
+    int segs = 0, temps = 0;
+    if (DIR* h = opendir(d.c_str())) {
+      while (dirent* e = readdir(h)) {
+        const std::string n = e->d_name;
+        temps += base::IsAtomicFileTemporary(n);
+        segs += n.rfind("seg_", 0) == 0 && absl::EndsWith(n, ".h5");
+      }
+      closedir(h);
+    }
+    return std::make_pair(segs, temps);
+  };
+  // The second segment, killed when complete but not yet renamed into place.
+  testing::RunBinaryKilledAt("h5:written:2", "cli/pmpd-gen-data", flags);
+  EXPECT_FALSE(testing::FileExistsForTest(out));
+  EXPECT_EQ(listing(partial), std::make_pair(1, 1)) << "one segment in place, the killed one's temporary beside it";
+  // The final file, killed at the same point: every segment is in place, the output is not.
+  testing::RunBinaryKilledAt("/c4.h5:written", "cli/pmpd-gen-data", flags);
+  EXPECT_FALSE(testing::FileExistsForTest(out));
+  EXPECT_EQ(listing(partial).first, (kDocs + 2) / 3);
+  EXPECT_EQ(listing(dir).second, 1) << "the final file's temporary";
+  const std::string small = dir + "/small.h5";  // one segment (3 documents), kept for the merges below
+  testing::WriteFile(small, testing::ReadFile(partial + "/seg_000000000_000000002.h5"));
+  // The rerun joins the segments it finds and cleans up.
+  const testing::RunResult r = testing::RunBinary("cli/pmpd-gen-data", flags + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.rfind('{')));
+  EXPECT_EQ(j["resumed"].get<int>(), kDocs);
+  EXPECT_EQ(j["computed"].get<int>(), 0);
+  EXPECT_FALSE(testing::FileExistsForTest(partial));
+  ExpectSameSamples(*whole_, out);
+  // merge: killed with no previous output, then over a complete previous one (3 documents) while
+  // writing the 10-document one.
+  const std::string merged = dir + "/merged.h5";
+  testing::RunBinaryKilledAt("/merged.h5:written", "cli/pmpd-gen-data", "merge --out " + merged + " " + out);
+  EXPECT_FALSE(testing::FileExistsForTest(merged));
+  const testing::RunResult m = testing::RunBinary("cli/pmpd-gen-data", "merge --out " + merged + " " + small);
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  const std::string before = testing::ReadFile(merged);
+  testing::RunBinaryKilledAt("/merged.h5:written", "cli/pmpd-gen-data", "merge --out " + merged + " " + out);
+  EXPECT_EQ(testing::ReadFile(merged), before) << "the previous merge, byte for byte";
+  testing::RunBinaryKilledAt("/merged.h5:renamed", "cli/pmpd-gen-data", "merge --out " + merged + " " + out);
+  ExpectSameSamples(*whole_, merged);
 }
 
 // Acceptance 4: shards 0/2 and 1/2 merged equal the unsharded run.

@@ -11,7 +11,7 @@
 
 #include "models/bpe_tokenizer.h"
 #include "tests/models/byte_alphabet.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "models/tokenizer.h"
 #include "tests/test_util.h"
 
@@ -71,13 +71,13 @@ TEST(DecodeWithoutEosTest, SentencePieceEosDecodesToNothingEither) {
 TEST(SwitchLabelTest, EarliestCandidateWithinTheToleranceOfStayingHigh) {
   const std::vector<double> rouge = {0.30, 0.395, 0.41};
   EXPECT_EQ(LabelFromRouge(rouge, 0.40), 2);  // only the last is as good
-  EXPECT_EQ(scheduler::SwitchLabel(rouge, 0.40, 0.0), 2);
-  EXPECT_EQ(scheduler::SwitchLabel(rouge, 0.40, 0.005), 1);  // 0.395 >= 0.40 - 0.005 despite rounding
-  EXPECT_EQ(scheduler::SwitchLabel(rouge, 0.40, 0.10), 0);
-  EXPECT_EQ(scheduler::SwitchLabel(rouge, 0.50, 0.05), 3);  // none within: never
+  EXPECT_EQ(dataset::SwitchLabel(rouge, 0.40, 0.0), 2);
+  EXPECT_EQ(dataset::SwitchLabel(rouge, 0.40, 0.005), 1);  // 0.395 >= 0.40 - 0.005 despite rounding
+  EXPECT_EQ(dataset::SwitchLabel(rouge, 0.40, 0.10), 0);
+  EXPECT_EQ(dataset::SwitchLabel(rouge, 0.50, 0.05), 3);  // none within: never
   // Rounded to 3 decimals before comparing: 0.4004 and 0.3996 are both 0.400.
-  EXPECT_EQ(scheduler::SwitchLabel(std::vector<double>{0.3996}, 0.4004, 0.0), 0);
-  EXPECT_EQ(scheduler::SwitchLabel(std::vector<double>{}, 0.4, 0.0), 0);
+  EXPECT_EQ(dataset::SwitchLabel(std::vector<double>{0.3996}, 0.4004, 0.0), 0);
+  EXPECT_EQ(dataset::SwitchLabel(std::vector<double>{}, 0.4, 0.0), 0);
 }
 
 }  // namespace

@@ -1,6 +1,10 @@
 #include "hpo/study_report.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 
@@ -127,6 +131,32 @@ TEST(StudyReportTest, WritesAllFiles) {
   const absl::Status bad =
       WriteStudyReport("/proc/no/such/dir", ReportSpace(), SomeTrials(), Direction::kMinimize);
   EXPECT_NE(bad.message().find("/proc/no/such/dir: cannot create"), absl::string_view::npos) << bad;
+}
+
+// kill -9 inside a report file's commit (base/atomic_file.h's PMPD_CRASH_AT) of a forked writer:
+// before the rename the previous file is intact; right after it the file is the new report's.
+TEST(StudyReportTest, KilledInsideAFileCommitKeepsThePreviousOrTheNewFile) {
+  const std::string dir = MakeTempDir("hpo_report_kill") + "/report";
+  const std::vector<FrozenTrial> all = SomeTrials();
+  const std::vector<FrozenTrial> first(all.begin(), all.begin() + 3);
+  ASSERT_TRUE(WriteStudyReport(dir, ReportSpace(), first, Direction::kMinimize).ok());
+  const std::string csv = ReadFile(dir + "/trials.csv"), board = ReadFile(dir + "/leaderboard.txt");
+  auto killed_at = [&](const char* stage) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("PMPD_CRASH_AT", stage, 1);
+      (void)WriteStudyReport(dir, ReportSpace(), SomeTrials(), Direction::kMinimize);
+      _exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  };
+  ASSERT_TRUE(killed_at("/trials.csv:written"));
+  EXPECT_EQ(ReadFile(dir + "/trials.csv"), csv);
+  EXPECT_EQ(ReadFile(dir + "/leaderboard.txt"), board);
+  ASSERT_TRUE(killed_at("/trials.csv:renamed"));
+  EXPECT_EQ(ReadFile(dir + "/trials.csv"), TrialsCsv(ReportSpace(), SomeTrials()));
 }
 
 }  // namespace

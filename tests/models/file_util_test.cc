@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
 #include "tests/test_util.h"
 
 namespace pmpd::models {
@@ -20,8 +21,8 @@ using pmpd::testing::WriteFile;
 TEST(WriteFileAtomicallyTest, WritesAReadableFileAndLeavesNoTemporary) {
   const std::string dir = MakeTempDir("atomic_write");
   const std::string path = JoinPath(dir, "out.json");
-  ASSERT_TRUE(WriteFileAtomically(path, "first").ok());
-  ASSERT_TRUE(WriteFileAtomically(path, "second").ok());
+  ASSERT_TRUE(base::WriteFileAtomically(path, "first").ok());
+  ASSERT_TRUE(base::WriteFileAtomically(path, "second").ok());
   EXPECT_EQ(ReadFile(path), "second");
   struct stat st;
   ASSERT_EQ(::lstat(path.c_str(), &st), 0);
@@ -40,7 +41,7 @@ TEST(WriteFileAtomicallyTest, PlantedSymlinkAtAGuessableTempNameIsNotFollowed) {
   WriteFile(victim, "precious");
   const std::string path = JoinPath(dir, "manifest.json");
   ASSERT_EQ(::symlink(victim.c_str(), absl::StrCat(path, ".tmp.", ::getpid()).c_str()), 0);
-  ASSERT_TRUE(WriteFileAtomically(path, "{}").ok());
+  ASSERT_TRUE(base::WriteFileAtomically(path, "{}").ok());
   EXPECT_EQ(ReadFile(victim), "precious");
   EXPECT_EQ(ReadFile(path), "{}");
   struct stat st;
@@ -49,7 +50,7 @@ TEST(WriteFileAtomicallyTest, PlantedSymlinkAtAGuessableTempNameIsNotFollowed) {
 }
 
 TEST(WriteFileAtomicallyTest, MissingDirectoryIsAClearError) {
-  const auto st = WriteFileAtomically("/nonexistent-dir-pmpd/x.json", "x");
+  const auto st = base::WriteFileAtomically("/nonexistent-dir-pmpd/x.json", "x");
   ASSERT_FALSE(st.ok());
   EXPECT_TRUE(absl::StrContains(st.message(), "/nonexistent-dir-pmpd/x.json")) << st.message();
 }

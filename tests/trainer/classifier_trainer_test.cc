@@ -13,7 +13,7 @@
 #include "kernels/half.h"
 #include "models/hdf5_file.h"
 #include "scheduler_runtime/kv_classifier.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "tests/test_util.h"
 #include "tests/trainer/synthetic_kv_data.h"
 #include "trainer/classifier_export.h"

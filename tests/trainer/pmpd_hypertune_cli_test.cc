@@ -57,6 +57,18 @@ TEST(PmpdHypertuneCliTest, StudyBeatsDefaultsExportsAndResumes) {
     numbers.insert(std::string(line.substr(0, line.find(','))));
   }
   EXPECT_EQ(numbers.size(), 12u);  // header + 11 distinct trial numbers
+  // kill -9 inside the export (base/atomic_file.h's PMPD_CRASH_AT): the manifest goes first, so the
+  // half-written export is refused with a clear error, never loaded; a rerun completes it.
+  testing::RunBinaryKilledAt(out + "/classifier_4_3.safetensors:written", "cli/pmpd-hypertune",
+                             args + " --trials 12");
+  EXPECT_FALSE(testing::FileExistsForTest(out + "/manifest.json"));
+  auto refused = scheduler::MakeLearnedScheduler(lo);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("manifest.json"), std::string::npos) << refused.status();
+  const testing::RunResult finished = testing::RunBinary("cli/pmpd-hypertune", args + " --trials 12");
+  ASSERT_EQ(finished.exit_code, 0) << finished.err;
+  EXPECT_EQ(LastJson(finished.out)["trials"].get<int>(), 12);
+  EXPECT_TRUE(scheduler::MakeLearnedScheduler(lo).ok());
   // Another space for the same study directory; a malformed space file.
   testing::WriteFile(out + "/space.json",
                      R"({"params": [{"name": "lr", "type": "float", "low": 1e-4, "high": 1e-2}]})");

@@ -72,6 +72,52 @@ TEST(PmpdTrainCliTest, TrainsExportsAndRefusesMissingPairs) {
       "pmpd-generate", "needs --classifier");
 }
 
+// kill -9 inside pmpd-train's writers (base/atomic_file.h's PMPD_CRASH_AT): a training checkpoint
+// keeps the previous one (a rerun resumes from it); the export keeps the previous classifiers and
+// manifest byte for byte, or is the complete new one, and the directory's other entries (training
+// plots, checkpoints/) stay either way.
+TEST(PmpdTrainCliTest, KilledInsideItsWritersKeepsThePreviousOrTheCompleteOutput) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  PMPD_REQUIRE_SHARED("data/text/tinystories_train_head2MiB.txt");
+  const std::string model =
+      testing::QuantizeForTest("train_kill", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string dir = testing::MakeTempDir("train_kill");
+  ASSERT_EQ(testing::RunBinary("cli/pmpd-gen-data",
+                               absl::StrCat("--model ", model, " --c4 ",
+                                            testing::SharedPath("data/text/tinystories_train_head2MiB.txt"),
+                                            " --out ", dir, "/ts.h5 --num-docs 12 --max-new-tokens 24 --precisions 4,3"))
+                .exit_code,
+            0);
+  const std::string cls = dir + "/cls";
+  auto train = [&](int epochs) {
+    return absl::StrCat("--data ", dir, "/ts.h5 --precisions 4,3 --out ", cls, " --epochs ", epochs,
+                        " --patience 100");
+  };
+  // The second epoch's checkpoint, killed before it is in place: the first epoch's stays.
+  testing::RunBinaryKilledAt("pair_4_3.pt:written:2", "cli/pmpd-train", train(3));
+  EXPECT_FALSE(testing::FileExistsForTest(cls + "/manifest.json"));
+  const testing::RunResult resumed = testing::RunBinary("cli/pmpd-train", train(3));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resumed 1 epochs"), std::string::npos) << resumed.err;
+  const std::string manifest = testing::ReadFile(cls + "/manifest.json");
+  const std::string weights = testing::ReadFile(cls + "/classifier_4_3.safetensors");
+  // A longer run's export, killed before the swap: the previous export, byte for byte.
+  testing::RunBinaryKilledAt("/cls:written", "cli/pmpd-train", train(4));
+  EXPECT_EQ(testing::ReadFile(cls + "/manifest.json"), manifest);
+  EXPECT_EQ(testing::ReadFile(cls + "/classifier_4_3.safetensors"), weights);
+  EXPECT_TRUE(testing::FileExistsForTest(cls + "/checkpoints/pair_4_3.pt"));
+  // Killed right after the swap: the new export, complete, and the other entries carried over.
+  testing::RunBinaryKilledAt("/cls:renamed", "cli/pmpd-train", train(4));
+  const auto m = nlohmann::json::parse(testing::ReadFile(cls + "/manifest.json"));
+  EXPECT_EQ(m["pairs"][0]["metrics"]["hyperparameters"]["epochs"].get<int>(), 4);
+  EXPECT_TRUE(testing::FileExistsForTest(cls + "/checkpoints/pair_4_3.pt"));
+  EXPECT_TRUE(testing::FileExistsForTest(cls + "/training_4_3.svg"));
+  const testing::RunResult g = testing::RunBinary(
+      "cli/pmpd-generate", absl::StrCat("--model ", model, " --prompt 'Once upon a time' --max-new-tokens 8 "
+                                        "--precisions 4,3 --scheduler learned --classifier ", cls));
+  EXPECT_EQ(g.exit_code, 0) << g.err;
+}
+
 // PMPD-Learned next to the baselines and PMPD-Static in pmpd-eval, with the reference-format
 // classifier from tests/golden (its shape fits stories260K: 4 KV heads of dim 8).
 TEST(PmpdTrainCliTest, EvalHasALearnedRow) {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernels/half.h"
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 #include "tests/test_util.h"
 
 namespace pmpd::trainer {
@@ -20,7 +20,7 @@ constexpr int kH = 2, kD = 4;
 inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
                                  std::vector<int64_t> precisions = {4, 3, 2}) {
   const std::string path = testing::MakeTempDir(tag) + "/synthetic.h5";
-  scheduler::KvDatasetHeader h;
+  dataset::KvDatasetHeader h;
   h.tool_version = "test";
   h.model_path = "synthetic";
   h.model_fingerprint = "0";
@@ -31,14 +31,14 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
   h.max_new_tokens = 30;
   h.kv_heads = kH;
   h.head_dim = kD;
-  auto w = scheduler::KvDatasetWriter::Create(path, h);
+  auto w = dataset::KvDatasetWriter::Create(path, h);
   EXPECT_TRUE(w.ok());
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> noise(0, 0.3f);
   std::uniform_int_distribution<int> len(4, 24), bit(0, 1);
   std::uniform_real_distribution<float> u(0, 1);
   for (int i = 0; i < n; ++i) {
-    scheduler::KvSample s;
+    dataset::KvSample s;
     s.doc_id = i;
     const int t = len(rng);
     s.prompt_ids.assign(t, 1);
@@ -47,7 +47,7 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
     int label = 2 * a + b;
     if (u(rng) < 0.1f) label = static_cast<int>(u(rng) * 4) % 4;
     for (size_t p = 0; p + 1 < precisions.size(); ++p) {
-      scheduler::KvPairSample ps;
+      dataset::KvPairSample ps;
       ps.label = label;
       ps.rouge_l = {0.1, 0.2, 0.3};
       ps.rouge_l_high = 0.3;

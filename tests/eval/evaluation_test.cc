@@ -1,4 +1,4 @@
-#include "scheduler_runtime/eval/evaluation.h"
+#include "eval/evaluation.h"
 
 #include <gtest/gtest.h>
 
@@ -9,10 +9,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "models/quantize_checkpoint.h"
-#include "scheduler_runtime/eval/eval_tasks.h"
+#include "eval/eval_tasks.h"
 #include "tests/test_util.h"
 
-namespace pmpd::scheduler {
+namespace pmpd::eval {
 namespace {
 
 using pmpd::testing::MakeTempDir;
@@ -398,4 +398,4 @@ TEST_F(PmpdEvalCliTest, BadInputFailsCleanly) {
 }
 
 }  // namespace
-}  // namespace pmpd::scheduler
+}  // namespace pmpd::eval

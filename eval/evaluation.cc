@@ -1,4 +1,4 @@
-#include "scheduler_runtime/eval/evaluation.h"
+#include "eval/evaluation.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
 #include "inference/metrics/bleu.h"
 #include "inference/metrics/rouge.h"
 #include "kernels/check.h"
@@ -16,7 +17,7 @@
 #include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
-namespace pmpd::scheduler {
+namespace pmpd::eval {
 
 std::string EvalMethod::Describe() const {
   if (!classifier_dir.empty()) {
@@ -74,7 +75,7 @@ absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
                                                        int max_new_tokens, int precision) {
   std::vector<std::string> out;
   for (const auto& p : prompts.ids) {
-    auto r = GreedyGeneration(model, p, max_new_tokens, precision, prompts.stop_ids);
+    auto r = scheduler::GreedyGeneration(model, p, max_new_tokens, precision, prompts.stop_ids);
     if (!r.ok()) return r.status();
     out.push_back(tok.Decode(r->text_ids()));
   }
@@ -103,21 +104,21 @@ absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokeni
                                   const std::vector<std::vector<std::string>>& references,
                                   QualityMetric metric, int max_new_tokens,
                                   const std::function<void(int, int)>& progress) {
-  absl::StatusOr<std::unique_ptr<PrecisionScheduler>> sched;
+  absl::StatusOr<std::unique_ptr<scheduler::PrecisionScheduler>> sched;
   if (method.classifier_dir.empty()) {
-    sched = MakeStaticScheduler(method.precisions, method.switch_steps);
+    sched = scheduler::MakeStaticScheduler(method.precisions, method.switch_steps);
   } else {
-    LearnedSchedulerOptions lo;
+    scheduler::LearnedSchedulerOptions lo;
     lo.classifier_dir = method.classifier_dir;
     lo.precisions = method.precisions;
     lo.kv_heads = model.config().num_key_value_heads;
     lo.head_dim = model.config().head_dim;
     lo.device = inference::DeviceName(model.device());
     lo.switch_quantile = method.switch_quantile;
-    sched = MakeLearnedScheduler(lo);
+    sched = scheduler::MakeLearnedScheduler(lo);
   }
   if (!sched.ok()) return sched.status();
-  ScheduledGenerationOptions opt;
+  scheduler::ScheduledGenerationOptions opt;
   opt.generation.max_new_tokens = max_new_tokens;
   opt.generation.stop_ids = prompts.stop_ids;
   opt.prefill_precision = method.prefill_precision;
@@ -127,7 +128,7 @@ absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokeni
   double bits = 0, decode_ms = 0, schedule_us = 0;
   int64_t tokens = 0, steps = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    auto r = GenerateScheduled(model, prompts.ids[i], opt, sched->get());
+    auto r = scheduler::GenerateScheduled(model, prompts.ids[i], opt, sched->get());
     if (!r.ok()) return r.status();
     for (int p : r->token_precisions) bits += p;
     tokens += static_cast<int64_t>(r->token_precisions.size());
@@ -278,7 +279,7 @@ absl::Status WriteEvalCsv(const std::string& path, const std::vector<EvalRow>& r
                     second ? absl::StrFormat("%.4f,", r.quality_vs_model) : "",
                     absl::StrFormat("%.2f", r.tokens_per_s), "\n");
   }
-  return models::WriteFileAtomically(path, csv);
+  return base::WriteFileAtomically(path, csv);
 }
 
 absl::Status WriteEvalSvg(const std::string& path, const std::string& title, const std::string& quality_name,
@@ -362,7 +363,7 @@ absl::Status WriteEvalSvg(const std::string& path, const std::string& title, con
                           r.method, r.avg_bits, r.quality);
   }
   s += "</svg>\n";
-  return models::WriteFileAtomically(path, s);
+  return base::WriteFileAtomically(path, s);
 }
 
-}  // namespace pmpd::scheduler
+}  // namespace pmpd::eval

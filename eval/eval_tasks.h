@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace pmpd::scheduler {
+namespace pmpd::eval {
 
 enum class QualityMetric { kRougeL, kBleu };
 
@@ -43,4 +43,4 @@ const std::vector<std::string>& EvalTaskNames();
 absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string& shared_dir,
                                       const std::string& data_path, int skip, int n);
 
-}  // namespace pmpd::scheduler
+}  // namespace pmpd::eval

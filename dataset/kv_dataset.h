@@ -18,7 +18,7 @@ namespace pmpd::models {
 class Hdf5File;
 }
 
-namespace pmpd::scheduler {
+namespace pmpd::dataset {
 
 inline constexpr char kKvDatasetFormat[] = "pmpd-kv-dataset";
 inline constexpr int64_t kKvDatasetVersion = 1;
@@ -145,4 +145,4 @@ class KvDatasetReader {
 absl::Status JoinKvDatasets(const std::vector<std::string>& inputs, const std::string& out,
                             const std::string& out_shard);
 
-}  // namespace pmpd::scheduler
+}  // namespace pmpd::dataset

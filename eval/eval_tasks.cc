@@ -1,4 +1,4 @@
-#include "scheduler_runtime/eval/eval_tasks.h"
+#include "eval/eval_tasks.h"
 
 #include <nlohmann/json.hpp>
 
@@ -10,7 +10,7 @@
 #include "models/file_util.h"
 #include "models/text_data.h"
 
-namespace pmpd::scheduler {
+namespace pmpd::eval {
 namespace {
 
 using json = nlohmann::json;
@@ -150,4 +150,4 @@ absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string
   return task;
 }
 
-}  // namespace pmpd::scheduler
+}  // namespace pmpd::eval

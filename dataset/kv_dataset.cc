@@ -1,4 +1,4 @@
-#include "scheduler_runtime/kv_dataset.h"
+#include "dataset/kv_dataset.h"
 
 #include <cmath>
 
@@ -11,10 +11,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
 #include "kernels/half.h"
 #include "models/hdf5_file.h"
 
-namespace pmpd::scheduler {
+namespace pmpd::dataset {
 namespace {
 
 using models::H5Type;
@@ -465,8 +466,9 @@ absl::Status JoinKvDatasets(const std::vector<std::string>& inputs, const std::s
   }
   KvDatasetHeader header = readers[0]->header();
   header.shard = out_shard;
-  const std::string tmp = absl::StrCat(out, ".tmp.", getpid());
-  auto w = KvDatasetWriter::Create(tmp, header);
+  auto file = base::AtomicFile::Create(out);
+  if (!file.ok()) return file.status();
+  auto w = KvDatasetWriter::Create(file->temp_path(), header);
   if (!w.ok()) return w.status();
   for (const auto& [doc, r, i] : order) {
     auto s = readers[r]->ReadSample(i);
@@ -474,11 +476,7 @@ absl::Status JoinKvDatasets(const std::vector<std::string>& inputs, const std::s
     PMPD_RETURN_IF_ERROR((*w)->Append(*s));
   }
   PMPD_RETURN_IF_ERROR((*w)->Finish());
-  if (::rename(tmp.c_str(), out.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat(out, ": rename from ", tmp, " failed"));
-  }
-  return absl::OkStatus();
+  return file->Commit();
 }
 
-}  // namespace pmpd::scheduler
+}  // namespace pmpd::dataset

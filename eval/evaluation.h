@@ -11,10 +11,10 @@
 #include "inference/engine.h"
 #include "models/chat_template.h"
 #include "models/tokenizer.h"
-#include "scheduler_runtime/eval/eval_tasks.h"
+#include "eval/eval_tasks.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
-namespace pmpd::scheduler {
+namespace pmpd::eval {
 
 struct EvalMethod {
   std::string name;  // "high", "low", "static", ...
@@ -22,7 +22,7 @@ struct EvalMethod {
   std::vector<int> precisions;    // high to low
   std::vector<int> switch_steps;  // one per adjacent pair
   std::string classifier_dir;     // non-empty: the learned scheduler with these classifiers (pmpd-train)
-  double switch_quantile = 0;     // the learned scheduler's decision rule (LearnedSchedulerOptions)
+  double switch_quantile = 0;     // the learned scheduler's decision rule (scheduler::LearnedSchedulerOptions)
   std::string Describe() const;
 };
 
@@ -58,7 +58,7 @@ EvalPrompts FitPrompts(const EvalTask& task, const models::Tokenizer& tok, int c
                        int max_new_tokens, const models::ChatTemplate* chat = nullptr);
 
 // Greedy continuations of `prompts` as text without the stop token (the "model" reference), as
-// GreedyGeneration (scheduled_generation.h) with the prompts' stop ids.
+// scheduler::GreedyGeneration (scheduled_generation.h) with the prompts' stop ids.
 absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
                                                        const models::Tokenizer& tok,
                                                        const EvalPrompts& prompts,
@@ -117,4 +117,4 @@ absl::Status WriteEvalCsv(const std::string& path, const std::vector<EvalRow>& r
 absl::Status WriteEvalSvg(const std::string& path, const std::string& title, const std::string& quality_name,
                           const std::vector<EvalRow>& rows);
 
-}  // namespace pmpd::scheduler
+}  // namespace pmpd::eval
