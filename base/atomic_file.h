@@ -12,11 +12,14 @@
 //
 // Crash testing: with PMPD_CRASH_AT=SUFFIX:STAGE[:N] in the environment the process SIGKILLs itself
 // at STAGE of the N-th (default 1st) commit whose target path ends with SUFFIX: "written" (the
-// temporary is complete, nothing is synced or renamed yet) or "renamed" (the new file or directory
-// is in place, the directory not yet synced). Tests use it to kill every writer exactly inside its
+// temporary is complete, nothing is synced or renamed yet), "aside" (AtomicDirectory's no-exchange
+// fallback: the previous directory moved aside, the new one not yet in) or "renamed" (the new file
+// or directory is in place, the parent not yet synced). PMPD_ATOMIC_DIR_NO_EXCHANGE=1 forces that
+// fallback (for its tests). Tests use it to kill every writer exactly inside its
 // commit (tests/base/atomic_file_test.cc and one test per writer); unset, it costs one getenv.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -31,8 +34,9 @@ namespace pmpd::base {
 // error on the way), the temporary is removed. Move-only.
 class AtomicFile {
  public:
-  // Creates the temporary beside `path`: a fresh mkstemp name (O_CREAT | O_EXCL, so a file or
-  // symlink planted at a guessable name is never written through), mode 0644, empty.
+  // Creates the temporary beside `path`: a fresh mkstemp name (O_CREAT | O_EXCL, so nothing planted
+  // at a guessable name is truncated; WriteFileAtomically also reopens it with O_NOFOLLOW, writers
+  // that reopen it by name such as HDF5 do not), mode 0644 (not reduced by the umask), empty.
   static absl::StatusOr<AtomicFile> Create(const std::string& path);
 
   AtomicFile(AtomicFile&& other) noexcept;
@@ -54,16 +58,19 @@ class AtomicFile {
   std::string path_, temp_;  // temp_ empty: committed or moved from
 };
 
-// A directory whose files appear complete or not at all, replacing the previous ones in one step:
-// write the files into temp_path() (a fresh directory beside path), then Commit(): entries of the
-// previous directory that the new one does not have (a trainer's checkpoints/, a study journal,
-// resumable partial state) are carried over as hard links (subdirectories recreated), every file
-// and directory of the new tree is fsynced, the new tree is exchanged with path atomically
-// (renameat2 RENAME_EXCHANGE; a plain rename when path does not exist), the previous tree is
-// deleted, and the parent is fsynced. A kill -9 at any point leaves path() as it was
-// or complete. Where the file system cannot exchange (EINVAL), the previous directory is renamed
-// aside first (NAME.old.XXXXXX, deleted after): a kill between the two renames leaves path()
-// absent and the previous directory beside it. Destroyed without Commit: the temporary is removed.
+// A directory whose files appear complete or not at all, replacing the previous directory in one
+// step: write the files into temp_path() (a fresh directory beside path), then Commit(keep): the
+// previous directory's top-level entries that `keep` names and the new tree lacks (a trainer's
+// checkpoints/, resumable partial state) are carried over as hard links (subdirectories
+// recreated), every regular file and directory of the new tree is fsynced, the new tree is
+// exchanged with path atomically (renameat2 RENAME_EXCHANGE; a plain rename when path does not
+// exist), the parent is fsynced, then the previous tree is deleted. A kill -9 at any point leaves
+// path() as it was or complete. Where the file system cannot exchange (EINVAL), the previous
+// directory is renamed aside first (NAME.old.XXXXXX): a kill between the two renames leaves path()
+// absent and the previous directory beside it, and the next Create on the path puts it back.
+// Create also deletes a killed writer's temporaries of the same path. `path` may be a symlink to
+// a directory (the directory is replaced), not "." or "..". Only one writer per path at a time.
+// Destroyed without Commit: the temporary is removed.
 class AtomicDirectory {
  public:
   static absl::StatusOr<AtomicDirectory> Create(const std::string& path);
@@ -75,12 +82,18 @@ class AtomicDirectory {
 
   const std::string& path() const { return path_; }
   const std::string& temp_path() const { return temp_; }
-  absl::Status Commit();
+  // `keep`: which of the previous directory's top-level names to carry over (null: none).
+  absl::Status Commit(const std::function<bool(absl::string_view name)>& keep = nullptr);
 
  private:
-  AtomicDirectory(std::string path, std::string temp) : path_(std::move(path)), temp_(std::move(temp)) {}
+  AtomicDirectory(std::string path, std::string temp)
+      : path_(std::move(path)), temp_(std::move(temp)) {}
   std::string path_, temp_;
 };
+
+// Deletes the temporaries (NAME.tmp.XXXXXX, files or directories) a killed writer of `path` left
+// beside it. For a writer starting on `path`; not while another writer of `path` runs.
+absl::Status RemoveStaleTemporaries(const std::string& path);
 
 // Deletes `path` and everything under it (no error when it does not exist; symlinks are removed,
 // never followed).

@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
   pmpd::inference::GenerationOptions opt;
   opt.max_new_tokens = absl::GetFlag(FLAGS_new_tokens);
   opt.stop_at_eos = false;
-  const std::vector<int> prompt = {1, 403, 407, 261, 378};  // "Once upon a time" in stories260K's tokenizer
+  const std::vector<int> prompt = {1, 403, 407, 261,
+                                   378};  // "Once upon a time" in stories260K's tokenizer
   std::vector<double> tps, prefill;
   for (int r = 0; r < absl::GetFlag(FLAGS_repeats) + 1; ++r) {
     auto res = pmpd::inference::Generate(**model, prompt, opt);
@@ -33,7 +34,10 @@ int main(int argc, char** argv) {
   }
   std::sort(tps.begin(), tps.end());
   std::sort(prefill.begin(), prefill.end());
-  std::printf("decode_tokens_per_s median %.1f (min %.1f, max %.1f) over %zu runs of %d tokens; prefill %.2f ms\n",
-              tps[tps.size() / 2], tps.front(), tps.back(), tps.size(), opt.max_new_tokens, prefill[prefill.size() / 2]);
+  std::printf(
+      "decode_tokens_per_s median %.1f (min %.1f, max %.1f) over %zu runs of %d tokens; prefill "
+      "%.2f ms\n",
+      tps[tps.size() / 2], tps.front(), tps.back(), tps.size(), opt.max_new_tokens,
+      prefill[prefill.size() / 2]);
   return 0;
 }

@@ -1,11 +1,11 @@
 // Benchmark: any-precision quantization throughput (rows/s, and per thread) on a random matrix with
 // random sensitivities; by default the Llama-2-7B MLP shape 11008 x 4096 with S = 3, P = 8.
-// Reference point: the Any-Precision LLM quantizer does Llama-2-7B (~1.36 M rows) in under 2 minutes
-// on a 24-thread desktop, i.e. >= ~470 rows/s per thread.
+// Reference point: the Any-Precision LLM quantizer does Llama-2-7B (~1.36 M rows) in under 2
+// minutes on a 24-thread desktop, i.e. >= ~470 rows/s per thread.
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <thread>
 #include <vector>
@@ -34,7 +34,9 @@ int main(int argc, char** argv) {
   o.parent_bits = absl::GetFlag(FLAGS_parent_precision);
   std::printf("matrix %d x %d, S=%d, P=%d, %u hardware threads\n", N, K, o.seed_bits, o.parent_bits,
               std::thread::hardware_concurrency());
-  std::printf("| threads | seconds | rows/s | rows/s per thread | vs reference 472 rows/s/thread |\n|---|---|---|---|---|\n");
+  std::printf(
+      "| threads | seconds | rows/s | rows/s per thread | vs reference 472 rows/s/thread "
+      "|\n|---|---|---|---|---|\n");
   for (const char* p = absl::GetFlag(FLAGS_threads).c_str(); *p;) {
     o.threads = std::atoi(p);
     while (*p && *p != ',') ++p;

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -21,8 +22,6 @@
 #include <string>
 #include <vector>
 
-#include <chrono>
-
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -31,36 +30,41 @@
 #include "inference/cuda_engine.h"
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/check.h"
-#include "kernels/dense_f16_gemv.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/dense_f16_gemv.cuh"
 
 ABSL_FLAG(std::string, mode, "kernel",
-          "kernel: per-matrix GEMV benchmark; e2e: decode tokens/s of the CUDA engine on a Llama-2-7B shape.");
+          "kernel: per-matrix GEMV benchmark; e2e: decode tokens/s of the CUDA engine on a "
+          "Llama-2-7B shape.");
 ABSL_FLAG(std::string, shapes, "4096x4096,12288x4096,22016x4096,11008x4096,4096x11008",
           "Comma-separated NxK shapes (N = out features).");
 ABSL_FLAG(std::string, bits, "2,3,4,5,6,7,8", "Precisions to time.");
 ABSL_FLAG(int, tokens, 1, "Tokens per GEMV (1..8).");
 ABSL_FLAG(int, iters, 50, "Timed launches per repeat (the median of 5 repeats is reported).");
 ABSL_FLAG(std::string, json_out, "", "Also write the rows as JSON to this file.");
-ABSL_FLAG(int, context, 512, "e2e: prompt tokens prefilled before decoding (decoding starts at this position).");
-ABSL_FLAG(int, new_tokens, 128, "e2e: tokens generated per run (token 0 from the prefill, the rest decode steps).");
+ABSL_FLAG(int, context, 512,
+          "e2e: prompt tokens prefilled before decoding (decoding starts at this position).");
+ABSL_FLAG(int, new_tokens, 128,
+          "e2e: tokens generated per run (token 0 from the prefill, the rest decode steps).");
 ABSL_FLAG(int, repeats, 3, "e2e: runs per configuration (the median decode rate is reported).");
 ABSL_FLAG(int, layers, 32, "e2e: decoder layers of the 7B shape (fewer for a quick smoke run).");
 ABSL_FLAG(bool, graphs, true, "e2e: run decode steps as CUDA graphs (false: kernel by kernel).");
 ABSL_FLAG(bool, fp16_prefill, false,
-          "e2e: any-precision prefill on fp16 tensor cores (CudaEngineOptions::fp16_prefill) instead of fp32 SGEMM.");
+          "e2e: any-precision prefill on fp16 tensor cores (CudaEngineOptions::fp16_prefill) "
+          "instead of fp32 SGEMM.");
 ABSL_FLAG(bool, overlap, true,
-          "e2e: launch the any-precision GEMVs as programmatic dependent launches (CudaEngineOptions::overlap_launches).");
+          "e2e: launch the any-precision GEMVs as programmatic dependent launches "
+          "(CudaEngineOptions::overlap_launches).");
 
 namespace {
 
-#define CUBLAS_CHECK(expr)                                                            \
-  do {                                                                                \
-    cublasStatus_t s_ = (expr);                                                       \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                \
+#define CUBLAS_CHECK(expr)                                                           \
+  do {                                                                               \
+    cublasStatus_t s_ = (expr);                                                      \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                               \
       std::fprintf(stderr, "%s:%d: cuBLAS error %d\n", __FILE__, __LINE__, int(s_)); \
-      std::abort();                                                                   \
-    }                                                                                 \
+      std::abort();                                                                  \
+    }                                                                                \
   } while (0)
 
 // Median over 5 repeats of the mean time (us) of `iters` launches of fn(i).
@@ -93,7 +97,8 @@ double MeasureBandwidthGBs() {
   PMPD_CUDA_CHECK(cudaMalloc(&src, bytes));
   PMPD_CUDA_CHECK(cudaMalloc(&dst, bytes));
   PMPD_CUDA_CHECK(cudaMemset(src, 1, bytes));
-  const double us = TimeUs([&](int) { PMPD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); }, 5);
+  const double us = TimeUs(
+      [&](int) { PMPD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); }, 5);
   cudaFree(src);
   cudaFree(dst);
   return 2.0 * bytes / (us * 1e-6) / 1e9;
@@ -113,7 +118,6 @@ void FillRandom(void* dev, size_t bytes, uint32_t seed, bool halfs) {
   }
   PMPD_CUDA_CHECK(cudaMemcpy(dev, h.data(), bytes, cudaMemcpyHostToDevice));
 }
-
 
 // --- e2e ---
 
@@ -140,8 +144,8 @@ struct E2eRow {
 
 // Greedy runs of `engine` with precision bits[k] for the pass producing token k (bits[0]: prefill;
 // all 0 for the fp16 model). Median decode rate over the repeats.
-E2eRow TimeSchedule(pmpd::inference::CudaEngine& engine, const std::vector<int>& prompt, const std::vector<int>& bits,
-                    double bw_gbs) {
+E2eRow TimeSchedule(pmpd::inference::CudaEngine& engine, const std::vector<int>& prompt,
+                    const std::vector<int>& bits, double bw_gbs) {
   using Clock = std::chrono::steady_clock;
   const int n = static_cast<int>(bits.size());
   std::vector<double> rates, prefill;
@@ -181,8 +185,9 @@ int RunE2e(double bw_gbs, const char* device_name) {
   using pmpd::inference::CudaEngine;
   const int ctx = absl::GetFlag(FLAGS_context), n = absl::GetFlag(FLAGS_new_tokens);
   if (ctx < 1 || n < 2 || absl::GetFlag(FLAGS_repeats) < 1 || absl::GetFlag(FLAGS_layers) < 1) {
-    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError(
-                                             "--context >= 1, --new-tokens >= 2, --repeats >= 1 and --layers >= 1"));
+    return pmpd::cli::Fail(
+        "pmpd-bench", absl::InvalidArgumentError(
+                          "--context >= 1, --new-tokens >= 2, --repeats >= 1 and --layers >= 1"));
   }
   const pmpd::models::LlamaConfig config = Llama2_7BShape(absl::GetFlag(FLAGS_layers));
   pmpd::inference::CudaEngineOptions options;
@@ -194,12 +199,16 @@ int RunE2e(double bw_gbs, const char* device_name) {
   std::mt19937 rng(11);
   std::vector<int> prompt(ctx);
   for (int& t : prompt) t = 3 + static_cast<int>(rng() % (config.vocab_size - 3));
-  std::printf("e2e: Llama-2-7B shape (hidden 4096, %d layers, FFN 11008, vocab 32000, 32 heads / 32 KV heads), random "
-              "weights; prefill %d tokens, then %d generated (decode steps at positions %d..%d); KV cache float32, "
-              "lm_head fp16; CUDA graphs %s, overlapped GEMV launches %s, any-precision prefill in %s; median of %d runs\n",
-              config.num_hidden_layers, ctx, n, ctx, ctx + n - 2, options.use_graphs ? "on" : "off",
-              options.overlap_launches ? "on" : "off", options.fp16_prefill ? "fp16" : "fp32",
-              absl::GetFlag(FLAGS_repeats));
+  std::printf(
+      "e2e: Llama-2-7B shape (hidden 4096, %d layers, FFN 11008, vocab 32000, 32 heads / 32 KV "
+      "heads), random "
+      "weights; prefill %d tokens, then %d generated (decode steps at positions %d..%d); KV cache "
+      "float32, "
+      "lm_head fp16; CUDA graphs %s, overlapped GEMV launches %s, any-precision prefill in %s; "
+      "median of %d runs\n",
+      config.num_hidden_layers, ctx, n, ctx, ctx + n - 2, options.use_graphs ? "on" : "off",
+      options.overlap_launches ? "on" : "off", options.fp16_prefill ? "fp16" : "fp32",
+      absl::GetFlag(FLAGS_repeats));
   std::vector<E2eRow> rows;
   {
     auto e = CudaEngine::CreateRandom(config, 0, 0, 1, options);
@@ -221,7 +230,8 @@ int RunE2e(double bw_gbs, const char* device_name) {
       r.schedule = absl::StrCat(b, " bits");
       rows.push_back(r);
     }
-    // 4 -> 3 -> 2, switching at 1/3 and 2/3 of the generated tokens (token 0 from the 4-bit prefill).
+    // 4 -> 3 -> 2, switching at 1/3 and 2/3 of the generated tokens (token 0 from the 4-bit
+    // prefill).
     std::vector<int> bits(n);
     for (int k = 0; k < n; ++k) bits[k] = 3 * k < n ? 4 : 3 * k < 2 * n ? 3 : 2;
     E2eRow r = TimeSchedule(**e, prompt, bits, bw_gbs);
@@ -229,22 +239,31 @@ int RunE2e(double bw_gbs, const char* device_name) {
     r.schedule = absl::StrCat("4->3->2 at ", (n + 2) / 3, ",", (2 * n + 2) / 3);
     rows.push_back(r);
   }
-  std::printf("\n| model | precision | avg bits | prefill ms | decode tok/s | ms/token | MB read/token | "
-              "bandwidth-bound tok/s | %% of bound |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "\n| model | precision | avg bits | prefill ms | decode tok/s | ms/token | MB read/token | "
+      "bandwidth-bound tok/s | %% of bound |\n|---|---|---|---|---|---|---|---|---|\n");
   nlohmann::json out = nlohmann::json::array();
   for (const E2eRow& r : rows) {
-    std::printf("| %s | %s | %.2f | %.1f | %.1f | %.2f | %.0f | %.1f | %.1f |\n", r.model.c_str(), r.schedule.c_str(),
-                r.avg_bits, r.prefill_ms, r.tok_s, 1000.0 / r.tok_s, r.bytes_per_token / 1e6, r.bound_tok_s,
-                100 * r.tok_s / r.bound_tok_s);
-    out.push_back({{"model", r.model}, {"precision", r.schedule}, {"avg_bits", r.avg_bits},
-                   {"prefill_ms", r.prefill_ms}, {"decode_tokens_per_s", r.tok_s},
-                   {"bytes_per_token", r.bytes_per_token}, {"bound_tokens_per_s", r.bound_tok_s}});
+    std::printf("| %s | %s | %.2f | %.1f | %.1f | %.2f | %.0f | %.1f | %.1f |\n", r.model.c_str(),
+                r.schedule.c_str(), r.avg_bits, r.prefill_ms, r.tok_s, 1000.0 / r.tok_s,
+                r.bytes_per_token / 1e6, r.bound_tok_s, 100 * r.tok_s / r.bound_tok_s);
+    out.push_back({{"model", r.model},
+                   {"precision", r.schedule},
+                   {"avg_bits", r.avg_bits},
+                   {"prefill_ms", r.prefill_ms},
+                   {"decode_tokens_per_s", r.tok_s},
+                   {"bytes_per_token", r.bytes_per_token},
+                   {"bound_tokens_per_s", r.bound_tok_s}});
   }
   if (!absl::GetFlag(FLAGS_json_out).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_json_out))
-        << nlohmann::json{{"device", device_name}, {"bandwidth_gbs", bw_gbs}, {"context", ctx}, {"new_tokens", n},
-                          {"layers", config.num_hidden_layers}, {"graphs", options.use_graphs}, {"rows", out}}
-               .dump(1);
+    std::ofstream(absl::GetFlag(FLAGS_json_out)) << nlohmann::json{
+        {"device", device_name},
+        {"bandwidth_gbs", bw_gbs},
+        {"context", ctx},
+        {"new_tokens", n},
+        {"layers", config.num_hidden_layers},
+        {"graphs", options.use_graphs},
+        {"rows", out}}.dump(1);
   }
   return 0;
 }
@@ -253,12 +272,15 @@ int RunE2e(double bw_gbs, const char* device_name) {
 
 int main(int argc, char** argv) {
   pmpd::cli::InitUsage(
-      "GPU benchmarks. --mode kernel: any-precision GEMV vs cuBLAS fp16, with bandwidth fractions. --mode e2e: "
-      "decode tokens/s of the CUDA engine on a Llama-2-7B shape (fp16; 4, 3, 2 bits; 4->3->2) vs the bandwidth bound.");
+      "GPU benchmarks. --mode kernel: any-precision GEMV vs cuBLAS fp16, with bandwidth fractions. "
+      "--mode e2e: "
+      "decode tokens/s of the CUDA engine on a Llama-2-7B shape (fp16; 4, 3, 2 bits; 4->3->2) vs "
+      "the bandwidth bound.");
   pmpd::cli::ParseFlags(argc, argv);
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode != "kernel" && mode != "e2e") {
-    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError("--mode must be kernel or e2e, got \"" + mode + "\""));
+    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError(
+                                             "--mode must be kernel or e2e, got \"" + mode + "\""));
   }
   int dev = 0;
   cudaDeviceProp prop;
@@ -268,9 +290,11 @@ int main(int argc, char** argv) {
     std::printf("device %s, measured copy bandwidth %.0f GB/s\n", prop.name, bw);
     return RunE2e(bw, prop.name);
   }
-  const size_t rotate_bytes = std::max<size_t>(4 * static_cast<size_t>(prop.l2CacheSize), size_t{200} << 20);
-  std::printf("device %s, L2 %d MB, measured copy bandwidth %.0f GB/s; weights rotated over >= %zu MB\n", prop.name,
-              prop.l2CacheSize >> 20, bw, rotate_bytes >> 20);
+  const size_t rotate_bytes =
+      std::max<size_t>(4 * static_cast<size_t>(prop.l2CacheSize), size_t{200} << 20);
+  std::printf(
+      "device %s, L2 %d MB, measured copy bandwidth %.0f GB/s; weights rotated over >= %zu MB\n",
+      prop.name, prop.l2CacheSize >> 20, bw, rotate_bytes >> 20);
   const int M = absl::GetFlag(FLAGS_tokens), iters = absl::GetFlag(FLAGS_iters);
   std::vector<int> bits;
   for (auto b : absl::StrSplit(absl::GetFlag(FLAGS_bits), ',')) {
@@ -280,8 +304,10 @@ int main(int argc, char** argv) {
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("| N x K | tokens | bits | us | GB/s | %% of BW | generic kernel us | cuBLAS fp16 us | cuBLAS %% of BW | "
-              "speedup vs cuBLAS | our fp16 GEMV us (%% of BW) |\n");
+  std::printf(
+      "| N x K | tokens | bits | us | GB/s | %% of BW | generic kernel us | cuBLAS fp16 us | "
+      "cuBLAS %% of BW | "
+      "speedup vs cuBLAS | our fp16 GEMV us (%% of BW) |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (auto shape : absl::StrSplit(absl::GetFlag(FLAGS_shapes), ',')) {
     std::vector<std::string> nk = absl::StrSplit(shape, 'x');
@@ -298,20 +324,25 @@ int main(int argc, char** argv) {
     FillRandom(xh, static_cast<size_t>(K) * M * 2, 2, true);
     PMPD_CUDA_CHECK(cudaMalloc(&yh, static_cast<size_t>(N) * M * 2));
     const float one = 1.f, zero = 0.f;
-    const double cublas_us = TimeUs([&](int i) {
-      CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W + (i % wcopies) * (wbytes / 2),
-                                CUDA_R_16F, K, xh, CUDA_R_16F, K, &zero, yh, CUDA_R_16F, N, CUBLAS_COMPUTE_32F,
-                                CUBLAS_GEMM_DEFAULT));
-    }, iters);
+    const double cublas_us = TimeUs(
+        [&](int i) {
+          CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one,
+                                    W + (i % wcopies) * (wbytes / 2), CUDA_R_16F, K, xh, CUDA_R_16F,
+                                    K, &zero, yh, CUDA_R_16F, N, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+        },
+        iters);
     const double cublas_bytes = wbytes + 2.0 * M * (K + N);
     // Our fp16 GEMV (the fp16 model's decode products) on the same rotated weights, fp32 x and y.
     float *x32, *y32;
     PMPD_CUDA_CHECK(cudaMalloc(&x32, static_cast<size_t>(K) * M * 4));
     PMPD_CUDA_CHECK(cudaMemset(x32, 0, static_cast<size_t>(K) * M * 4));
     PMPD_CUDA_CHECK(cudaMalloc(&y32, static_cast<size_t>(N) * M * 4));
-    const double dense_us = TimeUs([&](int i) {
-      pmpd::kernels::DenseF16Gemv(x32, M, W + (i % wcopies) * (wbytes / 2), N, K, y32, nullptr);
-    }, iters);
+    const double dense_us = TimeUs(
+        [&](int i) {
+          pmpd::kernels::DenseF16Gemv(x32, M, W + (i % wcopies) * (wbytes / 2), N, K, y32, nullptr);
+        },
+        iters);
     cudaFree(x32);
     cudaFree(y32);
     cudaFree(W);
@@ -330,24 +361,37 @@ int main(int argc, char** argv) {
     PMPD_CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(N) * M * 4));
     for (int p : bits) {
       auto time_path = [&](pmpd::kernels::AnyprecGemvPath path) {
-        return TimeUs([&](int i) {
-          pmpd::kernels::AnyprecGemv(x, M, Q + (i % qcopies) * (qbytes / 4), L, N, K, 8, p, y, nullptr, path);
-        }, iters);
+        return TimeUs(
+            [&](int i) {
+              pmpd::kernels::AnyprecGemv(x, M, Q + (i % qcopies) * (qbytes / 4), L, N, K, 8, p, y,
+                                         nullptr, path);
+            },
+            iters);
       };
       const double us = time_path(pmpd::kernels::AnyprecGemvPath::kAuto);
       // Baseline side by side: the generic per-weight LUT kernel (the only one for p >= 5).
       const double generic_us = p <= 4 ? time_path(pmpd::kernels::AnyprecGemvPath::kGeneric) : us;
       // Bytes the kernel must move: p of the 8 planes, the p-bit LUTs, x and y.
-      const double bytes = static_cast<double>(p) * N * kw * 4 + 2.0 * N * (1 << p) +
-                           4.0 * M * (K + N);
+      const double bytes =
+          static_cast<double>(p) * N * kw * 4 + 2.0 * N * (1 << p) + 4.0 * M * (K + N);
       const double gbs = bytes / (us * 1e-6) / 1e9;
-      std::printf("| %dx%d | %d | %d | %.1f | %.0f | %.1f | %.1f | %.1f | %.1f | %.2fx | %.1f (%.1f %%) |\n", N, K, M,
-                  p, us, gbs, 100 * gbs / bw, generic_us, cublas_us,
-                  100 * cublas_bytes / (cublas_us * 1e-6) / 1e9 / bw, cublas_us / us, dense_us,
-                  100 * cublas_bytes / (dense_us * 1e-6) / 1e9 / bw);
-      rows.push_back({{"n", N}, {"k", K}, {"tokens", M}, {"bits", p}, {"us", us}, {"gbs", gbs},
-                      {"bw_fraction", gbs / bw}, {"generic_us", generic_us}, {"cublas_fp16_us", cublas_us},
-                      {"speedup", cublas_us / us}, {"dense_f16_gemv_us", dense_us}});
+      std::printf(
+          "| %dx%d | %d | %d | %.1f | %.0f | %.1f | %.1f | %.1f | %.1f | %.2fx | %.1f (%.1f %%) "
+          "|\n",
+          N, K, M, p, us, gbs, 100 * gbs / bw, generic_us, cublas_us,
+          100 * cublas_bytes / (cublas_us * 1e-6) / 1e9 / bw, cublas_us / us, dense_us,
+          100 * cublas_bytes / (dense_us * 1e-6) / 1e9 / bw);
+      rows.push_back({{"n", N},
+                      {"k", K},
+                      {"tokens", M},
+                      {"bits", p},
+                      {"us", us},
+                      {"gbs", gbs},
+                      {"bw_fraction", gbs / bw},
+                      {"generic_us", generic_us},
+                      {"cublas_fp16_us", cublas_us},
+                      {"speedup", cublas_us / us},
+                      {"dense_f16_gemv_us", dense_us}});
     }
     cudaFree(Q);
     cudaFree(L);
@@ -358,8 +402,8 @@ int main(int argc, char** argv) {
   }
   cublasDestroy(handle);
   if (!absl::GetFlag(FLAGS_json_out).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_json_out)) << nlohmann::json{{"device", prop.name}, {"bandwidth_gbs", bw},
-                                                                   {"rows", rows}}.dump(1);
+    std::ofstream(absl::GetFlag(FLAGS_json_out))
+        << nlohmann::json{{"device", prop.name}, {"bandwidth_gbs", bw}, {"rows", rows}}.dump(1);
   }
   return 0;
 }

@@ -17,10 +17,13 @@
 namespace pmpd::cli {
 
 void InitUsage(absl::string_view usage) {
-  absl::SetProgramUsageMessage(absl::StrCat(
-      usage, "\n\nFlags may be written with dashes or underscores (--max-new-tokens or --max_new_tokens)."));
+  absl::SetProgramUsageMessage(absl::StrCat(usage,
+                                            "\n\nFlags may be written with dashes or underscores "
+                                            "(--max-new-tokens or --max_new_tokens)."));
   absl::FlagsUsageConfig config;
-  config.contains_help_flags = [](absl::string_view file) { return absl::StrContains(file, "cli/"); };
+  config.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "cli/");
+  };
   config.contains_helpshort_flags = config.contains_help_flags;
   config.normalize_filename = [](absl::string_view file) {
     auto pos = file.rfind("cli/");
@@ -53,8 +56,10 @@ std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional
   if (!allow_positional && !positional.empty()) {
     std::string program = argc > 0 ? argv[0] : "pmpd";
     program = program.substr(program.rfind('/') + 1);
-    std::fprintf(stderr, "%s: error: unexpected argument \"%s\" (quote a value that has spaces; see --help)\n",
-                 program.c_str(), positional.front().c_str());
+    std::fprintf(
+        stderr,
+        "%s: error: unexpected argument \"%s\" (quote a value that has spaces; see --help)\n",
+        program.c_str(), positional.front().c_str());
     std::exit(2);
   }
   return positional;

@@ -5,18 +5,18 @@
 #include <optional>
 #include <string>
 
-#include "base/atomic_file.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/atomic_file.h"
 #include "cli/cli_common.h"
+#include "eval/evaluation.h"
 #include "inference/load_engine.h"
 #include "models/chat_template.h"
 #include "models/file_util.h"
 #include "models/tokenizer.h"
-#include "eval/evaluation.h"
 #include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
@@ -25,37 +25,54 @@ ABSL_FLAG(std::string, model, "", "Any-precision model directory (see pmpd-quant
 ABSL_FLAG(std::string, task, "", "tinystories, c4, cnn_dm, dialogsum or iwslt. Required.");
 ABSL_FLAG(int, n, 100, "Test prompts (the first N usable examples of the task).");
 ABSL_FLAG(int, max_new_tokens, 128, "Tokens generated per prompt (greedy).");
-ABSL_FLAG(std::string, methods, "high,low,static",
-          "Comma-separated: high (uniform first precision), low (uniform last), uniform (one row per precision "
-          "from the first to the last, uniform-<p>), static (PMPD-Static), learned (PMPD-Learned, needs "
-          "--classifier), learned-sweep (PMPD-Learned at every switch quantile of the calibration grid, rows "
-          "learned-q<q>: its quality-vs-bits curve).");
+ABSL_FLAG(
+    std::string, methods, "high,low,static",
+    "Comma-separated: high (uniform first precision), low (uniform last), uniform (one row per "
+    "precision "
+    "from the first to the last, uniform-<p>), static (PMPD-Static), learned (PMPD-Learned, needs "
+    "--classifier), learned-sweep (PMPD-Learned at every switch quantile of the calibration grid, "
+    "rows "
+    "learned-q<q>: its quality-vs-bits curve).");
 ABSL_FLAG(std::string, classifier, "",
-          "Learned method: directory of classifiers from pmpd-train (manifest.json), or of the PMPD reference's "
+          "Learned method: directory of classifiers from pmpd-train (manifest.json), or of the "
+          "PMPD reference's "
           "classifier_<hi>_<lo>.pt files.");
 ABSL_FLAG(std::string, precisions, "4,3", "Precisions high to low, e.g. 4,3 or 4,3,2.");
-ABSL_FLAG(std::string, switch_steps, "", "Static method: switch steps (one per adjacent pair), unless calibrated.");
-ABSL_FLAG(int, prefill_precision, 0, "Static method: prefill precision (default: the first precision).");
+ABSL_FLAG(std::string, switch_steps, "",
+          "Static method: switch steps (one per adjacent pair), unless calibrated.");
+ABSL_FLAG(int, prefill_precision, 0,
+          "Static method: prefill precision (default: the first precision).");
 ABSL_FLAG(bool, calibrate_static, false,
-          "Choose the static method's prefill precision and switch steps on a calibration split (the --calib-n "
-          "examples after the test ones): least average bits with quality >= uniform-high quality - --epsilon.");
+          "Choose the static method's prefill precision and switch steps on a calibration split "
+          "(the --calib-n "
+          "examples after the test ones): least average bits with quality >= uniform-high quality "
+          "- --epsilon.");
 ABSL_FLAG(double, switch_quantile, 0,
-          "Learned method: 0 switches at each classifier's most probable step; q in (0, 1) at the earliest step "
+          "Learned method: 0 switches at each classifier's most probable step; q in (0, 1) at the "
+          "earliest step "
           "that is late enough with probability q (smaller: fewer bits), unless calibrated.");
-ABSL_FLAG(std::string, calibrate_learned, "",
-          "Choose the learned method's switch quantile on the calibration split: quality (least average bits with "
-          "quality >= uniform-high quality - --epsilon, the static rule) or static-bits (best quality within the "
-          "calibrated static schedule's average bits on the same prompts; needs --calibrate-static).");
+ABSL_FLAG(
+    std::string, calibrate_learned, "",
+    "Choose the learned method's switch quantile on the calibration split: quality (least average "
+    "bits with "
+    "quality >= uniform-high quality - --epsilon, the static rule) or static-bits (best quality "
+    "within the "
+    "calibrated static schedule's average bits on the same prompts; needs --calibrate-static).");
 ABSL_FLAG(int, calib_n, 50, "Calibration prompts for --calibrate-static and --calibrate-learned.");
 ABSL_FLAG(double, epsilon, 1.0,
-          "Allowed quality drop for --calibrate-static and --calibrate-learned quality (Rouge-L x100 or BLEU "
+          "Allowed quality drop for --calibrate-static and --calibrate-learned quality (Rouge-L "
+          "x100 or BLEU "
           "points).");
 ABSL_FLAG(std::string, reference, "dataset",
-          "dataset: the task's references; model: the greedy output of --reference-model (right for small models); "
-          "both: the references, plus a second score against the model's output (calibration uses the first).");
+          "dataset: the task's references; model: the greedy output of --reference-model (right "
+          "for small models); "
+          "both: the references, plus a second score against the model's output (calibration uses "
+          "the first).");
 ABSL_FLAG(std::string, reference_model, "",
-          "Model whose output is the reference with --reference model (default: --model at its parent precision).");
-ABSL_FLAG(std::string, shared_dir, "", "Shared assets (default: $PMPD_SHARED_DIR, else ../shared).");
+          "Model whose output is the reference with --reference model (default: --model at its "
+          "parent precision).");
+ABSL_FLAG(std::string, shared_dir, "",
+          "Shared assets (default: $PMPD_SHARED_DIR, else ../shared).");
 ABSL_FLAG(std::string, data, "", "Data file overriding the task's default file.");
 ABSL_FLAG(std::string, out, "", "Directory for results.csv, results.json and quality_vs_bits.svg.");
 ABSL_FLAG(bool, json, false, "Print one JSON object with the rows.");
@@ -64,8 +81,10 @@ ABSL_FLAG(std::string, chat_template, "auto",
           "none), none (plain text), chatml, llama2 or vicuna. With a template the task prompt is "
           "the user message and answers end at the end of the assistant's turn.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu (the reference engine), cuda (the CUDA engine, for --model and --reference-model alike; plain "
-          "checkpoints run there with fp16 projections; builds with nvcc only) or auto (cuda when a GPU is "
+          "cpu (the reference engine), cuda (the CUDA engine, for --model and --reference-model "
+          "alike; plain "
+          "checkpoints run there with fp16 projections; builds with nvcc only) or auto (cuda when "
+          "a GPU is "
           "visible).");
 
 namespace {
@@ -80,49 +99,60 @@ void Progress(const std::string& what, int done, int total) {
 int Run() {
   const std::string model_dir = absl::GetFlag(FLAGS_model), task_name = absl::GetFlag(FLAGS_task);
   if (model_dir.empty() || task_name.empty()) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--model and --task are required (see --help)"));
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--model and --task are required (see --help)"));
   }
   std::string shared = absl::GetFlag(FLAGS_shared_dir);
-  if (shared.empty()) shared = std::getenv("PMPD_SHARED_DIR") ? std::getenv("PMPD_SHARED_DIR") : "../shared";
+  if (shared.empty())
+    shared = std::getenv("PMPD_SHARED_DIR") ? std::getenv("PMPD_SHARED_DIR") : "../shared";
   const int n = absl::GetFlag(FLAGS_n), max_new = absl::GetFlag(FLAGS_max_new_tokens);
   if (n < 1 || absl::GetFlag(FLAGS_calib_n) < 1 || max_new < 1) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--n, --calib-n and --max-new-tokens must be >= 1"));
+    return cli::Fail(
+        kProgram, absl::InvalidArgumentError("--n, --calib-n and --max-new-tokens must be >= 1"));
   }
-  auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
+  auto precisions =
+      scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 1, "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
-  if (auto st = scheduler::MakeStaticScheduler(*precisions, std::vector<int>(precisions->size() - (precisions->empty() ? 0 : 1), 0));
-      !st.ok()) {
-    return cli::Fail(kProgram, st.status());
-  }
-  std::vector<std::string> methods = absl::StrSplit(absl::GetFlag(FLAGS_methods), ',', absl::SkipEmpty());
+  std::vector<std::string> methods =
+      absl::StrSplit(absl::GetFlag(FLAGS_methods), ',', absl::SkipEmpty());
   auto has_method = [&](const std::string& name) {
     return std::find(methods.begin(), methods.end(), name) != methods.end();
   };
   for (const auto& m : methods) {
     if ((m == "learned" || m == "learned-sweep") && absl::GetFlag(FLAGS_classifier).empty()) {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     "method \"", m, "\" needs --classifier DIR (classifiers from pmpd-train)")));
+                                     "method \"", m,
+                                     "\" needs --classifier DIR (classifiers from pmpd-train)")));
     }
-    if (m != "high" && m != "low" && m != "static" && m != "learned" && m != "learned-sweep" && m != "uniform") {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     "unknown method \"", m,
-                                     "\"; known: high, low, uniform, static, learned, learned-sweep")));
+    if (m != "high" && m != "low" && m != "static" && m != "learned" && m != "learned-sweep" &&
+        m != "uniform") {
+      return cli::Fail(kProgram,
+                       absl::InvalidArgumentError(absl::StrCat(
+                           "unknown method \"", m,
+                           "\"; known: high, low, uniform, static, learned, learned-sweep")));
     }
   }
   const double quantile = absl::GetFlag(FLAGS_switch_quantile);
-  if (auto st = scheduler::CheckSwitchQuantile(quantile, "--switch-quantile"); !st.ok()) return cli::Fail(kProgram, st);
+  if (auto st = scheduler::CheckSwitchQuantile(quantile, "--switch-quantile"); !st.ok())
+    return cli::Fail(kProgram, st);
   const std::string learned_objective = absl::GetFlag(FLAGS_calibrate_learned);
-  if (!learned_objective.empty() && learned_objective != "quality" && learned_objective != "static-bits") {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                   "--calibrate-learned \"", learned_objective, "\": use quality or static-bits")));
-  }
-  if (learned_objective == "static-bits" && !(absl::GetFlag(FLAGS_calibrate_static) && has_method("static"))) {
+  if (!learned_objective.empty() && learned_objective != "quality" &&
+      learned_objective != "static-bits") {
     return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                   "--calibrate-learned static-bits needs --calibrate-static and the static method"));
+                                   absl::StrCat("--calibrate-learned \"", learned_objective,
+                                                "\": use quality or static-bits")));
+  }
+  if (learned_objective == "static-bits" &&
+      !(absl::GetFlag(FLAGS_calibrate_static) && has_method("static"))) {
+    return cli::Fail(
+        kProgram,
+        absl::InvalidArgumentError(
+            "--calibrate-learned static-bits needs --calibrate-static and the static method"));
   }
   const std::string reference = absl::GetFlag(FLAGS_reference);
   if (reference != "dataset" && reference != "model" && reference != "both") {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--reference must be dataset, model or both"));
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--reference must be dataset, model or both"));
   }
   auto task = eval::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), 0, n);
   if (!task.ok()) return cli::Fail(kProgram, task.status());
@@ -130,7 +160,8 @@ int Run() {
   const bool calibrate_learned = !learned_objective.empty() && has_method("learned");
   absl::StatusOr<eval::EvalTask> calib_task = absl::NotFoundError("");
   if (calibrate || calibrate_learned) {
-    calib_task = eval::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), n, absl::GetFlag(FLAGS_calib_n));
+    calib_task = eval::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), n,
+                                    absl::GetFlag(FLAGS_calib_n));
     if (!calib_task.ok()) return cli::Fail(kProgram, calib_task.status());
   }
   auto tok = models::Tokenizer::Load(model_dir);
@@ -147,20 +178,21 @@ int Run() {
   if (!device.ok()) return cli::Fail(kProgram, device.status());
   auto model = inference::LoadEngine(model_dir, *device);
   if (!model.ok()) return cli::Fail(kProgram, model.status());
-  if (auto st = scheduler::CheckPrecisionRange((*model)->min_precision(), (*model)->max_precision(), *precisions,
-                                               model_dir);
+  if (auto st = scheduler::CheckPrecisionRange((*model)->min_precision(), (*model)->max_precision(),
+                                               *precisions, model_dir);
       !st.ok()) {
     return cli::Fail(kProgram, st);
   }
   std::fprintf(stderr, "%s: %zu test prompts from %s (device %s, chat template %s)\n",
-               task_name.c_str(), task->examples.size(), task->data_path.c_str(), inference::DeviceName((*model)->device()).c_str(),
-               chat ? chat->name() : "none");
+               task_name.c_str(), task->examples.size(), task->data_path.c_str(),
+               inference::DeviceName((*model)->device()).c_str(), chat ? chat->name() : "none");
 
   // References: the data set's, or a model's greedy outputs on the same (fitted) prompts. The
   // reference model is loaded once, for the test and the calibration split alike.
   std::unique_ptr<inference::Engine> ref_model;
   auto refs_for = [&](const eval::EvalTask& t, const eval::EvalPrompts& prompts,
-                      bool from_model = false) -> absl::StatusOr<std::vector<std::vector<std::string>>> {
+                      bool from_model =
+                          false) -> absl::StatusOr<std::vector<std::vector<std::string>>> {
     std::vector<std::vector<std::string>> refs;
     if (!from_model && reference != "model") {
       for (const auto& ex : t.examples) refs.push_back(ex.references);
@@ -177,7 +209,8 @@ int Run() {
       m = ref_model.get();
     }
     // --model itself runs at its parent precision; a reference model at its own.
-    auto outs = eval::GreedyOutputs(*m, **tok, prompts, max_new, ref_dir.empty() ? m->max_precision() : 0);
+    auto outs =
+        eval::GreedyOutputs(*m, **tok, prompts, max_new, ref_dir.empty() ? m->max_precision() : 0);
     if (!outs.ok()) return outs.status();
     for (auto& o : *outs) refs.push_back({o});
     return refs;
@@ -189,13 +222,15 @@ int Run() {
   if (!refs.ok()) return cli::Fail(kProgram, refs.status());
 
   // --reference both: the data set's references above; the model's own outputs as the second.
-  absl::StatusOr<std::vector<std::vector<std::string>>> model_refs = std::vector<std::vector<std::string>>();
+  absl::StatusOr<std::vector<std::vector<std::string>>> model_refs =
+      std::vector<std::vector<std::string>>();
   if (reference == "both") {
     model_refs = refs_for(*task, prompts, /*from_model=*/true);
     if (!model_refs.ok()) return cli::Fail(kProgram, model_refs.status());
   }
 
-  eval::EvalMethod static_method{"static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}, ""};
+  eval::EvalMethod static_method{
+      "static", absl::GetFlag(FLAGS_prefill_precision), *precisions, {}, ""};
   nlohmann::json calibration, learned_calibration;
   eval::EvalPrompts calib_prompts;
   std::vector<std::vector<std::string>> calib_refs;
@@ -207,42 +242,46 @@ int Run() {
   }
   double static_calib_bits = -1, calib_reference_quality = -1;
   if (calibrate) {
-    auto cal = eval::CalibrateStatic(**model, **tok, *precisions, calib_prompts, calib_refs, task->metric, max_new,
-                                          absl::GetFlag(FLAGS_epsilon),
-                                          [](int d, int t) { Progress("calibrating static schedule", d, t); });
+    auto cal =
+        eval::CalibrateStatic(**model, **tok, *precisions, calib_prompts, calib_refs, task->metric,
+                              max_new, absl::GetFlag(FLAGS_epsilon),
+                              [](int d, int t) { Progress("calibrating static schedule", d, t); });
     if (!cal.ok()) return cli::Fail(kProgram, cal.status());
     static_method = cal->chosen;
     calib_reference_quality = cal->reference_quality;
-    static_calib_bits = cal->chosen_row.examples > 0 ? cal->chosen_row.avg_bits : precisions->front();
-    std::fprintf(stderr, "calibration (%zu prompts): uniform-high quality %.2f; chose %s\n", calib_prompts.size(),
-                 cal->reference_quality, static_method.Describe().c_str());
+    static_calib_bits =
+        cal->chosen_row.examples > 0 ? cal->chosen_row.avg_bits : precisions->front();
+    std::fprintf(stderr, "calibration (%zu prompts): uniform-high quality %.2f; chose %s\n",
+                 calib_prompts.size(), cal->reference_quality, static_method.Describe().c_str());
     calibration = {{"prompts", calib_prompts.size()},
                    {"reference_quality", cal->reference_quality},
                    {"epsilon", absl::GetFlag(FLAGS_epsilon)},
                    {"prefill_precision", static_method.prefill_precision},
                    {"switch_steps", static_method.switch_steps}};
     for (const auto& c : cal->candidates) {
-      calibration["candidates"].push_back({{"schedule", c.schedule}, {"avg_bits", c.avg_bits}, {"quality", c.quality}});
+      calibration["candidates"].push_back(
+          {{"schedule", c.schedule}, {"avg_bits", c.avg_bits}, {"quality", c.quality}});
     }
   } else if (std::find(methods.begin(), methods.end(), "static") != methods.end()) {
     auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
     if (!steps.ok()) return cli::Fail(kProgram, steps.status());
-    if (auto st = scheduler::MakeStaticScheduler(*precisions, *steps); !st.ok()) return cli::Fail(kProgram, st.status());
+    if (auto st = scheduler::MakeStaticScheduler(*precisions, *steps); !st.ok())
+      return cli::Fail(kProgram, st.status());
     static_method.switch_steps = *steps;
   }
   if (static_method.prefill_precision == 0) static_method.prefill_precision = precisions->front();
-  eval::EvalMethod learned_method{"learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier),
-                                       quantile};
+  eval::EvalMethod learned_method{
+      "learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier), quantile};
   if (calibrate_learned) {
     const double budget = learned_objective == "static-bits" ? static_calib_bits : -1;
-    auto cal = eval::CalibrateLearned(**model, **tok, *precisions, absl::GetFlag(FLAGS_classifier), calib_prompts,
-                                           calib_refs, task->metric, max_new, absl::GetFlag(FLAGS_epsilon), budget,
-                                           calib_reference_quality,
-                                           [](int d, int t) { Progress("calibrating learned scheduler", d, t); });
+    auto cal = eval::CalibrateLearned(
+        **model, **tok, *precisions, absl::GetFlag(FLAGS_classifier), calib_prompts, calib_refs,
+        task->metric, max_new, absl::GetFlag(FLAGS_epsilon), budget, calib_reference_quality,
+        [](int d, int t) { Progress("calibrating learned scheduler", d, t); });
     if (!cal.ok()) return cli::Fail(kProgram, cal.status());
     learned_method = cal->chosen;
-    std::fprintf(stderr, "learned calibration (%zu prompts, %s): chose switch quantile %.2f\n", calib_prompts.size(),
-                 learned_objective.c_str(), learned_method.switch_quantile);
+    std::fprintf(stderr, "learned calibration (%zu prompts, %s): chose switch quantile %.2f\n",
+                 calib_prompts.size(), learned_objective.c_str(), learned_method.switch_quantile);
     learned_calibration = {{"prompts", calib_prompts.size()},
                            {"objective", learned_objective},
                            {"reference_quality", cal->reference_quality},
@@ -268,7 +307,8 @@ int Run() {
       expanded.push_back(m);
       continue;
     }
-    for (int p = precisions->front(); p >= precisions->back(); --p) expanded.push_back(absl::StrCat("uniform-", p));
+    for (int p = precisions->front(); p >= precisions->back(); --p)
+      expanded.push_back(absl::StrCat("uniform-", p));
   }
   std::vector<eval::EvalRow> rows;
   for (const auto& m : expanded) {
@@ -281,12 +321,18 @@ int Run() {
     if (m == "low") method = {"low", precisions->back(), {precisions->back()}, {}, ""};
     if (m == "learned") method = learned_method;
     if (absl::StartsWith(m, "learned-q")) {
-      method = {m, precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier), std::stod(m.substr(9))};
+      method = {m,
+                precisions->front(),
+                *precisions,
+                {},
+                absl::GetFlag(FLAGS_classifier),
+                std::stod(m.substr(9))};
     }
     auto row = eval::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
-                                    [&](int d, int t) { Progress(m, d, t); });
+                               [&](int d, int t) { Progress(m, d, t); });
     if (!row.ok()) return cli::Fail(kProgram, row.status());
-    if (reference == "both") row->quality_vs_model = eval::Quality(task->metric, row->outputs, *model_refs);
+    if (reference == "both")
+      row->quality_vs_model = eval::Quality(task->metric, row->outputs, *model_refs);
     rows.push_back(std::move(*row));
   }
   const std::string qname = task->metric == eval::QualityMetric::kRougeL ? "rouge_l" : "bleu";
@@ -301,25 +347,28 @@ int Run() {
   if (!calibration.is_null()) j["calibration"] = calibration;
   if (!learned_calibration.is_null()) j["learned_calibration"] = learned_calibration;
   for (const auto& r : rows) {
-    j["rows"].push_back({{"method", r.method},
-                         {"schedule", r.schedule},
-                         {"avg_bits", r.avg_bits},
-                         {qname, r.quality},
-                         {qname + "_vs_model", r.quality_vs_model >= 0 ? nlohmann::json(r.quality_vs_model)
-                                                                       : nlohmann::json()},
-                         {"tokens_per_s", r.tokens_per_s},
-                         {"scheduler_us_per_prompt", r.scheduler_us_per_prompt},
-                         {"decode_us_per_step", r.decode_us_per_step},
-                         {"examples", r.examples}});
+    j["rows"].push_back(
+        {{"method", r.method},
+         {"schedule", r.schedule},
+         {"avg_bits", r.avg_bits},
+         {qname, r.quality},
+         {qname + "_vs_model",
+          r.quality_vs_model >= 0 ? nlohmann::json(r.quality_vs_model) : nlohmann::json()},
+         {"tokens_per_s", r.tokens_per_s},
+         {"scheduler_us_per_prompt", r.scheduler_us_per_prompt},
+         {"decode_us_per_step", r.decode_us_per_step},
+         {"examples", r.examples}});
   }
   const bool both = reference == "both";
-  std::printf("| method | schedule | avg bits | %s%s | tokens/s | scheduler us/prompt | decode us/step |\n"
-              "|---|---|---|---|%s---|---|---|\n",
-              qtitle.c_str(), both ? absl::StrCat(" vs references | ", qtitle, " vs model").c_str() : "",
-              both ? "---|" : "");
+  std::printf(
+      "| method | schedule | avg bits | %s%s | tokens/s | scheduler us/prompt | decode us/step |\n"
+      "|---|---|---|---|%s---|---|---|\n",
+      qtitle.c_str(), both ? absl::StrCat(" vs references | ", qtitle, " vs model").c_str() : "",
+      both ? "---|" : "");
   for (const auto& r : rows) {
-    std::printf("| %s | %s | %.3f | %.2f%s | %.0f | %.1f | %.1f |\n", r.method.c_str(), r.schedule.c_str(), r.avg_bits,
-                r.quality, both ? absl::StrFormat(" | %.2f", r.quality_vs_model).c_str() : "", r.tokens_per_s,
+    std::printf("| %s | %s | %.3f | %.2f%s | %.0f | %.1f | %.1f |\n", r.method.c_str(),
+                r.schedule.c_str(), r.avg_bits, r.quality,
+                both ? absl::StrFormat(" | %.2f", r.quality_vs_model).c_str() : "", r.tokens_per_s,
                 r.scheduler_us_per_prompt, r.decode_us_per_step);
   }
   const std::string out = absl::GetFlag(FLAGS_out);
@@ -328,13 +377,15 @@ int Run() {
     if (auto st = eval::WriteEvalCsv(models::JoinPath(out, "results.csv"), rows); !st.ok()) {
       return cli::Fail(kProgram, st);
     }
-    if (auto st = base::WriteFileAtomically(models::JoinPath(out, "results.json"), j.dump(2)); !st.ok()) {
+    if (auto st = base::WriteFileAtomically(models::JoinPath(out, "results.json"), j.dump(2));
+        !st.ok()) {
       return cli::Fail(kProgram, st);
     }
-    if (auto st = eval::WriteEvalSvg(models::JoinPath(out, "quality_vs_bits.svg"),
-                                          absl::StrCat(task_name, ": ", qtitle, " vs average bits (", prompts.size(),
-                                                       " prompts, reference: ", reference, ")"),
-                                          qtitle, rows);
+    if (auto st = eval::WriteEvalSvg(
+            models::JoinPath(out, "quality_vs_bits.svg"),
+            absl::StrCat(task_name, ": ", qtitle, " vs average bits (", prompts.size(),
+                         " prompts, reference: ", reference, ")"),
+            qtitle, rows);
         !st.ok()) {
       return cli::Fail(kProgram, st);
     }
@@ -347,9 +398,12 @@ int Run() {
 
 int main(int argc, char** argv) {
   cli::InitUsage(
-      "Evaluate PMPD against uniform-precision baselines: average bits, quality (Rouge-L or BLEU), tokens/s.\n"
-      "Example: pmpd-eval --model /tmp/s260k-ap --task tinystories --n 100 --precisions 4,3 --methods "
-      "high,low,static --calibrate-static --reference model --reference-model ../shared/models/stories260K "
+      "Evaluate PMPD against uniform-precision baselines: average bits, quality (Rouge-L or BLEU), "
+      "tokens/s.\n"
+      "Example: pmpd-eval --model /tmp/s260k-ap --task tinystories --n 100 --precisions 4,3 "
+      "--methods "
+      "high,low,static --calibrate-static --reference model --reference-model "
+      "../shared/models/stories260K "
       "--out /tmp/eval");
   cli::ParseFlags(argc, argv);
   return Run();

@@ -12,8 +12,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
-#include "inference/engine.h"
 #include "data_gen/gen_data_job.h"
+#include "inference/engine.h"
 #include "scheduler_runtime/precision_scheduler.h"
 
 ABSL_FLAG(std::string, model, "", "Any-precision model directory (see pmpd-quantize). Required.");
@@ -28,7 +28,8 @@ ABSL_FLAG(std::string, c4, "",
           "counted. Required.");
 ABSL_FLAG(std::string, chat_instruction, "",
           "Instruct models: make each prompt the model's chat template around the user message "
-          "\"<this text>\\n\\n<document prefix>\" (e.g. \"Summarize the following text.\"), so the labels "
+          "\"<this text>\\n\\n<document prefix>\" (e.g. \"Summarize the following text.\"), so the "
+          "labels "
           "come from prompts like the ones it serves. Empty: the document prefix as plain text.");
 ABSL_FLAG(std::string, chat_template, "auto",
           "With --chat-instruction: auto (the model's own template) or chatml, llama2, vicuna.");
@@ -63,8 +64,10 @@ ABSL_FLAG(int, stop_after, 0,
           "continue. For "
           "time-boxed jobs.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu (the reference engine; --branches batched or sequential), cuda (the CUDA engine for --model and "
-          "--reference-model; labelling is sequential; builds with nvcc only) or auto (cuda when a GPU is "
+          "cpu (the reference engine; --branches batched or sequential), cuda (the CUDA engine for "
+          "--model and "
+          "--reference-model; labelling is sequential; builds with nvcc only) or auto (cuda when a "
+          "GPU is "
           "visible).");
 ABSL_FLAG(std::string, branches, "batched",
           "batched: branches share the prefix cache and decode as one batch; sequential: one "
@@ -126,7 +129,8 @@ int Run(const std::vector<std::string>& args) {
   o.chat_instruction = absl::GetFlag(FLAGS_chat_instruction);
   o.chat_template = absl::GetFlag(FLAGS_chat_template);
   o.out = absl::GetFlag(FLAGS_out);
-  auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
+  auto precisions =
+      scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 2, "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
   o.precisions = *precisions;
   if (!absl::GetFlag(FLAGS_candidate_steps).empty()) {

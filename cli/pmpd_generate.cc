@@ -2,10 +2,10 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <map>
 #include <iostream>
-#include <optional>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -20,32 +20,44 @@
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
-ABSL_FLAG(std::string, model, "", "Model directory: Hugging Face Llama layout (config.json, *.safetensors, "
-                                  "tokenizer.model). Required.");
-ABSL_FLAG(std::string, tokenizer, "",
-          "tokenizer.model, tokenizer.json, a .gguf file or a directory holding one (default: MODEL).");
+ABSL_FLAG(std::string, model, "",
+          "Model directory: Hugging Face Llama layout (config.json, *.safetensors, "
+          "tokenizer.model). Required.");
+ABSL_FLAG(
+    std::string, tokenizer, "",
+    "tokenizer.model, tokenizer.json, a .gguf file or a directory holding one (default: MODEL).");
 ABSL_FLAG(std::string, prompt, "",
           "Prompt text; BOS is prepended as the tokenizer does (with --chat: the user's "
           "message). Required.");
-ABSL_FLAG(int, max_new_tokens, 64, "Most tokens to generate (stops earlier at EOS or the context end).");
+ABSL_FLAG(int, max_new_tokens, 64,
+          "Most tokens to generate (stops earlier at EOS or the context end).");
 ABSL_FLAG(double, temperature, 0.0, "Sampling temperature; 0 means greedy (argmax).");
 ABSL_FLAG(int, top_k, 0, "Keep only the K most likely tokens before sampling; 0 disables.");
-ABSL_FLAG(double, top_p, 1.0, "Nucleus sampling: keep the smallest set of tokens with probability >= P; 1 disables.");
+ABSL_FLAG(double, top_p, 1.0,
+          "Nucleus sampling: keep the smallest set of tokens with probability >= P; 1 disables.");
 ABSL_FLAG(uint64_t, seed, 0, "Random seed for sampling; the same seed gives the same text.");
-ABSL_FLAG(bool, json, false, "Print one JSON object (prompt_ids, new_ids, text, timing) instead of streaming text.");
-ABSL_FLAG(int, precision, 0, "Any-precision models: weight bits to decode at (seed..parent precision of the "
-                              "checkpoint); 0 = the parent precision.");
-ABSL_FLAG(std::string, precisions, "", "PMPD: decode precisions, high to low, e.g. 4,3,2 (any-precision models).");
+ABSL_FLAG(bool, json, false,
+          "Print one JSON object (prompt_ids, new_ids, text, timing) instead of streaming text.");
+ABSL_FLAG(int, precision, 0,
+          "Any-precision models: weight bits to decode at (seed..parent precision of the "
+          "checkpoint); 0 = the parent precision.");
+ABSL_FLAG(std::string, precisions, "",
+          "PMPD: decode precisions, high to low, e.g. 4,3,2 (any-precision models).");
 ABSL_FLAG(std::string, scheduler, "static",
-          "PMPD scheduler: static (switch after --switch-steps) or learned (classifiers read the prefill KV cache and "
+          "PMPD scheduler: static (switch after --switch-steps) or learned (classifiers read the "
+          "prefill KV cache and "
           "predict the switch steps once per prompt; needs --classifier).");
 ABSL_FLAG(std::string, classifier, "",
-          "Learned scheduler: directory from pmpd-train (manifest.json + classifier_<hi>_<lo>.safetensors), or of the "
+          "Learned scheduler: directory from pmpd-train (manifest.json + "
+          "classifier_<hi>_<lo>.safetensors), or of the "
           "PMPD reference's classifier_<hi>_<lo>.pt files.");
-ABSL_FLAG(std::string, switch_steps, "", "Static scheduler: one cumulative step per adjacent pair, e.g. 16,64: "
-                                         "4 bits for tokens [0,16), 3 for [16,64), 2 after.");
-ABSL_FLAG(int, prefill_precision, 0, "PMPD: precision of the prompt prefill (default: the first of --precisions).");
-ABSL_FLAG(std::string, color, "auto", "Color tokens by precision: auto (when stdout is a terminal), always, never.");
+ABSL_FLAG(std::string, switch_steps, "",
+          "Static scheduler: one cumulative step per adjacent pair, e.g. 16,64: "
+          "4 bits for tokens [0,16), 3 for [16,64), 2 after.");
+ABSL_FLAG(int, prefill_precision, 0,
+          "PMPD: precision of the prompt prefill (default: the first of --precisions).");
+ABSL_FLAG(std::string, color, "auto",
+          "Color tokens by precision: auto (when stdout is a terminal), always, never.");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS (for benchmarks).");
 ABSL_FLAG(bool, chat, false,
           "Chat: --prompt is a user message; the chat template is applied and generation stops "
@@ -56,7 +68,8 @@ ABSL_FLAG(std::string, chat_template, "auto",
           "With --chat: auto (recognise the model's template: GGUF tokenizer.chat_template or "
           "tokenizer_config.json), chatml, llama2 or vicuna.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu (the reference engine on LibTorch), cuda (our CUDA engine: any-precision or fp16 weights, CUDA "
+          "cpu (the reference engine on LibTorch), cuda (our CUDA engine: any-precision or fp16 "
+          "weights, CUDA "
           "graphs; builds with nvcc only) or auto (cuda when a GPU is visible).");
 
 namespace {
@@ -66,7 +79,8 @@ constexpr char kProgram[] = "pmpd-generate";
 int Run() {
   using namespace pmpd;
   const std::string model_dir = absl::GetFlag(FLAGS_model);
-  if (model_dir.empty()) return cli::Fail(kProgram, absl::InvalidArgumentError("--model is required (see --help)"));
+  if (model_dir.empty())
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--model is required (see --help)"));
   if (absl::GetFlag(FLAGS_prompt).empty()) {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--prompt is required (see --help)"));
   }
@@ -84,7 +98,8 @@ int Run() {
   if (!loaded.ok()) return cli::Fail(kProgram, loaded.status());
   inference::Engine& engine = **loaded;
   if (absl::GetFlag(FLAGS_precision) != 0) {
-    if (auto st = engine.SetPrecision(absl::GetFlag(FLAGS_precision)); !st.ok()) return cli::Fail(kProgram, st);
+    if (auto st = engine.SetPrecision(absl::GetFlag(FLAGS_precision)); !st.ok())
+      return cli::Fail(kProgram, st);
   }
 
   inference::GenerationOptions opt;
@@ -124,8 +139,9 @@ int Run() {
   }
   const bool color = color_flag == "always" || (color_flag == "auto" && isatty(STDOUT_FILENO));
   // One ANSI color per precision, brightest for the highest.
-  const std::map<int, const char*> kColors = {{8, "\033[97m"}, {7, "\033[37m"}, {6, "\033[96m"}, {5, "\033[94m"},
-                                              {4, "\033[92m"}, {3, "\033[93m"}, {2, "\033[91m"}};
+  const std::map<int, const char*> kColors = {{8, "\033[97m"}, {7, "\033[37m"}, {6, "\033[96m"},
+                                              {5, "\033[94m"}, {4, "\033[92m"}, {3, "\033[93m"},
+                                              {2, "\033[91m"}};
   // Chat: the user's message on its own line, then the answer (without its leading spaces).
   if (!json) std::cout << prompt << (chat ? "\n" : "") << std::flush;
   bool answer_started = !chat.has_value();
@@ -149,7 +165,8 @@ int Run() {
   std::string schedule;
   std::vector<int> legend;  // precisions of the schedule, for the color legend
   if (!absl::GetFlag(FLAGS_precisions).empty()) {
-    auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
+    auto precisions =
+        scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 1, "--precisions");
     if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
     absl::StatusOr<std::unique_ptr<scheduler::PrecisionScheduler>> sched;
     if (absl::GetFlag(FLAGS_scheduler) == "static") {
@@ -158,18 +175,21 @@ int Run() {
       sched = scheduler::MakeStaticScheduler(*precisions, *steps);
     } else if (absl::GetFlag(FLAGS_scheduler) == "learned") {
       if (absl::GetFlag(FLAGS_classifier).empty()) {
-        return cli::Fail(kProgram, absl::InvalidArgumentError("--scheduler learned needs --classifier DIR (pmpd-train)"));
+        return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                       "--scheduler learned needs --classifier DIR (pmpd-train)"));
       }
       scheduler::LearnedSchedulerOptions lo;
       lo.classifier_dir = absl::GetFlag(FLAGS_classifier);
       lo.precisions = *precisions;
       lo.kv_heads = engine.config().num_key_value_heads;
       lo.head_dim = engine.config().head_dim;
-      lo.device = inference::DeviceName(engine.device());  // where the engine runs: its KV cache is read in place
+      lo.device = inference::DeviceName(
+          engine.device());  // where the engine runs: its KV cache is read in place
       sched = scheduler::MakeLearnedScheduler(lo);
     } else {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     "--scheduler ", absl::GetFlag(FLAGS_scheduler), ": expected static or learned")));
+      return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                     absl::StrCat("--scheduler ", absl::GetFlag(FLAGS_scheduler),
+                                                  ": expected static or learned")));
     }
     if (!sched.ok()) return cli::Fail(kProgram, sched.status());
     schedule = (*sched)->Describe();
@@ -190,7 +210,8 @@ int Run() {
   } else {
     scheduler::ScheduledGenerationOptions sopt;
     sopt.generation = opt;
-    auto r = scheduler::GenerateScheduled(engine, prompt_ids, sopt, nullptr, [&](int id, int) { show(id, 0); });
+    auto r = scheduler::GenerateScheduled(engine, prompt_ids, sopt, nullptr,
+                                          [&](int id, int) { show(id, 0); });
     if (r.ok()) {
       result = r->generation;
       token_precisions = r->token_precisions;
@@ -228,11 +249,13 @@ int Run() {
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::cout << "\n";
-    std::fprintf(stderr, "[%zu prompt tokens, %zu new tokens (%s); prefill %.1f ms; decode %.1f tokens/s",
-                 result->prompt_ids.size(), result->new_ids.size(), result->finish_reason.c_str(), result->prefill_ms,
-                 result->decode_tokens_per_s());
+    std::fprintf(stderr,
+                 "[%zu prompt tokens, %zu new tokens (%s); prefill %.1f ms; decode %.1f tokens/s",
+                 result->prompt_ids.size(), result->new_ids.size(), result->finish_reason.c_str(),
+                 result->prefill_ms, result->decode_tokens_per_s());
     if (avg_bits > 0) std::fprintf(stderr, "; average %.2f bits", avg_bits);
-    if (!schedule.empty()) std::fprintf(stderr, "; %s; scheduler %.0f us", schedule.c_str(), schedule_us);
+    if (!schedule.empty())
+      std::fprintf(stderr, "; %s; scheduler %.0f us", schedule.c_str(), schedule_us);
     std::fprintf(stderr, "]\n");
     if (color && !schedule.empty()) {
       std::fprintf(stderr, "[colors:");
@@ -250,7 +273,8 @@ int Run() {
 int main(int argc, char** argv) {
   pmpd::cli::InitUsage(
       "Generate text with a Llama-family model on the CPU reference engine or the CUDA engine\n"
-      "(--device cpu|cuda|auto), at one precision or down a schedule (--scheduler static|learned).\n"
+      "(--device cpu|cuda|auto), at one precision or down a schedule (--scheduler "
+      "static|learned).\n"
       "Example: pmpd-generate --model ../shared/models/stories260K --prompt \"Once upon a time\" "
       "--max-new-tokens 64");
   pmpd::cli::ParseFlags(argc, argv);

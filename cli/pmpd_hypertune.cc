@@ -1,26 +1,30 @@
 // pmpd-hypertune: hyperparameter search for the learned scheduler's classifiers with our own TPE
 // (hpo/), objective = validation loss of pmpd-train's trainer, best trial exported in pmpd-train's
 // format. The only place where hpo/ meets the trainer.
-#include <cmath>
-#include <cstdio>
-#include <iostream>
-#include <mutex>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "base/atomic_file.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/atomic_file.h"
 #include "cli/cli_common.h"
+#include "dataset/kv_dataset.h"
 #include "hpo/run_study.h"
 #include "hpo/search_space.h"
 #include "hpo/study.h"
 #include "hpo/study_report.h"
 #include "models/file_util.h"
-#include "dataset/kv_dataset.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "trainer/classifier_export.h"
 #include "trainer/classifier_trainer.h"
@@ -44,14 +48,16 @@ ABSL_FLAG(std::string, pruner, "median",
 ABSL_FLAG(uint64_t, seed, 0,
           "Study seed (trial n samples from a stream of (seed, n)); also the training seed, so "
           "every trial sees the same train/validation split.");
-ABSL_FLAG(std::string, device, "auto", "Training device: auto (cuda when LibTorch sees a GPU, else cpu), cpu or cuda.");
+ABSL_FLAG(std::string, device, "auto",
+          "Training device: auto (cuda when LibTorch sees a GPU, else cpu), cpu or cuda.");
 ABSL_FLAG(bool, enqueue_defaults, true,
           "Try pmpd-train's default hyperparameters as trial 0 (warm start).");
 ABSL_FLAG(std::string, out, "",
           "Output: the best trial's classifiers (pmpd-train format), trials.csv, "
           "leaderboard.txt, history.svg, importance.txt. Required.");
-ABSL_FLAG(double, label_tolerance, 0,
-          "As pmpd-train --label-tolerance: relabel from the file's Rouge-L values with this tolerance.");
+ABSL_FLAG(
+    double, label_tolerance, 0,
+    "As pmpd-train --label-tolerance: relabel from the file's Rouge-L values with this tolerance.");
 ABSL_FLAG(bool, json, false,
           "Print one JSON object (completed, best_value, best_params, ...) as the last line.");
 
@@ -76,12 +82,9 @@ int Run() {
   if (absl::GetFlag(FLAGS_trials) < 1 || absl::GetFlag(FLAGS_jobs) < 1) {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--trials and --jobs must be >= 1"));
   }
-  auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
+  auto precisions =
+      scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 2, "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
-  if (precisions->size() < 2) {
-    return cli::Fail(kProgram,
-                     absl::InvalidArgumentError("--precisions needs at least two, high to low"));
-  }
   {
     auto reader = dataset::KvDatasetReader::Open(data);
     if (!reader.ok()) return cli::Fail(kProgram, reader.status());
@@ -217,6 +220,15 @@ int Run() {
   };
   if (auto st = hpo::RunStudy(**study, objective, ro); !st.ok()) return cli::Fail(kProgram, st);
 
+  // Processes sharing this study finish at different times: one at a time reads the trials and
+  // writes the report and the export (an flock on OUT/.export.lock, released at exit).
+  if (auto st = models::MakeDirs(out); !st.ok()) return cli::Fail(kProgram, st);
+  const std::string lock_path = models::JoinPath(out, ".export.lock");
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX) != 0) {
+    return cli::Fail(kProgram, absl::InternalError(absl::StrCat(
+                                   lock_path, ": cannot lock: ", std::strerror(errno))));
+  }
   auto trials = (*study)->Trials();
   if (!trials.ok()) return cli::Fail(kProgram, trials.status());
   auto best = (*study)->BestTrial();
@@ -239,10 +251,13 @@ int Run() {
   auto manifest = models::ReadFileToString(models::JoinPath(best_dir, "manifest.json"));
   if (!manifest.ok()) return cli::Fail(kProgram, manifest.status());
   // OUT is shared with the study (other processes may still run trials in OUT/study), so the export
-  // is not swapped in as a directory: the manifest goes first and comes back last. A kill leaves the
-  // previous export, the complete new one, or no manifest.json (loaders refuse the directory).
+  // is not swapped in as a directory: the manifest goes first and comes back last. A kill leaves
+  // the previous export, the complete new one, or no manifest.json (loaders refuse the directory).
   if (::unlink(models::JoinPath(out, "manifest.json").c_str()) == 0) {
     if (auto st = base::SyncPath(out); !st.ok()) return cli::Fail(kProgram, st);
+  } else if (errno != ENOENT) {
+    return cli::Fail(kProgram, absl::InternalError(absl::StrCat(
+                                   out, "/manifest.json: cannot remove: ", std::strerror(errno))));
   }
   for (size_t p = 0; p + 1 < precisions->size(); ++p) {
     const std::string f =

@@ -17,10 +17,13 @@
 
 ABSL_FLAG(std::string, model, "",
           "Model directory (plain or any-precision) or a llama GGUF file. Required.");
-ABSL_FLAG(int, precision, 0, "Bits for an any-precision model (seed..parent); 0 = its parent precision.");
-ABSL_FLAG(std::string, data, "", "JSON lines with a `text` field (.json/.jsonl[.gz]) or plain text. Required.");
-ABSL_FLAG(std::string, byte_range, "0:1", "Part of the data file to use, as fractions BEGIN:END of its bytes "
-                                          "(moved to document boundaries), e.g. 0.75:1 for the last quarter.");
+ABSL_FLAG(int, precision, 0,
+          "Bits for an any-precision model (seed..parent); 0 = its parent precision.");
+ABSL_FLAG(std::string, data, "",
+          "JSON lines with a `text` field (.json/.jsonl[.gz]) or plain text. Required.");
+ABSL_FLAG(std::string, byte_range, "0:1",
+          "Part of the data file to use, as fractions BEGIN:END of its bytes "
+          "(moved to document boundaries), e.g. 0.75:1 for the last quarter.");
 ABSL_FLAG(int, max_docs, 0, "Use at most this many documents (0 = all).");
 ABSL_FLAG(int, seq_len, 256, "Tokens per chunk; chunks do not overlap.");
 ABSL_FLAG(bool, json, false, "Print one JSON object with perplexity, tokens, chunks.");
@@ -32,12 +35,15 @@ int Run() {
   using namespace pmpd;
   const std::string dir = absl::GetFlag(FLAGS_model), data = absl::GetFlag(FLAGS_data);
   if (dir.empty() || data.empty()) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--model and --data are required (see --help)"));
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--model and --data are required (see --help)"));
   }
   std::vector<std::string> range = absl::StrSplit(absl::GetFlag(FLAGS_byte_range), ':');
   double begin = 0, end = 1;
-  if (range.size() != 2 || !absl::SimpleAtod(range[0], &begin) || !absl::SimpleAtod(range[1], &end)) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--byte-range must be BEGIN:END, e.g. 0.75:1"));
+  if (range.size() != 2 || !absl::SimpleAtod(range[0], &begin) ||
+      !absl::SimpleAtod(range[1], &end)) {
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--byte-range must be BEGIN:END, e.g. 0.75:1"));
   }
   auto tok = models::Tokenizer::Load(dir);
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
@@ -49,22 +55,27 @@ int Run() {
   }
   auto docs = models::ReadTextDocs(data, absl::GetFlag(FLAGS_max_docs), begin, end);
   if (!docs.ok()) return cli::Fail(kProgram, docs.status());
-  auto r = inference::Perplexity(**model, **tok, docs->texts, absl::GetFlag(FLAGS_seq_len), [](int done, int total) {
-    std::fprintf(stderr, "\rperplexity: chunk %d/%d", done, total);
-  });
+  auto r = inference::Perplexity(
+      **model, **tok, docs->texts, absl::GetFlag(FLAGS_seq_len),
+      [](int done, int total) { std::fprintf(stderr, "\rperplexity: chunk %d/%d", done, total); });
   std::fprintf(stderr, "\n");
   if (!r.ok()) return cli::Fail(kProgram, r.status());
   if (absl::GetFlag(FLAGS_json)) {
-    nlohmann::json j = {{"model", dir},           {"precision", (*model)->precision()},
-                        {"data", data},           {"documents", docs->texts.size()},
-                        {"perplexity", r->perplexity()}, {"tokens", r->tokens},
-                        {"chunks", r->chunks},    {"seq_len", absl::GetFlag(FLAGS_seq_len)},
+    nlohmann::json j = {{"model", dir},
+                        {"precision", (*model)->precision()},
+                        {"data", data},
+                        {"documents", docs->texts.size()},
+                        {"perplexity", r->perplexity()},
+                        {"tokens", r->tokens},
+                        {"chunks", r->chunks},
+                        {"seq_len", absl::GetFlag(FLAGS_seq_len)},
                         {"malformed_lines", docs->malformed_lines}};
     std::cout << j.dump() << "\n";
   } else {
-    std::printf("perplexity %.4f over %lld tokens (%d chunks of <= %d)%s\n", r->perplexity(),
-                static_cast<long long>(r->tokens), r->chunks, absl::GetFlag(FLAGS_seq_len),
-                (*model)->precision() ? absl::StrCat(" at ", (*model)->precision(), " bits").c_str() : "");
+    std::printf(
+        "perplexity %.4f over %lld tokens (%d chunks of <= %d)%s\n", r->perplexity(),
+        static_cast<long long>(r->tokens), r->chunks, absl::GetFlag(FLAGS_seq_len),
+        (*model)->precision() ? absl::StrCat(" at ", (*model)->precision(), " bits").c_str() : "");
   }
   return 0;
 }

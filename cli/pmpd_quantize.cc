@@ -19,17 +19,20 @@ ABSL_FLAG(std::string, model, "",
           "Source model: a Hugging Face Llama directory, or a llama GGUF file (F32, F16, BF16, "
           "Q8_0, Q4_0 or Q4_1 tensors, dequantized to float32 first). Required.");
 ABSL_FLAG(std::string, out, "", "Output directory for the any-precision checkpoint. Required.");
-ABSL_FLAG(int, seed_precision, 3, "Seed precision S (bits of the k-means seed, >= 2): the lowest precision served.");
+ABSL_FLAG(int, seed_precision, 3,
+          "Seed precision S (bits of the k-means seed, >= 2): the lowest precision served.");
 ABSL_FLAG(int, parent_precision, 8, "Parent precision P (<= 8): the highest precision served.");
 ABSL_FLAG(std::string, calib, "",
-          "Calibration text for the Fisher sensitivities: C4-style JSON lines (.json, .jsonl, .json.gz) with a "
+          "Calibration text for the Fisher sensitivities: C4-style JSON lines (.json, .jsonl, "
+          ".json.gz) with a "
           "`text` field, or plain text. Empty: unweighted k-means (no sensitivities).");
 ABSL_FLAG(int, calib_samples, 100, "Calibration sequences (windows of --seq-len tokens).");
 ABSL_FLAG(int, seq_len, 512, "Tokens per calibration sequence (capped at the model's context).");
 ABSL_FLAG(int, threads, 0, "Quantization threads (rows in parallel); 0 = all cores.");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of the k-means++ initialisation.");
-ABSL_FLAG(int, rtn_bits, 0, "Baseline mode: write a round-to-nearest (per-row min/max) fake-quantized float "
-                            "checkpoint at this many bits instead of an any-precision one.");
+ABSL_FLAG(int, rtn_bits, 0,
+          "Baseline mode: write a round-to-nearest (per-row min/max) fake-quantized float "
+          "checkpoint at this many bits instead of an any-precision one.");
 ABSL_FLAG(bool, json, false, "Print one JSON summary line at the end.");
 
 namespace {
@@ -39,30 +42,36 @@ int Run() {
   using namespace pmpd;
   const std::string src = absl::GetFlag(FLAGS_model), out = absl::GetFlag(FLAGS_out);
   if (src.empty() || out.empty()) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--model and --out are required (see --help)"));
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--model and --out are required (see --help)"));
   }
   if (absl::GetFlag(FLAGS_rtn_bits) > 0) {
     if (auto st = models::WriteRtnCheckpoint(src, out, absl::GetFlag(FLAGS_rtn_bits)); !st.ok()) {
       return cli::Fail(kProgram, st);
     }
-    std::fprintf(stderr, "wrote a %d-bit RTN checkpoint to %s\n", absl::GetFlag(FLAGS_rtn_bits), out.c_str());
+    std::fprintf(stderr, "wrote a %d-bit RTN checkpoint to %s\n", absl::GetFlag(FLAGS_rtn_bits),
+                 out.c_str());
     return 0;
   }
   models::QuantizeCheckpointOptions opt;
   opt.quant.seed_bits = absl::GetFlag(FLAGS_seed_precision);
   opt.quant.parent_bits = absl::GetFlag(FLAGS_parent_precision);
   opt.quant.seed = absl::GetFlag(FLAGS_seed);
-  opt.quant.threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads)
-                                                       : static_cast<int>(std::thread::hardware_concurrency());
-  if (opt.quant.seed_bits < 2 || opt.quant.parent_bits > 8 || opt.quant.seed_bits > opt.quant.parent_bits) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                   "--seed-precision ", opt.quant.seed_bits, " and --parent-precision ",
-                                   opt.quant.parent_bits, " must satisfy 2 <= seed <= parent <= 8")));
+  opt.quant.threads = absl::GetFlag(FLAGS_threads) > 0
+                          ? absl::GetFlag(FLAGS_threads)
+                          : static_cast<int>(std::thread::hardware_concurrency());
+  if (opt.quant.seed_bits < 2 || opt.quant.parent_bits > 8 ||
+      opt.quant.seed_bits > opt.quant.parent_bits) {
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError(absl::StrCat(
+                         "--seed-precision ", opt.quant.seed_bits, " and --parent-precision ",
+                         opt.quant.parent_bits, " must satisfy 2 <= seed <= parent <= 8")));
   }
   if (absl::GetFlag(FLAGS_seq_len) < 2 || absl::GetFlag(FLAGS_calib_samples) < 1) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                   "--seq-len must be >= 2 and --calib-samples >= 1, got ", absl::GetFlag(FLAGS_seq_len),
-                                   " and ", absl::GetFlag(FLAGS_calib_samples))));
+    return cli::Fail(
+        kProgram, absl::InvalidArgumentError(absl::StrCat(
+                      "--seq-len must be >= 2 and --calib-samples >= 1, got ",
+                      absl::GetFlag(FLAGS_seq_len), " and ", absl::GetFlag(FLAGS_calib_samples))));
   }
   std::map<std::string, std::vector<float>> fisher;
   double fisher_s = 0;
@@ -77,13 +86,15 @@ int Run() {
     const int seq_len = std::min(absl::GetFlag(FLAGS_seq_len), (*model)->max_context());
     const std::vector<int> stream = inference::TokenStream(**tok, docs->texts);
     std::vector<std::vector<int>> seqs;
-    for (size_t s = 0; s + seq_len <= stream.size() && static_cast<int>(seqs.size()) < absl::GetFlag(FLAGS_calib_samples);
+    for (size_t s = 0; s + seq_len <= stream.size() &&
+                       static_cast<int>(seqs.size()) < absl::GetFlag(FLAGS_calib_samples);
          s += seq_len) {
       seqs.emplace_back(stream.begin() + s, stream.begin() + s + seq_len);
     }
     if (seqs.empty()) {
       return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     calib, ": too little text for one calibration sequence of ", seq_len, " tokens")));
+                                     calib, ": too little text for one calibration sequence of ",
+                                     seq_len, " tokens")));
     }
     const auto t0 = std::chrono::steady_clock::now();
     auto f = (*model)->FisherSensitivity(seqs, [&](int done) {
@@ -98,16 +109,23 @@ int Run() {
     opt.sensitivity_tag = absl::StrCat("fisher:", calib, ":", seqs.size(), "x", seq_len);
   }
   models::QuantizeReport report;
-  auto st = models::QuantizeCheckpoint(src, out, opt, fisher, [&](int l, int layers, bool resumed) {
-    std::fprintf(stderr, "\rquantize: layer %d/%d%s   ", l + 1, layers, resumed ? " (resumed)" : "");
-    return true;
-  }, &report);
+  auto st = models::QuantizeCheckpoint(
+      src, out, opt, fisher,
+      [&](int l, int layers, bool resumed) {
+        std::fprintf(stderr, "\rquantize: layer %d/%d%s   ", l + 1, layers,
+                     resumed ? " (resumed)" : "");
+        return true;
+      },
+      &report);
   std::fprintf(stderr, "\n");
   if (!st.ok()) return cli::Fail(kProgram, st);
   const double rows_per_s = report.seconds > 0 ? report.rows / report.seconds : 0;
-  std::fprintf(stderr, "wrote %s: precisions %d..%d, %lld rows in %.2f s (%.0f rows/s, %d threads), %d layers resumed\n",
-               out.c_str(), opt.quant.seed_bits, opt.quant.parent_bits, static_cast<long long>(report.rows),
-               report.seconds, rows_per_s, opt.quant.threads, report.layers_resumed);
+  std::fprintf(stderr,
+               "wrote %s: precisions %d..%d, %lld rows in %.2f s (%.0f rows/s, %d threads), %d "
+               "layers resumed\n",
+               out.c_str(), opt.quant.seed_bits, opt.quant.parent_bits,
+               static_cast<long long>(report.rows), report.seconds, rows_per_s, opt.quant.threads,
+               report.layers_resumed);
   if (absl::GetFlag(FLAGS_json)) {
     nlohmann::json j = {{"out", out},
                         {"seed_precision", opt.quant.seed_bits},
@@ -127,10 +145,13 @@ int Run() {
 
 int main(int argc, char** argv) {
   pmpd::cli::InitUsage(
-      "Quantize a Hugging Face Llama checkpoint into any-precision form: one set of bitplanes and per-row\n"
+      "Quantize a Hugging Face Llama checkpoint into any-precision form: one set of bitplanes and "
+      "per-row\n"
       "lookup tables serving every precision from --seed-precision to --parent-precision.\n"
-      "Example: pmpd-quantize --model ../shared/models/stories260K --out /tmp/s260k-ap --seed-precision 2 "
-      "--parent-precision 8 --calib ../shared/data/c4/c4-validation.00000-of-00008.first800.json.gz");
+      "Example: pmpd-quantize --model ../shared/models/stories260K --out /tmp/s260k-ap "
+      "--seed-precision 2 "
+      "--parent-precision 8 --calib "
+      "../shared/data/c4/c4-validation.00000-of-00008.first800.json.gz");
   pmpd::cli::ParseFlags(argc, argv);
   return Run();
 }

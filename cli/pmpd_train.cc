@@ -11,8 +11,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
-#include "models/file_util.h"
 #include "dataset/kv_dataset.h"
+#include "models/file_util.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "trainer/classifier_export.h"
 #include "trainer/classifier_trainer.h"
@@ -32,19 +32,24 @@ ABSL_FLAG(double, dropout, 0.1, "Dropout on the attention weights.");
 ABSL_FLAG(int, grad_accum, 1, "Batches per optimizer step.");
 ABSL_FLAG(int, batch_size, 16, "Prompts per batch (padded to the longest, masked).");
 ABSL_FLAG(double, test_fraction, 0,
-          "Also hold out this fraction as a test split (after the validation split; neither training nor early "
-          "stopping sees it): the best epoch's classifier is scored on it once, next to the majority class.");
+          "Also hold out this fraction as a test split (after the validation split; neither "
+          "training nor early "
+          "stopping sees it): the best epoch's classifier is scored on it once, next to the "
+          "majority class.");
 ABSL_FLAG(double, val_fraction, 0.1,
           "Validation share of the samples (a seeded, deterministic split).");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of the split, the initialisation, dropout and shuffling.");
-ABSL_FLAG(std::string, device, "auto", "auto (cuda when LibTorch sees a GPU, else cpu), cpu or cuda.");
+ABSL_FLAG(std::string, device, "auto",
+          "auto (cuda when LibTorch sees a GPU, else cpu), cpu or cuda.");
 ABSL_FLAG(std::string, balance, "weighted",
           "Class balancing: weighted (default; inverse-frequency loss weights: each sample once "
           "per epoch, nothing "
           "repeated to overfit), oversample (the PMPD reference's way), none.");
 ABSL_FLAG(double, label_tolerance, 0,
-          "Relabel from the file's Rouge-L values: a switch step is good when its Rouge-L is within this much "
-          "(Rouge-L F, e.g. 0.01 = 1 point) of staying high. 0: the labels pmpd-gen-data stored (as good or better).");
+          "Relabel from the file's Rouge-L values: a switch step is good when its Rouge-L is "
+          "within this much "
+          "(Rouge-L F, e.g. 0.01 = 1 point) of staying high. 0: the labels pmpd-gen-data stored "
+          "(as good or better).");
 ABSL_FLAG(int, patience, 5, "Early stopping: epochs without a better validation loss.");
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 
@@ -63,12 +68,9 @@ int Run() {
   const std::string data = absl::GetFlag(FLAGS_data), out = absl::GetFlag(FLAGS_out);
   if (data.empty() || out.empty())
     return cli::Fail(kProgram, absl::InvalidArgumentError("--data and --out are required"));
-  auto precisions = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
+  auto precisions =
+      scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 2, "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
-  if (precisions->size() < 2) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                   "--precisions needs at least two, high to low (e.g. 4,3,2)"));
-  }
   // All pairs must be in the file before any training starts.
   auto reader = dataset::KvDatasetReader::Open(data);
   if (!reader.ok()) return cli::Fail(kProgram, reader.status());
@@ -130,8 +132,11 @@ int Run() {
                  names[r->majority_class].c_str(), r->majority.accuracy, r->majority.macro_f1,
                  r->stopped_early ? " (stopped early)" : "");
     if (r->test_samples > 0) {
-      std::fprintf(stderr, "  test split (%d samples): accuracy %.3f, macro-F1 %.3f | majority class: accuracy %.3f, "
-                   "macro-F1 %.3f\n", r->test_samples, r->test.accuracy, r->test.macro_f1, r->majority_test.accuracy,
+      std::fprintf(stderr,
+                   "  test split (%d samples): accuracy %.3f, macro-F1 %.3f | majority class: "
+                   "accuracy %.3f, "
+                   "macro-F1 %.3f\n",
+                   r->test_samples, r->test.accuracy, r->test.macro_f1, r->majority_test.accuracy,
                    r->majority_test.macro_f1);
     }
     if (auto st = models::MakeDirs(out); !st.ok()) return cli::Fail(kProgram, st);

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "base/atomic_file.h"
 #include "data_gen/switch_labeler.h"
+#include "dataset/kv_dataset.h"
 #include "inference/llama_model.h"
 #include "inference/load_engine.h"
 #include "kernels/half.h"
@@ -25,7 +26,6 @@
 #include "models/text_stream.h"
 #include "models/tokenizer.h"
 #include "models/version.h"
-#include "dataset/kv_dataset.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
 namespace pmpd::data_gen {
@@ -52,9 +52,11 @@ std::vector<int32_t> CutPrompt(const std::vector<int>& ids, int cap, int min_pre
 // The chat form of document `doc`'s prompt: the document's tokens cut as CutPrompt does, within the
 // cap minus the template's own tokens, as the user message "<instruction>\n\n<prefix>". Re-encoding
 // the decoded prefix may merge differently at the cut, so the prefix shrinks until the whole fits.
-absl::StatusOr<std::vector<int32_t>> ChatPrompt(const models::Tokenizer& tok, const models::ChatTemplate& chat,
-                                                const std::string& instruction, const std::string& text, int cap,
-                                                int min_prefix, uint64_t seed, int64_t doc) {
+absl::StatusOr<std::vector<int32_t>> ChatPrompt(const models::Tokenizer& tok,
+                                                const models::ChatTemplate& chat,
+                                                const std::string& instruction,
+                                                const std::string& text, int cap, int min_prefix,
+                                                uint64_t seed, int64_t doc) {
   auto message = [&](const std::string& prefix) {
     return std::vector<models::ChatMessage>{{"user", instruction + "\n\n" + prefix}};
   };
@@ -62,12 +64,14 @@ absl::StatusOr<std::vector<int32_t>> ChatPrompt(const models::Tokenizer& tok, co
   if (!empty.ok()) return empty.status();
   const int room = cap - static_cast<int>(empty->size());
   if (room < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("the chat template and --chat-instruction take ", empty->size(),
+    return absl::InvalidArgumentError(absl::StrCat("the chat template and --chat-instruction take ",
+                                                   empty->size(),
                                                    " tokens, more than the prompt cap of ", cap));
   }
   std::vector<int32_t> cut = CutPrompt(tok.Encode(text, false), room, min_prefix, seed, doc);
   while (true) {
-    auto ids = chat.Encode(tok, message(tok.Decode(std::vector<int>(cut.begin(), cut.end()))), true);
+    auto ids =
+        chat.Encode(tok, message(tok.Decode(std::vector<int>(cut.begin(), cut.end()))), true);
     if (!ids.ok()) return ids.status();
     if (static_cast<int>(ids->size()) <= cap || cut.size() <= 1) {
       return std::vector<int32_t>(ids->begin(), ids->end());
@@ -121,15 +125,7 @@ absl::Status CheckOptions(const GenDataOptions& o) {
   auto bad = [](const std::string& m) { return absl::InvalidArgumentError(m); };
   if (o.model_dir.empty() || o.source.empty() || o.out.empty())
     return bad("--model, --c4 and --out are required");
-  if (o.precisions.size() < 2)
-    return bad("--precisions needs at least two precisions, high to low (e.g. 4,3,2)");
-  for (size_t i = 0; i < o.precisions.size(); ++i) {
-    if (o.precisions[i] < 2 || o.precisions[i] > 8 ||
-        (i > 0 && o.precisions[i] >= o.precisions[i - 1])) {
-      return bad(absl::StrCat("--precisions ", absl::StrJoin(o.precisions, ","),
-                              ": must be strictly decreasing bit widths in 2..8"));
-    }
-  }
+  if (auto st = scheduler::CheckPrecisionLadder(o.precisions, 2); !st.ok()) return st;
   if (o.stop_after < 0) return bad("--stop-after must be >= 0");
   if (o.num_docs < 1 || o.max_new_tokens < 1 || o.max_prompt_tokens < 1 ||
       o.min_prefix_tokens < 1 || o.flush_every < 1) {
@@ -196,7 +192,8 @@ absl::StatusOr<GenDataReport> RunGenData(
   {
     std::vector<int> needed = o.precisions;
     if (o.reference_model.empty()) needed.push_back(ref_precision);
-    if (auto st = scheduler::CheckPrecisionRange(m.min_precision(), m.max_precision(), needed, o.model_dir);
+    if (auto st = scheduler::CheckPrecisionRange(m.min_precision(), m.max_precision(), needed,
+                                                 o.model_dir);
         !st.ok()) {
       return st;
     }
@@ -209,8 +206,9 @@ absl::StatusOr<GenDataReport> RunGenData(
     ref_engine = std::move(*e);
     if (ref_engine->config().vocab_size != m.config().vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("--reference-model ", o.reference_model,
-                                                     " has a vocabulary of ", ref_engine->config().vocab_size,
-                                                     " tokens, ", o.model_dir, " has ", m.config().vocab_size));
+                                                     " has a vocabulary of ",
+                                                     ref_engine->config().vocab_size, " tokens, ",
+                                                     o.model_dir, " has ", m.config().vocab_size));
     }
   }
   const bool batched = o.batched_branches && cpu_model != nullptr;
@@ -278,7 +276,8 @@ absl::StatusOr<GenDataReport> RunGenData(
     return rep;
   }
 
-  // Segments of an interrupted run.
+  // Segments of an interrupted run (and the final file's temporary, if it was killed writing it).
+  if (auto st = base::RemoveStaleTemporaries(o.out); !st.ok()) return st;
   if (auto st = models::MakeDirs(partial); !st.ok()) return st;
   std::set<int64_t> done_docs;
   std::vector<std::string> segments;
@@ -325,7 +324,8 @@ absl::StatusOr<GenDataReport> RunGenData(
     KvSample s;
     s.doc_id = doc;
     if (chat) {
-      auto ids = ChatPrompt(**tok, *chat, o.chat_instruction, text, cap, o.min_prefix_tokens, o.seed, doc);
+      auto ids =
+          ChatPrompt(**tok, *chat, o.chat_instruction, text, cap, o.min_prefix_tokens, o.seed, doc);
       if (!ids.ok()) return ids.status();
       s.prompt_ids = std::move(*ids);
     } else {

@@ -4,10 +4,10 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "dataset/kv_dataset.h"
 #include "inference/generator.h"
 #include "inference/metrics/rouge.h"
 #include "inference/sampler.h"
-#include "dataset/kv_dataset.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
@@ -21,7 +21,8 @@ double Rouge(const models::Tokenizer& tok, const std::string& reference,
   return metrics::RougeL(reference, DecodeWithoutEos(tok, ids)).fmeasure;
 }
 
-absl::Status CheckOptions(int max_context, absl::Span<const int> prompt, const PairLabelOptions& o) {
+absl::Status CheckOptions(int max_context, absl::Span<const int> prompt,
+                          const PairLabelOptions& o) {
   if (o.high <= o.low)
     return absl::InvalidArgumentError(
         absl::StrCat("pair ", o.high, " -> ", o.low, " is not decreasing"));
@@ -165,7 +166,8 @@ absl::StatusOr<PairLabel> LabelPairSequential(inference::Engine& engine,
   g.generation.max_new_tokens = o.max_new_tokens;
   auto high = scheduler::MakeStaticScheduler({o.high}, {});
   if (!high.ok()) return high.status();
-  PrefillKvRecorder record(**high, engine, &out.k, &out.v);  // the all-high run's prefill is the one stored
+  PrefillKvRecorder record(**high, engine, &out.k,
+                           &out.v);  // the all-high run's prefill is the one stored
   auto r = scheduler::GenerateScheduled(engine, prompt, g, &record);
   if (!r.ok()) return r.status();
   out.high_ids = r->generation.new_ids;

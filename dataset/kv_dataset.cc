@@ -1,11 +1,10 @@
 #include "dataset/kv_dataset.h"
 
-#include <cmath>
-
 #include <stdio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <tuple>
 

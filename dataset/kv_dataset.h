@@ -34,7 +34,7 @@ struct KvDatasetHeader {
   // "chat:<template>:<instruction>" (the prefix as the user message "<instruction>\n\n<prefix>" in
   // the model's chat template). Files without the attribute are "text".
   std::string prompt_format = "text";
-  std::vector<int64_t> precisions;               // high to low, e.g. {4, 3, 2}
+  std::vector<int64_t> precisions;       // high to low, e.g. {4, 3, 2}
   std::vector<int64_t> candidate_steps;  // switch steps tried, increasing, e.g. {0, 85, 170}
   int64_t max_new_tokens = 0, max_prompt_tokens = 0, min_prefix_tokens = 0;
   int64_t seed = 0, num_docs = 0;

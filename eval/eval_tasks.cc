@@ -18,7 +18,8 @@ using json = nlohmann::json;
 // Index just past the first sentence end (., ! or ? followed by a space or the end), or npos.
 size_t FirstSentenceEnd(const std::string& s) {
   for (size_t i = 0; i < s.size(); ++i) {
-    if ((s[i] == '.' || s[i] == '!' || s[i] == '?') && (i + 1 == s.size() || s[i + 1] == ' ' || s[i + 1] == '\n')) {
+    if ((s[i] == '.' || s[i] == '!' || s[i] == '?') &&
+        (i + 1 == s.size() || s[i + 1] == ' ' || s[i + 1] == '\n')) {
       return i + 1;
     }
   }
@@ -54,16 +55,20 @@ absl::StatusOr<std::string> StringField(const json& j, const char* key, const st
 }  // namespace
 
 const std::vector<std::string>& EvalTaskNames() {
-  static const std::vector<std::string> kNames = {"tinystories", "c4", "cnn_dm", "dialogsum", "iwslt"};
+  static const std::vector<std::string> kNames = {"tinystories", "c4", "cnn_dm", "dialogsum",
+                                                  "iwslt"};
   return kNames;
 }
 
 absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string& shared_dir,
                                       const std::string& data_path, int skip, int n) {
-  if (skip < 0) return absl::InvalidArgumentError(absl::StrCat("LoadEvalTask: negative skip ", skip));
+  if (skip < 0)
+    return absl::InvalidArgumentError(absl::StrCat("LoadEvalTask: negative skip ", skip));
   EvalTask task;
   task.name = name;
-  auto path = [&](const char* rel) { return data_path.empty() ? models::JoinPath(shared_dir, rel) : data_path; };
+  auto path = [&](const char* rel) {
+    return data_path.empty() ? models::JoinPath(shared_dir, rel) : data_path;
+  };
   const int want = n > 0 ? skip + n : 0;
   if (name == "tinystories" || name == "c4") {
     const bool stories = name == "tinystories";
@@ -77,14 +82,16 @@ absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string
       EvalExample ex;
       if (stories) {
         const size_t end = FirstSentenceEnd(d);
-        if (end == std::string::npos || end >= d.size()) continue;  // no continuation to compare with
+        if (end == std::string::npos || end >= d.size())
+          continue;  // no continuation to compare with
         ex.content = d.substr(0, end);
         ex.references = {std::string(absl::StripAsciiWhitespace(d.substr(end)))};
       } else {
         std::vector<std::string> words = absl::StrSplit(d, ' ', absl::SkipEmpty());
         if (words.size() < 64) continue;
         ex.content = absl::StrJoin(words.begin(), words.begin() + 48, " ");
-        ex.references = {absl::StrJoin(words.begin() + 48, words.begin() + std::min<size_t>(words.size(), 48 + 128), " ")};
+        ex.references = {absl::StrJoin(
+            words.begin() + 48, words.begin() + std::min<size_t>(words.size(), 48 + 128), " ")};
       }
       task.examples.push_back(std::move(ex));
     }
@@ -102,9 +109,10 @@ absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string
       if (name == "cnn_dm") {
         auto turns = j.find("turns");
         auto refs = j.find("reference");
-        if (turns == j.end() || !turns->is_array() || turns->empty() || !(*turns)[0].is_string() || refs == j.end() ||
-            !refs->is_array()) {
-          return absl::InvalidArgumentError(absl::StrCat(where, ": expected \"turns\" and \"reference\" lists"));
+        if (turns == j.end() || !turns->is_array() || turns->empty() || !(*turns)[0].is_string() ||
+            refs == j.end() || !refs->is_array()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": expected \"turns\" and \"reference\" lists"));
         }
         std::string article = (*turns)[0].get<std::string>();
         if (absl::StartsWith(article, "Summarize: ")) article = article.substr(11);
@@ -121,7 +129,8 @@ absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string
         ex.content = *dialogue;
         ex.suffix = " Return a summary comprising of 1 or 2 sentences.";
         for (const char* key : {"summary1", "summary2", "summary3", "summary"}) {
-          if (auto it = j.find(key); it != j.end() && it->is_string()) ex.references.push_back(it->get<std::string>());
+          if (auto it = j.find(key); it != j.end() && it->is_string())
+            ex.references.push_back(it->get<std::string>());
         }
       } else {
         auto fr = StringField(j, "reference", where);  // the French side of our en->fr sample
@@ -133,18 +142,19 @@ absl::StatusOr<EvalTask> LoadEvalTask(const std::string& name, const std::string
         ex.content = *fr;
         ex.references = {*en};
       }
-      if (ex.references.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": no reference"));
+      if (ex.references.empty())
+        return absl::InvalidArgumentError(absl::StrCat(where, ": no reference"));
       task.examples.push_back(std::move(ex));
     }
     if (name == "iwslt") task.metric = QualityMetric::kBleu;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown task \"", name, "\"; known: ",
-                                                   absl::StrJoin(EvalTaskNames(), ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown task \"", name, "\"; known: ", absl::StrJoin(EvalTaskNames(), ", ")));
   }
   if (static_cast<int>(task.examples.size()) <= skip) {
     return absl::InvalidArgumentError(absl::StrCat(task.data_path, ": only ", task.examples.size(),
-                                                   " usable examples, fewer than the ", skip + std::max(n, 1),
-                                                   " asked for"));
+                                                   " usable examples, fewer than the ",
+                                                   skip + std::max(n, 1), " asked for"));
   }
   task.examples.erase(task.examples.begin(), task.examples.begin() + skip);
   return task;

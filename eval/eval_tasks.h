@@ -33,10 +33,13 @@ const std::vector<std::string>& EvalTaskNames();
 // ranges give disjoint splits). `data_path` empty: the task's file under `shared_dir`.
 //  - tinystories: stories of the last 25% of data/text/tinystories_train_head2MiB.txt; prompt = the
 //    story's first sentence; reference = the rest of the story.
-//  - c4: documents of the second half of data/c4/*.json.gz (the first half is left for calibration);
+//  - c4: documents of the second half of data/c4/*.json.gz (the first half is left for
+//  calibration);
 //    prompt = the first 48 words; reference = the next words.
-//  - cnn_dm: "For the following article: {article} Return a summary comprising of around 3 sentences."
-//  - dialogsum: "For the following dialogue: {dialogue} Return a summary comprising of 1 or 2 sentences."
+//  - cnn_dm: "For the following article: {article} Return a summary comprising of around 3
+//  sentences."
+//  - dialogsum: "For the following dialogue: {dialogue} Return a summary comprising of 1 or 2
+//  sentences."
 //  - iwslt: "Translate the following text from French to English: {fr}" (our sample stores en->fr
 //    pairs: the French side is the prompt, the English side the reference); scored with BLEU.
 // Errors: unknown task, missing or empty file, malformed records (counted when skippable).

@@ -21,11 +21,13 @@ namespace pmpd::eval {
 
 std::string EvalMethod::Describe() const {
   if (!classifier_dir.empty()) {
-    return absl::StrCat("prefill ", prefill_precision, ", learned ", absl::StrJoin(precisions, "->"),
-                        switch_quantile > 0 ? absl::StrFormat(" at quantile %.2f", switch_quantile) : "", " (",
-                        classifier_dir, ")");
+    return absl::StrCat(
+        "prefill ", prefill_precision, ", learned ", absl::StrJoin(precisions, "->"),
+        switch_quantile > 0 ? absl::StrFormat(" at quantile %.2f", switch_quantile) : "", " (",
+        classifier_dir, ")");
   }
-  std::string s = absl::StrCat("prefill ", prefill_precision, ", decode ", absl::StrJoin(precisions, "->"));
+  std::string s =
+      absl::StrCat("prefill ", prefill_precision, ", decode ", absl::StrJoin(precisions, "->"));
   if (!switch_steps.empty()) absl::StrAppend(&s, " at ", absl::StrJoin(switch_steps, ","));
   return s;
 }
@@ -87,14 +89,17 @@ double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
   if (outputs.empty()) return 0;
   if (metric == QualityMetric::kRougeL) {
     double s = 0;
-    for (size_t i = 0; i < outputs.size(); ++i) s += metrics::RougeLMax(references[i], outputs[i]).fmeasure;
+    for (size_t i = 0; i < outputs.size(); ++i)
+      s += metrics::RougeLMax(references[i], outputs[i]).fmeasure;
     return 100.0 * s / outputs.size();
   }
   size_t streams = 0;
   for (const auto& r : references) streams = std::max(streams, r.size());
-  std::vector<std::vector<std::string>> by_stream(streams, std::vector<std::string>(outputs.size()));
+  std::vector<std::vector<std::string>> by_stream(streams,
+                                                  std::vector<std::string>(outputs.size()));
   for (size_t i = 0; i < outputs.size(); ++i) {
-    for (size_t r = 0; r < streams; ++r) by_stream[r][i] = references[i][std::min(r, references[i].size() - 1)];
+    for (size_t r = 0; r < streams; ++r)
+      by_stream[r][i] = references[i][std::min(r, references[i].size() - 1)];
   }
   return metrics::CorpusBleu(outputs, by_stream).score;
 }
@@ -149,13 +154,14 @@ absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokeni
 
 namespace {
 
-// Quality of uniform high precision on the prompts: the reference both calibrations measure against.
-absl::StatusOr<double> UniformHighQuality(inference::Engine& model, const models::Tokenizer& tok, int high,
-                                          const EvalPrompts& prompts,
+// Quality of uniform high precision on the prompts: the reference both calibrations measure
+// against.
+absl::StatusOr<double> UniformHighQuality(inference::Engine& model, const models::Tokenizer& tok,
+                                          int high, const EvalPrompts& prompts,
                                           const std::vector<std::vector<std::string>>& references,
                                           QualityMetric metric, int max_new_tokens) {
-  auto row = RunMethod(model, tok, EvalMethod{"high", high, {high}, {}, ""}, prompts, references, metric,
-                       max_new_tokens);
+  auto row = RunMethod(model, tok, EvalMethod{"high", high, {high}, {}, ""}, prompts, references,
+                       metric, max_new_tokens);
   if (!row.ok()) return row.status();
   return row->quality;
 }
@@ -181,7 +187,8 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
     const EvalPrompts& prompts, const std::vector<std::vector<std::string>>& references,
     QualityMetric metric, int max_new_tokens, double epsilon,
     const std::function<void(int, int)>& progress) {
-  if (precisions.size() < 2) return absl::InvalidArgumentError("--calibrate-static needs at least two --precisions");
+  if (precisions.size() < 2)
+    return absl::InvalidArgumentError("--calibrate-static needs at least two --precisions");
   const int N = max_new_tokens;
   std::vector<int> grid = {0, N / 8, N / 4, N / 2, 3 * N / 4, N};
   grid.erase(std::unique(grid.begin(), grid.end()), grid.end());
@@ -201,7 +208,8 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
   };
   rec(0);
   CalibrationResult result;
-  auto ref = UniformHighQuality(model, tok, precisions.front(), prompts, references, metric, max_new_tokens);
+  auto ref = UniformHighQuality(model, tok, precisions.front(), prompts, references, metric,
+                                max_new_tokens);
   if (!ref.ok()) return ref.status();
   result.reference_quality = *ref;
   const int total = static_cast<int>(tuples.size() * precisions.size());
@@ -214,7 +222,8 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
       if (!row.ok()) return row.status();
       row->outputs.clear();
       if (progress) progress(++done, total);
-      if (Improves(*row, found ? &result.chosen_row : nullptr, *ref - epsilon, /*max_avg_bits=*/-1)) {
+      if (Improves(*row, found ? &result.chosen_row : nullptr, *ref - epsilon,
+                   /*max_avg_bits=*/-1)) {
         found = true;
         result.chosen = m;
         result.chosen_row = *row;
@@ -222,22 +231,27 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
       result.candidates.push_back(std::move(*row));
     }
   }
-  if (!found) result.chosen = EvalMethod{"static", precisions.front(), precisions, std::vector<int>(precisions.size() - 1, N), ""};
+  if (!found)
+    result.chosen = EvalMethod{"static", precisions.front(), precisions,
+                               std::vector<int>(precisions.size() - 1, N), ""};
   return result;
 }
 
 absl::StatusOr<CalibrationResult> CalibrateLearned(
     inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const std::string& classifier_dir, const EvalPrompts& prompts,
-    const std::vector<std::vector<std::string>>& references, QualityMetric metric, int max_new_tokens,
-    double epsilon, double max_avg_bits, double reference_quality,
+    const std::vector<std::vector<std::string>>& references, QualityMetric metric,
+    int max_new_tokens, double epsilon, double max_avg_bits, double reference_quality,
     const std::function<void(int, int)>& progress) {
-  if (precisions.size() < 2) return absl::InvalidArgumentError("--calibrate-learned needs at least two --precisions");
+  if (precisions.size() < 2)
+    return absl::InvalidArgumentError("--calibrate-learned needs at least two --precisions");
   CalibrationResult result;
-  const int total = static_cast<int>(std::size(kLearnedQuantileGrid)) + (reference_quality < 0 ? 1 : 0);
+  const int total =
+      static_cast<int>(std::size(kLearnedQuantileGrid)) + (reference_quality < 0 ? 1 : 0);
   int done = 0;
   if (reference_quality < 0) {
-    auto ref = UniformHighQuality(model, tok, precisions.front(), prompts, references, metric, max_new_tokens);
+    auto ref = UniformHighQuality(model, tok, precisions.front(), prompts, references, metric,
+                                  max_new_tokens);
     if (!ref.ok()) return ref.status();
     reference_quality = *ref;
     if (progress) progress(++done, total);
@@ -250,7 +264,8 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
     if (!row.ok()) return row.status();
     row->outputs.clear();
     if (progress) progress(++done, total);
-    if (Improves(*row, found ? &result.chosen_row : nullptr, reference_quality - epsilon, max_avg_bits)) {
+    if (Improves(*row, found ? &result.chosen_row : nullptr, reference_quality - epsilon,
+                 max_avg_bits)) {
       found = true;
       result.chosen = m;
       result.chosen_row = *row;
@@ -264,26 +279,28 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
       const EvalRow& b = result.candidates[pick];
       if (max_avg_bits < 0 ? c.quality > b.quality : c.avg_bits < b.avg_bits) pick = i;
     }
-    result.chosen = EvalMethod{"learned", precisions.front(), precisions, {}, classifier_dir, kLearnedQuantileGrid[pick]};
+    result.chosen = EvalMethod{"learned", precisions.front(), precisions,
+                               {},        classifier_dir,     kLearnedQuantileGrid[pick]};
   }
   return result;
 }
 
 absl::Status WriteEvalCsv(const std::string& path, const std::vector<EvalRow>& rows) {
-  const bool second = std::any_of(rows.begin(), rows.end(), [](const EvalRow& r) { return r.quality_vs_model >= 0; });
-  std::string csv = absl::StrCat("method,schedule,examples,avg_bits,quality,", second ? "quality_vs_model," : "",
-                                 "tokens_per_s\n");
+  const bool second = std::any_of(rows.begin(), rows.end(),
+                                  [](const EvalRow& r) { return r.quality_vs_model >= 0; });
+  std::string csv = absl::StrCat("method,schedule,examples,avg_bits,quality,",
+                                 second ? "quality_vs_model," : "", "tokens_per_s\n");
   for (const auto& r : rows) {
-    absl::StrAppend(&csv, r.method, ",\"", r.schedule, "\",", r.examples, ",", absl::StrFormat("%.4f", r.avg_bits),
-                    ",", absl::StrFormat("%.4f", r.quality), ",",
-                    second ? absl::StrFormat("%.4f,", r.quality_vs_model) : "",
+    absl::StrAppend(&csv, r.method, ",\"", r.schedule, "\",", r.examples, ",",
+                    absl::StrFormat("%.4f", r.avg_bits), ",", absl::StrFormat("%.4f", r.quality),
+                    ",", second ? absl::StrFormat("%.4f,", r.quality_vs_model) : "",
                     absl::StrFormat("%.2f", r.tokens_per_s), "\n");
   }
   return base::WriteFileAtomically(path, csv);
 }
 
-absl::Status WriteEvalSvg(const std::string& path, const std::string& title, const std::string& quality_name,
-                          const std::vector<EvalRow>& rows) {
+absl::Status WriteEvalSvg(const std::string& path, const std::string& title,
+                          const std::string& quality_name, const std::vector<EvalRow>& rows) {
   if (rows.empty()) return absl::InvalidArgumentError("no rows to plot");
   double x0 = 1e9, x1 = -1e9, y0 = 1e9, y1 = -1e9;
   for (const auto& r : rows) {
@@ -296,71 +313,94 @@ absl::Status WriteEvalSvg(const std::string& path, const std::string& title, con
   auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
   auto py = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
   std::string s = absl::StrFormat(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+      "font-family=\"sans-serif\" "
       "font-size=\"13\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
       "<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n",
       W, H, L, title);
-  absl::StrAppendFormat(&s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", L, H - B,
-                        W - R, H - B);
-  absl::StrAppendFormat(&s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", L, T, L,
-                        H - B);
+  absl::StrAppendFormat(
+      &s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", L, H - B,
+      W - R, H - B);
+  absl::StrAppendFormat(
+      &s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", L, T, L,
+      H - B);
   for (int i = 0; i <= 4; ++i) {
     const double xv = x0 + (x1 - x0) * i / 4, yv = y0 + (y1 - y0) * i / 4;
-    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.2f</text>\n", px(xv), H - B + 18,
-                          xv);
-    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n", L - 6, py(yv) + 4, yv);
+    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.2f</text>\n",
+                          px(xv), H - B + 18, xv);
+    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n",
+                          L - 6, py(yv) + 4, yv);
   }
-  absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">average bits per generated token</text>\n",
+  absl::StrAppendFormat(&s,
+                        "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">average bits per "
+                        "generated token</text>\n",
                         (L + W - R) / 2, H - 18);
-  absl::StrAppendFormat(&s, "<text x=\"18\" y=\"%.1f\" transform=\"rotate(-90 18 %.1f)\" text-anchor=\"middle\">%s</text>\n",
+  absl::StrAppendFormat(&s,
+                        "<text x=\"18\" y=\"%.1f\" transform=\"rotate(-90 18 %.1f)\" "
+                        "text-anchor=\"middle\">%s</text>\n",
                         (T + H - B) / 2, (T + H - B) / 2, quality_name);
   // The line through the uniform-precision baselines (rows "uniform-<p>", "high", "low"), by bits:
   // what PMPD has to beat. Without such rows, the line between the lowest- and highest-bit rows.
   std::vector<const EvalRow*> base;
   for (const auto& r : rows) {
-    if (absl::StartsWith(r.method, "uniform") || r.method == "high" || r.method == "low") base.push_back(&r);
+    if (absl::StartsWith(r.method, "uniform") || r.method == "high" || r.method == "low")
+      base.push_back(&r);
   }
   if (base.size() < 2) {
     base.clear();
-    base.push_back(&*std::min_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; }));
-    base.push_back(&*std::max_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; }));
+    base.push_back(&*std::min_element(rows.begin(), rows.end(),
+                                      [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; }));
+    base.push_back(&*std::max_element(rows.begin(), rows.end(),
+                                      [](auto& a, auto& b) { return a.avg_bits < b.avg_bits; }));
   }
-  std::sort(base.begin(), base.end(), [](const EvalRow* a, const EvalRow* b) { return a->avg_bits < b->avg_bits; });
+  std::sort(base.begin(), base.end(),
+            [](const EvalRow* a, const EvalRow* b) { return a->avg_bits < b->avg_bits; });
   std::string points;
-  for (const EvalRow* r : base) absl::StrAppendFormat(&points, "%.1f,%.1f ", px(r->avg_bits), py(r->quality));
-  absl::StrAppendFormat(&s, "<polyline points=\"%s\" fill=\"none\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\n",
-                        points);
-  absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" fill=\"gray\" font-size=\"11\" text-anchor=\"end\">"
-                        "dashed: the uniform-precision baselines joined (PMPD should lie above)</text>\n",
-                        W - R - 4, H - B - 8);
+  for (const EvalRow* r : base)
+    absl::StrAppendFormat(&points, "%.1f,%.1f ", px(r->avg_bits), py(r->quality));
+  absl::StrAppendFormat(
+      &s, "<polyline points=\"%s\" fill=\"none\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\n",
+      points);
+  absl::StrAppendFormat(
+      &s,
+      "<text x=\"%.1f\" y=\"%.1f\" fill=\"gray\" font-size=\"11\" text-anchor=\"end\">"
+      "dashed: the uniform-precision baselines joined (PMPD should lie above)</text>\n",
+      W - R - 4, H - B - 8);
   // The learned sweep (rows learned-q<q>): one curve by bits, small unlabelled points.
   std::vector<const EvalRow*> sweep;
   for (const auto& r : rows) {
     if (absl::StartsWith(r.method, "learned-q")) sweep.push_back(&r);
   }
   if (!sweep.empty()) {
-    std::sort(sweep.begin(), sweep.end(), [](const EvalRow* a, const EvalRow* b) { return a->avg_bits < b->avg_bits; });
+    std::sort(sweep.begin(), sweep.end(),
+              [](const EvalRow* a, const EvalRow* b) { return a->avg_bits < b->avg_bits; });
     std::string pts;
-    for (const EvalRow* r : sweep) absl::StrAppendFormat(&pts, "%.1f,%.1f ", px(r->avg_bits), py(r->quality));
-    absl::StrAppendFormat(&s, "<polyline points=\"%s\" fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"1.5\"/>\n", pts);
+    for (const EvalRow* r : sweep)
+      absl::StrAppendFormat(&pts, "%.1f,%.1f ", px(r->avg_bits), py(r->quality));
+    absl::StrAppendFormat(
+        &s, "<polyline points=\"%s\" fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"1.5\"/>\n",
+        pts);
     for (const EvalRow* r : sweep) {
-      absl::StrAppendFormat(&s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#ff7f0e\"/>\n", px(r->avg_bits),
-                            py(r->quality));
+      absl::StrAppendFormat(&s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#ff7f0e\"/>\n",
+                            px(r->avg_bits), py(r->quality));
     }
-    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" fill=\"#ff7f0e\" font-size=\"11\" text-anchor=\"end\">"
-                          "orange curve: learned at switch quantiles %s..%s</text>\n",
-                          W - R - 4, H - B - 22, sweep.front()->method.substr(9), sweep.back()->method.substr(9));
+    absl::StrAppendFormat(
+        &s,
+        "<text x=\"%.1f\" y=\"%.1f\" fill=\"#ff7f0e\" font-size=\"11\" text-anchor=\"end\">"
+        "orange curve: learned at switch quantiles %s..%s</text>\n",
+        W - R - 4, H - B - 22, sweep.front()->method.substr(9), sweep.back()->method.substr(9));
   }
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
     if (absl::StartsWith(r.method, "learned-q")) continue;
-    absl::StrAppendFormat(&s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\"/>\n", px(r.avg_bits),
-                          py(r.quality), colors[i % 6]);
+    absl::StrAppendFormat(&s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\"/>\n",
+                          px(r.avg_bits), py(r.quality), colors[i % 6]);
     const bool right_half = px(r.avg_bits) > L + 0.6 * (W - L - R);  // keep labels inside the frame
-    absl::StrAppendFormat(&s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">%s (%.2f bits, %.1f)</text>\n",
-                          px(r.avg_bits) + (right_half ? -9 : 9), py(r.quality) - 8, right_half ? "end" : "start",
-                          r.method, r.avg_bits, r.quality);
+    absl::StrAppendFormat(
+        &s, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">%s (%.2f bits, %.1f)</text>\n",
+        px(r.avg_bits) + (right_half ? -9 : 9), py(r.quality) - 8, right_half ? "end" : "start",
+        r.method, r.avg_bits, r.quality);
   }
   s += "</svg>\n";
   return base::WriteFileAtomically(path, s);

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "eval/eval_tasks.h"
 #include "inference/engine.h"
 #include "models/chat_template.h"
 #include "models/tokenizer.h"
-#include "eval/eval_tasks.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
 namespace pmpd::eval {
@@ -21,8 +21,10 @@ struct EvalMethod {
   int prefill_precision = 0;
   std::vector<int> precisions;    // high to low
   std::vector<int> switch_steps;  // one per adjacent pair
-  std::string classifier_dir;     // non-empty: the learned scheduler with these classifiers (pmpd-train)
-  double switch_quantile = 0;     // the learned scheduler's decision rule (scheduler::LearnedSchedulerOptions)
+  std::string
+      classifier_dir;  // non-empty: the learned scheduler with these classifiers (pmpd-train)
+  double switch_quantile =
+      0;  // the learned scheduler's decision rule (scheduler::LearnedSchedulerOptions)
   std::string Describe() const;
 };
 
@@ -34,8 +36,9 @@ struct EvalRow {
   // high-precision outputs; negative when not computed.
   double quality_vs_model = -1;
   double tokens_per_s = 0;
-  double scheduler_us_per_prompt = 0;  // scheduler time per prompt (the learned one: its classifiers)
-  double decode_us_per_step = 0;       // for comparison: one single-token forward pass
+  double scheduler_us_per_prompt =
+      0;                          // scheduler time per prompt (the learned one: its classifiers)
+  double decode_us_per_step = 0;  // for comparison: one single-token forward pass
   int examples = 0;
   std::vector<std::string> outputs;
 };
@@ -80,7 +83,8 @@ absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokeni
 
 struct CalibrationResult {
   EvalMethod chosen;
-  EvalRow chosen_row;  // its row on the calibration prompts (outputs cleared); empty when none was feasible
+  EvalRow chosen_row;  // its row on the calibration prompts (outputs cleared); empty when none was
+                       // feasible
   double reference_quality = 0;  // uniform-high quality on the calibration split
   std::vector<EvalRow> candidates;
 };
@@ -106,15 +110,15 @@ inline constexpr double kLearnedQuantileGrid[] = {0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.
 absl::StatusOr<CalibrationResult> CalibrateLearned(
     inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const std::string& classifier_dir, const EvalPrompts& prompts,
-    const std::vector<std::vector<std::string>>& references, QualityMetric metric, int max_new_tokens,
-    double epsilon, double max_avg_bits = -1, double reference_quality = -1,
+    const std::vector<std::vector<std::string>>& references, QualityMetric metric,
+    int max_new_tokens, double epsilon, double max_avg_bits = -1, double reference_quality = -1,
     const std::function<void(int, int)>& progress = {});
 
 // Report writers. Each returns an error naming the file it could not write.
 absl::Status WriteEvalCsv(const std::string& path, const std::vector<EvalRow>& rows);
 // Quality against average bits, one labelled point per method, with the straight line from the
 // lowest-bit row to the highest-bit row (the interpolation PMPD should beat).
-absl::Status WriteEvalSvg(const std::string& path, const std::string& title, const std::string& quality_name,
-                          const std::vector<EvalRow>& rows);
+absl::Status WriteEvalSvg(const std::string& path, const std::string& title,
+                          const std::string& quality_name, const std::vector<EvalRow>& rows);
 
 }  // namespace pmpd::eval

@@ -233,7 +233,8 @@ absl::Status WriteStudyReport(const std::string& out_dir, const SearchSpace& spa
   // Each file is replaced on its own (base::WriteFileAtomically), not the four as one directory:
   // out_dir is shared with a study that other processes may still be running.
   for (const auto& [name, contents] : files) {
-    if (absl::Status s = base::WriteFileAtomically(absl::StrCat(out_dir, "/", name), contents); !s.ok())
+    if (absl::Status s = base::WriteFileAtomically(absl::StrCat(out_dir, "/", name), contents);
+        !s.ok())
       return s;
   }
   return absl::OkStatus();

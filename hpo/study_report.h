@@ -25,7 +25,6 @@ std::string Leaderboard(const SearchSpace& space, const std::vector<FrozenTrial>
 std::string HistorySvg(const std::vector<FrozenTrial>& trials, Direction direction,
                        absl::string_view title);
 
-
 // Writes out_dir/trials.csv, leaderboard.txt, history.svg and importance.txt (importance.txt says
 // why when importance cannot be computed yet).
 absl::Status WriteStudyReport(const std::string& out_dir, const SearchSpace& space,

@@ -26,10 +26,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/anyprec_gemv.cuh"
-#include "kernels/check.h"
-#include "kernels/cuda_check.cuh"
 #include "kernels/argmax.cuh"
 #include "kernels/causal_softmax.cuh"
+#include "kernels/check.h"
+#include "kernels/cuda_check.cuh"
 #include "kernels/decode_attention.cuh"
 #include "kernels/dense_f16_gemv.cuh"
 #include "kernels/elementwise.cuh"
@@ -408,8 +408,8 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
   const __half* w16 = lin.w16;
   if (lin.qweight != nullptr && options.fp16_prefill) {  // a prefill pass: W_p once in fp16 (exact)
     __half* scratch = reinterpret_cast<__half*>(w32);
-    kernels::AnyprecDequant(lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits, scratch,
-                            stream);
+    kernels::AnyprecDequant(lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits,
+                            scratch, stream);
     w16 = scratch;
   } else if (lin.qweight != nullptr) {  // a prefill pass: W_p once in fp32 (exact), then one SGEMM
     kernels::AnyprecDequantF32(lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits, w32,
@@ -417,8 +417,8 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
     w = w32;
   }
   if (w != nullptr) {
-    PMPD_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, w,
-                                  lin.k, in, lin.k, &zero, out, lin.n));
+    PMPD_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, lin.n, m, lin.k, &one, w, lin.k,
+                                  in, lin.k, &zero, out, lin.n));
     return;
   }
   kernels::ConvertF32ToF16(in, x16, static_cast<int64_t>(m) * lin.k, stream);
@@ -460,8 +460,8 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
       kernels::KvCacheWrite(vp, positions, n, kvh, hd, max_ctx, L.v_cache, stream);
     }
     if (decode) {
-      kernels::DecodeAttention(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2, attn_ws, attn,
-                               stream);
+      kernels::DecodeAttention(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2, attn_ws,
+                               attn, stream);
     } else {
       PrefillAttention(L, n, first_pos);  // causal: token t sees the cache up to its own position
     }
@@ -509,8 +509,8 @@ void CudaEngine::Impl::PrefillAttention(const DeviceLayer& L, int n, int first_p
     PMPD_CUBLAS_CHECK(cublasSgemmStridedBatched(
         cublas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, len, &one, L.v_cache, hd,
         static_cast<long long>(max_ctx) * hd, scores + static_cast<size_t>(g) * n * len, len,
-        static_cast<long long>(group) * n * len, &zero, attn + static_cast<size_t>(g) * hd,
-        nh * hd, static_cast<long long>(group) * hd, kvh));
+        static_cast<long long>(group) * n * len, &zero, attn + static_cast<size_t>(g) * hd, nh * hd,
+        static_cast<long long>(group) * hd, kvh));
   }
 }
 

@@ -36,14 +36,15 @@ struct CudaEngineOptions {
   int max_context = 4096;
   // lm_head in fp16 (half its bytes per token; logits then carry fp16 rounding of its weights).
   bool fp16_lm_head = false;
-  // Launch the decode GEMVs (any-precision p <= 4, and fp16) as programmatic dependent launches: the
-  // any-precision ones read their planes and LUTs while the kernel before them finishes, all of them
-  // are scheduled before it ends (kernels/pdl.cuh). Same results either way.
+  // Launch the decode GEMVs (any-precision p <= 4, and fp16) as programmatic dependent launches:
+  // the any-precision ones read their planes and LUTs while the kernel before them finishes, all of
+  // them are scheduled before it ends (kernels/pdl.cuh). Same results either way.
   bool overlap_launches = true;
-  // Prompt tokens per prefill pass. Passes of more than 8 tokens dequantize each any-precision matrix
-  // to fp32 once per pass and multiply with cuBLAS SGEMM (fp32, the CPU engine's numerics); attention
-  // is two strided-batched SGEMMs around a causal softmax. Costs GPU memory: activations of this
-  // many rows, heads x rows x max_context scores, and one fp32 copy of the largest projection.
+  // Prompt tokens per prefill pass. Passes of more than 8 tokens dequantize each any-precision
+  // matrix to fp32 once per pass and multiply with cuBLAS SGEMM (fp32, the CPU engine's numerics);
+  // attention is two strided-batched SGEMMs around a causal softmax. Costs GPU memory: activations
+  // of this many rows, heads x rows x max_context scores, and one fp32 copy of the largest
+  // projection.
   int prefill_chunk = 256;
   // Prefill passes of more than 8 tokens in fp16 on tensor cores (W_p dequantized to fp16, which is
   // exact, activations rounded to fp16, fp32 accumulation) instead of fp32 SGEMM: ~5-10x faster

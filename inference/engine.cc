@@ -9,14 +9,18 @@ absl::StatusOr<Device> ParseDevice(const std::string& text, const std::string& w
   if (text == "cpu") return Device::kCpu;
   if (text == "cuda") return Device::kCuda;
   if (text == "auto") return Device::kAuto;
-  return absl::InvalidArgumentError(absl::StrCat(what, " must be cpu, cuda or auto, got \"", text, "\""));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be cpu, cuda or auto, got \"", text, "\""));
 }
 
 std::string DeviceName(Device device) {
   switch (device) {
-    case Device::kCpu: return "cpu";
-    case Device::kCuda: return "cuda";
-    case Device::kAuto: return "auto";
+    case Device::kCpu:
+      return "cpu";
+    case Device::kCuda:
+      return "cuda";
+    case Device::kAuto:
+      return "auto";
   }
   return "?";
 }
@@ -24,7 +28,8 @@ std::string DeviceName(Device device) {
 KvView HostKvView(absl::Span<const float> k, absl::Span<const float> v, int kv_heads, int length,
                   int head_dim) {
   const size_t n = static_cast<size_t>(kv_heads) * length * head_dim;
-  PMPD_CHECK(k.size() == n && v.size() == n, "HostKvView: K and V must each hold kv_heads * length * head_dim values");
+  PMPD_CHECK(k.size() == n && v.size() == n,
+             "HostKvView: K and V must each hold kv_heads * length * head_dim values");
   KvView view;
   view.k = k.data();
   view.v = v.data();

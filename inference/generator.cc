@@ -20,16 +20,17 @@ absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> p
                                           const GenerationHooks& hooks) {
   if (auto st = ValidateSamplingOptions(options.sampling); !st.ok()) return st;
   if (options.max_new_tokens < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--max-new-tokens must be >= 0, got ", options.max_new_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-new-tokens must be >= 0, got ", options.max_new_tokens));
   }
   if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
   const int ctx = model.max_context();
   if (static_cast<int>(prompt_ids.size()) >= ctx) {
-    return absl::OutOfRangeError(absl::StrCat("the prompt has ", prompt_ids.size(),
-                                              " tokens, which does not leave room in the model's context of ", ctx,
-                                              model.device() == Device::kCuda
-                                                  ? " tokens (the CUDA engine's KV cache size)"
-                                                  : " tokens (max_position_embeddings in config.json)"));
+    return absl::OutOfRangeError(absl::StrCat(
+        "the prompt has ", prompt_ids.size(),
+        " tokens, which does not leave room in the model's context of ", ctx,
+        model.device() == Device::kCuda ? " tokens (the CUDA engine's KV cache size)"
+                                        : " tokens (max_position_embeddings in config.json)"));
   }
   const auto& eos = model.config().eos_token_ids;
   GenerationResult r;
@@ -60,7 +61,8 @@ absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> p
       break;
     }
     if (hooks.before_step) {
-      if (auto st = hooks.before_step(static_cast<int>(r.new_ids.size()), logits); !st.ok()) return st;
+      if (auto st = hooks.before_step(static_cast<int>(r.new_ids.size()), logits); !st.ok())
+        return st;
     }
     t0 = Clock::now();
     if (auto st = model.DecodeStep(next, greedy ? nullptr : &logits, &argmax); !st.ok()) return st;

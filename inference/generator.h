@@ -31,9 +31,11 @@ struct GenerationResult {
   std::vector<int> new_ids;
   std::string finish_reason;  // "eos", "length" or "context"
   double prefill_ms = 0;
-  double decode_ms = 0;    // time of the single-token forward passes
-  int decode_steps = 0;    // single-token forward passes run
-  double decode_tokens_per_s() const { return decode_ms > 0 ? 1000.0 * decode_steps / decode_ms : 0; }
+  double decode_ms = 0;  // time of the single-token forward passes
+  int decode_steps = 0;  // single-token forward passes run
+  double decode_tokens_per_s() const {
+    return decode_ms > 0 ? 1000.0 * decode_steps / decode_ms : 0;
+  }
   // new_ids without the stop token that ended generation (the last one when finish_reason is
   // "eos"): what to decode and show as text.
   absl::Span<const int> text_ids() const {

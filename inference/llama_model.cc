@@ -1,5 +1,6 @@
 // Llama forward on ATen, written to follow Hugging Face transformers' LlamaForCausalLM op for op
-// (RMSNorm in float32, rotate-half rotary embedding, GQA attention with softmax in float32, SwiGLU).
+// (RMSNorm in float32, rotate-half rotary embedding, GQA attention with softmax in float32,
+// SwiGLU).
 #include "inference/llama_model.h"
 
 #include <ATen/ATen.h>
@@ -26,7 +27,8 @@ namespace {
 struct Linear {
   at::Tensor dense;  // [N, K]
   std::unique_ptr<models::AnyprecMatrix> quant;
-  std::vector<at::Tensor> dequantized;  // optional: [bits] -> W_bits as float32, see CacheDequantizedWeights
+  std::vector<at::Tensor>
+      dequantized;  // optional: [bits] -> W_bits as float32, see CacheDequantizedWeights
 };
 
 struct LayerWeights {
@@ -48,12 +50,13 @@ at::Tensor Apply(const Linear& lin, const at::Tensor& x, int bits) {
   const int rows = static_cast<int>(xc.size(0));
   if (rows <= 8) {
     at::Tensor y = at::empty({rows, m.n}, at::kFloat);
-    kernels::AnyprecGemmRef(xc.data_ptr<float>(), rows, m.qweight.data(), m.lut(bits), m.n, m.k, m.parent_bits, bits,
-                            y.data_ptr<float>());
+    kernels::AnyprecGemmRef(xc.data_ptr<float>(), rows, m.qweight.data(), m.lut(bits), m.n, m.k,
+                            m.parent_bits, bits, y.data_ptr<float>());
     return y;
   }
   at::Tensor w = at::empty({m.n, m.k}, at::kFloat);
-  kernels::AnyprecDequantRef(m.qweight.data(), m.lut(bits), m.n, m.k, m.parent_bits, bits, w.data_ptr<float>());
+  kernels::AnyprecDequantRef(m.qweight.data(), m.lut(bits), m.n, m.k, m.parent_bits, bits,
+                             w.data_ptr<float>());
   return at::linear(xc, w);
 }
 
@@ -71,9 +74,11 @@ at::Tensor InvFrequencies(const models::LlamaConfig& c) {
     const double high_wavelen = old_len / s.high_freq_factor;
     at::Tensor wavelen = 2 * M_PI / inv_freq;
     at::Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / s.factor, inv_freq);
-    at::Tensor smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    at::Tensor smooth =
+        (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
     at::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
-    at::Tensor medium = at::logical_not(wavelen < high_wavelen) & at::logical_not(wavelen > low_wavelen);
+    at::Tensor medium =
+        at::logical_not(wavelen < high_wavelen) & at::logical_not(wavelen > low_wavelen);
     inv_freq = at::where(medium, smoothed, scaled);
   }
   return inv_freq.to(at::kFloat);
@@ -110,8 +115,9 @@ struct LlamaModel::Impl {
   models::LlamaConfig config;
   at::Tensor embed, final_norm, lm_head;
   std::vector<LayerWeights> layers;
-  at::Tensor cos, sin;                  // [max_context, head_dim]
-  std::vector<at::Tensor> k_cache, v_cache;  // per layer [kv_heads, capacity, head_dim], grown on demand
+  at::Tensor cos, sin;  // [max_context, head_dim]
+  std::vector<at::Tensor> k_cache,
+      v_cache;  // per layer [kv_heads, capacity, head_dim], grown on demand
   int cache_len = 0;
   std::optional<models::AnyprecInfo> anyprec;
   int precision = 0;
@@ -146,7 +152,8 @@ int64_t LlamaModel::CacheDequantizedWeights() {
       lin->dequantized.assign(q.parent_bits + 1, at::Tensor());
       for (int b = q.seed_bits; b <= q.parent_bits; ++b) {
         at::Tensor t = at::empty({q.n, q.k}, at::kFloat);
-        kernels::AnyprecDequantRef(q.qweight.data(), q.lut(b), q.n, q.k, q.parent_bits, b, t.data_ptr<float>());
+        kernels::AnyprecDequantRef(q.qweight.data(), q.lut(b), q.n, q.k, q.parent_bits, b,
+                                   t.data_ptr<float>());
         lin->dequantized[b] = t;
         bytes += t.numel() * 4;
       }
@@ -157,13 +164,13 @@ int64_t LlamaModel::CacheDequantizedWeights() {
 
 absl::Status LlamaModel::SetPrecision(int bits) {
   if (!impl_->anyprec) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot run at ", bits,
-                                                      " bits: the model is not an any-precision checkpoint"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot run at ", bits, " bits: the model is not an any-precision checkpoint"));
   }
   if (!impl_->anyprec->Supports(bits)) {
-    return absl::InvalidArgumentError(absl::StrCat("precision ", bits, " is not in the checkpoint, which holds ",
-                                                   impl_->anyprec->seed_bits, " to ", impl_->anyprec->parent_bits,
-                                                   " bits"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("precision ", bits, " is not in the checkpoint, which holds ",
+                     impl_->anyprec->seed_bits, " to ", impl_->anyprec->parent_bits, " bits"));
   }
   impl_->precision = bits;
   return absl::OkStatus();
@@ -193,8 +200,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
     }
     const models::TensorView& v = **t;
     if (v.shape != shape) {
-      status = absl::InvalidArgumentError(absl::StrCat(v.file, ": tensor \"", name, "\" has shape ", v.ShapeString(),
-                                                       "; config.json implies [", absl::StrJoin(shape, ", "), "]"));
+      status = absl::InvalidArgumentError(absl::StrCat(v.file, ": tensor \"", name, "\" has shape ",
+                                                       v.ShapeString(), "; config.json implies [",
+                                                       absl::StrJoin(shape, ", "), "]"));
       return {};
     }
     at::Tensor out = at::empty(shape, at::kFloat);
@@ -205,10 +213,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   auto load_linear = [&](int l, const std::string& module, int64_t n, int64_t k) -> Linear {
     Linear lin;
     const auto& ap = impl->anyprec;
-    if (ap && std::find(ap->module_names.begin(), ap->module_names.end(), module) != ap->module_names.end()) {
+    if (ap && std::find(ap->module_names.begin(), ap->module_names.end(), module) !=
+                  ap->module_names.end()) {
       if (!status.ok()) return lin;
-      const std::string prefix = absl::StrCat(ap->model_name, ".", ap->layers_name, ".", l, ".", module);
-      auto m = models::LoadAnyprecMatrix(**ck, prefix, *ap, static_cast<int>(n), static_cast<int>(k));
+      const std::string prefix =
+          absl::StrCat(ap->model_name, ".", ap->layers_name, ".", l, ".", module);
+      auto m =
+          models::LoadAnyprecMatrix(**ck, prefix, *ap, static_cast<int>(n), static_cast<int>(k));
       if (!m.ok()) {
         status = m.status();
         return lin;
@@ -257,13 +268,14 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
 }
 
 // Runs every layer on `ids` at positions [pos, pos + n) and returns the final-normed hidden states
-// [n, H]. With use_cache, K/V go into the cache and attention spans [0, pos + n); without, attention
-// spans the n tokens only (pos must be 0) and nothing is stored: the differentiable path.
+// [n, H]. With use_cache, K/V go into the cache and attention spans [0, pos + n); without,
+// attention spans the n tokens only (pos must be 0) and nothing is stored: the differentiable path.
 at::Tensor LlamaModel::Impl::Hidden(const at::Tensor& ids, int64_t pos, bool use_cache) {
   const models::LlamaConfig& c = config;
   const int64_t n = ids.size(0), S = pos + n;
-  const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim, g = nh / kvh;
-  at::Tensor x = embed.index_select(0, ids);  // [n, H]
+  const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim,
+                g = nh / kvh;
+  at::Tensor x = embed.index_select(0, ids);                          // [n, H]
   at::Tensor cs = cos.narrow(0, pos, n), sn = sin.narrow(0, pos, n);  // [n, hd]
   at::Tensor mask;
   if (n > 1) {  // query i (absolute pos+i) sees keys j <= pos+i
@@ -291,7 +303,8 @@ at::Tensor LlamaModel::Impl::Hidden(const at::Tensor& ids, int64_t pos, bool use
     at::Tensor qg = q.reshape({kvh, g * n, hd});  // heads h = kv * g + j share kv head `kv`
     at::Tensor scores = at::matmul(qg, K.transpose(1, 2)) * scale;  // [kvh, g*n, S]
     if (mask.defined()) {
-      scores = scores.view({kvh, g, n, S}).masked_fill(mask, -std::numeric_limits<float>::infinity())
+      scores = scores.view({kvh, g, n, S})
+                   .masked_fill(mask, -std::numeric_limits<float>::infinity())
                    .view({kvh, g * n, S});
     }
     at::Tensor attn = at::matmul(at::softmax(scores, -1), Vc);  // [kvh, g*n, hd]
@@ -303,7 +316,8 @@ at::Tensor LlamaModel::Impl::Hidden(const at::Tensor& ids, int64_t pos, bool use
   return RmsNorm(x, final_norm, c.rms_norm_eps);
 }
 
-absl::Status LlamaModel::Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits, int* argmax) {
+absl::Status LlamaModel::Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits,
+                                 int* argmax) {
   std::vector<float> local;
   std::vector<float>* out = last_logits != nullptr ? last_logits : &local;
   if (auto st = Forward(tokens, /*all_positions=*/false, out); !st.ok()) return st;
@@ -336,7 +350,8 @@ KvView LlamaModel::LastLayerKv() const {
 void LlamaModel::CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
   const Impl& m = *impl_;
   c10::InferenceMode guard;
-  for (auto [cache, out] : {std::pair<const at::Tensor*, std::vector<float>*>{&m.k_cache.back(), k}, {&m.v_cache.back(), v}}) {
+  for (auto [cache, out] : {std::pair<const at::Tensor*, std::vector<float>*>{&m.k_cache.back(), k},
+                            {&m.v_cache.back(), v}}) {
     at::Tensor t = cache->narrow(1, 0, m.cache_len).contiguous();
     out->assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
   }
@@ -347,7 +362,8 @@ absl::Status LlamaModel::StartBranches(absl::Span<const int> prefix_lens) {
   if (prefix_lens.empty()) return absl::InvalidArgumentError("StartBranches: no branches");
   for (int len : prefix_lens) {
     if (len < 1 || len > m.cache_len) {
-      return absl::InvalidArgumentError(absl::StrCat("StartBranches: prefix length ", len, " outside [1, ", m.cache_len,
+      return absl::InvalidArgumentError(absl::StrCat("StartBranches: prefix length ", len,
+                                                     " outside [1, ", m.cache_len,
                                                      "] (the cached sequence)"));
     }
   }
@@ -376,8 +392,8 @@ absl::Status LlamaModel::KeepBranches(absl::Span<const int> indices) {
   const int B = static_cast<int>(m.branch_len.size());
   for (size_t i = 0; i < indices.size(); ++i) {
     if (indices[i] < 0 || indices[i] >= B || (i > 0 && indices[i] <= indices[i - 1])) {
-      return absl::InvalidArgumentError(absl::StrCat("KeepBranches: indices must be strictly increasing in [0, ", B,
-                                                     ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("KeepBranches: indices must be strictly increasing in [0, ", B, ")"));
     }
   }
   if (indices.empty()) return absl::InvalidArgumentError("KeepBranches: no branch kept");
@@ -402,12 +418,14 @@ int LlamaModel::branch_len(int i) const { return impl_->branch_len[i]; }
 at::Tensor LlamaModel::Impl::BranchHidden(const at::Tensor& ids) {
   const models::LlamaConfig& c = config;
   const int64_t B = ids.size(0);
-  const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim, g = nh / kvh;
+  const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim,
+                g = nh / kvh;
   std::vector<int64_t> pos_v(branch_len.begin(), branch_len.end());
   at::Tensor pos = at::tensor(pos_v, at::kLong);
   const at::Tensor rows = at::arange(B, at::kLong);
   const int64_t S = *std::max_element(pos_v.begin(), pos_v.end()) + 1;  // keys to look at
-  at::Tensor cs = cos.index_select(0, pos).unsqueeze(1), sn = sin.index_select(0, pos).unsqueeze(1);  // [B,1,hd]
+  at::Tensor cs = cos.index_select(0, pos).unsqueeze(1),
+             sn = sin.index_select(0, pos).unsqueeze(1);  // [B,1,hd]
   // Key j of branch b is visible when j <= pos[b].
   at::Tensor mask = at::arange(S, at::kLong).unsqueeze(0).gt(pos.unsqueeze(1)).view({B, 1, 1, S});
   at::Tensor x = embed.index_select(0, ids);  // [B, H]
@@ -429,10 +447,12 @@ at::Tensor LlamaModel::Impl::BranchHidden(const at::Tensor& ids) {
     at::Tensor qg = q.view({B, kvh, g, hd});
     at::Tensor scores = at::matmul(qg, K.transpose(2, 3)) * scale;  // [B, kvh, g, S]
     scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-    at::Tensor attn = at::matmul(at::softmax(scores, -1), V).reshape({B, nh * hd});  // [B, kvh, g, hd]
+    at::Tensor attn =
+        at::matmul(at::softmax(scores, -1), V).reshape({B, nh * hd});  // [B, kvh, g, hd]
     x = x + Apply(w.o, attn, precision);
     h = RmsNorm(x, w.post_norm, c.rms_norm_eps);
-    x = x + Apply(w.down, at::silu(Apply(w.gate, h, precision)) * Apply(w.up, h, precision), precision);
+    x = x +
+        Apply(w.down, at::silu(Apply(w.gate, h, precision)) * Apply(w.up, h, precision), precision);
   }
   for (auto& len : branch_len) ++len;
   return RmsNorm(x, final_norm, c.rms_norm_eps);
@@ -441,8 +461,8 @@ at::Tensor LlamaModel::Impl::BranchHidden(const at::Tensor& ids) {
 absl::Status LlamaModel::ForwardBranches(absl::Span<const int> tokens, std::vector<float>* logits) {
   Impl& m = *impl_;
   if (tokens.size() != m.branch_len.size() || tokens.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("ForwardBranches: ", tokens.size(), " tokens for ",
-                                                   m.branch_len.size(), " branches"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ForwardBranches: ", tokens.size(), " tokens for ", m.branch_len.size(), " branches"));
   }
   for (size_t b = 0; b < tokens.size(); ++b) {
     if (m.branch_len[b] >= m.config.max_position_embeddings) {
@@ -450,11 +470,13 @@ absl::Status LlamaModel::ForwardBranches(absl::Span<const int> tokens, std::vect
                                                 m.config.max_position_embeddings));
     }
     if (tokens[b] < 0 || tokens[b] >= m.config.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[b], " outside the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", tokens[b], " outside the vocabulary"));
     }
   }
   c10::InferenceMode guard;
-  at::Tensor ids = at::from_blob(const_cast<int*>(tokens.data()), {static_cast<int64_t>(tokens.size())}, at::kInt)
+  at::Tensor ids = at::from_blob(const_cast<int*>(tokens.data()),
+                                 {static_cast<int64_t>(tokens.size())}, at::kInt)
                        .to(at::kLong);
   at::Tensor out = at::linear(m.BranchHidden(ids), m.lm_head).contiguous();
   logits->assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
@@ -466,18 +488,21 @@ absl::Status LlamaModel::CheckTokens(absl::Span<const int> tokens, int start) co
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return absl::InvalidArgumentError("no tokens");
   if (start + n > c.max_position_embeddings) {
-    return absl::OutOfRangeError(absl::StrCat("sequence of ", start + n, " tokens exceeds the model's context of ",
-                                              c.max_position_embeddings, " (max_position_embeddings)"));
+    return absl::OutOfRangeError(
+        absl::StrCat("sequence of ", start + n, " tokens exceeds the model's context of ",
+                     c.max_position_embeddings, " (max_position_embeddings)"));
   }
   for (int id : tokens) {
     if (id < 0 || id >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status LlamaModel::Forward(absl::Span<const int> tokens, bool all_positions, std::vector<float>* logits) {
+absl::Status LlamaModel::Forward(absl::Span<const int> tokens, bool all_positions,
+                                 std::vector<float>* logits) {
   Impl& m = *impl_;
   if (auto st = CheckTokens(tokens, m.cache_len); !st.ok()) return st;
   c10::InferenceMode guard;
@@ -498,7 +523,8 @@ absl::StatusOr<double> LlamaModel::SequenceNll(absl::Span<const int> tokens, int
   c10::InferenceMode guard;
   const int64_t n = static_cast<int64_t>(tokens.size());
   at::Tensor ids = at::from_blob(const_cast<int*>(tokens.data()), {n}, at::kInt).to(at::kLong);
-  at::Tensor logits = at::linear(impl_->Hidden(ids, 0, /*use_cache=*/false).narrow(0, 0, n - 1), impl_->lm_head);
+  at::Tensor logits =
+      at::linear(impl_->Hidden(ids, 0, /*use_cache=*/false).narrow(0, 0, n - 1), impl_->lm_head);
   at::Tensor logp = at::log_softmax(logits.to(at::kDouble), -1);
   at::Tensor target = ids.narrow(0, 1, n - 1).unsqueeze(1);
   return -logp.gather(1, target).sum().item<double>();
@@ -507,14 +533,17 @@ absl::StatusOr<double> LlamaModel::SequenceNll(absl::Span<const int> tokens, int
 absl::StatusOr<std::map<std::string, std::vector<float>>> LlamaModel::FisherSensitivity(
     const std::vector<std::vector<int>>& sequences, const std::function<void(int)>& progress) {
   Impl& m = *impl_;
-  if (m.anyprec) return absl::FailedPreconditionError("sensitivities need a full-precision model, not an any-precision one");
+  if (m.anyprec)
+    return absl::FailedPreconditionError(
+        "sensitivities need a full-precision model, not an any-precision one");
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (size_t l = 0; l < m.layers.size(); ++l) {
     LayerWeights& w = m.layers[l];
     const std::string p = absl::StrCat("model.layers.", l, ".");
     const auto shapes = models::LlamaProjections(m.config);
     const auto lins = w.Projections();
-    for (size_t i = 0; i < shapes.size(); ++i) params.emplace_back(p + shapes[i].module, lins[i]->dense);
+    for (size_t i = 0; i < shapes.size(); ++i)
+      params.emplace_back(p + shapes[i].module, lins[i]->dense);
   }
   std::vector<at::Tensor> fisher;
   for (auto& [name, t] : params) {
@@ -528,7 +557,8 @@ absl::StatusOr<std::map<std::string, std::vector<float>>> LlamaModel::FisherSens
     if (!status.ok() || seq.size() < 2) continue;
     const int64_t n = static_cast<int64_t>(seq.size());
     at::Tensor ids = at::from_blob(const_cast<int*>(seq.data()), {n}, at::kInt).to(at::kLong);
-    at::Tensor logits = at::linear(m.Hidden(ids, 0, /*use_cache=*/false).narrow(0, 0, n - 1), m.lm_head);
+    at::Tensor logits =
+        at::linear(m.Hidden(ids, 0, /*use_cache=*/false).narrow(0, 0, n - 1), m.lm_head);
     at::Tensor loss = at::cross_entropy_loss(logits, ids.narrow(0, 1, n - 1));
     loss.backward();
     {

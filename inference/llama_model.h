@@ -1,5 +1,5 @@
-// CPU reference Llama forward pass on LibTorch (float32 compute; 16-bit weights are upcast at load).
-// The header is LibTorch-free on purpose: callers see token ids in and float logits out.
+// CPU reference Llama forward pass on LibTorch (float32 compute; 16-bit weights are upcast at
+// load). The header is LibTorch-free on purpose: callers see token ids in and float logits out.
 #pragma once
 
 #include <functional>
@@ -20,10 +20,10 @@ namespace pmpd::inference {
 // time. Beyond Engine: all-position logits, batched branches, sequence NLL, Fisher sensitivities.
 class LlamaModel : public Engine {
  public:
-  // Loads DIR/config.json and the weights: safetensors (single file or shards) or pytorch_model.bin;
-  // any-precision checkpoints (an "anyprec" block in config.json, ours or the Any-Precision LLM
-  // packer's) included. Every tensor's shape is checked against the config; errors name the file
-  // and the tensor.
+  // Loads DIR/config.json and the weights: safetensors (single file or shards) or
+  // pytorch_model.bin; any-precision checkpoints (an "anyprec" block in config.json, ours or the
+  // Any-Precision LLM packer's) included. Every tensor's shape is checked against the config;
+  // errors name the file and the tensor.
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& model_dir);
   ~LlamaModel() override;
 
@@ -46,10 +46,13 @@ class LlamaModel : public Engine {
   // Runs `tokens` at positions [cache_len, cache_len + n) and appends their K/V to the cache.
   // Writes logits of the last position ([vocab]) or, with all_positions, of every position
   // ([n, vocab], row-major) into `logits`. Fails (cache unchanged) when the tokens do not fit the
-  // context or an id is outside the vocabulary. Cost: O(n * params + n * cache_len * layers * q_dim).
-  absl::Status Forward(absl::Span<const int> tokens, bool all_positions, std::vector<float>* logits);
+  // context or an id is outside the vocabulary. Cost: O(n * params + n * cache_len * layers *
+  // q_dim).
+  absl::Status Forward(absl::Span<const int> tokens, bool all_positions,
+                       std::vector<float>* logits);
   // Engine: Forward of the last position, then the argmax on the host.
-  absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits, int* argmax) override;
+  absl::Status Prefill(absl::Span<const int> tokens, std::vector<float>* last_logits,
+                       int* argmax) override;
   absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax) override;
 
   // Branches: batched continuations of the cached sequence (switch-point labelling decodes several
@@ -71,8 +74,8 @@ class LlamaModel : public Engine {
   KvView LastLayerKv() const override;
   void CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const override;
 
-  // Sum of -log p(token[i] | tokens[< i]) for i = 1..n-1 over one independent sequence (the cache is
-  // neither used nor changed); *predicted = n - 1. For perplexity. Cost: one full forward.
+  // Sum of -log p(token[i] | tokens[< i]) for i = 1..n-1 over one independent sequence (the cache
+  // is neither used nor changed); *predicted = n - 1. For perplexity. Cost: one full forward.
   absl::StatusOr<double> SequenceNll(absl::Span<const int> tokens, int64_t* predicted);
 
   // Diagonal empirical Fisher of every projection weight: sum over `sequences` of (dL/dW)^2, L the
@@ -80,7 +83,8 @@ class LlamaModel : public Engine {
   // row-major. Full-precision models only. `progress` gets the number of sequences done.
   // Cost: one forward + backward per sequence.
   absl::StatusOr<std::map<std::string, std::vector<float>>> FisherSensitivity(
-      const std::vector<std::vector<int>>& sequences, const std::function<void(int)>& progress = {});
+      const std::vector<std::vector<int>>& sequences,
+      const std::function<void(int)>& progress = {});
 
  private:
   struct Impl;

@@ -30,10 +30,12 @@ bool CudaAvailable() {
 absl::StatusOr<Device> ResolveDevice(Device device) {
   if (device == Device::kAuto) return CudaAvailable() ? Device::kCuda : Device::kCpu;
   if (device == Device::kCuda && !CudaEngineBuilt()) {
-    return absl::FailedPreconditionError("device cuda: this build has no CUDA engine (nvcc was not found at configure time)");
+    return absl::FailedPreconditionError(
+        "device cuda: this build has no CUDA engine (nvcc was not found at configure time)");
   }
   if (device == Device::kCuda && !CudaAvailable()) {
-    return absl::FailedPreconditionError("device cuda: no CUDA device is visible (driver missing or no GPU)");
+    return absl::FailedPreconditionError(
+        "device cuda: no CUDA device is visible (driver missing or no GPU)");
   }
   return device;
 }
@@ -48,7 +50,8 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const std::string& model_path
     if (options.cache_dequantized_weights) {
       const int64_t bytes = (*m)->CacheDequantizedWeights();
       if (bytes > 0 && options.verbose) {
-        std::fprintf(stderr, "%s: dequantized weight cache %.1f MB\n", model_path.c_str(), bytes / 1e6);
+        std::fprintf(stderr, "%s: dequantized weight cache %.1f MB\n", model_path.c_str(),
+                     bytes / 1e6);
       }
     }
     return std::unique_ptr<Engine>(std::move(*m));

@@ -1,7 +1,7 @@
-// The engine behind every tool's --device: the CPU reference engine (LlamaModel) or the CUDA engine,
-// loaded from a model path (Hugging Face directory, any-precision checkpoint or .gguf). Library
-// pmpd_engine links the CUDA engine in builds where nvcc was found; data_gen, eval and the CLIs
-// call it directly.
+// The engine behind every tool's --device: the CPU reference engine (LlamaModel) or the CUDA
+// engine, loaded from a model path (Hugging Face directory, any-precision checkpoint or .gguf).
+// Library pmpd_engine links the CUDA engine in builds where nvcc was found; data_gen, eval and the
+// CLIs call it directly.
 #pragma once
 
 #include <memory>
@@ -14,7 +14,8 @@ namespace pmpd::inference {
 
 struct LoadEngineOptions {
   // CPU: keep float32 copies of the quantized weights at every precision (LlamaModel::
-  // CacheDequantizedWeights): dense products, much faster decoding, (P - S + 1) x 4 bytes per weight.
+  // CacheDequantizedWeights): dense products, much faster decoding, (P - S + 1) x 4 bytes per
+  // weight.
   bool cache_dequantized_weights = true;
   // CUDA: positions the KV cache holds (0: the engine's default, CudaEngineOptions::max_context).
   int cuda_max_context = 0;

@@ -8,7 +8,8 @@ namespace pmpd::inference {
 
 double PerplexityResult::perplexity() const { return tokens > 0 ? std::exp(nll / tokens) : NAN; }
 
-std::vector<int> TokenStream(const models::Tokenizer& tokenizer, const std::vector<std::string>& docs) {
+std::vector<int> TokenStream(const models::Tokenizer& tokenizer,
+                             const std::vector<std::string>& docs) {
   std::vector<int> stream;
   for (const auto& d : docs) {
     const std::vector<int> ids = tokenizer.Encode(d, /*add_bos=*/true);

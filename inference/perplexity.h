@@ -12,8 +12,8 @@
 namespace pmpd::inference {
 
 struct PerplexityResult {
-  double nll = 0;       // summed negative log-likelihood (nats)
-  int64_t tokens = 0;   // predicted tokens
+  double nll = 0;      // summed negative log-likelihood (nats)
+  int64_t tokens = 0;  // predicted tokens
   int chunks = 0;
   double perplexity() const;
 };
@@ -26,6 +26,7 @@ absl::StatusOr<PerplexityResult> Perplexity(LlamaModel& model, const models::Tok
                                             const std::function<void(int, int)>& progress = {});
 
 // The token stream Perplexity() scores (also the calibration stream of pmpd-quantize).
-std::vector<int> TokenStream(const models::Tokenizer& tokenizer, const std::vector<std::string>& docs);
+std::vector<int> TokenStream(const models::Tokenizer& tokenizer,
+                             const std::vector<std::string>& docs);
 
 }  // namespace pmpd::inference

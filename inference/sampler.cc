@@ -9,9 +9,11 @@ namespace pmpd::inference {
 
 absl::Status ValidateSamplingOptions(const SamplingOptions& o) {
   if (!(o.temperature >= 0.f) || !std::isfinite(o.temperature)) {
-    return absl::InvalidArgumentError(absl::StrCat("--temperature must be >= 0, got ", o.temperature));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--temperature must be >= 0, got ", o.temperature));
   }
-  if (o.top_k < 0) return absl::InvalidArgumentError(absl::StrCat("--top-k must be >= 0, got ", o.top_k));
+  if (o.top_k < 0)
+    return absl::InvalidArgumentError(absl::StrCat("--top-k must be >= 0, got ", o.top_k));
   if (!(o.top_p > 0.f && o.top_p <= 1.f)) {
     return absl::InvalidArgumentError(absl::StrCat("--top-p must be in (0, 1], got ", o.top_p));
   }
@@ -32,15 +34,20 @@ int Sampler::Sample(absl::Span<const float> logits) {
   if (options_.temperature == 0.f) return Argmax(logits);
   auto& c = scratch_;
   c.clear();
-  for (size_t i = 0; i < logits.size(); ++i) c.emplace_back(logits[i] / options_.temperature, static_cast<int>(i));
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  for (size_t i = 0; i < logits.size(); ++i)
+    c.emplace_back(logits[i] / options_.temperature, static_cast<int>(i));
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
   size_t keep = c.size();
   if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < keep) {
     keep = options_.top_k;
     std::partial_sort(c.begin(), c.begin() + keep, c.end(), by_logit);
     c.resize(keep);
   }
-  const float max_logit = std::max_element(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first < b.first; })->first;
+  const float max_logit = std::max_element(c.begin(), c.end(), [](const auto& a, const auto& b) {
+                            return a.first < b.first;
+                          })->first;
   double total = 0;
   for (auto& [l, i] : c) total += std::exp(static_cast<double>(l - max_logit));
   if (options_.top_p < 1.f) {

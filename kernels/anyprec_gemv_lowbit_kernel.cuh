@@ -8,19 +8,20 @@
 //
 //   p = 3, 4: t_j (j = 0..3) holds in nibble k the p-bit code of the column at word bit 4k + j
 //             (plane b's bit moved to nibble bit p-1-b: one shift and one LOP3 per plane). The
-//             address is (t_j >> (4k - 2)) & ((2^p - 1) << 2) | table base: fp32 LUT of 2^p entries.
+//             address is (t_j >> (4k - 2)) & ((2^p - 1) << 2) | table base: fp32 LUT of 2^p
+//             entries.
 //   p = 2:    a *pair* table: 16 float2 entries (L[i >> 2], L[i & 3]) per row, so one 8-byte lookup
 //             dequantizes two columns. tA = (a & 0xAAAAAAAA) | ((b >> 1) & 0x55555555) holds in
-//             nibble k the index (code(bit 4k+3) << 2) | code(bit 4k+1), tB = ((a << 1) & 0xAAAAAAAA)
-//             | (b & 0x55555555) that of bits 4k+2 and 4k (a = MSB plane, b = LSB plane): 4 instructions
-//             merge 32 columns, then ~2.5 instructions per weight.
+//             nibble k the index (code(bit 4k+3) << 2) | code(bit 4k+1), tB = ((a << 1) &
+//             0xAAAAAAAA) | (b & 0x55555555) that of bits 4k+2 and 4k (a = MSB plane, b = LSB
+//             plane): 4 instructions merge 32 columns, then ~2.5 instructions per weight.
 // Both tables are broadcast-friendly: at most 16 distinct 4- or 8-byte words, so no bank conflicts.
 //
 // Work split: a block of kWarps warps owns R consecutive rows; warp w takes the 1024-column chunks
-// w, w + kWarps, ... of K (split-K inside the block, so N = 4096 still gives 512 blocks) and its lane
-// t the word t of each chunk (the layout of kernels/ref/anyprec_ref.h). An activation run loaded into
-// registers serves all R rows, which keeps the L1 traffic for x at 4M/R bytes per weight. Partial
-// sums: warp shuffle, then shared memory across the warps.
+// w, w + kWarps, ... of K (split-K inside the block, so N = 4096 still gives 512 blocks) and its
+// lane t the word t of each chunk (the layout of kernels/ref/anyprec_ref.h). An activation run
+// loaded into registers serves all R rows, which keeps the L1 traffic for x at 4M/R bytes per
+// weight. Partial sums: warp shuffle, then shared memory across the warps.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -40,8 +41,8 @@ constexpr int kLowBitWarps = 4;
 // token when aligned (`x_vec`) and inside K; otherwise scalar loads, with padding columns
 // (col >= K) read as 0 so their codes add nothing.
 template <int M>
-__device__ __forceinline__ void LoadActivationRun(const float* __restrict__ x, int K, int col0, bool x_vec,
-                                                  float (&xv)[M][8]) {
+__device__ __forceinline__ void LoadActivationRun(const float* __restrict__ x, int K, int col0,
+                                                  bool x_vec, float (&xv)[M][8]) {
   if (x_vec && col0 + 8 <= K) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
@@ -54,7 +55,8 @@ __device__ __forceinline__ void LoadActivationRun(const float* __restrict__ x, i
 #pragma unroll
     for (int m = 0; m < M; ++m) {
 #pragma unroll
-      for (int c = 0; c < 8; ++c) xv[m][c] = col0 + c < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + c) : 0.f;
+      for (int c = 0; c < 8; ++c)
+        xv[m][c] = col0 + c < K ? __ldg(x + static_cast<size_t>(m) * K + col0 + c) : 0.f;
     }
   }
 }
@@ -101,7 +103,8 @@ __host__ __device__ constexpr int Log2(int v) { return v <= 1 ? 0 : 1 + Log2(v /
 template <int BITS, int M, int R>
 __global__ void __launch_bounds__(kLowBitWarps * 32)
     AnyprecGemvLowBitKernel(const float* __restrict__ x, const uint32_t* __restrict__ qweight,
-                            const __half* __restrict__ lut, int N, int K, bool x_vec, float* __restrict__ y) {
+                            const __half* __restrict__ lut, int N, int K, bool x_vec,
+                            float* __restrict__ y) {
   static_assert(BITS >= 2 && BITS <= 4, "the low-bit kernel serves p = 2..4");
   constexpr bool kPair = BITS == 2;
   constexpr int kTableFloats = kPair ? 32 : (1 << BITS);  // per row
@@ -113,7 +116,8 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n0 = blockIdx.x * R;
-  const int rows = min(R, N - n0);  // the last block may hold fewer rows: it recomputes its last one
+  const int rows =
+      min(R, N - n0);  // the last block may hold fewer rows: it recomputes its last one
   const int kw = (K + 31) / 32;
   const int kpad = kw * 32;
   const size_t plane_stride = static_cast<size_t>(N) * kw;
@@ -122,7 +126,8 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
   auto load_words = [&](int chunk) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const uint32_t* row = qweight + static_cast<size_t>(n0 + min(r, rows - 1)) * kw + chunk * 32 + lane;
+      const uint32_t* row =
+          qweight + static_cast<size_t>(n0 + min(r, rows - 1)) * kw + chunk * 32 + lane;
 #pragma unroll
       for (int b = 0; b < BITS; ++b) w[r][b] = __ldg(row + b * plane_stride);
     }
@@ -161,8 +166,10 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if constexpr (kPair) {
-        code[r][0] = (w[r][0] & 0xAAAAAAAAu) | ((w[r][1] >> 1) & 0x55555555u);  // nibble k: bits 4k+3, 4k+1
-        code[r][1] = ((w[r][0] << 1) & 0xAAAAAAAAu) | (w[r][1] & 0x55555555u);  // nibble k: bits 4k+2, 4k
+        code[r][0] =
+            (w[r][0] & 0xAAAAAAAAu) | ((w[r][1] >> 1) & 0x55555555u);  // nibble k: bits 4k+3, 4k+1
+        code[r][1] =
+            ((w[r][0] << 1) & 0xAAAAAAAAu) | (w[r][1] & 0x55555555u);  // nibble k: bits 4k+2, 4k
       } else {
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -171,7 +178,8 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
           for (int b = 0; b < BITS; ++b) {
             // Plane b holds code bit BITS-1-b; column bit 4k+j goes to nibble bit BITS-1-b.
             const int up = BITS - 1 - b - j;
-            const uint32_t shifted = up >= 0 ? (w[r][b] << (up >= 0 ? up : 0)) : (w[r][b] >> (up < 0 ? -up : 0));
+            const uint32_t shifted =
+                up >= 0 ? (w[r][b] << (up >= 0 ? up : 0)) : (w[r][b] >> (up < 0 ? -up : 0));
             t |= shifted & (0x11111111u << (BITS - 1 - b));
           }
           code[r][j] = t;
@@ -187,7 +195,8 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
       const int col0 = chunk * 1024 + 8 * T * s + 8 * lane;
       float xv[M][8];
       LoadActivationRun<M>(x, K, col0, x_vec, xv);
-      // Run s is byte 3-s of the plane words: nibbles kh = 7-2s (bits 31-8s .. 28-8s) and kl = 6-2s.
+      // Run s is byte 3-s of the plane words: nibbles kh = 7-2s (bits 31-8s .. 28-8s) and kl =
+      // 6-2s.
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const uint32_t base = table_base + r * kTableBytes;
@@ -198,9 +207,11 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
             constexpr uint32_t kMask = 0x78u;  // nibble * 8 bytes
 #pragma unroll
             for (int q = 0; q < 2; ++q) {
-              // q = 0: word code[r][0], columns at bits 4k+3 (.x) and 4k+1 (.y); q = 1: bits 4k+2, 4k.
+              // q = 0: word code[r][0], columns at bits 4k+3 (.x) and 4k+1 (.y); q = 1: bits 4k+2,
+              // 4k.
               const uint32_t t = code[r][q];
-              const uint32_t off = (4 * k - 3 >= 0 ? t >> (4 * k - 3 >= 0 ? 4 * k - 3 : 0) : t << 3) & kMask;
+              const uint32_t off =
+                  (4 * k - 3 >= 0 ? t >> (4 * k - 3 >= 0 ? 4 * k - 3 : 0) : t << 3) & kMask;
               const float2 wv = LoadSharedF32x2(base | off);
               const int cx = RunColumn(4 * k + 3 - q), cy = RunColumn(4 * k + 1 - q);
 #pragma unroll
@@ -214,7 +225,8 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
               const uint32_t t = code[r][j];
-              const uint32_t off = (4 * k - 2 >= 0 ? t >> (4 * k - 2 >= 0 ? 4 * k - 2 : 0) : t << 2) & kMask;
+              const uint32_t off =
+                  (4 * k - 2 >= 0 ? t >> (4 * k - 2 >= 0 ? 4 * k - 2 : 0) : t << 2) & kMask;
               const float wt = LoadSharedF32(base | off);
               const int c = RunColumn(4 * k + j);
 #pragma unroll
@@ -264,11 +276,11 @@ __global__ void __launch_bounds__(kLowBitWarps * 32)
 // With `overlap`, launched as a programmatic dependent launch: its prologue (planes, LUTs) runs
 // while the preceding kernel on the stream finishes.
 template <int BITS, int M>
-void LaunchLowBitGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, bool x_vec, float* y,
-                      bool overlap, cudaStream_t stream) {
+void LaunchLowBitGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K,
+                      bool x_vec, float* y, bool overlap, cudaStream_t stream) {
   constexpr int R = M <= 2 ? (BITS == 2 ? 8 : 4) : (M <= 4 ? 4 : 2);
-  LaunchOverlapped(AnyprecGemvLowBitKernel<BITS, M, R>, dim3((N + R - 1) / R), dim3(kLowBitWarps * 32), stream,
-                   overlap, x, qweight, lut, N, K, x_vec, y);
+  LaunchOverlapped(AnyprecGemvLowBitKernel<BITS, M, R>, dim3((N + R - 1) / R),
+                   dim3(kLowBitWarps * 32), stream, overlap, x, qweight, lut, N, K, x_vec, y);
 }
 
 }  // namespace anyprec_detail

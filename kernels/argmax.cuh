@@ -1,4 +1,5 @@
-// Row argmax on the GPU (greedy decoding on the device). CPU reference: kernels/ref/decode_ops_ref.h.
+// Row argmax on the GPU (greedy decoding on the device). CPU reference:
+// kernels/ref/decode_ops_ref.h.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -24,7 +24,8 @@ __global__ void CausalSoftmaxKernel(float* __restrict__ s, int n, int first_pos)
   float local_sum = 0.f;
   for (int j = threadIdx.x; j < valid; j += blockDim.x) local_sum += __expf(row[j] - mx);
   const float inv = 1.f / BlockSum(local_sum, scratch);
-  for (int j = threadIdx.x; j < len; j += blockDim.x) row[j] = j < valid ? __expf(row[j] - mx) * inv : 0.f;
+  for (int j = threadIdx.x; j < len; j += blockDim.x)
+    row[j] = j < valid ? __expf(row[j] - mx) * inv : 0.f;
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ inline const char* CheckMessage(const char* message) { return message; }
 #define PMPD_CHECK(cond, ...)                                                         \
   do {                                                                                \
     if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s %s\n", __FILE__, __LINE__, #cond,   \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s %s\n", __FILE__, __LINE__, #cond, \
                    ::pmpd::kernels::CheckMessage(__VA_ARGS__));                       \
       std::abort();                                                                   \
     }                                                                                 \

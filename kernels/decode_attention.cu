@@ -13,14 +13,15 @@ namespace {
 
 // Split-K decode attention, pass 1. Block (h, c) scores positions [c*C, min((c+1)*C, len)) of head
 // h: each warp takes every 4th position and computes q.k with lanes over head_dim (coalesced rows,
-// q pre-scaled in registers), then the block turns its scores into a local softmax and sums p*V with
-// threads over head_dim. Writes (o[0..hd), m, l) of the chunk to the workspace. Chunks at or past
-// len (the grid is sized for max_len) exit at once.
+// q pre-scaled in registers), then the block turns its scores into a local softmax and sums p*V
+// with threads over head_dim. Writes (o[0..hd), m, l) of the chunk to the workspace. Chunks at or
+// past len (the grid is sized for max_len) exit at once.
 constexpr int kSplitWarps = 4;
-__global__ void DecodeAttentionPartialKernel(const float* __restrict__ q, const float* __restrict__ k,
-                                             const float* __restrict__ v, int group, int head_dim, int max_len,
-                                             const int32_t* __restrict__ len_device, float scale, int max_chunks,
-                                             float* __restrict__ ws) {
+__global__ void DecodeAttentionPartialKernel(const float* __restrict__ q,
+                                             const float* __restrict__ k,
+                                             const float* __restrict__ v, int group, int head_dim,
+                                             int max_len, const int32_t* __restrict__ len_device,
+                                             float scale, int max_chunks, float* __restrict__ ws) {
   constexpr int C = kDecodeAttentionChunk;
   __shared__ float sc[C];
   __shared__ float stats[2];
@@ -82,8 +83,9 @@ __global__ void DecodeAttentionPartialKernel(const float* __restrict__ q, const 
 }
 
 // Pass 2: out[h] = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c over the chunks that exist.
-__global__ void DecodeAttentionMergeKernel(const float* __restrict__ ws, int head_dim, int max_chunks,
-                                           const int32_t* __restrict__ len_device, float* __restrict__ out) {
+__global__ void DecodeAttentionMergeKernel(const float* __restrict__ ws, int head_dim,
+                                           int max_chunks, const int32_t* __restrict__ len_device,
+                                           float* __restrict__ out) {
   TriggerDependents();  // a following GEMV may start its weight loads (kernels/pdl.cuh)
   const int h = blockIdx.x;
   const int chunks = (*len_device + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
@@ -120,13 +122,16 @@ int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len) {
   return static_cast<int64_t>(heads) * chunks * (head_dim + 2);
 }
 
-void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
-                     int max_len, const int32_t* len, float* workspace, float* out, cudaStream_t stream) {
-  PMPD_CHECK(heads % kv_heads == 0 && max_len >= 1 && max_len <= kDecodeAttentionMaxLen && head_dim <= 256,
-             "DecodeAttention: bad shape");
+void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads,
+                     int head_dim, int max_len, const int32_t* len, float* workspace, float* out,
+                     cudaStream_t stream) {
+  PMPD_CHECK(
+      heads % kv_heads == 0 && max_len >= 1 && max_len <= kDecodeAttentionMaxLen && head_dim <= 256,
+      "DecodeAttention: bad shape");
   const int chunks = (max_len + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
   DecodeAttentionPartialKernel<<<dim3(heads, chunks), 32 * kSplitWarps, 0, stream>>>(
-      q, k, v, heads / kv_heads, head_dim, max_len, len, 1.f / sqrtf(static_cast<float>(head_dim)), chunks, workspace);
+      q, k, v, heads / kv_heads, head_dim, max_len, len, 1.f / sqrtf(static_cast<float>(head_dim)),
+      chunks, workspace);
   PMPD_CUDA_CHECK(cudaGetLastError());
   DecodeAttentionMergeKernel<<<heads, 128, 0, stream>>>(workspace, head_dim, chunks, len, out);
   PMPD_CUDA_CHECK(cudaGetLastError());

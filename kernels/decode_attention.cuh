@@ -24,8 +24,10 @@ int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len);
 // K/V rows), then one small kernel merges the chunks' softmax partials; the grid is sized for
 // max_len and chunks at or past *len exit at once. `workspace` holds
 // DecodeAttentionWorkspaceFloats(...) floats on the device. head_dim <= 256,
-// max_len <= kDecodeAttentionMaxLen. Reads K and V once. Asynchronous on `stream`, allocates nothing.
-void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
-                     int max_len, const int32_t* len, float* workspace, float* out, cudaStream_t stream);
+// max_len <= kDecodeAttentionMaxLen. Reads K and V once. Asynchronous on `stream`, allocates
+// nothing.
+void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads,
+                     int head_dim, int max_len, const int32_t* len, float* workspace, float* out,
+                     cudaStream_t stream);
 
 }  // namespace pmpd::kernels

@@ -19,8 +19,8 @@ namespace {
 constexpr int kDenseWarps = 4;
 template <int M, int R>
 __global__ void __launch_bounds__(kDenseWarps * 32)
-    DenseF16GemvKernel(const float* __restrict__ x, const __half* __restrict__ w, int N, int K, bool vec,
-                       float* __restrict__ y) {
+    DenseF16GemvKernel(const float* __restrict__ x, const __half* __restrict__ w, int N, int K,
+                       bool vec, float* __restrict__ y) {
   GridDependencyWait();  // x is the previous kernel's output
   TriggerDependents();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -39,7 +39,8 @@ __global__ void __launch_bounds__(kDenseWarps * 32)
     uint4 wv[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      wv[r] = __ldg(reinterpret_cast<const uint4*>(w + static_cast<size_t>(n0 + min(r, rows - 1)) * K) + i);
+      wv[r] = __ldg(
+          reinterpret_cast<const uint4*>(w + static_cast<size_t>(n0 + min(r, rows - 1)) * K) + i);
     }
 #pragma unroll
     for (int m = 0; m < M; ++m) {
@@ -63,7 +64,8 @@ __global__ void __launch_bounds__(kDenseWarps * 32)
     for (int r = 0; r < R; ++r) {
       const float wk = __half2float(w[static_cast<size_t>(n0 + min(r, rows - 1)) * K + k]);
 #pragma unroll
-      for (int m = 0; m < M; ++m) acc[r][m] = fmaf(wk, x[static_cast<size_t>(m) * K + k], acc[r][m]);
+      for (int m = 0; m < M; ++m)
+        acc[r][m] = fmaf(wk, x[static_cast<size_t>(m) * K + k], acc[r][m]);
     }
   }
 #pragma unroll
@@ -77,28 +79,46 @@ __global__ void __launch_bounds__(kDenseWarps * 32)
 }
 
 template <int M>
-void LaunchDenseF16Gemv(const float* x, const __half* w, int N, int K, float* y, bool overlap, cudaStream_t stream) {
+void LaunchDenseF16Gemv(const float* x, const __half* w, int N, int K, float* y, bool overlap,
+                        cudaStream_t stream) {
   constexpr int R = M <= 2 ? 4 : (M <= 4 ? 2 : 1);
-  const bool vec = K % 8 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const bool vec = K % 8 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(x) % 16 == 0;
   LaunchOverlapped(DenseF16GemvKernel<M, R>, dim3((N + kDenseWarps * R - 1) / (kDenseWarps * R)),
                    dim3(kDenseWarps * 32), stream, overlap, x, w, N, K, vec, y);
 }
 
 }  // namespace
 
-void DenseF16Gemv(const float* x, int M, const __half* w, int N, int K, float* y, cudaStream_t stream,
-                  bool overlap_previous) {
+void DenseF16Gemv(const float* x, int M, const __half* w, int N, int K, float* y,
+                  cudaStream_t stream, bool overlap_previous) {
   PMPD_CHECK(M >= 1 && M <= 8 && N >= 0 && K >= 0, "DenseF16Gemv: 1 <= M <= 8");
   if (N == 0) return;
   switch (M) {
-    case 1: LaunchDenseF16Gemv<1>(x, w, N, K, y, overlap_previous, stream); break;
-    case 2: LaunchDenseF16Gemv<2>(x, w, N, K, y, overlap_previous, stream); break;
-    case 3: LaunchDenseF16Gemv<3>(x, w, N, K, y, overlap_previous, stream); break;
-    case 4: LaunchDenseF16Gemv<4>(x, w, N, K, y, overlap_previous, stream); break;
-    case 5: LaunchDenseF16Gemv<5>(x, w, N, K, y, overlap_previous, stream); break;
-    case 6: LaunchDenseF16Gemv<6>(x, w, N, K, y, overlap_previous, stream); break;
-    case 7: LaunchDenseF16Gemv<7>(x, w, N, K, y, overlap_previous, stream); break;
-    default: LaunchDenseF16Gemv<8>(x, w, N, K, y, overlap_previous, stream); break;
+    case 1:
+      LaunchDenseF16Gemv<1>(x, w, N, K, y, overlap_previous, stream);
+      break;
+    case 2:
+      LaunchDenseF16Gemv<2>(x, w, N, K, y, overlap_previous, stream);
+      break;
+    case 3:
+      LaunchDenseF16Gemv<3>(x, w, N, K, y, overlap_previous, stream);
+      break;
+    case 4:
+      LaunchDenseF16Gemv<4>(x, w, N, K, y, overlap_previous, stream);
+      break;
+    case 5:
+      LaunchDenseF16Gemv<5>(x, w, N, K, y, overlap_previous, stream);
+      break;
+    case 6:
+      LaunchDenseF16Gemv<6>(x, w, N, K, y, overlap_previous, stream);
+      break;
+    case 7:
+      LaunchDenseF16Gemv<7>(x, w, N, K, y, overlap_previous, stream);
+      break;
+    default:
+      LaunchDenseF16Gemv<8>(x, w, N, K, y, overlap_previous, stream);
+      break;
   }
 }
 

@@ -14,7 +14,7 @@ namespace pmpd::kernels {
 // any N, K. With `overlap_previous` it is a programmatic dependent launch (kernels/pdl.cuh) that
 // waits for the preceding kernel before reading x. Reads W once (2 N K bytes): memory-bound.
 // Reference: DenseF16GemvRef.
-void DenseF16Gemv(const float* x, int M, const __half* w, int N, int K, float* y, cudaStream_t stream,
-                  bool overlap_previous = false);
+void DenseF16Gemv(const float* x, int M, const __half* w, int N, int K, float* y,
+                  cudaStream_t stream, bool overlap_previous = false);
 
 }  // namespace pmpd::kernels

@@ -11,8 +11,8 @@
 namespace pmpd::kernels {
 namespace {
 
-__global__ void EmbeddingKernel(const float* __restrict__ table, const int32_t* __restrict__ ids, int dim,
-                                float* __restrict__ out) {
+__global__ void EmbeddingKernel(const float* __restrict__ table, const int32_t* __restrict__ ids,
+                                int dim, float* __restrict__ out) {
   const float* src = table + static_cast<size_t>(ids[blockIdx.x]) * dim;
   float* dst = out + static_cast<size_t>(blockIdx.x) * dim;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) dst[i] = src[i];
@@ -34,7 +34,8 @@ __global__ void SwiGluKernel(const float* gate, const float* up, float* out, int
   }
 }
 
-__global__ void ConvertF32ToF16Kernel(const float* __restrict__ x, __half* __restrict__ out, int64_t n) {
+__global__ void ConvertF32ToF16Kernel(const float* __restrict__ x, __half* __restrict__ out,
+                                      int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = __float2half_rn(x[i]);
@@ -43,7 +44,8 @@ __global__ void ConvertF32ToF16Kernel(const float* __restrict__ x, __half* __res
 
 }  // namespace
 
-void EmbeddingLookup(const float* table, const int32_t* ids, int n, int dim, float* out, cudaStream_t stream) {
+void EmbeddingLookup(const float* table, const int32_t* ids, int n, int dim, float* out,
+                     cudaStream_t stream) {
   if (n == 0) return;
   EmbeddingKernel<<<n, kGridStrideThreads, 0, stream>>>(table, ids, dim, out);
   PMPD_CUDA_CHECK(cudaGetLastError());

@@ -11,7 +11,8 @@
 namespace pmpd::kernels {
 
 // out[t, :] = table[ids[t], :] for t < n. table [vocab, dim]; ids on the device.
-void EmbeddingLookup(const float* table, const int32_t* ids, int n, int dim, float* out, cudaStream_t stream);
+void EmbeddingLookup(const float* table, const int32_t* ids, int n, int dim, float* out,
+                     cudaStream_t stream);
 
 // y[i] += x[i] for i < n (the residual add).
 void AddInPlace(float* y, const float* x, int64_t n, cudaStream_t stream);

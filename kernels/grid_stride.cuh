@@ -10,7 +10,8 @@ namespace pmpd::kernels {
 inline constexpr int kGridStrideThreads = 256;
 
 inline unsigned GridStrideBlocks(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kGridStrideThreads - 1) / kGridStrideThreads, 65535));
+  return static_cast<unsigned>(
+      std::min<int64_t>((n + kGridStrideThreads - 1) / kGridStrideThreads, 65535));
 }
 
 }  // namespace pmpd::kernels

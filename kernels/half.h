@@ -1,4 +1,5 @@
-// IEEE binary16 and bfloat16 <-> float32 conversions on the host (bit-exact, round-to-nearest-even).
+// IEEE binary16 and bfloat16 <-> float32 conversions on the host (bit-exact,
+// round-to-nearest-even).
 #pragma once
 
 #include <cstdint>
@@ -52,13 +53,13 @@ inline uint16_t F32ToF16(float f) {
   std::memcpy(&x, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
   const uint32_t abs = x & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00u;           // NaN
-  if (abs >= 0x477ff000u) return sign | 0x7c00u;          // overflow (>= 65520 rounds to inf)
-  if (abs < 0x38800000u) {                                 // subnormal or zero in half
-    if (abs < 0x33000000u) return sign;                    // < 2^-25 rounds to 0
+  if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;  // overflow (>= 65520 rounds to inf)
+  if (abs < 0x38800000u) {                        // subnormal or zero in half
+    if (abs < 0x33000000u) return sign;           // < 2^-25 rounds to 0
     const uint32_t e = abs >> 23;
     const uint32_t m = (abs & 0x7fffffu) | 0x800000u;
-    const uint32_t shift = 126 - e;                        // 14 + (113 - e)... yields [14, 24]
+    const uint32_t shift = 126 - e;  // 14 + (113 - e)... yields [14, 24]
     uint32_t h = m >> (shift);
     const uint32_t rem = m & ((1u << shift) - 1);
     const uint32_t half = 1u << (shift - 1);

@@ -16,8 +16,8 @@ namespace pmpd::kernels {
 // `overlap` (the kernel must then call GridDependencyWait() before touching the previous kernel's
 // data).
 template <typename... KernelArgs, typename... Args>
-void LaunchOverlapped(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream, bool overlap,
-                      Args... args) {
+void LaunchOverlapped(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream,
+                      bool overlap, Args... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;

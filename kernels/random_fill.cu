@@ -1,4 +1,5 @@
-// Random-weight kernels (contracts in random_fill.cuh): grid-stride loops over RandomHash(seed, index).
+// Random-weight kernels (contracts in random_fill.cuh): grid-stride loops over RandomHash(seed,
+// index).
 #include "kernels/cuda_check.cuh"
 #include "kernels/grid_stride.cuh"
 #include "kernels/random_fill.cuh"
@@ -43,19 +44,24 @@ __global__ void GridLutKernel(__half* lut, int rows, int bits, float max_abs, ui
 
 void FillRandomWords(uint32_t* p, size_t n, uint64_t seed, cudaStream_t stream) {
   if (n == 0) return;
-  WordsKernel<<<GridStrideBlocks(static_cast<int64_t>(n)), kGridStrideThreads, 0, stream>>>(p, n, seed);
+  WordsKernel<<<GridStrideBlocks(static_cast<int64_t>(n)), kGridStrideThreads, 0, stream>>>(p, n,
+                                                                                            seed);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 
 void FillUniformF32(float* p, size_t n, float lo, float hi, uint64_t seed, cudaStream_t stream) {
   if (n == 0) return;
-  UniformKernel<float><<<GridStrideBlocks(static_cast<int64_t>(n)), kGridStrideThreads, 0, stream>>>(p, n, lo, hi, seed);
+  UniformKernel<float>
+      <<<GridStrideBlocks(static_cast<int64_t>(n)), kGridStrideThreads, 0, stream>>>(p, n, lo, hi,
+                                                                                     seed);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 
 void FillUniformF16(__half* p, size_t n, float lo, float hi, uint64_t seed, cudaStream_t stream) {
   if (n == 0) return;
-  UniformKernel<__half><<<GridStrideBlocks(static_cast<int64_t>(n)), kGridStrideThreads, 0, stream>>>(p, n, lo, hi, seed);
+  UniformKernel<__half>
+      <<<GridStrideBlocks(static_cast<int64_t>(n)), kGridStrideThreads, 0, stream>>>(p, n, lo, hi,
+                                                                                     seed);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -63,7 +69,8 @@ void FillGridLut(__half* lut, int rows, int bits, float max_abs, uint64_t seed,
                  cudaStream_t stream) {
   const size_t n = static_cast<size_t>(rows) << bits;
   if (n == 0) return;
-  GridLutKernel<<<GridStrideBlocks(static_cast<int64_t>(n)), kGridStrideThreads, 0, stream>>>(lut, rows, bits, max_abs, seed);
+  GridLutKernel<<<GridStrideBlocks(static_cast<int64_t>(n)), kGridStrideThreads, 0, stream>>>(
+      lut, rows, bits, max_abs, seed);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -4,9 +4,9 @@
 #include <cstdint>
 
 #include "kernels/cuda_check.cuh"
-#include "kernels/rmsnorm.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/reduce.cuh"
+#include "kernels/rmsnorm.cuh"
 
 namespace pmpd::kernels {
 namespace {
@@ -15,15 +15,15 @@ constexpr int kThreads = 256;
 
 // Finishes a row: block-reduces the threads' partial sums of squares and writes
 // y[i] = xr[i] * rsqrt(mean + eps) * w[i] for the same strided elements each thread summed.
-__device__ void NormalizeRow(const float* xr, const float* __restrict__ w, float* __restrict__ yr, int dim, float eps,
-                             float sum) {
+__device__ void NormalizeRow(const float* xr, const float* __restrict__ w, float* __restrict__ yr,
+                             int dim, float eps, float sum) {
   __shared__ float scratch[32];
   const float scale = rsqrtf(BlockSum(sum, scratch) / dim + eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
 }
 
-__global__ void RmsNormKernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
-                              int dim, float eps) {
+__global__ void RmsNormKernel(const float* __restrict__ x, const float* __restrict__ w,
+                              float* __restrict__ y, int dim, float eps) {
   TriggerDependents();  // a following GEMV may start its weight loads (kernels/pdl.cuh)
   const float* xr = x + static_cast<size_t>(blockIdx.x) * dim;
   float sum = 0.f;
@@ -33,8 +33,9 @@ __global__ void RmsNormKernel(const float* __restrict__ x, const float* __restri
 
 // The same with the residual add first: each thread adds its strided elements, keeps the sum of
 // squares of the new values and writes x back (it reads only its own elements again afterwards).
-__global__ void AddRmsNormKernel(float* __restrict__ x, const float* __restrict__ delta, const float* __restrict__ w,
-                                 float* __restrict__ y, int dim, float eps) {
+__global__ void AddRmsNormKernel(float* __restrict__ x, const float* __restrict__ delta,
+                                 const float* __restrict__ w, float* __restrict__ y, int dim,
+                                 float eps) {
   TriggerDependents();  // a following GEMV may start its weight loads (kernels/pdl.cuh)
   float* xr = x + static_cast<size_t>(blockIdx.x) * dim;
   const float* dr = delta + static_cast<size_t>(blockIdx.x) * dim;
@@ -55,8 +56,8 @@ constexpr int kVecThreads = 1024, kVecPerThread = 4;
 
 template <bool kAdd>
 __global__ void __launch_bounds__(kVecThreads)
-    RmsNormVecKernel(float* __restrict__ x, const float* __restrict__ delta, const float* __restrict__ w,
-                     float* __restrict__ y, int dim, float eps) {
+    RmsNormVecKernel(float* __restrict__ x, const float* __restrict__ delta,
+                     const float* __restrict__ w, float* __restrict__ y, int dim, float eps) {
   TriggerDependents();  // a following GEMV may start its weight loads (kernels/pdl.cuh)
   const int n4 = dim / 4;
   float4* xr = reinterpret_cast<float4*>(x + static_cast<size_t>(blockIdx.x) * dim);
@@ -91,16 +92,18 @@ __global__ void __launch_bounds__(kVecThreads)
   for (int j = 0; j < kVecPerThread; ++j) {
     const int i = threadIdx.x + j * kVecThreads;
     if (i < n4) {
-      yr[i] = make_float4(v[j].x * scale * wv[j].x, v[j].y * scale * wv[j].y, v[j].z * scale * wv[j].z,
-                          v[j].w * scale * wv[j].w);
+      yr[i] = make_float4(v[j].x * scale * wv[j].x, v[j].y * scale * wv[j].y,
+                          v[j].z * scale * wv[j].z, v[j].w * scale * wv[j].w);
     }
   }
 }
 
 bool VecPath(const void* a, const void* b, const void* c, const void* d, int dim) {
-  auto aligned = [](const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return dim % 4 == 0 && dim <= kVecThreads * 4 * kVecPerThread && aligned(a) && aligned(b) && aligned(c) &&
-         aligned(d);
+  auto aligned = [](const void* p) {
+    return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
+  };
+  return dim % 4 == 0 && dim <= kVecThreads * 4 * kVecPerThread && aligned(a) && aligned(b) &&
+         aligned(c) && aligned(d);
 }
 
 }  // namespace
@@ -109,15 +112,16 @@ void RmsNormF32(const float* x, const float* w, float* y, int rows, int dim, flo
                 cudaStream_t stream) {
   if (rows == 0) return;
   if (VecPath(x, w, y, nullptr, dim) && x != y) {
-    RmsNormVecKernel<false><<<rows, kVecThreads, 0, stream>>>(const_cast<float*>(x), nullptr, w, y, dim, eps);
+    RmsNormVecKernel<false>
+        <<<rows, kVecThreads, 0, stream>>>(const_cast<float*>(x), nullptr, w, y, dim, eps);
   } else {
     RmsNormKernel<<<rows, kThreads, 0, stream>>>(x, w, y, dim, eps);
   }
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 
-void AddRmsNormF32(float* x, const float* delta, const float* w, float* y, int rows, int dim, float eps,
-                   cudaStream_t stream) {
+void AddRmsNormF32(float* x, const float* delta, const float* w, float* y, int rows, int dim,
+                   float eps, cudaStream_t stream) {
   if (rows == 0) return;
   if (VecPath(x, delta, w, y, dim)) {
     RmsNormVecKernel<true><<<rows, kVecThreads, 0, stream>>>(x, delta, w, y, dim, eps);

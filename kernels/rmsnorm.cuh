@@ -11,8 +11,9 @@ void RmsNormF32(const float* x, const float* w, float* y, int rows, int dim, flo
                 cudaStream_t stream);
 
 // The residual add fused with the next norm (one launch instead of two in the decode step):
-// x[r,:] += delta[r,:], then y[r,:] = RMSNorm(x[r,:]) * w. x is updated in place; y must not alias x.
-void AddRmsNormF32(float* x, const float* delta, const float* w, float* y, int rows, int dim, float eps,
-                   cudaStream_t stream);
+// x[r,:] += delta[r,:], then y[r,:] = RMSNorm(x[r,:]) * w. x is updated in place; y must not alias
+// x.
+void AddRmsNormF32(float* x, const float* delta, const float* w, float* y, int rows, int dim,
+                   float eps, cudaStream_t stream);
 
 }  // namespace pmpd::kernels

@@ -12,8 +12,9 @@ namespace pmpd::kernels {
 namespace {
 
 // One thread per (token, head, i < head_dim / 2): rotates the pair (i, i + half) together.
-__global__ void RotaryKernel(float* __restrict__ x, const int32_t* __restrict__ positions, const float* __restrict__ cos,
-                             const float* __restrict__ sin, int n, int heads, int head_dim) {
+__global__ void RotaryKernel(float* __restrict__ x, const int32_t* __restrict__ positions,
+                             const float* __restrict__ cos, const float* __restrict__ sin, int n,
+                             int heads, int head_dim) {
   const int half = head_dim / 2;
   const int64_t total = static_cast<int64_t>(n) * heads * half;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -32,10 +33,12 @@ __global__ void RotaryKernel(float* __restrict__ x, const int32_t* __restrict__ 
 
 // One thread per (head row, i < head_dim / 2) over the q heads, then the kv heads: rotates q in
 // place, rotates k into the cache, copies v into the cache (both halves per thread).
-__global__ void RotaryKvAppendKernel(float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-                                     const int32_t* __restrict__ position, const float* __restrict__ cos,
-                                     const float* __restrict__ sin, int heads, int kv_heads, int head_dim,
-                                     int max_len, float* __restrict__ k_cache, float* __restrict__ v_cache) {
+__global__ void RotaryKvAppendKernel(float* __restrict__ q, const float* __restrict__ k,
+                                     const float* __restrict__ v,
+                                     const int32_t* __restrict__ position,
+                                     const float* __restrict__ cos, const float* __restrict__ sin,
+                                     int heads, int kv_heads, int head_dim, int max_len,
+                                     float* __restrict__ k_cache, float* __restrict__ v_cache) {
   const int half = head_dim / 2;
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= (heads + kv_heads) * half) return;
@@ -62,8 +65,9 @@ __global__ void RotaryKvAppendKernel(float* __restrict__ q, const float* __restr
 }
 
 // One thread per element of x [n, kv_heads, head_dim].
-__global__ void KvCacheWriteKernel(const float* __restrict__ x, const int32_t* __restrict__ positions, int n,
-                                   int kv_heads, int head_dim, int max_len, float* __restrict__ cache) {
+__global__ void KvCacheWriteKernel(const float* __restrict__ x,
+                                   const int32_t* __restrict__ positions, int n, int kv_heads,
+                                   int head_dim, int max_len, float* __restrict__ cache) {
   const int64_t total = static_cast<int64_t>(n) * kv_heads * head_dim;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -76,30 +80,33 @@ __global__ void KvCacheWriteKernel(const float* __restrict__ x, const int32_t* _
 
 }  // namespace
 
-void RotaryInPlace(float* x, const int32_t* positions, const float* cos, const float* sin, int n, int heads,
-                   int head_dim, cudaStream_t stream) {
+void RotaryInPlace(float* x, const int32_t* positions, const float* cos, const float* sin, int n,
+                   int heads, int head_dim, cudaStream_t stream) {
   PMPD_CHECK(head_dim % 2 == 0, "RotaryInPlace: even head_dim");
   const int64_t total = static_cast<int64_t>(n) * heads * (head_dim / 2);
   if (total == 0) return;
-  RotaryKernel<<<GridStrideBlocks(total), kGridStrideThreads, 0, stream>>>(x, positions, cos, sin, n, heads, head_dim);
+  RotaryKernel<<<GridStrideBlocks(total), kGridStrideThreads, 0, stream>>>(x, positions, cos, sin,
+                                                                           n, heads, head_dim);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 
-void RotaryKvAppend(float* q, const float* k, const float* v, const int32_t* position, const float* cos,
-                    const float* sin, int heads, int kv_heads, int head_dim, int max_len, float* k_cache,
-                    float* v_cache, cudaStream_t stream) {
+void RotaryKvAppend(float* q, const float* k, const float* v, const int32_t* position,
+                    const float* cos, const float* sin, int heads, int kv_heads, int head_dim,
+                    int max_len, float* k_cache, float* v_cache, cudaStream_t stream) {
   PMPD_CHECK(head_dim % 2 == 0, "RotaryKvAppend: head_dim must be even");
   const int total = (heads + kv_heads) * (head_dim / 2);
-  RotaryKvAppendKernel<<<(total + kGridStrideThreads - 1) / kGridStrideThreads, kGridStrideThreads, 0, stream>>>(
-      q, k, v, position, cos, sin, heads, kv_heads, head_dim, max_len, k_cache, v_cache);
+  RotaryKvAppendKernel<<<(total + kGridStrideThreads - 1) / kGridStrideThreads, kGridStrideThreads,
+                         0, stream>>>(q, k, v, position, cos, sin, heads, kv_heads, head_dim,
+                                      max_len, k_cache, v_cache);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 
-void KvCacheWrite(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,
-                  float* cache, cudaStream_t stream) {
+void KvCacheWrite(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim,
+                  int max_len, float* cache, cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(n) * kv_heads * head_dim;
   if (total == 0) return;
-  KvCacheWriteKernel<<<GridStrideBlocks(total), kGridStrideThreads, 0, stream>>>(x, positions, n, kv_heads, head_dim, max_len, cache);
+  KvCacheWriteKernel<<<GridStrideBlocks(total), kGridStrideThreads, 0, stream>>>(
+      x, positions, n, kv_heads, head_dim, max_len, cache);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }
 

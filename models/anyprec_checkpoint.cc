@@ -20,7 +20,9 @@ class SafetensorsSource : public WeightSource {
  public:
   explicit SafetensorsSource(std::unique_ptr<SafetensorsCheckpoint> ck, std::string desc)
       : ck_(std::move(ck)), desc_(std::move(desc)) {}
-  absl::StatusOr<const TensorView*> Find(const std::string& name) const override { return ck_->Find(name); }
+  absl::StatusOr<const TensorView*> Find(const std::string& name) const override {
+    return ck_->Find(name);
+  }
   std::vector<std::string> Names() const override { return ck_->Names(); }
   const std::string& description() const override { return desc_; }
 
@@ -31,7 +33,8 @@ class SafetensorsSource : public WeightSource {
 
 class TorchSource : public WeightSource {
  public:
-  TorchSource(std::vector<TensorToWrite> tensors, std::string path) : tensors_(std::move(tensors)), path_(std::move(path)) {
+  TorchSource(std::vector<TensorToWrite> tensors, std::string path)
+      : tensors_(std::move(tensors)), path_(std::move(path)) {
     for (const auto& t : tensors_) {
       TensorView v;
       v.name = t.name;
@@ -45,7 +48,8 @@ class TorchSource : public WeightSource {
   }
   absl::StatusOr<const TensorView*> Find(const std::string& name) const override {
     auto it = views_.find(name);
-    if (it == views_.end()) return absl::NotFoundError(absl::StrCat(path_, ": missing tensor \"", name, "\""));
+    if (it == views_.end())
+      return absl::NotFoundError(absl::StrCat(path_, ": missing tensor \"", name, "\""));
     return &it->second;
   }
   std::vector<std::string> Names() const override {
@@ -79,7 +83,8 @@ absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& mo
   auto text = ReadFileToString(path);
   if (!text.ok()) return text.status();
   json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
   auto it = j.find("anyprec");
   if (it == j.end() || it->is_null()) return std::optional<AnyprecInfo>();
   const json& a = *it;
@@ -91,21 +96,26 @@ absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& mo
   for (auto [key, out] : {std::pair<const char*, int*>{"seed_precision", &info.seed_bits},
                           {"parent_precision", &info.parent_bits}}) {
     auto f = a.find(key);
-    if (f == a.end() || !f->is_number_integer()) return bad(absl::StrCat("needs an integer \"", key, "\""));
+    if (f == a.end() || !f->is_number_integer())
+      return bad(absl::StrCat("needs an integer \"", key, "\""));
     *out = f->get<int>();
   }
   if (info.seed_bits < kernels::kAnyprecMinBits || info.parent_bits > kernels::kAnyprecMaxBits ||
       info.seed_bits > info.parent_bits) {
-    return bad(absl::StrCat("precisions seed ", info.seed_bits, " .. parent ", info.parent_bits, " are outside ",
-                            kernels::kAnyprecMinBits, " <= seed <= parent <= ", kernels::kAnyprecMaxBits));
+    return bad(absl::StrCat("precisions seed ", info.seed_bits, " .. parent ", info.parent_bits,
+                            " are outside ", kernels::kAnyprecMinBits,
+                            " <= seed <= parent <= ", kernels::kAnyprecMaxBits));
   }
-  if (auto g = a.find("group_count"); g != a.end() && !(g->is_number_integer() && g->get<int>() == 1)) {
+  if (auto g = a.find("group_count");
+      g != a.end() && !(g->is_number_integer() && g->get<int>() == 1)) {
     return bad("group_count must be 1 (grouped any-precision is not supported)");
   }
   info.module_names = LlamaQuantizedModules();
   if (auto ac = a.find("arch_config"); ac != a.end() && ac->is_object()) {
-    if (auto m = ac->find("model_name"); m != ac->end() && m->is_string()) info.model_name = m->get<std::string>();
-    if (auto l = ac->find("layers_name"); l != ac->end() && l->is_string()) info.layers_name = l->get<std::string>();
+    if (auto m = ac->find("model_name"); m != ac->end() && m->is_string())
+      info.model_name = m->get<std::string>();
+    if (auto l = ac->find("layers_name"); l != ac->end() && l->is_string())
+      info.layers_name = l->get<std::string>();
     if (auto mods = ac->find("module_names"); mods != ac->end()) {
       if (!mods->is_array()) return bad("arch_config.module_names must be a list");
       info.module_names.clear();
@@ -129,7 +139,8 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& mod
       FileExists(JoinPath(model_dir, "model.safetensors.index.json"))) {
     auto ck = SafetensorsCheckpoint::Open(model_dir);
     if (!ck.ok()) return ck.status();
-    return std::unique_ptr<WeightSource>(new SafetensorsSource(std::move(*ck), JoinPath(model_dir, "model.safetensors")));
+    return std::unique_ptr<WeightSource>(
+        new SafetensorsSource(std::move(*ck), JoinPath(model_dir, "model.safetensors")));
   }
   const std::string bin = JoinPath(model_dir, "pytorch_model.bin");
   if (FileExists(bin)) {
@@ -137,26 +148,32 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& mod
     if (!tensors.ok()) return tensors.status();
     return std::unique_ptr<WeightSource>(new TorchSource(std::move(*tensors), bin));
   }
-  return absl::NotFoundError(absl::StrCat(model_dir, ": no model.safetensors, model.safetensors.index.json or pytorch_model.bin"));
+  return absl::NotFoundError(absl::StrCat(
+      model_dir, ": no model.safetensors, model.safetensors.index.json or pytorch_model.bin"));
 }
 
-absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source, const std::string& prefix,
-                                                const AnyprecInfo& info, int out_features, int in_features) {
+absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source,
+                                                const std::string& prefix, const AnyprecInfo& info,
+                                                int out_features, int in_features) {
   const int S = info.seed_bits, P = info.parent_bits, N = out_features, K = in_features;
   if (source.requires_k_multiple_of_32() && K % 32 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(source.description(), ": module ", prefix, " has in_features ", K,
-                                                   "; the Any-Precision LLM layout needs a multiple of 32"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source.description(), ": module ", prefix, " has in_features ", K,
+                     "; the Any-Precision LLM layout needs a multiple of 32"));
   }
-  auto check = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) -> absl::StatusOr<const TensorView*> {
+  auto check = [&](const std::string& name, DType dtype,
+                   std::vector<int64_t> shape) -> absl::StatusOr<const TensorView*> {
     auto t = source.Find(name);
     if (!t.ok()) {
-      return absl::NotFoundError(absl::StrCat(t.status().message(), " (any-precision module ", prefix, " with seed ", S,
-                                              " and parent ", P, " bits)"));
+      return absl::NotFoundError(absl::StrCat(t.status().message(), " (any-precision module ",
+                                              prefix, " with seed ", S, " and parent ", P,
+                                              " bits)"));
     }
     if ((*t)->dtype != dtype || (*t)->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          (*t)->file, ": tensor \"", name, "\" is ", DTypeName((*t)->dtype), " ", (*t)->ShapeString(),
-          "; config.json implies ", DTypeName(dtype), " [", absl::StrJoin(shape, ", "), "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat((*t)->file, ": tensor \"", name, "\" is ", DTypeName((*t)->dtype), " ",
+                       (*t)->ShapeString(), "; config.json implies ", DTypeName(dtype), " [",
+                       absl::StrJoin(shape, ", "), "]"));
     }
     return *t;
   };
@@ -180,7 +197,8 @@ absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source, cons
 
 std::vector<TensorToWrite> AnyprecMatrixTensors(const std::string& prefix, const AnyprecMatrix& m) {
   std::vector<TensorToWrite> out;
-  TensorToWrite q{prefix + ".qweight", DType::kI32, {m.parent_bits, m.n, kernels::AnyprecWordsPerRow(m.k)}, {}};
+  TensorToWrite q{
+      prefix + ".qweight", DType::kI32, {m.parent_bits, m.n, kernels::AnyprecWordsPerRow(m.k)}, {}};
   q.bytes.assign(reinterpret_cast<const char*>(m.qweight.data()), m.qweight.size() * 4);
   out.push_back(std::move(q));
   for (int b = m.seed_bits; b <= m.parent_bits; ++b) {
@@ -192,7 +210,8 @@ std::vector<TensorToWrite> AnyprecMatrixTensors(const std::string& prefix, const
   return out;
 }
 
-absl::Status WriteAnyprecConfig(const std::string& dir, const LlamaConfig& config, const AnyprecInfo& info) {
+absl::Status WriteAnyprecConfig(const std::string& dir, const LlamaConfig& config,
+                                const AnyprecInfo& info) {
   json j = json::parse(LlamaConfigToJson(config));
   j["anyprec"] = {{"seed_precision", info.seed_bits},
                   {"parent_precision", info.parent_bits},

@@ -55,13 +55,15 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& mod
 
 // Reads module `prefix` (e.g. "model.layers.0.mlp.down_proj") checking every shape against
 // out_features x in_features and the precisions of `info`.
-absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source, const std::string& prefix,
-                                                const AnyprecInfo& info, int out_features, int in_features);
+absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source,
+                                                const std::string& prefix, const AnyprecInfo& info,
+                                                int out_features, int in_features);
 
 // The tensors of one quantized module in our layout.
 std::vector<TensorToWrite> AnyprecMatrixTensors(const std::string& prefix, const AnyprecMatrix& m);
 
 // Writes config.json (config + "anyprec" block) atomically.
-absl::Status WriteAnyprecConfig(const std::string& dir, const LlamaConfig& config, const AnyprecInfo& info);
+absl::Status WriteAnyprecConfig(const std::string& dir, const LlamaConfig& config,
+                                const AnyprecInfo& info);
 
 }  // namespace pmpd::models

@@ -34,8 +34,8 @@ struct RowStats {
 
 // Weighted 1-D k-means on sorted data: k-means++ init, then Lloyd with borders at centroid
 // midpoints (each cluster a contiguous range). Writes k+1 borders (starts of each range).
-void SeedKmeans(const RowStats& st, int k, int max_iter, std::mt19937_64& rng, std::vector<int>* borders,
-                std::vector<double>* centroids) {
+void SeedKmeans(const RowStats& st, int k, int max_iter, std::mt19937_64& rng,
+                std::vector<int>* borders, std::vector<double>* centroids) {
   const int n = static_cast<int>(st.x.size());
   std::vector<double> c;
   // k-means++: first centre by weight, then proportional to f * D^2.
@@ -86,7 +86,8 @@ void SeedKmeans(const RowStats& st, int k, int max_iter, std::mt19937_64& rng, s
   *centroids = c;
 }
 
-// Best weighted two-way split of [lo, hi): the split point minimising SSE(lo,s) + SSE(s,hi). O(hi-lo).
+// Best weighted two-way split of [lo, hi): the split point minimising SSE(lo,s) + SSE(s,hi).
+// O(hi-lo).
 int BestSplit(const RowStats& st, int lo, int hi) {
   if (hi - lo < 2) return hi;  // nothing to split: the upper child is empty
   int best = lo + 1;
@@ -99,12 +100,14 @@ int BestSplit(const RowStats& st, int lo, int hi) {
   return best_cost == INFINITY ? hi : best;
 }
 
-void QuantizeRow(const float* w, const float* f, int K, const AnyprecQuantizeOptions& o, uint64_t row_seed,
-                 uint8_t* codes, std::vector<std::vector<float>>* luts /* per level b-S: 2^b */) {
+void QuantizeRow(const float* w, const float* f, int K, const AnyprecQuantizeOptions& o,
+                 uint64_t row_seed, uint8_t* codes,
+                 std::vector<std::vector<float>>* luts /* per level b-S: 2^b */) {
   const int S = o.seed_bits, P = o.parent_bits;
   std::vector<int> order(K);
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int a, int b) { return w[a] < w[b] || (w[a] == w[b] && a < b); });
+  std::sort(order.begin(), order.end(),
+            [&](int a, int b) { return w[a] < w[b] || (w[a] == w[b] && a < b); });
   RowStats st;
   st.x.resize(K);
   st.sf.assign(K + 1, 0);
@@ -115,7 +118,8 @@ void QuantizeRow(const float* w, const float* f, int K, const AnyprecQuantizeOpt
   // A floor on the weights keeps zero-sensitivity weights from being ignored entirely.
   const double floor = fmax > 0 ? 1e-8 * fmax : 1.0;
   for (int i = 0; i < K; ++i) {
-    const double x = w[order[i]], fi = (f ? std::max(0.0, static_cast<double>(f[order[i]])) : 1.0) + floor;
+    const double x = w[order[i]],
+                 fi = (f ? std::max(0.0, static_cast<double>(f[order[i]])) : 1.0) + floor;
     st.x[i] = x;
     st.sf[i + 1] = st.sf[i] + fi;
     st.sfx[i + 1] = st.sfx[i] + fi * x;
@@ -152,7 +156,8 @@ void QuantizeRow(const float* w, const float* f, int K, const AnyprecQuantizeOpt
 
 AnyprecMatrix QuantizeAnyprec(const float* w, const float* sensitivity, int N, int K,
                               const AnyprecQuantizeOptions& o) {
-  PMPD_CHECK(o.seed_bits >= 1 && o.seed_bits <= o.parent_bits && o.parent_bits <= kernels::kAnyprecMaxBits);
+  PMPD_CHECK(o.seed_bits >= 1 && o.seed_bits <= o.parent_bits &&
+             o.parent_bits <= kernels::kAnyprecMaxBits);
   PMPD_CHECK(N > 0 && K > 0);
   const int S = o.seed_bits, P = o.parent_bits;
   AnyprecMatrix m;
@@ -169,8 +174,8 @@ AnyprecMatrix QuantizeAnyprec(const float* w, const float* sensitivity, int N, i
     for (int b = S; b <= P; ++b) luts[b - S].resize(size_t{1} << b);
     for (int r; (r = next_row.fetch_add(1)) < N;) {
       const size_t off = static_cast<size_t>(r) * K;
-      QuantizeRow(w + off, sensitivity ? sensitivity + off : nullptr, K, o, o.seed ^ static_cast<uint64_t>(r),
-                  codes.data() + off, &luts);
+      QuantizeRow(w + off, sensitivity ? sensitivity + off : nullptr, K, o,
+                  o.seed ^ static_cast<uint64_t>(r), codes.data() + off, &luts);
       for (int b = S; b <= P; ++b) {
         for (int c = 0; c < (1 << b); ++c) {
           m.luts[b - S][(static_cast<size_t>(r) << b) + c] = kernels::F32ToF16(luts[b - S][c]);
@@ -198,7 +203,8 @@ std::vector<float> QuantizeRtn(const float* w, int N, int K, int bits) {
     const float scale = hi > lo ? (hi - lo) / levels : 1.f;
     for (int k = 0; k < K; ++k) {
       const float q = std::round((row[k] - lo) / scale);
-      out[static_cast<size_t>(n) * K + k] = lo + std::clamp(q, 0.f, static_cast<float>(levels)) * scale;
+      out[static_cast<size_t>(n) * K + k] =
+          lo + std::clamp(q, 0.f, static_cast<float>(levels)) * scale;
     }
   }
   return out;

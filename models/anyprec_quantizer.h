@@ -11,11 +11,11 @@ namespace pmpd::models {
 
 // One quantized matrix in memory: bitplanes plus one fp16 LUT per precision S..P.
 struct AnyprecMatrix {
-  int n = 0, k = 0;         // out_features, in_features
-  int seed_bits = 0;        // S
-  int parent_bits = 0;      // P
-  std::vector<uint32_t> qweight;             // [P, N, ceil(K/32)], see kernels/ref/anyprec_ref.h
-  std::vector<std::vector<uint16_t>> luts;   // luts[b - S]: fp16 bits [N, 2^b], b = S..P
+  int n = 0, k = 0;                         // out_features, in_features
+  int seed_bits = 0;                        // S
+  int parent_bits = 0;                      // P
+  std::vector<uint32_t> qweight;            // [P, N, ceil(K/32)], see kernels/ref/anyprec_ref.h
+  std::vector<std::vector<uint16_t>> luts;  // luts[b - S]: fp16 bits [N, 2^b], b = S..P
 
   const uint16_t* lut(int bits) const { return luts[bits - seed_bits].data(); }
 };
@@ -25,7 +25,8 @@ struct AnyprecQuantizeOptions {
   int parent_bits = 8;
   int threads = 1;
   int max_lloyd_iterations = 50;
-  uint64_t seed = 0;  // k-means++ initialisation; row r uses seed ^ r, so results do not depend on threads
+  uint64_t seed =
+      0;  // k-means++ initialisation; row r uses seed ^ r, so results do not depend on threads
 };
 
 // Quantizes w [N, K] (row-major) with per-weight sensitivities (same shape; nullptr = all ones).

@@ -13,8 +13,9 @@
 //      heap, exactly HF's Word::merge_all (lowest rank first, leftmost on ties).
 // Thread safety: compiled regexes and tables are read-only after Create; match data is made per
 // Encode call; the piece cache sits behind a shared mutex.
-#include "base/atomic_file.h"
 #include "models/bpe_tokenizer.h"
+
+#include "base/atomic_file.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -745,8 +746,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeVocab voca
   impl->special_matcher.Finish();
   impl->other_matcher.Finish();
   if (vocab.normalize_nfc && Nfc() == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(source, ": the NFC normalizer is unavailable (ICU data missing, or a build without ICU)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        source, ": the NFC normalizer is unavailable (ICU data missing, or a build without ICU)"));
   }
   for (const std::string& r : vocab.split_regexes) {
     auto re = Regex::Compile(r, source);

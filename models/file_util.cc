@@ -33,7 +33,8 @@ std::string DirName(absl::string_view path) {
 absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
-    return absl::NotFoundError(absl::StrCat(dir, ": cannot open directory: ", std::strerror(errno)));
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": cannot open directory: ", std::strerror(errno)));
   }
   std::vector<std::string> names;
   while (dirent* e = ::readdir(d)) {
@@ -55,7 +56,8 @@ absl::Status MakeDirs(const std::string& dir) {
     if (pos != dir.size() && dir[pos] != '/') continue;
     const std::string part = dir.substr(0, pos);
     if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) {
-      return absl::InternalError(absl::StrCat(part, ": cannot create directory: ", std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat(part, ": cannot create directory: ", std::strerror(errno)));
     }
   }
   struct stat st;

@@ -1,5 +1,5 @@
-// Small file helpers used at layer boundaries. Errors name the path. (Writing an output crash-safely:
-// base/atomic_file.h.)
+// Small file helpers used at layer boundaries. Errors name the path. (Writing an output
+// crash-safely: base/atomic_file.h.)
 #pragma once
 
 #include <string>

@@ -204,14 +204,30 @@ class MetadataParser {
       case GgufValueType::kI8:
         *i = static_cast<int8_t>(p[0]);
         break;
-      case GgufValueType::kU16: *u = Load<uint16_t>(p); break;
-      case GgufValueType::kI16: *i = Load<int16_t>(p); break;
-      case GgufValueType::kU32: *u = Load<uint32_t>(p); break;
-      case GgufValueType::kI32: *i = Load<int32_t>(p); break;
-      case GgufValueType::kF32: *f = Load<float>(p); break;
-      case GgufValueType::kU64: *u = Load<uint64_t>(p); break;
-      case GgufValueType::kI64: *i = Load<int64_t>(p); break;
-      case GgufValueType::kF64: *f = Load<double>(p); break;
+      case GgufValueType::kU16:
+        *u = Load<uint16_t>(p);
+        break;
+      case GgufValueType::kI16:
+        *i = Load<int16_t>(p);
+        break;
+      case GgufValueType::kU32:
+        *u = Load<uint32_t>(p);
+        break;
+      case GgufValueType::kI32:
+        *i = Load<int32_t>(p);
+        break;
+      case GgufValueType::kF32:
+        *f = Load<float>(p);
+        break;
+      case GgufValueType::kU64:
+        *u = Load<uint64_t>(p);
+        break;
+      case GgufValueType::kI64:
+        *i = Load<int64_t>(p);
+        break;
+      case GgufValueType::kF64:
+        *f = Load<double>(p);
+        break;
       default:
         break;
     }

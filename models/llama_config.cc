@@ -24,7 +24,8 @@ class Reader {
       if (required) return Error(key, "is missing (required)");
       return absl::OkStatus();
     }
-    if (!it->is_number_integer()) return Error(key, absl::StrCat("must be an integer, got ", it->dump()));
+    if (!it->is_number_integer())
+      return Error(key, absl::StrCat("must be an integer, got ", it->dump()));
     const int64_t v = it->get<int64_t>();
     if (v < 0 || v > (int64_t{1} << 30)) return Error(key, absl::StrCat("is out of range: ", v));
     *out = static_cast<int>(v);
@@ -43,7 +44,8 @@ class Reader {
   absl::Status Bool(const char* key, bool* out) const {
     auto it = j_.find(key);
     if (it == j_.end() || it->is_null()) return absl::OkStatus();
-    if (!it->is_boolean()) return Error(key, absl::StrCat("must be true or false, got ", it->dump()));
+    if (!it->is_boolean())
+      return Error(key, absl::StrCat("must be true or false, got ", it->dump()));
     *out = it->get<bool>();
     return absl::OkStatus();
   }
@@ -58,7 +60,8 @@ class Reader {
 };
 
 absl::Status ParseRope(const json& obj, const Reader& r, absl::string_view field, LlamaConfig* c) {
-  if (!obj.is_object()) return r.Error(field, absl::StrCat("must be an object or null, got ", obj.dump()));
+  if (!obj.is_object())
+    return r.Error(field, absl::StrCat("must be an object or null, got ", obj.dump()));
   std::string type = "default";
   for (const char* key : {"rope_type", "type"}) {
     auto it = obj.find(key);
@@ -74,16 +77,19 @@ absl::Status ParseRope(const json& obj, const Reader& r, absl::string_view field
     return absl::OkStatus();
   }
   if (type != "linear" && type != "llama3") {
-    return r.Error(field, absl::StrCat("has rope type \"", type,
-                                       "\"; supported: default, linear, llama3"));
+    return r.Error(
+        field, absl::StrCat("has rope type \"", type, "\"; supported: default, linear, llama3"));
   }
   s.type = type == "linear" ? RopeScalingType::kLinear : RopeScalingType::kLlama3;
   if (obj.find("factor") == obj.end()) return r.Error(field, "needs \"factor\"");
   if (auto st = r.Double(obj, "factor", &s.factor); !st.ok()) return st;
-  if (!(s.factor >= 1.0)) return r.Error(field, absl::StrCat("factor must be >= 1, got ", s.factor));
+  if (!(s.factor >= 1.0))
+    return r.Error(field, absl::StrCat("factor must be >= 1, got ", s.factor));
   if (s.type == RopeScalingType::kLlama3) {
-    for (const char* key : {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
-      if (obj.find(key) == obj.end()) return r.Error(field, absl::StrCat("(llama3) needs \"", key, "\""));
+    for (const char* key :
+         {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+      if (obj.find(key) == obj.end())
+        return r.Error(field, absl::StrCat("(llama3) needs \"", key, "\""));
     }
     double orig = 0;
     if (auto st = r.Double(obj, "low_freq_factor", &s.low_freq_factor); !st.ok()) return st;
@@ -91,8 +97,9 @@ absl::Status ParseRope(const json& obj, const Reader& r, absl::string_view field
     if (auto st = r.Double(obj, "original_max_position_embeddings", &orig); !st.ok()) return st;
     s.original_max_position_embeddings = static_cast<int>(orig);
     if (!(s.high_freq_factor > s.low_freq_factor) || s.original_max_position_embeddings <= 0) {
-      return r.Error(field, "(llama3) needs high_freq_factor > low_freq_factor and a positive "
-                            "original_max_position_embeddings");
+      return r.Error(field,
+                     "(llama3) needs high_freq_factor > low_freq_factor and a positive "
+                     "original_max_position_embeddings");
     }
   }
   return absl::OkStatus();
@@ -100,10 +107,12 @@ absl::Status ParseRope(const json& obj, const Reader& r, absl::string_view field
 
 }  // namespace
 
-absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::string_view source) {
+absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text,
+                                             absl::string_view source) {
   json j = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON"));
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": top level must be a JSON object"));
+  if (!j.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(source, ": top level must be a JSON object"));
   Reader r(j, source);
   LlamaConfig c;
 
@@ -115,13 +124,15 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::
     }
     c.architecture = (*arch)[0].get<std::string>();
   }
-  if (auto mt = j.find("model_type"); mt != j.end() && mt->is_string()) c.model_type = mt->get<std::string>();
+  if (auto mt = j.find("model_type"); mt != j.end() && mt->is_string())
+    c.model_type = mt->get<std::string>();
   bool ok = false;
   for (const char* a : kSupported) ok |= c.architecture == a;
   if (c.architecture.empty()) ok = c.model_type == "llama" || c.model_type == "mistral";
   if (!ok) {
     return absl::InvalidArgumentError(absl::StrCat(
-        source, ": unsupported architecture \"", c.architecture.empty() ? c.model_type : c.architecture,
+        source, ": unsupported architecture \"",
+        c.architecture.empty() ? c.model_type : c.architecture,
         "\"; pmpd supports Llama-family models (LlamaForCausalLM, MistralForCausalLM)"));
   }
 
@@ -134,7 +145,8 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::
   }
   if (auto st = r.Int("num_key_value_heads", &c.num_key_value_heads, false); !st.ok()) return st;
   if (auto st = r.Int("head_dim", &c.head_dim, false); !st.ok()) return st;
-  if (auto st = r.Int("max_position_embeddings", &c.max_position_embeddings, false); !st.ok()) return st;
+  if (auto st = r.Int("max_position_embeddings", &c.max_position_embeddings, false); !st.ok())
+    return st;
   if (auto st = r.Double("rms_norm_eps", &c.rms_norm_eps); !st.ok()) return st;
   if (auto st = r.Double("rope_theta", &c.rope_theta); !st.ok()) return st;
   if (auto st = r.Bool("tie_word_embeddings", &c.tie_word_embeddings); !st.ok()) return st;
@@ -145,24 +157,30 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::
       c.eos_token_ids.push_back(it->get<int>());
     } else if (it->is_array()) {
       for (const auto& e : *it) {
-        if (!e.is_number_integer()) return r.Error("eos_token_id", "must be an integer or a list of integers");
+        if (!e.is_number_integer())
+          return r.Error("eos_token_id", "must be an integer or a list of integers");
         c.eos_token_ids.push_back(e.get<int>());
       }
     } else {
       return r.Error("eos_token_id", "must be an integer or a list of integers");
     }
   }
-  if (auto it = j.find("torch_dtype"); it != j.end() && it->is_string()) c.torch_dtype = it->get<std::string>();
-  if (auto it = j.find("dtype"); it != j.end() && it->is_string()) c.torch_dtype = it->get<std::string>();
-  if (auto it = j.find("hidden_act"); it != j.end() && it->is_string() && it->get<std::string>() != "silu") {
-    return r.Error("hidden_act", absl::StrCat("is \"", it->get<std::string>(), "\"; only \"silu\" is supported"));
+  if (auto it = j.find("torch_dtype"); it != j.end() && it->is_string())
+    c.torch_dtype = it->get<std::string>();
+  if (auto it = j.find("dtype"); it != j.end() && it->is_string())
+    c.torch_dtype = it->get<std::string>();
+  if (auto it = j.find("hidden_act");
+      it != j.end() && it->is_string() && it->get<std::string>() != "silu") {
+    return r.Error("hidden_act",
+                   absl::StrCat("is \"", it->get<std::string>(), "\"; only \"silu\" is supported"));
   }
   for (const char* key : {"attention_bias", "mlp_bias"}) {
     bool b = false;
     if (auto st = r.Bool(key, &b); !st.ok()) return st;
     if (b) return r.Error(key, "is true; biases in Llama projections are not supported");
   }
-  // Rotary parameters: transformers < 5 writes rope_theta + rope_scaling, >= 5 writes rope_parameters.
+  // Rotary parameters: transformers < 5 writes rope_theta + rope_scaling, >= 5 writes
+  // rope_parameters.
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
@@ -217,8 +235,8 @@ absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::string& model_dir) {
   }
   const std::string path = JoinPath(model_dir, "config.json");
   if (!FileExists(path)) {
-    return absl::NotFoundError(absl::StrCat(path, ": missing (expected a Hugging Face config.json in ",
-                                            model_dir, ")"));
+    return absl::NotFoundError(
+        absl::StrCat(path, ": missing (expected a Hugging Face config.json in ", model_dir, ")"));
   }
   auto text = ReadFileToString(path);
   if (!text.ok()) return text.status();
@@ -227,8 +245,12 @@ absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::string& model_dir) {
 
 std::vector<ProjectionShape> LlamaProjections(const LlamaConfig& c) {
   const int64_t H = c.hidden_size, I = c.intermediate_size;
-  return {{"self_attn.q_proj", c.q_dim(), H}, {"self_attn.k_proj", c.kv_dim(), H}, {"self_attn.v_proj", c.kv_dim(), H},
-          {"self_attn.o_proj", H, c.q_dim()}, {"mlp.gate_proj", I, H},           {"mlp.up_proj", I, H},
+  return {{"self_attn.q_proj", c.q_dim(), H},
+          {"self_attn.k_proj", c.kv_dim(), H},
+          {"self_attn.v_proj", c.kv_dim(), H},
+          {"self_attn.o_proj", H, c.q_dim()},
+          {"mlp.gate_proj", I, H},
+          {"mlp.up_proj", I, H},
           {"mlp.down_proj", H, I}};
 }
 
@@ -249,8 +271,10 @@ std::string LlamaConfigToJson(const LlamaConfig& c) {
   j["hidden_act"] = "silu";
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["bos_token_id"] = c.bos_token_id;
-  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
-  else if (!c.eos_token_ids.empty()) j["eos_token_id"] = c.eos_token_ids;
+  if (c.eos_token_ids.size() == 1)
+    j["eos_token_id"] = c.eos_token_ids[0];
+  else if (!c.eos_token_ids.empty())
+    j["eos_token_id"] = c.eos_token_ids;
   j["torch_dtype"] = c.torch_dtype;
   const RopeScaling& s = c.rope_scaling;
   if (s.type == RopeScalingType::kNone) {

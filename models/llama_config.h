@@ -54,8 +54,9 @@ struct ProjectionShape {
 // that loaders, the quantizer and the sensitivity pass share.
 std::vector<ProjectionShape> LlamaProjections(const LlamaConfig& config);
 
-// Parses config.json text; `source` names the file in error messages. Refuses architectures that are
-// not Llama-family (LlamaForCausalLM, MistralForCausalLM without sliding window) and inconsistent sizes.
+// Parses config.json text; `source` names the file in error messages. Refuses architectures that
+// are not Llama-family (LlamaForCausalLM, MistralForCausalLM without sliding window) and
+// inconsistent sizes.
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text, absl::string_view source);
 
 // Fills the defaults every source shares (num_key_value_heads = num_attention_heads, head_dim =

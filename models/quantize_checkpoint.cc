@@ -21,11 +21,12 @@ namespace {
 std::string OptionsFingerprint(const QuantizeCheckpointOptions& o, const std::string& src_dir,
                                const std::string& config_text) {
   return absl::StrCat("S=", o.quant.seed_bits, ";P=", o.quant.parent_bits, ";seed=", o.quant.seed,
-                      ";lloyd=", o.quant.max_lloyd_iterations, ";sens=", o.sensitivity_tag, ";src=", src_dir,
-                      ";config=", std::hash<std::string>()(config_text));
+                      ";lloyd=", o.quant.max_lloyd_iterations, ";sens=", o.sensitivity_tag,
+                      ";src=", src_dir, ";config=", std::hash<std::string>()(config_text));
 }
 
-absl::Status CopyIfExists(const std::string& src_dir, const std::string& out_dir, const std::string& name) {
+absl::Status CopyIfExists(const std::string& src_dir, const std::string& out_dir,
+                          const std::string& name) {
   const std::string src = JoinPath(src_dir, name);
   if (!FileExists(src)) return absl::OkStatus();
   auto bytes = ReadFileToString(src);
@@ -36,25 +37,27 @@ absl::Status CopyIfExists(const std::string& src_dir, const std::string& out_dir
 absl::Status CopyTokenizer(const std::string& src_dir, const std::string& out_dir) {
   // GGUF source: its tokenizer metadata written out as Hugging Face tokenizer files.
   if (IsGgufPath(src_dir)) return WriteTokenizerFilesFromGguf(src_dir, out_dir);
-  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                        "generation_config.json"}) {
+  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                        "special_tokens_map.json", "generation_config.json"}) {
     if (auto st = CopyIfExists(src_dir, out_dir, f); !st.ok()) return st;
   }
   return absl::OkStatus();
 }
 
 TensorToWrite Copy(const TensorView& v) {
-  return TensorToWrite{v.name, v.dtype, v.shape, std::string(reinterpret_cast<const char*>(v.data), v.nbytes)};
+  return TensorToWrite{v.name, v.dtype, v.shape,
+                       std::string(reinterpret_cast<const char*>(v.data), v.nbytes)};
 }
 
 // Float32 weights of a projection and its shape from the config.
-absl::StatusOr<std::vector<float>> LoadProjection(const WeightSource& src, const std::string& name, int64_t n,
-                                                  int64_t k) {
+absl::StatusOr<std::vector<float>> LoadProjection(const WeightSource& src, const std::string& name,
+                                                  int64_t n, int64_t k) {
   auto t = src.Find(name);
   if (!t.ok()) return t.status();
   if ((*t)->shape != std::vector<int64_t>{n, k}) {
     return absl::InvalidArgumentError(absl::StrCat((*t)->file, ": tensor \"", name, "\" has shape ",
-                                                   (*t)->ShapeString(), "; config.json implies [", n, ", ", k, "]"));
+                                                   (*t)->ShapeString(), "; config.json implies [",
+                                                   n, ", ", k, "]"));
   }
   std::vector<float> w(n * k);
   if (auto st = ToFloat32(**t, w.data()); !st.ok()) return st;
@@ -74,7 +77,8 @@ bool IsProjectionWeight(const std::string& name) {
 absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
                                 const QuantizeCheckpointOptions& options,
                                 const std::map<std::string, std::vector<float>>& sensitivities,
-                                const std::function<bool(int, int, bool)>& on_layer, QuantizeReport* report) {
+                                const std::function<bool(int, int, bool)>& on_layer,
+                                QuantizeReport* report) {
   const int S = options.quant.seed_bits, P = options.quant.parent_bits;
   if (S < 2 || P > 8 || S > P) {
     return absl::InvalidArgumentError(absl::StrCat("precisions seed ", S, " and parent ", P,
@@ -85,7 +89,8 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   auto existing = LoadAnyprecInfo(src_dir);
   if (!existing.ok()) return existing.status();
   if (existing->has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(src_dir, ": already an any-precision checkpoint"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(src_dir, ": already an any-precision checkpoint"));
   }
   auto src = OpenWeights(src_dir);
   if (!src.ok()) return src.status();
@@ -109,13 +114,15 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
     bool resumed = false;
     if (FileExists(part)) {
       auto f = SafetensorsFile::Open(part);
-      if (f.ok() && (*f)->metadata().count("options") && (*f)->metadata().at("options") == fingerprint) {
+      if (f.ok() && (*f)->metadata().count("options") &&
+          (*f)->metadata().at("options") == fingerprint) {
         // Reuse only if it holds exactly the tensors this layer needs, with the right shapes.
         std::map<std::string, std::vector<int64_t>> expected;
         for (const ProjectionShape& ms : LlamaProjections(*config)) {
           const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
           expected[prefix + ".qweight"] = {P, ms.out_features, (ms.in_features + 31) / 32};
-          for (int b = S; b <= P; ++b) expected[absl::StrCat(prefix, ".lut", b)] = {ms.out_features, int64_t{1} << b};
+          for (int b = S; b <= P; ++b)
+            expected[absl::StrCat(prefix, ".lut", b)] = {ms.out_features, int64_t{1} << b};
         }
         bool complete = (*f)->tensors().size() == expected.size();
         for (const auto& [name, v] : (*f)->tensors()) {
@@ -128,9 +135,9 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
         }
       } else if (f.ok()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            part, ": left by a run with other options (", f.ok() && (*f)->metadata().count("options")
-                                                               ? (*f)->metadata().at("options")
-                                                               : "unknown",
+            part, ": left by a run with other options (",
+            f.ok() && (*f)->metadata().count("options") ? (*f)->metadata().at("options")
+                                                        : "unknown",
             "; now ", fingerprint, "); delete ", partial, " or use another --out"));
       }
       // An unreadable part (a crash mid-write cannot leave one: writes are atomic) is recomputed.
@@ -143,25 +150,29 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
         if (!w.ok()) return w.status();
         for (float x : *w) {
           if (!std::isfinite(x)) {
-            return absl::InvalidArgumentError(absl::StrCat(src_dir, ": tensor \"", prefix,
-                                                           ".weight\" holds a NaN or infinite value"));
+            return absl::InvalidArgumentError(absl::StrCat(
+                src_dir, ": tensor \"", prefix, ".weight\" holds a NaN or infinite value"));
           }
         }
         const float* f = nullptr;
         auto it = sensitivities.find(prefix);
         if (it != sensitivities.end()) {
           if (it->second.size() != w->size()) {
-            return absl::InvalidArgumentError(absl::StrCat("sensitivity of ", prefix, " has ", it->second.size(),
+            return absl::InvalidArgumentError(absl::StrCat("sensitivity of ", prefix, " has ",
+                                                           it->second.size(),
                                                            " values, the weight ", w->size()));
           }
           f = it->second.data();
         }
-        AnyprecMatrix m = QuantizeAnyprec(w->data(), f, static_cast<int>(ms.out_features), static_cast<int>(ms.in_features), options.quant);
+        AnyprecMatrix m = QuantizeAnyprec(w->data(), f, static_cast<int>(ms.out_features),
+                                          static_cast<int>(ms.in_features), options.quant);
         for (auto& t : AnyprecMatrixTensors(prefix, m)) layer_tensors.push_back(std::move(t));
         report->rows += ms.out_features;
       }
-      if (auto st = WriteSafetensors(part, layer_tensors, {{"options", fingerprint}}); !st.ok()) return st;
-      report->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (auto st = WriteSafetensors(part, layer_tensors, {{"options", fingerprint}}); !st.ok())
+        return st;
+      report->seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++report->layers_quantized;
     } else {
       ++report->layers_resumed;
@@ -176,7 +187,8 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   info.parent_bits = P;
   info.module_names = LlamaQuantizedModules();
   // Canonical order, so a resumed run writes the same bytes as an uninterrupted one.
-  std::sort(out.begin(), out.end(), [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
+  std::sort(out.begin(), out.end(),
+            [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
   // The checkpoint's files replace the previous ones in one step (base::AtomicDirectory).
   auto dir = base::AtomicDirectory::Create(out_dir);
   if (!dir.ok()) return dir.status();
@@ -187,12 +199,15 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   }
   if (auto st = WriteAnyprecConfig(dir->temp_path(), *config, info); !st.ok()) return st;
   if (auto st = CopyTokenizer(src_dir, dir->temp_path()); !st.ok()) return st;
-  if (auto st = dir->Commit(); !st.ok()) return st;
+  // .partial comes along until the new checkpoint is in place (a kill before that resumes from it).
+  if (auto st = dir->Commit([](absl::string_view name) { return name == ".partial"; }); !st.ok())
+    return st;
   return base::RemoveTree(partial);
 }
 
 absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& out_dir, int bits) {
-  if (bits < 1 || bits > 8) return absl::InvalidArgumentError(absl::StrCat("RTN bits must be in 1..8, got ", bits));
+  if (bits < 1 || bits > 8)
+    return absl::InvalidArgumentError(absl::StrCat("RTN bits must be in 1..8, got ", bits));
   auto config = LoadLlamaConfig(src_dir);
   if (!config.ok()) return config.status();
   auto src = OpenWeights(src_dir);
@@ -207,20 +222,24 @@ absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& o
       const std::string name = absl::StrCat("model.layers.", l, ".", ms.module, ".weight");
       auto w = LoadProjection(**src, name, ms.out_features, ms.in_features);
       if (!w.ok()) return w.status();
-      std::vector<float> q = QuantizeRtn(w->data(), static_cast<int>(ms.out_features), static_cast<int>(ms.in_features), bits);
-      TensorToWrite t{name, DType::kF32, {ms.out_features, ms.in_features}, std::string(q.size() * 4, '\0')};
+      std::vector<float> q = QuantizeRtn(w->data(), static_cast<int>(ms.out_features),
+                                         static_cast<int>(ms.in_features), bits);
+      TensorToWrite t{
+          name, DType::kF32, {ms.out_features, ms.in_features}, std::string(q.size() * 4, '\0')};
       std::memcpy(t.bytes.data(), q.data(), t.bytes.size());
       out.push_back(std::move(t));
     }
   }
   auto dir = base::AtomicDirectory::Create(out_dir);
   if (!dir.ok()) return dir.status();
-  if (auto st = WriteSafetensors(JoinPath(dir->temp_path(), "model.safetensors"), out, {{"format", "pt"}});
+  if (auto st = WriteSafetensors(JoinPath(dir->temp_path(), "model.safetensors"), out,
+                                 {{"format", "pt"}});
       !st.ok()) {
     return st;
   }
   if (IsGgufPath(src_dir)) {
-    if (auto st = base::WriteFileAtomically(JoinPath(dir->temp_path(), "config.json"), LlamaConfigToJson(*config));
+    if (auto st = base::WriteFileAtomically(JoinPath(dir->temp_path(), "config.json"),
+                                            LlamaConfigToJson(*config));
         !st.ok()) {
       return st;
     }

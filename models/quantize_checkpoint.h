@@ -1,9 +1,9 @@
 // Whole-checkpoint quantization: a Hugging Face Llama directory in, an any-precision directory out
 // (our safetensors layout, see docs/anyprec-format.md). Resumable: each finished layer is saved to
 // OUT/.partial/layer_<l>.safetensors (atomically) and reused by a rerun with the same options. The
-// finished checkpoint's files (model.safetensors, config.json, tokenizer files) replace OUT's
-// previous ones in one base::AtomicDirectory commit: a kill leaves the previous checkpoint (or none)
-// or the complete new one, never a mix.
+// finished checkpoint (model.safetensors, config.json, tokenizer files) replaces OUT's previous
+// contents in one base::AtomicDirectory commit: a kill leaves the previous checkpoint (or none) or
+// the complete new one, never a mix.
 #pragma once
 
 #include <functional>
@@ -18,8 +18,8 @@ namespace pmpd::models {
 
 struct QuantizeCheckpointOptions {
   AnyprecQuantizeOptions quant;
-  // Fingerprint of the sensitivities (e.g. calibration file, samples, seq len); a rerun with another
-  // fingerprint refuses to reuse partial layers.
+  // Fingerprint of the sensitivities (e.g. calibration file, samples, seq len); a rerun with
+  // another fingerprint refuses to reuse partial layers.
   std::string sensitivity_tag = "uniform";
 };
 
@@ -37,7 +37,8 @@ struct QuantizeReport {
 absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
                                 const QuantizeCheckpointOptions& options,
                                 const std::map<std::string, std::vector<float>>& sensitivities,
-                                const std::function<bool(int, int, bool)>& on_layer, QuantizeReport* report);
+                                const std::function<bool(int, int, bool)>& on_layer,
+                                QuantizeReport* report);
 
 // Baseline: per-row round-to-nearest uniform quantization (asymmetric min/max) of the 7 projections
 // at `bits`, written back as a plain float32 checkpoint (fake-quantized), tokenizer copied.

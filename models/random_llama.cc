@@ -17,8 +17,8 @@
 namespace pmpd::models {
 namespace {
 
-TensorToWrite RandomTensor(const std::string& name, std::vector<int64_t> shape, uint64_t* state, double scale,
-                           double offset) {
+TensorToWrite RandomTensor(const std::string& name, std::vector<int64_t> shape, uint64_t* state,
+                           double scale, double offset) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   std::vector<float> v(n);
@@ -29,12 +29,16 @@ TensorToWrite RandomTensor(const std::string& name, std::vector<int64_t> shape, 
 }
 
 constexpr const char* kTinyCorpus[] = {
-    "Once upon a time there was a little girl named Lily. She liked to play in the park with her dog.",
-    "The sun was warm and the sky was blue. Tom and his mom went to the store to buy apples and bread.",
+    "Once upon a time there was a little girl named Lily. She liked to play in the park with her "
+    "dog.",
+    "The sun was warm and the sky was blue. Tom and his mom went to the store to buy apples and "
+    "bread.",
     "One day, a small bird found a shiny stone near the river. It was happy and sang a song.",
     "Quantized language models decode faster because every token reads fewer bytes of weights.",
-    "Progressive mixed-precision decoding starts at high precision and lowers it as the text grows.",
-    "The cat sat on the mat. The dog ran to the door. 0123456789 numbers, commas; and: punctuation!",
+    "Progressive mixed-precision decoding starts at high precision and lowers it as the text "
+    "grows.",
+    "The cat sat on the mat. The dog ran to the door. 0123456789 numbers, commas; and: "
+    "punctuation!",
 };
 
 }  // namespace
@@ -46,8 +50,9 @@ float RandomWeight(uint64_t* state, double scale) {
 
 // Tensor order (one splitmix64 stream seeded with `seed`, consumed in this order, row-major):
 //   embed_tokens [V,H] scale 1; per layer: input_layernorm [H] 1 + U(0.1);
-//   q,k,v,o,gate,up,down projections [out,in] scale sqrt(3/in); post_attention_layernorm [H] 1 + U(0.1)
-//   (written after o_proj); final norm [H] 1 + U(0.1); lm_head [V,H] scale sqrt(3/H) when untied.
+//   q,k,v,o,gate,up,down projections [out,in] scale sqrt(3/in); post_attention_layernorm [H] 1 +
+//   U(0.1) (written after o_proj); final norm [H] 1 + U(0.1); lm_head [V,H] scale sqrt(3/H) when
+//   untied.
 absl::Status WriteRandomLlama(const std::string& dir, const LlamaConfig& c, uint64_t seed) {
   if (auto st = MakeDirs(dir); !st.ok()) return st;
   uint64_t s = seed;
@@ -71,7 +76,9 @@ absl::Status WriteRandomLlama(const std::string& dir, const LlamaConfig& c, uint
   }
   ts.push_back(RandomTensor("model.norm.weight", {H}, &s, 0.1, 1.0));
   if (!c.tie_word_embeddings) ts.push_back(lin("lm_head.weight", V, H));
-  if (auto st = base::WriteFileAtomically(JoinPath(dir, "config.json"), LlamaConfigToJson(c)); !st.ok()) return st;
+  if (auto st = base::WriteFileAtomically(JoinPath(dir, "config.json"), LlamaConfigToJson(c));
+      !st.ok())
+    return st;
   return WriteSafetensors(JoinPath(dir, "model.safetensors"), ts, {{"format", "pt"}});
 }
 
@@ -83,16 +90,19 @@ absl::Status WriteTinyTokenizer(const std::string& dir, int* vocab_size) {
   if (auto st = base::WriteFileAtomically(corpus_path, corpus); !st.ok()) return st;
   const std::string prefix = JoinPath(dir, "tokenizer");
   std::string error;
-  const bool trained = SentencePieceBackend::Train(absl::StrCat(
-      "--input=", corpus_path, " --model_prefix=", prefix,
-      " --model_type=bpe --vocab_size=400 --hard_vocab_limit=false --byte_fallback=true",
-      " --character_coverage=1.0 --bos_id=1 --eos_id=2 --unk_id=0 --minloglevel=2"),
+  const bool trained = SentencePieceBackend::Train(
+      absl::StrCat(
+          "--input=", corpus_path, " --model_prefix=", prefix,
+          " --model_type=bpe --vocab_size=400 --hard_vocab_limit=false --byte_fallback=true",
+          " --character_coverage=1.0 --bos_id=1 --eos_id=2 --unk_id=0 --minloglevel=2"),
       &error);
   std::remove(corpus_path.c_str());
   std::remove((prefix + ".vocab").c_str());
-  if (!trained) return absl::InternalError(absl::StrCat(dir, ": training the demo tokenizer failed: ", error));
+  if (!trained)
+    return absl::InternalError(absl::StrCat(dir, ": training the demo tokenizer failed: ", error));
   SentencePieceBackend sp;  // the vocabulary size is whatever the trainer reached
-  if (!sp.Load(prefix + ".model", &error)) return absl::InternalError(absl::StrCat(prefix, ".model: ", error));
+  if (!sp.Load(prefix + ".model", &error))
+    return absl::InternalError(absl::StrCat(prefix, ".model: ", error));
   *vocab_size = sp.vocab_size();
   return absl::OkStatus();
 }

@@ -30,10 +30,10 @@ struct DTypeEntry {
   size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {"BOOL", DType::kBool, 1}, {"U8", DType::kU8, 1},        {"I8", DType::kI8, 1},
-    {"I16", DType::kI16, 2},   {"U16", DType::kU16, 2},      {"F16", DType::kF16, 2},
-    {"BF16", DType::kBF16, 2}, {"I32", DType::kI32, 4},      {"U32", DType::kU32, 4},
-    {"F32", DType::kF32, 4},   {"F64", DType::kF64, 8},      {"I64", DType::kI64, 8},
+    {"BOOL", DType::kBool, 1}, {"U8", DType::kU8, 1},          {"I8", DType::kI8, 1},
+    {"I16", DType::kI16, 2},   {"U16", DType::kU16, 2},        {"F16", DType::kF16, 2},
+    {"BF16", DType::kBF16, 2}, {"I32", DType::kI32, 4},        {"U32", DType::kU32, 4},
+    {"F32", DType::kF32, 4},   {"F64", DType::kF64, 8},        {"I64", DType::kI64, 8},
     {"U64", DType::kU64, 8},   {"F8_E4M3", DType::kF8E4M3, 1}, {"F8_E5M2", DType::kF8E5M2, 1},
 };
 
@@ -54,11 +54,13 @@ absl::Status Bad(const std::string& path, absl::string_view what) {
 }  // namespace
 
 const char* DTypeName(DType d) {
-  for (const auto& e : kDTypes) if (e.dtype == d) return e.name;
+  for (const auto& e : kDTypes)
+    if (e.dtype == d) return e.name;
   return "?";
 }
 size_t DTypeSize(DType d) {
-  for (const auto& e : kDTypes) if (e.dtype == d) return e.size;
+  for (const auto& e : kDTypes)
+    if (e.dtype == d) return e.size;
   return 0;
 }
 
@@ -68,11 +70,14 @@ int64_t TensorView::numel() const {
   return n;
 }
 
-std::string TensorView::ShapeString() const { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+std::string TensorView::ShapeString() const {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
@@ -81,11 +86,13 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    return Bad(path, absl::StrCat("file is ", size, " bytes, shorter than the 8-byte header length"));
+    return Bad(path,
+               absl::StrCat("file is ", size, " bytes, shorter than the 8-byte header length"));
   }
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
-  if (map == MAP_FAILED) return absl::InternalError(absl::StrCat(path, ": mmap failed: ", std::strerror(errno)));
+  if (map == MAP_FAILED)
+    return absl::InternalError(absl::StrCat(path, ": mmap failed: ", std::strerror(errno)));
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
   f->map_ = map;
@@ -95,7 +102,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = header_len << 8 | base[i];
   if (header_len > kMaxHeaderBytes) {
-    return Bad(path, absl::StrCat("header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes));
+    return Bad(path, absl::StrCat("header length ", header_len, " exceeds the limit of ",
+                                  kMaxHeaderBytes));
   }
   if (header_len > size - 8) {
     return Bad(path, absl::StrCat("header length ", header_len, " runs past the end of the file (",
@@ -114,7 +122,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     if (name == "__metadata__") {
       if (!e.is_object()) return Bad(path, "__metadata__ must be an object");
       for (auto m = e.begin(); m != e.end(); ++m) {
-        if (!m.value().is_string()) return Bad(path, absl::StrCat("__metadata__ value of \"", m.key(), "\" is not a string"));
+        if (!m.value().is_string())
+          return Bad(path, absl::StrCat("__metadata__ value of \"", m.key(), "\" is not a string"));
         f->metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -124,11 +133,14 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     auto dt = e.find("dtype");
     auto sh = e.find("shape");
     auto off = e.find("data_offsets");
-    if (dt == e.end() || !dt->is_string()) return Bad(path, absl::StrCat(where, ": missing or non-string dtype"));
-    if (sh == e.end() || !sh->is_array()) return Bad(path, absl::StrCat(where, ": missing or non-array shape"));
+    if (dt == e.end() || !dt->is_string())
+      return Bad(path, absl::StrCat(where, ": missing or non-string dtype"));
+    if (sh == e.end() || !sh->is_array())
+      return Bad(path, absl::StrCat(where, ": missing or non-array shape"));
     if (off == e.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
         !(*off)[1].is_number_unsigned()) {
-      return Bad(path, absl::StrCat(where, ": data_offsets must be [begin, end] of non-negative integers"));
+      return Bad(path, absl::StrCat(
+                           where, ": data_offsets must be [begin, end] of non-negative integers"));
     }
     TensorView t;
     t.name = name;
@@ -138,21 +150,25 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     }
     uint64_t numel = 1;
     for (const auto& d : *sh) {
-      if (!d.is_number_unsigned()) return Bad(path, absl::StrCat(where, ": shape entries must be non-negative integers"));
+      if (!d.is_number_unsigned())
+        return Bad(path, absl::StrCat(where, ": shape entries must be non-negative integers"));
       const uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > (uint64_t{1} << 62) / v) return Bad(path, absl::StrCat(where, ": shape overflows"));
+      if (v != 0 && numel > (uint64_t{1} << 62) / v)
+        return Bad(path, absl::StrCat(where, ": shape overflows"));
       numel *= v;
       t.shape.push_back(static_cast<int64_t>(v));
     }
     const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
     if (begin > end || end > data_size) {
-      return Bad(path, absl::StrCat(where, ": data_offsets [", begin, ", ", end, "] out of range; the data section has ",
-                                    data_size, " bytes (file truncated?)"));
+      return Bad(path, absl::StrCat(where, ": data_offsets [", begin, ", ", end,
+                                    "] out of range; the data section has ", data_size,
+                                    " bytes (file truncated?)"));
     }
     const uint64_t expected = numel * DTypeSize(t.dtype);
     if (end - begin != expected) {
-      return Bad(path, absl::StrCat(where, ": shape ", t.ShapeString(), " x ", DTypeName(t.dtype), " needs ",
-                                    expected, " bytes but data_offsets span ", end - begin));
+      return Bad(path,
+                 absl::StrCat(where, ": shape ", t.ShapeString(), " x ", DTypeName(t.dtype),
+                              " needs ", expected, " bytes but data_offsets span ", end - begin));
     }
     t.data = data + begin;
     t.nbytes = end - begin;
@@ -172,7 +188,8 @@ SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) ::munmap(map_, map_size_);
 }
 
-absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Open(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Open(
+    const std::string& dir) {
   auto ck = std::unique_ptr<SafetensorsCheckpoint>(new SafetensorsCheckpoint());
   ck->dir_ = dir;
   const std::string index_path = JoinPath(dir, "model.safetensors.index.json");
@@ -182,24 +199,30 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
     auto text = ReadFileToString(index_path);
     if (!text.ok()) return text.status();
     json j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-      return absl::DataLossError(absl::StrCat(index_path, ": expected a JSON object with a \"weight_map\" object"));
+    if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
+        !j["weight_map"].is_object()) {
+      return absl::DataLossError(
+          absl::StrCat(index_path, ": expected a JSON object with a \"weight_map\" object"));
     }
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       if (!it.value().is_string()) {
-        return absl::DataLossError(absl::StrCat(index_path, ": weight_map value of \"", it.key(), "\" is not a string"));
+        return absl::DataLossError(
+            absl::StrCat(index_path, ": weight_map value of \"", it.key(), "\" is not a string"));
       }
       const std::string shard = it.value().get<std::string>();
       if (shard.find('/') != std::string::npos) {
-        return absl::DataLossError(absl::StrCat(index_path, ": shard name \"", shard, "\" must be a plain file name"));
+        return absl::DataLossError(
+            absl::StrCat(index_path, ": shard name \"", shard, "\" must be a plain file name"));
       }
       weight_map[it.key()] = shard;
-      if (std::find(shard_names.begin(), shard_names.end(), shard) == shard_names.end()) shard_names.push_back(shard);
+      if (std::find(shard_names.begin(), shard_names.end(), shard) == shard_names.end())
+        shard_names.push_back(shard);
     }
   } else if (FileExists(JoinPath(dir, "model.safetensors"))) {
     shard_names.push_back("model.safetensors");
   } else {
-    return absl::NotFoundError(absl::StrCat(dir, ": no model.safetensors or model.safetensors.index.json"));
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": no model.safetensors or model.safetensors.index.json"));
   }
   for (const auto& shard : shard_names) {
     auto f = SafetensorsFile::Open(JoinPath(dir, shard));
@@ -207,17 +230,20 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
     for (const auto& [name, view] : (*f)->tensors()) {
       if (!weight_map.empty()) {
         auto w = weight_map.find(name);
-        if (w == weight_map.end() || w->second != shard) continue;  // listed elsewhere or not at all
+        if (w == weight_map.end() || w->second != shard)
+          continue;  // listed elsewhere or not at all
       }
       if (!ck->index_.emplace(name, &view).second) {
-        return absl::DataLossError(absl::StrCat(dir, ": tensor \"", name, "\" appears in more than one shard"));
+        return absl::DataLossError(
+            absl::StrCat(dir, ": tensor \"", name, "\" appears in more than one shard"));
       }
     }
     ck->files_.push_back(std::move(*f));
   }
   for (const auto& [name, shard] : weight_map) {
     if (!ck->index_.count(name)) {
-      return absl::DataLossError(absl::StrCat(index_path, ": tensor \"", name, "\" is listed in shard ", shard,
+      return absl::DataLossError(absl::StrCat(index_path, ": tensor \"", name,
+                                              "\" is listed in shard ", shard,
                                               " but that file does not contain it"));
     }
   }
@@ -226,7 +252,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
 
 absl::StatusOr<const TensorView*> SafetensorsCheckpoint::Find(const std::string& name) const {
   auto it = index_.find(name);
-  if (it == index_.end()) return absl::NotFoundError(absl::StrCat(dir_, ": missing tensor \"", name, "\""));
+  if (it == index_.end())
+    return absl::NotFoundError(absl::StrCat(dir_, ": missing tensor \"", name, "\""));
   return it->second;
 }
 
@@ -253,7 +280,8 @@ absl::Status ToFloat32(const TensorView& t, float* out) {
       return absl::OkStatus();
     }
     default:
-      return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has dtype ", DTypeName(t.dtype),
+      return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor \"", t.name, "\" has dtype ",
+                                                     DTypeName(t.dtype),
                                                      "; supported for weights: F32, F16, BF16"));
   }
 }
@@ -264,14 +292,18 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& t : tensors) {
-    if (h.contains(t.name)) return absl::InvalidArgumentError(absl::StrCat(path, ": duplicate tensor \"", t.name, "\""));
+    if (h.contains(t.name))
+      return absl::InvalidArgumentError(absl::StrCat(path, ": duplicate tensor \"", t.name, "\""));
     uint64_t numel = 1;
     for (int64_t d : t.shape) numel *= static_cast<uint64_t>(d);
     if (numel * DTypeSize(t.dtype) != t.bytes.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor \"", t.name, "\" has ", t.bytes.size(),
-                                                     " bytes, shape needs ", numel * DTypeSize(t.dtype)));
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor \"", t.name, "\" has ",
+                                                     t.bytes.size(), " bytes, shape needs ",
+                                                     numel * DTypeSize(t.dtype)));
     }
-    h[t.name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
+    h[t.name] = {{"dtype", DTypeName(t.dtype)},
+                 {"shape", t.shape},
+                 {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
   std::string header = h.dump();

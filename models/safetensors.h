@@ -15,7 +15,23 @@
 
 namespace pmpd::models {
 
-enum class DType { kBool, kU8, kI8, kI16, kU16, kF16, kBF16, kI32, kU32, kF32, kF64, kI64, kU64, kF8E4M3, kF8E5M2 };
+enum class DType {
+  kBool,
+  kU8,
+  kI8,
+  kI16,
+  kU16,
+  kF16,
+  kBF16,
+  kI32,
+  kU32,
+  kF32,
+  kF64,
+  kI64,
+  kU64,
+  kF8E4M3,
+  kF8E5M2
+};
 
 const char* DTypeName(DType d);
 size_t DTypeSize(DType d);
@@ -34,7 +50,8 @@ struct TensorView {
 };
 
 // One .safetensors file, memory-mapped read-only. Open() validates the whole header: sane length,
-// well-formed JSON, known dtypes, offsets in range and non-overlapping, shape x dtype size == bytes.
+// well-formed JSON, known dtypes, offsets in range and non-overlapping, shape x dtype size ==
+// bytes.
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);

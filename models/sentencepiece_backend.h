@@ -1,5 +1,6 @@
-// A firewall around sentencepiece: its headers declare `namespace absl { using std::string_view; }`,
-// which collides with the real Abseil, so only sentencepiece_backend.cc includes them (and no Abseil).
+// A firewall around sentencepiece: its headers declare `namespace absl { using std::string_view;
+// }`, which collides with the real Abseil, so only sentencepiece_backend.cc includes them (and no
+// Abseil).
 #pragma once
 
 #include <memory>

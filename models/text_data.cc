@@ -16,7 +16,8 @@ namespace {
 // Whole file, gunzipped when it ends in .gz. Corrupt or truncated gzip is an error.
 absl::StatusOr<std::string> ReadMaybeGz(const std::string& path) {
   if (!absl::EndsWith(path, ".gz")) return ReadFileToString(path);
-  if (!FileExists(path)) return absl::NotFoundError(absl::StrCat(path, ": cannot open: no such file"));
+  if (!FileExists(path))
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open: no such file"));
   gzFile f = gzopen(path.c_str(), "rb");
   if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::string out;
@@ -37,7 +38,8 @@ absl::StatusOr<std::string> ReadMaybeGz(const std::string& path) {
 TextLine ParseJsonTextLine(absl::string_view line, std::string* text) {
   if (absl::StripAsciiWhitespace(line).empty()) return TextLine::kBlank;
   auto j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string()) return TextLine::kMalformed;
+  if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string())
+    return TextLine::kMalformed;
   *text = j["text"].get<std::string>();
   return absl::StripAsciiWhitespace(*text).empty() ? TextLine::kEmpty : TextLine::kText;
 }
@@ -45,7 +47,8 @@ TextLine ParseJsonTextLine(absl::string_view line, std::string* text) {
 absl::StatusOr<TextDocs> ReadTextDocs(const std::string& path, int max_docs, double begin_fraction,
                                       double end_fraction) {
   if (!(begin_fraction >= 0 && begin_fraction < end_fraction && end_fraction <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": byte range [", begin_fraction, ", ", end_fraction,
+    return absl::InvalidArgumentError(absl::StrCat(path, ": byte range [", begin_fraction, ", ",
+                                                   end_fraction,
                                                    ") must satisfy 0 <= begin < end <= 1"));
   }
   auto data = ReadMaybeGz(path);
@@ -73,10 +76,17 @@ absl::StatusOr<TextDocs> ReadTextDocs(const std::string& path, int max_docs, dou
       if (full()) break;
       std::string text;
       switch (ParseJsonTextLine(line, &text)) {
-        case TextLine::kText: docs.texts.push_back(std::move(text)); break;
-        case TextLine::kBlank: break;
-        case TextLine::kEmpty: ++docs.empty_texts; break;
-        case TextLine::kMalformed: ++docs.malformed_lines; break;
+        case TextLine::kText:
+          docs.texts.push_back(std::move(text));
+          break;
+        case TextLine::kBlank:
+          break;
+        case TextLine::kEmpty:
+          ++docs.empty_texts;
+          break;
+        case TextLine::kMalformed:
+          ++docs.malformed_lines;
+          break;
       }
     }
   } else {
@@ -91,8 +101,9 @@ absl::StatusOr<TextDocs> ReadTextDocs(const std::string& path, int max_docs, dou
     }
   }
   if (docs.texts.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": no usable document (", docs.malformed_lines,
-                                                   " malformed lines, ", docs.empty_texts, " empty texts)"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no usable document (",
+                                                   docs.malformed_lines, " malformed lines, ",
+                                                   docs.empty_texts, " empty texts)"));
   }
   return docs;
 }

@@ -28,7 +28,7 @@ TextLine ParseJsonTextLine(absl::string_view line, std::string* text);
 // (one document if there are none). [begin_fraction, end_fraction) selects part of the
 // (decompressed) bytes, moved forward to document boundaries, e.g. 0.75, 1.0 for a held-out last
 // quarter. Errors: missing file, corrupt gzip, or no usable document.
-absl::StatusOr<TextDocs> ReadTextDocs(const std::string& path, int max_docs = 0, double begin_fraction = 0.0,
-                                      double end_fraction = 1.0);
+absl::StatusOr<TextDocs> ReadTextDocs(const std::string& path, int max_docs = 0,
+                                      double begin_fraction = 0.0, double end_fraction = 1.0);
 
 }  // namespace pmpd::models

@@ -11,8 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/atomic_file.h"
-#include "kernels/check.h"
 #include "inference/sampler.h"
+#include "kernels/check.h"
 #include "kernels/half.h"
 #include "models/file_util.h"
 #include "models/safetensors.h"
@@ -143,7 +143,8 @@ absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const Clas
   auto spec = SpecFromState(state, source);
   if (!spec.ok()) return spec.status();
   if (device != "cpu" && device != "cuda") {
-    return absl::InvalidArgumentError(absl::StrCat("classifier device must be cpu or cuda, got \"", device, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("classifier device must be cpu or cuda, got \"", device, "\""));
   }
   if (device == "cuda" && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError(
@@ -183,19 +184,25 @@ absl::StatusOr<std::vector<float>> KvClassifier::Logits(const inference::KvView&
   const auto options =
       torch::TensorOptions()
           .dtype(kv.dtype == inference::KvDtype::kFloat16 ? torch::kFloat16 : torch::kFloat32)
-          .device(kv.device == inference::Device::kCuda ? torch::Device(torch::kCUDA, kv.cuda_device)
-                                                        : torch::Device(torch::kCPU));
+          .device(kv.device == inference::Device::kCuda
+                      ? torch::Device(torch::kCUDA, kv.cuda_device)
+                      : torch::Device(torch::kCPU));
   const std::vector<int64_t> shape = {1, kv.kv_heads, kv.length, kv.head_dim};
-  const std::vector<int64_t> strides = {kv.kv_heads * kv.head_stride, kv.head_stride, kv.position_stride, 1};
-  const torch::Device target = net_->cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  const std::vector<int64_t> strides = {kv.kv_heads * kv.head_stride, kv.head_stride,
+                                        kv.position_stride, 1};
+  const torch::Device target =
+      net_->cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   try {
-    torch::Tensor k = torch::from_blob(const_cast<void*>(kv.k), shape, strides, options).to(target, torch::kFloat32);
-    torch::Tensor v = torch::from_blob(const_cast<void*>(kv.v), shape, strides, options).to(target, torch::kFloat32);
+    torch::Tensor k = torch::from_blob(const_cast<void*>(kv.k), shape, strides, options)
+                          .to(target, torch::kFloat32);
+    torch::Tensor v = torch::from_blob(const_cast<void*>(kv.v), shape, strides, options)
+                          .to(target, torch::kFloat32);
     torch::Tensor logits = net_->module->forward(k, v).to(torch::kCPU).contiguous();
     return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
   } catch (const c10::Error& e) {  // e.g. a CUDA view with a LibTorch built without CUDA
     return absl::FailedPreconditionError(absl::StrCat(source_, ": cannot read the KV cache on ",
-                                                      inference::DeviceName(kv.device), ": ", e.what_without_backtrace()));
+                                                      inference::DeviceName(kv.device), ": ",
+                                                      e.what_without_backtrace()));
   }
 }
 
@@ -361,15 +368,9 @@ class LearnedScheduler : public PrecisionScheduler {
 
 absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
     const LearnedSchedulerOptions& o) {
-  if (o.precisions.size() < 2) {
-    return absl::InvalidArgumentError(
-        "the learned scheduler needs at least two precisions, high to low");
-  }
-  for (size_t i = 1; i < o.precisions.size(); ++i) {
-    if (o.precisions[i] >= o.precisions[i - 1]) {
-      return absl::InvalidArgumentError("precisions must be strictly decreasing (e.g. 4,3,2)");
-    }
-  }
+  if (auto st = CheckPrecisionLadder(o.precisions, 2, "the learned scheduler's precisions");
+      !st.ok())
+    return st;
   if (auto st = CheckSwitchQuantile(o.switch_quantile, "switch quantile"); !st.ok()) return st;
   std::string device = o.device;
   if (device == "auto") device = torch::cuda::is_available() ? "cuda" : "cpu";

@@ -109,8 +109,8 @@ absl::Status CheckSwitchQuantile(double q, const std::string& what);
 int SelectSwitchClass(absl::Span<const float> logits, double switch_quantile);
 
 // The learned scheduler. OnPrefill runs each pair's classifier once on the prefill KV cache (the
-// same cache for every pair) and fixes the schedule: pair p's class (SelectSwitchClass) gives step s_p
-// (never = infinity); precisions[p+1] starts at S_p = max(S_{p-1}, s_p), absolute steps as in a
+// same cache for every pair) and fixes the schedule: pair p's class (SelectSwitchClass) gives step
+// s_p (never = infinity); precisions[p+1] starts at S_p = max(S_{p-1}, s_p), absolute steps as in a
 // static schedule, and a "never" stops the chain. Errors name the directory and the missing pair.
 absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
     const LearnedSchedulerOptions& options);

@@ -28,19 +28,29 @@ class PrecisionScheduler {
   // the model).
   virtual absl::Status OnPrefill(const inference::KvView& kv) = 0;
   // Precision of the forward pass that produces generated token `step` (>= 1).
-  virtual int NextPrecision(int step, int current_precision, absl::Span<const float> last_logits) = 0;
+  virtual int NextPrecision(int step, int current_precision,
+                            absl::Span<const float> last_logits) = 0;
   // The precisions it may return, highest first (for validation against the checkpoint).
   virtual const std::vector<int>& precisions() const = 0;
   virtual std::string Describe() const = 0;
 };
 
 // Static schedule: precisions[i] for steps [switch_steps[i-1], switch_steps[i]) (cumulative; one
-// precision = a uniform baseline). Errors: empty list, precisions not strictly decreasing or outside
-// 2..8, switch steps not one fewer than precisions, negative or not non-decreasing.
-absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeStaticScheduler(std::vector<int> precisions,
-                                                                       std::vector<int> switch_steps);
+// precision = a uniform baseline). Errors: empty list, precisions not strictly decreasing or
+// outside 2..8, switch steps not one fewer than precisions, negative or not non-decreasing.
+absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeStaticScheduler(
+    std::vector<int> precisions, std::vector<int> switch_steps);
 
 // "4,3,2" -> {4,3,2}; errors name `flag` and the bad item.
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& text, const std::string& flag);
+
+// The one check of a precision ladder (schedules, gen-data, training, evaluation): at least
+// `min_size` bit widths, each in 2..8, strictly decreasing (high to low). Errors name `what` (the
+// caller's option) and the whole list. A checkpoint's range is checked by CheckPrecisionRange.
+absl::Status CheckPrecisionLadder(const std::vector<int>& precisions, size_t min_size,
+                                  const std::string& what = "precisions");
+// ParseIntList + CheckPrecisionLadder: "5,4,3" -> {5,4,3}, or an error naming `what`.
+absl::StatusOr<std::vector<int>> ParsePrecisionLadder(const std::string& text, size_t min_size,
+                                                      const std::string& what);
 
 }  // namespace pmpd::scheduler

@@ -22,30 +22,33 @@ absl::Status CheckPrecisionRange(int min_bits, int max_bits, const std::vector<i
                                  const std::string& model_dir) {
   const std::string name = model_dir.empty() ? "the checkpoint" : model_dir;
   if (max_bits == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(name, " is not an any-precision checkpoint: precision schedules need one (see pmpd-quantize)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        name,
+        " is not an any-precision checkpoint: precision schedules need one (see pmpd-quantize)"));
   }
   for (int p : precisions) {
     if (p < min_bits || p > max_bits) {
-      return absl::InvalidArgumentError(absl::StrCat("precision ", p, " is missing from ", name, ", which holds ",
-                                                     min_bits, " to ", max_bits, " bits"));
+      return absl::InvalidArgumentError(absl::StrCat("precision ", p, " is missing from ", name,
+                                                     ", which holds ", min_bits, " to ", max_bits,
+                                                     " bits"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::Engine& engine,
-                                                            absl::Span<const int> prompt_ids,
-                                                            const ScheduledGenerationOptions& options,
-                                                            PrecisionScheduler* scheduler,
-                                                            const std::function<void(int, int)>& on_token) {
+absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(
+    inference::Engine& engine, absl::Span<const int> prompt_ids,
+    const ScheduledGenerationOptions& options, PrecisionScheduler* scheduler,
+    const std::function<void(int, int)>& on_token) {
   ScheduledGenerationResult r;
   inference::GenerationHooks hooks;
   if (scheduler != nullptr) {
     std::vector<int> needed = scheduler->precisions();
     const int prefill = options.prefill_precision > 0 ? options.prefill_precision : needed.front();
     needed.push_back(prefill);
-    if (auto st = CheckPrecisionRange(engine.min_precision(), engine.max_precision(), needed); !st.ok()) return st;
+    if (auto st = CheckPrecisionRange(engine.min_precision(), engine.max_precision(), needed);
+        !st.ok())
+      return st;
     scheduler->Reset();
     if (auto st = engine.SetPrecision(prefill); !st.ok()) return st;
     hooks.after_prefill = [&]() -> absl::Status {
@@ -61,10 +64,14 @@ absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::Engine& e
       return wanted == engine.precision() ? absl::OkStatus() : engine.SetPrecision(wanted);
     };
   }
-  auto g = inference::Generate(engine, prompt_ids, options.generation, [&](int id) {
-    r.token_precisions.push_back(engine.precision());  // the precision of the pass that produced it
-    if (on_token) on_token(id, engine.precision());
-  }, hooks);
+  auto g = inference::Generate(
+      engine, prompt_ids, options.generation,
+      [&](int id) {
+        r.token_precisions.push_back(
+            engine.precision());  // the precision of the pass that produced it
+        if (on_token) on_token(id, engine.precision());
+      },
+      hooks);
   if (!g.ok()) return g.status();
   r.generation = std::move(*g);
   r.avg_bits = AverageBits(r.token_precisions);

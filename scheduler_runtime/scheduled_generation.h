@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "inference/generator.h"
 #include "inference/engine.h"
+#include "inference/generator.h"
 #include "scheduler_runtime/precision_scheduler.h"
 
 namespace pmpd::scheduler {
@@ -42,11 +42,10 @@ absl::Status CheckPrecisionRange(int min_bits, int max_bits, const std::vector<i
 // token_precisions records the precision of the pass that produced each token on every path (0 on
 // plain engines). Fails when the engine lacks a precision the scheduler may return.
 // `on_token(id, precision)` may be empty.
-absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(inference::Engine& engine,
-                                                            absl::Span<const int> prompt_ids,
-                                                            const ScheduledGenerationOptions& options,
-                                                            PrecisionScheduler* scheduler,
-                                                            const std::function<void(int, int)>& on_token = {});
+absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(
+    inference::Engine& engine, absl::Span<const int> prompt_ids,
+    const ScheduledGenerationOptions& options, PrecisionScheduler* scheduler,
+    const std::function<void(int, int)>& on_token = {});
 
 // Greedy generation at one precision, as GenerateScheduled: `precision` > 0 runs a one-precision
 // static schedule, 0 the engine's current precision (plain models too). Stops at the model's EOS

@@ -21,7 +21,8 @@ dev=0
 apt_packages=(build-essential cmake ninja-build ccache pkg-config git
               libabsl-dev libgtest-dev libgmock-dev libsentencepiece-dev libpcre2-dev libicu-dev
               nlohmann-json3-dev
-              libhdf5-dev hdf5-tools zlib1g-dev python3 python3-venv python3-pip python3-h5py)
+              libhdf5-dev hdf5-tools zlib1g-dev python3 python3-venv python3-pip python3-h5py
+              clang-format)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

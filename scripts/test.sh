@@ -4,6 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
+"$root/scripts/check_format.sh"  # clang-format --dry-run -Werror over the tree (seconds)
 "$root/scripts/build.sh" "$@"
 cd "${BUILD_DIR:-$root/build}"
 # One intra-op thread per test process: ctest already runs one test per core, and LibTorch's OpenMP

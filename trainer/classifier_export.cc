@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/atomic_file.h"
 #include "dataset/kv_dataset.h"
@@ -76,14 +77,19 @@ absl::Status ExportClassifiers(const std::string& out_dir, const std::string& da
     p.candidate_steps = r.candidate_steps;
     p.spec = r.spec;
     p.metrics_json = MetricsJson(r, options);
-    if (auto st = scheduler::WriteClassifierSafetensors(models::JoinPath(dir->temp_path(), p.file), r.state);
+    if (auto st = scheduler::WriteClassifierSafetensors(models::JoinPath(dir->temp_path(), p.file),
+                                                        r.state);
         !st.ok()) {
       return st;
     }
     m.pairs.push_back(std::move(p));
   }
   if (auto st = scheduler::WriteClassifierManifest(dir->temp_path(), m); !st.ok()) return st;
-  return dir->Commit();
+  // Kept from the previous directory: the training curves and checkpoints pmpd-train wrote there.
+  return dir->Commit([](absl::string_view name) {
+    return name == "checkpoints" ||
+           (absl::StartsWith(name, "training_") && absl::EndsWith(name, ".svg"));
+  });
 }
 
 }  // namespace pmpd::trainer

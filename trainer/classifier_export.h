@@ -15,7 +15,8 @@ namespace pmpd::trainer {
 std::string MetricsJson(const TrainResult& r, const TrainOptions& o);
 
 // Writes the classifiers and manifest.json into out_dir as one base::AtomicDirectory commit: a kill
-// leaves the previous export or the complete new one; other entries of out_dir stay.
+// leaves the previous export or the complete new one. Of out_dir's other entries, the training
+// curves (training_*.svg) and checkpoints/ stay; anything else there is removed.
 absl::Status ExportClassifiers(const std::string& out_dir, const std::string& data_path,
                                const std::vector<TrainResult>& results,
                                const TrainOptions& options);

@@ -42,10 +42,12 @@ absl::Status CheckOptions(const TrainOptions& o) {
     return absl::InvalidArgumentError("--val-fraction must be in (0, 1)");
   }
   if (!(o.test_fraction >= 0 && o.val_fraction + o.test_fraction < 1)) {
-    return absl::InvalidArgumentError("--test-fraction must be >= 0 and leave room for training (val + test < 1)");
+    return absl::InvalidArgumentError(
+        "--test-fraction must be >= 0 and leave room for training (val + test < 1)");
   }
   if (!(o.label_tolerance >= 0 && o.label_tolerance < 1)) {
-    return absl::InvalidArgumentError("--label-tolerance must be in [0, 1) (a Rouge-L F difference)");
+    return absl::InvalidArgumentError(
+        "--label-tolerance must be in [0, 1) (a Rouge-L F difference)");
   }
   if (o.balance != "weighted" && o.balance != "oversample" && o.balance != "none") {
     return absl::InvalidArgumentError("--balance must be weighted, oversample or none");
@@ -121,12 +123,13 @@ EpochMetrics EpochFromJson(const nlohmann::json& j) {
 // Everything the trained weights depend on; a checkpoint with another value is not resumed.
 std::string RunFingerprint(const TrainOptions& o, const std::string& data_fingerprint, int hi,
                            int lo) {
-  return absl::StrCat("data=", data_fingerprint, ";pair=", hi, "_", lo, ";epochs=", o.epochs,
-                      ";lr=", o.lr, ";wd=", o.weight_decay, ";dropout=", o.dropout,
-                      ";accum=", o.grad_accum, ";batch=", o.batch_size, ";val=", o.val_fraction, o.test_fraction > 0 ? absl::StrCat(";test=", o.test_fraction) : "",
-                      ";seed=", o.seed, ";balance=", o.balance, ";patience=", o.patience,
-                      ";device=", o.device,
-                      o.label_tolerance > 0 ? absl::StrCat(";label_tolerance=", o.label_tolerance) : "");
+  return absl::StrCat(
+      "data=", data_fingerprint, ";pair=", hi, "_", lo, ";epochs=", o.epochs, ";lr=", o.lr,
+      ";wd=", o.weight_decay, ";dropout=", o.dropout, ";accum=", o.grad_accum,
+      ";batch=", o.batch_size, ";val=", o.val_fraction,
+      o.test_fraction > 0 ? absl::StrCat(";test=", o.test_fraction) : "", ";seed=", o.seed,
+      ";balance=", o.balance, ";patience=", o.patience, ";device=", o.device,
+      o.label_tolerance > 0 ? absl::StrCat(";label_tolerance=", o.label_tolerance) : "");
 }
 
 }  // namespace
@@ -173,10 +176,11 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
     data[i].vbar =
         torch::from_blob(v.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
     const size_t c = header.candidate_steps.size();
-    data[i].label = o.label_tolerance > 0
-                        ? dataset::SwitchLabel(absl::MakeConstSpan(table->rouge_l).subspan(i * c, c),
-                                                 table->rouge_l_high[i], o.label_tolerance)
-                        : table->labels[i];
+    data[i].label =
+        o.label_tolerance > 0
+            ? dataset::SwitchLabel(absl::MakeConstSpan(table->rouge_l).subspan(i * c, c),
+                                   table->rouge_l_high[i], o.label_tolerance)
+            : table->labels[i];
   }
   // Deterministic split: a seeded permutation; the first val_fraction is validation, the next
   // test_fraction the test split (so adding a test split leaves the validation split as it was).
@@ -185,10 +189,13 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   std::mt19937_64 split_rng(o.seed ^ 0x5EEDull);
   std::shuffle(order.begin(), order.end(), split_rng);
   const int n_val = std::max<int>(1, static_cast<int>(std::lround(o.val_fraction * n)));
-  const int n_test = o.test_fraction > 0 ? std::max<int>(1, static_cast<int>(std::lround(o.test_fraction * n))) : 0;
+  const int n_test = o.test_fraction > 0
+                         ? std::max<int>(1, static_cast<int>(std::lround(o.test_fraction * n)))
+                         : 0;
   if (n_val + n_test >= n) {
-    return absl::InvalidArgumentError(absl::StrCat(data_path, ": ", n, " samples leave none for training after ",
-                                                   n_val, " validation and ", n_test, " test samples"));
+    return absl::InvalidArgumentError(absl::StrCat(data_path, ": ", n,
+                                                   " samples leave none for training after ", n_val,
+                                                   " validation and ", n_test, " test samples"));
   }
   std::vector<int> val(order.begin(), order.begin() + n_val),
       test(order.begin() + n_val, order.begin() + n_val + n_test),
@@ -231,6 +238,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
       o.checkpoint_dir.empty()
           ? ""
           : models::JoinPath(o.checkpoint_dir, absl::StrCat("pair_", hi, "_", lo, ".pt"));
+  if (!ckpt.empty()) base::RemoveStaleTemporaries(ckpt).IgnoreError();  // a killed run's
   double best_loss = std::numeric_limits<double>::infinity();
   int since_best = 0;
   KvClassifierNet best(header.kv_heads, header.head_dim, num_classes, o.dropout);
@@ -376,13 +384,15 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
     }
   }
   if (result.best_epoch == 0) return absl::InternalError("no epoch finished");
-  if (!test.empty()) {  // the best weights, once, on samples neither training nor early stopping saw
+  if (!test.empty()) {  // the best weights, once, on samples neither training nor early stopping
+                        // saw
     torch::NoGradGuard no_grad;
     best->to(device);
     best->eval();
     std::vector<int> truth, pred;
     for (size_t s = 0; s < test.size(); s += o.batch_size) {
-      std::vector<int> idx(test.begin() + s, test.begin() + std::min(test.size(), s + o.batch_size));
+      std::vector<int> idx(test.begin() + s,
+                           test.begin() + std::min(test.size(), s + o.batch_size));
       Batch b = MakeBatch(data, idx, device);
       torch::Tensor p = best->ForwardPooled(b.kbar, b.vbar, b.mask).argmax(1).to(torch::kCPU);
       for (size_t r = 0; r < idx.size(); ++r) {
@@ -394,7 +404,8 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
     result.test_class_counts.assign(num_classes, 0);
     for (int t : truth) ++result.test_class_counts[t];
     result.test = Classify(truth, pred, num_classes);
-    result.majority_test = Classify(truth, std::vector<int>(truth.size(), result.majority_class), num_classes);
+    result.majority_test =
+        Classify(truth, std::vector<int>(truth.size(), result.majority_class), num_classes);
   }
   best->to(torch::kCPU);
   result.state = StateOf(best);

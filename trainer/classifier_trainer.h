@@ -24,7 +24,8 @@ struct TrainOptions {
   int batch_size = 16;  // prompts per batch, padded to the longest with a mask
   double val_fraction = 0.1;
   // Held out from training and from early stopping; the best epoch's weights are scored on it
-  // once at the end (TrainResult::test). 0: no test split (the validation split is the held-out one).
+  // once at the end (TrainResult::test). 0: no test split (the validation split is the held-out
+  // one).
   double test_fraction = 0;
   uint64_t seed = 0;
   std::string device = "cpu";  // cpu or cuda
@@ -32,9 +33,9 @@ struct TrainOptions {
   // no repeated minority samples to overfit); oversample: the reference's way, minority classes
   // resampled up to the largest class each epoch; none.
   std::string balance = "weighted";
-  int patience = 5;            // early stopping: epochs without a better validation loss
-  // > 0: labels recomputed from the file's Rouge-L values with this tolerance (dataset::SwitchLabel)
-  // instead of the stored ones (tolerance 0).
+  int patience = 5;  // early stopping: epochs without a better validation loss
+  // > 0: labels recomputed from the file's Rouge-L values with this tolerance
+  // (dataset::SwitchLabel) instead of the stored ones (tolerance 0).
   double label_tolerance = 0;
   std::string checkpoint_dir;  // empty: no checkpoints (no resume)
 };
@@ -60,7 +61,7 @@ struct TrainResult {
   int test_samples = 0;
   std::vector<int64_t> test_class_counts;
   ClassificationMetrics test, majority_test;
-  int resumed_epochs = 0;          // epochs found in the checkpoint
+  int resumed_epochs = 0;  // epochs found in the checkpoint
   bool stopped_early = false;
   std::string device;
 };

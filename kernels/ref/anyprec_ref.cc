@@ -19,7 +19,8 @@ void AnyprecPackRef(const uint8_t* codes, int N, int K, int P, uint32_t* qweight
       const int code = codes[static_cast<size_t>(n) * K + k];
       PMPD_DCHECK(code < (1 << P));
       for (int b = 0; b < P; ++b) {
-        if ((code >> (P - 1 - b)) & 1) qweight[(static_cast<size_t>(b) * N + n) * kw + word] |= 1u << bit;
+        if ((code >> (P - 1 - b)) & 1)
+          qweight[(static_cast<size_t>(b) * N + n) * kw + word] |= 1u << bit;
       }
     }
   }
@@ -33,7 +34,8 @@ void UnpackRow(const uint32_t* qweight, int N, int K, int p, int n, uint8_t* out
     int word, bit;
     AnyprecBitPosition(K, k, &word, &bit);
     int code = 0;
-    for (int b = 0; b < p; ++b) code = code << 1 | ((qweight[(static_cast<size_t>(b) * N + n) * kw + word] >> bit) & 1u);
+    for (int b = 0; b < p; ++b)
+      code = code << 1 | ((qweight[(static_cast<size_t>(b) * N + n) * kw + word] >> bit) & 1u);
     out[k] = static_cast<uint8_t>(code);
   }
 }
@@ -44,7 +46,8 @@ void AnyprecUnpackRef(const uint32_t* qweight, int N, int K, int P, int p, uint8
   for (int n = 0; n < N; ++n) UnpackRow(qweight, N, K, p, n, codes + static_cast<size_t>(n) * K);
 }
 
-void AnyprecDequantRef(const uint32_t* qweight, const uint16_t* lut, int N, int K, int P, int p, float* w) {
+void AnyprecDequantRef(const uint32_t* qweight, const uint16_t* lut, int N, int K, int P, int p,
+                       float* w) {
   PMPD_CHECK(p >= 1 && p <= P);
   std::vector<uint8_t> row(K);
   for (int n = 0; n < N; ++n) {
@@ -54,8 +57,8 @@ void AnyprecDequantRef(const uint32_t* qweight, const uint16_t* lut, int N, int 
   }
 }
 
-void AnyprecGemmRef(const float* x, int M, const uint32_t* qweight, const uint16_t* lut, int N, int K, int P, int p,
-                    float* y) {
+void AnyprecGemmRef(const float* x, int M, const uint32_t* qweight, const uint16_t* lut, int N,
+                    int K, int P, int p, float* y) {
   PMPD_CHECK(p >= 1 && p <= P);
   std::vector<uint8_t> row(K);
   std::vector<float> table(size_t{1} << p);

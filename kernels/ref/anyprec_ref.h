@@ -5,9 +5,9 @@
 //
 // Layout (the public Any-Precision LLM packer's, so its checkpoints load as they are):
 //   qweight: uint32 [P, N, Kw], Kw = ceil(K / 32); plane b holds bit (P-1-b) of the code (plane 0 =
-//   MSB). K is padded to a multiple of 32 with zero codes (the reference needs K % 32 == 0; we pad).
-//   Columns go in chunks of 1024; a chunk owns 32 words (T = 32 lanes), the last partial chunk
-//   T = (Kpad mod 1024) / 32 words. Within a chunk, for column c (0..1023):
+//   MSB). K is padded to a multiple of 32 with zero codes (the reference needs K % 32 == 0; we
+//   pad). Columns go in chunks of 1024; a chunk owns 32 words (T = 32 lanes), the last partial
+//   chunk T = (Kpad mod 1024) / 32 words. Within a chunk, for column c (0..1023):
 //
 //       s = c / (8T)   t = (c mod 8T) / 8   r = c mod 8
 //       word = 32 * chunk + t      bit = 31 - 8s - r
@@ -46,11 +46,12 @@ void AnyprecPackRef(const uint8_t* codes, int N, int K, int P, uint32_t* qweight
 void AnyprecUnpackRef(const uint32_t* qweight, int N, int K, int P, int p, uint8_t* codes);
 
 // W_p as float32 [N, K]; lut: fp16 bits [N, 2^p]. O(N * K * p).
-void AnyprecDequantRef(const uint32_t* qweight, const uint16_t* lut, int N, int K, int P, int p, float* w);
+void AnyprecDequantRef(const uint32_t* qweight, const uint16_t* lut, int N, int K, int P, int p,
+                       float* w);
 
-// y[M, N] = x[M, K] * W_p^T, accumulated in double (a tighter reference than the fp32 kernels), read
-// straight from the planes: O(N * K * (p + M)); allocates O(K).
-void AnyprecGemmRef(const float* x, int M, const uint32_t* qweight, const uint16_t* lut, int N, int K, int P, int p,
-                    float* y);
+// y[M, N] = x[M, K] * W_p^T, accumulated in double (a tighter reference than the fp32 kernels),
+// read straight from the planes: O(N * K * (p + M)); allocates O(K).
+void AnyprecGemmRef(const float* x, int M, const uint32_t* qweight, const uint16_t* lut, int N,
+                    int K, int P, int p, float* y);
 
 }  // namespace pmpd::kernels

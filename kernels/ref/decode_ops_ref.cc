@@ -9,7 +9,9 @@
 namespace pmpd::kernels {
 
 void EmbeddingLookupRef(const float* table, const int32_t* ids, int n, int dim, float* out) {
-  for (int t = 0; t < n; ++t) std::memcpy(out + static_cast<size_t>(t) * dim, table + static_cast<size_t>(ids[t]) * dim, dim * 4);
+  for (int t = 0; t < n; ++t)
+    std::memcpy(out + static_cast<size_t>(t) * dim, table + static_cast<size_t>(ids[t]) * dim,
+                dim * 4);
 }
 
 void AddInPlaceRef(float* y, const float* x, int64_t n) {
@@ -20,8 +22,8 @@ void SwiGluRef(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
 }
 
-void RotaryInPlaceRef(float* x, const int32_t* positions, const float* cos, const float* sin, int n, int heads,
-                      int head_dim) {
+void RotaryInPlaceRef(float* x, const int32_t* positions, const float* cos, const float* sin, int n,
+                      int heads, int head_dim) {
   const int half = head_dim / 2;
   std::vector<float> tmp(head_dim);
   for (int t = 0; t < n; ++t) {
@@ -38,8 +40,8 @@ void RotaryInPlaceRef(float* x, const int32_t* positions, const float* cos, cons
   }
 }
 
-void DecodeAttentionRef(const float* q, const float* k, const float* v, int heads, int kv_heads, int head_dim,
-                        int max_len, int len, float* out) {
+void DecodeAttentionRef(const float* q, const float* k, const float* v, int heads, int kv_heads,
+                        int head_dim, int max_len, int len, float* out) {
   const int group = heads / kv_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   std::vector<double> p(len);
@@ -58,7 +60,8 @@ void DecodeAttentionRef(const float* q, const float* k, const float* v, int head
     for (int j = 0; j < len; ++j) z += (p[j] = std::exp(p[j] - mx));
     for (int d = 0; d < head_dim; ++d) {
       double acc = 0;
-      for (int j = 0; j < len; ++j) acc += p[j] * v[(static_cast<size_t>(kvh) * max_len + j) * head_dim + d];
+      for (int j = 0; j < len; ++j)
+        acc += p[j] * v[(static_cast<size_t>(kvh) * max_len + j) * head_dim + d];
       out[static_cast<size_t>(h) * head_dim + d] = static_cast<float>(acc / z);
     }
   }
@@ -72,7 +75,8 @@ void CausalSoftmaxRowsRef(float* s, int heads, int n, int first_pos) {
     double mx = -INFINITY, z = 0;
     for (int j = 0; j < valid; ++j) mx = std::max(mx, static_cast<double>(row[j]));
     for (int j = 0; j < valid; ++j) z += std::exp(row[j] - mx);
-    for (int j = 0; j < len; ++j) row[j] = j < valid ? static_cast<float>(std::exp(row[j] - mx) / z) : 0.f;
+    for (int j = 0; j < len; ++j)
+      row[j] = j < valid ? static_cast<float>(std::exp(row[j] - mx) / z) : 0.f;
   }
 }
 
@@ -80,7 +84,9 @@ void DenseF16GemvRef(const float* x, int M, const uint16_t* w, int N, int K, flo
   for (int m = 0; m < M; ++m) {
     for (int n = 0; n < N; ++n) {
       double acc = 0;
-      for (int k = 0; k < K; ++k) acc += static_cast<double>(x[static_cast<size_t>(m) * K + k]) * F16ToF32(w[static_cast<size_t>(n) * K + k]);
+      for (int k = 0; k < K; ++k)
+        acc += static_cast<double>(x[static_cast<size_t>(m) * K + k]) *
+               F16ToF32(w[static_cast<size_t>(n) * K + k]);
       y[static_cast<size_t>(m) * N + n] = static_cast<float>(acc);
     }
   }
@@ -97,12 +103,13 @@ void ArgmaxRowsRef(const float* x, int rows, int cols, int32_t* out) {
   }
 }
 
-void KvCacheWriteRef(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim, int max_len,
-                     float* cache) {
+void KvCacheWriteRef(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim,
+                     int max_len, float* cache) {
   for (int t = 0; t < n; ++t) {
     for (int h = 0; h < kv_heads; ++h) {
       std::memcpy(cache + (static_cast<size_t>(h) * max_len + positions[t]) * head_dim,
-                  x + (static_cast<size_t>(t) * kv_heads + h) * head_dim, static_cast<size_t>(head_dim) * 4);
+                  x + (static_cast<size_t>(t) * kv_heads + h) * head_dim,
+                  static_cast<size_t>(head_dim) * 4);
     }
   }
 }

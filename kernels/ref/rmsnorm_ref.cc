@@ -16,7 +16,8 @@ void RmsNormF32Ref(const float* x, const float* w, float* y, int rows, int dim, 
   }
 }
 
-void AddRmsNormF32Ref(float* x, const float* delta, const float* w, float* y, int rows, int dim, float eps) {
+void AddRmsNormF32Ref(float* x, const float* delta, const float* w, float* y, int rows, int dim,
+                      float eps) {
   for (size_t i = 0; i < static_cast<size_t>(rows) * dim; ++i) x[i] += delta[i];
   RmsNormF32Ref(x, w, y, rows, dim, eps);
 }

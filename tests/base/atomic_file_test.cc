@@ -116,8 +116,11 @@ TEST(AtomicFileTest, RandomKillsDuringLargeWritesNeverLeaveAPrefix) {
     ::waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status)) << "the writer stopped on its own";
     const std::string got = Read(path);
-    ASSERT_TRUE(got == a || got == b) << "round " << round << ": " << got.size() << " bytes, not one whole version";
+    ASSERT_TRUE(got == a || got == b)
+        << "round " << round << ": " << got.size() << " bytes, not one whole version";
   }
+  ASSERT_TRUE(RemoveStaleTemporaries(path).ok());  // the killed writers' temporaries
+  EXPECT_EQ(Names(path.substr(0, path.rfind('/'))), (std::set<std::string>{"big.bin"}));
 }
 
 void MakeTree(const std::string& dir, const std::string& a, const std::string& b) {
@@ -128,13 +131,14 @@ void MakeTree(const std::string& dir, const std::string& a, const std::string& b
   testing::WriteFile(dir + "/keep/state.bin", "resumable state");
 }
 
-// The new export writes a.txt and c.txt; b.txt and keep/ belong to the previous directory only.
+// The new export writes a.txt and c.txt; b.txt and keep/ belong to the previous directory only,
+// and the commit keeps keep/ (resumable state) but not b.txt (a stale output).
 absl::Status WriteNewTree(const std::string& path) {
   auto d = AtomicDirectory::Create(path);
   if (!d.ok()) return d.status();
   if (auto st = WriteFileAtomically(d->temp_path() + "/a.txt", "new a"); !st.ok()) return st;
   if (auto st = WriteFileAtomically(d->temp_path() + "/c.txt", "new c"); !st.ok()) return st;
-  return d->Commit();
+  return d->Commit([](absl::string_view name) { return name == "keep"; });
 }
 
 TEST(AtomicDirectoryTest, KillBeforeTheExchangeLeavesThePreviousDirectory) {
@@ -148,16 +152,42 @@ TEST(AtomicDirectoryTest, KillBeforeTheExchangeLeavesThePreviousDirectory) {
   EXPECT_EQ(Read(path + "/keep/state.bin"), "resumable state");
 }
 
-TEST(AtomicDirectoryTest, KillAfterTheExchangeLeavesTheNewFilesAndCarriesTheRest) {
+TEST(AtomicDirectoryTest, KillAfterTheExchangeLeavesTheNewFilesAndWhatWasKept) {
   const std::string root = testing::MakeTempDir("atomic_dir_renamed");
   const std::string path = root + "/export";
   MakeTree(path, "old a", "old b");
   EXPECT_TRUE(RunChild("/export:renamed", [&] { return WriteNewTree(path); }));
-  EXPECT_EQ(Names(path), (std::set<std::string>{"a.txt", "b.txt", "c.txt", "keep"}));
+  EXPECT_EQ(Names(path), (std::set<std::string>{"a.txt", "c.txt", "keep"}));
   EXPECT_EQ(Read(path + "/a.txt"), "new a");
   EXPECT_EQ(Read(path + "/c.txt"), "new c");
-  EXPECT_EQ(Read(path + "/b.txt"), "old b");
   EXPECT_EQ(Read(path + "/keep/state.bin"), "resumable state");
+}
+
+// Where the file system cannot exchange two directories: the previous one goes aside, the new one
+// in. Killed between the two renames the path is absent, and the next writer puts the previous
+// directory back before it starts; killed after, the new tree is complete.
+TEST(AtomicDirectoryTest, NoExchangeFallbackIsRecoveredAfterAKill) {
+  const std::string root = testing::MakeTempDir("atomic_dir_fallback");
+  const std::string path = root + "/export";
+  MakeTree(path, "old a", "old b");
+  ::setenv("PMPD_ATOMIC_DIR_NO_EXCHANGE", "1", 1);
+  EXPECT_TRUE(RunChild("/export:aside", [&] { return WriteNewTree(path); }));
+  EXPECT_FALSE(Exists(path));
+  {
+    auto d = AtomicDirectory::Create(path);  // puts the previous directory back
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(Names(path), (std::set<std::string>{"a.txt", "b.txt", "keep"}));
+    EXPECT_EQ(Read(path + "/a.txt"), "old a");
+  }
+  EXPECT_TRUE(RunChild("/export:renamed", [&] { return WriteNewTree(path); }));
+  EXPECT_EQ(Names(path), (std::set<std::string>{"a.txt", "c.txt", "keep"}));
+  ASSERT_TRUE(WriteNewTree(path).ok());
+  ::unsetenv("PMPD_ATOMIC_DIR_NO_EXCHANGE");
+  EXPECT_EQ(Read(path + "/a.txt"), "new a");
+  EXPECT_EQ(Read(path + "/keep/state.bin"), "resumable state");
+  for (const std::string& n : Names(root)) {
+    EXPECT_TRUE(n == "export" || n.rfind("export.old.", 0) == 0) << n;
+  }
 }
 
 TEST(AtomicDirectoryTest, CommitReplacesCreatesAndCleansUp) {
@@ -166,18 +196,18 @@ TEST(AtomicDirectoryTest, CommitReplacesCreatesAndCleansUp) {
   MakeTree(path, "old a", "old b");
   ASSERT_TRUE(WriteNewTree(path).ok());
   EXPECT_EQ(Read(path + "/a.txt"), "new a");
-  EXPECT_EQ(Read(path + "/b.txt"), "old b");
-  EXPECT_EQ(Names(root), (std::set<std::string>{"export"})) << "no temporary and no previous tree left";
+  EXPECT_EQ(Names(path), (std::set<std::string>{"a.txt", "c.txt", "keep"}));
+  EXPECT_EQ(Names(root), (std::set<std::string>{"export"}))
+      << "no temporary and no previous tree left";
   // A fresh path: killed before the rename it does not exist, after it it is complete.
   const std::string fresh = root + "/fresh";
   EXPECT_TRUE(RunChild("/fresh:written", [&] { return WriteNewTree(fresh); }));
   EXPECT_FALSE(Exists(fresh));
-  ASSERT_TRUE(WriteNewTree(fresh).ok());
+  int temporaries = 0;
+  for (const std::string& n : Names(root)) temporaries += IsAtomicFileTemporary(n);
+  EXPECT_EQ(temporaries, 1) << "the killed writer's temporary, never read as output";
+  ASSERT_TRUE(WriteNewTree(fresh).ok());  // the next writer of the path removes it
   EXPECT_EQ(Names(fresh), (std::set<std::string>{"a.txt", "c.txt"}));
-  // The killed writer's temporary stays beside it (never read as output); clean it as a rerun would.
-  for (const std::string& n : Names(root)) {
-    if (IsAtomicFileTemporary(n)) ASSERT_TRUE(RemoveTree(root + "/" + n).ok());
-  }
   // Abandoned without Commit: nothing appears, the temporary goes.
   {
     auto d = AtomicDirectory::Create(root + "/abandoned");
@@ -185,10 +215,21 @@ TEST(AtomicDirectoryTest, CommitReplacesCreatesAndCleansUp) {
     testing::WriteFile(d->temp_path() + "/x", "x");
   }
   EXPECT_EQ(Names(root), (std::set<std::string>{"export", "fresh"}));
+  // "." is refused; a symlink to a directory replaces the directory it points to.
+  EXPECT_EQ(AtomicDirectory::Create(root + "/.").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_EQ(::symlink((root + "/fresh").c_str(), (root + "/link").c_str()), 0);
+  testing::WriteFile(fresh + "/old.txt", "old");
+  ASSERT_TRUE(WriteNewTree(root + "/link").ok());
+  struct stat st;
+  ASSERT_EQ(::lstat((root + "/link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  EXPECT_EQ(Names(fresh), (std::set<std::string>{"a.txt", "c.txt"}));
+  ASSERT_EQ(::unlink((root + "/link").c_str()), 0);
   // A file where the directory should go is an error, not a replacement.
   testing::WriteFile(root + "/plain", "not a directory");
-  const absl::Status st = WriteNewTree(root + "/plain");
-  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  const absl::Status bad = WriteNewTree(root + "/plain");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kFailedPrecondition) << bad;
   EXPECT_EQ(Read(root + "/plain"), "not a directory");
 }
 

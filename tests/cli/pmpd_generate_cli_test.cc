@@ -17,11 +17,13 @@ namespace {
 using pmpd::testing::BinaryPath;
 using pmpd::testing::MakeTempDir;
 using pmpd::testing::ReadFile;
-using pmpd::testing::SharedPath;
 using pmpd::testing::RunResult;
+using pmpd::testing::SharedPath;
 using pmpd::testing::WriteFile;
 
-RunResult RunGenerate(const std::string& args) { return pmpd::testing::RunBinary("cli/pmpd-generate", args); }
+RunResult RunGenerate(const std::string& args) {
+  return pmpd::testing::RunBinary("cli/pmpd-generate", args);
+}
 
 // A tiny model directory with our demo tokenizer and a short context.
 std::string TinyModelDir(int context) {
@@ -42,18 +44,20 @@ TEST(PmpdGenerateCliTest, HelpExplainsEveryFlag) {
   const RunResult r = RunGenerate("--help");
   EXPECT_FALSE(r.crashed);
   const std::string all = r.out + r.err;
-  for (const char* flag : {"--model", "--prompt", "--max_new_tokens", "--temperature", "--top_k", "--top_p", "--seed",
-                           "--json", "--tokenizer"}) {
+  for (const char* flag : {"--model", "--prompt", "--max_new_tokens", "--temperature", "--top_k",
+                           "--top_p", "--seed", "--json", "--tokenizer"}) {
     EXPECT_NE(all.find(flag), std::string::npos) << flag << " missing from --help:\n" << all;
   }
 }
 
 TEST(PmpdGenerateCliTest, JsonOutputMatchesReferenceAndStreaming) {
   PMPD_REQUIRE_SHARED("models/stories260K/reference_greedy.json");
-  const auto ref = nlohmann::json::parse(ReadFile(SharedPath("models/stories260K/reference_greedy.json")));
+  const auto ref =
+      nlohmann::json::parse(ReadFile(SharedPath("models/stories260K/reference_greedy.json")));
   const auto& cs = ref.at("cases")[1];
-  const std::string common = absl::StrCat("--model ", SharedPath("models/stories260K"), " --prompt '",
-                                          cs.at("prompt").get<std::string>(), "' --max-new-tokens 48 --temperature 0");
+  const std::string common =
+      absl::StrCat("--model ", SharedPath("models/stories260K"), " --prompt '",
+                   cs.at("prompt").get<std::string>(), "' --max-new-tokens 48 --temperature 0");
   const RunResult j = RunGenerate(common + " --json");
   ASSERT_EQ(j.exit_code, 0) << j.err;
   const auto out = nlohmann::json::parse(j.out);
@@ -73,16 +77,19 @@ TEST(PmpdGenerateCliTest, JsonOutputMatchesReferenceAndStreaming) {
 }
 
 // Flag values are taken as written: a value that looks like a dashed flag stays as it is (it used
-// to be respelled "--my_dog_is_big"), and words outside any flag are an error, not silently dropped.
+// to be respelled "--my_dog_is_big"), and words outside any flag are an error, not silently
+// dropped.
 TEST(PmpdGenerateCliTest, FlagValuesAreLiteralAndStrayWordsAreRefused) {
   const std::string dir = TinyModelDir(64);
-  const RunResult r = RunGenerate(absl::StrCat("--model ", dir, " --prompt --my-dog-is-big --max-new-tokens 1 --json"));
+  const RunResult r = RunGenerate(
+      absl::StrCat("--model ", dir, " --prompt --my-dog-is-big --max-new-tokens 1 --json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto tok = models::Tokenizer::Load(dir);
   ASSERT_TRUE(tok.ok());
   EXPECT_EQ(nlohmann::json::parse(r.out).at("prompt_ids"), (*tok)->Encode("--my-dog-is-big", true));
   // An unquoted multi-word prompt: "upon", "a", "time" are stray words.
-  const RunResult stray = RunGenerate(absl::StrCat("--model ", dir, " --prompt Once upon a time --max-new-tokens 1"));
+  const RunResult stray =
+      RunGenerate(absl::StrCat("--model ", dir, " --prompt Once upon a time --max-new-tokens 1"));
   ExpectCleanFailure(stray, "pmpd-generate", "unexpected argument \"upon\"");
   EXPECT_EQ(stray.exit_code, 2);
   EXPECT_EQ(stray.out, "");
@@ -90,11 +97,14 @@ TEST(PmpdGenerateCliTest, FlagValuesAreLiteralAndStrayWordsAreRefused) {
 
 TEST(PmpdGenerateCliTest, SamplingIsSeeded) {
   const std::string dir = TinyModelDir(128);
-  const std::string args = absl::StrCat("--model ", dir, " --prompt 'Once upon' --max-new-tokens 20 --temperature 1 "
+  const std::string args = absl::StrCat("--model ", dir,
+                                        " --prompt 'Once upon' --max-new-tokens 20 --temperature 1 "
                                         "--top-k 50 --top-p 0.9 --json --ignore-eos --seed ");
-  const RunResult a = RunGenerate(args + "1"), b = RunGenerate(args + "1"), c = RunGenerate(args + "2");
+  const RunResult a = RunGenerate(args + "1"), b = RunGenerate(args + "1"),
+                  c = RunGenerate(args + "2");
   ASSERT_EQ(a.exit_code, 0) << a.err;
-  const auto ja = nlohmann::json::parse(a.out), jb = nlohmann::json::parse(b.out), jc = nlohmann::json::parse(c.out);
+  const auto ja = nlohmann::json::parse(a.out), jb = nlohmann::json::parse(b.out),
+             jc = nlohmann::json::parse(c.out);
   EXPECT_EQ(ja.at("new_ids"), jb.at("new_ids"));
   EXPECT_NE(ja.at("new_ids"), jc.at("new_ids"));
   EXPECT_EQ(ja.at("new_ids").size(), 20u);
@@ -116,7 +126,8 @@ TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
   }
   {
     SCOPED_TRACE("bad sampling flag");
-    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good, " --prompt hi --top-p 2")), "--top-p must be in (0, 1]");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good, " --prompt hi --top-p 2")),
+                       "--top-p must be in (0, 1]");
   }
   const std::string model_st = ReadFile(good + "/model.safetensors");
   const std::string config = ReadFile(good + "/config.json");
@@ -131,35 +142,41 @@ TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
     SCOPED_TRACE("missing config");
     const std::string d = variant("noconf");
     std::remove((d + "/config.json").c_str());
-    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), d + "/config.json: missing");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")),
+                       d + "/config.json: missing");
   }
   {
     SCOPED_TRACE("malformed config");
     const std::string d = variant("badconf");
     WriteFile(d + "/config.json", "{\"hidden_size\": 64,");
-    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), "config.json: not valid JSON");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")),
+                       "config.json: not valid JSON");
   }
   {
     SCOPED_TRACE("unsupported architecture");
     const std::string d = variant("arch");
     WriteFile(d + "/config.json", R"({"architectures": ["BertForMaskedLM"], "hidden_size": 64})");
-    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), "unsupported architecture \"BertForMaskedLM\"");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")),
+                       "unsupported architecture \"BertForMaskedLM\"");
   }
   {
     SCOPED_TRACE("truncated safetensors");
     const std::string d = variant("trunc");
     WriteFile(d + "/model.safetensors", model_st.substr(0, model_st.size() / 2));
-    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), d + "/model.safetensors: invalid safetensors");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")),
+                       d + "/model.safetensors: invalid safetensors");
   }
   {
     SCOPED_TRACE("missing tokenizer");
     const std::string d = variant("notok");
     std::remove((d + "/tokenizer.model").c_str());
-    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")), d + "/tokenizer.model: missing tokenizer");
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", d, " --prompt hi")),
+                       d + "/tokenizer.model: missing tokenizer");
   }
   {
     SCOPED_TRACE("missing model directory");
-    ExpectCleanFailure(RunGenerate("--model /nonexistent/model --prompt hi"), "/nonexistent/model/tokenizer.model");
+    ExpectCleanFailure(RunGenerate("--model /nonexistent/model --prompt hi"),
+                       "/nonexistent/model/tokenizer.model");
   }
 }
 

@@ -12,10 +12,10 @@ namespace {
 
 using pmpd::testing::ExpectCleanFailure;
 using pmpd::testing::FileExistsForTest;
-using pmpd::testing::ReadFile;
-using pmpd::testing::RunBinaryKilledAt;
 using pmpd::testing::MakeTempDir;
+using pmpd::testing::ReadFile;
 using pmpd::testing::RunBinary;
+using pmpd::testing::RunBinaryKilledAt;
 using pmpd::testing::RunResult;
 using pmpd::testing::WriteFile;
 
@@ -30,12 +30,14 @@ std::string TinyModelDir() {
 TEST(PmpdQuantizeCliTest, QuantizeThenGenerateAndScoreAtEveryPrecision) {
   const std::string src = TinyModelDir();
   const std::string out = MakeTempDir("q_out") + "/nested/ap";
-  WriteFile(src + "/calib.jsonl", "{\"text\": \"The cat sat on the mat. The dog ran to the door and back again.\"}\n"
-                                  "{\"text\": \"Once upon a time there was a little girl named Lily.\"}\n");
-  const RunResult q = RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
-                                                                  " --seed-precision 2 --parent-precision 5 --calib ",
-                                                                  src, "/calib.jsonl --seq-len 8 --calib-samples 4 "
-                                                                       "--threads 2 --json"));
+  WriteFile(src + "/calib.jsonl",
+            "{\"text\": \"The cat sat on the mat. The dog ran to the door and back again.\"}\n"
+            "{\"text\": \"Once upon a time there was a little girl named Lily.\"}\n");
+  const RunResult q = RunBinary(
+      "cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
+                                        " --seed-precision 2 --parent-precision 5 --calib ", src,
+                                        "/calib.jsonl --seq-len 8 --calib-samples 4 "
+                                        "--threads 2 --json"));
   ASSERT_EQ(q.exit_code, 0) << q.err;
   const auto j = nlohmann::json::parse(q.out);
   EXPECT_EQ(j.at("seed_precision"), 2);
@@ -44,18 +46,22 @@ TEST(PmpdQuantizeCliTest, QuantizeThenGenerateAndScoreAtEveryPrecision) {
   EXPECT_NE(j.at("sensitivity").get<std::string>().find("fisher"), std::string::npos);
   std::vector<double> ppl;
   for (int p = 2; p <= 5; ++p) {
-    const RunResult g = RunBinary("cli/pmpd-generate", absl::StrCat("--model ", out, " --precision ", p,
-                                                                    " --prompt 'The cat' --max-new-tokens 5 --json"));
+    const RunResult g = RunBinary("cli/pmpd-generate",
+                                  absl::StrCat("--model ", out, " --precision ", p,
+                                               " --prompt 'The cat' --max-new-tokens 5 --json"));
     ASSERT_EQ(g.exit_code, 0) << g.err;
     EXPECT_EQ(nlohmann::json::parse(g.out).at("precision"), p);
-    const RunResult s = RunBinary("cli/pmpd-perplexity", absl::StrCat("--model ", out, " --precision ", p, " --data ",
-                                                                      src, "/calib.jsonl --seq-len 16 --json"));
+    const RunResult s = RunBinary("cli/pmpd-perplexity",
+                                  absl::StrCat("--model ", out, " --precision ", p, " --data ", src,
+                                               "/calib.jsonl --seq-len 16 --json"));
     ASSERT_EQ(s.exit_code, 0) << s.err;
     ppl.push_back(nlohmann::json::parse(s.out).at("perplexity").get<double>());
     EXPECT_GT(ppl.back(), 1.0);
   }
-  const RunResult bad = RunBinary("cli/pmpd-generate", absl::StrCat("--model ", out, " --precision 6 --prompt hi"));
-  ExpectCleanFailure(bad, "pmpd-generate", "precision 6 is not in the checkpoint, which holds 2 to 5 bits");
+  const RunResult bad =
+      RunBinary("cli/pmpd-generate", absl::StrCat("--model ", out, " --precision 6 --prompt hi"));
+  ExpectCleanFailure(bad, "pmpd-generate",
+                     "precision 6 is not in the checkpoint, which holds 2 to 5 bits");
 }
 
 // kill -9 inside pmpd-quantize's commit (base/atomic_file.h's PMPD_CRASH_AT) while it replaces a
@@ -65,15 +71,16 @@ TEST(PmpdQuantizeCliTest, KilledInsideTheCommitKeepsThePreviousOrTheCompleteChec
   const std::string src = TinyModelDir();
   const std::string out = MakeTempDir("q_kill") + "/ap";
   auto quantize = [&](int parent) {
-    return absl::StrCat("--model ", src, " --out ", out, " --seed-precision 2 --parent-precision ", parent,
-                        " --threads 2");
+    return absl::StrCat("--model ", src, " --out ", out, " --seed-precision 2 --parent-precision ",
+                        parent, " --threads 2");
   };
   const RunResult first = RunBinary("cli/pmpd-quantize", quantize(4));
   ASSERT_EQ(first.exit_code, 0) << first.err;
-  const std::string weights = ReadFile(out + "/model.safetensors"), config = ReadFile(out + "/config.json");
+  const std::string weights = ReadFile(out + "/model.safetensors"),
+                    config = ReadFile(out + "/config.json");
   auto generates_at = [&](int p) {
-    return RunBinary("cli/pmpd-generate",
-                     absl::StrCat("--model ", out, " --precision ", p, " --prompt 'The cat' --max-new-tokens 3"))
+    return RunBinary("cli/pmpd-generate", absl::StrCat("--model ", out, " --precision ", p,
+                                                       " --prompt 'The cat' --max-new-tokens 3"))
                .exit_code == 0;
   };
   RunBinaryKilledAt("/ap:written", "cli/pmpd-quantize", quantize(5));
@@ -84,35 +91,50 @@ TEST(PmpdQuantizeCliTest, KilledInsideTheCommitKeepsThePreviousOrTheCompleteChec
   RunBinaryKilledAt("/ap:renamed", "cli/pmpd-quantize", quantize(5));
   EXPECT_NE(ReadFile(out + "/config.json"), config);
   EXPECT_TRUE(generates_at(5));
-  // A clean rerun reuses the finished layers and removes them.
-  const RunResult again = RunBinary("cli/pmpd-quantize", quantize(5));
+  EXPECT_TRUE(FileExistsForTest(out + "/.partial")) << "the finished layers came along";
+  // A clean rerun reuses every finished layer (quantizes no row), then removes them.
+  const RunResult again = RunBinary("cli/pmpd-quantize", quantize(5) + " --json");
   ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto j = nlohmann::json::parse(again.out);
+  EXPECT_EQ(j.at("rows").get<int>(), 0) << again.out;
+  EXPECT_GT(j.at("layers_resumed").get<int>(), 0) << again.out;
   EXPECT_FALSE(FileExistsForTest(out + "/.partial"));
+  // The previous checkpoint's other files do not survive a replacement (a stale tokenizer would
+  // be read instead of the new one).
+  WriteFile(out + "/stale.txt", "from before");
+  ASSERT_EQ(RunBinary("cli/pmpd-quantize", quantize(4)).exit_code, 0);
+  EXPECT_FALSE(FileExistsForTest(out + "/stale.txt"));
 }
 
 TEST(PmpdQuantizeCliTest, BadInputFailsCleanly) {
   const std::string src = TinyModelDir();
   const std::string out = MakeTempDir("q_bad");
-  ExpectCleanFailure(RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
-                                                                 " --calib /nonexistent/c4.json.gz")),
-                     "pmpd-quantize", "/nonexistent/c4.json.gz");
+  ExpectCleanFailure(
+      RunBinary("cli/pmpd-quantize",
+                absl::StrCat("--model ", src, " --out ", out, " --calib /nonexistent/c4.json.gz")),
+      "pmpd-quantize", "/nonexistent/c4.json.gz");
   WriteFile(out + "/empty.json", "");
-  ExpectCleanFailure(RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out, " --calib ", out,
-                                                                 "/empty.json")),
+  ExpectCleanFailure(RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
+                                                                 " --calib ", out, "/empty.json")),
                      "pmpd-quantize", "empty.json: no usable document");
-  ExpectCleanFailure(RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out, " --calib ", src,
-                                                                 "/tokenizer.model --seq-len 1")),
-                     "pmpd-quantize", "--seq-len must be >= 2");
-  ExpectCleanFailure(RunBinary("cli/pmpd-quantize",
-                               absl::StrCat("--model ", src, " --out ", out, " --seed-precision 1 --parent-precision 4")),
-                     "pmpd-quantize", "must satisfy 2 <= seed <= parent <= 8");
-  ExpectCleanFailure(RunBinary("cli/pmpd-quantize",
-                               absl::StrCat("--model ", src, " --out ", out, " --seed-precision 3 --parent-precision 9")),
-                     "pmpd-quantize", "must satisfy 2 <= seed <= parent <= 8");
-  ExpectCleanFailure(RunBinary("cli/pmpd-perplexity", absl::StrCat("--model ", src, " --precision 3 --data ", out,
-                                                                   "/empty.json")),
-                     "pmpd-perplexity", "not an any-precision checkpoint");
-  ExpectCleanFailure(RunBinary("cli/pmpd-perplexity", absl::StrCat("--model ", src, " --data ", out, "/empty.json")),
+  ExpectCleanFailure(
+      RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out, " --calib ", src,
+                                                  "/tokenizer.model --seq-len 1")),
+      "pmpd-quantize", "--seq-len must be >= 2");
+  ExpectCleanFailure(
+      RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
+                                                  " --seed-precision 1 --parent-precision 4")),
+      "pmpd-quantize", "must satisfy 2 <= seed <= parent <= 8");
+  ExpectCleanFailure(
+      RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
+                                                  " --seed-precision 3 --parent-precision 9")),
+      "pmpd-quantize", "must satisfy 2 <= seed <= parent <= 8");
+  ExpectCleanFailure(
+      RunBinary("cli/pmpd-perplexity",
+                absl::StrCat("--model ", src, " --precision 3 --data ", out, "/empty.json")),
+      "pmpd-perplexity", "not an any-precision checkpoint");
+  ExpectCleanFailure(RunBinary("cli/pmpd-perplexity",
+                               absl::StrCat("--model ", src, " --data ", out, "/empty.json")),
                      "pmpd-perplexity", "no usable document");
 }
 

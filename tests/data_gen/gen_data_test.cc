@@ -21,6 +21,7 @@
 #include "base/atomic_file.h"
 #include "data_gen/gen_data_job.h"
 #include "data_gen/switch_labeler.h"
+#include "dataset/kv_dataset.h"
 #include "inference/generator.h"
 #include "inference/llama_model.h"
 #include "inference/metrics/rouge.h"
@@ -29,7 +30,6 @@
 #include "models/hdf5_file.h"
 #include "models/text_stream.h"
 #include "models/tokenizer.h"
-#include "dataset/kv_dataset.h"
 #include "tests/test_util.h"
 
 namespace pmpd::data_gen {
@@ -401,13 +401,15 @@ TEST_F(GenDataTest, KilledInsideEachFileCommitLeavesThePreviousOrTheCompleteFile
   // The second segment, killed when complete but not yet renamed into place.
   testing::RunBinaryKilledAt("h5:written:2", "cli/pmpd-gen-data", flags);
   EXPECT_FALSE(testing::FileExistsForTest(out));
-  EXPECT_EQ(listing(partial), std::make_pair(1, 1)) << "one segment in place, the killed one's temporary beside it";
+  EXPECT_EQ(listing(partial), std::make_pair(1, 1))
+      << "one segment in place, the killed one's temporary beside it";
   // The final file, killed at the same point: every segment is in place, the output is not.
   testing::RunBinaryKilledAt("/c4.h5:written", "cli/pmpd-gen-data", flags);
   EXPECT_FALSE(testing::FileExistsForTest(out));
   EXPECT_EQ(listing(partial).first, (kDocs + 2) / 3);
   EXPECT_EQ(listing(dir).second, 1) << "the final file's temporary";
-  const std::string small = dir + "/small.h5";  // one segment (3 documents), kept for the merges below
+  const std::string small =
+      dir + "/small.h5";  // one segment (3 documents), kept for the merges below
   testing::WriteFile(small, testing::ReadFile(partial + "/seg_000000000_000000002.h5"));
   // The rerun joins the segments it finds and cleans up.
   const testing::RunResult r = testing::RunBinary("cli/pmpd-gen-data", flags + " --json");
@@ -416,18 +418,23 @@ TEST_F(GenDataTest, KilledInsideEachFileCommitLeavesThePreviousOrTheCompleteFile
   EXPECT_EQ(j["resumed"].get<int>(), kDocs);
   EXPECT_EQ(j["computed"].get<int>(), 0);
   EXPECT_FALSE(testing::FileExistsForTest(partial));
+  EXPECT_EQ(listing(dir).second, 0) << "the killed final file's temporary is gone";
   ExpectSameSamples(*whole_, out);
   // merge: killed with no previous output, then over a complete previous one (3 documents) while
   // writing the 10-document one.
   const std::string merged = dir + "/merged.h5";
-  testing::RunBinaryKilledAt("/merged.h5:written", "cli/pmpd-gen-data", "merge --out " + merged + " " + out);
+  testing::RunBinaryKilledAt("/merged.h5:written", "cli/pmpd-gen-data",
+                             "merge --out " + merged + " " + out);
   EXPECT_FALSE(testing::FileExistsForTest(merged));
-  const testing::RunResult m = testing::RunBinary("cli/pmpd-gen-data", "merge --out " + merged + " " + small);
+  const testing::RunResult m =
+      testing::RunBinary("cli/pmpd-gen-data", "merge --out " + merged + " " + small);
   ASSERT_EQ(m.exit_code, 0) << m.err;
   const std::string before = testing::ReadFile(merged);
-  testing::RunBinaryKilledAt("/merged.h5:written", "cli/pmpd-gen-data", "merge --out " + merged + " " + out);
+  testing::RunBinaryKilledAt("/merged.h5:written", "cli/pmpd-gen-data",
+                             "merge --out " + merged + " " + out);
   EXPECT_EQ(testing::ReadFile(merged), before) << "the previous merge, byte for byte";
-  testing::RunBinaryKilledAt("/merged.h5:renamed", "cli/pmpd-gen-data", "merge --out " + merged + " " + out);
+  testing::RunBinaryKilledAt("/merged.h5:renamed", "cli/pmpd-gen-data",
+                             "merge --out " + merged + " " + out);
   ExpectSameSamples(*whole_, merged);
 }
 

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "models/bpe_tokenizer.h"
-#include "tests/models/byte_alphabet.h"
 #include "dataset/kv_dataset.h"
+#include "models/bpe_tokenizer.h"
 #include "models/tokenizer.h"
+#include "tests/models/byte_alphabet.h"
 #include "tests/test_util.h"
 
 namespace pmpd::data_gen {
@@ -22,7 +22,8 @@ namespace {
 // GPT-2's byte alphabet, which spells the printable ASCII bytes as themselves), 256 is EOS.
 std::unique_ptr<models::Tokenizer> TinyBpeWithEos() {
   models::BpeVocab v;
-  for (int b = 0; b < 256; ++b) v.tokens.push_back(pmpd::testing::ByteSymbol(static_cast<unsigned char>(b)));
+  for (int b = 0; b < 256; ++b)
+    v.tokens.push_back(pmpd::testing::ByteSymbol(static_cast<unsigned char>(b)));
   v.added_ids = {256};
   v.added_special = {true};
   v.tokens.push_back("<|e|>");

@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "models/quantize_checkpoint.h"
 #include "eval/eval_tasks.h"
+#include "models/quantize_checkpoint.h"
 #include "tests/test_util.h"
 
 namespace pmpd::eval {
@@ -66,7 +66,8 @@ TEST(EvalTasksTest, BadInput) {
   WriteFile(dir + "/bad.jsonl", "{\"dialogue\": \"hi\", \"summary1\": \"s\"}\nnot json\n");
   auto bad = LoadEvalTask("dialogsum", "/x", dir + "/bad.jsonl", 0, 5);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("bad.jsonl:2: not a JSON object"), std::string::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("bad.jsonl:2: not a JSON object"), std::string::npos)
+      << bad.status();
   WriteFile(dir + "/nofield.jsonl", "{\"text\": \"hi\"}\n");
   auto nofield = LoadEvalTask("iwslt", "/x", dir + "/nofield.jsonl", 0, 5);
   ASSERT_FALSE(nofield.ok());
@@ -79,8 +80,9 @@ TEST(EvalTasksTest, BadInput) {
 TEST(EvaluationTest, QualityAndFitPrompts) {
   EXPECT_DOUBLE_EQ(Quality(QualityMetric::kRougeL, {"the cat sat"}, {{"the cat sat"}}), 100.0);
   EXPECT_DOUBLE_EQ(Quality(QualityMetric::kRougeL, {"a b", "x y"}, {{"a b"}, {"z w"}}), 50.0);
-  EXPECT_NEAR(Quality(QualityMetric::kBleu, {"the cat sat on the mat today"}, {{"the cat sat on the mat today"}}), 100.0,
-              1e-9);
+  EXPECT_NEAR(Quality(QualityMetric::kBleu, {"the cat sat on the mat today"},
+                      {{"the cat sat on the mat today"}}),
+              100.0, 1e-9);
   PMPD_REQUIRE_SHARED("data/eval/cnn_dm.specbench80.jsonl");
   auto cnn = LoadEvalTask("cnn_dm", SharedDir(), "", 0, 4);
   ASSERT_TRUE(cnn.ok());
@@ -122,14 +124,17 @@ TEST(EvaluationTest, QualityAndFitPrompts) {
 class PmpdEvalCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!pmpd::testing::FileExistsForTest(pmpd::testing::SharedPath("models/stories260K/config.json"))) return;
+    if (!pmpd::testing::FileExistsForTest(
+            pmpd::testing::SharedPath("models/stories260K/config.json")))
+      return;
     dir_ = new std::string(MakeTempDir("eval_ap"));
     models::QuantizeCheckpointOptions o;
     o.quant.seed_bits = 2;
     o.quant.parent_bits = 4;
     models::QuantizeReport report;
-    ASSERT_TRUE(
-        models::QuantizeCheckpoint(pmpd::testing::SharedPath("models/stories260K"), *dir_, o, {}, {}, &report).ok());
+    ASSERT_TRUE(models::QuantizeCheckpoint(pmpd::testing::SharedPath("models/stories260K"), *dir_,
+                                           o, {}, {}, &report)
+                    .ok());
   }
   static std::string* dir_;
 };
@@ -139,10 +144,13 @@ TEST_F(PmpdEvalCliTest, RunsOnEveryTask) {
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
   for (const char* task : {"tinystories", "c4", "cnn_dm", "dialogsum", "iwslt"}) {
     const std::string out = MakeTempDir(absl::StrCat("eval_", task));
-    const auto r = RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task ", task, " --shared-dir ",
-                                                           SharedDir(), " --n 2 --max-new-tokens 8 --precisions 4,3 "
-                                                                        "--methods high,low,static --switch-steps 4 "
-                                                                        "--json --out ", out));
+    const auto r =
+        RunBinary("cli/pmpd-eval",
+                  absl::StrCat("--model ", *dir_, " --task ", task, " --shared-dir ", SharedDir(),
+                               " --n 2 --max-new-tokens 8 --precisions 4,3 "
+                               "--methods high,low,static --switch-steps 4 "
+                               "--json --out ",
+                               out));
     ASSERT_EQ(r.exit_code, 0) << task << ": " << r.err;
     const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
     ASSERT_EQ(j.at("rows").size(), 3u) << task;
@@ -155,31 +163,36 @@ TEST_F(PmpdEvalCliTest, RunsOnEveryTask) {
       EXPECT_GT(row.at("tokens_per_s").get<double>(), 0.0);
     }
     EXPECT_EQ(pmpd::testing::ReadFile(out + "/quality_vs_bits.svg").rfind("<svg", 0), 0u);
-    EXPECT_NE(pmpd::testing::ReadFile(out + "/results.csv").find("method,schedule"), std::string::npos);
+    EXPECT_NE(pmpd::testing::ReadFile(out + "/results.csv").find("method,schedule"),
+              std::string::npos);
   }
 }
 
 TEST_F(PmpdEvalCliTest, CalibratesStaticOnADisjointSplit) {
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const auto r = RunBinary("cli/pmpd-eval",
-                           absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                                        " --n 3 --calib-n 3 --max-new-tokens 16 --precisions 4,3 --methods static "
-                                        "--calibrate-static --reference model --json"));
+  const auto r = RunBinary(
+      "cli/pmpd-eval",
+      absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                   " --n 3 --calib-n 3 --max-new-tokens 16 --precisions 4,3 --methods static "
+                   "--calibrate-static --reference model --json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
   ASSERT_TRUE(j.contains("calibration"));
-  EXPECT_EQ(j["calibration"].at("candidates").size(), 2u * 6u);  // prefill {4,3} x grid {0,2,4,8,12,16}
+  EXPECT_EQ(j["calibration"].at("candidates").size(),
+            2u * 6u);  // prefill {4,3} x grid {0,2,4,8,12,16}
   // The choice is feasible on the calibration split and has the fewest bits among feasible ones.
   const double q_ref = j["calibration"].at("reference_quality").get<double>();
   double best_bits = 1e9;
   for (const auto& c : j["calibration"]["candidates"]) {
-    if (c.at("quality").get<double>() >= q_ref - 1.0) best_bits = std::min(best_bits, c.at("avg_bits").get<double>());
+    if (c.at("quality").get<double>() >= q_ref - 1.0)
+      best_bits = std::min(best_bits, c.at("avg_bits").get<double>());
   }
   ASSERT_LT(best_bits, 1e9);
   bool chosen_found = false;
   for (const auto& c : j["calibration"]["candidates"]) {
-    const std::string want = absl::StrCat("prefill ", j["calibration"]["prefill_precision"].get<int>(),
-                                          ", decode 4->3 at ", j["calibration"]["switch_steps"][0].get<int>());
+    const std::string want =
+        absl::StrCat("prefill ", j["calibration"]["prefill_precision"].get<int>(),
+                     ", decode 4->3 at ", j["calibration"]["switch_steps"][0].get<int>());
     if (c.at("schedule") == want) {
       chosen_found = true;
       EXPECT_DOUBLE_EQ(c.at("avg_bits").get<double>(), best_bits);
@@ -196,21 +209,26 @@ TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
   const std::string cls = pmpd::testing::SourcePath("tests/golden/reference_classifier");
   auto run = [&](const std::string& out, const std::string& extra) {
-    const auto r = RunBinary("cli/pmpd-eval",
-                             absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                                          " --n 2 --calib-n 2 --max-new-tokens 12 --precisions 4,3 --reference model "
-                                          "--classifier ", cls, " --json --out ", out, " ", extra));
+    const auto r = RunBinary(
+        "cli/pmpd-eval",
+        absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                     " --n 2 --calib-n 2 --max-new-tokens 12 --precisions 4,3 --reference model "
+                     "--classifier ",
+                     cls, " --json --out ", out, " ", extra));
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? nlohmann::json::parse(r.out.substr(r.out.find('{'))) : nlohmann::json();
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out.substr(r.out.find('{')))
+                            : nlohmann::json();
   };
-  const auto j = run(MakeTempDir("eval_learned_q"), "--methods learned --calibrate-learned quality");
+  const auto j =
+      run(MakeTempDir("eval_learned_q"), "--methods learned --calibrate-learned quality");
   ASSERT_TRUE(j.contains("learned_calibration")) << j;
   const auto& lc = j["learned_calibration"];
   ASSERT_EQ(lc.at("candidates").size(), std::size(kLearnedQuantileGrid));
   const double q_ref = lc.at("reference_quality").get<double>();
   double best_bits = 1e9;
   for (const auto& c : lc["candidates"]) {
-    if (c.at("quality").get<double>() >= q_ref - 1.0) best_bits = std::min(best_bits, c.at("avg_bits").get<double>());
+    if (c.at("quality").get<double>() >= q_ref - 1.0)
+      best_bits = std::min(best_bits, c.at("avg_bits").get<double>());
   }
   const double q = lc.at("switch_quantile").get<double>();
   ASSERT_EQ(j.at("rows").size(), 1u);
@@ -229,12 +247,15 @@ TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
 
   // static-bits: within the calibrated static schedule's bits on the same prompts.
   const std::string out = MakeTempDir("eval_learned_bits");
-  const auto b = run(out, "--methods static,learned,learned-sweep --calibrate-static --calibrate-learned static-bits");
+  const auto b = run(
+      out,
+      "--methods static,learned,learned-sweep --calibrate-static --calibrate-learned static-bits");
   ASSERT_TRUE(b.contains("learned_calibration")) << b;
   const double budget = b["learned_calibration"].at("max_avg_bits").get<double>();
   for (const auto& c : b["calibration"]["candidates"]) {
-    const std::string want = absl::StrCat("prefill ", b["calibration"]["prefill_precision"].get<int>(),
-                                          ", decode 4->3 at ", b["calibration"]["switch_steps"][0].get<int>());
+    const std::string want =
+        absl::StrCat("prefill ", b["calibration"]["prefill_precision"].get<int>(),
+                     ", decode 4->3 at ", b["calibration"]["switch_steps"][0].get<int>());
     if (c.at("schedule") == want) {
       EXPECT_DOUBLE_EQ(c.at("avg_bits").get<double>(), budget);
     }
@@ -244,19 +265,24 @@ TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
                    b["calibration"].at("reference_quality").get<double>());
   double best_q = -1;
   for (const auto& c : b["learned_calibration"]["candidates"]) {
-    if (c.at("avg_bits").get<double>() <= budget + 1e-9) best_q = std::max(best_q, c.at("quality").get<double>());
+    if (c.at("avg_bits").get<double>() <= budget + 1e-9)
+      best_q = std::max(best_q, c.at("quality").get<double>());
   }
   const auto& rows = b.at("rows");
   ASSERT_EQ(rows.size(), 2u + 9u);
   EXPECT_EQ(rows[1].at("method"), "learned");
   for (int i = 0; i < 9; ++i) {
     EXPECT_EQ(rows[2 + i].at("method"), absl::StrFormat("learned-q%.1f", 0.1 * (i + 1)));
-    EXPECT_NE(rows[2 + i].at("schedule").get<std::string>().find(absl::StrFormat("at quantile %.2f", 0.1 * (i + 1))),
+    EXPECT_NE(rows[2 + i]
+                  .at("schedule")
+                  .get<std::string>()
+                  .find(absl::StrFormat("at quantile %.2f", 0.1 * (i + 1))),
               std::string::npos);
   }
   // The choice: the best quality within the budget, else (nothing within it) the fewest bits.
   double min_bits = 1e9;
-  for (const auto& c : b["learned_calibration"]["candidates"]) min_bits = std::min(min_bits, c.at("avg_bits").get<double>());
+  for (const auto& c : b["learned_calibration"]["candidates"])
+    min_bits = std::min(min_bits, c.at("avg_bits").get<double>());
   bool chosen_found = false;
   for (const auto& c : b["learned_calibration"]["candidates"]) {
     if (c.at("schedule") != rows[1].at("schedule")) continue;
@@ -271,22 +297,28 @@ TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
   const std::string svg = pmpd::testing::ReadFile(out + "/quality_vs_bits.svg");
   EXPECT_NE(svg.find("orange curve: learned at switch quantiles"), std::string::npos);
   size_t polylines = 0;
-  for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++polylines;
+  for (size_t at = svg.find("<polyline"); at != std::string::npos;
+       at = svg.find("<polyline", at + 1))
+    ++polylines;
   EXPECT_EQ(polylines, 2u);
 
   pmpd::testing::ExpectCleanFailure(
-      RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                                              " --n 1 --methods learned --classifier ", cls,
-                                              " --calibrate-learned static-bits")),
+      RunBinary("cli/pmpd-eval",
+                absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                             " --n 1 --methods learned --classifier ", cls,
+                             " --calibrate-learned static-bits")),
       "pmpd-eval", "needs --calibrate-static");
   pmpd::testing::ExpectCleanFailure(
-      RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                                              " --n 1 --methods learned --classifier ", cls, " --switch-quantile 1.5")),
+      RunBinary(
+          "cli/pmpd-eval",
+          absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                       " --n 1 --methods learned --classifier ", cls, " --switch-quantile 1.5")),
       "pmpd-eval", "--switch-quantile 1.5");
   pmpd::testing::ExpectCleanFailure(
-      RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                                              " --n 1 --methods learned --classifier ", cls,
-                                              " --calibrate-learned fewest")),
+      RunBinary("cli/pmpd-eval",
+                absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                             " --n 1 --methods learned --classifier ", cls,
+                             " --calibrate-learned fewest")),
       "pmpd-eval", "--calibrate-learned \"fewest\"");
 }
 
@@ -383,18 +415,21 @@ TEST_F(PmpdEvalCliTest, BadInputFailsCleanly) {
   auto expect_fail = [&](const std::string& args, const std::string& needle) {
     SCOPED_TRACE(args);
     pmpd::testing::ExpectCleanFailure(
-        RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --shared-dir ", SharedDir(), " ", args)),
+        RunBinary("cli/pmpd-eval",
+                  absl::StrCat("--model ", *dir_, " --shared-dir ", SharedDir(), " ", args)),
         "pmpd-eval", needle);
   };
   expect_fail("--task squad", "unknown task \"squad\"");
   expect_fail("--task tinystories --n 0", "--n, --calib-n and --max-new-tokens must be >= 1");
   expect_fail("--task tinystories --precisions 4,3,2 --switch-steps 8,4 --n 1", "non-decreasing");
-  expect_fail("--task tinystories --precisions 5,3 --switch-steps 4 --n 1", "precision 5 is missing from");
+  expect_fail("--task tinystories --precisions 5,3 --switch-steps 4 --n 1",
+              "precision 5 is missing from");
   const std::string dir = MakeTempDir("eval_bad");
   WriteFile(dir + "/empty.jsonl", "");
   expect_fail(absl::StrCat("--task dialogsum --data ", dir, "/empty.jsonl"), "empty data file");
   expect_fail("--task tinystories --methods learned", "needs --classifier DIR");
-  expect_fail("--task tinystories --methods learned --classifier /nonexistent --n 1", "/nonexistent has neither manifest.json");
+  expect_fail("--task tinystories --methods learned --classifier /nonexistent --n 1",
+              "/nonexistent has neither manifest.json");
 }
 
 }  // namespace

@@ -38,7 +38,8 @@ std::string DenseFixtureAt(int bits) {
   EXPECT_TRUE(expected.ok());
   for (const auto& [name, v] : (*expected)->tensors()) {
     const std::string suffix = absl::StrCat(".w", bits);
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
       const std::string base = name.substr(0, name.size() - suffix.size());
       out.push_back({base + ".weight", models::DType::kF32, v.shape,
                      std::string(reinterpret_cast<const char*>(v.data), v.nbytes)});
@@ -124,7 +125,8 @@ TEST(PerplexityTest, EqualsLogSoftmaxOfForwardLogits) {
   auto model = LlamaModel::Load(dir);
   auto tok = models::Tokenizer::Load(dir);
   ASSERT_TRUE(model.ok() && tok.ok());
-  const std::vector<std::string> docs = {"The cat sat on the mat.", "Once upon a time there was a bird."};
+  const std::vector<std::string> docs = {"The cat sat on the mat.",
+                                         "Once upon a time there was a bird."};
   const std::vector<int> stream = TokenStream(**tok, docs);
   const int seq_len = 7;
   auto r = Perplexity(**model, **tok, docs, seq_len);

@@ -21,7 +21,7 @@ TEST(BranchDecodingTest, BatchedBranchesEqualSequentialDecoding) {
   ASSERT_TRUE((*model)->SetPrecision(4).ok());
   std::vector<float> logits;
   ASSERT_TRUE((*model)->Forward(seq, false, &logits).ok());  // main sequence at 4 bits
-  ASSERT_TRUE((*model)->SetPrecision(2).ok());                // branches continue at 2 bits
+  ASSERT_TRUE((*model)->SetPrecision(2).ok());               // branches continue at 2 bits
   ASSERT_TRUE((*model)->StartBranches(prefixes).ok());
   const int B = static_cast<int>(prefixes.size()), V = 80;
   // Branch b is fed seq[prefix_b] if any, then its own greedy tokens.
@@ -42,7 +42,8 @@ TEST(BranchDecodingTest, BatchedBranchesEqualSequentialDecoding) {
   for (int b = 0; b < B; ++b) {
     (*model)->Reset();
     ASSERT_TRUE((*model)->SetPrecision(4).ok());
-    ASSERT_TRUE((*model)->Forward(absl::MakeConstSpan(seq).subspan(0, prefixes[b]), false, &logits).ok());
+    ASSERT_TRUE(
+        (*model)->Forward(absl::MakeConstSpan(seq).subspan(0, prefixes[b]), false, &logits).ok());
     ASSERT_TRUE((*model)->SetPrecision(2).ok());
     std::vector<float> sequential;
     for (int t = 0; t < steps; ++t) {
@@ -51,7 +52,8 @@ TEST(BranchDecodingTest, BatchedBranchesEqualSequentialDecoding) {
       sequential.insert(sequential.end(), logits.begin(), logits.end());
     }
     double worst = 0;
-    for (size_t i = 0; i < sequential.size(); ++i) worst = std::max(worst, std::fabs(double(sequential[i]) - batched[b][i]));
+    for (size_t i = 0; i < sequential.size(); ++i)
+      worst = std::max(worst, std::fabs(double(sequential[i]) - batched[b][i]));
     // Same weights and inputs; only the batching changes summation order: float32 rounding.
     EXPECT_LT(worst, 1e-4) << "branch " << b;
   }
@@ -68,7 +70,8 @@ TEST(BranchDecodingTest, BadBranchRequests) {
   EXPECT_FALSE((*model)->StartBranches(std::vector<int>{4}).ok());  // longer than the cache
   EXPECT_FALSE((*model)->StartBranches(std::vector<int>{}).ok());
   ASSERT_TRUE((*model)->StartBranches(std::vector<int>{2, 3}).ok());
-  EXPECT_FALSE((*model)->ForwardBranches(std::vector<int>{1}, &logits).ok());  // one token for two branches
+  EXPECT_FALSE(
+      (*model)->ForwardBranches(std::vector<int>{1}, &logits).ok());  // one token for two branches
   EXPECT_FALSE((*model)->ForwardBranches(std::vector<int>{1, 99}, &logits).ok());
   EXPECT_EQ((*model)->cache_len(), 3);  // the main sequence is untouched
 }

@@ -1,8 +1,8 @@
 // GPU tests (label `gpu`): the CUDA engine against the CPU reference engine (LlamaModel) on
 // stories260K: greedy tokens at every precision of a 2..4-bit any-precision copy and under a
 // 4 -> 3 -> 2 static schedule, logits and the last layer's K/V; the fp16 path on the float model;
-// graphs against eager launches, a 65536-position context, and the random-weight constructor. (The decode-step kernels are
-// tested against their references in tests/kernels/decode_ops_gpu_test.cc.)
+// graphs against eager launches, a 65536-position context, and the random-weight constructor. (The
+// decode-step kernels are tested against their references in tests/kernels/decode_ops_gpu_test.cc.)
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "absl/types/span.h"
-
 #include "inference/cuda_engine.h"
 #include "inference/llama_model.h"
 #include "scheduler_runtime/precision_scheduler.h"
@@ -298,7 +297,8 @@ TEST_F(CudaEngineTest, Fp16PrefillWithinFp16RoundingOfCpu) {
   const auto& c = both.cpu->config();
   const double tol = 4 * kEps16 * c.num_hidden_layers * std::max(1.0, MaxAbs(lc));
   const double worst = ExpectClose(lg, lc, tol, "fp16 prefill logits");
-  EXPECT_GT(worst, Fp32Tolerance(c, MaxAbs(lc)) / 100) << "no fp16 rounding visible: fp16 path not taken?";
+  EXPECT_GT(worst, Fp32Tolerance(c, MaxAbs(lc)) / 100)
+      << "no fp16 rounding visible: fp16 path not taken?";
 }
 
 TEST_F(CudaEngineTest, GraphsMatchEagerLaunchesAndErrorsAreClean) {
@@ -345,8 +345,9 @@ TEST_F(CudaEngineTest, ContextOf65536Positions) {
   const std::string config = testing::ReadFile(QuantizedDir() + "/config.json");
   const std::regex max_pos(R"("max_position_embeddings"\s*:\s*[0-9]+)");
   ASSERT_TRUE(std::regex_search(config, max_pos));
-  testing::WriteFile((dir / "config.json").string(),
-                     std::regex_replace(config, max_pos, "\"max_position_embeddings\": " + std::to_string(kLen)));
+  testing::WriteFile(
+      (dir / "config.json").string(),
+      std::regex_replace(config, max_pos, "\"max_position_embeddings\": " + std::to_string(kLen)));
   CudaEngineOptions o;
   o.max_context = 0;  // the config's
   auto a = CudaEngine::Load(dir.string(), o);
@@ -363,7 +364,8 @@ TEST_F(CudaEngineTest, ContextOf65536Positions) {
   ASSERT_TRUE((*b)->Prefill(tokens, &lb, &tb).ok());
   const int split = kLen - 1 - 16;
   ASSERT_TRUE((*a)->Prefill(absl::MakeConstSpan(tokens).subspan(0, split), nullptr, nullptr).ok());
-  for (int i = split; i < kLen - 1; ++i) ASSERT_TRUE((*a)->DecodeStep(tokens[i], &la, &ta).ok()) << i;
+  for (int i = split; i < kLen - 1; ++i)
+    ASSERT_TRUE((*a)->DecodeStep(tokens[i], &la, &ta).ok()) << i;
   EXPECT_EQ((*a)->cache_len(), kLen - 1);
   // fp32 sums over 65535 positions and the layers: eps * sqrt(len) per layer, relative.
   const double tol = 16 * kEps32 * std::sqrt(static_cast<double>(kLen)) * c.num_hidden_layers *
@@ -430,7 +432,8 @@ TEST(CudaEngineRandomTest, SmallShapeDecodes) {
     // them in fp32: fp16 rounding between the two. The 2-bit model is fp32 on both paths.
     const double tol = parent == 0 ? 4 * kEps16 * c.num_hidden_layers * std::max(1.0, MaxAbs(lb))
                                    : Fp32Tolerance(c, MaxAbs(lb));
-    ExpectClose(la, lb, tol, parent == 0 ? "fp16 random: decode vs prefill" : "2-bit random: decode vs prefill");
+    ExpectClose(la, lb, tol,
+                parent == 0 ? "fp16 random: decode vs prefill" : "2-bit random: decode vs prefill");
     EXPECT_GT((*a)->DecodeBytes(parent == 0 ? 0 : 2, 100), 0);
     if (parent != 0) {
       EXPECT_LT((*a)->DecodeBytes(2, 100), (*a)->DecodeBytes(4, 100));

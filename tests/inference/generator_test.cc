@@ -1,8 +1,8 @@
 #include "inference/generator.h"
-#include "inference/llama_model.h"
 
 #include <gtest/gtest.h>
 
+#include "inference/llama_model.h"
 #include "models/random_llama.h"
 #include "tests/test_util.h"
 
@@ -37,9 +37,11 @@ TEST(GeneratorTest, StopsAtEosAndCallsBackPerToken) {
   auto with_eos = TinyModel({all->new_ids[3]});
   auto stopped = Generate(*with_eos, prompt, opt);
   ASSERT_TRUE(stopped.ok());
-  const size_t first = std::find(all->new_ids.begin(), all->new_ids.end(), all->new_ids[3]) - all->new_ids.begin();
+  const size_t first =
+      std::find(all->new_ids.begin(), all->new_ids.end(), all->new_ids[3]) - all->new_ids.begin();
   EXPECT_EQ(stopped->finish_reason, "eos");
-  EXPECT_EQ(stopped->new_ids, std::vector<int>(all->new_ids.begin(), all->new_ids.begin() + first + 1));
+  EXPECT_EQ(stopped->new_ids,
+            std::vector<int>(all->new_ids.begin(), all->new_ids.begin() + first + 1));
 }
 
 TEST(GeneratorTest, StopsAtStopIdsLikeEos) {

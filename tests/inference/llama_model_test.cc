@@ -18,7 +18,8 @@ using pmpd::testing::MakeTempDir;
 using pmpd::testing::ReadFile;
 using pmpd::testing::SharedPath;
 using pmpd::testing::SourcePath;
-// Float32 logits of two implementations: tolerance derived in tests/test_util.h (8 eps sqrt(K) x depth x |logit|).
+// Float32 logits of two implementations: tolerance derived in tests/test_util.h (8 eps sqrt(K) x
+// depth x |logit|).
 using pmpd::testing::LogitTolerance;
 
 struct Diff {
@@ -53,11 +54,11 @@ TEST(LlamaModelTest, Stories260KMatchesTransformersGreedyAndLogits) {
     ASSERT_EQ(logits.size(), want.size());
     double max_abs = 0;
     for (double v : want) max_abs = std::max(max_abs, std::fabs(v));
-    const double tol = LogitTolerance(std::max(c.hidden_size, c.intermediate_size), c.num_hidden_layers + 1,
-                                      max_abs, /*5 decimals*/ 5e-6);
+    const double tol = LogitTolerance(std::max(c.hidden_size, c.intermediate_size),
+                                      c.num_hidden_layers + 1, max_abs, /*5 decimals*/ 5e-6);
     const Diff d = MaxDiff(logits, want);
-    EXPECT_LE(d.max_abs, tol) << "worst logit " << d.index << ": got " << logits[d.index] << " want "
-                              << want[d.index];
+    EXPECT_LE(d.max_abs, tol) << "worst logit " << d.index << ": got " << logits[d.index]
+                              << " want " << want[d.index];
     RecordProperty("max_abs_logit_error", std::to_string(d.max_abs));
     std::printf("[ stories260K ] '%s': max |logit error| %.3g (tolerance %.3g)\n",
                 cs.at("prompt").get<std::string>().c_str(), d.max_abs, tol);
@@ -101,9 +102,10 @@ TEST(LlamaModelTest, RandomLlama3GqaMatchesTransformers) {
                                     c.num_hidden_layers + 1, max_abs, /*6 decimals*/ 5e-7);
   const Diff d = MaxDiff(logits, want);
   EXPECT_LE(d.max_abs, tol) << "worst logit: position " << d.index / c.vocab_size << " token "
-                            << d.index % c.vocab_size << ": got " << logits[d.index] << " want " << want[d.index];
-  std::printf("[ random llama3 GQA ] max |logit error| over %zu logits: %.3g (tolerance %.3g)\n", want.size(),
-              d.max_abs, tol);
+                            << d.index % c.vocab_size << ": got " << logits[d.index] << " want "
+                            << want[d.index];
+  std::printf("[ random llama3 GQA ] max |logit error| over %zu logits: %.3g (tolerance %.3g)\n",
+              want.size(), d.max_abs, tol);
 
   GenerationOptions opt;
   opt.max_new_tokens = static_cast<int>(g.at("greedy_new_ids").size());
@@ -150,9 +152,11 @@ TEST(LlamaModelTest, IncrementalDecodingEqualsFullForward) {
       const double e = std::fabs(double(incremental[i]) - full[i]);
       if (!(e <= worst)) worst = e, at = i;
     }
-    EXPECT_LE(worst, tol) << "prefill " << prefill << ": position " << at / V << " token " << at % V;
-    std::printf("[ incremental, prefill %d ] max |logit diff| over %d positions: %.3g (tolerance %.3g)\n", prefill, n,
-                worst, tol);
+    EXPECT_LE(worst, tol) << "prefill " << prefill << ": position " << at / V << " token "
+                          << at % V;
+    std::printf(
+        "[ incremental, prefill %d ] max |logit diff| over %d positions: %.3g (tolerance %.3g)\n",
+        prefill, n, worst, tol);
   }
 }
 
@@ -189,7 +193,8 @@ TEST(LlamaModelTest, RejectsTokensPastContextAndOutOfVocab) {
   gen = Generate(**model, five, opt);
   ASSERT_TRUE(gen.ok()) << gen.status();
   EXPECT_EQ(gen->finish_reason, "context");
-  EXPECT_EQ(gen->prompt_ids.size() + gen->new_ids.size(), 9u);  // the 9th token is sampled, never fed back
+  EXPECT_EQ(gen->prompt_ids.size() + gen->new_ids.size(),
+            9u);  // the 9th token is sampled, never fed back
 }
 
 TEST(LlamaModelTest, BadCheckpointsGiveClearErrors) {
@@ -206,16 +211,19 @@ TEST(LlamaModelTest, BadCheckpointsGiveClearErrors) {
   pmpd::testing::WriteFile(dir + "/config.json", models::LlamaConfigToJson(wrong));
   auto m = LlamaModel::Load(dir);
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("model.layers.0.mlp.gate_proj.weight\" has shape [24, 16]"), std::string::npos)
+  EXPECT_NE(m.status().message().find("model.layers.0.mlp.gate_proj.weight\" has shape [24, 16]"),
+            std::string::npos)
       << m.status();
-  EXPECT_NE(m.status().message().find("config.json implies [48, 16]"), std::string::npos) << m.status();
+  EXPECT_NE(m.status().message().find("config.json implies [48, 16]"), std::string::npos)
+      << m.status();
   // Two layers in config.json, one in the weights: a missing tensor.
   wrong = *config;
   wrong.num_hidden_layers = 2;
   pmpd::testing::WriteFile(dir + "/config.json", models::LlamaConfigToJson(wrong));
   m = LlamaModel::Load(dir);
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("missing tensor \"model.layers.1.input_layernorm.weight\""), std::string::npos)
+  EXPECT_NE(m.status().message().find("missing tensor \"model.layers.1.input_layernorm.weight\""),
+            std::string::npos)
       << m.status();
 }
 
@@ -247,7 +255,8 @@ TEST(LlamaModelTest, CacheGrowthKeepsResults) {
   }
   ASSERT_EQ(part.size(), full.size());
   double worst = 0;
-  for (size_t i = 0; i < full.size(); ++i) worst = std::max(worst, std::fabs(double(part[i]) - full[i]));
+  for (size_t i = 0; i < full.size(); ++i)
+    worst = std::max(worst, std::fabs(double(part[i]) - full[i]));
   EXPECT_LT(worst, 1e-4);
   std::vector<float> k, v;
   (*model)->CopyLastLayerKv(&k, &v);

@@ -15,12 +15,14 @@ std::vector<float> LogProbs(const std::vector<double>& p) {
 }
 
 // Samples n times and checks each frequency is within 5 standard deviations of `expected`.
-void ExpectFrequencies(Sampler& s, const std::vector<float>& logits, const std::vector<double>& expected, int n) {
+void ExpectFrequencies(Sampler& s, const std::vector<float>& logits,
+                       const std::vector<double>& expected, int n) {
   std::vector<int> counts(logits.size());
   for (int i = 0; i < n; ++i) ++counts[s.Sample(logits)];
   for (size_t k = 0; k < expected.size(); ++k) {
     const double sigma = std::sqrt(n * expected[k] * (1 - expected[k])) + 1e-9;
-    EXPECT_NEAR(counts[k], n * expected[k], 5 * sigma + (expected[k] == 0 ? 0 : 1)) << "token " << k;
+    EXPECT_NEAR(counts[k], n * expected[k], 5 * sigma + (expected[k] == 0 ? 0 : 1))
+        << "token " << k;
   }
 }
 

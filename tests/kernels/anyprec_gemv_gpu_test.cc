@@ -9,12 +9,12 @@
 #include <random>
 #include <vector>
 
-#include "tests/kernels/gpu_test_util.h"
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/half.h"
 #include "kernels/ref/anyprec_ref.h"
 #include "kernels/ref/rmsnorm_ref.h"
 #include "kernels/rmsnorm.cuh"
+#include "tests/kernels/gpu_test_util.h"
 
 namespace pmpd::kernels {
 namespace {
@@ -54,7 +54,13 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
   std::mt19937 rng(11);
   std::normal_distribution<float> g(0.f, 1.f);
   int cases = 0;
-  for (auto [N, K] : {std::pair<int, int>{1, 32}, {7, 172}, {5, 174}, {33, 1024}, {64, 1056}, {257, 2088}, {96, 4096},
+  for (auto [N, K] : {std::pair<int, int>{1, 32},
+                      {7, 172},
+                      {5, 174},
+                      {33, 1024},
+                      {64, 1056},
+                      {257, 2088},
+                      {96, 4096},
                       {13, 11008}}) {
     for (int P : {8, 4}) {
       Problem pr = MakeProblem(N, K, P, rng);
@@ -62,7 +68,8 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
       for (int p = 2; p <= P; ++p) {
         __half* dl = reinterpret_cast<__half*>(ToDevice(pr.luts[p]));
         for (int M : {1, 2, 3, 8}) {
-          std::vector<float> x(static_cast<size_t>(M) * K), ref(static_cast<size_t>(M) * N), got(ref.size());
+          std::vector<float> x(static_cast<size_t>(M) * K), ref(static_cast<size_t>(M) * N),
+              got(ref.size());
           for (auto& v : x) v = g(rng);
           AnyprecGemmRef(x.data(), M, pr.qweight.data(), pr.luts[p].data(), N, K, P, p, ref.data());
           // M == 3 reads x from a pointer that is not 16-byte aligned (the scalar-load path).
@@ -78,16 +85,19 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
           cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost);
           // fp32 accumulation of K products in a different order from the double reference:
-          // |error| <= ~ K * eps * sum|x w| in the worst case, sqrt(K) typically; bound with 2 sqrt(K).
+          // |error| <= ~ K * eps * sum|x w| in the worst case, sqrt(K) typically; bound with 2
+          // sqrt(K).
           std::vector<float> w(static_cast<size_t>(N) * K);
           AnyprecDequantRef(pr.qweight.data(), pr.luts[p].data(), N, K, P, p, w.data());
           for (int m = 0; m < M; ++m) {
             for (int n = 0; n < N; ++n) {
               double mag = 0;
-              for (int k = 0; k < K; ++k) mag += std::fabs(double(x[m * K + k]) * w[static_cast<size_t>(n) * K + k]);
+              for (int k = 0; k < K; ++k)
+                mag += std::fabs(double(x[m * K + k]) * w[static_cast<size_t>(n) * K + k]);
               const double tol = 2.0 * std::sqrt(double(K)) * 1.2e-7 * mag + 1e-30;
               ASSERT_NEAR(got[m * N + n], ref[m * N + n], tol)
-                  << "N " << N << " K " << K << " P " << P << " p " << p << " M " << M << " at m " << m << " n " << n;
+                  << "N " << N << " K " << K << " P " << P << " p " << p << " M " << M << " at m "
+                  << m << " n " << n;
             }
           }
           cudaFree(dbase);
@@ -104,11 +114,13 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, AnyprecGemvPathTest,
                          ::testing::Values(AnyprecGemvPath::kAuto, AnyprecGemvPath::kGeneric),
-                         [](const auto& info) { return info.param == AnyprecGemvPath::kAuto ? "Auto" : "Generic"; });
+                         [](const auto& info) {
+                           return info.param == AnyprecGemvPath::kAuto ? "Auto" : "Generic";
+                         });
 
-// The overlapped launch (programmatic dependent launch) must still read x only after the kernel that
-// writes it: a RMSNorm writes x over a NaN-poisoned buffer right before every GEMV; 20 rounds with
-// fresh inputs, so reading a stale x cannot pass by luck.
+// The overlapped launch (programmatic dependent launch) must still read x only after the kernel
+// that writes it: a RMSNorm writes x over a NaN-poisoned buffer right before every GEMV; 20 rounds
+// with fresh inputs, so reading a stale x cannot pass by luck.
 TEST(AnyprecGemvGpuTest, OverlappedLaunchWaitsForThePreviousKernel) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(13);
@@ -135,11 +147,13 @@ TEST(AnyprecGemvGpuTest, OverlappedLaunchWaitsForThePreviousKernel) {
     cudaMemcpyAsync(draw, raw.data(), K * 4, cudaMemcpyHostToDevice, stream);
     cudaMemsetAsync(dx, 0xff, K * 4, stream);  // NaN until the norm has run
     RmsNormF32(draw, dw, dx, 1, K, 1e-5f, stream);
-    AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, stream, AnyprecGemvPath::kAuto, /*overlap_previous=*/true);
+    AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, stream, AnyprecGemvPath::kAuto,
+                /*overlap_previous=*/true);
     ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     cudaMemcpy(got.data(), dy, N * 4, cudaMemcpyDeviceToHost);
     for (int n = 0; n < N; ++n) {
-      ASSERT_NEAR(got[n], ref[n], 1e-3 * (1 + std::fabs(ref[n]))) << "round " << round << " p " << p << " row " << n;
+      ASSERT_NEAR(got[n], ref[n], 1e-3 * (1 + std::fabs(ref[n])))
+          << "round " << round << " p " << p << " row " << n;
     }
     cudaFree(dl);
   }
@@ -169,7 +183,8 @@ TEST(AnyprecGemvGpuTest, DequantizeIsExact) {
       std::vector<float> ref(got.size());
       AnyprecDequantRef(pr.qweight.data(), pr.luts[p].data(), N, K, 8, p, ref.data());
       for (size_t i = 0; i < got.size(); ++i) {
-        ASSERT_EQ(F16ToF32(got[i]), ref[i]) << "N " << N << " K " << K << " p " << p << " index " << i;
+        ASSERT_EQ(F16ToF32(got[i]), ref[i])
+            << "N " << N << " K " << K << " p " << p << " index " << i;
       }
       float* dw32 = nullptr;
       ASSERT_EQ(cudaMalloc(&dw32, static_cast<size_t>(N) * K * 4), cudaSuccess);

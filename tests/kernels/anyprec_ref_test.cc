@@ -59,7 +59,8 @@ TEST(AnyprecRefTest, PackUnpackRoundTripsOverShapes) {
         for (int p = 1; p <= P; ++p) {
           AnyprecUnpackRef(q.data(), N, K, P, p, back.data());
           for (int i = 0; i < N * K; ++i) {
-            ASSERT_EQ(back[i], codes[i] >> (P - p)) << "P " << P << " K " << K << " p " << p << " index " << i;
+            ASSERT_EQ(back[i], codes[i] >> (P - p))
+                << "P " << P << " K " << K << " p " << p << " index " << i;
           }
         }
       }
@@ -91,7 +92,8 @@ TEST(AnyprecRefTest, GemmEqualsDequantizedProduct) {
           mag += std::fabs(double(x[m * K + k]) * w[n * K + k]);
           EXPECT_EQ(w[n * K + k], F16ToF32(lut[(n << p) + (codes[n * K + k] >> (P - p))]));
         }
-        EXPECT_NEAR(y[m * N + n], ref, 4 * 1.2e-7 * mag + 1e-7);  // one float rounding of a double sum
+        EXPECT_NEAR(y[m * N + n], ref,
+                    4 * 1.2e-7 * mag + 1e-7);  // one float rounding of a double sum
       }
     }
   }
@@ -100,7 +102,8 @@ TEST(AnyprecRefTest, GemmEqualsDequantizedProduct) {
 // The packer's own output for a K = 1056 matrix (one full chunk + a T = 1 chunk), P = 8, S = 3.
 TEST(AnyprecRefTest, DecodesPackerFixtureWithPartialChunk) {
   PMPD_REQUIRE_SHARED("fixtures/anyprec-tiny/tail.safetensors");
-  auto f = models::SafetensorsFile::Open(pmpd::testing::SharedPath("fixtures/anyprec-tiny/tail.safetensors"));
+  auto f = models::SafetensorsFile::Open(
+      pmpd::testing::SharedPath("fixtures/anyprec-tiny/tail.safetensors"));
   ASSERT_TRUE(f.ok()) << f.status();
   const auto& t = (*f)->tensors();
   const auto& q = t.at("tail.qweight");

@@ -6,17 +6,17 @@
 #include <random>
 #include <vector>
 
-#include "tests/kernels/gpu_test_util.h"
 #include "kernels/argmax.cuh"
 #include "kernels/causal_softmax.cuh"
 #include "kernels/decode_attention.cuh"
 #include "kernels/dense_f16_gemv.cuh"
 #include "kernels/elementwise.cuh"
-#include "kernels/random_fill.cuh"
-#include "kernels/rotary_kv.cuh"
 #include "kernels/half.h"
+#include "kernels/random_fill.cuh"
 #include "kernels/ref/decode_ops_ref.h"
 #include "kernels/ref/random_fill_ref.h"
+#include "kernels/rotary_kv.cuh"
+#include "tests/kernels/gpu_test_util.h"
 
 namespace pmpd::kernels {
 namespace {
@@ -32,7 +32,8 @@ std::vector<float> Random(size_t n, std::mt19937& rng, float sigma = 1.f) {
   return v;
 }
 
-void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, double rel, const char* what) {
+void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, double rel,
+                 const char* what) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_NEAR(got[i], want[i], rel * (std::fabs(want[i]) + 1.0)) << what << " index " << i;
@@ -53,7 +54,8 @@ TEST(DecodeOpsGpuTest, ElementwiseEmbeddingRotaryArgmax) {
     ExpectClose(dy.Get(), y, 0, "add");
     ExpectClose(dout.Get(), o, 1e-5, "swiglu");  // __expf vs std::exp
   }
-  for (auto [vocab, dim, n] : {std::tuple<int, int, int>{512, 64, 1}, {32000, 4096, 3}, {17, 5, 8}}) {
+  for (auto [vocab, dim, n] :
+       {std::tuple<int, int, int>{512, 64, 1}, {32000, 4096, 3}, {17, 5, 8}}) {
     auto table = Random(static_cast<size_t>(vocab) * dim, rng);
     std::vector<int32_t> ids(n);
     for (auto& i : ids) i = rng() % vocab;
@@ -66,7 +68,8 @@ TEST(DecodeOpsGpuTest, ElementwiseEmbeddingRotaryArgmax) {
   }
   for (auto [n, heads, hd] : {std::tuple<int, int, int>{1, 32, 128}, {5, 8, 8}, {3, 4, 16}}) {
     const int max_pos = 64;
-    auto x = Random(static_cast<size_t>(n) * heads * hd, rng), cs = Random(max_pos * hd, rng), sn = Random(max_pos * hd, rng);
+    auto x = Random(static_cast<size_t>(n) * heads * hd, rng), cs = Random(max_pos * hd, rng),
+         sn = Random(max_pos * hd, rng);
     std::vector<int32_t> pos(n);
     for (auto& p : pos) p = rng() % max_pos;
     Dev<float> dx(x), dc(cs), ds(sn);
@@ -77,7 +80,7 @@ TEST(DecodeOpsGpuTest, ElementwiseEmbeddingRotaryArgmax) {
   }
   for (auto [rows, cols] : {std::pair<int, int>{1, 512}, {3, 32000}, {8, 7}, {2, 32001}}) {
     auto x = Random(static_cast<size_t>(rows) * cols, rng);
-    if (cols > 3) x[1] = x[2] = 100.f;  // a tie in row 0: the lower index wins
+    if (cols > 3) x[1] = x[2] = 100.f;   // a tie in row 0: the lower index wins
     if (cols > 30000) x[29999] = 100.f;  // the same value in another thread's range
     Dev<float> dx(x);
     Dev<int32_t> dout(std::vector<int32_t>(rows, -1));
@@ -94,8 +97,13 @@ TEST(DecodeOpsGpuTest, DecodeAttentionMatchesReferenceOnLongCaches) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(6);
   for (auto [heads, kv_heads, hd, max_len, len] :
-       {std::tuple<int, int, int, int, int>{8, 4, 8, 512, 1}, {8, 4, 8, 512, 377}, {32, 32, 128, 4096, 4096},
-        {32, 8, 128, 20000, 15000}, {4, 1, 16, 64, 33}, {8, 4, 8, 65536, 65536}, {4, 2, 64, 100000, 99999}}) {
+       {std::tuple<int, int, int, int, int>{8, 4, 8, 512, 1},
+        {8, 4, 8, 512, 377},
+        {32, 32, 128, 4096, 4096},
+        {32, 8, 128, 20000, 15000},
+        {4, 1, 16, 64, 33},
+        {8, 4, 8, 65536, 65536},
+        {4, 2, 64, 100000, 99999}}) {
     auto q = Random(static_cast<size_t>(heads) * hd, rng);
     auto k = Random(static_cast<size_t>(kv_heads) * max_len * hd, rng, 0.3f);
     auto v = Random(static_cast<size_t>(kv_heads) * max_len * hd, rng);
@@ -104,7 +112,8 @@ TEST(DecodeOpsGpuTest, DecodeAttentionMatchesReferenceOnLongCaches) {
     Dev<int32_t> dlen(std::vector<int32_t>{len});
     DecodeAttention(dq.p, dk.p, dv.p, heads, kv_heads, hd, max_len, dlen.p, dws.p, dout.p, nullptr);
     std::vector<float> want(static_cast<size_t>(heads) * hd);
-    DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kv_heads, hd, max_len, len, want.data());
+    DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kv_heads, hd, max_len, len,
+                       want.data());
     // fp32 sums over hd and len terms against a double reference: ~1e-5 relative.
     ExpectClose(dout.Get(), want, 2e-4, "attention");
   }
@@ -144,7 +153,8 @@ TEST(DecodeOpsGpuTest, RandomFillMatchesReference) {
     FillGridLutRef(want.data(), rows, bits, 0.25f, 99);
     const std::vector<uint16_t> got = dl.Get();
     for (size_t i = 0; i < n; ++i) {
-      ASSERT_NEAR(F16ToF32(got[i]), F16ToF32(want[i]), 2e-4) << "grid LUT " << rows << "x" << bits << " index " << i;
+      ASSERT_NEAR(F16ToF32(got[i]), F16ToF32(want[i]), 2e-4)
+          << "grid LUT " << rows << "x" << bits << " index " << i;
     }
   }
 }
@@ -153,7 +163,8 @@ TEST(DecodeOpsGpuTest, DenseF16GemvMatchesReference) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(8);
   int cases = 0;
-  for (auto [N, K] : {std::pair<int, int>{1, 8}, {7, 172}, {33, 1000}, {5, 1001}, {4096, 4096}, {13, 11008}}) {
+  for (auto [N, K] :
+       {std::pair<int, int>{1, 8}, {7, 172}, {33, 1000}, {5, 1001}, {4096, 4096}, {13, 11008}}) {
     std::vector<uint16_t> w(static_cast<size_t>(N) * K);
     for (auto& v : w) v = F32ToF16(std::normal_distribution<float>(0.f, 0.05f)(rng));
     Dev<uint16_t> dw(w);
@@ -176,7 +187,8 @@ TEST(DecodeOpsGpuTest, DenseF16GemvMatchesReference) {
 TEST(DecodeOpsGpuTest, CausalSoftmaxRowsMatchesReference) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(7);
-  for (auto [heads, n, first_pos] : {std::tuple<int, int, int>{1, 1, 0}, {4, 7, 0}, {32, 256, 300}, {3, 33, 5}}) {
+  for (auto [heads, n, first_pos] :
+       {std::tuple<int, int, int>{1, 1, 0}, {4, 7, 0}, {32, 256, 300}, {3, 33, 5}}) {
     const int len = first_pos + n;
     auto s = Random(static_cast<size_t>(heads) * n * len, rng, 4.f);
     Dev<float> ds(s);
@@ -215,21 +227,26 @@ TEST(DecodeOpsGpuTest, RotaryKvAppendEqualsRotaryThenCacheWrite) {
     for (auto [heads, kvh] : {std::pair{6, 2}, std::pair{4, 4}}) {
       for (int pos : {0, 11, max_len - 1}) {
         std::vector<float> q = random(heads * hd), k = random(kvh * hd), v = random(kvh * hd);
-        std::vector<float> cs = random(static_cast<size_t>(max_len) * hd), sn = random(static_cast<size_t>(max_len) * hd);
-        std::vector<float> kc = random(static_cast<size_t>(kvh) * max_len * hd), vc = random(kc.size());
+        std::vector<float> cs = random(static_cast<size_t>(max_len) * hd),
+                           sn = random(static_cast<size_t>(max_len) * hd);
+        std::vector<float> kc = random(static_cast<size_t>(kvh) * max_len * hd),
+                           vc = random(kc.size());
         Dev<float> dq(q), dk(k), dv(v), dcs(cs), dsn(sn), dkc(kc), dvc(vc);
         Dev<int32_t> dpos(std::vector<int32_t>{pos});
-        RotaryKvAppend(dq.p, dk.p, dv.p, dpos.p, dcs.p, dsn.p, heads, kvh, hd, max_len, dkc.p, dvc.p, nullptr);
+        RotaryKvAppend(dq.p, dk.p, dv.p, dpos.p, dcs.p, dsn.p, heads, kvh, hd, max_len, dkc.p,
+                       dvc.p, nullptr);
         const int32_t positions[1] = {pos};
         RotaryInPlaceRef(q.data(), positions, cs.data(), sn.data(), 1, heads, hd);
         RotaryInPlaceRef(k.data(), positions, cs.data(), sn.data(), 1, kvh, hd);
         KvCacheWriteRef(k.data(), positions, 1, kvh, hd, max_len, kc.data());
         KvCacheWriteRef(v.data(), positions, 1, kvh, hd, max_len, vc.data());
-        // a*c - b*s in fp32 on both sides: at most one rounding apart when the compiler fuses the FMA.
-        auto close = [&](const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+        // a*c - b*s in fp32 on both sides: at most one rounding apart when the compiler fuses the
+        // FMA.
+        auto close = [&](const std::vector<float>& got, const std::vector<float>& want,
+                         const char* what) {
           for (size_t i = 0; i < want.size(); ++i) {
-            ASSERT_NEAR(got[i], want[i], 4e-7 * (std::fabs(want[i]) + 4)) << what << " hd " << hd << " pos " << pos
-                                                                          << " index " << i;
+            ASSERT_NEAR(got[i], want[i], 4e-7 * (std::fabs(want[i]) + 4))
+                << what << " hd " << hd << " pos " << pos << " index " << i;
           }
         };
         close(dq.Get(), q, "q");

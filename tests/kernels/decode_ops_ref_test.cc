@@ -2,13 +2,13 @@
 
 #include <gtest/gtest.h>
 
-#include "kernels/half.h"
-#include "kernels/random_hash.h"
-#include "kernels/ref/random_fill_ref.h"
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include "kernels/half.h"
+#include "kernels/random_hash.h"
+#include "kernels/ref/random_fill_ref.h"
 
 namespace pmpd::kernels {
 namespace {
@@ -37,7 +37,8 @@ TEST(DecodeOpsRefTest, AttentionByHand) {
   std::vector<float> out(4);
   DecodeAttentionRef(q.data(), k.data(), v.data(), 2, 1, 2, 3, 2, out.data());
   EXPECT_EQ(out, std::vector<float>({4, 6, 4, 6}));
-  DecodeAttentionRef(q.data(), k.data(), v.data(), 2, 1, 2, 3, 1, out.data());  // one position: its value
+  DecodeAttentionRef(q.data(), k.data(), v.data(), 2, 1, 2, 3, 1,
+                     out.data());  // one position: its value
   EXPECT_EQ(out, std::vector<float>({2, 4, 2, 4}));
 }
 

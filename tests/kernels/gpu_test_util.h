@@ -36,9 +36,9 @@ struct Dev {
 
 }  // namespace pmpd::testing
 
-#define PMPD_REQUIRE_GPU()                                                                             \
-  do {                                                                                                 \
-    if (!::pmpd::testing::HaveGpu()) {                                                                 \
-      GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine";        \
-    }                                                                                                  \
+#define PMPD_REQUIRE_GPU()                                                                      \
+  do {                                                                                          \
+    if (!::pmpd::testing::HaveGpu()) {                                                          \
+      GTEST_SKIP() << "no CUDA device on this machine; run the `gpu` label on the GPU machine"; \
+    }                                                                                           \
   } while (0)

@@ -23,11 +23,12 @@ TEST(HalfTest, KnownValues) {
   EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
   EXPECT_EQ(F16ToF32(0xc000), -2.0f);
   EXPECT_EQ(F16ToF32(0x7bff), 65504.0f);
-  EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
-  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);               // rounds to infinity
-  EXPECT_EQ(F32ToF16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie to even (down)
+  EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));             // smallest subnormal
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);                          // rounds to infinity
+  EXPECT_EQ(F32ToF16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);      // tie to even (down)
   EXPECT_EQ(F32ToF16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);  // tie to even (up)
-  EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -25)), 0x0000);  // exactly half the smallest subnormal: to even
+  EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -25)),
+            0x0000);  // exactly half the smallest subnormal: to even
   EXPECT_EQ(F32ToF16(std::ldexp(1.5f, -25)), 0x0001);
 }
 

@@ -6,9 +6,9 @@
 #include <random>
 #include <vector>
 
-#include "tests/kernels/gpu_test_util.h"
 #include "kernels/ref/rmsnorm_ref.h"
 #include "kernels/rmsnorm.cuh"
+#include "tests/kernels/gpu_test_util.h"
 
 namespace pmpd::kernels {
 namespace {
@@ -65,8 +65,8 @@ TEST(RmsNormGpuTest, AddRmsNormMatchesCpuReference) {
       const std::vector<float> y = dy.Get();
       const double tol_rel = 4.0 * dim * 1.2e-7 + 1e-6;
       for (size_t i = 0; i < y.size(); ++i) {
-        ASSERT_NEAR(y[i], y_ref[i], tol_rel * std::fabs(y_ref[i]) + 1e-6) << "rows " << rows << " dim " << dim
-                                                                          << " index " << i;
+        ASSERT_NEAR(y[i], y_ref[i], tol_rel * std::fabs(y_ref[i]) + 1e-6)
+            << "rows " << rows << " dim " << dim << " index " << i;
       }
     }
   }

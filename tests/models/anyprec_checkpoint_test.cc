@@ -40,9 +40,13 @@ TEST(AnyprecCheckpointTest, PackerFixtureDecodesExactlyAtEveryPrecision) {
   ASSERT_TRUE(expected.ok());
   const int H = config->hidden_size, I = config->intermediate_size;
   const std::map<std::string, std::pair<int, int>> shapes = {
-      {"self_attn.q_proj", {config->q_dim(), H}}, {"self_attn.k_proj", {config->kv_dim(), H}},
-      {"self_attn.v_proj", {config->kv_dim(), H}}, {"self_attn.o_proj", {H, config->q_dim()}},
-      {"mlp.gate_proj", {I, H}}, {"mlp.up_proj", {I, H}}, {"mlp.down_proj", {H, I}}};
+      {"self_attn.q_proj", {config->q_dim(), H}},
+      {"self_attn.k_proj", {config->kv_dim(), H}},
+      {"self_attn.v_proj", {config->kv_dim(), H}},
+      {"self_attn.o_proj", {H, config->q_dim()}},
+      {"mlp.gate_proj", {I, H}},
+      {"mlp.up_proj", {I, H}},
+      {"mlp.down_proj", {H, I}}};
   int checked = 0;
   for (int l = 0; l < config->num_hidden_layers; ++l) {
     for (const auto& module : (*info)->module_names) {
@@ -52,12 +56,16 @@ TEST(AnyprecCheckpointTest, PackerFixtureDecodesExactlyAtEveryPrecision) {
       ASSERT_TRUE(m.ok()) << m.status();
       std::vector<uint8_t> codes(N * K);
       kernels::AnyprecUnpackRef(m->qweight.data(), N, K, 4, 4, codes.data());
-      ASSERT_EQ(0, std::memcmp(codes.data(), (*expected)->tensors().at(prefix + ".codes").data, codes.size())) << prefix;
+      ASSERT_EQ(0, std::memcmp(codes.data(), (*expected)->tensors().at(prefix + ".codes").data,
+                               codes.size()))
+          << prefix;
       for (int p = 2; p <= 4; ++p) {
         std::vector<float> w(N * K), want(N * K);
         kernels::AnyprecDequantRef(m->qweight.data(), m->lut(p), N, K, 4, p, w.data());
-        std::memcpy(want.data(), (*expected)->tensors().at(absl::StrCat(prefix, ".w", p)).data, want.size() * 4);
-        for (int i = 0; i < N * K; ++i) ASSERT_EQ(w[i], want[i]) << prefix << " p " << p << " index " << i;
+        std::memcpy(want.data(), (*expected)->tensors().at(absl::StrCat(prefix, ".w", p)).data,
+                    want.size() * 4);
+        for (int i = 0; i < N * K; ++i)
+          ASSERT_EQ(w[i], want[i]) << prefix << " p " << p << " index " << i;
         ++checked;
       }
     }
@@ -94,8 +102,9 @@ TEST(AnyprecCheckpointTest, QuantizeSaveLoadIsBitExact) {
   auto orig = OpenWeights(src);
   ASSERT_TRUE(orig.ok());
   const LlamaConfig c = TinyDemoConfig(64);
-  for (auto [module, n, k] : {std::tuple<const char*, int, int>{"mlp.down_proj", c.hidden_size, c.intermediate_size},
-                              {"self_attn.k_proj", c.kv_dim(), c.hidden_size}}) {
+  for (auto [module, n, k] :
+       {std::tuple<const char*, int, int>{"mlp.down_proj", c.hidden_size, c.intermediate_size},
+        {"self_attn.k_proj", c.kv_dim(), c.hidden_size}}) {
     const std::string prefix = absl::StrCat("model.layers.1.", module);
     std::vector<float> w(n * k);
     ASSERT_TRUE(ToFloat32(**(*orig)->Find(prefix + ".weight"), w.data()).ok());
@@ -118,7 +127,8 @@ TEST(AnyprecCheckpointTest, InterruptedQuantizationResumesPerLayer) {
   const std::string whole = MakeTempDir("ap_whole"), resumed = MakeTempDir("ap_resumed");
   QuantizeReport report;
   ASSERT_TRUE(QuantizeCheckpoint(src, whole, Options(), {}, {}, &report).ok());
-  auto st = QuantizeCheckpoint(src, resumed, Options(), {}, [](int l, int, bool) { return l < 0; }, &report);
+  auto st = QuantizeCheckpoint(
+      src, resumed, Options(), {}, [](int l, int, bool) { return l < 0; }, &report);
   ASSERT_EQ(st.code(), absl::StatusCode::kCancelled) << st;
   EXPECT_TRUE(FileExists(resumed + "/.partial/layer_0.safetensors"));
   EXPECT_FALSE(FileExists(resumed + "/model.safetensors"));
@@ -139,7 +149,9 @@ TEST(AnyprecCheckpointTest, InterruptedQuantizationResumesPerLayer) {
 class FakeSource : public WeightSource {
  public:
   explicit FakeSource(std::unique_ptr<WeightSource> inner) : inner_(std::move(inner)) {}
-  absl::StatusOr<const TensorView*> Find(const std::string& name) const override { return inner_->Find(name); }
+  absl::StatusOr<const TensorView*> Find(const std::string& name) const override {
+    return inner_->Find(name);
+  }
   std::vector<std::string> Names() const override { return inner_->Names(); }
   const std::string& description() const override { return inner_->description(); }
   bool requires_k_multiple_of_32() const override { return true; }
@@ -160,9 +172,11 @@ TEST(AnyprecCheckpointTest, BadInputGivesClearErrors) {
   const LlamaConfig c = TinyDemoConfig(64);
   {
     SCOPED_TRACE("planes inconsistent with the config");
-    auto m = LoadAnyprecMatrix(**w, "model.layers.0.mlp.down_proj", **info, c.hidden_size + 1, c.intermediate_size);
+    auto m = LoadAnyprecMatrix(**w, "model.layers.0.mlp.down_proj", **info, c.hidden_size + 1,
+                               c.intermediate_size);
     ASSERT_FALSE(m.ok());
-    EXPECT_NE(m.status().message().find("qweight\" is I32 [6, 64, 6]; config.json implies I32 [6, 65, 6]"),
+    EXPECT_NE(m.status().message().find(
+                  "qweight\" is I32 [6, 64, 6]; config.json implies I32 [6, 65, 6]"),
               std::string::npos)
         << m.status();
   }
@@ -170,16 +184,19 @@ TEST(AnyprecCheckpointTest, BadInputGivesClearErrors) {
     SCOPED_TRACE("a precision the file does not hold");
     AnyprecInfo wider = **info;
     wider.parent_bits = 7;
-    auto m = LoadAnyprecMatrix(**w, "model.layers.0.mlp.down_proj", wider, c.hidden_size, c.intermediate_size);
+    auto m = LoadAnyprecMatrix(**w, "model.layers.0.mlp.down_proj", wider, c.hidden_size,
+                               c.intermediate_size);
     ASSERT_FALSE(m.ok());
     EXPECT_NE(m.status().message().find("qweight"), std::string::npos) << m.status();
   }
   {
     SCOPED_TRACE("K not a multiple of 32 where the format needs it");
     FakeSource strict(std::move(*w));
-    auto m = LoadAnyprecMatrix(strict, "model.layers.0.mlp.down_proj", **info, c.hidden_size, c.intermediate_size);
+    auto m = LoadAnyprecMatrix(strict, "model.layers.0.mlp.down_proj", **info, c.hidden_size,
+                               c.intermediate_size);
     ASSERT_FALSE(m.ok());
-    EXPECT_NE(m.status().message().find("in_features 176; the Any-Precision LLM layout needs a multiple of 32"),
+    EXPECT_NE(m.status().message().find(
+                  "in_features 176; the Any-Precision LLM layout needs a multiple of 32"),
               std::string::npos)
         << m.status();
   }
@@ -191,13 +208,15 @@ TEST(AnyprecCheckpointTest, BadInputGivesClearErrors) {
     WriteFile(out + "/config.json", broken);
     auto bad = LoadAnyprecInfo(out);
     ASSERT_FALSE(bad.ok());
-    EXPECT_NE(bad.status().message().find("needs an integer \"seed_precision\""), std::string::npos) << bad.status();
+    EXPECT_NE(bad.status().message().find("needs an integer \"seed_precision\""), std::string::npos)
+        << bad.status();
     std::string range = cfg;
     range.replace(range.find("\"parent_precision\": 6"), 21, "\"parent_precision\": 9");
     WriteFile(out + "/config.json", range);
     bad = LoadAnyprecInfo(out);
     ASSERT_FALSE(bad.ok());
-    EXPECT_NE(bad.status().message().find("outside 2 <= seed <= parent <= 8"), std::string::npos) << bad.status();
+    EXPECT_NE(bad.status().message().find("outside 2 <= seed <= parent <= 8"), std::string::npos)
+        << bad.status();
   }
   {
     SCOPED_TRACE("a NaN weight");
@@ -206,7 +225,8 @@ TEST(AnyprecCheckpointTest, BadInputGivesClearErrors) {
     ASSERT_TRUE(f.ok());
     std::vector<TensorToWrite> ts;
     for (const auto& [name, v] : (*f)->tensors()) {
-      ts.push_back({name, v.dtype, v.shape, std::string(reinterpret_cast<const char*>(v.data), v.nbytes)});
+      ts.push_back(
+          {name, v.dtype, v.shape, std::string(reinterpret_cast<const char*>(v.data), v.nbytes)});
       if (name == "model.layers.1.mlp.up_proj.weight") {
         const float nan = std::nanf("");
         std::memcpy(ts.back().bytes.data() + 12, &nan, 4);
@@ -216,7 +236,9 @@ TEST(AnyprecCheckpointTest, BadInputGivesClearErrors) {
     WriteFile(nan_src + "/config.json", ReadFile(src + "/config.json"));
     auto st = QuantizeCheckpoint(nan_src, MakeTempDir("ap_nan_out"), Options(), {}, {}, &report);
     ASSERT_FALSE(st.ok());
-    EXPECT_NE(st.message().find("model.layers.1.mlp.up_proj.weight\" holds a NaN"), std::string::npos) << st;
+    EXPECT_NE(st.message().find("model.layers.1.mlp.up_proj.weight\" holds a NaN"),
+              std::string::npos)
+        << st;
   }
   {
     SCOPED_TRACE("unsupported quantization precisions");
@@ -230,13 +252,16 @@ TEST(AnyprecCheckpointTest, BadInputGivesClearErrors) {
 
 TEST(TextDataTest, JsonLinesGzipRangesAndErrors) {
   const std::string dir = MakeTempDir("text");
-  WriteFile(dir + "/a.jsonl", "{\"text\": \"one\"}\nnot json\n{\"text\": \"\"}\n{\"url\": 1}\n\n{\"text\": \"two\"}\n");
+  WriteFile(
+      dir + "/a.jsonl",
+      "{\"text\": \"one\"}\nnot json\n{\"text\": \"\"}\n{\"url\": 1}\n\n{\"text\": \"two\"}\n");
   auto docs = ReadTextDocs(dir + "/a.jsonl");
   ASSERT_TRUE(docs.ok()) << docs.status();
   EXPECT_EQ(docs->texts, std::vector<std::string>({"one", "two"}));
   EXPECT_EQ(docs->malformed_lines, 2);
   EXPECT_EQ(docs->empty_texts, 1);
-  WriteFile(dir + "/s.txt", "first story<|endoftext|>second story<|endoftext|>third story<|endoftext|>fourth");
+  WriteFile(dir + "/s.txt",
+            "first story<|endoftext|>second story<|endoftext|>third story<|endoftext|>fourth");
   auto all = ReadTextDocs(dir + "/s.txt");
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->texts.size(), 4u);

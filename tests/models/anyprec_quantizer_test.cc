@@ -22,13 +22,16 @@ std::vector<float> Gaussian(int n, uint32_t seed, float sigma = 0.02f) {
 
 std::vector<float> Dequant(const AnyprecMatrix& m, int bits) {
   std::vector<float> w(static_cast<size_t>(m.n) * m.k);
-  kernels::AnyprecDequantRef(m.qweight.data(), m.lut(bits), m.n, m.k, m.parent_bits, bits, w.data());
+  kernels::AnyprecDequantRef(m.qweight.data(), m.lut(bits), m.n, m.k, m.parent_bits, bits,
+                             w.data());
   return w;
 }
 
-double WeightedSse(const std::vector<float>& w, const std::vector<float>& q, const std::vector<float>* f) {
+double WeightedSse(const std::vector<float>& w, const std::vector<float>& q,
+                   const std::vector<float>* f) {
   double e = 0;
-  for (size_t i = 0; i < w.size(); ++i) e += (f ? (*f)[i] : 1.0) * (double(w[i]) - q[i]) * (double(w[i]) - q[i]);
+  for (size_t i = 0; i < w.size(); ++i)
+    e += (f ? (*f)[i] : 1.0) * (double(w[i]) - q[i]) * (double(w[i]) - q[i]);
   return e;
 }
 
@@ -45,13 +48,16 @@ TEST(AnyprecQuantizerTest, LutsNestAndAreSorted) {
     for (int b = o.seed_bits; b <= o.parent_bits; ++b) {
       const uint16_t* l = m.lut(b) + (static_cast<size_t>(n) << b);
       for (int c = 1; c < (1 << b); ++c) {
-        EXPECT_LE(kernels::F16ToF32(l[c - 1]), kernels::F16ToF32(l[c])) << "row " << n << " bits " << b;
+        EXPECT_LE(kernels::F16ToF32(l[c - 1]), kernels::F16ToF32(l[c]))
+            << "row " << n << " bits " << b;
       }
       if (b == o.parent_bits) continue;
       const uint16_t* child = m.lut(b + 1) + (static_cast<size_t>(n) << (b + 1));
       for (int c = 0; c < (1 << b); ++c) {  // children bracket their parent
-        EXPECT_LE(kernels::F16ToF32(child[2 * c]), kernels::F16ToF32(l[c])) << "row " << n << " bits " << b;
-        EXPECT_GE(kernels::F16ToF32(child[2 * c + 1]), kernels::F16ToF32(l[c])) << "row " << n << " bits " << b;
+        EXPECT_LE(kernels::F16ToF32(child[2 * c]), kernels::F16ToF32(l[c]))
+            << "row " << n << " bits " << b;
+        EXPECT_GE(kernels::F16ToF32(child[2 * c + 1]), kernels::F16ToF32(l[c]))
+            << "row " << n << " bits " << b;
       }
     }
   }
@@ -89,7 +95,8 @@ TEST(AnyprecQuantizerTest, SensitiveWeightsAreKeptAccurately) {
   for (int n = 0; n < N; ++n) {
     const int i = n * K + 17;
     EXPECT_LE(std::fabs(weighted[i] - w[i]), std::fabs(plain[i] - w[i]) + 1e-6f) << "row " << n;
-    EXPECT_NEAR(weighted[i], w[i], 2e-4 * std::fabs(w[i]) + 1e-5);  // fp16 rounding of its own centroid
+    EXPECT_NEAR(weighted[i], w[i],
+                2e-4 * std::fabs(w[i]) + 1e-5);  // fp16 rounding of its own centroid
   }
 }
 

@@ -61,7 +61,8 @@ TEST(SafetensorsTest, HalfAndBfloat16ConvertExactly) {
   const uint16_t b[2] = {kernels::F32ToBf16(3.0f), kernels::F32ToBf16(-1e30f)};
   std::memcpy(f16.data(), h, 4);
   std::memcpy(bf16.data(), b, 4);
-  ASSERT_TRUE(WriteSafetensors(path, {{"h", DType::kF16, {2}, f16}, {"b", DType::kBF16, {2}, bf16}}).ok());
+  ASSERT_TRUE(
+      WriteSafetensors(path, {{"h", DType::kF16, {2}, f16}, {"b", DType::kBF16, {2}, bf16}}).ok());
   auto f = SafetensorsFile::Open(path);
   ASSERT_TRUE(f.ok());
   float out[2];
@@ -87,8 +88,12 @@ TEST(SafetensorsTest, UnsupportedDtypeForWeightsIsAnError) {
 
 TEST(SafetensorsTest, ShardedCheckpointWithIndex) {
   const std::string dir = MakeTempDir("st_shards");
-  ASSERT_TRUE(WriteSafetensors(dir + "/model-00001-of-00002.safetensors", {{"x", DType::kF32, {1}, Bytes({1})}}).ok());
-  ASSERT_TRUE(WriteSafetensors(dir + "/model-00002-of-00002.safetensors", {{"y", DType::kF32, {1}, Bytes({2})}}).ok());
+  ASSERT_TRUE(WriteSafetensors(dir + "/model-00001-of-00002.safetensors",
+                               {{"x", DType::kF32, {1}, Bytes({1})}})
+                  .ok());
+  ASSERT_TRUE(WriteSafetensors(dir + "/model-00002-of-00002.safetensors",
+                               {{"y", DType::kF32, {1}, Bytes({2})}})
+                  .ok());
   WriteFile(dir + "/model.safetensors.index.json",
             R"({"metadata": {}, "weight_map": {"x": "model-00001-of-00002.safetensors",
                                               "y": "model-00002-of-00002.safetensors"}})");
@@ -100,8 +105,9 @@ TEST(SafetensorsTest, ShardedCheckpointWithIndex) {
   EXPECT_EQ(v, 2.f);
 
   // The index names a tensor its shard does not hold.
-  WriteFile(dir + "/model.safetensors.index.json",
-            R"({"weight_map": {"x": "model-00001-of-00002.safetensors", "z": "model-00002-of-00002.safetensors"}})");
+  WriteFile(
+      dir + "/model.safetensors.index.json",
+      R"({"weight_map": {"x": "model-00001-of-00002.safetensors", "z": "model-00002-of-00002.safetensors"}})");
   auto bad = SafetensorsCheckpoint::Open(dir);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("\"z\""), std::string::npos) << bad.status();
@@ -124,20 +130,27 @@ TEST(SafetensorsTest, MalformedFilesGiveClearErrors) {
       {"truncated_header", good.substr(0, 20), "runs past the end of the file"},
       {"huge_header_len", huge_len, "exceeds the limit"},
       {"not_json", RawFile("{oops", ""), "header is not a JSON object"},
-      {"offsets_out_of_range", RawFile(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", std::string(8, 0)),
+      {"offsets_out_of_range",
+       RawFile(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", std::string(8, 0)),
        "out of range"},
-      {"offsets_reversed", RawFile(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", std::string(8, 0)),
+      {"offsets_reversed",
+       RawFile(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", std::string(8, 0)),
        "out of range"},
-      {"shape_mismatch", RawFile(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, 0)),
+      {"shape_mismatch",
+       RawFile(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, 0)),
        "needs 12 bytes but data_offsets span 8"},
-      {"overlap", RawFile(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                          R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", std::string(8, 0)),
+      {"overlap",
+       RawFile(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+               R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+               std::string(8, 0)),
        "overlap"},
-      {"unknown_dtype", RawFile(R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", std::string(8, 0)),
+      {"unknown_dtype",
+       RawFile(R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", std::string(8, 0)),
        "unknown dtype \"Q4\""},
       {"missing_shape", RawFile(R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", std::string(8, 0)),
        "missing or non-array shape"},
-      {"negative_dim", RawFile(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, 0)),
+      {"negative_dim",
+       RawFile(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, 0)),
        "non-negative"},
   };
   const std::string dir = MakeTempDir("st_bad");
@@ -147,7 +160,8 @@ TEST(SafetensorsTest, MalformedFilesGiveClearErrors) {
     auto f = SafetensorsFile::Open(path);
     ASSERT_FALSE(f.ok()) << c.name;
     EXPECT_NE(f.status().message().find(path), std::string::npos) << c.name << ": " << f.status();
-    EXPECT_NE(f.status().message().find(c.expected), std::string::npos) << c.name << ": " << f.status();
+    EXPECT_NE(f.status().message().find(c.expected), std::string::npos)
+        << c.name << ": " << f.status();
   }
   auto missing = SafetensorsFile::Open(dir + "/absent.safetensors");
   EXPECT_FALSE(missing.ok());

@@ -24,7 +24,8 @@ std::unique_ptr<Tokenizer> LoadOrDie(const std::string& name) {
 // The first `n` documents' text of the shared C4 shard (gzip JSON lines).
 std::vector<std::string> C4Texts(size_t n) {
   std::vector<std::string> out;
-  gzFile f = gzopen(SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz").c_str(), "rb");
+  gzFile f =
+      gzopen(SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz").c_str(), "rb");
   if (f == nullptr) return out;
   std::string line;
   char buf[1 << 16];
@@ -57,8 +58,8 @@ std::string CollapseSpaces(const std::string& s) {
 
 TEST(TokenizerTest, IdsMatchGoldenPieces) {
   PMPD_REQUIRE_SHARED("models/llama2-tokenizer/tokenizer.model");
-  const auto golden = nlohmann::json::parse(pmpd::testing::ReadFile(
-      pmpd::testing::SourcePath("tests/golden/tokenizer_ids.json")));
+  const auto golden = nlohmann::json::parse(
+      pmpd::testing::ReadFile(pmpd::testing::SourcePath("tests/golden/tokenizer_ids.json")));
   for (const char* name : kTokenizers) {
     auto tok = LoadOrDie(name);
     ASSERT_NE(tok, nullptr);
@@ -73,7 +74,8 @@ TEST(TokenizerTest, IdsMatchGoldenPieces) {
       EXPECT_EQ(tok->Encode(text, /*add_bos=*/true), with_bos);
       EXPECT_EQ(tok->Decode(expected), c.at("decoded").get<std::string>()) << name << ": " << text;
       const auto pieces = c.at("pieces").get<std::vector<std::string>>();
-      for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(tok->IdToPiece(expected[i]), pieces[i]);
+      for (size_t i = 0; i < expected.size(); ++i)
+        EXPECT_EQ(tok->IdToPiece(expected[i]), pieces[i]);
     }
   }
 }
@@ -170,12 +172,14 @@ TEST(TokenizerTest, MissingOrInvalidTokenizerIsAClearError) {
   const std::string dir = pmpd::testing::MakeTempDir("tok");
   auto missing = Tokenizer::Load(dir);
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find(dir + "/tokenizer.model"), std::string::npos) << missing.status();
+  EXPECT_NE(missing.status().message().find(dir + "/tokenizer.model"), std::string::npos)
+      << missing.status();
   EXPECT_NE(missing.status().message().find("missing tokenizer"), std::string::npos);
   pmpd::testing::WriteFile(dir + "/tokenizer.model", "this is not a protobuf");
   auto bad = Tokenizer::Load(dir);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("not a valid sentencepiece model"), std::string::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("not a valid sentencepiece model"), std::string::npos)
+      << bad.status();
 }
 
 }  // namespace

@@ -2,21 +2,20 @@
 // equals the CPU engine's, static 4 -> 3 -> 2, the learned scheduler (the reference-format golden
 // classifier fits stories260K) and no scheduler at all, token for token, precision for precision
 // and stop reason for stop reason; and pmpd-generate --device cuda prints what --device cpu prints.
-#include <gtest/gtest.h>
-
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "inference/llama_model.h"
-#include "models/tokenizer.h"
 #include "inference/cuda_engine.h"
+#include "inference/llama_model.h"
 #include "inference/load_engine.h"
-#include "scheduler_runtime/scheduled_generation.h"
+#include "models/tokenizer.h"
 #include "scheduler_runtime/kv_classifier.h"
+#include "scheduler_runtime/scheduled_generation.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
 
@@ -51,7 +50,8 @@ TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedu
         LearnedSchedulerOptions lo{
             testing::SourcePath("tests/golden/reference_classifier"), {4, 3}, 4, 8, 32};
         a = *MakeLearnedScheduler(lo);
-        lo.device = "cuda";  // on the GPU engine the classifier runs on the GPU, on its cache in place
+        lo.device =
+            "cuda";  // on the GPU engine the classifier runs on the GPU, on its cache in place
         auto learned_gpu = MakeLearnedScheduler(lo);
         ASSERT_TRUE(learned_gpu.ok()) << learned_gpu.status();
         b = std::move(*learned_gpu);
@@ -73,13 +73,15 @@ TEST(CudaScheduledGenerationTest, MatchesTheCpuEngineUnderStaticAndLearnedSchedu
 // spans and from a strided device view like the CUDA engine's cache.
 TEST(CudaScheduledGenerationTest, ClassifierOnCudaGivesTheCpuLogits) {
   PMPD_REQUIRE_GPU();
-  auto state = ReadReferenceClassifierPt(testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt"));
+  auto state = ReadReferenceClassifierPt(
+      testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt"));
   ASSERT_TRUE(state.ok()) << state.status();
   auto cpu = KvClassifier::FromState(*state, "golden", "cpu");
   auto gpu = KvClassifier::FromState(*state, "golden", "cuda");
   ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status();
   EXPECT_TRUE((*gpu)->on_cuda());
-  const int H = static_cast<int>((*cpu)->spec().kv_heads), D = static_cast<int>((*cpu)->spec().head_dim);
+  const int H = static_cast<int>((*cpu)->spec().kv_heads),
+            D = static_cast<int>((*cpu)->spec().head_dim);
   for (int T : {1, 5, 33}) {
     std::vector<float> k(static_cast<size_t>(H) * T * D), v(k.size());
     for (size_t i = 0; i < k.size(); ++i) k[i] = std::sin(0.37 * i), v[i] = std::cos(0.11 * i + T);
@@ -108,8 +110,10 @@ TEST(CudaScheduledGenerationTest, ClassifierOnCudaGivesTheCpuLogits) {
     ASSERT_TRUE(ld.ok()) << ld.status();
     ASSERT_EQ(lc->size(), lg->size());
     for (size_t i = 0; i < lc->size(); ++i) {
-      EXPECT_NEAR((*lg)[i], (*lc)[i], 1e-4 * (1 + std::fabs((*lc)[i]))) << "T " << T << " class " << i;
-      EXPECT_NEAR((*ld)[i], (*lc)[i], 1e-4 * (1 + std::fabs((*lc)[i]))) << "device view, T " << T << " class " << i;
+      EXPECT_NEAR((*lg)[i], (*lc)[i], 1e-4 * (1 + std::fabs((*lc)[i])))
+          << "T " << T << " class " << i;
+      EXPECT_NEAR((*ld)[i], (*lc)[i], 1e-4 * (1 + std::fabs((*lc)[i])))
+          << "device view, T " << T << " class " << i;
     }
   }
 }
@@ -150,7 +154,8 @@ TEST(CudaScheduledGenerationTest, UnscheduledAndContextStopsMatchThroughLoadEngi
   auto rg = GenerateScheduled(**gpu, ids, o, nullptr);
   ASSERT_TRUE(rg.ok()) << rg.status();
   EXPECT_EQ(rg->generation.finish_reason, "context");
-  EXPECT_EQ(static_cast<int>(ids.size() + rg->generation.new_ids.size()), 41);  // the last is not cached
+  EXPECT_EQ(static_cast<int>(ids.size() + rg->generation.new_ids.size()),
+            41);  // the last is not cached
 }
 
 // The KvView consumer on both engines: after the same prefill the classifier reads the CPU engine's
@@ -163,7 +168,8 @@ TEST(CudaScheduledGenerationTest, ClassifierReadsBothEnginesThroughKvView) {
   auto cpu = inference::LlamaModel::Load(dir);
   auto gpu = inference::CudaEngine::Load(dir);
   ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status();
-  auto state = ReadReferenceClassifierPt(testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt"));
+  auto state = ReadReferenceClassifierPt(
+      testing::SourcePath("tests/golden/reference_classifier/classifier_4_3.pt"));
   ASSERT_TRUE(state.ok());
   auto on_cpu = KvClassifier::FromState(*state, "golden", "cpu");
   auto on_gpu = KvClassifier::FromState(*state, "golden", "cuda");
@@ -211,10 +217,12 @@ TEST(CudaScheduledGenerationTest, EvalDeviceCudaGivesTheCpuRows) {
   PMPD_REQUIRE_GPU();
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
   const std::string dir = QuantizedStories();
-  const std::string args = absl::StrCat("--model ", dir,
-                                        " --task tinystories --n 6 --max-new-tokens 48 --precisions 4,3,2 "
-                                        "--methods high,low,static --switch-steps 12,30 --reference model "
-                                        "--shared-dir ", testing::SharedPath(""), " --json --device ");
+  const std::string args =
+      absl::StrCat("--model ", dir,
+                   " --task tinystories --n 6 --max-new-tokens 48 --precisions 4,3,2 "
+                   "--methods high,low,static --switch-steps 12,30 --reference model "
+                   "--shared-dir ",
+                   testing::SharedPath(""), " --json --device ");
   const testing::RunResult c = testing::RunBinary("cli/pmpd-eval", args + "cpu");
   const testing::RunResult g = testing::RunBinary("cli/pmpd-eval", args + "cuda");
   ASSERT_EQ(c.exit_code, 0) << c.err;
@@ -227,8 +235,10 @@ TEST(CudaScheduledGenerationTest, EvalDeviceCudaGivesTheCpuRows) {
     EXPECT_EQ(jc["rows"][i]["method"], jg["rows"][i]["method"]);
     EXPECT_EQ(jc["rows"][i]["avg_bits"], jg["rows"][i]["avg_bits"]) << i;
     EXPECT_EQ(jc["rows"][i]["rouge_l"], jg["rows"][i]["rouge_l"]) << i;
-    std::fprintf(stderr, "%s: cpu %.0f tok/s, cuda %.0f tok/s\n", jc["rows"][i]["method"].get<std::string>().c_str(),
-                 jc["rows"][i]["tokens_per_s"].get<double>(), jg["rows"][i]["tokens_per_s"].get<double>());
+    std::fprintf(stderr, "%s: cpu %.0f tok/s, cuda %.0f tok/s\n",
+                 jc["rows"][i]["method"].get<std::string>().c_str(),
+                 jc["rows"][i]["tokens_per_s"].get<double>(),
+                 jg["rows"][i]["tokens_per_s"].get<double>());
   }
   EXPECT_GT(jc["rows"][0]["rouge_l"].get<double>(), 99.0);  // high = the reference itself
 }

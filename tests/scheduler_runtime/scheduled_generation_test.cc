@@ -5,6 +5,7 @@
 #include "inference/llama_model.h"
 #include "inference/sampler.h"
 #include "models/random_llama.h"
+#include "scheduler_runtime/kv_classifier.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "tests/test_util.h"
 
@@ -44,18 +45,48 @@ TEST(StaticSchedulerTest, BadSchedulesAreRefused) {
     std::vector<int> p, s;
     const char* needle;
   };
-  for (const Case& c : std::vector<Case>{{{4, 3, 2}, {64, 16}, "non-decreasing"},
-                                         {{4, 3, 2}, {16}, "needs 2 value(s)"},
-                                         {{4, 3}, {-1}, "non-negative"},
-                                         {{3, 4}, {8}, "strictly decreasing"},
-                                         {{9, 4}, {8}, "outside 2..8"},
-                                         {{}, {}, "empty"}}) {
+  for (const Case& c : std::vector<Case>{
+           {{4, 3, 2}, {64, 16}, "non-decreasing"},
+           {{4, 3, 2}, {16}, "need 2 value(s)"},
+           {{4, 3}, {-1}, "non-negative"},
+           {{3, 4}, {8}, "precisions 3,4: need bit widths in 2..8, strictly decreasing"},
+           {{9, 4}, {8}, "precisions 9,4: need bit widths in 2..8"},
+           {{}, {}, "precisions (none)"}}) {
     auto s = MakeStaticScheduler(c.p, c.s);
     ASSERT_FALSE(s.ok());
     EXPECT_NE(s.status().message().find(c.needle), std::string::npos) << s.status();
   }
   EXPECT_FALSE(ParseIntList("4,x,2", "--precisions").ok());
   EXPECT_EQ(ParseIntList("4,3,2", "--precisions").value(), std::vector<int>({4, 3, 2}));
+}
+
+// The one ladder check: every caller (static and learned schedules, gen-data, the CLIs) refuses the
+// same lists with the same message, naming its option.
+TEST(StaticSchedulerTest, OneLadderCheckForEveryCaller) {
+  EXPECT_TRUE(CheckPrecisionLadder({8, 5, 2}, 2).ok());
+  EXPECT_TRUE(CheckPrecisionLadder({4}, 1).ok());
+  for (const std::vector<int>& bad :
+       std::vector<std::vector<int>>{{4}, {4, 4}, {2, 3}, {4, 1}, {9, 8}, {}}) {
+    const absl::Status st = CheckPrecisionLadder(bad, 2, "--precisions");
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.message().rfind("--precisions ", 0), 0u) << st;
+    EXPECT_NE(st.message().find("need at least 2 bit widths in 2..8, strictly decreasing"),
+              std::string::npos)
+        << st;
+  }
+  auto parsed = ParsePrecisionLadder("5,4,3", 2, "--precisions");
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(*parsed, std::vector<int>({5, 4, 3}));
+  EXPECT_EQ(ParsePrecisionLadder("5,5", 2, "--precisions").status().message(),
+            "--precisions 5,5: need at least 2 bit widths in 2..8, strictly decreasing (high to "
+            "low, e.g. "
+            "4,3,2)");
+  auto learned = MakeLearnedScheduler(LearnedSchedulerOptions{"/nonexistent", {3, 4}, 4, 8, 255});
+  ASSERT_FALSE(learned.ok());
+  EXPECT_NE(
+      learned.status().message().find("the learned scheduler's precisions 3,4: need at least 2"),
+      std::string::npos)
+      << learned.status();
 }
 
 // Switch step k == k greedy tokens at the high precision, then the low one from the same cache.
@@ -92,7 +123,8 @@ TEST(ScheduledGenerationTest, SwitchStepEqualsManualSwitchOnTheSameCache) {
     }
     EXPECT_EQ(r->generation.new_ids, manual) << "k = " << k;
     std::vector<int> expected_precisions(n, 2);
-    for (int t = 0; t < std::max(k, 1) && t < n; ++t) expected_precisions[t] = 4;  // token 0 is the prefill's
+    for (int t = 0; t < std::max(k, 1) && t < n; ++t)
+      expected_precisions[t] = 4;  // token 0 is the prefill's
     EXPECT_EQ(r->token_precisions, expected_precisions) << "k = " << k;
     EXPECT_DOUBLE_EQ(r->avg_bits, AverageBits(expected_precisions));
   }
@@ -124,7 +156,8 @@ TEST(ScheduledGenerationTest, MissingPrecisionAndPlainModelsAreErrors) {
   auto sched = Static({5, 3}, {4});
   auto r = GenerateScheduled(**model, std::vector<int>{1, 2}, opt, sched.get());
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("precision 5 is missing from the checkpoint, which holds 2 to 4 bits"),
+  EXPECT_NE(r.status().message().find(
+                "precision 5 is missing from the checkpoint, which holds 2 to 4 bits"),
             std::string::npos)
       << r.status();
   const std::string plain_dir = pmpd::testing::MakeTempDir("sched_plain");

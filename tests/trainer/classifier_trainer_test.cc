@@ -10,10 +10,10 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "dataset/kv_dataset.h"
 #include "kernels/half.h"
 #include "models/hdf5_file.h"
 #include "scheduler_runtime/kv_classifier.h"
-#include "dataset/kv_dataset.h"
 #include "tests/test_util.h"
 #include "tests/trainer/synthetic_kv_data.h"
 #include "trainer/classifier_export.h"
@@ -63,8 +63,9 @@ TEST(ClassifierTrainerTest, TestSplitIsHeldOutAndScoredOnce) {
   int64_t counted = 0;
   for (int64_t c : r->test_class_counts) counted += c;
   EXPECT_EQ(counted, 48);
-  std::fprintf(stderr, "test split: acc %.3f macro-F1 %.3f; majority acc %.3f macro-F1 %.3f\n", r->test.accuracy,
-               r->test.macro_f1, r->majority_test.accuracy, r->majority_test.macro_f1);
+  std::fprintf(stderr, "test split: acc %.3f macro-F1 %.3f; majority acc %.3f macro-F1 %.3f\n",
+               r->test.accuracy, r->test.macro_f1, r->majority_test.accuracy,
+               r->majority_test.macro_f1);
   EXPECT_GT(r->test.accuracy, r->majority_test.accuracy + 0.3);
   EXPECT_GT(r->test.macro_f1, r->majority_test.macro_f1 + 0.3);
   // Without a test split the validation split is the same samples (same class counts).
@@ -279,12 +280,15 @@ TEST(KvClassifierTest, ReadsAnyViewLayoutAndDtype) {
   for (const auto& cs : golden["cases"]) {
     const std::vector<float> k = cs["k"], v = cs["v"];
     const int T = cs["T"].get<int>();
-    std::vector<uint16_t> k16(static_cast<size_t>(cap) * H * D, 0x7e00), v16(k16.size(), 0x7e00);  // NaN padding
+    std::vector<uint16_t> k16(static_cast<size_t>(cap) * H * D, 0x7e00),
+        v16(k16.size(), 0x7e00);  // NaN padding
     for (int h = 0; h < H; ++h) {
       for (int t = 0; t < T; ++t) {
         for (int d = 0; d < D; ++d) {
-          k16[(static_cast<size_t>(t) * H + h) * D + d] = kernels::F32ToF16(k[(static_cast<size_t>(h) * T + t) * D + d]);
-          v16[(static_cast<size_t>(t) * H + h) * D + d] = kernels::F32ToF16(v[(static_cast<size_t>(h) * T + t) * D + d]);
+          k16[(static_cast<size_t>(t) * H + h) * D + d] =
+              kernels::F32ToF16(k[(static_cast<size_t>(h) * T + t) * D + d]);
+          v16[(static_cast<size_t>(t) * H + h) * D + d] =
+              kernels::F32ToF16(v[(static_cast<size_t>(h) * T + t) * D + d]);
         }
       }
     }
@@ -298,7 +302,8 @@ TEST(KvClassifierTest, ReadsAnyViewLayoutAndDtype) {
     ASSERT_TRUE(got.ok() && want.ok()) << got.status();
     for (size_t i = 0; i < want->size(); ++i) {
       // fp16 inputs: relative error 2^-11 per element, through layer norm and two products.
-      EXPECT_NEAR((*got)[i], (*want)[i], 0.05 * std::max(1.0f, std::fabs((*want)[i]))) << "class " << i;
+      EXPECT_NEAR((*got)[i], (*want)[i], 0.05 * std::max(1.0f, std::fabs((*want)[i])))
+          << "class " << i;
     }
   }
 }

@@ -64,8 +64,10 @@ TEST(PmpdHypertuneCliTest, StudyBeatsDefaultsExportsAndResumes) {
   EXPECT_FALSE(testing::FileExistsForTest(out + "/manifest.json"));
   auto refused = scheduler::MakeLearnedScheduler(lo);
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message().find("manifest.json"), std::string::npos) << refused.status();
-  const testing::RunResult finished = testing::RunBinary("cli/pmpd-hypertune", args + " --trials 12");
+  EXPECT_NE(refused.status().message().find("manifest.json"), std::string::npos)
+      << refused.status();
+  const testing::RunResult finished =
+      testing::RunBinary("cli/pmpd-hypertune", args + " --trials 12");
   ASSERT_EQ(finished.exit_code, 0) << finished.err;
   EXPECT_EQ(LastJson(finished.out)["trials"].get<int>(), 12);
   EXPECT_TRUE(scheduler::MakeLearnedScheduler(lo).ok());

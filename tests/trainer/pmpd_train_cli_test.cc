@@ -82,12 +82,14 @@ TEST(PmpdTrainCliTest, KilledInsideItsWritersKeepsThePreviousOrTheCompleteOutput
   const std::string model =
       testing::QuantizeForTest("train_kill", testing::SharedPath("models/stories260K"), 2, 4);
   const std::string dir = testing::MakeTempDir("train_kill");
-  ASSERT_EQ(testing::RunBinary("cli/pmpd-gen-data",
-                               absl::StrCat("--model ", model, " --c4 ",
-                                            testing::SharedPath("data/text/tinystories_train_head2MiB.txt"),
-                                            " --out ", dir, "/ts.h5 --num-docs 12 --max-new-tokens 24 --precisions 4,3"))
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      testing::RunBinary(
+          "cli/pmpd-gen-data",
+          absl::StrCat("--model ", model, " --c4 ",
+                       testing::SharedPath("data/text/tinystories_train_head2MiB.txt"), " --out ",
+                       dir, "/ts.h5 --num-docs 12 --max-new-tokens 24 --precisions 4,3"))
+          .exit_code,
+      0);
   const std::string cls = dir + "/cls";
   auto train = [&](int epochs) {
     return absl::StrCat("--data ", dir, "/ts.h5 --precisions 4,3 --out ", cls, " --epochs ", epochs,
@@ -113,8 +115,10 @@ TEST(PmpdTrainCliTest, KilledInsideItsWritersKeepsThePreviousOrTheCompleteOutput
   EXPECT_TRUE(testing::FileExistsForTest(cls + "/checkpoints/pair_4_3.pt"));
   EXPECT_TRUE(testing::FileExistsForTest(cls + "/training_4_3.svg"));
   const testing::RunResult g = testing::RunBinary(
-      "cli/pmpd-generate", absl::StrCat("--model ", model, " --prompt 'Once upon a time' --max-new-tokens 8 "
-                                        "--precisions 4,3 --scheduler learned --classifier ", cls));
+      "cli/pmpd-generate", absl::StrCat("--model ", model,
+                                        " --prompt 'Once upon a time' --max-new-tokens 8 "
+                                        "--precisions 4,3 --scheduler learned --classifier ",
+                                        cls));
   EXPECT_EQ(g.exit_code, 0) << g.err;
 }
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/half.h"
 #include "dataset/kv_dataset.h"
+#include "kernels/half.h"
 #include "tests/test_util.h"
 
 namespace pmpd::trainer {
