@@ -331,8 +331,10 @@ int Run() {
     auto row = eval::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
                                [&](int d, int t) { Progress(m, d, t); });
     if (!row.ok()) return cli::Fail(kProgram, row.status());
-    if (reference == "both")
+    if (reference == "both") {
       row->quality_vs_model = eval::Quality(task->metric, row->outputs, *model_refs);
+      row->example_quality_vs_model = eval::ExampleQuality(task->metric, row->outputs, *model_refs);
+    }
     rows.push_back(std::move(*row));
   }
   const std::string qname = task->metric == eval::QualityMetric::kRougeL ? "rouge_l" : "bleu";
@@ -346,9 +348,39 @@ int Run() {
                       {"chat_template", prompts.chat_template}};
   if (!calibration.is_null()) j["calibration"] = calibration;
   if (!learned_calibration.is_null()) j["learned_calibration"] = learned_calibration;
+  // Every method against PMPD-static on the same prompts (when both ran): paired differences with
+  // their standard errors, so a gap can be told from noise.
+  const eval::EvalRow* static_row = nullptr;
   for (const auto& r : rows) {
+    if (r.method == "static") static_row = &r;
+  }
+  auto paired_json = [](const eval::PairedDifference& d) {
+    return d.n == 0
+               ? nlohmann::json()
+               : nlohmann::json{
+                     {"mean_difference", d.mean}, {"standard_error", d.standard_error}, {"n", d.n}};
+  };
+  for (const auto& r : rows) {
+    nlohmann::json per_example = {{"avg_bits", r.example_bits}};
+    if (!r.example_quality.empty()) per_example[qname] = r.example_quality;
+    if (!r.example_quality_vs_model.empty())
+      per_example[qname + "_vs_model"] = r.example_quality_vs_model;
+    nlohmann::json vs_static;
+    if (static_row != nullptr && &r != static_row) {
+      vs_static = {
+          {"avg_bits", paired_json(eval::Paired(r.example_bits, static_row->example_bits))}};
+      if (!r.example_quality.empty())
+        vs_static[qname] =
+            paired_json(eval::Paired(r.example_quality, static_row->example_quality));
+      if (!r.example_quality_vs_model.empty()) {
+        vs_static[qname + "_vs_model"] = paired_json(
+            eval::Paired(r.example_quality_vs_model, static_row->example_quality_vs_model));
+      }
+    }
     j["rows"].push_back(
         {{"method", r.method},
+         {"per_example", per_example},
+         {"paired_vs_static", vs_static},
          {"schedule", r.schedule},
          {"avg_bits", r.avg_bits},
          {qname, r.quality},
@@ -370,6 +402,22 @@ int Run() {
                 r.schedule.c_str(), r.avg_bits, r.quality,
                 both ? absl::StrFormat(" | %.2f", r.quality_vs_model).c_str() : "", r.tokens_per_s,
                 r.scheduler_us_per_prompt, r.decode_us_per_step);
+  }
+  if (static_row != nullptr && task->metric == eval::QualityMetric::kRougeL) {
+    std::printf(
+        "\nPaired differences from PMPD-static on the same %zu prompts (mean +- standard "
+        "error):\n| method | avg bits | %s%s |\n|---|---|---|%s\n",
+        prompts.size(), qtitle.c_str(),
+        both ? absl::StrCat(" | ", qtitle, " vs model").c_str() : "", both ? "---|" : "");
+    for (const auto& r : rows) {
+      if (&r == static_row) continue;
+      const auto b = eval::Paired(r.example_bits, static_row->example_bits);
+      const auto q = eval::Paired(r.example_quality, static_row->example_quality);
+      const auto m = eval::Paired(r.example_quality_vs_model, static_row->example_quality_vs_model);
+      std::printf(
+          "| %s | %+.3f | %+.2f +- %.2f%s |\n", r.method.c_str(), b.mean, q.mean, q.standard_error,
+          both ? absl::StrFormat(" | %+.2f +- %.2f", m.mean, m.standard_error).c_str() : "");
+    }
   }
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) {

@@ -84,6 +84,27 @@ absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
   return out;
 }
 
+std::vector<double> ExampleQuality(QualityMetric metric, const std::vector<std::string>& outputs,
+                                   const std::vector<std::vector<std::string>>& references) {
+  std::vector<double> q;
+  if (metric != QualityMetric::kRougeL) return q;
+  for (size_t i = 0; i < outputs.size(); ++i)
+    q.push_back(100.0 * metrics::RougeLMax(references[i], outputs[i]).fmeasure);
+  return q;
+}
+
+PairedDifference Paired(const std::vector<double>& a, const std::vector<double>& b) {
+  PairedDifference d;
+  if (a.size() != b.size() || a.size() < 2) return d;
+  d.n = static_cast<int>(a.size());
+  for (size_t i = 0; i < a.size(); ++i) d.mean += a[i] - b[i];
+  d.mean /= d.n;
+  double ss = 0;
+  for (size_t i = 0; i < a.size(); ++i) ss += (a[i] - b[i] - d.mean) * (a[i] - b[i] - d.mean);
+  d.standard_error = std::sqrt(ss / (d.n - 1) / d.n);
+  return d;
+}
+
 double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
                const std::vector<std::vector<std::string>>& references) {
   if (outputs.empty()) return 0;
@@ -135,8 +156,12 @@ absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokeni
   for (size_t i = 0; i < prompts.size(); ++i) {
     auto r = scheduler::GenerateScheduled(model, prompts.ids[i], opt, sched->get());
     if (!r.ok()) return r.status();
-    for (int p : r->token_precisions) bits += p;
+    double example_bits = 0;
+    for (int p : r->token_precisions) example_bits += p;
+    bits += example_bits;
     tokens += static_cast<int64_t>(r->token_precisions.size());
+    row.example_bits.push_back(
+        r->token_precisions.empty() ? 0 : example_bits / r->token_precisions.size());
     decode_ms += r->generation.decode_ms;
     schedule_us += r->schedule_us;
     steps += r->generation.decode_steps;
@@ -149,6 +174,7 @@ absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokeni
   row.decode_us_per_step = steps > 0 ? 1000.0 * decode_ms / steps : 0;
   row.scheduler_us_per_prompt = prompts.ids.empty() ? 0 : schedule_us / prompts.size();
   row.quality = Quality(metric, row.outputs, references);
+  row.example_quality = ExampleQuality(metric, row.outputs, references);
   return row;
 }
 

@@ -41,6 +41,10 @@ struct EvalRow {
   double decode_us_per_step = 0;  // for comparison: one single-token forward pass
   int examples = 0;
   std::vector<std::string> outputs;
+  // Per example, in prompt order: average bits of its generated tokens, and (Rouge-L tasks) its
+  // quality against the references and, with a second reference, against the model's outputs.
+  // The paired comparisons of two methods on the same prompts (PairedDifference) read these.
+  std::vector<double> example_bits, example_quality, example_quality_vs_model;
 };
 
 // A task's prompts as the model reads them, with what ends an answer besides the model's EOS.
@@ -71,6 +75,18 @@ absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
 // (x100) over an example's references, or corpus BLEU with every reference stream.
 double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
                const std::vector<std::vector<std::string>>& references);
+// Per-example quality: the best Rouge-L F (x100) over each example's references (Quality is their
+// mean); empty for BLEU, a corpus-level metric.
+std::vector<double> ExampleQuality(QualityMetric metric, const std::vector<std::string>& outputs,
+                                   const std::vector<std::vector<std::string>>& references);
+
+// a - b on the same examples (a paired comparison of two methods): the mean difference and its
+// standard error, sd(a_i - b_i) / sqrt(n) (sample sd, n - 1). n < 2 or unequal sizes: n = 0.
+struct PairedDifference {
+  double mean = 0, standard_error = 0;
+  int n = 0;
+};
+PairedDifference Paired(const std::vector<double>& a, const std::vector<double>& b);
 
 // Runs one method greedily over the prompts (a static schedule, or the learned scheduler when
 // method.classifier_dir is set), stopping at EOS and the prompts' stop ids; outputs are the text

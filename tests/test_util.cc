@@ -59,32 +59,36 @@ std::string BinaryPath(const std::string& relative) {
   return absl::StrCat(PMPD_BINARY_DIR, "/", relative);
 }
 
-RunResult RunBinary(const std::string& binary, const std::string& args) {
+namespace {
+
+// Runs `env` (assignments or empty) + build/<binary> + `args` through the shell, capturing stdout
+// and stderr; `status` gets system()'s status.
+RunResult RunWithEnv(const std::string& env, const std::string& binary, const std::string& args,
+                     int* status) {
   static std::atomic<int> n{0};
   const std::string dir = MakeTempDir(absl::StrCat("run", n++));
   const std::string cmd =
-      absl::StrCat(BinaryPath(binary), " ", args, " >", dir, "/out 2>", dir, "/err");
-  const int status = std::system(cmd.c_str());
+      absl::StrCat(env, BinaryPath(binary), " ", args, " >", dir, "/out 2>", dir, "/err");
+  *status = std::system(cmd.c_str());
   RunResult r;
-  r.crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 128);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.crashed = WIFSIGNALED(*status) || (WIFEXITED(*status) && WEXITSTATUS(*status) > 128);
+  r.exit_code = WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
   r.out = ReadFile(dir + "/out");
   r.err = ReadFile(dir + "/err");
   return r;
 }
 
+}  // namespace
+
+RunResult RunBinary(const std::string& binary, const std::string& args) {
+  int status = 0;
+  return RunWithEnv("", binary, args, &status);
+}
+
 RunResult RunBinaryKilledAt(const std::string& crash_at, const std::string& binary,
                             const std::string& args) {
-  static std::atomic<int> n{0};
-  const std::string dir = MakeTempDir(absl::StrCat("killed", n++));
-  const std::string cmd = absl::StrCat("PMPD_CRASH_AT='", crash_at, "' ", BinaryPath(binary), " ",
-                                       args, " >", dir, "/out 2>", dir, "/err");
-  const int status = std::system(cmd.c_str());
-  RunResult r;
-  r.crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 128);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = ReadFile(dir + "/out");
-  r.err = ReadFile(dir + "/err");
+  int status = 0;
+  RunResult r = RunWithEnv(absl::StrCat("PMPD_CRASH_AT='", crash_at, "' "), binary, args, &status);
   // sh reports a child killed by SIGKILL as 128 + 9 (or is itself replaced by it and killed).
   const bool killed =
       r.exit_code == 128 + SIGKILL || (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -83,6 +84,16 @@ TEST(EvaluationTest, QualityAndFitPrompts) {
   EXPECT_NEAR(Quality(QualityMetric::kBleu, {"the cat sat on the mat today"},
                       {{"the cat sat on the mat today"}}),
               100.0, 1e-9);
+  EXPECT_EQ(ExampleQuality(QualityMetric::kRougeL, {"a b", "x y"}, {{"a b"}, {"z w"}}),
+            (std::vector<double>{100.0, 0.0}));
+  EXPECT_TRUE(ExampleQuality(QualityMetric::kBleu, {"a b"}, {{"a b"}}).empty());
+  // Paired differences by hand: a - b = {1, 3, 2, 6}: mean 3, sample sd sqrt(14/3), se sd / 2.
+  const PairedDifference d = Paired({11, 13, 12, 16}, {10, 10, 10, 10});
+  EXPECT_EQ(d.n, 4);
+  EXPECT_DOUBLE_EQ(d.mean, 3.0);
+  EXPECT_DOUBLE_EQ(d.standard_error, std::sqrt(14.0 / 3.0) / 2.0);
+  EXPECT_EQ(Paired({1, 2}, {1}).n, 0);
+  EXPECT_EQ(Paired({1}, {1}).n, 0);
   PMPD_REQUIRE_SHARED("data/eval/cnn_dm.specbench80.jsonl");
   auto cnn = LoadEvalTask("cnn_dm", SharedDir(), "", 0, 4);
   ASSERT_TRUE(cnn.ok());
@@ -376,6 +387,30 @@ TEST_F(PmpdEvalCliTest, UniformRowsAndBothReferences) {
   EXPECT_EQ(j.at("reference"), "both");
   const auto file = nlohmann::json::parse(pmpd::testing::ReadFile(out + "/results.json"));
   EXPECT_EQ(file.at("rows"), j.at("rows"));
+  // Per-example scores whose means are the rows' scores, and every row paired with the static one:
+  // the mean paired difference is the difference of the means.
+  const auto& st = j["rows"][3];
+  EXPECT_TRUE(st.at("paired_vs_static").is_null());
+  for (const auto& row : j["rows"]) {
+    const auto& ex = row.at("per_example");
+    for (const char* k : {"avg_bits", "rouge_l", "rouge_l_vs_model"}) {
+      ASSERT_EQ(ex.at(k).size(), 3u) << k;
+      double mean = 0;
+      for (double v : ex.at(k).get<std::vector<double>>()) mean += v / 3;
+      if (std::string(k) != "avg_bits") {  // avg_bits weighs tokens, not examples
+        EXPECT_NEAR(mean, row.at(k).get<double>(), 1e-9) << k;
+      }
+    }
+    if (row.at("method") == "static") continue;
+    for (const char* k : {"rouge_l", "rouge_l_vs_model"}) {
+      const auto& p = row.at("paired_vs_static").at(k);
+      EXPECT_EQ(p.at("n").get<int>(), 3);
+      EXPECT_NEAR(p.at("mean_difference").get<double>(),
+                  row.at(k).get<double>() - st.at(k).get<double>(), 1e-9)
+          << row.at("method") << " " << k;
+      EXPECT_GE(p.at("standard_error").get<double>(), 0.0);
+    }
+  }
 
   const std::string csv = pmpd::testing::ReadFile(out + "/results.csv");
   ASSERT_EQ(
