@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -69,6 +71,21 @@ int Fail(absl::string_view program, const absl::Status& status) {
   std::fprintf(stderr, "%.*s: error: %.*s\n", static_cast<int>(program.size()), program.data(),
                static_cast<int>(status.message().size()), status.message().data());
   return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+int RunGuarded(absl::string_view program, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(program, absl::ResourceExhaustedError("out of memory"));
+  } catch (const std::exception& e) {
+    // c10::Error's what() carries a backtrace after the first line: the message is enough.
+    std::string what = e.what();
+    if (const size_t nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    return Fail(program, absl::InternalError(what));
+  } catch (...) {
+    return Fail(program, absl::InternalError("unknown exception"));
+  }
 }
 
 }  // namespace pmpd::cli

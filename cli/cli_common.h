@@ -1,6 +1,7 @@
 // Shared pieces of the command-line tools: --help configuration and error exits.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,5 +22,10 @@ std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional
 
 // Prints "<program>: error: <message>" to stderr and returns exit code 1 (2 for bad flags).
 int Fail(absl::string_view program, const absl::Status& status);
+
+// Runs a tool's body with one top-level handler: an exception that escapes it (a LibTorch
+// c10::Error, std::bad_alloc, a JSON or standard-library error) becomes
+// "<program>: error: <what>" and exit 1, never an abort. Every tool's main goes through it.
+int RunGuarded(absl::string_view program, const std::function<int()>& body);
 
 }  // namespace pmpd::cli

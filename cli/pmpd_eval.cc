@@ -454,5 +454,5 @@ int main(int argc, char** argv) {
       "../shared/models/stories260K "
       "--out /tmp/eval");
   cli::ParseFlags(argc, argv);
-  return Run();
+  return cli::RunGuarded("pmpd-eval", [] { return Run(); });
 }

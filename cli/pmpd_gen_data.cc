@@ -236,5 +236,6 @@ int main(int argc, char** argv) {
       "without losing Rouge-L against a reference continuation, and stores the last layer's KV "
       "cache after the prefill\n"
       "at hi (the learned scheduler's input). Killed runs resume when rerun with the same flags.");
-  return Run(cli::ParseFlags(argc, argv, /*allow_positional=*/true));
+  const std::vector<std::string> args = cli::ParseFlags(argc, argv, /*allow_positional=*/true);
+  return cli::RunGuarded(kProgram, [&] { return Run(args); });
 }

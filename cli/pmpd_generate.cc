@@ -278,5 +278,5 @@ int main(int argc, char** argv) {
       "Example: pmpd-generate --model ../shared/models/stories260K --prompt \"Once upon a time\" "
       "--max-new-tokens 64");
   pmpd::cli::ParseFlags(argc, argv);
-  return Run();
+  return pmpd::cli::RunGuarded("pmpd-generate", [] { return Run(); });
 }

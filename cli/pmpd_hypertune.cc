@@ -309,5 +309,5 @@ int main(int argc, char** argv) {
                    "losing or repeating trials. The built-in space:\n",
                    kDefaultSpace));
   cli::ParseFlags(argc, argv);
-  return Run();
+  return cli::RunGuarded("pmpd-hypertune", [] { return Run(); });
 }

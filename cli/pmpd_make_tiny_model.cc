@@ -17,17 +17,20 @@ int main(int argc, char** argv) {
       "sentencepiece tokenizer, for demos and tests when no real model is at hand. Its text is "
       "gibberish.");
   pmpd::cli::ParseFlags(argc, argv);
-  const std::string out = absl::GetFlag(FLAGS_out);
-  if (out.empty())
-    return pmpd::cli::Fail("pmpd-make-tiny-model", absl::InvalidArgumentError("--out is required"));
-  int vocab = 0;
-  if (auto st = pmpd::models::WriteTinyTokenizer(out, &vocab); !st.ok())
-    return pmpd::cli::Fail("pmpd-make-tiny-model", st);
-  if (auto st = pmpd::models::WriteRandomLlama(out, pmpd::models::TinyDemoConfig(vocab),
-                                               absl::GetFlag(FLAGS_seed));
-      !st.ok()) {
-    return pmpd::cli::Fail("pmpd-make-tiny-model", st);
-  }
-  std::printf("wrote a tiny random Llama (vocab %d) to %s\n", vocab, out.c_str());
-  return 0;
+  return pmpd::cli::RunGuarded("pmpd-make-tiny-model", [] {
+    const std::string out = absl::GetFlag(FLAGS_out);
+    if (out.empty())
+      return pmpd::cli::Fail("pmpd-make-tiny-model",
+                             absl::InvalidArgumentError("--out is required"));
+    int vocab = 0;
+    if (auto st = pmpd::models::WriteTinyTokenizer(out, &vocab); !st.ok())
+      return pmpd::cli::Fail("pmpd-make-tiny-model", st);
+    if (auto st = pmpd::models::WriteRandomLlama(out, pmpd::models::TinyDemoConfig(vocab),
+                                                 absl::GetFlag(FLAGS_seed));
+        !st.ok()) {
+      return pmpd::cli::Fail("pmpd-make-tiny-model", st);
+    }
+    std::printf("wrote a tiny random Llama (vocab %d) to %s\n", vocab, out.c_str());
+    return 0;
+  });
 }

@@ -87,5 +87,5 @@ int main(int argc, char** argv) {
       "Example: pmpd-perplexity --model /tmp/s260k-ap --precision 3 "
       "--data ../shared/data/text/tinystories_train_head2MiB.txt --byte-range 0.75:1");
   pmpd::cli::ParseFlags(argc, argv);
-  return Run();
+  return pmpd::cli::RunGuarded("pmpd-perplexity", [] { return Run(); });
 }

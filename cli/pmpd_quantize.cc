@@ -153,5 +153,5 @@ int main(int argc, char** argv) {
       "--parent-precision 8 --calib "
       "../shared/data/c4/c4-validation.00000-of-00008.first800.json.gz");
   pmpd::cli::ParseFlags(argc, argv);
-  return Run();
+  return pmpd::cli::RunGuarded("pmpd-quantize", [] { return Run(); });
 }

@@ -172,5 +172,5 @@ int main(int argc, char** argv) {
       "seed gives the same\n"
       "classifiers.");
   cli::ParseFlags(argc, argv);
-  return Run();
+  return cli::RunGuarded("pmpd-train", [] { return Run(); });
 }

@@ -171,7 +171,35 @@ absl::StatusOr<GenDataReport> SummarizeGenData(const std::string& path) {
   return rep;
 }
 
+namespace {
+
+// Removes what the job wrote into OUT.partial (its segments and their temporaries), then the
+// directory if nothing else is in it: a file someone else put there stays.
+void RemoveOwnPartial(const std::string& partial) {
+  for (const std::string& n : ListDir(partial)) {
+    if ((absl::StartsWith(n, "seg_") && absl::EndsWith(n, ".h5")) || base::IsAtomicFileTemporary(n))
+      ::unlink(models::JoinPath(partial, n).c_str());
+  }
+  ::rmdir(partial.c_str());
+}
+
+absl::StatusOr<GenDataReport> RunGenDataOnce(
+    const GenDataOptions& options, const std::function<void(const GenDataProgress&)>& progress);
+
+}  // namespace
+
 absl::StatusOr<GenDataReport> RunGenData(
+    const GenDataOptions& options, const std::function<void(const GenDataProgress&)>& progress) {
+  auto r = RunGenDataOnce(options, progress);
+  // An error before any segment was written leaves no empty OUT.partial behind (rmdir removes only
+  // an empty directory).
+  if (!r.ok() && !options.out.empty()) ::rmdir((options.out + ".partial").c_str());
+  return r;
+}
+
+namespace {
+
+absl::StatusOr<GenDataReport> RunGenDataOnce(
     const GenDataOptions& options, const std::function<void(const GenDataProgress&)>& progress) {
   if (auto st = CheckOptions(options); !st.ok()) return st;
   GenDataOptions o = options;
@@ -266,8 +294,7 @@ absl::StatusOr<GenDataReport> RunGenData(
     if (!r.ok()) return r.status();
     if (const std::string diff = header.Diff((*r)->header()); !diff.empty())
       return mismatch(o.out, diff);
-    for (const std::string& n : ListDir(partial)) ::unlink(models::JoinPath(partial, n).c_str());
-    ::rmdir(partial.c_str());
+    RemoveOwnPartial(partial);
     auto rep = SummarizeGenData(o.out);
     if (rep.ok()) {
       rep->already_complete = true;
@@ -397,8 +424,7 @@ absl::StatusOr<GenDataReport> RunGenData(
   } else if (auto st = dataset::JoinKvDatasets(segments, o.out, header.shard); !st.ok()) {
     return st;
   }
-  for (const std::string& n : ListDir(partial)) ::unlink(models::JoinPath(partial, n).c_str());
-  ::rmdir(partial.c_str());
+  RemoveOwnPartial(partial);
   auto summary = SummarizeGenData(o.out);
   if (!summary.ok()) return summary.status();
   report.samples = summary->samples;
@@ -406,6 +432,8 @@ absl::StatusOr<GenDataReport> RunGenData(
   report.candidate_steps = summary->candidate_steps;
   return report;
 }
+
+}  // namespace
 
 absl::Status MergeGenDataShards(const std::vector<std::string>& parts, const std::string& out) {
   if (parts.empty()) return absl::InvalidArgumentError("merge: no shard files given");

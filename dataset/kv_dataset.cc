@@ -302,6 +302,24 @@ absl::StatusOr<std::unique_ptr<KvDatasetReader>> KvDatasetReader::Open(const std
   PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/prompt_offset", n, &r->prompt_offsets_));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/reference_length", n, &r->reference_lengths_));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, "samples/reference_offset", n, &r->reference_offsets_));
+  // Every sample's token run lies inside its token array (a corrupt length would otherwise become a
+  // huge or negative allocation when the sample is read).
+  for (const auto& [ids, lengths, offsets, min_length] :
+       {std::make_tuple("samples/prompt_ids", &r->prompt_lengths_, &r->prompt_offsets_, 1),
+        std::make_tuple("samples/reference_ids", &r->reference_lengths_, &r->reference_offsets_,
+                        0)}) {
+    auto shape = h5.Shape(ids);
+    if (!shape.ok()) return shape.status();
+    const int64_t rows = shape->empty() ? 0 : (*shape)[0];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t len = (*lengths)[i], off = (*offsets)[i];
+      if (len < min_length || off < 0 || off > rows || len > rows - off) {
+        return absl::DataLossError(absl::StrCat(path, ": sample ", i, " has ", ids, " run [", off,
+                                                ", ", off, " + ", len, ") outside the ", rows,
+                                                " stored tokens"));
+      }
+    }
+  }
   for (const auto& [hi, lo] : r->pairs()) {
     auto t = r->ReadPairFromFile(hi, lo);
     if (!t.ok()) return t.status();

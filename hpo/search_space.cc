@@ -292,8 +292,8 @@ absl::StatusOr<SearchSpace> SearchSpace::FromFile(const std::string& path) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    // e.what() carries the line and column.
+  } catch (const nlohmann::json::exception& e) {
+    // e.what() carries the line and column, or the number that overflows (1e999).
     return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
   }
   return FromJson(json, path);

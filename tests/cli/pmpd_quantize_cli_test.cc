@@ -1,7 +1,10 @@
 // pmpd-quantize, pmpd-perplexity and pmpd-generate --precision on any-precision checkpoints.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "models/random_llama.h"
@@ -104,6 +107,29 @@ TEST(PmpdQuantizeCliTest, KilledInsideTheCommitKeepsThePreviousOrTheCompleteChec
   WriteFile(out + "/stale.txt", "from before");
   ASSERT_EQ(RunBinary("cli/pmpd-quantize", quantize(4)).exit_code, 0);
   EXPECT_FALSE(FileExistsForTest(out + "/stale.txt"));
+}
+
+// Issue 17: a huge max_position_embeddings aborted pmpd-generate inside LibTorch's allocator (no
+// tool caught a c10::Error). Under an 8 GB address-space limit the rotary tables of 2^30
+// positions cannot be allocated: the tool now says so and exits 1 (cli::RunGuarded), no abort.
+TEST(PmpdQuantizeCliTest, AnAllocatorFailureIsACleanError) {
+  const std::string src = TinyModelDir();
+  const std::string config = ReadFile(src + "/config.json");
+  const std::regex max_pos(R"("max_position_embeddings"\s*:\s*[0-9]+)");
+  ASSERT_TRUE(std::regex_search(config, max_pos));
+  WriteFile(src + "/config.json",
+            std::regex_replace(config, max_pos, "\"max_position_embeddings\": 1073741824"));
+  const std::string err = MakeTempDir("alloc_fail") + "/err";
+  const int status = std::system(
+      absl::StrCat("ulimit -v 8000000; ", pmpd::testing::BinaryPath("cli/pmpd-generate"),
+                   " --model ", src, " --prompt hi --max-new-tokens 2 >/dev/null 2>", err)
+          .c_str());
+  const std::string message = ReadFile(err);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by a signal: " << message;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << message;
+  EXPECT_EQ(message.rfind("pmpd-generate: error: ", 0), 0u) << message;
+  EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1)
+      << "one line, no backtrace: " << message;
 }
 
 TEST(PmpdQuantizeCliTest, BadInputFailsCleanly) {

@@ -3,12 +3,14 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -590,6 +592,64 @@ TEST(GenDataChatTest, PromptsAreTheTemplateAroundInstructionAndPrefix) {
   auto old_reader = KvDatasetReader::Open(old);
   ASSERT_TRUE(old_reader.ok()) << old_reader.status();
   EXPECT_EQ((*old_reader)->header().prompt_format, "text");
+}
+
+// Issue 17 findings, each a regression test: (1) a corrupt prompt/reference length in a gen-data
+// file aborted merge, resume and pmpd-train (a negative or huge resize); now a clear error naming
+// the file; (2) a finished run deleted every file in OUT.partial, not only its own segments;
+// (3) an early error left an empty OUT.partial; (4) a failed merge left OUT.tmp.<pid>.
+TEST_F(GenDataTest, CorruptLengthsAndLeftoversAreHandled) {
+  const std::string dir = testing::MakeTempDir("gendata_corrupt");
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 has no h5py (apt-get install python3-h5py)";
+  }
+  for (const auto& [field, value] :
+       std::vector<std::pair<std::string, std::string>>{{"prompt_length", "-5"},
+                                                        {"prompt_length", "2147483647"},
+                                                        {"reference_length", "-1"},
+                                                        {"reference_offset", "99999999"}}) {
+    const std::string bad = absl::StrCat(dir, "/", field, value, ".h5");
+    testing::WriteFile(bad, testing::ReadFile(*whole_));
+    ASSERT_EQ(
+        std::system(absl::StrCat("/usr/bin/python3 -c \"import h5py; f = h5py.File('", bad,
+                                 "', 'r+'); f['samples/", field, "'][0] = ", value, "; f.close()\"")
+                        .c_str()),
+        0);
+    const std::string needle = absl::StrCat(bad, ": sample 0 has samples/");
+    testing::ExpectCleanFailure(
+        testing::RunBinary("cli/pmpd-gen-data", "merge --out " + dir + "/m.h5 " + bad),
+        "pmpd-gen-data", needle);
+    testing::ExpectCleanFailure(
+        testing::RunBinary("cli/pmpd-train",
+                           absl::StrCat("--data ", bad, " --precisions 4,3 --out ", dir, "/cls")),
+        "pmpd-train", needle);
+  }
+  int leftovers = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    leftovers += base::IsAtomicFileTemporary(e.path().filename().string());
+  EXPECT_EQ(leftovers, 0) << "a failed merge left its temporary";
+  EXPECT_FALSE(testing::FileExistsForTest(dir + "/m.h5"));
+
+  // (2): a file of someone else's in OUT.partial survives the finished run; the segments do not.
+  const std::string out = dir + "/own.h5";
+  ASSERT_EQ(::mkdir((out + ".partial").c_str(), 0755), 0);
+  testing::WriteFile(out + ".partial/notes.txt", "mine");
+  GenDataOptions o = Options(out);
+  o.num_docs = 2;
+  o.flush_every = 1;
+  ASSERT_TRUE(RunGenData(o).ok());
+  EXPECT_EQ(testing::ReadFile(out + ".partial/notes.txt"), "mine");
+  int segs = 0;
+  for (const auto& e : std::filesystem::directory_iterator(out + ".partial"))
+    segs += e.path().filename().string().rfind("seg_", 0) == 0;
+  EXPECT_EQ(segs, 0);
+
+  // (3): an error before the first segment leaves no OUT.partial.
+  testing::WriteFile(dir + "/empty.jsonl", "");
+  GenDataOptions e = Options(dir + "/early.h5");
+  e.source = dir + "/empty.jsonl";
+  ASSERT_FALSE(RunGenData(e).ok());
+  EXPECT_FALSE(testing::FileExistsForTest(dir + "/early.h5.partial"));
 }
 
 TEST_F(GenDataTest, BadInputIsRefusedClearly) {

@@ -82,6 +82,10 @@ TEST(SearchSpaceTest, MalformedFilesNameTheFileAndTheProblem) {
       {R"({"params": []})", "the space has no parameters"},
       {R"({"parameters": []})", "expected an object {\"params\": [...]}"},
       {R"({"params": [{"name": "x", "type": "float", "low": 0, "high": 1},])", "not valid JSON"},
+      // Issue 17: a number that overflows a double aborted pmpd-hypertune (only parse errors
+      // were caught).
+      {R"({"params": [{"name": "x", "type": "float", "low": 0, "high": 1e999}]})",
+       "not valid JSON: [json.exception.out_of_range.406] number overflow"},
   };
   int i = 0;
   for (const auto& c : cases) {
