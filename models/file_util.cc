@@ -15,7 +15,21 @@
 
 namespace pmpd::models {
 
+absl::Status CheckRegularFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  }
+  if (S_ISREG(st.st_mode)) return absl::OkStatus();
+  const char* what = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "a device";
+  return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file (", what, ")"));
+}
+
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  if (absl::Status st = CheckRegularFile(path); !st.ok()) return st;
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   std::ostringstream ss;

@@ -11,7 +11,13 @@
 
 namespace pmpd::models {
 
+// Reads a regular file whole (a FIFO, device or directory is an error, never a hang).
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// OK when `path` is a regular file (symlinks followed); NotFound when it does not exist;
+// InvalidArgument naming what it is otherwise. Does not block (stat, no open): every reader calls
+// it before opening an input, so a FIFO given as a model file cannot hang a tool.
+absl::Status CheckRegularFile(const std::string& path);
 
 bool FileExists(const std::string& path);
 

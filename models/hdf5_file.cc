@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "models/file_util.h"
 
 namespace pmpd::models {
 namespace {
@@ -151,6 +152,7 @@ absl::StatusOr<Hdf5File> Hdf5File::Create(const std::string& path) {
 
 absl::StatusOr<Hdf5File> Hdf5File::Open(const std::string& path, bool writable) {
   SilenceHdf5();
+  if (absl::Status st = CheckRegularFile(path); !st.ok()) return st;
   FILE* probe = std::fopen(path.c_str(), "rb");
   if (probe == nullptr)
     return absl::NotFoundError(absl::StrCat(path, ": cannot open: no such file"));

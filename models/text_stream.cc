@@ -38,6 +38,7 @@ absl::StatusOr<std::unique_ptr<TextStream>> TextStream::Open(const std::string& 
           absl::StrCat(spec, ": no .json, .jsonl, .json.gz or .jsonl.gz file in the directory"));
     }
   } else if (::stat(spec.c_str(), &st) == 0) {
+    if (absl::Status r = CheckRegularFile(spec); !r.ok()) return r;
     s->files_.push_back(spec);
   } else {
     glob_t g;
@@ -75,9 +76,37 @@ bool TextStream::OpenNext() {
   return true;
 }
 
+absl::StatusOr<bool> TextStream::NextLine(std::string* line) {
+  gzFile f = static_cast<gzFile>(gz_);
+  char buf[1 << 16];
+  size_t scanned = 0;
+  while (true) {
+    if (const size_t nl = plain_buffer_.find('\n', scanned); nl != std::string::npos) {
+      line->assign(plain_buffer_, 0, nl + 1);
+      plain_buffer_.erase(0, nl + 1);
+      return true;
+    }
+    scanned = plain_buffer_.size();
+    const int n = gzread(f, buf, sizeof(buf));
+    int err = Z_OK;
+    const char* msg = gzerror(f, &err);
+    if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
+      return absl::DataLossError(absl::StrCat(files_[file_index_ - 1],
+                                              ": corrupt gzip data after line ", line_, ": ", msg));
+    }
+    if (n > 0) {
+      plain_buffer_.append(buf, n);
+      continue;
+    }
+    if (plain_buffer_.empty()) return false;
+    line->swap(plain_buffer_);  // a last line without '\n'
+    plain_buffer_.clear();
+    return true;
+  }
+}
+
 absl::StatusOr<bool> TextStream::Next(std::string* text) {
   std::string line;
-  char buf[1 << 16];
   while (true) {
     if (gz_ == nullptr) {
       if (!OpenNext()) return false;
@@ -90,21 +119,12 @@ absl::StatusOr<bool> TextStream::Next(std::string* text) {
       if (!got.ok() || *got) return got;
       continue;  // that file is done
     }
-    gzFile f = static_cast<gzFile>(gz_);
-    line.clear();
-    bool got = false;
-    while (gzgets(f, buf, sizeof(buf)) != nullptr) {
-      got = true;
-      line.append(buf);
-      if (!line.empty() && line.back() == '\n') break;
-    }
-    int err = Z_OK;
-    const char* msg = gzerror(f, &err);
-    if (err != Z_OK && err != Z_STREAM_END) {
-      return absl::DataLossError(absl::StrCat(files_[file_index_ - 1],
-                                              ": corrupt gzip data after line ", line_, ": ", msg));
-    }
-    if (!got) {  // end of this file
+    // Whole lines through gzread: gzgets stops at a NUL byte, which glued the rest of a line to
+    // the next one (a NUL in one document swallowed the next).
+    auto got = NextLine(&line);
+    if (!got.ok()) return got.status();
+    if (!*got) {  // end of this file
+      gzFile f = static_cast<gzFile>(gz_);
       gzclose(f);
       gz_ = nullptr;
       if (file_index_ >= files_.size()) return false;

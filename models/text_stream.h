@@ -35,12 +35,15 @@ class TextStream {
   TextStream() = default;
   bool OpenNext();
   absl::StatusOr<bool> NextPlain(std::string* text);
+  // The current JSON-lines file's next line ('\n' included when present), NUL bytes and all;
+  // false at its end.
+  absl::StatusOr<bool> NextLine(std::string* line);
   std::vector<std::string> files_;
   size_t file_index_ = 0;
   void* gz_ = nullptr;        // gzFile of files_[file_index_ - 1]
   int64_t line_ = 0;          // JSON lines: lines read; plain text: documents read
   bool plain_ = false;        // the current file is plain text
-  std::string plain_buffer_;  // plain text read but not yet returned
+  std::string plain_buffer_;  // bytes read but not yet returned (plain text or JSON lines)
   int64_t documents_ = 0, malformed_ = 0, empty_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <array>
 #include <cerrno>
@@ -42,19 +43,9 @@ uint64_t LoadLE(const uint8_t* p, int n) {
   return v;
 }
 
+// CRC-32 of a zip record (zlib's, the zip format's polynomial).
 uint32_t Crc32(const uint8_t* p, uint64_t n) {
-  static const std::array<uint32_t, 256> kTable = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t c = 0xFFFFFFFFu;
-  for (uint64_t i = 0; i < n; ++i) c = kTable[(c ^ p[i]) & 0xff] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
+  return static_cast<uint32_t>(crc32_z(0, p, static_cast<z_size_t>(n)));
 }
 
 struct ByteView {
@@ -860,6 +851,11 @@ absl::Status CopyTensor(const std::string& path, const ZipArchive& zip, const st
   }
   absl::StatusOr<ByteView> bytes = zip.Read(*entry);
   if (!bytes.ok()) return bytes.status();
+  // Every record is checked, not only data.pkl: a flipped bit in the weights would otherwise load.
+  if (Crc32(bytes->data, bytes->size) != entry->crc) {
+    return Corrupt(path, absl::StrCat("storage record \"", record,
+                                      "\" fails its CRC-32 check: the file is corrupted"));
+  }
   const uint64_t storage_numel = static_cast<uint64_t>(storage.i);
   if (storage_numel > bytes->size / es) {
     return Corrupt(path, absl::StrCat("storage record \"", record, "\" has ", bytes->size,

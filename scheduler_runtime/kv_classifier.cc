@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -158,6 +159,14 @@ absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const Clas
   torch::NoGradGuard no_grad;
   for (auto& p : c->net_->module->named_parameters()) {
     const ClassifierTensor& t = state.at(p.key());
+    // A NaN or infinite weight makes every prediction NaN, which argmax turns into "switch at step
+    // 0" silently: refuse the file instead.
+    for (float v : t.values) {
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": tensor \"", p.key(), "\" holds a NaN or infinite value"));
+      }
+    }
     std::memcpy(p.value().data_ptr<float>(), t.values.data(), t.values.size() * sizeof(float));
   }
   c->net_->module->eval();
@@ -234,6 +243,26 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
       info.spec.num_classes = p.at("num_classes").get<int64_t>();
       info.spec.dropout = p.value("dropout", 0.1);
       info.metrics_json = p.contains("metrics") ? p["metrics"].dump() : "{}";
+      if (info.file.empty() || info.file == "." || info.file == ".." ||
+          info.file.find('/') != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": pair ", info.high, "->", info.low, " names file \"", info.file,
+                         "\": it must be a file name inside the classifier directory"));
+      }
+      for (size_t i = 0; i < info.candidate_steps.size(); ++i) {
+        if (info.candidate_steps[i] < 0 || info.candidate_steps[i] > (int64_t{1} << 20) ||
+            (i > 0 && info.candidate_steps[i] <= info.candidate_steps[i - 1])) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              path, ": pair ", info.high, "->", info.low,
+              " has candidate steps that are not increasing non-negative step numbers"));
+        }
+      }
+      for (const ClassifierPairInfo& seen : m.pairs) {
+        if (seen.high == info.high && seen.low == info.low) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(path, ": pair ", info.high, "->", info.low, " is listed twice"));
+        }
+      }
       if (info.spec.num_classes != static_cast<int64_t>(info.candidate_steps.size()) + 1) {
         return absl::InvalidArgumentError(absl::StrCat(
             path, ": pair ", info.high, "->", info.low, " has ", info.spec.num_classes,
@@ -387,6 +416,7 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
     LearnedScheduler::Pair pair;
     absl::StatusOr<ClassifierState> state;
     std::string file;
+    std::optional<KvClassifierSpec> manifest_spec;
     if (have_manifest) {
       auto it =
           std::find_if(manifest->pairs.begin(), manifest->pairs.end(),
@@ -401,6 +431,7 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
       file = models::JoinPath(o.classifier_dir, it->file);
       state = ReadClassifierSafetensors(file);
       pair.candidate_steps = it->candidate_steps;
+      manifest_spec = it->spec;
     } else {
       file = models::JoinPath(o.classifier_dir, absl::StrCat("classifier_", hi, "_", lo, ".pt"));
       if (!models::FileExists(file)) {
@@ -419,6 +450,13 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
       return absl::InvalidArgumentError(absl::StrCat(file, ": ", (*c)->spec().num_classes,
                                                      " classes, expected ",
                                                      pair.candidate_steps.size() + 1));
+    }
+    if (manifest_spec && ((*c)->spec().kv_heads != manifest_spec->kv_heads ||
+                          (*c)->spec().head_dim != manifest_spec->head_dim)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": its tensors read ", (*c)->spec().kv_heads, " KV heads of dim ",
+                       (*c)->spec().head_dim, ", manifest.json says ", manifest_spec->kv_heads,
+                       " of dim ", manifest_spec->head_dim));
     }
     if (o.kv_heads > 0 &&
         ((*c)->spec().kv_heads != o.kv_heads || (*c)->spec().head_dim != o.head_dim)) {

@@ -57,6 +57,23 @@ TEST(TextStreamTest, DirectoryOfShardsInNameOrderWithBadLinesCounted) {
   EXPECT_EQ(All(**g).size(), 4u);
 }
 
+// Issue 17: a NUL byte inside a line (gzgets stops there) glued the rest of that line to the next
+// one, so the next valid document was lost. Now the damaged line alone is malformed, in plain and
+// gzip files, and a last line without a newline still counts.
+TEST(TextStreamTest, ANulByteSpoilsOnlyItsOwnLine) {
+  const std::string dir = testing::MakeTempDir("stream_nul");
+  const std::string text = std::string("{\"text\": \"a\"}\n{\"text\": \"b") + '\0' +
+                           "c\"}\n{\"text\": \"d\"}\n{\"text\": \"e\"}";
+  testing::WriteFile(dir + "/x.json", text);
+  testing::WriteFile(dir + "/y.json.gz", Gzip(text));
+  for (const char* f : {"/x.json", "/y.json.gz"}) {
+    auto s = TextStream::Open(dir + f);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(All(**s), (std::vector<std::string>{"a", "d", "e"})) << f;
+    EXPECT_EQ((*s)->malformed_lines(), 1) << f;
+  }
+}
+
 TEST(TextStreamTest, SameDocumentsAsReadTextDocsOnRealC4) {
   PMPD_REQUIRE_SHARED("data/c4");
   const std::string file =

@@ -9,6 +9,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/atomic_file.h"
+#include "models/hdf5_file.h"
+#include "models/safetensors.h"
+#include "models/text_stream.h"
 #include "tests/test_util.h"
 
 namespace pmpd::models {
@@ -53,6 +56,28 @@ TEST(WriteFileAtomicallyTest, MissingDirectoryIsAClearError) {
   const auto st = base::WriteFileAtomically("/nonexistent-dir-pmpd/x.json", "x");
   ASSERT_FALSE(st.ok());
   EXPECT_TRUE(absl::StrContains(st.message(), "/nonexistent-dir-pmpd/x.json")) << st.message();
+}
+
+// Issue 17: a FIFO given as an input hung the loader (open blocks until a writer appears). Every
+// reader now refuses it at once, naming it; SIGALRM fails the test instead of a hang.
+TEST(CheckRegularFileTest, AFifoIsRefusedByEveryReaderWithoutBlocking) {
+  const std::string dir = MakeTempDir("fifo");
+  const std::string fifo = dir + "/model.safetensors";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  ::alarm(30);
+  auto expect_refused = [&](const absl::Status& st, const char* reader) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << reader << ": " << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), fifo + ": not a regular file (a FIFO)"))
+        << reader << ": " << st;
+  };
+  expect_refused(CheckRegularFile(fifo), "CheckRegularFile");
+  expect_refused(ReadFileToString(fifo).status(), "ReadFileToString");
+  expect_refused(SafetensorsFile::Open(fifo).status(), "SafetensorsFile");
+  expect_refused(Hdf5File::Open(fifo).status(), "Hdf5File");
+  expect_refused(TextStream::Open(fifo).status(), "TextStream");
+  ::alarm(0);
+  EXPECT_EQ(CheckRegularFile(dir).message(), dir + ": not a regular file (a directory)");
+  EXPECT_EQ(CheckRegularFile(dir + "/absent").code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

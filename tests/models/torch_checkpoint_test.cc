@@ -488,6 +488,10 @@ TEST(TorchCheckpointTest, BadInputGivesErrorsNamingTheFile) {
     std::string flipped = fixture;
     flipped[4000] ^= 0x20;  // inside data.pkl (its first 8.7 KB)
     cases.push_back({"fixture_flipped", flipped, "CRC-32"});
+    // Issue 17: a flipped byte inside a tensor record loaded silently (only data.pkl was checked).
+    std::string weights_flipped = fixture;
+    weights_flipped[fixture.size() / 2] ^= 0x20;
+    cases.push_back({"fixture_weights_flipped", weights_flipped, "fails its CRC-32 check"});
     // Cut away the head but keep the central directory: records now lie past their offsets.
     cases.push_back({"fixture_no_head", fixture.substr(1000), "truncated"});
   }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -143,6 +144,51 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
   const auto metrics = nlohmann::json::parse(manifest->pairs[0].metrics_json);
   EXPECT_EQ(metrics.at("best_epoch").get<int>(), results[0].best_epoch);
   EXPECT_EQ(metrics.at("hyperparameters").at("lr").get<double>(), o.lr);
+
+  // Issue 17: a manifest is not trusted. A file entry outside the directory, a pair listed twice,
+  // candidate steps out of order: each a clear error naming manifest.json (all were accepted).
+  const std::string good = testing::ReadFile(dir + "/manifest.json");
+  for (const auto& [edit, needle] :
+       std::vector<std::pair<std::function<void(nlohmann::json&)>, std::string>>{
+           {[](nlohmann::json& j) { j["pairs"][0]["file"] = "../classifier_4_3.safetensors"; },
+            "must be a file name inside the classifier directory"},
+           {[](nlohmann::json& j) { j["pairs"][1] = j["pairs"][0]; }, "is listed twice"},
+           {[](nlohmann::json& j) {
+              j["pairs"][0]["candidate_steps"] = {0, 20, 10};
+            },
+            "not increasing non-negative step numbers"},
+           {[](nlohmann::json& j) {
+              j["pairs"][0]["candidate_steps"] = {-1, 10, 20};
+            },
+            "not increasing non-negative step numbers"}}) {
+    auto j = nlohmann::json::parse(good);
+    edit(j);
+    testing::WriteFile(dir + "/manifest.json", j.dump());
+    auto bad = scheduler::ReadClassifierManifest(dir);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("manifest.json: "), std::string::npos) << bad.status();
+    EXPECT_NE(bad.status().message().find(needle), std::string::npos) << bad.status();
+  }
+  {  // the manifest's dimensions contradicting the tensors it names
+    auto j = nlohmann::json::parse(good);
+    j["pairs"][0]["kv_heads"] = kH + 1;
+    testing::WriteFile(dir + "/manifest.json", j.dump());
+    auto sched =
+        scheduler::MakeLearnedScheduler(scheduler::LearnedSchedulerOptions{dir, {4, 3}, 0, 0});
+    ASSERT_FALSE(sched.ok());
+    EXPECT_NE(sched.status().message().find("manifest.json says " + std::to_string(kH + 1)),
+              std::string::npos)
+        << sched.status();
+  }
+  testing::WriteFile(dir + "/manifest.json", good);
+  // NaN weights were accepted and switched at step 0 on every prompt: now refused by name.
+  scheduler::ClassifierState nan_state = results[0].state;
+  nan_state.begin()->second.values[0] = std::nanf("");
+  auto nan_classifier = scheduler::KvClassifier::FromState(nan_state, "nan.safetensors");
+  ASSERT_FALSE(nan_classifier.ok());
+  EXPECT_NE(nan_classifier.status().message().find("nan.safetensors: tensor \""), std::string::npos)
+      << nan_classifier.status();
+  EXPECT_NE(nan_classifier.status().message().find("NaN or infinite"), std::string::npos);
 
   auto in_memory = scheduler::KvClassifier::FromState(results[0].state, "memory");
   auto state = scheduler::ReadClassifierSafetensors(dir + "/classifier_4_3.safetensors");
