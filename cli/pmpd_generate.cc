@@ -84,6 +84,24 @@ int Run() {
   if (absl::GetFlag(FLAGS_prompt).empty()) {
     return cli::Fail(kProgram, absl::InvalidArgumentError("--prompt is required (see --help)"));
   }
+  // Flags that only mean something with a schedule, checked before anything is loaded or printed
+  // (they were silently ignored).
+  if (absl::GetFlag(FLAGS_precisions).empty()) {
+    for (const auto& [set, flag] :
+         {std::pair{!absl::GetFlag(FLAGS_switch_steps).empty(), "--switch-steps"},
+          std::pair{!absl::GetFlag(FLAGS_classifier).empty(), "--classifier"},
+          std::pair{absl::GetFlag(FLAGS_prefill_precision) != 0, "--prefill-precision"},
+          std::pair{absl::GetFlag(FLAGS_scheduler) != "static", "--scheduler"}}) {
+      if (set) {
+        return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                       flag, " needs --precisions (a schedule, high to low)")));
+      }
+    }
+  } else if (absl::GetFlag(FLAGS_precision) != 0) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                   "--precision (one precision) and --precisions (a schedule) "
+                                   "exclude each other"));
+  }
   std::string tok_path = absl::GetFlag(FLAGS_tokenizer);
   if (tok_path.empty()) tok_path = model_dir;
   auto tok = models::Tokenizer::Load(tok_path);

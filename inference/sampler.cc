@@ -32,10 +32,15 @@ Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(optio
 
 int Sampler::Sample(absl::Span<const float> logits) {
   if (options_.temperature == 0.f) return Argmax(logits);
+  // Raw logits, scaled inside the exponent in double: (l - max) / T is <= 0, so a tiny T gives
+  // weights 0 or 1 (the argmax) instead of inf - inf = NaN (dividing first overflowed at 1e-38).
+  const double t = options_.temperature;
+  auto weight = [&](float l, float max_logit) {
+    return std::exp(static_cast<double>(l - max_logit) / t);
+  };
   auto& c = scratch_;
   c.clear();
-  for (size_t i = 0; i < logits.size(); ++i)
-    c.emplace_back(logits[i] / options_.temperature, static_cast<int>(i));
+  for (size_t i = 0; i < logits.size(); ++i) c.emplace_back(logits[i], static_cast<int>(i));
   auto by_logit = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
@@ -49,24 +54,24 @@ int Sampler::Sample(absl::Span<const float> logits) {
                             return a.first < b.first;
                           })->first;
   double total = 0;
-  for (auto& [l, i] : c) total += std::exp(static_cast<double>(l - max_logit));
+  for (auto& [l, i] : c) total += weight(l, max_logit);
   if (options_.top_p < 1.f) {
     std::sort(c.begin(), c.end(), by_logit);
     double cum = 0;
     size_t n = 0;
     while (n < c.size()) {
-      cum += std::exp(static_cast<double>(c[n].first - max_logit)) / total;
+      cum += weight(c[n].first, max_logit) / total;
       ++n;
       if (cum >= options_.top_p) break;
     }
     c.resize(n);
     total = 0;
-    for (auto& [l, i] : c) total += std::exp(static_cast<double>(l - max_logit));
+    for (auto& [l, i] : c) total += weight(l, max_logit);
   }
   std::uniform_real_distribution<double> u(0.0, total);
   double r = u(rng_);
   for (const auto& [l, i] : c) {
-    r -= std::exp(static_cast<double>(l - max_logit));
+    r -= weight(l, max_logit);
     if (r <= 0) return i;
   }
   return c.back().second;

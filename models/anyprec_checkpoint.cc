@@ -98,7 +98,12 @@ absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& mo
     auto f = a.find(key);
     if (f == a.end() || !f->is_number_integer())
       return bad(absl::StrCat("needs an integer \"", key, "\""));
-    *out = f->get<int>();
+    // Range-checked before narrowing: 4294967300 read as an int was 4.
+    if (f->is_number_unsigned() ? f->get<uint64_t>() > 64
+                                : (f->get<int64_t>() < 0 || f->get<int64_t>() > 64)) {
+      return bad(absl::StrCat("\"", key, "\" ", f->dump(), " is out of range"));
+    }
+    *out = static_cast<int>(f->get<int64_t>());
   }
   if (info.seed_bits < kernels::kAnyprecMinBits || info.parent_bits > kernels::kAnyprecMaxBits ||
       info.seed_bits > info.parent_bits) {
@@ -107,7 +112,8 @@ absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& mo
                             " <= seed <= parent <= ", kernels::kAnyprecMaxBits));
   }
   if (auto g = a.find("group_count");
-      g != a.end() && !(g->is_number_integer() && g->get<int>() == 1)) {
+      g != a.end() &&
+      !(g->is_number_integer() && g->get<int64_t>() == 1)) {  // wide: 2^32 + 1 is not 1
     return bad("group_count must be 1 (grouped any-precision is not supported)");
   }
   info.module_names = LlamaQuantizedModules();

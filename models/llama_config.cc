@@ -153,16 +153,24 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text,
   if (auto st = r.Int("bos_token_id", &c.bos_token_id, false); !st.ok()) return st;
 
   if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
-    if (it->is_number_integer()) {
-      c.eos_token_ids.push_back(it->get<int>());
-    } else if (it->is_array()) {
-      for (const auto& e : *it) {
-        if (!e.is_number_integer())
-          return r.Error("eos_token_id", "must be an integer or a list of integers");
-        c.eos_token_ids.push_back(e.get<int>());
+    // Read wide and range-checked: -5 or 2^64 - 1 narrowed to an int was accepted as some id.
+    auto eos = [&](const json& e) -> absl::Status {
+      if (!e.is_number_integer())
+        return r.Error("eos_token_id", "must be an integer or a list of integers");
+      if (e.is_number_unsigned()
+              ? e.get<uint64_t>() > (uint64_t{1} << 30)
+              : (e.get<int64_t>() < 0 || e.get<int64_t>() > (int64_t{1} << 30))) {
+        return r.Error("eos_token_id", absl::StrCat("is out of range: ", e.dump()));
       }
-    } else {
-      return r.Error("eos_token_id", "must be an integer or a list of integers");
+      c.eos_token_ids.push_back(static_cast<int>(e.get<int64_t>()));
+      return absl::OkStatus();
+    };
+    if (it->is_array()) {
+      for (const auto& e : *it) {
+        if (auto st = eos(e); !st.ok()) return st;
+      }
+    } else if (auto st = eos(*it); !st.ok()) {
+      return st;
     }
   }
   if (auto it = j.find("torch_dtype"); it != j.end() && it->is_string())

@@ -118,6 +118,19 @@ TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
     ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good)), "--prompt is required");
   }
   {
+    SCOPED_TRACE("schedule flags without a schedule (issue 17: silently ignored before)");
+    for (const char* flag : {"--switch-steps 8", "--classifier /tmp", "--prefill-precision 4",
+                             "--scheduler learned"}) {
+      const std::string name = std::string(flag).substr(0, std::string(flag).find(' '));
+      const auto r = RunGenerate(absl::StrCat("--model ", good, " --prompt hi ", flag));
+      ExpectCleanFailure(r, name + " needs --precisions");
+      EXPECT_EQ(r.out, "") << "refused before anything is printed";
+    }
+    ExpectCleanFailure(
+        RunGenerate(absl::StrCat("--model ", good, " --prompt hi --precision 4 --precisions 4,3")),
+        "exclude each other");
+  }
+  {
     SCOPED_TRACE("prompt longer than the context");
     std::string long_prompt;
     for (int i = 0; i < 40; ++i) long_prompt += "the cat sat on the mat ";

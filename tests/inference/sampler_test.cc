@@ -41,6 +41,29 @@ TEST(SamplerTest, GreedyAndTopK1AreArgmax) {
   }
 }
 
+// Issue 17: --temperature 1e-38 divided the logits into infinities (inf - inf = NaN) and sampled
+// the last token forever; a tiny temperature is the argmax (ties split between the tied tokens).
+TEST(SamplerTest, TinyTemperatureIsTheArgmax) {
+  const std::vector<float> logits = {0.1f, 2.f, -1.f, 1.9f, -30.f};
+  for (float t : {1e-38f, 1e-30f, 1e-6f}) {
+    Sampler s({t, 0, 1.f, 7});
+    Sampler p({t, 0, 0.5f, 7});
+    for (int i = 0; i < 50; ++i) {
+      EXPECT_EQ(s.Sample(logits), 1) << t;
+      EXPECT_EQ(p.Sample(logits), 1) << t;
+    }
+  }
+  Sampler tie({1e-38f, 0, 1.f, 8});
+  int ones = 0;
+  for (int i = 0; i < 400; ++i) {
+    const int k = tie.Sample(std::vector<float>{3.f, 3.f, -1.f});
+    ASSERT_TRUE(k == 0 || k == 1) << k;
+    ones += k;
+  }
+  EXPECT_GT(ones, 100);
+  EXPECT_LT(ones, 300);
+}
+
 TEST(SamplerTest, TemperatureOneFollowsTheSoftmax) {
   Sampler s({1.f, 0, 1.f, 42});
   ExpectFrequencies(s, LogProbs({0.5, 0.3, 0.2}), {0.5, 0.3, 0.2}, 20000);

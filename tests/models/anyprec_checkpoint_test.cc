@@ -217,6 +217,22 @@ TEST(AnyprecCheckpointTest, BadInputGivesClearErrors) {
     ASSERT_FALSE(bad.ok());
     EXPECT_NE(bad.status().message().find("outside 2 <= seed <= parent <= 8"), std::string::npos)
         << bad.status();
+    // Issue 17: 4294967300 narrowed to an int was read as 4, and group_count 4294967297 as 1.
+    std::string wide = cfg;
+    wide.replace(wide.find("\"parent_precision\": 6"), 21, "\"parent_precision\": 4294967300");
+    WriteFile(out + "/config.json", wide);
+    bad = LoadAnyprecInfo(out);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("\"parent_precision\" 4294967300 is out of range"),
+              std::string::npos)
+        << bad.status();
+    std::string groups = cfg;
+    groups.replace(groups.find("\"group_count\": 1"), 16, "\"group_count\": 4294967297");
+    WriteFile(out + "/config.json", groups);
+    bad = LoadAnyprecInfo(out);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("group_count must be 1"), std::string::npos)
+        << bad.status();
   }
   {
     SCOPED_TRACE("a NaN weight");

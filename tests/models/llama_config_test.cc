@@ -112,6 +112,13 @@ TEST(LlamaConfigTest, BadInputGivesClearErrors) {
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 1, "num_hidden_layers": 1,
            "num_attention_heads": 8, "vocab_size": 1, "eos_token_id": "x"})",
        "eos_token_id"},
+      // Issue 17: ids that narrowed to some int were accepted.
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 1, "num_hidden_layers": 1,
+           "num_attention_heads": 8, "vocab_size": 1, "eos_token_id": -5})",
+       "eos_token_id\" is out of range: -5"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 1, "num_hidden_layers": 1,
+           "num_attention_heads": 8, "vocab_size": 1, "eos_token_id": [2, 18446744073709551615]})",
+       "eos_token_id\" is out of range: 18446744073709551615"},
   };
   for (const auto& bc : cases) {
     auto c = ParseLlamaConfig(bc.json, "/models/x/config.json");
