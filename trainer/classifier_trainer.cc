@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -170,6 +171,13 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   std::vector<float> k, v;
   for (int64_t i = 0; i < n; ++i) {
     if (auto st = (*reader)->ReadKv(*table, i, &k, &v); !st.ok()) return st;
+    for (const std::vector<float>* x : {&k, &v}) {  // NaN or inf would end as "no epoch finished"
+      if (!std::all_of(x->begin(), x->end(), [](float f) { return std::isfinite(f); })) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(data_path, ": sample ", i, " (document ", table->doc_ids[i], ") of pair ",
+                         hi, "->", lo, " has a NaN or infinite ", x == &k ? "K" : "V", " value"));
+      }
+    }
     const int64_t t = table->prompt_lengths[i];
     data[i].kbar =
         torch::from_blob(k.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
@@ -341,6 +349,12 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
         em.val = Classify(truth, pred, num_classes);
       }
       em.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (!std::isfinite(em.train_loss) || !std::isfinite(em.val_loss)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pair ", hi, "->", lo, ", epoch ", epoch, ": the loss diverged (training ",
+                         em.train_loss, ", validation ", em.val_loss,
+                         "); lower the learning rate (lr ", o.lr, ")"));
+      }
       result.epochs.push_back(em);
       if (em.val_loss < best_loss) {
         best_loss = em.val_loss;

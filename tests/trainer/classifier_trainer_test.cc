@@ -372,6 +372,22 @@ TEST(ClassifierTrainerTest, BadInputIsRefusedClearly) {
       r.status().message().find("no group pair_3_2 (precision pair 3 -> 2); the file has pair_4_3"),
       std::string::npos)
       << r.status();
+  // Issue 17: NaN in the K/V or a diverging learning rate ended with "no epoch finished".
+  {
+    const std::string nan_data = SyntheticData("bad_nan", 20, 6, {4, 3}, 3);
+    auto nan = TrainPairClassifier(nan_data, 4, 3, Quick());
+    ASSERT_FALSE(nan.ok());
+    EXPECT_NE(nan.status().message().find(nan_data + ": sample 3 (document 3) of pair 4->3 has a "
+                                                     "NaN or infinite K value"),
+              std::string::npos)
+        << nan.status();
+    TrainOptions wild = Quick();
+    wild.lr = 1e30;
+    auto diverged = TrainPairClassifier(only43, 4, 3, wild);
+    ASSERT_FALSE(diverged.ok());
+    EXPECT_NE(diverged.status().message().find("the loss diverged"), std::string::npos)
+        << diverged.status();
+  }
   // Missing fields and groups.
   for (const std::string object : {"pair_4_3/labels", "samples/prompt_offset", "pair_4_3"}) {
     const std::string data = SyntheticData("bad_field", 12, 5);

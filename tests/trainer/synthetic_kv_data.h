@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,8 +18,9 @@ constexpr int kH = 2, kD = 4;
 
 // A dataset whose labels follow a rule the architecture can express: the class is the quadrant of
 // (mean K[:, :, 0], mean K[:, :, 1]) over the prompt (plus 10% label noise). Pairs 4->3 and 3->2.
+// `nan_sample` >= 0: that sample's first K value is NaN (for the refusal test).
 inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
-                                 std::vector<int64_t> precisions = {4, 3, 2}) {
+                                 std::vector<int64_t> precisions = {4, 3, 2}, int nan_sample = -1) {
   const std::string path = testing::MakeTempDir(tag) + "/synthetic.h5";
   dataset::KvDatasetHeader h;
   h.tool_version = "test";
@@ -63,6 +65,7 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
           }
         }
       }
+      if (i == nan_sample) ps.k[0] = kernels::F32ToF16(std::nanf(""));
       s.pairs.push_back(std::move(ps));
     }
     EXPECT_TRUE((*w)->Append(s).ok());
