@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -109,6 +110,23 @@ int Run() {
               "\" is not a pmpd-train "
               "hyperparameter (lr, epochs, grad_accum, weight_decay, dropout, batch_size, "
               "patience)")));
+    }
+    // Integer hyperparameters must be searched as integers: a float value was truncated (2.0959
+    // epochs trained 2 and was reported as 2.0959).
+    const hpo::ParamSpec& spec = space->param(i);
+    const bool integral =
+        n == "epochs" || n == "grad_accum" || n == "batch_size" || n == "patience";
+    bool ok = !integral || spec.type == hpo::ParamType::kInt;
+    if (integral && spec.type == hpo::ParamType::kCategorical) {
+      ok = std::all_of(spec.choices.begin(), spec.choices.end(),
+                       [](const nlohmann::json& c) { return c.is_number_integer(); });
+    }
+    if (!ok) {
+      return cli::Fail(kProgram,
+                       absl::InvalidArgumentError(absl::StrCat(
+                           absl::GetFlag(FLAGS_space), ": parameter \"", n,
+                           "\" is an integer hyperparameter: declare it \"type\": \"int\" (or "
+                           "categorical with integer choices)")));
     }
   }
   hpo::StudyOptions so;

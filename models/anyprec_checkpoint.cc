@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/atomic_file.h"
@@ -139,7 +141,30 @@ absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& mo
   return std::optional<AnyprecInfo>(info);
 }
 
-absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir) {
+namespace {
+
+// The weights and config.json describe the same depth: a file with more layers than
+// num_hidden_layers had its extra layers ignored silently.
+absl::Status CheckLayerCount(const WeightSource& source, const std::string& model_dir) {
+  auto config = LoadLlamaConfig(model_dir);
+  if (!config.ok()) return config.status();
+  constexpr absl::string_view kPrefix = "model.layers.";
+  for (const std::string& name : source.Names()) {
+    if (!absl::StartsWith(name, kPrefix)) continue;
+    const absl::string_view rest = absl::string_view(name).substr(kPrefix.size());
+    int layer = 0;
+    if (!absl::SimpleAtoi(rest.substr(0, rest.find('.')), &layer)) continue;
+    if (layer >= config->num_hidden_layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source.description(), ": holds tensor \"", name, "\" of layer ", layer,
+                       ", but the config says num_hidden_layers = ", config->num_hidden_layers,
+                       " (the weights and the config do not belong together)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeightsUnchecked(const std::string& model_dir) {
   if (IsGgufPath(model_dir)) return OpenGgufWeights(model_dir);
   if (FileExists(JoinPath(model_dir, "model.safetensors")) ||
       FileExists(JoinPath(model_dir, "model.safetensors.index.json"))) {
@@ -156,6 +181,15 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& mod
   }
   return absl::NotFoundError(absl::StrCat(
       model_dir, ": no model.safetensors, model.safetensors.index.json or pytorch_model.bin"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir) {
+  auto source = OpenWeightsUnchecked(model_dir);
+  if (!source.ok()) return source.status();
+  if (absl::Status st = CheckLayerCount(**source, model_dir); !st.ok()) return st;
+  return source;
 }
 
 absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source,

@@ -118,6 +118,17 @@ TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
     ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good)), "--prompt is required");
   }
   {
+    SCOPED_TRACE("weights deeper than the config (issue 17: the extra layers were ignored)");
+    const std::string shallow = TinyModelDir(16);
+    const std::string config = ReadFile(shallow + "/config.json");
+    const size_t at = config.find("\"num_hidden_layers\": 2");
+    ASSERT_NE(at, std::string::npos) << config;
+    WriteFile(shallow + "/config.json",
+              config.substr(0, at) + "\"num_hidden_layers\": 1" + config.substr(at + 22));
+    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", shallow, " --prompt hi")),
+                       "of layer 1, but the config says num_hidden_layers = 1");
+  }
+  {
     SCOPED_TRACE("schedule flags without a schedule (issue 17: silently ignored before)");
     for (const char* flag : {"--switch-steps 8", "--classifier /tmp", "--prefill-precision 4",
                              "--scheduler learned"}) {

@@ -86,5 +86,22 @@ TEST(PmpdHypertuneCliTest, StudyBeatsDefaultsExportsAndResumes) {
       "pmpd-hypertune", "bad.json: params[0] (\"lr\"): low (1) must be < high (1)");
 }
 
+// Issue 17: an integer hyperparameter declared as a float was truncated when used (2.0959 epochs
+// trained 2) and reported untruncated; now the space is refused, naming the file and parameter.
+TEST(PmpdHypertuneCliTest, IntegerHyperparametersMustBeSearchedAsIntegers) {
+  const std::string data = SyntheticData("ht_int", 20, 12);
+  const std::string out = testing::MakeTempDir("ht_int_out");
+  for (const char* param :
+       {R"({"name": "epochs", "type": "float", "low": 1, "high": 4})",
+        R"({"name": "batch_size", "type": "categorical", "choices": [8, 16.5]})"}) {
+    testing::WriteFile(out + "/space.json", absl::StrCat(R"({"params": [)", param, "]}"));
+    testing::ExpectCleanFailure(
+        testing::RunBinary("cli/pmpd-hypertune",
+                           absl::StrCat("--data ", data, " --precisions 4,3 --out ", out,
+                                        "/o --trials 1 --space ", out, "/space.json")),
+        "pmpd-hypertune", "is an integer hyperparameter: declare it \"type\": \"int\"");
+  }
+}
+
 }  // namespace
 }  // namespace pmpd::trainer
