@@ -84,6 +84,7 @@ absl::StatusOr<std::optional<AnyprecInfo>> LoadAnyprecInfo(const std::string& mo
   const std::string path = JoinPath(model_dir, "config.json");
   auto text = ReadFileToString(path);
   if (!text.ok()) return text.status();
+  if (absl::Status st = CheckNoNulByte(*text, path); !st.ok()) return st;
   json j = json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));

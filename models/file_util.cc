@@ -15,6 +15,13 @@
 
 namespace pmpd::models {
 
+absl::Status CheckNoNulByte(absl::string_view text, absl::string_view source) {
+  const size_t at = text.find('\0');
+  if (at == absl::string_view::npos) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(source, ": a NUL byte at offset ", at, " (not a JSON text)"));
+}
+
 absl::Status CheckRegularFile(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {

@@ -14,6 +14,10 @@ namespace pmpd::models {
 // Reads a regular file whole (a FIFO, device or directory is an error, never a hang).
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
+// JSON text must not hold a NUL byte: nlohmann's parser stops there, so a valid document followed
+// by "\0garbage" would be accepted. Error: "<source>: a NUL byte at offset N".
+absl::Status CheckNoNulByte(absl::string_view text, absl::string_view source);
+
 // OK when `path` is a regular file (symlinks followed); NotFound when it does not exist;
 // InvalidArgument naming what it is otherwise. Does not block (stat, no open): every reader calls
 // it before opening an input, so a FIFO given as a model file cannot hang a tool.

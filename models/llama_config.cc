@@ -109,6 +109,7 @@ absl::Status ParseRope(const json& obj, const Reader& r, absl::string_view field
 
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(absl::string_view json_text,
                                              absl::string_view source) {
+  if (absl::Status st = CheckNoNulByte(json_text, source); !st.ok()) return st;
   json j = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON"));
   if (!j.is_object())

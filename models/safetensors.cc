@@ -199,6 +199,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
   if (FileExists(index_path)) {
     auto text = ReadFileToString(index_path);
     if (!text.ok()) return text.status();
+    if (absl::Status st = CheckNoNulByte(*text, index_path); !st.ok()) return st;
     json j = json::parse(*text, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
         !j["weight_map"].is_object()) {

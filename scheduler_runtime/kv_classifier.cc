@@ -219,6 +219,7 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
   const std::string path = models::JoinPath(dir, "manifest.json");
   auto text = models::ReadFileToString(path);
   if (!text.ok()) return text.status();
+  if (absl::Status st = models::CheckNoNulByte(*text, path); !st.ok()) return st;
   auto j = nlohmann::json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));

@@ -128,6 +128,21 @@ TEST(LlamaConfigTest, BadInputGivesClearErrors) {
   }
 }
 
+// Issue 17: a config followed by a NUL byte and garbage was accepted (the parser stopped at the
+// NUL); the whole file must be JSON.
+TEST(LlamaConfigTest, TrailingNulAndGarbageAreRefused) {
+  const std::string good =
+      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 1,
+          "num_hidden_layers": 1, "num_attention_heads": 8, "vocab_size": 1})";
+  ASSERT_TRUE(ParseLlamaConfig(good, "c.json").ok());
+  for (const std::string& tail :
+       {std::string("\0garbage", 8), std::string(" x"), std::string(1, '\0')}) {
+    auto c = ParseLlamaConfig(good + tail, "c.json");
+    ASSERT_FALSE(c.ok()) << "accepted a config followed by " << tail.size() << " bytes";
+    EXPECT_EQ(c.status().message().rfind("c.json: ", 0), 0u) << c.status();
+  }
+}
+
 TEST(LlamaConfigTest, MissingConfigFileNamesThePath) {
   const std::string dir = pmpd::testing::MakeTempDir("noconfig");
   auto c = LoadLlamaConfig(dir);
