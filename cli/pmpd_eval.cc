@@ -332,8 +332,9 @@ int Run() {
                                [&](int d, int t) { Progress(m, d, t); });
     if (!row.ok()) return cli::Fail(kProgram, row.status());
     if (reference == "both") {
-      row->quality_vs_model = eval::Quality(task->metric, row->outputs, *model_refs);
-      row->example_quality_vs_model = eval::ExampleQuality(task->metric, row->outputs, *model_refs);
+      eval::QualityScores vs_model = eval::Score(task->metric, row->outputs, *model_refs);
+      row->quality_vs_model = vs_model.quality;
+      row->example_quality_vs_model = std::move(vs_model.per_example);
     }
     rows.push_back(std::move(*row));
   }

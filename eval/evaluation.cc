@@ -84,15 +84,6 @@ absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
   return out;
 }
 
-std::vector<double> ExampleQuality(QualityMetric metric, const std::vector<std::string>& outputs,
-                                   const std::vector<std::vector<std::string>>& references) {
-  std::vector<double> q;
-  if (metric != QualityMetric::kRougeL) return q;
-  for (size_t i = 0; i < outputs.size(); ++i)
-    q.push_back(100.0 * metrics::RougeLMax(references[i], outputs[i]).fmeasure);
-  return q;
-}
-
 PairedDifference Paired(const std::vector<double>& a, const std::vector<double>& b) {
   PairedDifference d;
   if (a.size() != b.size() || a.size() < 2) return d;
@@ -105,14 +96,19 @@ PairedDifference Paired(const std::vector<double>& a, const std::vector<double>&
   return d;
 }
 
-double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
-               const std::vector<std::vector<std::string>>& references) {
-  if (outputs.empty()) return 0;
+QualityScores Score(QualityMetric metric, const std::vector<std::string>& outputs,
+                    const std::vector<std::vector<std::string>>& references) {
+  QualityScores q;
+  if (outputs.empty()) return q;
   if (metric == QualityMetric::kRougeL) {
     double s = 0;
-    for (size_t i = 0; i < outputs.size(); ++i)
-      s += metrics::RougeLMax(references[i], outputs[i]).fmeasure;
-    return 100.0 * s / outputs.size();
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const double f = metrics::RougeLMax(references[i], outputs[i]).fmeasure;
+      s += f;
+      q.per_example.push_back(100.0 * f);
+    }
+    q.quality = 100.0 * s / outputs.size();
+    return q;
   }
   size_t streams = 0;
   for (const auto& r : references) streams = std::max(streams, r.size());
@@ -122,7 +118,13 @@ double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
     for (size_t r = 0; r < streams; ++r)
       by_stream[r][i] = references[i][std::min(r, references[i].size() - 1)];
   }
-  return metrics::CorpusBleu(outputs, by_stream).score;
+  q.quality = metrics::CorpusBleu(outputs, by_stream).score;
+  return q;
+}
+
+double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
+               const std::vector<std::vector<std::string>>& references) {
+  return Score(metric, outputs, references).quality;
 }
 
 absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokenizer& tok,
@@ -173,8 +175,9 @@ absl::StatusOr<EvalRow> RunMethod(inference::Engine& model, const models::Tokeni
   row.tokens_per_s = decode_ms > 0 ? 1000.0 * steps / decode_ms : 0;
   row.decode_us_per_step = steps > 0 ? 1000.0 * decode_ms / steps : 0;
   row.scheduler_us_per_prompt = prompts.ids.empty() ? 0 : schedule_us / prompts.size();
-  row.quality = Quality(metric, row.outputs, references);
-  row.example_quality = ExampleQuality(metric, row.outputs, references);
+  QualityScores scores = Score(metric, row.outputs, references);
+  row.quality = scores.quality;
+  row.example_quality = std::move(scores.per_example);
   return row;
 }
 

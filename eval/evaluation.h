@@ -72,13 +72,17 @@ absl::StatusOr<std::vector<std::string>> GreedyOutputs(inference::Engine& model,
                                                        int max_new_tokens, int precision = 0);
 
 // Quality of outputs against per-example references: mean over examples of the best Rouge-L F
-// (x100) over an example's references, or corpus BLEU with every reference stream.
+// (x100) over an example's references, or corpus BLEU with every reference stream; and, for
+// Rouge-L, each example's score (empty for BLEU, a corpus-level metric). One Rouge-L per example.
+struct QualityScores {
+  double quality = 0;
+  std::vector<double> per_example;
+};
+QualityScores Score(QualityMetric metric, const std::vector<std::string>& outputs,
+                    const std::vector<std::vector<std::string>>& references);
+// Score(...).quality.
 double Quality(QualityMetric metric, const std::vector<std::string>& outputs,
                const std::vector<std::vector<std::string>>& references);
-// Per-example quality: the best Rouge-L F (x100) over each example's references (Quality is their
-// mean); empty for BLEU, a corpus-level metric.
-std::vector<double> ExampleQuality(QualityMetric metric, const std::vector<std::string>& outputs,
-                                   const std::vector<std::vector<std::string>>& references);
 
 // a - b on the same examples (a paired comparison of two methods): the mean difference and its
 // standard error, sd(a_i - b_i) / sqrt(n) (sample sd, n - 1). n < 2 or unequal sizes: n = 0.

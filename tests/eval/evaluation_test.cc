@@ -84,9 +84,9 @@ TEST(EvaluationTest, QualityAndFitPrompts) {
   EXPECT_NEAR(Quality(QualityMetric::kBleu, {"the cat sat on the mat today"},
                       {{"the cat sat on the mat today"}}),
               100.0, 1e-9);
-  EXPECT_EQ(ExampleQuality(QualityMetric::kRougeL, {"a b", "x y"}, {{"a b"}, {"z w"}}),
+  EXPECT_EQ(Score(QualityMetric::kRougeL, {"a b", "x y"}, {{"a b"}, {"z w"}}).per_example,
             (std::vector<double>{100.0, 0.0}));
-  EXPECT_TRUE(ExampleQuality(QualityMetric::kBleu, {"a b"}, {{"a b"}}).empty());
+  EXPECT_TRUE(Score(QualityMetric::kBleu, {"a b"}, {{"a b"}}).per_example.empty());
   // Paired differences by hand: a - b = {1, 3, 2, 6}: mean 3, sample sd sqrt(14/3), se sd / 2.
   const PairedDifference d = Paired({11, 13, 12, 16}, {10, 10, 10, 10});
   EXPECT_EQ(d.n, 4);
