@@ -834,7 +834,7 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Load(const std::string& 
     impl->parent_bits = ap->parent_bits;
     impl->precision = ap->parent_bits;
   }
-  auto src = models::OpenWeights(model_dir);
+  auto src = models::OpenWeights(model_dir, impl->config);
   if (!src.ok()) return src.status();
   const models::LlamaConfig& c = impl->config;
   Impl& m = *impl;

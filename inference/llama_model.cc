@@ -181,7 +181,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   if (!config.ok()) return config.status();
   auto anyprec = models::LoadAnyprecInfo(model_dir);
   if (!anyprec.ok()) return anyprec.status();
-  auto ck = models::OpenWeights(model_dir);
+  auto ck = models::OpenWeights(model_dir, *config);
   if (!ck.ok()) return ck.status();
   c10::NoGradGuard no_grad;  // not InferenceMode: sensitivities differentiate through these weights
   auto impl = std::make_unique<Impl>();

@@ -146,19 +146,17 @@ namespace {
 
 // The weights and config.json describe the same depth: a file with more layers than
 // num_hidden_layers had its extra layers ignored silently.
-absl::Status CheckLayerCount(const WeightSource& source, const std::string& model_dir) {
-  auto config = LoadLlamaConfig(model_dir);
-  if (!config.ok()) return config.status();
+absl::Status CheckLayerCount(const WeightSource& source, const LlamaConfig& config) {
   constexpr absl::string_view kPrefix = "model.layers.";
   for (const std::string& name : source.Names()) {
     if (!absl::StartsWith(name, kPrefix)) continue;
     const absl::string_view rest = absl::string_view(name).substr(kPrefix.size());
     int layer = 0;
     if (!absl::SimpleAtoi(rest.substr(0, rest.find('.')), &layer)) continue;
-    if (layer >= config->num_hidden_layers) {
+    if (layer >= config.num_hidden_layers) {
       return absl::InvalidArgumentError(
           absl::StrCat(source.description(), ": holds tensor \"", name, "\" of layer ", layer,
-                       ", but the config says num_hidden_layers = ", config->num_hidden_layers,
+                       ", but the config says num_hidden_layers = ", config.num_hidden_layers,
                        " (the weights and the config do not belong together)"));
     }
   }
@@ -186,11 +184,18 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeightsUnchecked(const std::st
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir) {
+absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir,
+                                                          const LlamaConfig& config) {
   auto source = OpenWeightsUnchecked(model_dir);
   if (!source.ok()) return source.status();
-  if (absl::Status st = CheckLayerCount(**source, model_dir); !st.ok()) return st;
+  if (absl::Status st = CheckLayerCount(**source, config); !st.ok()) return st;
   return source;
+}
+
+absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir) {
+  auto config = LoadLlamaConfig(model_dir);
+  if (!config.ok()) return config.status();
+  return OpenWeights(model_dir, *config);
 }
 
 absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source,

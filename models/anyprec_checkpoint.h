@@ -51,7 +51,11 @@ class WeightSource {
 
 // model.safetensors (or shards) if present, else pytorch_model.bin; for a GGUF file (IsGgufPath)
 // its tensors under Hugging Face names, dequantized to F32 (OpenGgufWeights).
+// Both refuse weights holding more layers than the config's num_hidden_layers. The second takes the
+// config the caller already loaded (the first loads it).
 absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir);
+absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir,
+                                                          const LlamaConfig& config);
 
 // Reads module `prefix` (e.g. "model.layers.0.mlp.down_proj") checking every shape against
 // out_features x in_features and the precisions of `info`.

@@ -92,7 +92,7 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
     return absl::InvalidArgumentError(
         absl::StrCat(src_dir, ": already an any-precision checkpoint"));
   }
-  auto src = OpenWeights(src_dir);
+  auto src = OpenWeights(src_dir, *config);
   if (!src.ok()) return src.status();
   const std::string partial = JoinPath(out_dir, ".partial");
   if (auto st = MakeDirs(partial); !st.ok()) return st;
@@ -210,7 +210,7 @@ absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& o
     return absl::InvalidArgumentError(absl::StrCat("RTN bits must be in 1..8, got ", bits));
   auto config = LoadLlamaConfig(src_dir);
   if (!config.ok()) return config.status();
-  auto src = OpenWeights(src_dir);
+  auto src = OpenWeights(src_dir, *config);
   if (!src.ok()) return src.status();
   if (auto st = MakeDirs(out_dir); !st.ok()) return st;
   std::vector<TensorToWrite> out;
