@@ -28,12 +28,6 @@ namespace {
 
 constexpr absl::string_view kTempInfix = ".tmp.";
 
-std::string DirOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 std::string Errno() { return std::strerror(errno); }
 
 // PMPD_CRASH_AT=SUFFIX:STAGE[:N] (see the header): SIGKILL at the N-th commit stage that matches.
@@ -162,7 +156,7 @@ absl::Status AtomicFile::Commit() {
     return absl::InternalError(absl::StrCat(path_, ": cannot rename ", tmp, " into place: ", err));
   }
   MaybeCrash(path_, "renamed");
-  return SyncPath(DirOf(path_));
+  return SyncPath(DirName(path_));
 }
 
 absl::StatusOr<AtomicDirectory> AtomicDirectory::Create(const std::string& path) {
@@ -186,7 +180,7 @@ absl::StatusOr<AtomicDirectory> AtomicDirectory::Create(const std::string& path)
   // A run killed between the two renames of the no-exchange fallback left the previous directory
   // aside: put it back before anything else.
   if (::lstat(p.c_str(), &st) != 0) {
-    const std::string dir = DirOf(p), name = p.substr(p.rfind('/') + 1);
+    const std::string dir = DirName(p), name = p.substr(p.rfind('/') + 1);
     if (DIR* d = ::opendir(dir.c_str())) {
       std::string aside;
       while (dirent* e = ::readdir(d)) {
@@ -251,16 +245,16 @@ absl::Status AtomicDirectory::Commit(const std::function<bool(absl::string_view)
   }
   if (absl::Status st = SyncTree(tmp); !st.ok()) return fail(st);
   std::string previous;  // the replaced tree, deleted once the parent is synced
-  if (!exists) {         // nothing there yet: one rename
+  const bool no_exchange = ::getenv("PMPD_ATOMIC_DIR_NO_EXCHANGE") != nullptr;
+  if (!exists) {  // nothing there yet: one rename
     if (::rename(tmp.c_str(), path_.c_str()) != 0) {
       return fail(absl::InternalError(
           absl::StrCat(path_, ": cannot rename ", tmp, " into place: ", Errno())));
     }
-  } else if (::getenv("PMPD_ATOMIC_DIR_NO_EXCHANGE") == nullptr &&
+  } else if (!no_exchange &&
              ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path_.c_str(), RENAME_EXCHANGE) == 0) {
     previous = tmp;
-  } else if (::getenv("PMPD_ATOMIC_DIR_NO_EXCHANGE") != nullptr || errno == EINVAL ||
-             errno == ENOSYS) {
+  } else if (no_exchange || errno == EINVAL || errno == ENOSYS) {
     // No exchange on this file system: the previous tree aside, then the new one in. A kill
     // between the two renames leaves path absent and NAME.old.XXXXXX beside it, which the next
     // Create on this path puts back.
@@ -288,7 +282,7 @@ absl::Status AtomicDirectory::Commit(const std::function<bool(absl::string_view)
         absl::InternalError(absl::StrCat(path_, ": cannot exchange with ", tmp, ": ", Errno())));
   }
   MaybeCrash(path_, "renamed");
-  if (absl::Status st = SyncPath(DirOf(path_)); !st.ok()) return st;
+  if (absl::Status st = SyncPath(DirName(path_)); !st.ok()) return st;
   // The new tree is in place and durable; failing to delete the old one is not the caller's error.
   if (!previous.empty()) {
     if (absl::Status st = RemoveTree(previous); !st.ok()) {
@@ -298,10 +292,16 @@ absl::Status AtomicDirectory::Commit(const std::function<bool(absl::string_view)
   return absl::OkStatus();
 }
 
+std::string DirName(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  if (slash == absl::string_view::npos) return ".";
+  return slash == 0 ? "/" : std::string(path.substr(0, slash));
+}
+
 absl::Status RemoveStaleTemporaries(const std::string& path) {
   std::string p = path;
   while (p.size() > 1 && p.back() == '/') p.pop_back();
-  const std::string dir = DirOf(p), name = p.substr(p.rfind('/') + 1);
+  const std::string dir = DirName(p), name = p.substr(p.rfind('/') + 1);
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return absl::OkStatus();
   std::vector<std::string> stale;

@@ -95,6 +95,9 @@ class AtomicDirectory {
 // beside it. For a writer starting on `path`; not while another writer of `path` runs.
 absl::Status RemoveStaleTemporaries(const std::string& path);
 
+// The directory part of `path`: "." when it has no '/', "/" for an entry of the root.
+std::string DirName(absl::string_view path);
+
 // Deletes `path` and everything under it (no error when it does not exist; symlinks are removed,
 // never followed).
 absl::Status RemoveTree(const std::string& path);

@@ -959,7 +959,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromTokenizerJson(
     vocab.add_bos = true;
   }
   // tokenizer_config.json beside it: chat template, BOS/EOS names, add_bos_token.
-  const std::string config_path = JoinPath(DirName(path), "tokenizer_config.json");
+  const std::string config_path = JoinPath(base::DirName(path), "tokenizer_config.json");
   if (FileExists(config_path)) {
     auto config = ReadTokenizerConfig(config_path);
     if (!config.ok()) return config.status();

@@ -33,7 +33,4 @@ absl::Status MakeDirs(const std::string& dir);
 
 std::string JoinPath(absl::string_view dir, absl::string_view name);
 
-// The directory part of `path`: "." when it has no '/', "/" for a file in the root.
-std::string DirName(absl::string_view path);
-
 }  // namespace pmpd::models

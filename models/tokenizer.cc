@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
 #include "models/file_util.h"
 #include "models/gguf.h"
 #include "models/gguf_model.h"
@@ -18,7 +19,7 @@ bool IsDirectory(const std::string& path) {
 
 // The chat template of DIR/tokenizer_config.json beside `file`, empty when there is none.
 absl::StatusOr<std::string> ChatTemplateBeside(const std::string& file) {
-  const std::string config = JoinPath(DirName(file), "tokenizer_config.json");
+  const std::string config = JoinPath(base::DirName(file), "tokenizer_config.json");
   if (!FileExists(config)) return std::string();
   auto c = ReadTokenizerConfig(config);
   if (!c.ok()) return c.status();

@@ -56,7 +56,7 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
 absl::Status ExportClassifiers(const std::string& out_dir, const std::string& data_path,
                                const std::vector<TrainResult>& results,
                                const TrainOptions& options) {
-  if (auto st = models::MakeDirs(models::DirName(out_dir)); !st.ok()) return st;
+  if (auto st = models::MakeDirs(base::DirName(out_dir)); !st.ok()) return st;
   auto reader = dataset::KvDatasetReader::Open(data_path);
   if (!reader.ok()) return reader.status();
   auto data_fp = models::FingerprintFile(data_path);
