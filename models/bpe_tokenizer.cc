@@ -16,6 +16,7 @@
 #include "models/bpe_tokenizer.h"
 
 #include "base/atomic_file.h"
+#include "base/json_integer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -867,11 +868,23 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromTokenizerJson(
     vocab.ignore_merges = BoolField(model, "ignore_merges", false);
     // Tokens: the model vocabulary, then the added tokens by id.
     std::vector<std::pair<int, std::string>> by_id;
-    for (const auto& [token, id] : model.at("vocab").items())
-      by_id.emplace_back(id.get<int>(), token);
+    // Ids read wide and range-checked (get<int>() of 1e300 is undefined behaviour, of 2^32 + 7 is
+    // 7; found by fuzz/tokenizer_json_fuzzer).
+    auto token_id = [&](const json& id, const std::string& token) -> absl::StatusOr<int> {
+      if (auto v = base::JsonInteger(id, 0, (int64_t{1} << 31) - 1)) return static_cast<int>(*v);
+      return absl::InvalidArgumentError(absl::StrCat(path, ": token \"", token, "\" has id ",
+                                                     id.dump(), ", not an integer in [0, 2^31)"));
+    };
+    for (const auto& [token, id] : model.at("vocab").items()) {
+      auto v = token_id(id, token);
+      if (!v.ok()) return v.status();
+      by_id.emplace_back(*v, token);
+    }
     const json added = j.value("added_tokens", json::array());
     for (const json& a : added) {
-      by_id.emplace_back(a.at("id").get<int>(), a.at("content").get<std::string>());
+      auto v = token_id(a.at("id"), a.at("content").get<std::string>());
+      if (!v.ok()) return v.status();
+      by_id.emplace_back(*v, a.at("content").get<std::string>());
       for (const char* key : {"single_word", "lstrip", "rstrip"}) {
         if (BoolField(a, key, false)) {
           return Unsupported(path, absl::StrCat("added token \"", a["content"].get<std::string>(),
@@ -880,9 +893,13 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromTokenizerJson(
       }
     }
     int max_id = -1;
-    for (const auto& [id, token] : by_id) {
-      if (id < 0) return absl::InvalidArgumentError(absl::StrCat(path, ": negative token id ", id));
-      max_id = std::max(max_id, id);
+    for (const auto& [id, token] : by_id) max_id = std::max(max_id, id);
+    // Every id below the largest must be used (checked below), so the largest is below the count:
+    // checked first, so that one id of 2^31 - 1 cannot allocate 2^31 strings.
+    if (max_id >= static_cast<int64_t>(by_id.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": token id ", max_id, " with only ",
+                                                     by_id.size(),
+                                                     " tokens: the ids are not 0..n-1"));
     }
     vocab.tokens.assign(max_id + 1, std::string());
     std::vector<bool> seen(max_id + 1, false);
@@ -895,7 +912,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromTokenizerJson(
         return absl::InvalidArgumentError(absl::StrCat(path, ": no token has id ", id));
     }
     for (const json& a : added) {
-      vocab.added_ids.push_back(a.at("id").get<int>());
+      vocab.added_ids.push_back(static_cast<int>(*base::JsonInteger(a.at("id"), 0, max_id)));
       vocab.added_special.push_back(BoolField(a, "special", false));
     }
     for (const json& merge : model.at("merges")) {

@@ -11,7 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "base/atomic_file.h"
+#include "base/json_integer.h"
 #include "inference/sampler.h"
 #include "kernels/check.h"
 #include "kernels/half.h"
@@ -90,9 +92,17 @@ absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
   return spec;
 }
 
-absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& path) {
+absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& path, int high,
+                                                          int low) {
   auto f = models::SafetensorsFile::Open(path);
   if (!f.ok()) return f.status();
+  const auto& meta = (*f)->metadata();
+  if (auto it = meta.find("pair");
+      high > 0 && it != meta.end() && it->second != absl::StrCat(high, "_", low)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": holds the classifier of pair ", absl::StrReplaceAll(it->second, {{"_", "->"}}),
+        ", but it is listed for ", high, "->", low, " (files swapped or renamed?)"));
+  }
   ClassifierState state;
   for (const auto& [name, view] : (*f)->tensors()) {
     auto t = ToClassifierTensor(name, view.dtype, view.shape, view.data, view.nbytes, path);
@@ -102,7 +112,8 @@ absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& pat
   return state;
 }
 
-absl::Status WriteClassifierSafetensors(const std::string& path, const ClassifierState& state) {
+absl::Status WriteClassifierSafetensors(const std::string& path, const ClassifierState& state,
+                                        int high, int low) {
   std::vector<models::TensorToWrite> tensors;
   for (const auto& [name, t] : state) {
     models::TensorToWrite w;
@@ -112,8 +123,10 @@ absl::Status WriteClassifierSafetensors(const std::string& path, const Classifie
     w.bytes.assign(reinterpret_cast<const char*>(t.values.data()), t.values.size() * sizeof(float));
     tensors.push_back(std::move(w));
   }
-  return models::WriteSafetensors(
-      path, tensors, {{"format", "pmpd-kv-classifier"}, {"architecture", kReferenceArchitecture}});
+  return models::WriteSafetensors(path, tensors,
+                                  {{"format", "pmpd-kv-classifier"},
+                                   {"architecture", kReferenceArchitecture},
+                                   {"pair", absl::StrCat(high, "_", low)}});
 }
 
 absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& path) {
@@ -235,13 +248,38 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
     m.model_fingerprint = j.value("model_fingerprint", "");
     for (const auto& p : j.at("pairs")) {
       ClassifierPairInfo info;
-      info.high = p.at("high").get<int>();
-      info.low = p.at("low").get<int>();
+      // Integers read wide and range-checked: get<int>() of 1e300 is undefined behaviour and of
+      // 2^32 + 5 is 5 (issue 17, found by fuzz/classifier_fuzzer).
+      auto integer = [&](const nlohmann::json& v, const char* key, int64_t lo,
+                         int64_t hi) -> absl::StatusOr<int64_t> {
+        if (auto x = base::JsonInteger(v, lo, hi)) return *x;
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ": \"", key, "\" ", v.dump(), " is not an integer in [", lo, ", ", hi, "]"));
+      };
+      auto field = [&](const char* key, int64_t lo, int64_t hi) {
+        return integer(p.at(key), key, lo, hi);
+      };
+      auto high = field("high", 1, 64), low = field("low", 1, 64);
+      auto kv_heads = field("kv_heads", 1, 1 << 16), head_dim = field("head_dim", 1, 1 << 16);
+      auto num_classes = field("num_classes", 2, 1 << 16);
+      for (const auto* v : {&high, &low, &kv_heads, &head_dim, &num_classes}) {
+        if (!v->ok()) return v->status();
+      }
+      info.high = static_cast<int>(*high);
+      info.low = static_cast<int>(*low);
       info.file = p.at("file").get<std::string>();
-      info.candidate_steps = p.at("candidate_steps").get<std::vector<int64_t>>();
-      info.spec.kv_heads = p.at("kv_heads").get<int64_t>();
-      info.spec.head_dim = p.at("head_dim").get<int64_t>();
-      info.spec.num_classes = p.at("num_classes").get<int64_t>();
+      if (!p.at("candidate_steps").is_array()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": \"candidate_steps\" must be an array of step numbers"));
+      }
+      for (const auto& step : p.at("candidate_steps")) {
+        auto s = integer(step, "candidate_steps", 0, int64_t{1} << 20);
+        if (!s.ok()) return s.status();
+        info.candidate_steps.push_back(*s);
+      }
+      info.spec.kv_heads = *kv_heads;
+      info.spec.head_dim = *head_dim;
+      info.spec.num_classes = *num_classes;
       info.spec.dropout = p.value("dropout", 0.1);
       info.metrics_json = p.contains("metrics") ? p["metrics"].dump() : "{}";
       if (info.file.empty() || info.file == "." || info.file == ".." ||
@@ -251,8 +289,7 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
                          "\": it must be a file name inside the classifier directory"));
       }
       for (size_t i = 0; i < info.candidate_steps.size(); ++i) {
-        if (info.candidate_steps[i] < 0 || info.candidate_steps[i] > (int64_t{1} << 20) ||
-            (i > 0 && info.candidate_steps[i] <= info.candidate_steps[i - 1])) {
+        if (i > 0 && info.candidate_steps[i] <= info.candidate_steps[i - 1]) {
           return absl::InvalidArgumentError(absl::StrCat(
               path, ": pair ", info.high, "->", info.low,
               " has candidate steps that are not increasing non-negative step numbers"));
@@ -430,7 +467,7 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
             absl::StrJoin(have, ", "), "); train one with pmpd-train --precisions matching"));
       }
       file = models::JoinPath(o.classifier_dir, it->file);
-      state = ReadClassifierSafetensors(file);
+      state = ReadClassifierSafetensors(file, hi, lo);
       pair.candidate_steps = it->candidate_steps;
       manifest_spec = it->spec;
     } else {

@@ -35,9 +35,14 @@ using ClassifierState = std::map<std::string, ClassifierTensor>;
 // Errors name `source` (a file) and the offending key.
 absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
                                                const std::string& source);
-absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& path);
-absl::Status WriteClassifierSafetensors(const std::string& path,
-                                        const ClassifierState& state);  // atomic
+// A classifier file of pair high -> low. The writer records the pair in the file's metadata
+// ("pair": "5_4"); the reader, given the pair the caller expects (high > 0), refuses a file
+// recorded for another pair (e.g. two files swapped in a directory). Files without the entry
+// (written before it existed) are read as they are.
+absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& path, int high = 0,
+                                                          int low = 0);
+absl::Status WriteClassifierSafetensors(const std::string& path, const ClassifierState& state,
+                                        int high, int low);  // atomic
 // The reference's torch.save(state_dict) file (zip + pickle; read without LibTorch). Keys that are
 // not part of the architecture are ignored, as the reference's loader does.
 absl::StatusOr<ClassifierState> ReadReferenceClassifierPt(const std::string& path);

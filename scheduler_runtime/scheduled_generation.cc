@@ -36,19 +36,36 @@ absl::Status CheckPrecisionRange(int min_bits, int max_bits, const std::vector<i
   return absl::OkStatus();
 }
 
+namespace {
+int PrefillPrecision(const ScheduledGenerationOptions& options, const PrecisionScheduler& s) {
+  return options.prefill_precision > 0 ? options.prefill_precision : s.precisions().front();
+}
+}  // namespace
+
+absl::Status CheckScheduledGeneration(const inference::Engine& engine,
+                                      absl::Span<const int> prompt_ids,
+                                      const ScheduledGenerationOptions& options,
+                                      const PrecisionScheduler* scheduler) {
+  if (scheduler != nullptr) {
+    std::vector<int> needed = scheduler->precisions();
+    needed.push_back(PrefillPrecision(options, *scheduler));
+    if (auto st = CheckPrecisionRange(engine.min_precision(), engine.max_precision(), needed);
+        !st.ok())
+      return st;
+  }
+  return inference::CheckGeneration(engine, prompt_ids, options.generation);
+}
+
 absl::StatusOr<ScheduledGenerationResult> GenerateScheduled(
     inference::Engine& engine, absl::Span<const int> prompt_ids,
     const ScheduledGenerationOptions& options, PrecisionScheduler* scheduler,
     const std::function<void(int, int)>& on_token) {
   ScheduledGenerationResult r;
   inference::GenerationHooks hooks;
+  if (auto st = CheckScheduledGeneration(engine, prompt_ids, options, scheduler); !st.ok())
+    return st;
   if (scheduler != nullptr) {
-    std::vector<int> needed = scheduler->precisions();
-    const int prefill = options.prefill_precision > 0 ? options.prefill_precision : needed.front();
-    needed.push_back(prefill);
-    if (auto st = CheckPrecisionRange(engine.min_precision(), engine.max_precision(), needed);
-        !st.ok())
-      return st;
+    const int prefill = PrefillPrecision(options, *scheduler);
     scheduler->Reset();
     if (auto st = engine.SetPrecision(prefill); !st.ok()) return st;
     hooks.after_prefill = [&]() -> absl::Status {

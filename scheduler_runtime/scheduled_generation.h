@@ -35,6 +35,13 @@ double AverageBits(const std::vector<int>& precisions);
 absl::Status CheckPrecisionRange(int min_bits, int max_bits, const std::vector<int>& precisions,
                                  const std::string& model_dir = "");
 
+// Everything GenerateScheduled checks before it generates (CheckGeneration, and every precision
+// the scheduler may use, the prefill's included, held by the engine), without generating.
+absl::Status CheckScheduledGeneration(const inference::Engine& engine,
+                                      absl::Span<const int> prompt_ids,
+                                      const ScheduledGenerationOptions& options,
+                                      const PrecisionScheduler* scheduler);
+
 // PMPD generation on any engine, through inference::Generate (the one loop): resets the engine and
 // the scheduler, prefills at options.prefill_precision (0: the scheduler's highest), hands the
 // scheduler the prefill cache (a view, KvView: no copy) and lets it choose the precision of every

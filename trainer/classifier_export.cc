@@ -78,7 +78,7 @@ absl::Status ExportClassifiers(const std::string& out_dir, const std::string& da
     p.spec = r.spec;
     p.metrics_json = MetricsJson(r, options);
     if (auto st = scheduler::WriteClassifierSafetensors(models::JoinPath(dir->temp_path(), p.file),
-                                                        r.state);
+                                                        r.state, p.high, p.low);
         !st.ok()) {
       return st;
     }

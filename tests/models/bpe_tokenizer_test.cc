@@ -374,6 +374,14 @@ TEST(BpeTokenizerTest, UnsupportedTokenizerJsonIsAClearError) {
        },
        "after the text"},
       {"not json", [](nlohmann::json& j) { j = "just a string"; }, "malformed tokenizer.json"},
+      // Issue 17, found by fuzz/tokenizer_json_fuzzer: a float id was undefined behaviour in
+      // get<int>(), 2^32 + 7 wrapped to 7, and one id of 2^31 - 1 allocated 2^31 strings.
+      {"float id", [](nlohmann::json& j) { j["model"]["vocab"]["ab"] = 1e300; },
+       "token \"ab\" has id 1e+300, not an integer in [0, 2^31)"},
+      {"wide id", [](nlohmann::json& j) { j["model"]["vocab"]["ab"] = 4294967303; },
+       "token \"ab\" has id 4294967303"},
+      {"huge id", [](nlohmann::json& j) { j["model"]["vocab"]["ab"] = 2147483647; },
+       "token id 2147483647 with only 257 tokens"},
   };
   for (const Case& c : cases) {
     nlohmann::json j = MinimalTokenizerJson();

@@ -160,7 +160,17 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
            {[](nlohmann::json& j) {
               j["pairs"][0]["candidate_steps"] = {-1, 10, 20};
             },
-            "not increasing non-negative step numbers"}}) {
+            "\"candidate_steps\" -1 is not an integer in [0, 1048576]"},
+           // Found by fuzz/classifier_fuzzer (UBSan: float-to-int overflow in get<int>()), and
+           // 2^32 + 1 heads narrowed to 1.
+           {[](nlohmann::json& j) { j["pairs"][0]["high"] = 1e300; },
+            "\"high\" 1e+300 is not an integer in [1, 64]"},
+           {[](nlohmann::json& j) { j["pairs"][0]["kv_heads"] = 4294967297; },
+            "\"kv_heads\" 4294967297 is not an integer in [1, 65536]"},
+           {[](nlohmann::json& j) {
+              j["pairs"][0]["candidate_steps"] = {0, 2.5, 20};
+            },
+            "\"candidate_steps\" 2.5 is not an integer"}}) {
     auto j = nlohmann::json::parse(good);
     edit(j);
     testing::WriteFile(dir + "/manifest.json", j.dump());
@@ -180,7 +190,23 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
               std::string::npos)
         << sched.status();
   }
+  {  // the two pairs' files swapped in the manifest (same shapes, so nothing else notices)
+    auto j = nlohmann::json::parse(good);
+    std::swap(j["pairs"][0]["file"], j["pairs"][1]["file"]);
+    testing::WriteFile(dir + "/manifest.json", j.dump());
+    auto sched =
+        scheduler::MakeLearnedScheduler(scheduler::LearnedSchedulerOptions{dir, {4, 3, 2}, 0, 0});
+    ASSERT_FALSE(sched.ok());
+    EXPECT_NE(sched.status().message().find(
+                  "classifier_3_2.safetensors: holds the classifier of pair 3->2, but it is listed "
+                  "for 4->3 (files swapped or renamed?)"),
+              std::string::npos)
+        << sched.status();
+  }
   testing::WriteFile(dir + "/manifest.json", good);
+  ASSERT_TRUE(
+      scheduler::MakeLearnedScheduler(scheduler::LearnedSchedulerOptions{dir, {4, 3, 2}, 0, 0})
+          .ok());
   // NaN weights were accepted and switched at step 0 on every prompt: now refused by name.
   scheduler::ClassifierState nan_state = results[0].state;
   nan_state.begin()->second.values[0] = std::nanf("");
