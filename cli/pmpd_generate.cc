@@ -150,6 +150,47 @@ int Run() {
   } else {
     prompt_ids = (*tok)->Encode(prompt, /*add_bos=*/true);
   }
+  // Every check before the prompt is echoed: a bad flag must not leave half an answer on stdout.
+  std::unique_ptr<scheduler::PrecisionScheduler> sched;
+  std::vector<int> legend;  // precisions of the schedule, for the color legend
+  scheduler::ScheduledGenerationOptions sopt;
+  sopt.generation = opt;
+  if (!absl::GetFlag(FLAGS_precisions).empty()) {
+    auto precisions =
+        scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 1, "--precisions");
+    if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
+    absl::StatusOr<std::unique_ptr<scheduler::PrecisionScheduler>> made;
+    if (absl::GetFlag(FLAGS_scheduler) == "static") {
+      auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
+      if (!steps.ok()) return cli::Fail(kProgram, steps.status());
+      made = scheduler::MakeStaticScheduler(*precisions, *steps);
+    } else if (absl::GetFlag(FLAGS_scheduler) == "learned") {
+      if (absl::GetFlag(FLAGS_classifier).empty()) {
+        return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                       "--scheduler learned needs --classifier DIR (pmpd-train)"));
+      }
+      scheduler::LearnedSchedulerOptions lo;
+      lo.classifier_dir = absl::GetFlag(FLAGS_classifier);
+      lo.precisions = *precisions;
+      lo.kv_heads = engine.config().num_key_value_heads;
+      lo.head_dim = engine.config().head_dim;
+      lo.device = inference::DeviceName(
+          engine.device());  // where the engine runs: its KV cache is read in place
+      made = scheduler::MakeLearnedScheduler(lo);
+    } else {
+      return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                     absl::StrCat("--scheduler ", absl::GetFlag(FLAGS_scheduler),
+                                                  ": expected static or learned")));
+    }
+    if (!made.ok()) return cli::Fail(kProgram, made.status());
+    sched = std::move(*made);
+    legend = *precisions;
+    sopt.prefill_precision = absl::GetFlag(FLAGS_prefill_precision);
+  }
+  if (auto st = scheduler::CheckScheduledGeneration(engine, prompt_ids, sopt, sched.get());
+      !st.ok())
+    return cli::Fail(kProgram, st);
+
   models::IncrementalDetokenizer detok(**tok, prompt_ids);
   const std::string color_flag = absl::GetFlag(FLAGS_color);
   if (color_flag != "auto" && color_flag != "always" && color_flag != "never") {
@@ -181,62 +222,16 @@ int Run() {
   std::vector<int> token_precisions;
   double avg_bits = 0, schedule_us = 0;
   std::string schedule;
-  std::vector<int> legend;  // precisions of the schedule, for the color legend
-  if (!absl::GetFlag(FLAGS_precisions).empty()) {
-    auto precisions =
-        scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 1, "--precisions");
-    if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
-    absl::StatusOr<std::unique_ptr<scheduler::PrecisionScheduler>> sched;
-    if (absl::GetFlag(FLAGS_scheduler) == "static") {
-      auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
-      if (!steps.ok()) return cli::Fail(kProgram, steps.status());
-      sched = scheduler::MakeStaticScheduler(*precisions, *steps);
-    } else if (absl::GetFlag(FLAGS_scheduler) == "learned") {
-      if (absl::GetFlag(FLAGS_classifier).empty()) {
-        return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                       "--scheduler learned needs --classifier DIR (pmpd-train)"));
-      }
-      scheduler::LearnedSchedulerOptions lo;
-      lo.classifier_dir = absl::GetFlag(FLAGS_classifier);
-      lo.precisions = *precisions;
-      lo.kv_heads = engine.config().num_key_value_heads;
-      lo.head_dim = engine.config().head_dim;
-      lo.device = inference::DeviceName(
-          engine.device());  // where the engine runs: its KV cache is read in place
-      sched = scheduler::MakeLearnedScheduler(lo);
-    } else {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                     absl::StrCat("--scheduler ", absl::GetFlag(FLAGS_scheduler),
-                                                  ": expected static or learned")));
-    }
-    if (!sched.ok()) return cli::Fail(kProgram, sched.status());
-    schedule = (*sched)->Describe();
-    legend = *precisions;
-    scheduler::ScheduledGenerationOptions sopt;
-    sopt.generation = opt;
-    sopt.prefill_precision = absl::GetFlag(FLAGS_prefill_precision);
-    auto r = scheduler::GenerateScheduled(engine, prompt_ids, sopt, sched->get(), show);
-    if (!r.ok()) {
-      result = r.status();
-    } else {
-      result = r->generation;
-      token_precisions = r->token_precisions;
-      avg_bits = r->avg_bits;
-      schedule_us = r->schedule_us;
-      schedule = (*sched)->Describe();  // the learned scheduler names its predicted steps now
-    }
+  auto r = scheduler::GenerateScheduled(engine, prompt_ids, sopt, sched.get(),
+                                        [&](int id, int p) { show(id, sched ? p : 0); });
+  if (!r.ok()) {
+    result = r.status();
   } else {
-    scheduler::ScheduledGenerationOptions sopt;
-    sopt.generation = opt;
-    auto r = scheduler::GenerateScheduled(engine, prompt_ids, sopt, nullptr,
-                                          [&](int id, int) { show(id, 0); });
-    if (r.ok()) {
-      result = r->generation;
-      token_precisions = r->token_precisions;
-      avg_bits = r->avg_bits;
-    } else {
-      result = r.status();
-    }
+    result = r->generation;
+    token_precisions = r->token_precisions;
+    avg_bits = r->avg_bits;
+    schedule_us = r->schedule_us;
+    if (sched) schedule = sched->Describe();  // the learned scheduler names its predicted steps now
   }
   if (!result.ok()) {
     if (!json) std::cout << "\n";

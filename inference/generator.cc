@@ -14,10 +14,8 @@ bool IsStopToken(const GenerationOptions& options, absl::Span<const int> eos_tok
          std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end();
 }
 
-absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> prompt_ids,
-                                          const GenerationOptions& options,
-                                          const std::function<void(int)>& on_token,
-                                          const GenerationHooks& hooks) {
+absl::Status CheckGeneration(const Engine& model, absl::Span<const int> prompt_ids,
+                             const GenerationOptions& options) {
   if (auto st = ValidateSamplingOptions(options.sampling); !st.ok()) return st;
   if (options.max_new_tokens < 0) {
     return absl::InvalidArgumentError(
@@ -32,6 +30,14 @@ absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> p
         model.device() == Device::kCuda ? " tokens (the CUDA engine's KV cache size)"
                                         : " tokens (max_position_embeddings in config.json)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> prompt_ids,
+                                          const GenerationOptions& options,
+                                          const std::function<void(int)>& on_token,
+                                          const GenerationHooks& hooks) {
+  if (auto st = CheckGeneration(model, prompt_ids, options); !st.ok()) return st;
   const auto& eos = model.config().eos_token_ids;
   GenerationResult r;
   r.prompt_ids.assign(prompt_ids.begin(), prompt_ids.end());
@@ -56,7 +62,7 @@ absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> p
       break;
     }
     if (static_cast<int>(r.new_ids.size()) == options.max_new_tokens) break;
-    if (model.cache_len() >= ctx) {
+    if (model.cache_len() >= model.max_context()) {
       r.finish_reason = "context";
       break;
     }

@@ -54,6 +54,12 @@ struct GenerationHooks {
   std::function<absl::Status(int step, absl::Span<const float> logits)> before_step;
 };
 
+// What Generate refuses before it touches the engine: sampling options out of range, a negative
+// --max-new-tokens, an empty prompt, a prompt that leaves no room in the context. Callers that
+// print something first (a CLI echoing the prompt) check here before printing. Cost: none.
+absl::Status CheckGeneration(const Engine& model, absl::Span<const int> prompt_ids,
+                             const GenerationOptions& options);
+
 // Resets the engine's cache and generates from `prompt_ids` at the engine's current precision
 // (hooks may change it). `on_token` (may be empty) is called with each new id as soon as it is
 // chosen. Fails when the prompt is empty or does not fit the context.

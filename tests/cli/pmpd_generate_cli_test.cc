@@ -145,13 +145,21 @@ TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
     SCOPED_TRACE("prompt longer than the context");
     std::string long_prompt;
     for (int i = 0; i < 40; ++i) long_prompt += "the cat sat on the mat ";
-    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good, " --prompt '", long_prompt, "'")),
-                       "does not leave room in the model's context of 16");
+    const auto r = RunGenerate(absl::StrCat("--model ", good, " --prompt '", long_prompt, "'"));
+    ExpectCleanFailure(r, "does not leave room in the model's context of 16");
+    EXPECT_EQ(r.out, "") << "issue 17: refused before the prompt is echoed";
   }
   {
-    SCOPED_TRACE("bad sampling flag");
-    ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", good, " --prompt hi --top-p 2")),
-                       "--top-p must be in (0, 1]");
+    SCOPED_TRACE("bad sampling and schedule flags (issue 17: checked after the prompt was echoed)");
+    auto r = RunGenerate(absl::StrCat("--model ", good, " --prompt hi --top-p 2"));
+    ExpectCleanFailure(r, "--top-p must be in (0, 1]");
+    EXPECT_EQ(r.out, "");
+    r = RunGenerate(absl::StrCat("--model ", good, " --prompt hi --precisions 4,3 --scheduler x"));
+    ExpectCleanFailure(r, "--scheduler x: expected static or learned");
+    EXPECT_EQ(r.out, "");
+    r = RunGenerate(absl::StrCat("--model ", good, " --prompt hi --precisions 4,3"));
+    ExpectCleanFailure(r, "precision");
+    EXPECT_EQ(r.out, "") << "a plain model has no precisions 4 and 3";
   }
   const std::string model_st = ReadFile(good + "/model.safetensors");
   const std::string config = ReadFile(good + "/config.json");
