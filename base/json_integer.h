@@ -15,7 +15,8 @@ namespace pmpd::base {
 inline std::optional<int64_t> JsonInteger(const nlohmann::json& v, int64_t lo, int64_t hi) {
   if (v.is_number_unsigned()) {
     const uint64_t u = v.get<uint64_t>();
-    if (hi < 0 || u > static_cast<uint64_t>(hi) || static_cast<int64_t>(u) < lo) return std::nullopt;
+    if (hi < 0 || u > static_cast<uint64_t>(hi) || static_cast<int64_t>(u) < lo)
+      return std::nullopt;
     return static_cast<int64_t>(u);
   }
   if (v.is_number_integer()) {

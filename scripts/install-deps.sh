@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of pmpd on Debian 12, idempotently. Run as root.
-#   Debian: compiler, CMake, Ninja, Abseil, GoogleTest, sentencepiece, PCRE2, ICU, nlohmann-json, HDF5, zlib.
+#   Debian: compiler, CMake, Ninja, Abseil, GoogleTest, sentencepiece, PCRE2, ICU, nlohmann-json, HDF5, zlib;
+#   clang with its runtimes (libFuzzer, ASan, UBSan) for scripts/test-sanitized.sh.
 #   LibTorch: from PyPI's torch==2.11.0 wheel (the same version as the GPU machine). If the default
 #   python3 already has it, that one is used; otherwise a virtual environment is made at
 #   $PMPD_VENV (default ~/.cache/pmpd/venv) so it survives fresh clones.
@@ -22,7 +23,7 @@ apt_packages=(build-essential cmake ninja-build ccache pkg-config git
               libabsl-dev libgtest-dev libgmock-dev libsentencepiece-dev libpcre2-dev libicu-dev
               nlohmann-json3-dev
               libhdf5-dev hdf5-tools zlib1g-dev python3 python3-venv python3-pip python3-h5py
-              clang-format)
+              clang-format clang libclang-rt-14-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
