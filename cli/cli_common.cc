@@ -45,11 +45,29 @@ std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional
     for (size_t k = 2; k < end; ++k) {
       if (a[k] == '-') a[k] = '_';
     }
-    // "--prompt --my-dog": the next word is this flag's value, not a flag: leave it as written.
-    if (end == a.size()) {
-      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(a.substr(2));
-      if (flag != nullptr && !flag->IsOfType<bool>()) ++i;
+    // An unknown flag gets our one-line error, not Abseil's "ERROR: Unknown command line flag"
+    // (issue 17). Bool flags may be negated as --noNAME.
+    const std::string name = a.substr(2, end - 2);
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && name.compare(0, 2, "no") == 0) {
+      const absl::CommandLineFlag* negated = absl::FindCommandLineFlag(name.substr(2));
+      if (negated != nullptr && negated->IsOfType<bool>()) flag = negated;
     }
+    // Abseil's own flags (--help, --flagfile, ...) are handled by ParseCommandLine.
+    static const char* const kBuiltin[] = {"help",      "helpfull", "helpshort",  "helppackage",
+                                           "helpmatch", "helpon",   "version",    "only_check_args",
+                                           "flagfile",  "fromenv",  "tryfromenv", "undefok"};
+    const bool builtin =
+        std::find(std::begin(kBuiltin), std::end(kBuiltin), name) != std::end(kBuiltin);
+    if (flag == nullptr && !builtin) {
+      std::string program = argc > 0 ? argv[0] : "pmpd";
+      program = program.substr(program.rfind('/') + 1);
+      std::fprintf(stderr, "%s: error: unknown flag --%s (see --help)\n", program.c_str(),
+                   name.c_str());
+      std::exit(2);
+    }
+    // "--prompt --my-dog": the next word is this flag's value, not a flag: leave it as written.
+    if (end == a.size() && flag != nullptr && !flag->IsOfType<bool>()) ++i;
   }
   std::vector<char*> args;
   for (auto& s : storage) args.push_back(s.data());

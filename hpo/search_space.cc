@@ -289,6 +289,11 @@ absl::StatusOr<SearchSpace> SearchSpace::FromFile(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open the search space file"));
   std::stringstream text;
   text << in.rdbuf();
+  // nlohmann's parser stops at a NUL byte, so '{...}\0garbage' would be accepted (issue 17).
+  if (const size_t nul = text.str().find('\0'); nul != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": a NUL byte at offset ", nul, " (not a JSON text file)"));
+  }
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text.str());

@@ -93,6 +93,16 @@ TEST(PmpdGenerateCliTest, FlagValuesAreLiteralAndStrayWordsAreRefused) {
   ExpectCleanFailure(stray, "pmpd-generate", "unexpected argument \"upon\"");
   EXPECT_EQ(stray.exit_code, 2);
   EXPECT_EQ(stray.out, "");
+  // Issue 17 (scripts/redteam.py): an unknown flag gave Abseil's "ERROR: Unknown command line
+  // flag" instead of the tool's one-line error.
+  const RunResult unknown =
+      RunGenerate(absl::StrCat("--model ", dir, " --prompt hi --frobnicate-it 1"));
+  ExpectCleanFailure(unknown, "pmpd-generate", "unknown flag --frobnicate_it (see --help)");
+  EXPECT_EQ(unknown.exit_code, 2);
+  // Negated bool flags still work.
+  EXPECT_EQ(RunGenerate(absl::StrCat("--model ", dir, " --prompt hi --max-new-tokens 1 --nojson"))
+                .exit_code,
+            0);
 }
 
 TEST(PmpdGenerateCliTest, SamplingIsSeeded) {

@@ -10,6 +10,19 @@ namespace {
 using ::pmpd::testing::MakeTempDir;
 using ::pmpd::testing::WriteFile;
 
+// Issue 17 (scripts/redteam.py): a valid space followed by "\0garbage" was accepted (the JSON
+// parser stops at the NUL).
+TEST(SearchSpaceTest, AFileHoldingANulByteIsRefused) {
+  const std::string path = MakeTempDir("hpo_space_nul") + "/space.json";
+  WriteFile(path,
+            std::string(R"({"params": [{"name": "x", "type": "float", "low": 0, "high": 1}]})") +
+                std::string("\0garbage", 8));
+  absl::StatusOr<SearchSpace> space = SearchSpace::FromFile(path);
+  ASSERT_FALSE(space.ok());
+  EXPECT_NE(space.status().message().find(path + ": a NUL byte at offset 65"), std::string::npos)
+      << space.status();
+}
+
 TEST(SearchSpaceTest, ReadsEveryKindFromJsonAndWritesItBack) {
   const std::string dir = MakeTempDir("hpo_space");
   const std::string path = dir + "/space.json";
