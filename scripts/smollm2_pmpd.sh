@@ -45,11 +45,14 @@ PARALLEL_EVAL=${PARALLEL_EVAL:-0}  # 1: the tasks are evaluated by concurrent pr
 CLASSIFIERS=${CLASSIFIERS:-}       # eval: these classifiers (default: the tuned ones, else the trained ones)
 LEARNED_CALIBRATION=${LEARNED_CALIBRATION:-static-bits}  # eval: pmpd-eval --calibrate-learned
 EVAL_TAG=${EVAL_TAG:-}             # eval: outputs eval$EVAL_TAG-<task>* (several evaluations in one WORK)
+EVAL_METHODS=${EVAL_METHODS:-uniform,static,learned,learned-sweep}  # eval: pmpd-eval --methods
+TRAIN_FLAGS=${TRAIN_FLAGS:-}       # train: extra pmpd-train flags (e.g. "--balance none")
+CLS_OUT=${CLS_OUT:-}               # train: output directory (default: $WORK/classifiers)
 
 mkdir -p "$WORK"
 ap="$WORK/anyprec-s${SEED_P}p${PARENT_P}"
 data="$WORK/gen-data.h5"
-cls="$WORK/classifiers"
+cls="${CLS_OUT:-$WORK/classifiers}"
 tuned="$WORK/tuned"
 timing="$WORK/timing.txt"
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
@@ -115,7 +118,7 @@ fi
 
 if has train; then
   run_stage train "$BIN/pmpd-train" --data "$data" --precisions "$LADDER" --out "$cls" --label-tolerance "$LABEL_TOL" \
-    --test-fraction "$TEST_FRACTION" --json >"$WORK/train.json" 2>"$WORK/train.log"
+    --test-fraction "$TEST_FRACTION" $TRAIN_FLAGS --json >"$WORK/train$EVAL_TAG.json" 2>"$WORK/train$EVAL_TAG.log"
 fi
 
 if has tune; then
@@ -134,7 +137,7 @@ if has eval; then
   # rows give its whole quality-vs-bits curve on the test prompts.
   eval_task() {
     "$BIN/pmpd-eval" --model "$ap" --task "$1" --shared-dir "$SHARED" --n "$EVAL_N" --max-new-tokens "$NEW" \
-      --precisions "$LADDER" --methods uniform,static,learned,learned-sweep --calibrate-static \
+      --precisions "$LADDER" --methods "$EVAL_METHODS" --calibrate-static \
       --calibrate-learned "$LEARNED_CALIBRATION" --calib-n "$CALIB_N" --epsilon "$EPSILON" --classifier "$best" \
       --reference both --device "$DEVICE" --out "$WORK/eval$EVAL_TAG-$1" --json \
       >"$WORK/eval$EVAL_TAG-$1.json" 2>"$WORK/eval$EVAL_TAG-$1.log"
