@@ -11,10 +11,12 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/atomic_file.h"
+#include "base/json_integer.h"
 #include "dataset/kv_dataset.h"
 #include "models/file_util.h"
 #include "models/model_fingerprint.h"
@@ -109,9 +111,16 @@ nlohmann::json EpochJson(const EpochMetrics& e) {
           {"val_macro_f1", e.val.macro_f1},
           {"confusion", e.val.confusion}};
 }
+// An integer of a checkpoint's metadata, range-checked (a float or a wide value would be undefined
+// behaviour or wrap in get<int>()); throws, as the rest of the metadata reading does.
+int MetaInt(const nlohmann::json& j, const char* key) {
+  if (auto v = base::JsonInteger(j.at(key), 0, int64_t{1} << 30)) return static_cast<int>(*v);
+  throw std::runtime_error(absl::StrCat("\"", key, "\" is not a small non-negative integer"));
+}
+
 EpochMetrics EpochFromJson(const nlohmann::json& j) {
   EpochMetrics e;
-  e.epoch = j.at("epoch");
+  e.epoch = MetaInt(j, "epoch");
   e.train_loss = j.at("train_loss");
   e.val_loss = j.at("val_loss");
   e.seconds = j.at("seconds");
@@ -267,15 +276,19 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
         best->load(b);
         opt.load(op);
         for (const auto& e : meta.at("epochs")) result.epochs.push_back(EpochFromJson(e));
-        result.best_epoch = meta.at("best_epoch");
+        result.best_epoch = MetaInt(meta, "best_epoch");
         best_loss = meta.at("best_loss");
-        since_best = meta.at("since_best");
+        since_best = MetaInt(meta, "since_best");
         result.stopped_early = meta.at("stopped");
         start_epoch = static_cast<int>(result.epochs.size()) + 1;
         result.resumed_epochs = start_epoch - 1;
       } else {
         std::fprintf(stderr, "%s: made with other settings or data; starting over\n", ckpt.c_str());
       }
+    } catch (const c10::Error& e) {  // LibTorch's what() carries a backtrace: one line only
+      return absl::DataLossError(absl::StrCat(ckpt, ": unreadable checkpoint (",
+                                              e.what_without_backtrace(),
+                                              "); delete it to start over"));
     } catch (const std::exception& e) {
       return absl::DataLossError(
           absl::StrCat(ckpt, ": unreadable checkpoint (", e.what(), "); delete it to start over"));

@@ -43,6 +43,18 @@ TEST(PmpdTrainCliTest, TrainsExportsAndRefusesMissingPairs) {
       absl::StrCat("--data ", dir, "/ts.h5 --precisions 4,3 --out ", dir, "/cls --epochs 3"));
   EXPECT_EQ(again.exit_code, 0);
   EXPECT_NE(again.err.find("resumed 3 epochs"), std::string::npos) << again.err;
+  {  // Issue 17: a corrupt checkpoint printed LibTorch's 14-frame backtrace; now one line.
+    const std::string ckpt = dir + "/cls/checkpoints/pair_4_3.pt";
+    const std::string good = testing::ReadFile(ckpt);
+    testing::WriteFile(ckpt, good.substr(0, good.size() / 2));
+    const testing::RunResult bad = testing::RunBinary(
+        "cli/pmpd-train",
+        absl::StrCat("--data ", dir, "/ts.h5 --precisions 4,3 --out ", dir, "/cls --epochs 3"));
+    testing::ExpectCleanFailure(bad, "pmpd-train", ckpt + ": unreadable checkpoint (");
+    EXPECT_EQ(bad.err.find("Exception raised from"), std::string::npos) << bad.err;
+    EXPECT_EQ(bad.err.find("frame #"), std::string::npos) << bad.err;
+    testing::WriteFile(ckpt, good);
+  }
   // The exported classifiers drive pmpd-generate.
   const testing::RunResult g = testing::RunBinary(
       "cli/pmpd-generate", absl::StrCat("--model ", model,
