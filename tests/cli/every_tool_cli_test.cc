@@ -11,7 +11,7 @@
 namespace pmpd {
 namespace {
 
-const char* const kTools[] = {"pmpd-generate", "pmpd-quantize", "pmpd-perplexity", "pmpd-gen-data",
+const char* const kTools[] = {"pmpd-generate", "pmpd-quantize",  "pmpd-perplexity", "pmpd-gen-data",
                               "pmpd-train",    "pmpd-hypertune", "pmpd-eval"};
 
 TEST(EveryToolCliTest, RefusesStrayWordsAndUnknownFlags) {
