@@ -37,17 +37,26 @@ void InitUsage(absl::string_view usage) {
 std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional) {
   static std::vector<std::string> storage;  // argv strings must outlive parsing
   storage.assign(argv, argv + argc);
+  // --undefok=a,b asks Abseil to tolerate those unknown names: leave unknown flags to it then.
+  const bool undefok =
+      std::any_of(storage.begin() + std::min<size_t>(1, storage.size()), storage.end(),
+                  [](const std::string& a) {
+                    return a.rfind("--undefok", 0) == 0 || a.rfind("-undefok", 0) == 0;
+                  });
   for (size_t i = 1; i < storage.size(); ++i) {
     std::string& a = storage[i];
     if (a == "--") break;
-    if (a.size() < 3 || a.compare(0, 2, "--") != 0) continue;
+    // Abseil takes -name as well as --name; "-" alone and non-flags are left as they are.
+    const size_t dashes = a.compare(0, 2, "--") == 0 ? 2 : (a.size() > 1 && a[0] == '-' ? 1 : 0);
+    if (dashes == 0 || a.size() <= dashes) continue;
     const size_t end = std::min(a.find('='), a.size());
-    for (size_t k = 2; k < end; ++k) {
+    const std::string as_written = a.substr(0, end);
+    for (size_t k = dashes; k < end; ++k) {
       if (a[k] == '-') a[k] = '_';
     }
     // An unknown flag gets our one-line error, not Abseil's "ERROR: Unknown command line flag"
     // (issue 17). Bool flags may be negated as --noNAME.
-    const std::string name = a.substr(2, end - 2);
+    const std::string name = a.substr(dashes, end - dashes);
     const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr && name.compare(0, 2, "no") == 0) {
       const absl::CommandLineFlag* negated = absl::FindCommandLineFlag(name.substr(2));
@@ -59,11 +68,11 @@ std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional
                                            "flagfile",  "fromenv",  "tryfromenv", "undefok"};
     const bool builtin =
         std::find(std::begin(kBuiltin), std::end(kBuiltin), name) != std::end(kBuiltin);
-    if (flag == nullptr && !builtin) {
+    if (flag == nullptr && !builtin && !undefok) {
       std::string program = argc > 0 ? argv[0] : "pmpd";
       program = program.substr(program.rfind('/') + 1);
-      std::fprintf(stderr, "%s: error: unknown flag --%s (see --help)\n", program.c_str(),
-                   name.c_str());
+      std::fprintf(stderr, "%s: error: unknown flag %s (see --help)\n", program.c_str(),
+                   as_written.c_str());
       std::exit(2);
     }
     // "--prompt --my-dog": the next word is this flag's value, not a flag: leave it as written.

@@ -61,8 +61,11 @@ std::string Mode(int m, const std::string& bytes) {
   return std::string(1, static_cast<char>(m)) + bytes;
 }
 
-// The stored entry `suffix` of a zip archive (central directory walk; torch writes stored entries).
-std::string ZipEntry(const std::string& zip, const std::string& suffix) {
+const std::string kMissing = "\x01missing";
+
+// The stored entry `suffix` of a zip archive (central directory walk; torch writes stored entries);
+// kMissing when there is none and it is not required.
+std::string ZipEntry(const std::string& zip, const std::string& suffix, bool required = true) {
   auto u16 = [&](size_t at) {
     return uint32_t(uint8_t(zip[at])) | uint32_t(uint8_t(zip[at + 1])) << 8;
   };
@@ -77,6 +80,7 @@ std::string ZipEntry(const std::string& zip, const std::string& suffix) {
     const size_t data = local + 30 + u16(local + 26) + u16(local + 28);
     return zip.substr(data, size);
   }
+  if (!required) return kMissing;
   std::fprintf(stderr, "make_fuzz_seeds: error: no %s in a zip\n", suffix.c_str());
   std::exit(1);
 }
@@ -125,8 +129,6 @@ int main(int argc, char** argv) {
            {{"format", "pt"}}),
        "safetensors seed");
   Seed("safetensors", Mode(0, Read(tmp + "/t.safetensors")));
-  Seed("safetensors",
-       Mode(0, Read(shared + "/fixtures/anyprec-tiny/tail.safetensors").substr(0, 4096)));
   Seed("safetensors", Mode(1, nlohmann::json{{"metadata", {{"total_size", 28}}},
                                              {"weight_map",
                                               {{"a", "model-00001-of-00002.safetensors"},
@@ -139,8 +141,17 @@ int main(int argc, char** argv) {
                         "/tests/golden/reference_classifier/classifier_4_3.pt"}) {
     const std::string zip = Read(src + f);
     Seed("torch_checkpoint", Mode(0, zip));
-    Seed("torch_checkpoint", Mode(1, U16(ZipEntry(zip, "/data.pkl")) + "\x01" +
-                                         U16(ZipEntry(zip, "/data/0").substr(0, 4096))));
+    // The structured mode: the pickle, the storage count, then every storage data/0..n-1.
+    std::string structured = U16(ZipEntry(zip, "/data.pkl"));
+    std::vector<std::string> storages;
+    for (int i = 0;; ++i) {
+      const std::string s = ZipEntry(zip, "/data/" + std::to_string(i), /*required=*/false);
+      if (s == kMissing) break;
+      storages.push_back(s);
+    }
+    structured += static_cast<char>(storages.size());
+    for (const std::string& s : storages) structured += U16(s);
+    Seed("torch_checkpoint", Mode(1, structured));
   }
 
   // GGUF: the tests' tiny Llama (every tensor type we dequantize, tokenizer metadata).

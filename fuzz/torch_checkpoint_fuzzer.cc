@@ -1,6 +1,6 @@
 // Fuzz target: torch.save archives (pytorch_model.bin, the reference's classifier .pt). First byte
 // even: the rest is the file as is (zip parsing, CRCs, zip64). Odd: the rest is a pickle and up to
-// three storages, put into a valid zip with correct CRCs here, so the fuzzer reaches the pickle
+// sixteen storages, put into a valid zip with correct CRCs here, so the fuzzer reaches the pickle
 // machine and the tensor rebuilding behind the checksums.
 #include <cstdint>
 #include <string>
@@ -22,9 +22,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<testing::ZipRecord> records;
     records.push_back({"archive/data.pkl", in.ReadLongString(8192)});
     records.push_back({"archive/byteorder", "little"});
-    const int storages = in.Read<uint8_t>() % 4;
+    const int storages = in.Read<uint8_t>() % 17;
     for (int i = 0; i < storages; ++i) {
-      records.push_back({"archive/data/" + std::to_string(i), in.ReadLongString(4096)});
+      records.push_back({"archive/data/" + std::to_string(i), in.ReadLongString(16384)});
     }
     records.push_back({"archive/version", "3\n"});
     file = testing::MakeZip(records, /*zip64=*/in.Read<uint8_t>() & 1);

@@ -34,9 +34,14 @@ export OMP_NUM_THREADS=1
 run_one() {
   local t=$1 corpus=$build/fuzz-corpus/$1 findings=$build/fuzz-findings/$1 log=$build/fuzz-logs/$1.log
   mkdir -p "$corpus" "$findings" "$(dirname "$log")"
+  # Inputs up to 64 KiB, or the largest seed (the GGUF seeds are about 80 KB: shorter, they are cut
+  # and never parse).
+  local max_len
+  max_len=$(find "$seeds/${t%_fuzzer}" -type f -printf '%s\n' | sort -n | tail -1)
+  [ "${max_len:-0}" -gt 65536 ] || max_len=65536
   # -timeout: one input over 20 s is a hang; -rss_limit_mb: a parser allocating what a file claims.
   if "$build/fuzz/$t" "$corpus" "$seeds/${t%_fuzzer}" -max_total_time="$seconds" -timeout=20 \
-       -rss_limit_mb=3072 -max_len=65536 -print_final_stats=1 -artifact_prefix="$findings/" \
+       -rss_limit_mb=3072 -max_len="$max_len" -print_final_stats=1 -artifact_prefix="$findings/" \
        >"$log" 2>&1; then
     local runs
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')

@@ -25,16 +25,16 @@ echo "test-sanitized: build $((t1 - t0)) s"
 # Leak checking stays on; halt on the first UBSan report; OpenMP threads off as in scripts/test.sh.
 # allocator_may_return_null: an impossible allocation throws std::bad_alloc as in a normal build
 # (pmpd-quantize's allocator-failure test checks the clean error) instead of stopping ASan.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:strict_string_checks=1:detect_stack_use_after_return=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Values set by the caller win; fuzz.sh sets its own defaults.
+asan=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:strict_string_checks=1:detect_stack_use_after_return=1}
+ubsan=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 if [ "${SANITIZE_TESTS:-1}" != 0 ]; then
-  (cd "$BUILD_DIR" && OMP_NUM_THREADS=1 ctest --output-on-failure -j"$(nproc)" -LE gpu \
+  (cd "$BUILD_DIR" && ASAN_OPTIONS=$asan UBSAN_OPTIONS=$ubsan OMP_NUM_THREADS=1 ctest --output-on-failure -j"$(nproc)" -LE gpu \
     -E '^PmpdGenerateCliTest.HelpExplainsEveryFlag$' --timeout 1500)
 fi
 t2=$(date +%s)
 echo "test-sanitized: tests $((t2 - t1)) s"
 if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
-  unset ASAN_OPTIONS UBSAN_OPTIONS
   "$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"
 fi
 echo "test-sanitized: fuzzing $(($(date +%s) - t2)) s"

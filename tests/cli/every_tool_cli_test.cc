@@ -23,7 +23,7 @@ TEST(EveryToolCliTest, RefusesStrayWordsAndUnknownFlags) {
     EXPECT_EQ(stray.exit_code, 2) << stray.err;
     const testing::RunResult unknown =
         testing::RunBinary(std::string("cli/") + tool, "--frobnicate-it 1");
-    testing::ExpectCleanFailure(unknown, tool, "unknown flag --frobnicate_it (see --help)");
+    testing::ExpectCleanFailure(unknown, tool, "unknown flag --frobnicate-it (see --help)");
     EXPECT_EQ(unknown.exit_code, 2) << unknown.err;
     EXPECT_EQ(unknown.err.find("ERROR: Unknown command line flag"), std::string::npos);
   }

@@ -97,8 +97,16 @@ TEST(PmpdGenerateCliTest, FlagValuesAreLiteralAndStrayWordsAreRefused) {
   // flag" instead of the tool's one-line error.
   const RunResult unknown =
       RunGenerate(absl::StrCat("--model ", dir, " --prompt hi --frobnicate-it 1"));
-  ExpectCleanFailure(unknown, "pmpd-generate", "unknown flag --frobnicate_it (see --help)");
+  ExpectCleanFailure(unknown, "pmpd-generate", "unknown flag --frobnicate-it (see --help)");
   EXPECT_EQ(unknown.exit_code, 2);
+  // Single-dash flags (Abseil takes -name too): checked and value-protected the same way.
+  const RunResult single = RunGenerate(
+      absl::StrCat("--model ", dir, " -prompt --my-dog-is-big -max-new-tokens 1 --json"));
+  ASSERT_EQ(single.exit_code, 0) << single.err;
+  EXPECT_EQ(nlohmann::json::parse(single.out).at("prompt_ids"),
+            (*tok)->Encode("--my-dog-is-big", true));
+  ExpectCleanFailure(RunGenerate(absl::StrCat("--model ", dir, " --prompt hi -frobnicate 1")),
+                     "pmpd-generate", "unknown flag -frobnicate (see --help)");
   // Negated bool flags still work.
   EXPECT_EQ(RunGenerate(absl::StrCat("--model ", dir, " --prompt hi --max-new-tokens 1 --nojson"))
                 .exit_code,
