@@ -236,7 +236,9 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
   auto j = nlohmann::json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
-  if (j.value("format", "") != "pmpd-classifiers") {
+  // value() throws when the field is there with another type (found by fuzz/classifier_fuzzer:
+  // "format": [...] escaped as a json::type_error).
+  if (!j.contains("format") || !j["format"].is_string() || j["format"] != "pmpd-classifiers") {
     return absl::InvalidArgumentError(absl::StrCat(path, ": format is not \"pmpd-classifiers\""));
   }
   ClassifierManifest m;

@@ -170,7 +170,16 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
            {[](nlohmann::json& j) {
               j["pairs"][0]["candidate_steps"] = {0, 2.5, 20};
             },
-            "\"candidate_steps\" 2.5 is not an integer"}}) {
+            "\"candidate_steps\" 2.5 is not an integer"},
+           // Found by fuzz/classifier_fuzzer in CI: a json::type_error escaped the reader.
+           {[](nlohmann::json& j) {
+              j["format"] = {1, 2};
+            },
+            "format is not \"pmpd-classifiers\""},
+           {[](nlohmann::json& j) {
+              j["tool_version"] = {1, 2};
+            },
+            "malformed manifest"}}) {
     auto j = nlohmann::json::parse(good);
     edit(j);
     testing::WriteFile(dir + "/manifest.json", j.dump());
