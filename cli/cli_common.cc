@@ -35,6 +35,9 @@ void InitUsage(absl::string_view usage) {
 }
 
 std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional) {
+  // The tool's name for the errors below (argv[0] without its directory).
+  std::string program = argc > 0 ? argv[0] : "pmpd";
+  program = program.substr(program.rfind('/') + 1);
   static std::vector<std::string> storage;  // argv strings must outlive parsing
   storage.assign(argv, argv + argc);
   // --undefok=a,b asks Abseil to tolerate those unknown names: leave unknown flags to it then.
@@ -69,8 +72,6 @@ std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional
     const bool builtin =
         std::find(std::begin(kBuiltin), std::end(kBuiltin), name) != std::end(kBuiltin);
     if (flag == nullptr && !builtin && !undefok) {
-      std::string program = argc > 0 ? argv[0] : "pmpd";
-      program = program.substr(program.rfind('/') + 1);
       std::fprintf(stderr, "%s: error: unknown flag %s (see --help)\n", program.c_str(),
                    as_written.c_str());
       std::exit(2);
@@ -83,8 +84,6 @@ std::vector<std::string> ParseFlags(int argc, char** argv, bool allow_positional
   std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   std::vector<std::string> positional(rest.begin() + (rest.empty() ? 0 : 1), rest.end());
   if (!allow_positional && !positional.empty()) {
-    std::string program = argc > 0 ? argv[0] : "pmpd";
-    program = program.substr(program.rfind('/') + 1);
     std::fprintf(
         stderr,
         "%s: error: unexpected argument \"%s\" (quote a value that has spaces; see --help)\n",
