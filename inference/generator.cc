@@ -62,6 +62,10 @@ absl::StatusOr<GenerationResult> Generate(Engine& model, absl::Span<const int> p
       break;
     }
     if (static_cast<int>(r.new_ids.size()) == options.max_new_tokens) break;
+    if (options.should_stop && options.should_stop()) {
+      r.finish_reason = "stopped";
+      break;
+    }
     if (model.cache_len() >= model.max_context()) {
       r.finish_reason = "context";
       break;

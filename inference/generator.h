@@ -21,6 +21,9 @@ struct GenerationOptions {
   // template's end of turn, e.g. "<|im_end|>"); false: neither stops (benchmarks).
   bool stop_at_eos = true;
   std::vector<int> stop_ids;
+  // Asked after each new token (may be empty): true ends generation there with finish_reason
+  // "stopped" and the tokens so far (a server's client that went away, a time limit).
+  std::function<bool()> should_stop;
 };
 
 // The stopping rule of every generation loop: whether `id` ends generation under `options`.
@@ -29,7 +32,7 @@ bool IsStopToken(const GenerationOptions& options, absl::Span<const int> eos_tok
 struct GenerationResult {
   std::vector<int> prompt_ids;
   std::vector<int> new_ids;
-  std::string finish_reason;  // "eos", "length" or "context"
+  std::string finish_reason;  // "eos", "length", "context" or "stopped" (should_stop)
   double prefill_ms = 0;
   double decode_ms = 0;  // time of the single-token forward passes
   int decode_steps = 0;  // single-token forward passes run

@@ -93,6 +93,30 @@ TEST(GeneratorTest, StopsAtStopIdsLikeEos) {
   EXPECT_TRUE(none->text_ids().empty());
 }
 
+// should_stop (a server's client gone, a time limit) ends generation after the token it follows,
+// with the tokens so far: a prefix of the uninterrupted run, finish_reason "stopped".
+TEST(GeneratorTest, ShouldStopEndsGenerationWithThePrefix) {
+  auto model = TinyModel({});
+  ASSERT_NE(model, nullptr);
+  const std::vector<int> prompt = {1, 5, 9};
+  GenerationOptions opt;
+  opt.max_new_tokens = 12;
+  auto all = Generate(*model, prompt, opt);
+  ASSERT_TRUE(all.ok());
+  int asked = 0;
+  opt.should_stop = [&] { return ++asked == 4; };
+  auto cut = Generate(*model, prompt, opt);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(cut->finish_reason, "stopped");
+  EXPECT_EQ(cut->new_ids, std::vector<int>(all->new_ids.begin(), all->new_ids.begin() + 4));
+  EXPECT_EQ(cut->decode_steps, 3);
+  opt.should_stop = [] { return false; };
+  auto whole = Generate(*model, prompt, opt);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->new_ids, all->new_ids);
+  EXPECT_EQ(whole->finish_reason, "length");
+}
+
 TEST(GeneratorTest, RejectsBadRequests) {
   auto model = TinyModel({2});
   ASSERT_NE(model, nullptr);
