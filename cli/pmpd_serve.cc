@@ -102,13 +102,14 @@ int Run() {
                                    "need 1 <= --max-tokens (", o.limits.default_max_tokens,
                                    ") <= --max-tokens-limit (", o.limits.max_tokens, ")")));
   }
-  for (const auto& [value, flag] : {std::pair{absl::GetFlag(FLAGS_max_body_bytes), "--max-body-bytes"},
-                                    std::pair{absl::GetFlag(FLAGS_max_queue), "--max-queue"},
-                                    std::pair{absl::GetFlag(FLAGS_threads), "--threads"},
-                                    std::pair{absl::GetFlag(FLAGS_io_timeout), "--io-timeout"}}) {
+  for (const auto& [value, flag] :
+       {std::pair{absl::GetFlag(FLAGS_max_body_bytes), "--max-body-bytes"},
+        std::pair{absl::GetFlag(FLAGS_max_queue), "--max-queue"},
+        std::pair{absl::GetFlag(FLAGS_threads), "--threads"},
+        std::pair{absl::GetFlag(FLAGS_io_timeout), "--io-timeout"}}) {
     if (value < 1) {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                     absl::StrCat(flag, " must be >= 1, got ", value)));
+      return cli::Fail(
+          kProgram, absl::InvalidArgumentError(absl::StrCat(flag, " must be >= 1, got ", value)));
     }
   }
   o.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
@@ -159,7 +160,8 @@ int Run() {
   served = true;
   if (got == 0) pthread_kill(waiter.native_handle(), SIGTERM);  // Serve ended on its own
   waiter.join();
-  if (got != 0) std::fprintf(stderr, "%s: %s, stopped\n", kProgram, got == SIGINT ? "SIGINT" : "SIGTERM");
+  if (got != 0)
+    std::fprintf(stderr, "%s: %s, stopped\n", kProgram, got == SIGINT ? "SIGINT" : "SIGTERM");
   return 0;
 }
 

@@ -258,6 +258,14 @@ int main(int argc, char** argv) {
         std::string("\x05\x08\x00\x02\x05\x00\x00\x00\x00\x00\x00\x00", 12)}) {
     Seed("kv_dataset", program);
   }
+  // pmpd-serve request bodies: a chat request with every PMPD extra, and a streamed completion.
+  Seed("serve_request",
+       Mode(0, R"({"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+           {"role": "user", "content": [{"type": "text", "text": "Hi"}]}], "max_tokens": 16,
+           "temperature": 0.7, "top_p": 0.9, "seed": 3, "precisions": [5, 4, 3],
+           "scheduler": "static", "switch_steps": "12,48", "prefill_precision": 5, "n": 1})"));
+  Seed("serve_request", Mode(1, R"({"prompt": "Once upon a time", "max_tokens": 8, "stream": true,
+           "stream_options": {"include_usage": true}, "precision": 4, "stop": null})"));
   (void)base::RemoveTree(tmp);
   std::printf("make_fuzz_seeds: seed corpora in %s\n", out_dir.c_str());
   return 0;

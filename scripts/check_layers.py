@@ -26,10 +26,11 @@ ALLOWED = {
     "data_gen": {"base", "kernels", "models", "inference", "dataset", "scheduler_runtime"},
     "trainer": {"base", "kernels", "models", "inference", "dataset", "scheduler_runtime"},
     "hpo": {"base"},
+    "serve": {"base", "kernels", "models", "inference", "scheduler_runtime"},
     "cli": {"base", "kernels", "models", "inference", "dataset", "scheduler_runtime", "eval", "data_gen",
-            "trainer", "hpo"},
+            "trainer", "hpo", "serve"},
     "bench": {"base", "kernels", "models", "inference", "dataset", "scheduler_runtime", "eval", "data_gen",
-              "trainer", "hpo", "cli"},
+              "trainer", "hpo", "serve", "cli"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"/]+)/')
 SOURCES = (".h", ".cc", ".cu", ".cuh")

@@ -18,7 +18,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(config_json_fuzzer safetensors_fuzzer torch_checkpoint_fuzzer gguf_fuzzer tokenizer_json_fuzzer
-           text_stream_fuzzer kv_dataset_fuzzer hpo_fuzzer classifier_fuzzer)
+           text_stream_fuzzer kv_dataset_fuzzer hpo_fuzzer classifier_fuzzer serve_request_fuzzer)
 fi
 jobs=${JOBS:-$(nproc)}
 shared=${PMPD_SHARED_DIR:-$root/../shared}

@@ -19,11 +19,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
+# libcpp-httplib-dev: pmpd-serve's HTTP server; chromium, python3-websocket: the chat page's browser test.
 apt_packages=(build-essential cmake ninja-build ccache pkg-config git
               libabsl-dev libgtest-dev libgmock-dev libsentencepiece-dev libpcre2-dev libicu-dev
-              nlohmann-json3-dev
+              nlohmann-json3-dev libcpp-httplib-dev
               libhdf5-dev hdf5-tools zlib1g-dev python3 python3-venv python3-pip python3-h5py
-              clang-format clang libclang-rt-14-dev)
+              clang-format clang libclang-rt-14-dev
+              chromium python3-websocket)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -50,6 +52,8 @@ if ! has_torch "$py"; then
     "$py" -m pip install -q --disable-pip-version-check "torch==$torch_version"
   fi
 fi
+# The OpenAI Python client: tests/serve/openai_client_test.py talks to pmpd-serve through it.
+"$py" -c "import openai" 2>/dev/null || "$py" -m pip install -q --disable-pip-version-check openai==3.57.0
 if [ $dev = 1 ]; then
   "$py" -m pip install -q --disable-pip-version-check transformers sentencepiece tokenizers protobuf rouge-score \
       sacrebleu h5py numpy gguf accelerate

@@ -34,8 +34,7 @@ absl::Status ReadInt(const json& body, const char* key, int64_t lo, int64_t hi, 
   if (it == body.end() || it->is_null()) return absl::OkStatus();
   auto v = base::JsonInteger(*it, lo, hi);
   if (!v) {
-    return Bad(
-        absl::StrCat(key, " must be an integer in [", lo, ", ", hi, "], got ", it->dump()));
+    return Bad(absl::StrCat(key, " must be an integer in [", lo, ", ", hi, "], got ", it->dump()));
   }
   *out = static_cast<int>(*v);
   return absl::OkStatus();
@@ -53,16 +52,15 @@ absl::Status ReadBool(const json& body, const char* key, bool* out) {
 absl::StatusOr<std::vector<int>> ReadIntList(const json& v, const char* key) {
   if (v.is_string()) return scheduler::ParseIntList(v.get<std::string>(), key);
   if (!v.is_array()) {
-    return Bad(absl::StrCat(key, " must be a list of integers (or \"5,4,3\"), got ",
-                            TypeName(v)));
+    return Bad(absl::StrCat(key, " must be a list of integers (or \"5,4,3\"), got ", TypeName(v)));
   }
   if (v.size() > 64) return Bad(absl::StrCat(key, " has ", v.size(), " items (at most 64)"));
   std::vector<int> out;
   for (size_t i = 0; i < v.size(); ++i) {
     auto x = base::JsonInteger(v[i], 0, 1 << 20);
     if (!x) {
-      return Bad(absl::StrCat(key, "[", i, "] must be an integer in [0, 1048576], got ",
-                              v[i].dump()));
+      return Bad(
+          absl::StrCat(key, "[", i, "] must be an integer in [0, 1048576], got ", v[i].dump()));
     }
     out.push_back(static_cast<int>(*x));
   }
@@ -164,8 +162,8 @@ absl::Status ReadCommon(const json& body, const RequestLimits& limits, Completio
 absl::StatusOr<json> ParseObject(absl::string_view body) {
   json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Bad("the request body is not valid JSON");
-  if (!j.is_object()) return Bad(absl::StrCat("the request body must be a JSON object, got ",
-                                               TypeName(j)));
+  if (!j.is_object())
+    return Bad(absl::StrCat("the request body must be a JSON object, got ", TypeName(j)));
   return j;
 }
 
@@ -181,8 +179,8 @@ absl::StatusOr<CompletionRequest> ParseChatCompletionRequest(absl::string_view b
   if (it == j->end() || !it->is_array() || it->empty())
     return Bad("messages must be a non-empty list of {\"role\", \"content\"}");
   if (it->size() > limits.max_messages)
-    return Bad(absl::StrCat("messages has ", it->size(), " items (at most ", limits.max_messages,
-                            ")"));
+    return Bad(
+        absl::StrCat("messages has ", it->size(), " items (at most ", limits.max_messages, ")"));
   size_t bytes = 0;
   for (size_t i = 0; i < it->size(); ++i) {
     const json& m = (*it)[i];
@@ -194,8 +192,8 @@ absl::StatusOr<CompletionRequest> ParseChatCompletionRequest(absl::string_view b
     std::string role_s = role->get<std::string>();
     if (role_s == "developer") role_s = "system";  // OpenAI's newer name for the system message
     if (role_s != "system" && role_s != "user" && role_s != "assistant") {
-      return Bad(absl::StrCat(where, ".role must be system, user or assistant, got ",
-                              role->dump()));
+      return Bad(
+          absl::StrCat(where, ".role must be system, user or assistant, got ", role->dump()));
     }
     auto content = m.find("content");
     std::string text;
@@ -222,8 +220,8 @@ absl::StatusOr<CompletionRequest> ParseChatCompletionRequest(absl::string_view b
     r.messages.push_back({role_s, std::move(text)});
   }
   if (bytes > limits.max_text_bytes)
-    return Bad(absl::StrCat("the messages hold ", bytes, " bytes (at most ", limits.max_text_bytes,
-                            ")"));
+    return Bad(
+        absl::StrCat("the messages hold ", bytes, " bytes (at most ", limits.max_text_bytes, ")"));
   if (auto st = ReadCommon(*j, limits, &r); !st.ok()) return st;
   return r;
 }

@@ -31,14 +31,14 @@ namespace pmpd::serve {
 
 // Bounds every request is checked against (the server's flags).
 struct RequestLimits {
-  int max_tokens = 1024;       // the largest max_tokens a request may ask for
+  int max_tokens = 1024;         // the largest max_tokens a request may ask for
   int default_max_tokens = 256;  // when a request gives none
   size_t max_messages = 256;
   size_t max_text_bytes = 1 << 20;  // all message contents / the prompt together
 };
 
 struct CompletionRequest {
-  bool chat = true;  // /v1/chat/completions (messages) or /v1/completions (prompt)
+  bool chat = true;   // /v1/chat/completions (messages) or /v1/completions (prompt)
   std::string model;  // as the client sent it (echoed back; any value is accepted)
   std::vector<models::ChatMessage> messages;
   std::string prompt;
@@ -73,8 +73,8 @@ struct CompletionOutput {
   std::vector<int> token_precisions;  // one per generated token (0 on a plain model)
   double avg_bits = 0;
   double prefill_ms = 0, decode_ms = 0, tokens_per_s = 0;
-  std::string scheduler;  // "static", "learned" or "uniform"
-  std::string schedule;   // the scheduler's description (learned: its predicted steps)
+  std::string scheduler;        // "static", "learned" or "uniform"
+  std::string schedule;         // the scheduler's description (learned: its predicted steps)
   std::vector<int> precisions;  // the ladder used, high to low
   std::string stopped_by;       // "" or why generation was cut ("time limit")
 };

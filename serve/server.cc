@@ -119,11 +119,10 @@ struct Server::Impl {
       if (p.precisions.empty() && any_precision) p.precisions = {engine->max_precision()};
     }
     const std::string sched_name =
-        req.scheduler.empty() ? (req.precision != 0 ? "static" : options.scheduler)
-                              : req.scheduler;
+        req.scheduler.empty() ? (req.precision != 0 ? "static" : options.scheduler) : req.scheduler;
     if (!p.precisions.empty()) {
-      if (auto st = scheduler::CheckPrecisionRange(engine->min_precision(),
-                                                   engine->max_precision(), p.precisions);
+      if (auto st = scheduler::CheckPrecisionRange(engine->min_precision(), engine->max_precision(),
+                                                   p.precisions);
           !st.ok())
         return st;
     }
@@ -145,8 +144,9 @@ struct Server::Impl {
       } else if (p.precisions == options.precisions) {
         steps = options.switch_steps;
       } else if (p.precisions.size() > 1) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "a static schedule of ", p.precisions.size(), " precisions needs switch_steps (one cumulative step per adjacent pair)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("a static schedule of ", p.precisions.size(),
+                         " precisions needs switch_steps (one cumulative step per adjacent pair)"));
       }
       if (p.precisions.size() == 1) steps.clear();
       auto s = scheduler::MakeStaticScheduler(p.precisions, steps);
@@ -164,9 +164,9 @@ struct Server::Impl {
 
   // Runs a prepared request on the engine (engine_mu held by the caller). `on_piece(text,
   // precision)` gets the text of every token as soon as it is whole UTF-8 (may be empty).
-  absl::StatusOr<CompletionOutput> Run(
-      Prepared& p, const std::function<void(const std::string&, int)>& on_piece,
-      const std::function<bool()>& client_gone) {
+  absl::StatusOr<CompletionOutput> Run(Prepared& p,
+                                       const std::function<void(const std::string&, int)>& on_piece,
+                                       const std::function<bool()>& client_gone) {
     CompletionOutput out;
     models::IncrementalDetokenizer detok(*tok, p.prompt_ids);
     const auto start = std::chrono::steady_clock::now();
@@ -179,14 +179,16 @@ struct Server::Impl {
       return gone || timed_out;
     };
     const auto& eos = engine->config().eos_token_ids;
-    auto r = scheduler::GenerateScheduled(
-        *engine, p.prompt_ids, p.sopt, p.sched, [&](int id, int precision) {
-          // A stop token (EOS, end of turn) ends the answer and is not part of its text.
-          if (inference::IsStopToken(p.sopt.generation, eos, id)) return;
-          std::string piece = detok.Push(id);
-          out.text += piece;
-          if (on_piece) on_piece(piece, precision);
-        });
+    auto r = scheduler::GenerateScheduled(*engine, p.prompt_ids, p.sopt, p.sched,
+                                          [&](int id, int precision) {
+                                            // A stop token (EOS, end of turn) ends the answer and
+                                            // is not part of its text.
+                                            if (inference::IsStopToken(p.sopt.generation, eos, id))
+                                              return;
+                                            std::string piece = detok.Push(id);
+                                            out.text += piece;
+                                            if (on_piece) on_piece(piece, precision);
+                                          });
     if (!r.ok()) return r.status();
     const inference::GenerationResult& g = r->generation;
     out.finish_reason = g.finish_reason == "eos" ? "stop" : "length";
@@ -260,39 +262,39 @@ struct Server::Impl {
     }
     ++waiting;
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider(
-        "text/event-stream", [this, request, prepared, id, created](size_t, httplib::DataSink& sink) {
-          std::unique_lock<std::mutex> lock(engine_mu);
-          --waiting;
-          bool ok = true;
-          auto send = [&](const json& j) {
-            if (!ok) return;
-            const std::string event = absl::StrCat("data: ", Dump(j), "\n\n");
-            ok = sink.write(event.data(), event.size());
-          };
-          if (request->chat) send(StreamRoleChunk(*request, id, created));
-          auto out = Run(
-              *prepared,
-              [&](const std::string& piece, int precision) {
-                send(StreamChunk(*request, id, created, piece, precision, "", nullptr));
-              },
-              [&] { return !ok; });
-          lock.unlock();
-          if (!out.ok()) {
-            // The headers are gone: the error travels as an event, as OpenAI's streams do.
-            send(ErrorJson(std::string(out.status().message()), "server_error"));
-          } else {
-            const json summary = PmpdSummary(*out);
-            send(StreamChunk(*request, id, created, "", 0, out->finish_reason, &summary));
-            if (request->include_usage) send(StreamUsageChunk(*request, id, created, *out));
-          }
-          if (ok) {
-            static const char kDone[] = "data: [DONE]\n\n";
-            sink.write(kDone, sizeof(kDone) - 1);
-          }
-          sink.done();
-          return true;
-        });
+    res.set_chunked_content_provider("text/event-stream", [this, request, prepared, id, created](
+                                                              size_t, httplib::DataSink& sink) {
+      std::unique_lock<std::mutex> lock(engine_mu);
+      --waiting;
+      bool ok = true;
+      auto send = [&](const json& j) {
+        if (!ok) return;
+        const std::string event = absl::StrCat("data: ", Dump(j), "\n\n");
+        ok = sink.write(event.data(), event.size());
+      };
+      if (request->chat) send(StreamRoleChunk(*request, id, created));
+      auto out = Run(
+          *prepared,
+          [&](const std::string& piece, int precision) {
+            send(StreamChunk(*request, id, created, piece, precision, "", nullptr));
+          },
+          [&] { return !ok; });
+      lock.unlock();
+      if (!out.ok()) {
+        // The headers are gone: the error travels as an event, as OpenAI's streams do.
+        send(ErrorJson(std::string(out.status().message()), "server_error"));
+      } else {
+        const json summary = PmpdSummary(*out);
+        send(StreamChunk(*request, id, created, "", 0, out->finish_reason, &summary));
+        if (request->include_usage) send(StreamUsageChunk(*request, id, created, *out));
+      }
+      if (ok) {
+        static const char kDone[] = "data: [DONE]\n\n";
+        sink.write(kDone, sizeof(kDone) - 1);
+      }
+      sink.done();
+      return true;
+    });
   }
 
   void Routes() {
@@ -377,12 +379,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   if (options.scheduler == "learned" && options.classifier_dir.empty())
     return absl::InvalidArgumentError("--scheduler learned needs --classifier DIR (pmpd-train)");
   if (!options.precisions.empty()) {
-    if (auto st = scheduler::CheckPrecisionLadder(options.precisions, 1, "--precisions");
-        !st.ok())
+    if (auto st = scheduler::CheckPrecisionLadder(options.precisions, 1, "--precisions"); !st.ok())
       return st;
   }
-  auto tok = models::Tokenizer::Load(
-      options.tokenizer_path.empty() ? options.model_path : options.tokenizer_path);
+  auto tok = models::Tokenizer::Load(options.tokenizer_path.empty() ? options.model_path
+                                                                    : options.tokenizer_path);
   if (!tok.ok()) return tok.status();
   s.tok = std::move(*tok);
   inference::LoadEngineOptions lo;
@@ -433,8 +434,8 @@ absl::StatusOr<int> Server::Bind() {
     port = impl_->http.bind_to_any_port(host);
     if (port < 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", host));
   } else if (!impl_->http.bind_to_port(host, port)) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", host, ":", port, " (in use, or not an address of this machine)"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", host, ":", port,
+                                               " (in use, or not an address of this machine)"));
   }
   return port;
 }

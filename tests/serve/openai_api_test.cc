@@ -158,7 +158,9 @@ TEST(OpenAiApiTest, ResponsesHaveOpenAiShapeAndThePmpdSummary) {
   EXPECT_EQ(StreamUsageChunk(req, "c", 1, out)["choices"], json::array());
 
   // A model may emit bytes that are not UTF-8: replaced on the wire, never a throw.
-  EXPECT_NE(Dump(json{{"text", std::string("a\xff" "b")}}), "");
+  EXPECT_NE(Dump(json{{"text", std::string("a\xff"
+                                           "b")}}),
+            "");
 }
 
 }  // namespace

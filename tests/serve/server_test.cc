@@ -248,8 +248,8 @@ TEST_F(ServerTest, TheTimeLimitCutsAGeneration) {
   ServerOptions o;
   o.max_request_seconds = 1e-9;
   Start(o);
-  auto [status, j] = Post("/v1/completions",
-                          R"({"prompt": "Once", "max_tokens": 40, "temperature": 0})");
+  auto [status, j] =
+      Post("/v1/completions", R"({"prompt": "Once", "max_tokens": 40, "temperature": 0})");
   ASSERT_EQ(status, 200) << j.dump();
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(j["usage"]["completion_tokens"], 1);
