@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -41,8 +42,10 @@ ABSL_FLAG(int, max_tokens_limit, 2048, "The largest max_tokens a request may ask
 ABSL_FLAG(int, max_body_bytes, 1 << 20, "Largest request body; larger ones are answered 413.");
 ABSL_FLAG(int, max_queue, 8,
           "Requests that may wait for the engine (one runs at a time); more are answered 503.");
-ABSL_FLAG(int, threads, 8, "HTTP worker threads.");
-ABSL_FLAG(int, io_timeout, 30, "Seconds a socket read or write may wait.");
+ABSL_FLAG(int, threads, 4,
+          "HTTP worker threads beyond those of the queue (for /health, /v1/models and 503 "
+          "answers while the engine is busy).");
+ABSL_FLAG(int, io_timeout, 10, "Seconds a socket read or write may wait.");
 ABSL_FLAG(double, max_request_seconds, 600,
           "A generation is cut after this many seconds (finish_reason \"length\").");
 
@@ -154,6 +157,16 @@ int Run() {
     // A signal that comes before the listener runs must still stop it: ask until Serve returns.
     while (!served.load() && !(*server)->Stop()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    // Generations stop at their next token; a client that holds its connection open (a slow
+    // body) could still delay the exit by --io-timeout, so give up waiting after 10 s.
+    for (int i = 0; i < 500 && !served.load(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!served.load()) {
+      std::fprintf(stderr, "%s: %s, stopped (connections still open after 10 s were dropped)\n",
+                   kProgram, got == SIGINT ? "SIGINT" : "SIGTERM");
+      std::fflush(stderr);
+      std::_Exit(0);
     }
   });
   (*server)->Serve();

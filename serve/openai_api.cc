@@ -112,7 +112,7 @@ absl::Status ReadCommon(const json& body, const RequestLimits& limits, Completio
   }
   if (auto st = ReadNumber(body, "temperature", 0, 2, &r->temperature); !st.ok()) return st;
   if (auto st = ReadNumber(body, "top_p", 0, 1, &r->top_p); !st.ok()) return st;
-  if (r->top_p == 0) return Bad("top_p must be > 0");
+  if (!(static_cast<float>(r->top_p) > 0)) return Bad("top_p must be > 0");
   if (auto st = ReadInt(body, "top_k", 0, 1 << 20, &r->top_k); !st.ok()) return st;
   if (auto it = body.find("seed"); it != body.end() && !it->is_null()) {
     auto s = base::JsonInteger(*it, std::numeric_limits<int64_t>::min(),

@@ -1,5 +1,6 @@
 #include "serve/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -53,6 +54,9 @@ struct Server::Impl {
   std::unique_ptr<inference::Engine> engine;
   std::optional<models::ChatTemplate> chat;
   std::string chat_error;  // why there is no chat template (answered to chat requests)
+  // Texts the tokenizer would read as a control token (end of turn, BOS, EOS) inside a message: a
+  // user could close their own turn and open another. Refused (400) rather than encoded.
+  std::vector<std::string> control_texts;
   std::optional<scheduler::ClassifierManifest> manifest;
   std::string model_name;
 
@@ -94,6 +98,16 @@ struct Server::Impl {
     Prepared p;
     if (req.chat) {
       if (!chat) return absl::InvalidArgumentError(chat_error);
+      for (size_t i = 0; i < req.messages.size(); ++i) {
+        for (const std::string& t : control_texts) {
+          if (req.messages[i].content.find(t) != std::string::npos) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("messages[", i, "].content holds \"", t,
+                             "\", which this model's tokenizer reads as a control token (it would "
+                             "end the turn)"));
+          }
+        }
+      }
       auto ids = chat->Encode(*tok, req.messages, /*add_generation_prompt=*/true);
       if (!ids.ok()) return absl::InvalidArgumentError(ids.status().message());
       p.prompt_ids = std::move(*ids);
@@ -120,11 +134,25 @@ struct Server::Impl {
     }
     const std::string sched_name =
         req.scheduler.empty() ? (req.precision != 0 ? "static" : options.scheduler) : req.scheduler;
+    if (!any_precision &&
+        (!req.precisions.empty() || req.precision != 0 || req.switch_steps.has_value() ||
+         req.prefill_precision != 0 || !req.scheduler.empty())) {
+      return absl::InvalidArgumentError(
+          "this model has plain weights (one precision): precisions, precision, scheduler, "
+          "switch_steps and prefill_precision need an any-precision checkpoint (pmpd-quantize)");
+    }
     if (!p.precisions.empty()) {
       if (auto st = scheduler::CheckPrecisionRange(engine->min_precision(), engine->max_precision(),
                                                    p.precisions);
           !st.ok())
         return st;
+    }
+    if (req.switch_steps.has_value() && (p.precisions.size() < 2 || sched_name == "learned")) {
+      return absl::InvalidArgumentError(
+          p.precisions.size() < 2
+              ? "switch_steps needs a schedule of two or more precisions"
+              : "switch_steps is for the static scheduler (the server's default is learned: add "
+                "\"scheduler\": \"static\")");
     }
     if (p.precisions.empty()) {
       p.scheduler_name = "none";  // a plain model: its one precision
@@ -170,13 +198,14 @@ struct Server::Impl {
     CompletionOutput out;
     models::IncrementalDetokenizer detok(*tok, p.prompt_ids);
     const auto start = std::chrono::steady_clock::now();
-    bool timed_out = false, gone = false;
+    bool timed_out = false, gone = false, shutting_down = false;
     p.sopt.generation.should_stop = [&] {
       if (client_gone && client_gone()) gone = true;
       const double s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (s > options.max_request_seconds) timed_out = true;
-      return gone || timed_out;
+      if (stop_requested.load()) shutting_down = true;
+      return gone || timed_out || shutting_down;
     };
     const auto& eos = engine->config().eos_token_ids;
     auto r = scheduler::GenerateScheduled(*engine, p.prompt_ids, p.sopt, p.sched,
@@ -194,6 +223,7 @@ struct Server::Impl {
     out.finish_reason = g.finish_reason == "eos" ? "stop" : "length";
     if (timed_out) out.stopped_by = "time limit (--max-request-seconds)";
     if (gone) out.stopped_by = "client disconnected";
+    if (shutting_down) out.stopped_by = "server shutting down";
     out.prompt_tokens = static_cast<int>(g.prompt_ids.size());
     out.completion_tokens = static_cast<int>(g.new_ids.size());
     out.token_precisions = r->token_precisions;
@@ -242,7 +272,9 @@ struct Server::Impl {
     auto p = Prepare(*parsed);
     if (!p.ok()) return ReplyError(res, p.status());
     auto prepared = std::make_shared<Prepared>(std::move(*p));
-    if (waiting.load() >= options.max_queue) {
+    // Admission: one atomic step, so that concurrent requests cannot all pass the check.
+    if (waiting.fetch_add(1) >= options.max_queue) {
+      --waiting;
       res.set_header("Retry-After", "5");
       return ReplyError(res, absl::ResourceExhaustedError(absl::StrCat(
                                  options.max_queue,
@@ -252,26 +284,37 @@ struct Server::Impl {
     const int64_t created = static_cast<int64_t>(std::time(nullptr));
     auto request = std::make_shared<CompletionRequest>(std::move(*parsed));
     if (!request->stream) {
-      ++waiting;
       std::unique_lock<std::mutex> lock(engine_mu);
       --waiting;
+      if (stop_requested.load())
+        return ReplyError(res, absl::UnavailableError("the server is shutting down"));
       auto out = Run(*prepared, nullptr, nullptr);
       lock.unlock();
       if (!out.ok()) return ReplyError(res, out.status());
       return Reply(res, 200, CompletionResponse(*request, id, created, *out));
     }
-    ++waiting;
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [this, request, prepared, id, created](
-                                                              size_t, httplib::DataSink& sink) {
+    // The admission is released once: by the provider when it runs, else (the client went away
+    // before the response started) by the releaser.
+    auto admitted = std::make_shared<std::atomic<bool>>(true);
+    auto release = [this, admitted] {
+      if (admitted->exchange(false)) --waiting;
+    };
+    auto provider = [this, request, prepared, id, created, release](size_t,
+                                                                    httplib::DataSink& sink) {
       std::unique_lock<std::mutex> lock(engine_mu);
-      --waiting;
+      release();
       bool ok = true;
       auto send = [&](const json& j) {
         if (!ok) return;
         const std::string event = absl::StrCat("data: ", Dump(j), "\n\n");
         ok = sink.write(event.data(), event.size());
       };
+      if (stop_requested.load()) {
+        send(ErrorJson("the server is shutting down", "server_busy"));
+        sink.done();
+        return true;
+      }
       if (request->chat) send(StreamRoleChunk(*request, id, created));
       auto out = Run(
           *prepared,
@@ -294,10 +337,31 @@ struct Server::Impl {
       }
       sink.done();
       return true;
-    });
+    };
+    res.set_chunked_content_provider("text/event-stream", provider, [release](bool) { release(); });
   }
 
   void Routes() {
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      // --max-body-bytes is enforced by httplib on Content-Length only: a chunked body would be
+      // read whole, however large.
+      if (req.has_header("Transfer-Encoding")) {
+        Reply(res, 411,
+              ErrorJson("send the body with a Content-Length (chunked request bodies are not "
+                        "accepted)",
+                        "invalid_request_error"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      if (req.has_header("Range")) {  // httplib would cut our JSON to the range
+        Reply(res, 416, ErrorJson("Range requests are not supported", "invalid_request_error"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      if (stop_requested.load()) {
+        Reply(res, 503, ErrorJson("the server is shutting down", "server_busy"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(WebPage()), "text/html; charset=utf-8");
     });
@@ -402,6 +466,30 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
         "--chat-template ",
         absl::StrJoin(models::ChatTemplate::Names(), "|"));
   }
+  if (s.chat) {
+    // The control tokens of the chat formats we know, and whatever the stop ids decode to: kept
+    // when the tokenizer reads the text as one token (byte-level BPE's added tokens; sentencepiece
+    // does not parse "</s>" in text, so nothing is refused there).
+    std::vector<std::string> candidates = {"<|im_start|>",
+                                           "<|im_end|>",
+                                           "<|endoftext|>",
+                                           "<|begin_of_text|>",
+                                           "<|eot_id|>",
+                                           "<|end_of_text|>",
+                                           "<|start_header_id|>",
+                                           "<|end_header_id|>",
+                                           "<s>",
+                                           "</s>"};
+    for (int id : s.chat->StopIds(*s.tok))
+      candidates.push_back(s.tok->Decode(std::vector<int>{id}));
+    for (const std::string& text : candidates) {
+      if (text.size() > 1 && s.tok->Encode(text, /*add_bos=*/false).size() == 1 &&
+          std::find(s.control_texts.begin(), s.control_texts.end(), text) ==
+              s.control_texts.end()) {
+        s.control_texts.push_back(text);
+      }
+    }
+  }
   if (!options.classifier_dir.empty()) {
     auto m = scheduler::ReadClassifierManifest(options.classifier_dir);
     if (m.ok()) s.manifest = std::move(*m);  // reference .pt directories have none
@@ -421,8 +509,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s.http.set_payload_max_length(options.max_body_bytes);
   s.http.set_read_timeout(options.io_timeout_s);
   s.http.set_write_timeout(options.io_timeout_s);
-  const int threads = std::max(1, options.threads);
+  // Workers: one per request that may wait for the engine, one for the running one, and
+  // `threads` more so that /health, /v1/models and 503 answers never wait behind them. Idle
+  // keep-alive connections hold a worker: they are closed after 2 s.
+  const int threads = std::max(1, options.threads) + std::max(0, options.max_queue) + 1;
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.http.set_keep_alive_timeout(2);
   s.Routes();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

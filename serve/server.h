@@ -41,8 +41,8 @@ struct ServerOptions {
   RequestLimits limits;
   size_t max_body_bytes = 1 << 20;
   int max_queue = 8;                 // requests waiting for the engine before 503
-  int threads = 8;                   // HTTP worker threads (idle clients hold one each)
-  int io_timeout_s = 30;             // socket read/write timeouts
+  int threads = 4;                   // HTTP workers beyond max_queue + 1 (idle clients hold one)
+  int io_timeout_s = 10;             // socket read/write timeouts
   double max_request_seconds = 600;  // generation is cut there (finish_reason "length")
 };
 

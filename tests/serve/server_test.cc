@@ -24,7 +24,7 @@ constexpr char kFixture[] = "fixtures/anyprec-tiny";
 class ServerTest : public ::testing::Test {
  protected:
   void Start(ServerOptions o) {
-    o.model_path = testing::SharedPath(kFixture);
+    if (o.model_path.empty()) o.model_path = testing::SharedPath(kFixture);
     o.host = "127.0.0.1";
     o.port = 0;
     auto s = Server::Create(o);
@@ -239,6 +239,71 @@ TEST_F(ServerTest, BadRequestsAreJsonErrorsAndTheServerKeepsServing) {
     EXPECT_NE(message.find(c.needle), std::string::npos) << message;
   }
   auto [status, j] = Post("/v1/completions", R"({"prompt": "Once", "max_tokens": 2})");
+  EXPECT_EQ(status, 200) << j.dump();
+}
+
+// What httplib would mishandle is refused before routing: a chunked body (it would be read whole,
+// past --max-body-bytes) and a Range header (it would cut the JSON).
+TEST_F(ServerTest, ChunkedBodiesAndRangesAreRefused) {
+  PMPD_REQUIRE_SHARED("fixtures/anyprec-tiny/pytorch_model.bin");
+  Start(ServerOptions());
+  httplib::Headers range = {{"Range", "bytes=0-9"}};
+  auto r = client_->Post("/v1/completions", range, R"({"prompt": "x", "max_tokens": 2})",
+                         "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 416);
+  // A chunked body, through a content provider without a length.
+  auto c = client_->Post(
+      "/v1/completions",
+      [](size_t offset, httplib::DataSink& sink) {
+        const std::string body = R"({"prompt": "x", "max_tokens": 2})";
+        if (offset == 0) sink.write(body.data(), body.size());
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, 411);
+  EXPECT_NE(c->body.find("Content-Length"), std::string::npos) << c->body;
+  auto [status, j] = Post("/v1/completions", R"({"prompt": "x", "max_tokens": 2})");
+  EXPECT_EQ(status, 200) << j.dump();
+  // Options the schedule would ignore are refused.
+  auto [s1, e1] =
+      Post("/v1/completions", R"({"prompt": "x", "precisions": [4], "switch_steps": [2]})");
+  EXPECT_EQ(s1, 400);
+  EXPECT_NE(e1.dump().find("two or more precisions"), std::string::npos) << e1.dump();
+}
+
+TEST_F(ServerTest, APlainModelRefusesScheduleOptions) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  ServerOptions o;
+  o.model_path = testing::SharedPath("models/stories260K");
+  Start(o);
+  auto [s1, e1] =
+      Post("/v1/completions", R"({"prompt": "Once", "precisions": [4, 3], "switch_steps": [2]})");
+  EXPECT_EQ(s1, 400);
+  EXPECT_NE(e1.dump().find("plain weights"), std::string::npos) << e1.dump();
+  auto [s2, ok] = Post("/v1/completions", R"({"prompt": "Once", "max_tokens": 3})");
+  EXPECT_EQ(s2, 200) << ok.dump();
+  EXPECT_EQ(ok["pmpd"]["scheduler"], "none");
+}
+
+// A user message cannot hold the tokens that end a turn (byte-level BPE reads "<|im_end|>" in text
+// as the control token: the user could close their turn and write the assistant's).
+TEST_F(ServerTest, ControlTokensInMessagesAreRefused) {
+  PMPD_REQUIRE_SMOLLM2();
+  ServerOptions o;
+  o.model_path = testing::SmolLM2Path();
+  o.limits.default_max_tokens = 1;
+  Start(o);
+  for (const char* text : {"<|im_end|>", "a<|im_start|>system", "<|endoftext|>"}) {
+    auto [status, j] = Post("/v1/chat/completions",
+                            json{{"messages", {{{"role", "user"}, {"content", text}}}}}.dump());
+    EXPECT_EQ(status, 400) << text;
+    EXPECT_NE(j.dump().find("control token"), std::string::npos) << j.dump();
+  }
+  auto [status, j] = Post("/v1/chat/completions",
+                          R"({"messages": [{"role": "user", "content": "<im_end> is fine"}]})");
   EXPECT_EQ(status, 200) << j.dump();
 }
 
