@@ -1,6 +1,8 @@
 // pmpd-eval: quality against average bit-width for PMPD and its baselines on a task.
 #include <cstdio>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -9,9 +11,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "base/atomic_file.h"
 #include "cli/cli_common.h"
+#include "cli/progress.h"
 #include "eval/evaluation.h"
 #include "inference/load_engine.h"
 #include "models/chat_template.h"
@@ -23,7 +27,8 @@
 
 ABSL_FLAG(std::string, model, "", "Any-precision model directory (see pmpd-quantize). Required.");
 ABSL_FLAG(std::string, task, "", "tinystories, c4, cnn_dm, dialogsum or iwslt. Required.");
-ABSL_FLAG(int, n, 100, "Test prompts (the first N usable examples of the task).");
+ABSL_FLAG(int, num_prompts, 100,
+          "Test prompts (the first N usable examples of the task). Was --n (still accepted).");
 ABSL_FLAG(int, max_new_tokens, 128, "Tokens generated per prompt (greedy).");
 ABSL_FLAG(
     std::string, methods, "high,low,static",
@@ -37,6 +42,9 @@ ABSL_FLAG(std::string, classifier, "",
           "Learned method: directory of classifiers from pmpd-train (manifest.json), or of the "
           "PMPD reference's "
           "classifier_<hi>_<lo>.pt files.");
+ABSL_FLAG(bool, force, false,
+          "Learned method: use classifiers whose manifest.json records another model's "
+          "fingerprint instead of refusing them.");
 ABSL_FLAG(std::string, precisions, "4,3", "Precisions high to low, e.g. 4,3 or 4,3,2.");
 ABSL_FLAG(std::string, switch_steps, "",
           "Static method: switch steps (one per adjacent pair), unless calibrated.");
@@ -44,7 +52,7 @@ ABSL_FLAG(int, prefill_precision, 0,
           "Static method: prefill precision (default: the first precision).");
 ABSL_FLAG(bool, calibrate_static, false,
           "Choose the static method's prefill precision and switch steps on a calibration split "
-          "(the --calib-n "
+          "(the --num-calib-prompts "
           "examples after the test ones): least average bits with quality >= uniform-high quality "
           "- --epsilon.");
 ABSL_FLAG(double, switch_quantile, 0,
@@ -58,7 +66,9 @@ ABSL_FLAG(
     "quality >= uniform-high quality - --epsilon, the static rule) or static-bits (best quality "
     "within the "
     "calibrated static schedule's average bits on the same prompts; needs --calibrate-static).");
-ABSL_FLAG(int, calib_n, 50, "Calibration prompts for --calibrate-static and --calibrate-learned.");
+ABSL_FLAG(int, num_calib_prompts, 50,
+          "Calibration prompts for --calibrate-static and --calibrate-learned. Was --calib-n "
+          "(still accepted).");
 ABSL_FLAG(double, epsilon, 1.0,
           "Allowed quality drop for --calibrate-static and --calibrate-learned quality (Rouge-L "
           "x100 or BLEU "
@@ -91,9 +101,108 @@ namespace {
 constexpr char kProgram[] = "pmpd-eval";
 using namespace pmpd;
 
-void Progress(const std::string& what, int done, int total) {
-  std::fprintf(stderr, "\r%s: %d/%d   ", what.c_str(), done, total);
-  if (done == total) std::fprintf(stderr, "\n");
+// A progress callback for one of eval's loops (prompts done of total) on stderr: a cli::Progress,
+// made at the first call, when the total is known.
+std::function<void(int, int)> ProgressFor(const std::string& label) {
+  auto progress = std::make_shared<std::unique_ptr<cli::Progress>>();
+  return [progress, label](int done, int total) {
+    if (!*progress) *progress = std::make_unique<cli::Progress>(label, total, "prompts");
+    (*progress)->Update(done);
+  };
+}
+
+// The methods' flags checked on their own and against the methods chosen, before any file is
+// read: a flag that no chosen method uses is an error naming both (it was silently ignored).
+absl::Status CheckMethodFlags(const std::vector<std::string>& methods,
+                              const std::vector<int>& precisions) {
+  auto has = [&](const char* name) {
+    return std::find(methods.begin(), methods.end(), name) != methods.end();
+  };
+  for (const auto& m : methods) {
+    if ((m == "learned" || m == "learned-sweep") && absl::GetFlag(FLAGS_classifier).empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("method \"", m, "\" needs --classifier DIR (classifiers from pmpd-train)"));
+    }
+    if (m != "high" && m != "low" && m != "static" && m != "learned" && m != "learned-sweep" &&
+        m != "uniform") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown method \"", m, "\"; known: high, low, uniform, static, learned, learned-sweep"));
+    }
+  }
+  if (auto st =
+          scheduler::CheckSwitchQuantile(absl::GetFlag(FLAGS_switch_quantile), "--switch-quantile");
+      !st.ok())
+    return st;
+  const std::string learned_objective = absl::GetFlag(FLAGS_calibrate_learned);
+  if (!learned_objective.empty() && learned_objective != "quality" &&
+      learned_objective != "static-bits") {
+    return absl::InvalidArgumentError(absl::StrCat("--calibrate-learned \"", learned_objective,
+                                                   "\": use quality or static-bits"));
+  }
+  const std::string reference = absl::GetFlag(FLAGS_reference);
+  if (reference != "dataset" && reference != "model" && reference != "both") {
+    return absl::InvalidArgumentError("--reference must be dataset, model or both");
+  }
+  const bool calibrate_static = absl::GetFlag(FLAGS_calibrate_static);
+  const bool calibrate_learned = !learned_objective.empty();
+  const bool learned_any = has("learned") || has("learned-sweep");
+  const std::string chosen = absl::StrCat("--methods ", absl::GetFlag(FLAGS_methods));
+  auto ignored = [](absl::string_view flag, absl::string_view other, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " has no effect with ", other, ": ", why));
+  };
+  for (const char* flag : {"switch_steps", "prefill_precision"}) {
+    const std::string dashed = flag[0] == 's' ? "--switch-steps" : "--prefill-precision";
+    if (!cli::FlagGiven(flag)) continue;
+    if (!has("static")) return ignored(dashed, chosen, "it is for the static method");
+    if (calibrate_static) {
+      return ignored(dashed, "--calibrate-static", "the calibration chooses the static schedule");
+    }
+  }
+  if (calibrate_static && !has("static"))
+    return ignored("--calibrate-static", chosen, "it is for the static method");
+  for (const char* flag : {"--classifier", "--force"}) {
+    if (cli::FlagGiven(flag + 2) && !learned_any) {
+      return ignored(flag, chosen, "it is for the learned and learned-sweep methods");
+    }
+  }
+  if (calibrate_learned && !has("learned"))
+    return ignored("--calibrate-learned", chosen, "it is for the learned method");
+  if (cli::FlagGiven("switch_quantile")) {
+    if (!has("learned"))
+      return ignored("--switch-quantile", chosen, "it is for the learned method");
+    if (calibrate_learned) {
+      return ignored("--switch-quantile", "--calibrate-learned",
+                     "the calibration chooses the switch quantile");
+    }
+  }
+  const bool calibrating = calibrate_static || calibrate_learned;
+  for (const char* flag : {"--num-calib-prompts", "--epsilon"}) {
+    const std::string name = absl::StrReplaceAll(flag + 2, {{"-", "_"}});
+    if (cli::FlagGiven(name) && !calibrating) {
+      return ignored(flag, chosen, "it is for --calibrate-static and --calibrate-learned");
+    }
+  }
+  if (cli::FlagGiven("reference_model") && reference == "dataset") {
+    return ignored("--reference-model", "--reference dataset",
+                   "it is for --reference model or both");
+  }
+  if (learned_objective == "static-bits" && !(calibrate_static && has("static"))) {
+    return absl::InvalidArgumentError(
+        "--calibrate-learned static-bits needs --calibrate-static and the static method");
+  }
+  if (has("static") && !calibrate_static && precisions.size() > 1 &&
+      absl::GetFlag(FLAGS_switch_steps).empty()) {
+    return absl::InvalidArgumentError(
+        "the static method needs --switch-steps (one per adjacent pair of --precisions) or "
+        "--calibrate-static");
+  }
+  if (has("static") && !calibrate_static) {
+    auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
+    if (!steps.ok()) return steps.status();
+    if (auto made = scheduler::MakeStaticScheduler(precisions, *steps); !made.ok())
+      return made.status();
+  }
+  return absl::OkStatus();
 }
 
 int Run() {
@@ -105,10 +214,18 @@ int Run() {
   std::string shared = absl::GetFlag(FLAGS_shared_dir);
   if (shared.empty())
     shared = std::getenv("PMPD_SHARED_DIR") ? std::getenv("PMPD_SHARED_DIR") : "../shared";
-  const int n = absl::GetFlag(FLAGS_n), max_new = absl::GetFlag(FLAGS_max_new_tokens);
-  if (n < 1 || absl::GetFlag(FLAGS_calib_n) < 1 || max_new < 1) {
-    return cli::Fail(
-        kProgram, absl::InvalidArgumentError("--n, --calib-n and --max-new-tokens must be >= 1"));
+  const int n = absl::GetFlag(FLAGS_num_prompts), max_new = absl::GetFlag(FLAGS_max_new_tokens);
+  if (n < 1 || absl::GetFlag(FLAGS_num_calib_prompts) < 1 || max_new < 1) {
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError(
+                         "--num-prompts, --num-calib-prompts and --max-new-tokens must be >= 1"));
+  }
+  if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device)); !st.ok())
+    return cli::Fail(kProgram, st);
+  const std::string chat_choice = absl::GetFlag(FLAGS_chat_template);
+  if (chat_choice != "auto" && chat_choice != "none") {
+    if (auto t = models::ChatTemplate::FromName(chat_choice); !t.ok())
+      return cli::Fail(kProgram, absl::InvalidArgumentError(t.status().message()));
   }
   auto precisions =
       scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 1, "--precisions");
@@ -118,41 +235,21 @@ int Run() {
   auto has_method = [&](const std::string& name) {
     return std::find(methods.begin(), methods.end(), name) != methods.end();
   };
-  for (const auto& m : methods) {
-    if ((m == "learned" || m == "learned-sweep") && absl::GetFlag(FLAGS_classifier).empty()) {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                     "method \"", m,
-                                     "\" needs --classifier DIR (classifiers from pmpd-train)")));
-    }
-    if (m != "high" && m != "low" && m != "static" && m != "learned" && m != "learned-sweep" &&
-        m != "uniform") {
-      return cli::Fail(kProgram,
-                       absl::InvalidArgumentError(absl::StrCat(
-                           "unknown method \"", m,
-                           "\"; known: high, low, uniform, static, learned, learned-sweep")));
-    }
-  }
+  if (auto st = CheckMethodFlags(methods, *precisions); !st.ok()) return cli::Fail(kProgram, st);
   const double quantile = absl::GetFlag(FLAGS_switch_quantile);
-  if (auto st = scheduler::CheckSwitchQuantile(quantile, "--switch-quantile"); !st.ok())
-    return cli::Fail(kProgram, st);
   const std::string learned_objective = absl::GetFlag(FLAGS_calibrate_learned);
-  if (!learned_objective.empty() && learned_objective != "quality" &&
-      learned_objective != "static-bits") {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                   absl::StrCat("--calibrate-learned \"", learned_objective,
-                                                "\": use quality or static-bits")));
-  }
-  if (learned_objective == "static-bits" &&
-      !(absl::GetFlag(FLAGS_calibrate_static) && has_method("static"))) {
-    return cli::Fail(
-        kProgram,
-        absl::InvalidArgumentError(
-            "--calibrate-learned static-bits needs --calibrate-static and the static method"));
-  }
   const std::string reference = absl::GetFlag(FLAGS_reference);
-  if (reference != "dataset" && reference != "model" && reference != "both") {
-    return cli::Fail(kProgram,
-                     absl::InvalidArgumentError("--reference must be dataset, model or both"));
+  if (!models::FileExists(model_dir)) {
+    return cli::Fail(kProgram, absl::NotFoundError(absl::StrCat("--model ", model_dir,
+                                                                ": no such file or directory")));
+  }
+  // Classifiers exported for another model are refused before anything loads (one fingerprint of
+  // the model, not one per method).
+  if (has_method("learned") || has_method("learned-sweep")) {
+    if (auto st = scheduler::CheckClassifierModel(absl::GetFlag(FLAGS_classifier), model_dir,
+                                                  absl::GetFlag(FLAGS_force));
+        !st.ok())
+      return cli::Fail(kProgram, st);
   }
   auto task = eval::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), 0, n);
   if (!task.ok()) return cli::Fail(kProgram, task.status());
@@ -161,14 +258,13 @@ int Run() {
   absl::StatusOr<eval::EvalTask> calib_task = absl::NotFoundError("");
   if (calibrate || calibrate_learned) {
     calib_task = eval::LoadEvalTask(task_name, shared, absl::GetFlag(FLAGS_data), n,
-                                    absl::GetFlag(FLAGS_calib_n));
+                                    absl::GetFlag(FLAGS_num_calib_prompts));
     if (!calib_task.ok()) return cli::Fail(kProgram, calib_task.status());
   }
   auto tok = models::Tokenizer::Load(model_dir);
   if (!tok.ok()) return cli::Fail(kProgram, tok.status());
   // The prompt format, fixed before the model loads so a bad choice fails fast.
   std::optional<models::ChatTemplate> chat;
-  const std::string chat_choice = absl::GetFlag(FLAGS_chat_template);
   if (chat_choice != "none" && !(chat_choice == "auto" && (*tok)->chat_template().empty())) {
     auto t = models::ChatTemplate::ForModel(chat_choice, **tok);
     if (!t.ok()) return cli::Fail(kProgram, t.status());
@@ -242,10 +338,9 @@ int Run() {
   }
   double static_calib_bits = -1, calib_reference_quality = -1;
   if (calibrate) {
-    auto cal =
-        eval::CalibrateStatic(**model, **tok, *precisions, calib_prompts, calib_refs, task->metric,
-                              max_new, absl::GetFlag(FLAGS_epsilon),
-                              [](int d, int t) { Progress("calibrating static schedule", d, t); });
+    auto cal = eval::CalibrateStatic(**model, **tok, *precisions, calib_prompts, calib_refs,
+                                     task->metric, max_new, absl::GetFlag(FLAGS_epsilon),
+                                     ProgressFor("calibrating static schedule"));
     if (!cal.ok()) return cli::Fail(kProgram, cal.status());
     static_method = cal->chosen;
     calib_reference_quality = cal->reference_quality;
@@ -274,10 +369,10 @@ int Run() {
       "learned", precisions->front(), *precisions, {}, absl::GetFlag(FLAGS_classifier), quantile};
   if (calibrate_learned) {
     const double budget = learned_objective == "static-bits" ? static_calib_bits : -1;
-    auto cal = eval::CalibrateLearned(
-        **model, **tok, *precisions, absl::GetFlag(FLAGS_classifier), calib_prompts, calib_refs,
-        task->metric, max_new, absl::GetFlag(FLAGS_epsilon), budget, calib_reference_quality,
-        [](int d, int t) { Progress("calibrating learned scheduler", d, t); });
+    auto cal = eval::CalibrateLearned(**model, **tok, *precisions, absl::GetFlag(FLAGS_classifier),
+                                      calib_prompts, calib_refs, task->metric, max_new,
+                                      absl::GetFlag(FLAGS_epsilon), budget, calib_reference_quality,
+                                      ProgressFor("calibrating learned scheduler"));
     if (!cal.ok()) return cli::Fail(kProgram, cal.status());
     learned_method = cal->chosen;
     std::fprintf(stderr, "learned calibration (%zu prompts, %s): chose switch quantile %.2f\n",
@@ -329,7 +424,7 @@ int Run() {
                 std::stod(m.substr(9))};
     }
     auto row = eval::RunMethod(**model, **tok, method, prompts, *refs, task->metric, max_new,
-                               [&](int d, int t) { Progress(m, d, t); });
+                               ProgressFor(m));
     if (!row.ok()) return cli::Fail(kProgram, row.status());
     if (reference == "both") {
       eval::QualityScores vs_model = eval::Score(task->metric, row->outputs, *model_refs);
@@ -393,30 +488,34 @@ int Run() {
          {"examples", r.examples}});
   }
   const bool both = reference == "both";
-  std::printf(
+  // With --json stdout carries the JSON object only; the tables go to stderr for whoever watches.
+  std::FILE* const table = absl::GetFlag(FLAGS_json) ? stderr : stdout;
+  std::fprintf(
+      table,
       "| method | schedule | avg bits | %s%s | tokens/s | scheduler us/prompt | decode us/step |\n"
       "|---|---|---|---|%s---|---|---|\n",
       qtitle.c_str(), both ? absl::StrCat(" vs references | ", qtitle, " vs model").c_str() : "",
       both ? "---|" : "");
   for (const auto& r : rows) {
-    std::printf("| %s | %s | %.3f | %.2f%s | %.0f | %.1f | %.1f |\n", r.method.c_str(),
-                r.schedule.c_str(), r.avg_bits, r.quality,
-                both ? absl::StrFormat(" | %.2f", r.quality_vs_model).c_str() : "", r.tokens_per_s,
-                r.scheduler_us_per_prompt, r.decode_us_per_step);
+    std::fprintf(table, "| %s | %s | %.3f | %.2f%s | %.0f | %.1f | %.1f |\n", r.method.c_str(),
+                 r.schedule.c_str(), r.avg_bits, r.quality,
+                 both ? absl::StrFormat(" | %.2f", r.quality_vs_model).c_str() : "", r.tokens_per_s,
+                 r.scheduler_us_per_prompt, r.decode_us_per_step);
   }
   if (static_row != nullptr && task->metric == eval::QualityMetric::kRougeL) {
-    std::printf(
-        "\nPaired differences from PMPD-static on the same %zu prompts (mean +- standard "
-        "error):\n| method | avg bits | %s%s |\n|---|---|---|%s\n",
-        prompts.size(), qtitle.c_str(),
-        both ? absl::StrCat(" | ", qtitle, " vs model").c_str() : "", both ? "---|" : "");
+    std::fprintf(table,
+                 "\nPaired differences from PMPD-static on the same %zu prompts (mean +- standard "
+                 "error):\n| method | avg bits | %s%s |\n|---|---|---|%s\n",
+                 prompts.size(), qtitle.c_str(),
+                 both ? absl::StrCat(" | ", qtitle, " vs model").c_str() : "", both ? "---|" : "");
     for (const auto& r : rows) {
       if (&r == static_row) continue;
       const auto b = eval::Paired(r.example_bits, static_row->example_bits);
       const auto q = eval::Paired(r.example_quality, static_row->example_quality);
       const auto m = eval::Paired(r.example_quality_vs_model, static_row->example_quality_vs_model);
-      std::printf(
-          "| %s | %+.3f | %+.2f +- %.2f%s |\n", r.method.c_str(), b.mean, q.mean, q.standard_error,
+      std::fprintf(
+          table, "| %s | %+.3f | %+.2f +- %.2f%s |\n", r.method.c_str(), b.mean, q.mean,
+          q.standard_error,
           both ? absl::StrFormat(" | %+.2f +- %.2f", m.mean, m.standard_error).c_str() : "");
     }
   }
@@ -448,12 +547,20 @@ int Run() {
 int main(int argc, char** argv) {
   cli::InitUsage(
       "Evaluate PMPD against uniform-precision baselines: average bits, quality (Rouge-L or BLEU), "
-      "tokens/s.\n"
-      "Example: pmpd-eval --model /tmp/s260k-ap --task tinystories --n 100 --precisions 4,3 "
-      "--methods "
-      "high,low,static --calibrate-static --reference model --reference-model "
-      "../shared/models/stories260K "
-      "--out /tmp/eval");
+      "tokens/s.\n\n"
+      "Example:\n"
+      "  pmpd-eval --model /tmp/s260k-ap --task tinystories --num-prompts 100 --precisions 4,3 "
+      "--methods high,low,static \\\n"
+      "      --calibrate-static --reference model --reference-model ../shared/models/stories260K "
+      "--out /tmp/eval",
+      {{"Model", {"model", "device", "chat_template"}},
+       {"Task", {"task", "num_prompts", "max_new_tokens", "data", "shared_dir"}},
+       {"Reference", {"reference", "reference_model"}},
+       {"Methods",
+        {"methods", "precisions", "switch_steps", "prefill_precision", "classifier", "force",
+         "switch_quantile"}},
+       {"Calibration", {"calibrate_static", "calibrate_learned", "num_calib_prompts", "epsilon"}},
+       {"Output", {"out", "json"}}});
   cli::ParseFlags(argc, argv);
   return cli::RunGuarded("pmpd-eval", [] { return Run(); });
 }

@@ -1,9 +1,8 @@
 // pmpd-gen-data: label switch points on C4 and store last-layer KV caches in HDF5 (training data
 // for the learned scheduler). `pmpd-gen-data merge --out FILE.h5 PART.h5...` joins shards.
-#include <unistd.h>
-
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -12,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
+#include "cli/progress.h"
 #include "data_gen/gen_data_job.h"
 #include "inference/engine.h"
 #include "scheduler_runtime/precision_scheduler.h"
@@ -163,19 +163,27 @@ int Run(const std::vector<std::string>& args) {
         kProgram, absl::InvalidArgumentError(absl::StrCat("--shard \"", absl::GetFlag(FLAGS_shard),
                                                           "\": expected i/n, e.g. 0/4")));
   }
-  const bool tty = isatty(2);
-  auto progress = [&](const data_gen::GenDataProgress& p) {
-    const int width = 30;
-    const int filled = p.total > 0 ? static_cast<int>(width * p.done / p.total) : width;
-    std::fprintf(stderr, "%s[%s%s] %lld/%lld samples (%lld resumed)  %.2f samples/s  ETA %.0f s%s",
-                 tty ? "\r" : "", std::string(filled, '#').c_str(),
-                 std::string(width - std::min(filled, width), '.').c_str(),
-                 static_cast<long long>(p.done), static_cast<long long>(p.total),
-                 static_cast<long long>(p.resumed), p.samples_per_s, p.eta_s, tty ? "   " : "\n");
-    std::fflush(stderr);
+  // Flags the chosen mode ignores.
+  if (cli::FlagGiven("chat_template") && o.chat_instruction.empty()) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                   "--chat-template has no effect without --chat-instruction "
+                                   "(prompts are plain text then)"));
+  }
+  if (cli::FlagGiven("reference_precision") && !o.reference_model.empty()) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                   "--reference-precision has no effect with --reference-model "
+                                   "(the reference model runs at its own precision)"));
+  }
+  std::unique_ptr<cli::Progress> progress;  // made at the first update, when the total is known
+  auto on_progress = [&](const data_gen::GenDataProgress& p) {
+    if (!progress) {
+      progress = std::make_unique<cli::Progress>("pmpd-gen-data", p.total, "samples");
+      progress->Resumed(p.resumed);
+    }
+    progress->Update(p.done, p.resumed > 0 ? absl::StrCat("(", p.resumed, " resumed)") : "");
   };
-  auto r = data_gen::RunGenData(o, progress);
-  if (tty) std::fprintf(stderr, "\n");
+  auto r = data_gen::RunGenData(o, on_progress);
+  if (progress) progress->Finish();
   if (!r.ok()) return cli::Fail(kProgram, r.status());
   if (r->stopped_early) {
     std::fprintf(stderr,
@@ -235,7 +243,13 @@ int main(int argc, char** argv) {
       "switch from hi to lo\n"
       "without losing Rouge-L against a reference continuation, and stores the last layer's KV "
       "cache after the prefill\n"
-      "at hi (the learned scheduler's input). Killed runs resume when rerun with the same flags.");
+      "at hi (the learned scheduler's input). Killed runs resume when rerun with the same flags.",
+      {{"Model", {"model", "device", "branches", "reference_model", "reference_precision"}},
+       {"Data",
+        {"c4", "num_docs", "shard", "seed", "max_prompt_tokens", "min_prefix_tokens",
+         "chat_instruction", "chat_template"}},
+       {"Labels", {"precisions", "candidate_steps", "max_new_tokens"}},
+       {"Output", {"out", "flush_every", "stop_after", "json"}}});
   const std::vector<std::string> args = cli::ParseFlags(argc, argv, /*allow_positional=*/true);
   return cli::RunGuarded(kProgram, [&] { return Run(args); });
 }

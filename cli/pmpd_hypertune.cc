@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "base/atomic_file.h"
 #include "cli/cli_common.h"
+#include "cli/progress.h"
 #include "dataset/kv_dataset.h"
 #include "hpo/run_study.h"
 #include "hpo/search_space.h"
@@ -49,8 +51,9 @@ ABSL_FLAG(std::string, pruner, "median",
 ABSL_FLAG(uint64_t, seed, 0,
           "Study seed (trial n samples from a stream of (seed, n)); also the training seed, so "
           "every trial sees the same train/validation split.");
-ABSL_FLAG(std::string, device, "auto",
-          "Training device: auto (cuda when LibTorch sees a GPU, else cpu), cpu or cuda.");
+ABSL_FLAG(std::string, device, "cpu",
+          "Training device: cpu, cuda, or auto (cuda when LibTorch sees a GPU, else cpu). The "
+          "default is cpu in every tool: the same results on any machine.");
 ABSL_FLAG(bool, enqueue_defaults, true,
           "Try pmpd-train's default hyperparameters as trial 0 (warm start).");
 ABSL_FLAG(std::string, out, "",
@@ -86,6 +89,21 @@ int Run() {
   auto precisions =
       scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 2, "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
+  // Every flag checked before the data file is read.
+  const std::string sampler = absl::GetFlag(FLAGS_sampler), pruner = absl::GetFlag(FLAGS_pruner);
+  if (sampler != "tpe" && sampler != "random")
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--sampler must be tpe or random"));
+  if (pruner != "median" && pruner != "asha" && pruner != "none") {
+    return cli::Fail(kProgram, absl::InvalidArgumentError("--pruner must be median, asha or none"));
+  }
+  if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device)); !st.ok())
+    return cli::Fail(kProgram, st);
+  {
+    trainer::TrainOptions defaults;
+    defaults.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
+    defaults.device = "cpu";  // checked above; auto is resolved per trial
+    if (auto st = trainer::CheckTrainOptions(defaults); !st.ok()) return cli::Fail(kProgram, st);
+  }
   {
     auto reader = dataset::KvDatasetReader::Open(data);
     if (!reader.ok()) return cli::Fail(kProgram, reader.status());
@@ -131,13 +149,10 @@ int Run() {
   }
   hpo::StudyOptions so;
   so.seed = absl::GetFlag(FLAGS_seed);
-  const std::string sampler = absl::GetFlag(FLAGS_sampler), pruner = absl::GetFlag(FLAGS_pruner);
   if (sampler == "tpe") {
     so.sampler.type = hpo::SamplerConfig::Type::kTpe;
-  } else if (sampler == "random") {
-    so.sampler.type = hpo::SamplerConfig::Type::kRandom;
   } else {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--sampler must be tpe or random"));
+    so.sampler.type = hpo::SamplerConfig::Type::kRandom;
   }
   so.sampler.tpe.constant_liar = absl::GetFlag(FLAGS_jobs) > 1;
   // Validation losses of the first epochs are noisy: judging trials there prunes good learning
@@ -148,10 +163,8 @@ int Run() {
   } else if (pruner == "asha") {
     so.pruner.type = hpo::PrunerConfig::Type::kSuccessiveHalving;
     so.pruner.successive_halving.min_resource = 5;
-  } else if (pruner == "none") {
-    so.pruner.type = hpo::PrunerConfig::Type::kNone;
   } else {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--pruner must be median, asha or none"));
+    so.pruner.type = hpo::PrunerConfig::Type::kNone;
   }
   so.warn = [](const std::string& w) {
     std::fprintf(stderr, "%s: warning: %s\n", kProgram, w.c_str());
@@ -229,12 +242,29 @@ int Run() {
   hpo::RunOptions ro;
   ro.n_trials = absl::GetFlag(FLAGS_trials);
   ro.jobs = absl::GetFlag(FLAGS_jobs);
+  // ETA on each trial line: this run's trials so far give the time per trial (over --jobs
+  // workers); the study may already hold earlier runs' trials, which count toward --trials.
+  int finished_here = 0;
+  const auto run_start = std::chrono::steady_clock::now();
   ro.on_trial_end = [&](const hpo::FrozenTrial& t) {
     std::lock_guard<std::mutex> lock(print);
-    std::fprintf(stderr, "trial %3lld %-8s value %s  %s  (%.1f s)\n",
+    ++finished_here;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    std::string eta;
+    if (auto trials = (*study)->Trials(); trials.ok()) {
+      int64_t finished = 0;
+      for (const auto& f : *trials) {
+        finished += f.state == hpo::TrialState::kComplete || f.state == hpo::TrialState::kPruned;
+      }
+      const int64_t left = std::max<int64_t>(0, ro.n_trials - finished);
+      eta = absl::StrCat("  [", finished, "/", ro.n_trials, ", ETA ",
+                         cli::FormatDuration(elapsed / finished_here * left), "]");
+    }
+    std::fprintf(stderr, "trial %3lld %-8s value %s  %s  (%.1f s)%s\n",
                  static_cast<long long>(t.number), hpo::TrialStateName(t.state),
                  t.value ? absl::StrCat(*t.value).c_str() : "-",
-                 hpo::ParamsToJson(*space, t.params).dump().c_str(), t.duration_s());
+                 hpo::ParamsToJson(*space, t.params).dump().c_str(), t.duration_s(), eta.c_str());
   };
   if (auto st = hpo::RunStudy(**study, objective, ro); !st.ok()) return cli::Fail(kProgram, st);
 
@@ -325,7 +355,12 @@ int main(int argc, char** argv) {
                    "pairs. Kill it at any time and rerun the same command: the study (journal in "
                    "--study) continues without\n"
                    "losing or repeating trials. The built-in space:\n",
-                   kDefaultSpace));
+                   kDefaultSpace),
+      {{"Data", {"data", "precisions", "label_tolerance"}},
+       {"Search",
+        {"trials", "jobs", "study", "space", "sampler", "pruner", "seed", "enqueue_defaults",
+         "device"}},
+       {"Output", {"out", "json"}}});
   cli::ParseFlags(argc, argv);
   return cli::RunGuarded("pmpd-hypertune", [] { return Run(); });
 }

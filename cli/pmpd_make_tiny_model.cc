@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
       "Write a tiny random-weight Llama (2 layers, hidden 64, grouped-query attention) with a "
       "small\n"
       "sentencepiece tokenizer, for demos and tests when no real model is at hand. Its text is "
-      "gibberish.");
+      "gibberish.",
+      {{"Output", {"out", "seed"}}});
   pmpd::cli::ParseFlags(argc, argv);
   return pmpd::cli::RunGuarded("pmpd-make-tiny-model", [] {
     const std::string out = absl::GetFlag(FLAGS_out);

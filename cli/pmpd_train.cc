@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
+#include "cli/progress.h"
 #include "dataset/kv_dataset.h"
 #include "models/file_util.h"
 #include "scheduler_runtime/precision_scheduler.h"
@@ -39,8 +40,9 @@ ABSL_FLAG(double, test_fraction, 0,
 ABSL_FLAG(double, val_fraction, 0.1,
           "Validation share of the samples (a seeded, deterministic split).");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of the split, the initialisation, dropout and shuffling.");
-ABSL_FLAG(std::string, device, "auto",
-          "auto (cuda when LibTorch sees a GPU, else cpu), cpu or cuda.");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu, cuda, or auto (cuda when LibTorch sees a GPU, else cpu). The default is cpu in "
+          "every tool: the same results on any machine.");
 ABSL_FLAG(std::string, balance, "weighted",
           "Class balancing: weighted (default; inverse-frequency loss weights: each sample once "
           "per epoch, nothing "
@@ -71,19 +73,9 @@ int Run() {
   auto precisions =
       scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 2, "--precisions");
   if (!precisions.ok()) return cli::Fail(kProgram, precisions.status());
-  // All pairs must be in the file before any training starts.
-  auto reader = dataset::KvDatasetReader::Open(data);
-  if (!reader.ok()) return cli::Fail(kProgram, reader.status());
-  for (size_t p = 0; p + 1 < precisions->size(); ++p) {
-    auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);
-    if (!t.ok()) return cli::Fail(kProgram, t.status());
-  }
-  const std::vector<std::string> names = ClassNames((*reader)->header().candidate_steps);
-  std::fprintf(stderr, "%s: %lld samples, classes %s\n", data.c_str(),
-               static_cast<long long>((*reader)->num_samples()),
-               absl::StrJoin(names, ", ").c_str());
-  reader->reset();
-
+  // Every option checked before the data file is opened.
+  if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device)); !st.ok())
+    return cli::Fail(kProgram, st);
   trainer::TrainOptions o;
   o.epochs = absl::GetFlag(FLAGS_epochs);
   o.lr = absl::GetFlag(FLAGS_lr);
@@ -96,23 +88,45 @@ int Run() {
   o.seed = absl::GetFlag(FLAGS_seed);
   o.device = absl::GetFlag(FLAGS_device);
   if (o.device == "auto") o.device = trainer::CudaAvailable() ? "cuda" : "cpu";
-  std::fprintf(stderr, "training on %s\n", o.device.c_str());
   o.balance = absl::GetFlag(FLAGS_balance);
   o.patience = absl::GetFlag(FLAGS_patience);
   o.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
   o.checkpoint_dir = models::JoinPath(out, "checkpoints");
+  if (auto st = trainer::CheckTrainOptions(o); !st.ok()) return cli::Fail(kProgram, st);
+  // All pairs must be in the file before any training starts.
+  auto reader = dataset::KvDatasetReader::Open(data);
+  if (!reader.ok()) return cli::Fail(kProgram, reader.status());
+  for (size_t p = 0; p + 1 < precisions->size(); ++p) {
+    auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);
+    if (!t.ok()) return cli::Fail(kProgram, t.status());
+  }
+  const std::vector<std::string> names = ClassNames((*reader)->header().candidate_steps);
+  std::fprintf(stderr, "%s: %lld samples, classes %s\n", data.c_str(),
+               static_cast<long long>((*reader)->num_samples()),
+               absl::StrJoin(names, ", ").c_str());
+  reader->reset();
+  std::fprintf(stderr, "training on %s\n", o.device.c_str());
 
   std::vector<trainer::TrainResult> results;
   nlohmann::json summary = nlohmann::json::array();
   for (size_t p = 0; p + 1 < precisions->size(); ++p) {
     const int hi = (*precisions)[p], lo = (*precisions)[p + 1];
     std::fprintf(stderr, "pair %d->%d\n", hi, lo);
+    double epoch_seconds = 0;
+    int epochs_seen = 0;
     auto r = trainer::TrainPairClassifier(data, hi, lo, o, [&](const trainer::EpochMetrics& e) {
+      // ETA: the remaining epochs of this pair at the mean epoch time so far (early stopping may
+      // end sooner), then the remaining pairs as long as this one.
+      epoch_seconds += e.seconds;
+      ++epochs_seen;
+      const double per_epoch = epoch_seconds / epochs_seen;
+      const double eta = per_epoch * ((o.epochs - e.epoch) +
+                                      o.epochs * static_cast<double>(precisions->size() - 2 - p));
       std::fprintf(stderr,
                    "  epoch %3d/%d  train loss %.4f  val loss %.4f  val acc %.3f  val macro-F1 "
-                   "%.3f  (%.1f s)\n",
+                   "%.3f  (%.1f s; ETA <= %s)\n",
                    e.epoch, o.epochs, e.train_loss, e.val_loss, e.val.accuracy, e.val.macro_f1,
-                   e.seconds);
+                   e.seconds, cli::FormatDuration(eta).c_str());
       std::string conf = trainer::FormatConfusion(e.val.confusion, names);
       for (const auto& line : absl::StrSplit(conf, '\n', absl::SkipEmpty())) {
         std::fprintf(stderr, "      %s\n", std::string(line).c_str());
@@ -170,7 +184,12 @@ int main(int argc, char** argv) {
       "pmpd-gen-data file.\n"
       "An interrupted run resumes from OUT/checkpoints when rerun with the same flags; the same "
       "seed gives the same\n"
-      "classifiers.");
+      "classifiers.",
+      {{"Data", {"data", "precisions", "label_tolerance", "val_fraction", "test_fraction", "seed"}},
+       {"Training",
+        {"device", "epochs", "patience", "lr", "weight_decay", "dropout", "grad_accum",
+         "batch_size", "balance"}},
+       {"Output", {"out", "json"}}});
   cli::ParseFlags(argc, argv);
   return cli::RunGuarded("pmpd-train", [] { return Run(); });
 }

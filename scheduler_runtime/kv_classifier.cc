@@ -18,6 +18,7 @@
 #include "kernels/check.h"
 #include "kernels/half.h"
 #include "models/file_util.h"
+#include "models/model_fingerprint.h"
 #include "models/safetensors.h"
 #include "models/torch_checkpoint.h"
 #include "models/version.h"
@@ -435,11 +436,33 @@ class LearnedScheduler : public PrecisionScheduler {
 
 }  // namespace
 
+absl::Status CheckClassifierModel(const std::string& classifier_dir, const std::string& model_path,
+                                  bool force) {
+  if (force || !models::FileExists(models::JoinPath(classifier_dir, "manifest.json"))) {
+    return absl::OkStatus();
+  }
+  auto manifest = ReadClassifierManifest(classifier_dir);
+  if (!manifest.ok()) return manifest.status();
+  if (manifest->model_fingerprint.empty()) return absl::OkStatus();
+  auto fingerprint = models::FingerprintModelDir(model_path);
+  if (!fingerprint.ok()) return fingerprint.status();
+  if (*fingerprint == manifest->model_fingerprint) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      classifier_dir, ": these classifiers were trained on labels from the model with fingerprint ",
+      manifest->model_fingerprint, " (manifest.json model_fingerprint), but ", model_path,
+      " has fingerprint ", *fingerprint,
+      "; train classifiers for this model, or pass --force to use them anyway"));
+}
+
 absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
     const LearnedSchedulerOptions& o) {
   if (auto st = CheckPrecisionLadder(o.precisions, 2, "the learned scheduler's precisions");
       !st.ok())
     return st;
+  if (!o.model_path.empty()) {
+    if (auto st = CheckClassifierModel(o.classifier_dir, o.model_path, o.force); !st.ok())
+      return st;
+  }
   if (auto st = CheckSwitchQuantile(o.switch_quantile, "switch quantile"); !st.ok()) return st;
   std::string device = o.device;
   if (device == "auto") device = torch::cuda::is_available() ? "cuda" : "cpu";

@@ -106,7 +106,21 @@ struct LearnedSchedulerOptions {
   // the classifier's own estimate: small q switches early (fewer bits), q near 1 late. The one knob
   // that trades the learned scheduler's bits for quality; pmpd-eval --calibrate-learned picks it.
   double switch_quantile = 0;
+  // The model the classifiers will read (a directory or GGUF file, as given to the engine). When
+  // set and the manifest records the fingerprint of the model its labels came from, the two must
+  // match (CheckClassifierModel) unless `force`: classifiers of another model read a KV cache they
+  // were not trained on. Empty: not checked (the caller checked, or has no model path).
+  std::string model_path{};
+  bool force = false;
 };
+
+// Refuses a classifier directory exported for another model: OK when `force`, when the directory
+// has no manifest.json (the reference's .pt files record no model) or its manifest records no
+// model_fingerprint, or when that fingerprint is `model_path`'s (models::FingerprintModelDir, which
+// reads every weight byte once: only computed when there is a fingerprint to compare). The error
+// names the directory, both fingerprints and --force.
+absl::Status CheckClassifierModel(const std::string& classifier_dir, const std::string& model_path,
+                                  bool force);
 
 // OK for 0 or a value in (0, 1); otherwise an error naming `what` (an option or a flag) and q.
 absl::Status CheckSwitchQuantile(double q, const std::string& what);

@@ -13,7 +13,7 @@ calib=$shared/data/c4/c4-validation.00000-of-00008.first800.json.gz
 ppl() { "$bin/pmpd-perplexity" --model "$1" ${2:+--precision $2} --data "$data" --byte-range 0.75:1 --seq-len 256 --json 2>/dev/null |
         python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["perplexity"])'; }
 "$bin/pmpd-quantize" --model "$model" --out "$work/ap" --seed-precision 2 --parent-precision 8 --calib "$calib" \
-  --calib-samples 100 --seq-len 512 2>/dev/null
+  --num-calib-seqs 100 --seq-len 512 2>/dev/null
 fp=$(ppl "$model")
 echo "| bits | any-precision (S=2,P=8, Fisher on C4) | RTN per-row min/max | float32 |"
 echo "| --- | --- | --- | --- |"

@@ -54,11 +54,11 @@ smollm2_demo() {  # gguf calib: the SmolLM2 pipeline
     echo "demo: reusing the any-precision copy in $ap (3..8 bits; delete it to quantize again)"
   else
     echo "demo: pmpd-quantize --model $gguf --out $ap --seed-precision 3 --parent-precision 8" \
-      "--calib $calib --calib-samples 32 --seq-len 512"
+      "--calib $calib --num-calib-seqs 32 --seq-len 512"
     echo "demo: (one copy, 3..8 bits; about 4 minutes on 2 cores, once: later runs reuse it; resumes if stopped)"
     t=$SECONDS
     "$build/cli/pmpd-quantize" --model "$gguf" --out "$ap" --seed-precision 3 --parent-precision 8 \
-      --calib "$calib" --calib-samples 32 --seq-len 512
+      --calib "$calib" --num-calib-seqs 32 --seq-len 512
     echo "demo: quantized in $((SECONDS - t)) s"
   fi
   echo
@@ -72,10 +72,13 @@ smollm2_demo() {  # gguf calib: the SmolLM2 pipeline
   if [ -f "$cls/manifest.json" ]; then
     echo "demo: PMPD decoding with the learned scheduler: switch steps predicted from the prefill KV cache by"
     echo "demo: the classifiers in $cls (trained on 512 SmolLM2 gen-data samples)"
-    "$build/cli/pmpd-generate" "${pmpd[@]}" --scheduler learned --classifier "$cls"
+    # --force: the committed classifiers were trained on labels from scripts/smollm2_pmpd.sh's copy of
+    # this quantization, whose fingerprint differs from this copy's (a checkpoint records the paths of
+    # its GGUF and calibration file), so the tools' refusal of another model's classifiers is overridden.
+    "$build/cli/pmpd-generate" "${pmpd[@]}" --scheduler learned --classifier "$cls" --force
     echo
     methods=uniform,static,learned
-    learned=(--classifier "$cls")
+    learned=(--classifier "$cls" --force)
   else
     echo "demo: $cls/manifest.json not found: no learned scheduler in this run"
   fi
@@ -83,7 +86,7 @@ smollm2_demo() {  # gguf calib: the SmolLM2 pipeline
   echo "demo: 5->4->3 at 12,12: the calibrated dialogsum schedule)${learned:+ and learned}; Rouge-L against the"
   echo "demo: references and against the 8-bit model's own output (a few minutes)"
   t=$SECONDS
-  "$build/cli/pmpd-eval" --model "$ap" --task dialogsum --n "$n" --max-new-tokens 96 --precisions 5,4,3 \
+  "$build/cli/pmpd-eval" --model "$ap" --task dialogsum --num-prompts "$n" --max-new-tokens 96 --precisions 5,4,3 \
     --methods "$methods" --switch-steps 12,12 --prefill-precision 5 "${learned[@]}" --reference both \
     --shared-dir "$shared" --out "$out"
   echo "demo: evaluated in $((SECONDS - t)) s; table and plot in $out (results.csv, results.json, quality_vs_bits.svg)"
@@ -156,7 +159,7 @@ echo "demo: PMPD decoding with the learned scheduler (switch steps predicted fro
   --scheduler learned --classifier "$cls" --color always
 echo
 echo "demo: pmpd-eval: quality against average bits (reference: the full-precision model's output)"
-"$build/cli/pmpd-eval" --model "$ap" "${eval_task[@]}" --n 40 --max-new-tokens 96 --precisions 4,3,2 \
+"$build/cli/pmpd-eval" --model "$ap" "${eval_task[@]}" --num-prompts 40 --max-new-tokens 96 --precisions 4,3,2 \
   --methods high,low,static,learned --switch-steps 32,64 --classifier "$cls" --reference model \
   --reference-model "$model" --out "$build/demo-eval-$tag"
 echo "demo: table and plot in $build/demo-eval-$tag (results.csv, quality_vs_bits.svg)"

@@ -69,7 +69,7 @@ run_stage() {  # name command...: times it into $timing
 if has quantize; then
   run_stage quantize "$BIN/pmpd-quantize" --model "$GGUF" --out "$ap" --seed-precision "$SEED_P" \
     --parent-precision "$PARENT_P" --calib "$SHARED/data/c4/c4-validation.00000-of-00008.first800.json.gz" \
-    --calib-samples "$CALIB_SAMPLES" --seq-len 512 --threads "$THREADS" --json >"$WORK/quantize.json"
+    --num-calib-seqs "$CALIB_SAMPLES" --seq-len 512 --threads "$THREADS" --json >"$WORK/quantize.json"
 fi
 
 if has ppl; then
@@ -118,12 +118,12 @@ fi
 
 if has train; then
   run_stage train "$BIN/pmpd-train" --data "$data" --precisions "$LADDER" --out "$cls" --label-tolerance "$LABEL_TOL" \
-    --test-fraction "$TEST_FRACTION" $TRAIN_FLAGS --json >"$WORK/train$EVAL_TAG.json" 2>"$WORK/train$EVAL_TAG.log"
+    --device "$DEVICE" --test-fraction "$TEST_FRACTION" $TRAIN_FLAGS --json >"$WORK/train$EVAL_TAG.json" 2>"$WORK/train$EVAL_TAG.log"
 fi
 
 if has tune; then
   run_stage tune "$BIN/pmpd-hypertune" --data "$data" --precisions "$LADDER" --trials "$TRIALS" --out "$tuned" \
-    --label-tolerance "$LABEL_TOL" --json >"$WORK/tune.json" 2>"$WORK/tune.log"
+    --device "$DEVICE" --label-tolerance "$LABEL_TOL" --json >"$WORK/tune.json" 2>"$WORK/tune.log"
 fi
 
 if has eval; then
@@ -135,10 +135,16 @@ if has eval; then
   # The learned scheduler's switch quantile is calibrated on the same held-out prompts as the static
   # schedule (static-bits: the best quality within the static schedule's bits there); the sweep
   # rows give its whole quality-vs-bits curve on the test prompts.
+  # pmpd-eval refuses flags that no chosen method uses: the learned ones only with a learned method.
+  learned_flags=()
+  case ",$EVAL_METHODS," in
+    *,learned,*) learned_flags=(--calibrate-learned "$LEARNED_CALIBRATION" --classifier "$best") ;;
+    *,learned-sweep,*) learned_flags=(--classifier "$best") ;;
+  esac
   eval_task() {
-    "$BIN/pmpd-eval" --model "$ap" --task "$1" --shared-dir "$SHARED" --n "$EVAL_N" --max-new-tokens "$NEW" \
-      --precisions "$LADDER" --methods "$EVAL_METHODS" --calibrate-static \
-      --calibrate-learned "$LEARNED_CALIBRATION" --calib-n "$CALIB_N" --epsilon "$EPSILON" --classifier "$best" \
+    "$BIN/pmpd-eval" --model "$ap" --task "$1" --shared-dir "$SHARED" --num-prompts "$EVAL_N" --max-new-tokens "$NEW" \
+      --precisions "$LADDER" --methods "$EVAL_METHODS" --calibrate-static "${learned_flags[@]}" \
+      --num-calib-prompts "$CALIB_N" --epsilon "$EPSILON" \
       --reference both --device "$DEVICE" --out "$WORK/eval$EVAL_TAG-$1" --json \
       >"$WORK/eval$EVAL_TAG-$1.json" 2>"$WORK/eval$EVAL_TAG-$1.log"
   }

@@ -85,6 +85,12 @@ RunResult RunBinary(const std::string& binary, const std::string& args) {
   return RunWithEnv("", binary, args, &status);
 }
 
+RunResult RunBinaryWithEnv(const std::string& env, const std::string& binary,
+                           const std::string& args) {
+  int status = 0;
+  return RunWithEnv(env.empty() ? "" : env + " ", binary, args, &status);
+}
+
 RunResult RunBinaryKilledAt(const std::string& crash_at, const std::string& binary,
                             const std::string& args) {
   int status = 0;

@@ -31,6 +31,9 @@ struct RunResult {
   std::string out, err;
 };
 RunResult RunBinary(const std::string& binary, const std::string& args);
+// RunBinary with `env` (shell assignments such as "NO_COLOR=1 TERM=xterm") before the command.
+RunResult RunBinaryWithEnv(const std::string& env, const std::string& binary,
+                           const std::string& args);
 // RunBinary with PMPD_CRASH_AT=`crash_at` (base/atomic_file.h): the tool SIGKILLs itself inside
 // that commit of its crash-safe writer. Expects that it did (a tool that finished, or failed
 // otherwise, fails the test).

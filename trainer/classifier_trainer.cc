@@ -33,7 +33,9 @@ struct Example {
   int label = 0;
 };
 
-absl::Status CheckOptions(const TrainOptions& o) {
+}  // namespace
+
+absl::Status CheckTrainOptions(const TrainOptions& o) {
   if (o.epochs < 1 || o.batch_size < 1 || o.grad_accum < 1 || o.patience < 1) {
     return absl::InvalidArgumentError(
         "--epochs, --batch-size, --grad-accum and --patience must be >= 1");
@@ -59,6 +61,8 @@ absl::Status CheckOptions(const TrainOptions& o) {
     return absl::InvalidArgumentError("--device must be cpu or cuda");
   return absl::OkStatus();
 }
+
+namespace {
 
 // Pads a batch to its longest prompt: kbar, vbar [B, Tmax, D], mask [B, Tmax], labels [B].
 struct Batch {
@@ -149,7 +153,7 @@ bool CudaAvailable() { return torch::cuda::is_available(); }
 absl::StatusOr<TrainResult> TrainPairClassifier(
     const std::string& data_path, int hi, int lo, const TrainOptions& o,
     const std::function<bool(const EpochMetrics&)>& on_epoch) {
-  if (auto st = CheckOptions(o); !st.ok()) return st;
+  if (auto st = CheckTrainOptions(o); !st.ok()) return st;
   if (o.device == "cuda" && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError("--device cuda: this LibTorch build sees no CUDA device");
   }

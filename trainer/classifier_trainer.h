@@ -69,6 +69,11 @@ struct TrainResult {
 // Whether LibTorch sees a CUDA device (for --device auto).
 bool CudaAvailable();
 
+// OK when every option is in range (device "cpu" or "cuda": resolve "auto" first); otherwise an
+// InvalidArgument error naming the flag. TrainPairClassifier checks the same before it starts;
+// callers check early to refuse bad flags before reading any data.
+absl::Status CheckTrainOptions(const TrainOptions& options);
+
 // Trains the (hi, lo) classifier of `data_path`. `on_epoch` sees each finished epoch (resumed ones
 // are not replayed) and may return false to stop training there (a pruner, a time limit): the best
 // weights so far are returned and a rerun with the same checkpoint_dir continues after that epoch.

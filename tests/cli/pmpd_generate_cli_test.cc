@@ -42,12 +42,88 @@ void ExpectCleanFailure(const RunResult& r, const std::string& needle) {
 
 TEST(PmpdGenerateCliTest, HelpExplainsEveryFlag) {
   const RunResult r = RunGenerate("--help");
-  EXPECT_FALSE(r.crashed);
-  const std::string all = r.out + r.err;
-  for (const char* flag : {"--model", "--prompt", "--max_new_tokens", "--temperature", "--top_k",
-                           "--top_p", "--seed", "--json", "--tokenizer"}) {
-    EXPECT_NE(all.find(flag), std::string::npos) << flag << " missing from --help:\n" << all;
+  EXPECT_EQ(r.exit_code, 0) << "issue 16: --help exited 1";
+  for (const char* flag :
+       {"--model", "--prompt", "--prompt-file", "--max-new-tokens", "--temperature", "--top-k",
+        "--top-p", "--seed", "--json", "--tokenizer", "--force"}) {
+    EXPECT_NE(r.out.find(std::string("\n  ") + flag + " "), std::string::npos)
+        << flag << " missing from --help:\n"
+        << r.out;
   }
+}
+
+// --prompt-file and --prompt - read the prompt from a file or stdin (issue 16: "-" was the
+// prompt), without Abseil's "Did you really mean" warning; one trailing newline is dropped.
+TEST(PmpdGenerateCliTest, PromptFromAFileOrStdin) {
+  const std::string dir = TinyModelDir(64);
+  const std::string args = absl::StrCat("--model ", dir, " --max-new-tokens 2 --json ");
+  const RunResult plain = RunGenerate(args + "--prompt 'Once upon'");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const auto want = nlohmann::json::parse(plain.out).at("prompt_ids");
+  WriteFile(dir + "/prompt.txt", "Once upon\n");
+  const RunResult file = RunGenerate(args + "--prompt-file " + dir + "/prompt.txt");
+  ASSERT_EQ(file.exit_code, 0) << file.err;
+  EXPECT_EQ(nlohmann::json::parse(file.out).at("prompt_ids"), want);
+  EXPECT_EQ(nlohmann::json::parse(file.out).at("prompt"), "Once upon");
+  for (const char* flag : {"--prompt -", "--prompt=-", "--prompt-file -"}) {
+    SCOPED_TRACE(flag);
+    const RunResult in = RunGenerate(args + flag + std::string(" < ") + dir + "/prompt.txt");
+    ASSERT_EQ(in.exit_code, 0) << in.err;
+    EXPECT_EQ(nlohmann::json::parse(in.out).at("prompt_ids"), want);
+    EXPECT_EQ(in.err.find("Did you really mean"), std::string::npos) << in.err;
+  }
+  ExpectCleanFailure(RunGenerate(args + "--prompt-file " + dir + "/missing.txt"),
+                     "--prompt-file " + dir + "/missing.txt: cannot read: No such file");
+  ExpectCleanFailure(RunGenerate(args + "--prompt - < /dev/null"), "--prompt stdin is empty");
+  const RunResult both = RunGenerate(args + "--prompt hi --prompt-file " + dir + "/prompt.txt");
+  ExpectCleanFailure(both, "--prompt and --prompt-file exclude each other");
+  EXPECT_EQ(both.exit_code, 2);
+}
+
+// Colours: a palette without white (97, 37) or bright yellow (93), which vanish on light
+// backgrounds; NO_COLOR turns --color auto off on a terminal (no-color.org) and leaves --color
+// always alone. `script` gives the tool a terminal for auto.
+TEST(PmpdGenerateCliTest, ColorsSuitAnyBackgroundAndHonourNoColor) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  const std::string dir =
+      pmpd::testing::QuantizeForTest("color_model", SharedPath("models/stories260K"), 2, 8);
+  const std::string args =
+      absl::StrCat("--model ", dir,
+                   " --prompt 'Once upon' --max-new-tokens 14 --ignore-eos --precisions "
+                   "8,7,6,5,4,3,2 --switch-steps 2,4,6,8,10,12");
+  const RunResult always = RunGenerate(args + " --color always");
+  ASSERT_EQ(always.exit_code, 0) << always.err;
+  for (const char* bad : {"\033[97m", "\033[37m", "\033[93m", "\033[1;97m"}) {
+    EXPECT_EQ(always.out.find(bad), std::string::npos) << "unreadable on a light background";
+    EXPECT_EQ(always.err.find(bad), std::string::npos) << "the legend too";
+  }
+  int colours = 0;
+  for (const char* c : {"\033[38;5;32m", "\033[38;5;30m", "\033[38;5;98m", "\033[38;5;28m",
+                        "\033[38;5;166m", "\033[38;5;133m", "\033[38;5;160m"}) {
+    colours += always.out.find(c) != std::string::npos;
+  }
+  EXPECT_EQ(colours, 7) << "one colour per precision 8..2:\n" << always.out;
+  const RunResult forced =
+      pmpd::testing::RunBinaryWithEnv("NO_COLOR=1", "cli/pmpd-generate", args + " --color always");
+  EXPECT_NE(forced.out.find("\033[38;5;"), std::string::npos) << "--color always still colours";
+  const RunResult piped = RunGenerate(args);
+  EXPECT_EQ(piped.out.find('\033'), std::string::npos) << "auto: stdout is not a terminal";
+  if (std::system("command -v script >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "no `script` (util-linux) to give the tool a terminal";
+  }
+  auto on_terminal = [&](const std::string& env) {
+    // env -i: only what is named here (no NO_COLOR from the caller); script -e: the tool's status.
+    return pmpd::testing::RunBinaryWithEnv(
+        absl::StrCat("env -i PATH=/usr/bin:/bin ", env, " script -qec \""), "cli/pmpd-generate",
+        args + "\" /dev/null </dev/null");
+  };
+  const RunResult tty = on_terminal("TERM=xterm");
+  ASSERT_EQ(tty.exit_code, 0) << tty.err;
+  EXPECT_NE(tty.out.find("\033[38;5;"), std::string::npos) << "auto colours a terminal";
+  const RunResult no_color = on_terminal("TERM=xterm NO_COLOR=1");
+  ASSERT_EQ(no_color.exit_code, 0) << no_color.err;
+  EXPECT_NE(no_color.out.find("Once upon"), std::string::npos) << no_color.out;
+  EXPECT_EQ(no_color.out.find("\033[38;5;"), std::string::npos) << "NO_COLOR: no colour";
 }
 
 TEST(PmpdGenerateCliTest, JsonOutputMatchesReferenceAndStreaming) {
@@ -175,7 +251,8 @@ TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
     r = RunGenerate(absl::StrCat("--model ", good, " --prompt hi --precisions 4,3 --scheduler x"));
     ExpectCleanFailure(r, "--scheduler x: expected static or learned");
     EXPECT_EQ(r.out, "");
-    r = RunGenerate(absl::StrCat("--model ", good, " --prompt hi --precisions 4,3"));
+    r = RunGenerate(
+        absl::StrCat("--model ", good, " --prompt hi --precisions 4,3 --switch-steps 4"));
     ExpectCleanFailure(r, "precision");
     EXPECT_EQ(r.out, "") << "a plain model has no precisions 4 and 3";
   }
@@ -225,8 +302,9 @@ TEST(PmpdGenerateCliTest, BadInputFailsCleanly) {
   }
   {
     SCOPED_TRACE("missing model directory");
+    // Issue 16: this reported a missing tokenizer.
     ExpectCleanFailure(RunGenerate("--model /nonexistent/model --prompt hi"),
-                       "/nonexistent/model/tokenizer.model");
+                       "--model /nonexistent/model: no such file or directory");
   }
 }
 

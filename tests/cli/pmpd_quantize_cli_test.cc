@@ -39,7 +39,7 @@ TEST(PmpdQuantizeCliTest, QuantizeThenGenerateAndScoreAtEveryPrecision) {
   const RunResult q = RunBinary(
       "cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
                                         " --seed-precision 2 --parent-precision 5 --calib ", src,
-                                        "/calib.jsonl --seq-len 8 --calib-samples 4 "
+                                        "/calib.jsonl --seq-len 8 --num-calib-seqs 4 "
                                         "--threads 2 --json"));
   ASSERT_EQ(q.exit_code, 0) << q.err;
   const auto j = nlohmann::json::parse(q.out);
@@ -173,6 +173,27 @@ TEST(PmpdQuantizeCliTest, BadInputFailsCleanly) {
   ExpectCleanFailure(RunBinary("cli/pmpd-perplexity",
                                absl::StrCat("--model ", src, " --data ", out, "/empty.json")),
                      "pmpd-perplexity", "no usable document");
+}
+
+// Issue 16: the default seed precision was 3, so the README's --precisions 4,3,2 failed only at
+// decode time; quantizing without --calib fell back to unweighted k-means without a word.
+TEST(PmpdQuantizeCliTest, DefaultsServeTheFourThreeTwoLadderAndWarnWithoutCalibration) {
+  const std::string src = TinyModelDir();
+  const std::string out = MakeTempDir("q_defaults") + "/ap";
+  const RunResult q = RunBinary(
+      "cli/pmpd-quantize",
+      absl::StrCat("--model ", src, " --out ", out, " --parent-precision 4 --threads 2 --json"));
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(nlohmann::json::parse(q.out).at("seed_precision"), 2);
+  EXPECT_NE(q.err.find("pmpd-quantize: warning: no --calib: plain k-means"), std::string::npos)
+      << q.err;
+  const RunResult g = RunBinary("cli/pmpd-generate",
+                                absl::StrCat("--model ", out,
+                                             " --prompt 'The cat' --max-new-tokens 6 --ignore-eos "
+                                             "--precisions 4,3,2 --switch-steps 2,4 --json"));
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(nlohmann::json::parse(g.out).at("precisions"),
+            nlohmann::json::parse("[4, 4, 3, 3, 2, 2]"));
 }
 
 }  // namespace

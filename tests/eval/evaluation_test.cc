@@ -158,7 +158,7 @@ TEST_F(PmpdEvalCliTest, RunsOnEveryTask) {
     const auto r =
         RunBinary("cli/pmpd-eval",
                   absl::StrCat("--model ", *dir_, " --task ", task, " --shared-dir ", SharedDir(),
-                               " --n 2 --max-new-tokens 8 --precisions 4,3 "
+                               " --num-prompts 2 --max-new-tokens 8 --precisions 4,3 "
                                "--methods high,low,static --switch-steps 4 "
                                "--json --out ",
                                out));
@@ -181,11 +181,12 @@ TEST_F(PmpdEvalCliTest, RunsOnEveryTask) {
 
 TEST_F(PmpdEvalCliTest, CalibratesStaticOnADisjointSplit) {
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  const auto r = RunBinary(
-      "cli/pmpd-eval",
-      absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                   " --n 3 --calib-n 3 --max-new-tokens 16 --precisions 4,3 --methods static "
-                   "--calibrate-static --reference model --json"));
+  const auto r =
+      RunBinary("cli/pmpd-eval",
+                absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                             " --num-prompts 3 --num-calib-prompts 3 --max-new-tokens 16 "
+                             "--precisions 4,3 --methods static "
+                             "--calibrate-static --reference model --json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
   ASSERT_TRUE(j.contains("calibration"));
@@ -220,12 +221,13 @@ TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
   const std::string cls = pmpd::testing::SourcePath("tests/golden/reference_classifier");
   auto run = [&](const std::string& out, const std::string& extra) {
-    const auto r = RunBinary(
-        "cli/pmpd-eval",
-        absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                     " --n 2 --calib-n 2 --max-new-tokens 12 --precisions 4,3 --reference model "
-                     "--classifier ",
-                     cls, " --json --out ", out, " ", extra));
+    const auto r =
+        RunBinary("cli/pmpd-eval",
+                  absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                               " --num-prompts 2 --num-calib-prompts 2 --max-new-tokens 12 "
+                               "--precisions 4,3 --reference model "
+                               "--classifier ",
+                               cls, " --json --out ", out, " ", extra));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.exit_code == 0 ? nlohmann::json::parse(r.out.substr(r.out.find('{')))
                             : nlohmann::json();
@@ -316,19 +318,19 @@ TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
   pmpd::testing::ExpectCleanFailure(
       RunBinary("cli/pmpd-eval",
                 absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                             " --n 1 --methods learned --classifier ", cls,
+                             " --num-prompts 1 --methods learned --classifier ", cls,
                              " --calibrate-learned static-bits")),
       "pmpd-eval", "needs --calibrate-static");
   pmpd::testing::ExpectCleanFailure(
-      RunBinary(
-          "cli/pmpd-eval",
-          absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                       " --n 1 --methods learned --classifier ", cls, " --switch-quantile 1.5")),
+      RunBinary("cli/pmpd-eval",
+                absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                             " --num-prompts 1 --methods learned --classifier ", cls,
+                             " --switch-quantile 1.5")),
       "pmpd-eval", "--switch-quantile 1.5");
   pmpd::testing::ExpectCleanFailure(
       RunBinary("cli/pmpd-eval",
                 absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                             " --n 1 --methods learned --classifier ", cls,
+                             " --num-prompts 1 --methods learned --classifier ", cls,
                              " --calibrate-learned fewest")),
       "pmpd-eval", "--calibrate-learned \"fewest\"");
 }
@@ -339,7 +341,7 @@ TEST_F(PmpdEvalCliTest, AppliesTheChatTemplateAndRecordsIt) {
     const auto r =
         RunBinary("cli/pmpd-eval",
                   absl::StrCat("--model ", *dir_, " --task dialogsum --shared-dir ", SharedDir(),
-                               " --n 1 --max-new-tokens 4 --precisions 4,3 "
+                               " --num-prompts 1 --max-new-tokens 4 --precisions 4,3 "
                                "--methods high --reference model --json ",
                                extra));
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -350,8 +352,9 @@ TEST_F(PmpdEvalCliTest, AppliesTheChatTemplateAndRecordsIt) {
   EXPECT_EQ(run("").value("chat_template", ""), "none");
   EXPECT_EQ(run("--chat-template vicuna").value("chat_template", ""), "vicuna");
   pmpd::testing::ExpectCleanFailure(
-      RunBinary("cli/pmpd-eval", absl::StrCat("--model ", *dir_, " --task dialogsum --shared-dir ",
-                                              SharedDir(), " --n 1 --chat-template gemma")),
+      RunBinary("cli/pmpd-eval",
+                absl::StrCat("--model ", *dir_, " --task dialogsum --shared-dir ", SharedDir(),
+                             " --num-prompts 1 --chat-template gemma")),
       "pmpd-eval", "unknown chat template \"gemma\"");
 }
 
@@ -361,10 +364,10 @@ TEST_F(PmpdEvalCliTest, AppliesTheChatTemplateAndRecordsIt) {
 TEST_F(PmpdEvalCliTest, UniformRowsAndBothReferences) {
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
   auto run = [&](const std::string& out, const std::string& extra) {
-    const auto r =
-        RunBinary("cli/pmpd-eval",
-                  absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
-                               " --n 3 --max-new-tokens 16 --json --out ", out, " ", extra));
+    const auto r = RunBinary(
+        "cli/pmpd-eval",
+        absl::StrCat("--model ", *dir_, " --task tinystories --shared-dir ", SharedDir(),
+                     " --num-prompts 3 --max-new-tokens 16 --json --out ", out, " ", extra));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.exit_code == 0 ? nlohmann::json::parse(r.out.substr(r.out.find('{')))
                             : nlohmann::json();
@@ -454,16 +457,21 @@ TEST_F(PmpdEvalCliTest, BadInputFailsCleanly) {
                   absl::StrCat("--model ", *dir_, " --shared-dir ", SharedDir(), " ", args)),
         "pmpd-eval", needle);
   };
-  expect_fail("--task squad", "unknown task \"squad\"");
-  expect_fail("--task tinystories --n 0", "--n, --calib-n and --max-new-tokens must be >= 1");
-  expect_fail("--task tinystories --precisions 4,3,2 --switch-steps 8,4 --n 1", "non-decreasing");
-  expect_fail("--task tinystories --precisions 5,3 --switch-steps 4 --n 1",
+  expect_fail("--task squad --methods high", "unknown task \"squad\"");
+  // Issue 16: the static method without its switch steps failed only after the model loaded.
+  expect_fail("--task tinystories", "the static method needs --switch-steps");
+  expect_fail("--task tinystories --num-prompts 0",
+              "--num-prompts, --num-calib-prompts and --max-new-tokens must be >= 1");
+  expect_fail("--task tinystories --precisions 4,3,2 --switch-steps 8,4 --num-prompts 1",
+              "non-decreasing");
+  expect_fail("--task tinystories --precisions 5,3 --switch-steps 4 --num-prompts 1",
               "precision 5 is missing from");
   const std::string dir = MakeTempDir("eval_bad");
   WriteFile(dir + "/empty.jsonl", "");
-  expect_fail(absl::StrCat("--task dialogsum --data ", dir, "/empty.jsonl"), "empty data file");
+  expect_fail(absl::StrCat("--task dialogsum --methods high --data ", dir, "/empty.jsonl"),
+              "empty data file");
   expect_fail("--task tinystories --methods learned", "needs --classifier DIR");
-  expect_fail("--task tinystories --methods learned --classifier /nonexistent --n 1",
+  expect_fail("--task tinystories --methods learned --classifier /nonexistent --num-prompts 1",
               "/nonexistent has neither manifest.json");
 }
 

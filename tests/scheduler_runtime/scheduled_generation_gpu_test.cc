@@ -219,7 +219,7 @@ TEST(CudaScheduledGenerationTest, EvalDeviceCudaGivesTheCpuRows) {
   const std::string dir = QuantizedStories();
   const std::string args =
       absl::StrCat("--model ", dir,
-                   " --task tinystories --n 6 --max-new-tokens 48 --precisions 4,3,2 "
+                   " --task tinystories --num-prompts 6 --max-new-tokens 48 --precisions 4,3,2 "
                    "--methods high,low,static --switch-steps 12,30 --reference model "
                    "--shared-dir ",
                    testing::SharedPath(""), " --json --device ");

@@ -143,7 +143,7 @@ TEST(PmpdTrainCliTest, EvalHasALearnedRow) {
   const testing::RunResult r = testing::RunBinary(
       "cli/pmpd-eval",
       absl::StrCat("--model ", model,
-                   " --task tinystories --n 3 --max-new-tokens 16 --precisions 4,3 "
+                   " --task tinystories --num-prompts 3 --max-new-tokens 16 --precisions 4,3 "
                    "--methods high,low,static,learned --switch-steps 8 --classifier ",
                    testing::SourcePath("tests/golden/reference_classifier"), " --shared-dir ",
                    testing::SharedDir(), " --json"));
@@ -155,7 +155,8 @@ TEST(PmpdTrainCliTest, EvalHasALearnedRow) {
   EXPECT_GE(bits, 3.0);
   EXPECT_LE(bits, 4.0);
   EXPECT_GT(j["rows"][3]["scheduler_us_per_prompt"].get<double>(), 0.0);
-  EXPECT_NE(r.out.find("| learned |"), std::string::npos) << r.out;
+  // With --json the table goes to stderr (stdout holds the JSON only).
+  EXPECT_NE(r.err.find("| learned |"), std::string::npos) << r.err;
 }
 
 }  // namespace
