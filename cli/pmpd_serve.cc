@@ -22,6 +22,8 @@ ABSL_FLAG(std::string, tokenizer, "", "Tokenizer file or directory (default: MOD
 ABSL_FLAG(std::string, classifier, "",
           "Classifier directory (pmpd-train): enables the learned scheduler.");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or auto (cuda when a GPU is visible).");
+ABSL_FLAG(bool, force, false,
+          "Use --classifier even when its manifest records another model's fingerprint.");
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to listen on (0.0.0.0: every interface; there is no authentication).");
 ABSL_FLAG(int, port, 8080, "Port to listen on (0: any free port; the chosen one is printed).");
@@ -60,11 +62,18 @@ int Run() {
   if (o.model_path.empty())
     return cli::Fail(kProgram, absl::InvalidArgumentError("--model is required (see --help)"));
   // Every flag checked before the model is loaded.
+  if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device)); !st.ok())
+    return cli::Fail(kProgram, st);
+  if (absl::GetFlag(FLAGS_force) && absl::GetFlag(FLAGS_classifier).empty()) {
+    return cli::Fail(kProgram,
+                     absl::InvalidArgumentError("--force is for --classifier (none given)"));
+  }
   auto device = inference::ParseDevice(absl::GetFlag(FLAGS_device), "--device");
   if (!device.ok()) return cli::Fail(kProgram, device.status());
   o.device = *device;
   o.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
   o.classifier_dir = absl::GetFlag(FLAGS_classifier);
+  o.force_classifier = absl::GetFlag(FLAGS_force);
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
   if (o.port < 0 || o.port > 65535) {
@@ -186,7 +195,13 @@ int main(int argc, char** argv) {
       "/v1/completions,\nGET /v1/models, /health) and the PMPD chat page at /: tokens coloured "
       "by the precision that\nproduced them, live tokens/s and average bits, two schedules side "
       "by side.\nExample: pmpd-serve --model smollm2-anyprec --precisions 5,4,3 --switch-steps "
-      "12,48 --port 8080");
+      "12,48 --port 8080",
+      {{"Model", {"model", "tokenizer", "device", "chat_template", "model_name"}},
+       {"Default schedule (requests may override it)",
+        {"precisions", "scheduler", "switch_steps", "classifier", "force"}},
+       {"Listening", {"host", "port", "threads", "io_timeout"}},
+       {"Limits",
+        {"max_tokens", "max_tokens_limit", "max_body_bytes", "max_queue", "max_request_seconds"}}});
   pmpd::cli::ParseFlags(argc, argv);
   return pmpd::cli::RunGuarded(kProgram, [] { return Run(); });
 }

@@ -86,6 +86,8 @@ struct Server::Impl {
     lo.kv_heads = engine->config().num_key_value_heads;
     lo.head_dim = engine->config().head_dim;
     lo.device = inference::DeviceName(engine->device());
+    lo.model_path = options.model_path;  // classifiers of another model are refused
+    lo.force = options.force_classifier;
     auto made = scheduler::MakeLearnedScheduler(lo);
     if (!made.ok()) return made.status();
     auto* raw = made->get();
@@ -491,6 +493,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     }
   }
   if (!options.classifier_dir.empty()) {
+    if (auto st = scheduler::CheckClassifierModel(options.classifier_dir, options.model_path,
+                                                  options.force_classifier);
+        !st.ok())
+      return st;
     auto m = scheduler::ReadClassifierManifest(options.classifier_dir);
     if (m.ok()) s.manifest = std::move(*m);  // reference .pt directories have none
   }

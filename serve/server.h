@@ -24,9 +24,10 @@
 namespace pmpd::serve {
 
 struct ServerOptions {
-  std::string model_path;      // Hugging Face directory, any-precision checkpoint or .gguf
-  std::string tokenizer_path;  // default: model_path
-  std::string classifier_dir;  // pmpd-train output: enables the learned scheduler
+  std::string model_path;         // Hugging Face directory, any-precision checkpoint or .gguf
+  std::string tokenizer_path;     // default: model_path
+  std::string classifier_dir;     // pmpd-train output: enables the learned scheduler
+  bool force_classifier = false;  // use it even when its manifest names another model
   inference::Device device = inference::Device::kCpu;
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (Bind returns it)

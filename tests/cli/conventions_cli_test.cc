@@ -24,9 +24,14 @@ namespace {
 using testing::RunBinary;
 using testing::RunResult;
 
-const char* const kTools[] = {"pmpd-generate", "pmpd-quantize",       "pmpd-perplexity",
-                              "pmpd-gen-data", "pmpd-train",          "pmpd-hypertune",
-                              "pmpd-eval",     "pmpd-make-tiny-model"};
+// Every tool; pmpd-serve where cpp-httplib was found at configure time (PMPD_HAVE_SERVE).
+const std::vector<const char*> kTools = {"pmpd-generate", "pmpd-quantize",        "pmpd-perplexity",
+                                         "pmpd-gen-data", "pmpd-train",           "pmpd-hypertune",
+                                         "pmpd-eval",     "pmpd-make-tiny-model",
+#ifdef PMPD_HAVE_SERVE
+                                         "pmpd-serve"
+#endif
+};
 
 RunResult RunTool(const std::string& tool, const std::string& args) {
   return RunBinary("cli/" + tool, args);
