@@ -269,7 +269,16 @@ struct Server::Impl {
     auto parsed = chat ? ParseChatCompletionRequest(req.body, options.limits)
                        : ParseCompletionRequest(req.body, options.limits);
     if (!parsed.ok()) return ReplyError(res, parsed.status());
+    // One model per server: another name is OpenAI's 404 model_not_found (clients that send
+    // none get this one).
     if (parsed->model.empty()) parsed->model = model_name;
+    if (parsed->model != model_name) {
+      return Reply(res, 404,
+                   ErrorJson(absl::StrCat("the model ", parsed->model,
+                                          " does not exist; this server serves ", model_name,
+                                          " (GET /v1/models)"),
+                             "invalid_request_error", "model_not_found"));
+    }
     // Prepared while another request may be generating: it only reads the engine's shape.
     auto p = Prepare(*parsed);
     if (!p.ok()) return ReplyError(res, p.status());

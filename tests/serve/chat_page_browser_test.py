@@ -4,7 +4,10 @@ it loads the model info, runs a comparison of two schedules from a link, streams
 with every token coloured by its precision, shows the switch points, and its text equals the
 API's answer to the same request. No JavaScript error may occur.
 
-Usage: chat_page_browser_test.py PMPD_SERVE MODEL_DIR [SCREENSHOT.png]
+Runs on stories260K quantized to any-precision 2..4 bits (pmpd-quantize), with ChatML spelled as
+text (the model has no template of its own); the screenshot is kept as the test's artifact.
+
+Usage: chat_page_browser_test.py PMPD_SERVE PMPD_QUANTIZE STORIES260K_DIR [SCREENSHOT.png]
 Exit 77 (ctest: skipped) without chromium or python3-websocket, unless CI is set (then it fails).
 """
 import base64
@@ -19,8 +22,8 @@ import tempfile
 import time
 import urllib.request
 
-serve, model = sys.argv[1], sys.argv[2]
-shot = sys.argv[3] if len(sys.argv) > 3 else None
+serve, quantize, stories = sys.argv[1], sys.argv[2], sys.argv[3]
+shot = sys.argv[4] if len(sys.argv) > 4 else None
 
 
 def skip(why):
@@ -48,6 +51,13 @@ def check(cond, what):
         print("FAIL:", what)
 
 
+work = tempfile.mkdtemp(prefix="pmpd-browser-test-")
+model = os.path.join(work, "stories260K-ap")
+q = subprocess.run([quantize, "--model", stories, "--out", model, "--seed-precision", "2",
+                    "--parent-precision", "4"], capture_output=True, text=True, timeout=120)
+if q.returncode != 0:
+    print("FAIL: pmpd-quantize:", q.stderr)
+    sys.exit(1)
 server = subprocess.Popen([serve, "--model", model, "--port", "0", "--chat-template", "chatml",
                            "--precisions", "4,3,2", "--switch-steps", "2,4"],
                           stderr=subprocess.PIPE, text=True)
@@ -150,6 +160,7 @@ try:
         err = js("(document.querySelector('.error') || {}).textContent")
     check(err and "precisions" in err, f"the refused request shows no error: {err!r}")
     if shot:
+        os.makedirs(os.path.dirname(os.path.abspath(shot)), exist_ok=True)
         data = call("Page.captureScreenshot", format="png")["data"]
         with open(shot, "wb") as f:
             f.write(base64.b64decode(data))
@@ -164,6 +175,7 @@ finally:
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=20)
     shutil.rmtree(profile, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
