@@ -61,15 +61,22 @@ if q.returncode != 0:
 server = subprocess.Popen([serve, "--model", model, "--port", "0", "--chat-template", "chatml",
                            "--precisions", "4,3,2", "--switch-steps", "2,4"],
                           stderr=subprocess.PIPE, text=True)
-port = None
-deadline = time.time() + 60
-while time.time() < deadline and port is None:
-    line = server.stderr.readline()
-    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    if m:
-        port = int(m.group(1))
-    elif not line and server.poll() is not None:
-        break
+
+
+def first_match(proc, pattern, seconds=60):
+    """The first group of `pattern` in `proc`'s stderr lines, or None (exited, or `seconds` gone)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        m = re.search(pattern, line)
+        if m:
+            return m.group(1)
+        if not line and proc.poll() is not None:
+            return None
+    return None
+
+
+port = first_match(server, r"http://127\.0\.0\.1:(\d+)/")
 if port is None:
     print("FAIL: pmpd-serve did not start")
     sys.exit(1)
@@ -80,15 +87,7 @@ chrome = subprocess.Popen([browser, "--headless=new", "--disable-gpu", "--no-san
                            "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 try:
     # Chromium prints "DevTools listening on ws://..." once its debugging port is open.
-    ws_url = None
-    deadline = time.time() + 60
-    while time.time() < deadline and ws_url is None:
-        line = chrome.stderr.readline()
-        m = re.search(r"DevTools listening on (ws://\S+)", line)
-        if m:
-            ws_url = m.group(1)
-        elif not line and chrome.poll() is not None:
-            break
+    ws_url = first_match(chrome, r"DevTools listening on (ws://\S+)")
     if ws_url is None:
         print("FAIL: chromium did not start")
         sys.exit(1)
