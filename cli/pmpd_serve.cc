@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -59,15 +60,9 @@ int Run() {
   using namespace pmpd;
   serve::ServerOptions o;
   o.model_path = absl::GetFlag(FLAGS_model);
-  if (o.model_path.empty())
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--model is required (see --help)"));
-  // Every flag checked before the model is loaded.
+  // Every flag checked before the model is loaded: parsed here, judged by CheckServerOptions.
   if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device)); !st.ok())
     return cli::Fail(kProgram, st);
-  if (absl::GetFlag(FLAGS_force) && absl::GetFlag(FLAGS_classifier).empty()) {
-    return cli::Fail(kProgram,
-                     absl::InvalidArgumentError("--force is for --classifier (none given)"));
-  }
   auto device = inference::ParseDevice(absl::GetFlag(FLAGS_device), "--device");
   if (!device.ok()) return cli::Fail(kProgram, device.status());
   o.device = *device;
@@ -76,63 +71,28 @@ int Run() {
   o.force_classifier = absl::GetFlag(FLAGS_force);
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
-  if (o.port < 0 || o.port > 65535) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                   absl::StrCat("--port must be in [0, 65535], got ", o.port)));
-  }
   if (!absl::GetFlag(FLAGS_precisions).empty()) {
-    auto p = scheduler::ParsePrecisionLadder(absl::GetFlag(FLAGS_precisions), 1, "--precisions");
+    auto p = scheduler::ParseIntList(absl::GetFlag(FLAGS_precisions), "--precisions");
     if (!p.ok()) return cli::Fail(kProgram, p.status());
     o.precisions = *p;
   }
   o.scheduler = absl::GetFlag(FLAGS_scheduler);
-  if (o.scheduler != "static" && o.scheduler != "learned") {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                   "--scheduler ", o.scheduler, ": expected static or learned")));
-  }
   if (!absl::GetFlag(FLAGS_switch_steps).empty()) {
-    if (o.scheduler == "learned") {
-      return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                     "--switch-steps is for the static scheduler; the learned "
-                                     "one predicts the steps"));
-    }
     auto s = scheduler::ParseIntList(absl::GetFlag(FLAGS_switch_steps), "--switch-steps");
     if (!s.ok()) return cli::Fail(kProgram, s.status());
     o.switch_steps = *s;
-  }
-  if (o.scheduler == "learned" && o.classifier_dir.empty()) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(
-                                   "--scheduler learned needs --classifier DIR (pmpd-train)"));
   }
   o.chat_template = absl::GetFlag(FLAGS_chat_template);
   o.model_name = absl::GetFlag(FLAGS_model_name);
   o.limits.default_max_tokens = absl::GetFlag(FLAGS_max_tokens);
   o.limits.max_tokens = absl::GetFlag(FLAGS_max_tokens_limit);
-  if (o.limits.max_tokens < 1 || o.limits.default_max_tokens < 1 ||
-      o.limits.default_max_tokens > o.limits.max_tokens) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
-                                   "need 1 <= --max-tokens (", o.limits.default_max_tokens,
-                                   ") <= --max-tokens-limit (", o.limits.max_tokens, ")")));
-  }
-  for (const auto& [value, flag] :
-       {std::pair{absl::GetFlag(FLAGS_max_body_bytes), "--max-body-bytes"},
-        std::pair{absl::GetFlag(FLAGS_max_queue), "--max-queue"},
-        std::pair{absl::GetFlag(FLAGS_threads), "--threads"},
-        std::pair{absl::GetFlag(FLAGS_io_timeout), "--io-timeout"}}) {
-    if (value < 1) {
-      return cli::Fail(
-          kProgram, absl::InvalidArgumentError(absl::StrCat(flag, " must be >= 1, got ", value)));
-    }
-  }
-  o.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
-  o.limits.max_text_bytes = o.max_body_bytes;
+  o.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  o.limits.max_text_bytes = static_cast<size_t>(std::max<int64_t>(o.max_body_bytes, 0));
   o.max_queue = absl::GetFlag(FLAGS_max_queue);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.io_timeout_s = absl::GetFlag(FLAGS_io_timeout);
   o.max_request_seconds = absl::GetFlag(FLAGS_max_request_seconds);
-  if (!(o.max_request_seconds > 0)) {
-    return cli::Fail(kProgram, absl::InvalidArgumentError("--max-request-seconds must be > 0"));
-  }
+  if (auto st = serve::CheckServerOptions(o); !st.ok()) return cli::Fail(kProgram, st);
 
   // SIGTERM and SIGINT stop the server from a thread of our own (sigwait), never from a signal
   // handler: blocked here, before any thread exists, so that every thread inherits the mask.

@@ -86,8 +86,8 @@ struct Server::Impl {
     lo.kv_heads = engine->config().num_key_value_heads;
     lo.head_dim = engine->config().head_dim;
     lo.device = inference::DeviceName(engine->device());
-    lo.model_path = options.model_path;  // classifiers of another model are refused
-    lo.force = options.force_classifier;
+    // lo.model_path stays empty: Create checked the classifiers against the model once
+    // (CheckClassifierModel reads every weight byte; not again on a request's path).
     auto made = scheduler::MakeLearnedScheduler(lo);
     if (!made.ok()) return made.status();
     auto* raw = made->get();
@@ -438,25 +438,44 @@ struct Server::Impl {
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() { Stop(); }
 
+absl::Status CheckServerOptions(const ServerOptions& o) {
+  auto bad = [](const std::string& m) { return absl::InvalidArgumentError(m); };
+  if (o.model_path.empty()) return bad("--model is required (see --help)");
+  if (o.port < 0 || o.port > 65535)
+    return bad(absl::StrCat("--port must be in [0, 65535], got ", o.port));
+  if (!o.precisions.empty()) {
+    if (auto st = scheduler::CheckPrecisionLadder(o.precisions, 1, "--precisions"); !st.ok())
+      return st;
+  }
+  if (o.scheduler != "static" && o.scheduler != "learned")
+    return bad(absl::StrCat("--scheduler ", o.scheduler, ": expected static or learned"));
+  if (o.scheduler == "learned" && !o.switch_steps.empty())
+    return bad("--switch-steps is for the static scheduler; the learned one predicts the steps");
+  if (o.scheduler == "learned" && o.classifier_dir.empty())
+    return bad("--scheduler learned needs --classifier DIR (pmpd-train)");
+  if (o.force_classifier && o.classifier_dir.empty())
+    return bad("--force is for --classifier (none given)");
+  if (o.limits.max_tokens < 1 || o.limits.default_max_tokens < 1 ||
+      o.limits.default_max_tokens > o.limits.max_tokens) {
+    return bad(absl::StrCat("need 1 <= --max-tokens (", o.limits.default_max_tokens,
+                            ") <= --max-tokens-limit (", o.limits.max_tokens, ")"));
+  }
+  for (const auto& [value, flag] :
+       {std::pair<int64_t, const char*>{o.max_body_bytes, "--max-body-bytes"},
+        {o.max_queue, "--max-queue"},
+        {o.threads, "--threads"},
+        {o.io_timeout_s, "--io-timeout"}}) {
+    if (value < 1) return bad(absl::StrCat(flag, " must be >= 1, got ", value));
+  }
+  if (!(o.max_request_seconds > 0)) return bad("--max-request-seconds must be > 0");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   Impl& s = *impl;
-  if (options.limits.max_tokens < 1 || options.limits.default_max_tokens < 1 ||
-      options.limits.default_max_tokens > options.limits.max_tokens) {
-    return absl::InvalidArgumentError(
-        "--max-tokens must be in [1, --max-tokens-limit] and --max-tokens-limit >= 1");
-  }
-  if (options.scheduler != "static" && options.scheduler != "learned") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--scheduler ", options.scheduler, ": expected static or learned"));
-  }
-  if (options.scheduler == "learned" && options.classifier_dir.empty())
-    return absl::InvalidArgumentError("--scheduler learned needs --classifier DIR (pmpd-train)");
-  if (!options.precisions.empty()) {
-    if (auto st = scheduler::CheckPrecisionLadder(options.precisions, 1, "--precisions"); !st.ok())
-      return st;
-  }
+  if (auto st = CheckServerOptions(options); !st.ok()) return st;
   auto tok = models::Tokenizer::Load(options.tokenizer_path.empty() ? options.model_path
                                                                     : options.tokenizer_path);
   if (!tok.ok()) return tok.status();
@@ -521,7 +540,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
         absl::StrCat("the default schedule (--precisions, --scheduler, --switch-steps): ",
                      p.status().message()));
   }
-  s.http.set_payload_max_length(options.max_body_bytes);
+  s.http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
   s.http.set_read_timeout(options.io_timeout_s);
   s.http.set_write_timeout(options.io_timeout_s);
   // Workers: one per request that may wait for the engine, one for the running one, and

@@ -13,6 +13,7 @@
 // client goes away stops generating at the next token.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,12 +41,16 @@ struct ServerOptions {
   std::string chat_template = "auto";  // as pmpd-generate --chat-template
   std::string model_name;              // the id /v1/models reports (default: the file's name)
   RequestLimits limits;
-  size_t max_body_bytes = 1 << 20;
+  int64_t max_body_bytes = 1 << 20;
   int max_queue = 8;                 // requests waiting for the engine before 503
   int threads = 4;                   // HTTP workers beyond max_queue + 1 (idle clients hold one)
   int io_timeout_s = 10;             // socket read/write timeouts
   double max_request_seconds = 600;  // generation is cut there (finish_reason "length")
 };
+
+// Every option checked without loading anything (pmpd-serve runs it before the model loads;
+// Create runs it too). Errors name the command-line flag.
+absl::Status CheckServerOptions(const ServerOptions& options);
 
 class Server {
  public:
