@@ -33,8 +33,8 @@ CANDIDATES=${CANDIDATES:-}         # default: 0, NEW/3, 2*NEW/3
 INSTRUCTION=${INSTRUCTION:-Summarize the following text.}
 SHARDS=${SHARDS:-1}
 TRIALS=${TRIALS:-24}
-EVAL_N=${EVAL_N:-60}               # test prompts per task
-CALIB_N=${CALIB_N:-16}             # calibration prompts per task (held out from the test prompts)
+EVAL_N=${EVAL_N:-60}               # test prompts per task (EVAL_N_<task> overrides it for one task)
+CALIB_N=${CALIB_N:-16}             # calibration prompts per task, held out (CALIB_N_<task> likewise)
 TASKS=${TASKS:-cnn_dm dialogsum}
 EPSILON=${EPSILON:-1.0}           # static calibration: allowed Rouge-L drop (points)
 LABEL_TOL=${LABEL_TOL:-0.01}       # classifiers: labels at the same tolerance (Rouge-L F, 0.01 = 1 point)
@@ -47,6 +47,7 @@ LEARNED_CALIBRATION=${LEARNED_CALIBRATION:-static-bits}  # eval: pmpd-eval --cal
 EVAL_TAG=${EVAL_TAG:-}             # eval: outputs eval$EVAL_TAG-<task>* (several evaluations in one WORK)
 EVAL_METHODS=${EVAL_METHODS:-uniform,static,learned,learned-sweep}  # eval: pmpd-eval --methods
 TRAIN_FLAGS=${TRAIN_FLAGS:-}       # train: extra pmpd-train flags (e.g. "--balance none")
+EVAL_FLAGS=${EVAL_FLAGS:-}         # eval: extra pmpd-eval flags (e.g. "--force" for classifiers of another copy)
 CLS_OUT=${CLS_OUT:-}               # train: output directory (default: $WORK/classifiers)
 
 mkdir -p "$WORK"
@@ -142,9 +143,10 @@ if has eval; then
     *,learned-sweep,*) learned_flags=(--classifier "$best") ;;
   esac
   eval_task() {
-    "$BIN/pmpd-eval" --model "$ap" --task "$1" --shared-dir "$SHARED" --num-prompts "$EVAL_N" --max-new-tokens "$NEW" \
-      --precisions "$LADDER" --methods "$EVAL_METHODS" --calibrate-static "${learned_flags[@]}" \
-      --num-calib-prompts "$CALIB_N" --epsilon "$EPSILON" \
+    local n_var="EVAL_N_$1" c_var="CALIB_N_$1"
+    "$BIN/pmpd-eval" --model "$ap" --task "$1" --shared-dir "$SHARED" --num-prompts "${!n_var:-$EVAL_N}" \
+      --max-new-tokens "$NEW" --precisions "$LADDER" --methods "$EVAL_METHODS" --calibrate-static \
+      "${learned_flags[@]}" $EVAL_FLAGS --num-calib-prompts "${!c_var:-$CALIB_N}" --epsilon "$EPSILON" \
       --reference both --device "$DEVICE" --out "$WORK/eval$EVAL_TAG-$1" --json \
       >"$WORK/eval$EVAL_TAG-$1.json" 2>"$WORK/eval$EVAL_TAG-$1.log"
   }
@@ -162,7 +164,8 @@ fi
 
 [ -n "${ppl_pid:-}" ] && wait "$ppl_pid"
 export DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE \
-  EPSILON TASKS LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION
+  EPSILON TASKS LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION EVAL_N_cnn_dm EVAL_N_dialogsum \
+  CALIB_N_cnn_dm CALIB_N_dialogsum
 python3 - "$WORK" "$root" <<'PY'
 import glob, json, os, platform, subprocess, sys
 work, root = sys.argv[1], sys.argv[2]
@@ -182,7 +185,8 @@ summary = {
     "settings": {k: os.environ.get(k) for k in ["DEVICE", "LADDER", "SEED_P", "PARENT_P", "CALIB_SAMPLES", "DOCS",
                                                 "NEW", "INSTRUCTION", "SHARDS", "TRIALS", "EVAL_N", "CALIB_N",
                                                 "PPL_RANGE", "EPSILON", "LABEL_TOL", "TEST_FRACTION", "CANDIDATES",
-                                                "LEARNED_CALIBRATION"]},
+                                                "LEARNED_CALIBRATION", "EVAL_N_cnn_dm", "EVAL_N_dialogsum",
+                                                "CALIB_N_cnn_dm", "CALIB_N_dialogsum"]},
     "wall_seconds": {},
 }
 if os.path.exists(os.path.join(work, "timing.txt")):
