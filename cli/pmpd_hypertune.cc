@@ -62,6 +62,8 @@ ABSL_FLAG(std::string, out, "",
 ABSL_FLAG(
     double, label_tolerance, 0,
     "As pmpd-train --label-tolerance: relabel from the file's Rouge-L values with this tolerance.");
+ABSL_FLAG(std::string, candidate_steps, "",
+          "As pmpd-train --candidate-steps: train on a subset of the file's switch steps.");
 ABSL_FLAG(bool, json, false,
           "Print one JSON object (completed, best_value, best_params, ...) as the last line.");
 
@@ -98,9 +100,16 @@ int Run() {
   }
   if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device)); !st.ok())
     return cli::Fail(kProgram, st);
+  std::vector<int64_t> step_subset;
+  if (!absl::GetFlag(FLAGS_candidate_steps).empty()) {
+    auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_candidate_steps), "--candidate-steps");
+    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
+    step_subset.assign(steps->begin(), steps->end());
+  }
   {
     trainer::TrainOptions defaults;
     defaults.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
+    defaults.candidate_steps = step_subset;
     defaults.device = "cpu";  // checked above; auto is resolved per trial
     if (auto st = trainer::CheckTrainOptions(defaults); !st.ok()) return cli::Fail(kProgram, st);
   }
@@ -176,6 +185,7 @@ int Run() {
   if (!study.ok()) return cli::Fail(kProgram, study.status());
   trainer::TrainOptions defaults;
   defaults.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
+  defaults.candidate_steps = step_subset;
   if (absl::GetFlag(FLAGS_enqueue_defaults)) {
     nlohmann::json p = {{"lr", defaults.lr},
                         {"epochs", defaults.epochs},
@@ -356,7 +366,7 @@ int main(int argc, char** argv) {
                    "--study) continues without\n"
                    "losing or repeating trials. The built-in space:\n",
                    kDefaultSpace),
-      {{"Data", {"data", "precisions", "label_tolerance"}},
+      {{"Data", {"data", "precisions", "label_tolerance", "candidate_steps"}},
        {"Search",
         {"trials", "jobs", "study", "space", "sampler", "pruner", "seed", "enqueue_defaults",
          "device"}},

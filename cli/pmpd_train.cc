@@ -52,6 +52,10 @@ ABSL_FLAG(double, label_tolerance, 0,
           "within this much "
           "(Rouge-L F, e.g. 0.01 = 1 point) of staying high. 0: the labels pmpd-gen-data stored "
           "(as good or better).");
+ABSL_FLAG(std::string, candidate_steps, "",
+          "Train on a subset of the file's candidate switch steps (e.g. 0,48 of a file labelled "
+          "at 0,12,24,48): labels re-derived from those steps' Rouge-L, fewer classes. Empty: "
+          "the file's steps.");
 ABSL_FLAG(int, patience, 5, "Early stopping: epochs without a better validation loss.");
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 
@@ -91,6 +95,11 @@ int Run() {
   o.balance = absl::GetFlag(FLAGS_balance);
   o.patience = absl::GetFlag(FLAGS_patience);
   o.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
+  if (!absl::GetFlag(FLAGS_candidate_steps).empty()) {
+    auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_candidate_steps), "--candidate-steps");
+    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
+    o.candidate_steps.assign(steps->begin(), steps->end());
+  }
   o.checkpoint_dir = models::JoinPath(out, "checkpoints");
   if (auto st = trainer::CheckTrainOptions(o); !st.ok()) return cli::Fail(kProgram, st);
   // All pairs must be in the file before any training starts.
@@ -100,7 +109,8 @@ int Run() {
     auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);
     if (!t.ok()) return cli::Fail(kProgram, t.status());
   }
-  const std::vector<std::string> names = ClassNames((*reader)->header().candidate_steps);
+  const std::vector<std::string> names = ClassNames(
+      o.candidate_steps.empty() ? (*reader)->header().candidate_steps : o.candidate_steps);
   std::fprintf(stderr, "%s: %lld samples, classes %s\n", data.c_str(),
                static_cast<long long>((*reader)->num_samples()),
                absl::StrJoin(names, ", ").c_str());
@@ -185,7 +195,9 @@ int main(int argc, char** argv) {
       "An interrupted run resumes from OUT/checkpoints when rerun with the same flags; the same "
       "seed gives the same\n"
       "classifiers.",
-      {{"Data", {"data", "precisions", "label_tolerance", "val_fraction", "test_fraction", "seed"}},
+      {{"Data",
+        {"data", "precisions", "label_tolerance", "candidate_steps", "val_fraction",
+         "test_fraction", "seed"}},
        {"Training",
         {"device", "epochs", "patience", "lr", "weight_decay", "dropout", "grad_accum",
          "batch_size", "balance"}},

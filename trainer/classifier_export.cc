@@ -40,7 +40,8 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
                      {"seed", o.seed},
                      {"balance", o.balance},
                      {"patience", o.patience},
-                     {"label_tolerance", o.label_tolerance}}}};
+                     {"label_tolerance", o.label_tolerance},
+                     {"candidate_steps", o.candidate_steps}}}};
   if (r.test_samples > 0) {
     j["test_samples"] = r.test_samples;
     j["test_class_counts"] = r.test_class_counts;

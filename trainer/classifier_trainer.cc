@@ -54,6 +54,12 @@ absl::Status CheckTrainOptions(const TrainOptions& o) {
     return absl::InvalidArgumentError(
         "--label-tolerance must be in [0, 1) (a Rouge-L F difference)");
   }
+  for (size_t i = 0; i < o.candidate_steps.size(); ++i) {
+    if (o.candidate_steps[i] < 0 || (i > 0 && o.candidate_steps[i] <= o.candidate_steps[i - 1])) {
+      return absl::InvalidArgumentError(
+          "--candidate-steps must be increasing non-negative steps (a subset of the data file's)");
+    }
+  }
   if (o.balance != "weighted" && o.balance != "oversample" && o.balance != "none") {
     return absl::InvalidArgumentError("--balance must be weighted, oversample or none");
   }
@@ -143,7 +149,9 @@ std::string RunFingerprint(const TrainOptions& o, const std::string& data_finger
       ";batch=", o.batch_size, ";val=", o.val_fraction,
       o.test_fraction > 0 ? absl::StrCat(";test=", o.test_fraction) : "", ";seed=", o.seed,
       ";balance=", o.balance, ";patience=", o.patience, ";device=", o.device,
-      o.label_tolerance > 0 ? absl::StrCat(";label_tolerance=", o.label_tolerance) : "");
+      o.label_tolerance > 0 ? absl::StrCat(";label_tolerance=", o.label_tolerance) : "",
+      o.candidate_steps.empty() ? ""
+                                : absl::StrCat(";steps=", absl::StrJoin(o.candidate_steps, ",")));
 }
 
 }  // namespace
@@ -163,7 +171,19 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   auto table = (*reader)->ReadPair(hi, lo);
   if (!table.ok()) return table.status();
   const auto& header = (*reader)->header();
-  const int num_classes = static_cast<int>(header.candidate_steps.size()) + 1;
+  // The steps trained on, as indices into the file's candidate steps.
+  std::vector<size_t> step_index;
+  for (int64_t s : o.candidate_steps.empty() ? header.candidate_steps : o.candidate_steps) {
+    const auto it = std::find(header.candidate_steps.begin(), header.candidate_steps.end(), s);
+    if (it == header.candidate_steps.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(data_path, ": --candidate-steps ", s,
+                                                     " is not one of the file's candidate steps ",
+                                                     absl::StrJoin(header.candidate_steps, ",")));
+    }
+    step_index.push_back(static_cast<size_t>(it - header.candidate_steps.begin()));
+  }
+  const bool relabel = o.label_tolerance > 0 || step_index.size() != header.candidate_steps.size();
+  const int num_classes = static_cast<int>(step_index.size()) + 1;
   const int64_t n = (*reader)->num_samples();
   if (n < 4) {
     return absl::InvalidArgumentError(
@@ -172,7 +192,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   TrainResult result;
   result.high = hi;
   result.low = lo;
-  result.candidate_steps = header.candidate_steps;
+  for (size_t j : step_index) result.candidate_steps.push_back(header.candidate_steps[j]);
   result.device = o.device;
   result.spec.kv_heads = header.kv_heads;
   result.spec.head_dim = header.head_dim;
@@ -196,12 +216,14 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
         torch::from_blob(k.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
     data[i].vbar =
         torch::from_blob(v.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
-    const size_t c = header.candidate_steps.size();
-    data[i].label =
-        o.label_tolerance > 0
-            ? dataset::SwitchLabel(absl::MakeConstSpan(table->rouge_l).subspan(i * c, c),
-                                   table->rouge_l_high[i], o.label_tolerance)
-            : table->labels[i];
+    if (relabel) {
+      const size_t c = header.candidate_steps.size();
+      std::vector<double> rouge;
+      for (size_t j : step_index) rouge.push_back(table->rouge_l[i * c + j]);
+      data[i].label = dataset::SwitchLabel(rouge, table->rouge_l_high[i], o.label_tolerance);
+    } else {
+      data[i].label = table->labels[i];
+    }
   }
   // Deterministic split: a seeded permutation; the first val_fraction is validation, the next
   // test_fraction the test split (so adding a test split leaves the validation split as it was).

@@ -37,6 +37,11 @@ struct TrainOptions {
   // > 0: labels recomputed from the file's Rouge-L values with this tolerance
   // (dataset::SwitchLabel) instead of the stored ones (tolerance 0).
   double label_tolerance = 0;
+  // Empty: the file's candidate switch steps. Otherwise a subset of them, increasing (e.g. {0, 48}
+  // of a file labelled at {0, 12, 24, 48}): labels re-derived from those steps' Rouge-L values
+  // (dataset::SwitchLabel at label_tolerance), fewer classes from the same labelling run. The
+  // exported classifier then switches only at these steps.
+  std::vector<int64_t> candidate_steps;
   std::string checkpoint_dir;  // empty: no checkpoints (no resume)
 };
 

@@ -180,6 +180,8 @@ TEST(ConventionsCliTest, EveryFlagIsCheckedBeforeAnythingIsLoaded) {
       {"pmpd-train", {train + "--device gpu", "--device must be cpu, cuda or auto"}},
       {"pmpd-train", {train + "--epochs 0", "--epochs, --batch-size"}},
       {"pmpd-train", {train + "--balance maybe", "--balance must be weighted"}},
+      {"pmpd-train", {train + "--candidate-steps 48,0", "--candidate-steps must be increasing"}},
+      {"pmpd-hypertune", {train + "--candidate-steps 0,0", "--candidate-steps must be increasing"}},
       {"pmpd-hypertune", {train + "--sampler grid", "--sampler must be tpe or random"}},
       {"pmpd-hypertune", {train + "--pruner hyperband", "--pruner must be median, asha or none"}},
       {"pmpd-hypertune", {train + "--device gpu", "--device must be cpu, cuda or auto"}},

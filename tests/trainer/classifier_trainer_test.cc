@@ -82,6 +82,49 @@ TEST(ClassifierTrainerTest, TestSplitIsHeldOutAndScoredOnce) {
   EXPECT_FALSE(TrainPairClassifier(data, 4, 3, o).ok());
 }
 
+// --candidate-steps: a subset of the file's steps re-derives the labels from their Rouge-L (fewer
+// classes from one labelling run); the result and its export switch only at those steps; a step
+// the file does not have, or steps out of order, are refused naming the problem.
+TEST(ClassifierTrainerTest, CandidateStepSubsetRelabelsFromTheStoredRougeL) {
+  const std::string data = SyntheticData("train_step_subset", 120, 1);  // steps 0, 10, 20
+  TrainOptions o = Quick();
+  o.epochs = 2;
+  auto full = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_EQ(full->train_class_counts.size(), 4u);
+  o.candidate_steps = {0, 20};
+  auto sub = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  EXPECT_EQ(sub->candidate_steps, (std::vector<int64_t>{0, 20}));
+  EXPECT_EQ(sub->spec.num_classes, 3);
+  // Same split; step 10's samples become step 20's (the earliest kept step that is as good).
+  const auto& f = full->train_class_counts;
+  EXPECT_EQ(sub->train_class_counts, (std::vector<int64_t>{f[0], f[1] + f[2], f[3]}));
+  const auto& fv = full->val_class_counts;
+  EXPECT_EQ(sub->val_class_counts, (std::vector<int64_t>{fv[0], fv[1] + fv[2], fv[3]}));
+  // The whole set given explicitly is the file's labels.
+  o.candidate_steps = {0, 10, 20};
+  auto same = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->train_class_counts, full->train_class_counts);
+  const std::string dir = testing::MakeTempDir("train_step_subset_export");
+  ASSERT_TRUE(ExportClassifiers(dir, data, {*sub}, o).ok());
+  auto manifest = scheduler::ReadClassifierManifest(dir);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->pairs.at(0).candidate_steps, (std::vector<int64_t>{0, 20}));
+
+  o.candidate_steps = {0, 15};
+  auto bad = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--candidate-steps 15 is not one of the file's candidate "
+                                        "steps 0,10,20"),
+            std::string::npos)
+      << bad.status();
+  EXPECT_NE(bad.status().message().find(data), std::string::npos);
+  o.candidate_steps = {20, 0};
+  EXPECT_FALSE(CheckTrainOptions(o).ok());
+}
+
 // The same seed gives the same classifier; a run interrupted twice and rerun gives it too.
 TEST(ClassifierTrainerTest, InterruptedTrainingResumesToTheSameClassifier) {
   const std::string data = SyntheticData("train_resume", 80, 2);

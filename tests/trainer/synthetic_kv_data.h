@@ -51,7 +51,8 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
     for (size_t p = 0; p + 1 < precisions.size(); ++p) {
       dataset::KvPairSample ps;
       ps.label = label;
-      ps.rouge_l = {0.1, 0.2, 0.3};
+      // Rouge-L consistent with the label: as good as staying high from the label's step on.
+      for (int j = 0; j < 3; ++j) ps.rouge_l.push_back(j >= label ? 0.3 : 0.1);
       ps.rouge_l_high = 0.3;
       for (int tok = 0; tok < t; ++tok) {
         for (int head = 0; head < kH; ++head) {
