@@ -8,6 +8,8 @@ references, right panel against the model's own 8-bit outputs. Reads the "eval_s
 run of the results file when present, else the first evaluation ("eval").
 
 Usage: python3 scripts/plot_smollm2_results.py bench/results/smollm2_pmpd.json docs/smollm2_quality_vs_bits.svg
+       python3 scripts/plot_smollm2_results.py bench/results/smollm2_pmpd.json docs/smollm2_800_labels.svg --run-800-docs
+         (the run_800_docs evaluation: 800 labels, dialogsum at 200 prompts, both classifier sets)
 No dependencies (writes SVG by hand).
 """
 import json
@@ -34,7 +36,7 @@ def curve(rows, key, px, py, color):
     return s
 
 
-def panel(rows, key, x0, y0, w, h, title, fine=None):
+def panel(rows, key, x0, y0, w, h, title, fine=None, fine_label="finer"):
     fine = fine or []
     pts = [(r["avg_bits"], r[key]) for r in rows + fine]
     xs = [p[0] for p in pts]
@@ -62,7 +64,7 @@ def panel(rows, key, x0, y0, w, h, title, fine=None):
             x, y = px(r["avg_bits"]), py(r[key])
             s.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{COLORS["fine"]}"/>')
             s.append(f'<text x="{x - 8:.1f}" y="{y - 8:.1f}" text-anchor="end" font-size="10" '
-                     f'fill="{COLORS["fine"]}">finer ({r[key]:.1f})</text>')
+                     f'fill="{COLORS["fine"]}">{fine_label} ({r[key]:.1f})</text>')
     for r in rows:
         m = r["method"]
         if m.startswith("learned-q"):
@@ -79,8 +81,35 @@ def panel(rows, key, x0, y0, w, h, title, fine=None):
     return s
 
 
+def main_run_800(data, out_path):
+    """The run_800_docs figure: blue = classifiers from the 800 labels, green = the 448-label ones."""
+    run = data["run_800_docs"]
+    tasks = list(run["eval_n800"].keys())
+    W, H = 480, 300
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + 50}" height="{H * len(tasks) + 80}" '
+           'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
+    for i, t in enumerate(tasks):
+        ev = run["eval_n800"][t]
+        rows, fine = ev["rows"], run["eval_c12"][t]["rows"]
+        fine = [r for r in fine if r["method"].startswith("learned")]
+        n = ev["examples"]
+        out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references", fine, "448 labels")
+        out += panel(rows, "rouge_l_vs_model", W, i * H, W, H, f"{t}: Rouge-L vs the model's 8-bit output", fine,
+                     "448 labels")
+    y = H * len(tasks) + 20
+    out.append(f'<text x="20" y="{y}" font-size="11">SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform baselines '
+               '(dashed line); red: PMPD-static (calibrated); blue: PMPD-learned, classifiers from 800 labels</text>')
+    out.append(f'<text x="20" y="{y + 16}" font-size="11">(steps 0, 12, 24, 48), curve over switch quantiles 0.1..0.9, '
+               'large dot: quantile calibrated within static\'s bits; green: the same with the 448-label classifiers.</text>')
+    out.append(f'<text x="20" y="{y + 32}" font-size="11">Source: bench/results/smollm2_pmpd.json (run_800_docs)</text>')
+    out.append("</svg>")
+    open(out_path, "w").write("\n".join(out) + "\n")
+
+
 def main():
     data = json.load(open(sys.argv[1]))
+    if len(sys.argv) > 3 and sys.argv[3] == "--run-800-docs":
+        return main_run_800(data, sys.argv[2])
     evals = data["eval_switch_quantile"]["tasks"] if "eval_switch_quantile" in data else data["eval"]
     tasks = list(evals.keys())
     W, H = 480, 300

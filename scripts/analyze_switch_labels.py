@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""How learnable are the switch-point labels of a pmpd-gen-data file? (issue 13, item 4)
+
+For each precision pair it prints:
+  - the label classes (earliest candidate step whose Rouge-L is within --tolerance of staying high),
+  - how often the outcome is non-monotone (switching at an earlier step keeps quality but a later
+    one does not: impossible for a clean property, since a later switch decodes more tokens at the
+    high precision), and how often switching at step 0 scores *better* than staying high,
+  - a linear probe: 5-fold cross-validated logistic regression on the features the classifier sees
+    (the last layer's K and V after prefill, mean-pooled over positions, plus log prompt length),
+    as ROC AUC for "switching at step s keeps quality" per step and for rouge_l_high (how close
+    staying high is to the reference) above its median. AUC 0.5 is chance.
+
+A classifier cannot beat the majority class by much when the probe sits near 0.5: the label is
+then mostly noise of the quality measure, not a property of the prompt the KV cache can show.
+
+Usage: python3 scripts/analyze_switch_labels.py gen-data.h5 [--tolerance 0.01] [--json out.json]
+Needs h5py, numpy, scikit-learn (pip install h5py scikit-learn).
+"""
+import argparse
+import json
+
+import h5py
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def probe_auc(x, y):
+    if y.min() == y.max():
+        return float("nan")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000))
+    p = cross_val_predict(clf, x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0),
+                          method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, p))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data")
+    ap.add_argument("--tolerance", type=float, default=0.01)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    f = h5py.File(a.data, "r")
+    steps = [int(s) for s in f.attrs["candidate_steps"]]
+    out = {"data": a.data, "samples": int(f.attrs["num_samples"]), "candidate_steps": steps,
+           "tolerance": a.tolerance, "pairs": {}}
+    for name in sorted(k for k in f.keys() if k.startswith("pair_")):
+        g = f[name]
+        off, pl = g["kv_offsets"][:], g["prompt_lengths"][:]
+        rl, rh = g["rouge_l"][:], g["rouge_l_high"][:]
+        k, v = g["k"], g["v"]
+        x = np.array([np.concatenate([
+            k[off[i]:off[i] + pl[i]].astype(np.float32).reshape(pl[i], -1).mean(0),
+            v[off[i]:off[i] + pl[i]].astype(np.float32).reshape(pl[i], -1).mean(0),
+            [np.log(pl[i])]]) for i in range(len(pl))])
+        # The label rule of dataset::SwitchLabel: Rouge-L rounded to 3 decimals.
+        ok = np.round(rl, 3) >= np.round(rh, 3)[:, None] - a.tolerance - (1e-9 if a.tolerance > 0 else 0)
+        labels = np.where(ok.any(1), ok.argmax(1), len(steps))
+        nonmono = np.zeros(len(rh), bool)
+        for j in range(len(steps)):
+            for jj in range(j + 1, len(steps)):
+                nonmono |= ok[:, j] & ~ok[:, jj]
+        r = {
+            "class_counts": np.bincount(labels, minlength=len(steps) + 1).tolist(),
+            "majority_fraction": float(np.bincount(labels).max() / len(labels)),
+            "keeps_quality_at_step": dict(zip(map(str, steps), ok.mean(0).round(3).tolist())),
+            "non_monotone_fraction": float(nonmono.mean()),
+            "switch_at_0_better_than_high_fraction": float((rl[:, 0] > rh + 0.005).mean()),
+            "probe_auc_keeps_quality_at_step": {str(s): round(probe_auc(x, ok[:, j].astype(int)), 3)
+                                                for j, s in enumerate(steps)},
+            "probe_auc_rouge_l_high_above_median": round(probe_auc(x, (rh > np.median(rh)).astype(int)), 3),
+        }
+        out["pairs"][name[len("pair_"):]] = r
+        print(f"{name}: classes {r['class_counts']} (majority {r['majority_fraction']:.2f}); "
+              f"non-monotone {100 * r['non_monotone_fraction']:.0f}%; switch at 0 better than high "
+              f"{100 * r['switch_at_0_better_than_high_fraction']:.0f}%")
+        print("  keeps quality at step " + ", ".join(f"{s}: {p:.2f}" for s, p in r["keeps_quality_at_step"].items()))
+        print("  probe AUC, keeps quality at step " +
+              ", ".join(f"{s}: {p:.3f}" for s, p in r["probe_auc_keeps_quality_at_step"].items()) +
+              f"; rouge_l_high above median: {r['probe_auc_rouge_l_high_above_median']:.3f}")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(out, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
