@@ -120,6 +120,9 @@ int Run() {
       auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);
       if (!t.ok()) return cli::Fail(kProgram, t.status());
     }
+    auto steps =
+        trainer::CandidateStepIndices(step_subset, (*reader)->header().candidate_steps, data);
+    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
   }
   absl::StatusOr<hpo::SearchSpace> space =
       absl::GetFlag(FLAGS_space).empty()

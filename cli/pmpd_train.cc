@@ -109,6 +109,11 @@ int Run() {
     auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);
     if (!t.ok()) return cli::Fail(kProgram, t.status());
   }
+  if (auto steps = trainer::CandidateStepIndices(o.candidate_steps,
+                                                 (*reader)->header().candidate_steps, data);
+      !steps.ok()) {
+    return cli::Fail(kProgram, steps.status());
+  }
   const std::vector<std::string> names = ClassNames(
       o.candidate_steps.empty() ? (*reader)->header().candidate_steps : o.candidate_steps);
   std::fprintf(stderr, "%s: %lld samples, classes %s\n", data.c_str(),

@@ -6,6 +6,7 @@ For each precision pair it prints:
   - how often the outcome is non-monotone (switching at an earlier step keeps quality but a later
     one does not: impossible for a clean property, since a later switch decodes more tokens at the
     high precision), and how often switching at step 0 scores *better* than staying high,
+  - the mean Rouge-L of staying high against the reference continuation,
   - a linear probe: 5-fold cross-validated logistic regression on the features the classifier sees
     (the last layer's K and V after prefill, mean-pooled over positions, plus log prompt length),
     as ROC AUC for "switching at step s keeps quality" per step and for rouge_l_high (how close
@@ -57,8 +58,10 @@ def main():
             k[off[i]:off[i] + pl[i]].astype(np.float32).reshape(pl[i], -1).mean(0),
             v[off[i]:off[i] + pl[i]].astype(np.float32).reshape(pl[i], -1).mean(0),
             [np.log(pl[i])]]) for i in range(len(pl))])
-        # The label rule of dataset::SwitchLabel: Rouge-L rounded to 3 decimals.
-        ok = np.round(rl, 3) >= np.round(rh, 3)[:, None] - a.tolerance - (1e-9 if a.tolerance > 0 else 0)
+        # The label rule of dataset::SwitchLabel: Rouge-L rounded to 3 decimals half away from zero
+        # (std::round; numpy's round goes to even on ties such as 0.0625).
+        r3 = lambda x: np.floor(x * 1000.0 + 0.5) / 1000.0
+        ok = r3(rl) >= r3(rh)[:, None] - a.tolerance - (1e-9 if a.tolerance > 0 else 0)
         labels = np.where(ok.any(1), ok.argmax(1), len(steps))
         nonmono = np.zeros(len(rh), bool)
         for j in range(len(steps)):
@@ -69,7 +72,9 @@ def main():
             "majority_fraction": float(np.bincount(labels).max() / len(labels)),
             "keeps_quality_at_step": dict(zip(map(str, steps), ok.mean(0).round(3).tolist())),
             "non_monotone_fraction": float(nonmono.mean()),
+            # "better": by more than half a Rouge-L point, so rounding ties do not count.
             "switch_at_0_better_than_high_fraction": float((rl[:, 0] > rh + 0.005).mean()),
+            "mean_rouge_l_high": float(rh.mean()),
             "probe_auc_keeps_quality_at_step": {str(s): round(probe_auc(x, ok[:, j].astype(int)), 3)
                                                 for j, s in enumerate(steps)},
             "probe_auc_rouge_l_high_above_median": round(probe_auc(x, (rh > np.median(rh)).astype(int)), 3),
@@ -77,7 +82,8 @@ def main():
         out["pairs"][name[len("pair_"):]] = r
         print(f"{name}: classes {r['class_counts']} (majority {r['majority_fraction']:.2f}); "
               f"non-monotone {100 * r['non_monotone_fraction']:.0f}%; switch at 0 better than high "
-              f"{100 * r['switch_at_0_better_than_high_fraction']:.0f}%")
+              f"{100 * r['switch_at_0_better_than_high_fraction']:.0f}% (by > 0.005); staying high vs the "
+              f"reference: mean Rouge-L {r['mean_rouge_l_high']:.3f}")
         print("  keeps quality at step " + ", ".join(f"{s}: {p:.2f}" for s, p in r["keeps_quality_at_step"].items()))
         print("  probe AUC, keeps quality at step " +
               ", ".join(f"{s}: {p:.3f}" for s, p in r["probe_auc_keeps_quality_at_step"].items()) +

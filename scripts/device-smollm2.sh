@@ -12,15 +12,19 @@
 #   scripts/device-smollm2.sh wait [S]  wait up to S s (default 540), print progress
 #   scripts/device-smollm2.sh fetch     results as one $OUT/results.tgz (json, logs, eval dirs,
 #                                       classifiers; not the HDF5 labels)
-# Every GGUF part call also copies its part to /tmp/xfer. The pipeline's settings are smollm2_pmpd.sh's
+# setup, gpu-tests and start copy the GGUF part their call carried to /tmp/xfer. The pipeline's settings are smollm2_pmpd.sh's
 # environment variables, passed through from the `start` call's environment (defaults below: the
 # run_800_docs settings in bench/results/smollm2_pmpd.json). Its output is /tmp/smol; its log
 # /tmp/pipe.log; /tmp/pipe.done marks the end.
 set -uo pipefail
 W=/tmp/w
+self=$(readlink -f "$0")
 cmd=${1:-}
-mkdir -p /tmp/xfer
-cp .device/xfer/part_* .device/xfer/sha256.txt /tmp/xfer/ 2>/dev/null
+copy_parts() {  # the GGUF parts this call carried, kept in /tmp/xfer for `start`
+  mkdir -p /tmp/xfer
+  for f in .device/xfer/part_* .device/xfer/sha256.txt; do [ -f "$f" ] && cp "$f" /tmp/xfer/; done
+  return 0
+}
 env_setup() {
   export LD_LIBRARY_PATH=$W/.device/absl/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
   export PKG_CONFIG_PATH=$W/.device/pcre2/usr/lib/x86_64-linux-gnu/pkgconfig
@@ -29,8 +33,9 @@ env_setup() {
 case "$cmd" in
   setup)
     t0=$(date +%s)
-    rm -rf $W && mkdir -p $W && cp -a . $W/ && rm -rf $W/.device/xfer
-    cd $W && env_setup
+    copy_parts
+    { rm -rf $W && mkdir -p $W && cp -a . $W/ && rm -rf $W/.device/xfer && cd $W; } || exit 1
+    env_setup
     sed -i "s|^prefix=.*|prefix=$W/.device/pcre2/usr|" .device/pcre2/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
     T=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
     cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
@@ -50,12 +55,16 @@ case "$cmd" in
     echo quit | nvidia-cuda-mps-control 2>/dev/null
     ;;
   gpu-tests)
-    cd $W && env_setup && cd build-gpu &&
+    copy_parts
+    cd $W/build-gpu || exit 1
+    env_setup &&
       OMP_NUM_THREADS=4 timeout 400 ctest -L gpu --output-on-failure -j4 2>&1 | tail -25
     ;;
   start)
+    copy_parts
     (cd /tmp/xfer && cat part_00 part_01 part_02 >SmolLM2-135M-Instruct.Q4_1.gguf && sha256sum -c sha256.txt) || exit 1
-    cd $W && env_setup
+    cd $W || exit 1
+    env_setup
     export BIN=$W/build-gpu/cli WORK=/tmp/smol GGUF=/tmp/xfer/SmolLM2-135M-Instruct.Q4_1.gguf DEVICE=cuda THREADS=16
     export MPS=${MPS:-$([ -f /tmp/mps-ok ] && echo 1 || echo 0)} SHARDS=${SHARDS:-16} DOCS=${DOCS:-800} NEW=${NEW:-96}
     export CANDIDATES=${CANDIDATES:-0,12,24,48} LABEL_TOL=${LABEL_TOL:-0.01} TEST_FRACTION=${TEST_FRACTION:-0.2}
@@ -67,7 +76,7 @@ case "$cmd" in
     nohup setsid bash -c 'scripts/smollm2_pmpd.sh; echo "device-smollm2: pipeline exit $?"; touch /tmp/pipe.done' \
       >/tmp/pipe.log 2>&1 </dev/null &
     sleep 2
-    exec bash "$0" wait "${2:-540}"
+    exec bash "$self" wait "${2:-540}"
     ;;
   wait)
     lim=${2:-540}
@@ -78,10 +87,11 @@ case "$cmd" in
       [ -f "$f" ] && echo "$f: $(tail -c 300 "$f" | tr '\r' '\n' | grep . | tail -1)"
     done
     [ -f /tmp/pipe.done ] && echo "device-smollm2: pipeline done"
+    exit 0
     ;;
   fetch)
-    cd /tmp/smol && tar czf "$OUT/results.tgz" --exclude='*.h5' --exclude=anyprec-* --exclude=checkpoints \
-      --exclude='mps-*' . && ls -la "$OUT"
+    cd /tmp/smol && tar czf "$OUT/results.tgz" --exclude='*.h5' --exclude='anyprec-*' --exclude=checkpoints . &&
+      ls -la "$OUT"
     ;;
   *)
     sed -n 2,22p "$0"

@@ -13,7 +13,7 @@ root=$(git rev-parse --show-toplevel)
 bash "$root/../shared/scripts/prepare-device.sh"
 if [ ! -f "$root/.device/pcre2/usr/include/pcre2.h" ]; then
   tmp=$(mktemp -d)
-  (cd "$tmp" && apt-get download libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 2>/dev/null)
+  (cd "$tmp" && apt-get download libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3)
   for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$root/.device/pcre2"; done
   rm -rf "$tmp"
 fi

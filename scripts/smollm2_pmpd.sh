@@ -56,11 +56,19 @@ mkdir -p "$WORK"
 # MPS one GPU time-slices the processes (16 gen-data processes label no faster than 8, about 1
 # sample/s on the H200); under MPS their kernels run side by side (800 samples in 330 s, 2.4/s).
 # The daemon is this run's own (pipe and log directories under $WORK) and is stopped at exit.
+# One MPS run at a time per WORK (a lock); a daemon a killed run left on that pipe is quit first.
+# The pipe directory is short on purpose (a socket path must stay under 108 characters).
 if [ "$MPS" = 1 ]; then
-  export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps-pipe CUDA_MPS_LOG_DIRECTORY=$WORK/mps-log
+  mps_dir=/tmp/pmpd-mps-$(printf %s "$WORK" | cksum | cut -d' ' -f1)
+  export CUDA_MPS_PIPE_DIRECTORY=$mps_dir/pipe CUDA_MPS_LOG_DIRECTORY=$mps_dir/log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  exec 9>"$mps_dir/lock"
+  flock -n 9 || { echo "smollm2_pmpd: another MPS=1 run uses $WORK" >&2; exit 1; }
+  echo quit | nvidia-cuda-mps-control 2>/dev/null && sleep 1
   nvidia-cuda-mps-control -d || { echo "smollm2_pmpd: MPS=1: nvidia-cuda-mps-control -d failed" >&2; exit 1; }
   trap 'echo quit | nvidia-cuda-mps-control' EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT HUP
 fi
 ap="$WORK/anyprec-s${SEED_P}p${PARENT_P}"
 data="$WORK/gen-data.h5"
@@ -175,8 +183,8 @@ fi
 
 [ -n "${ppl_pid:-}" ] && wait "$ppl_pid"
 export DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE \
-  EPSILON TASKS LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION EVAL_N_cnn_dm EVAL_N_dialogsum \
-  CALIB_N_cnn_dm CALIB_N_dialogsum
+  EPSILON TASKS LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION MPS EVAL_FLAGS TRAIN_FLAGS
+for task in $TASKS; do export "EVAL_N_$task" "CALIB_N_$task"; done
 python3 - "$WORK" "$root" <<'PY'
 import glob, json, os, platform, subprocess, sys
 work, root = sys.argv[1], sys.argv[2]
@@ -196,8 +204,8 @@ summary = {
     "settings": {k: os.environ.get(k) for k in ["DEVICE", "LADDER", "SEED_P", "PARENT_P", "CALIB_SAMPLES", "DOCS",
                                                 "NEW", "INSTRUCTION", "SHARDS", "TRIALS", "EVAL_N", "CALIB_N",
                                                 "PPL_RANGE", "EPSILON", "LABEL_TOL", "TEST_FRACTION", "CANDIDATES",
-                                                "LEARNED_CALIBRATION", "EVAL_N_cnn_dm", "EVAL_N_dialogsum",
-                                                "CALIB_N_cnn_dm", "CALIB_N_dialogsum"]},
+                                                "LEARNED_CALIBRATION", "MPS", "EVAL_FLAGS", "TRAIN_FLAGS"]
+                 + [f"{v}_{t}" for t in os.environ.get("TASKS", "").split() for v in ("EVAL_N", "CALIB_N")]},
     "wall_seconds": {},
 }
 if os.path.exists(os.path.join(work, "timing.txt")):

@@ -158,6 +158,22 @@ std::string RunFingerprint(const TrainOptions& o, const std::string& data_finger
 
 bool CudaAvailable() { return torch::cuda::is_available(); }
 
+absl::StatusOr<std::vector<size_t>> CandidateStepIndices(const std::vector<int64_t>& steps,
+                                                         const std::vector<int64_t>& file_steps,
+                                                         const std::string& data_path) {
+  std::vector<size_t> index;
+  for (int64_t s : steps.empty() ? file_steps : steps) {
+    const auto it = std::find(file_steps.begin(), file_steps.end(), s);
+    if (it == file_steps.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(data_path, ": --candidate-steps ", s,
+                                                     " is not one of the file's candidate steps ",
+                                                     absl::StrJoin(file_steps, ",")));
+    }
+    index.push_back(static_cast<size_t>(it - file_steps.begin()));
+  }
+  return index;
+}
+
 absl::StatusOr<TrainResult> TrainPairClassifier(
     const std::string& data_path, int hi, int lo, const TrainOptions& o,
     const std::function<bool(const EpochMetrics&)>& on_epoch) {
@@ -172,16 +188,9 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   if (!table.ok()) return table.status();
   const auto& header = (*reader)->header();
   // The steps trained on, as indices into the file's candidate steps.
-  std::vector<size_t> step_index;
-  for (int64_t s : o.candidate_steps.empty() ? header.candidate_steps : o.candidate_steps) {
-    const auto it = std::find(header.candidate_steps.begin(), header.candidate_steps.end(), s);
-    if (it == header.candidate_steps.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(data_path, ": --candidate-steps ", s,
-                                                     " is not one of the file's candidate steps ",
-                                                     absl::StrJoin(header.candidate_steps, ",")));
-    }
-    step_index.push_back(static_cast<size_t>(it - header.candidate_steps.begin()));
-  }
+  auto indices = CandidateStepIndices(o.candidate_steps, header.candidate_steps, data_path);
+  if (!indices.ok()) return indices.status();
+  const std::vector<size_t>& step_index = *indices;
   const bool relabel = o.label_tolerance > 0 || step_index.size() != header.candidate_steps.size();
   const int num_classes = static_cast<int>(step_index.size()) + 1;
   const int64_t n = (*reader)->num_samples();
@@ -276,7 +285,10 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   // Resume from the last checkpoint of the same run.
   auto data_fp = models::FingerprintFile(data_path);
   if (!data_fp.ok()) return data_fp.status();
-  const std::string fingerprint = RunFingerprint(o, *data_fp, hi, lo);
+  // The file's own steps given explicitly are the same run as none given.
+  TrainOptions run = o;
+  if (run.candidate_steps == header.candidate_steps) run.candidate_steps.clear();
+  const std::string fingerprint = RunFingerprint(run, *data_fp, hi, lo);
   const std::string ckpt =
       o.checkpoint_dir.empty()
           ? ""

@@ -79,6 +79,13 @@ bool CudaAvailable();
 // callers check early to refuse bad flags before reading any data.
 absl::Status CheckTrainOptions(const TrainOptions& options);
 
+// Where TrainOptions::candidate_steps lie among a data file's candidate steps (empty: all of them,
+// in order), or an InvalidArgument error naming `data_path`, the step and the file's steps.
+// TrainPairClassifier checks it; pmpd-train and pmpd-hypertune call it before training starts.
+absl::StatusOr<std::vector<size_t>> CandidateStepIndices(const std::vector<int64_t>& steps,
+                                                         const std::vector<int64_t>& file_steps,
+                                                         const std::string& data_path);
+
 // Trains the (hi, lo) classifier of `data_path`. `on_epoch` sees each finished epoch (resumed ones
 // are not replayed) and may return false to stop training there (a pruner, a time limit): the best
 // weights so far are returned and a rerun with the same checkpoint_dir continues after that epoch.

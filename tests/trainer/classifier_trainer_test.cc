@@ -102,11 +102,17 @@ TEST(ClassifierTrainerTest, CandidateStepSubsetRelabelsFromTheStoredRougeL) {
   EXPECT_EQ(sub->train_class_counts, (std::vector<int64_t>{f[0], f[1] + f[2], f[3]}));
   const auto& fv = full->val_class_counts;
   EXPECT_EQ(sub->val_class_counts, (std::vector<int64_t>{fv[0], fv[1] + fv[2], fv[3]}));
-  // The whole set given explicitly is the file's labels.
-  o.candidate_steps = {0, 10, 20};
-  auto same = TrainPairClassifier(data, 4, 3, o);
+  // The whole set given explicitly is the file's labels, and the same run: it resumes a run that
+  // gave none.
+  TrainOptions resumable = Quick();
+  resumable.epochs = 2;
+  resumable.checkpoint_dir = testing::MakeTempDir("train_step_subset_ckpt");
+  ASSERT_TRUE(TrainPairClassifier(data, 4, 3, resumable).ok());
+  resumable.candidate_steps = {0, 10, 20};
+  auto same = TrainPairClassifier(data, 4, 3, resumable);
   ASSERT_TRUE(same.ok());
   EXPECT_EQ(same->train_class_counts, full->train_class_counts);
+  EXPECT_EQ(same->resumed_epochs, 2);
   const std::string dir = testing::MakeTempDir("train_step_subset_export");
   ASSERT_TRUE(ExportClassifiers(dir, data, {*sub}, o).ok());
   auto manifest = scheduler::ReadClassifierManifest(dir);
@@ -121,6 +127,8 @@ TEST(ClassifierTrainerTest, CandidateStepSubsetRelabelsFromTheStoredRougeL) {
             std::string::npos)
       << bad.status();
   EXPECT_NE(bad.status().message().find(data), std::string::npos);
+  EXPECT_EQ(CandidateStepIndices({20}, {0, 10, 20}, data).value(), (std::vector<size_t>{2}));
+  EXPECT_EQ(CandidateStepIndices({}, {0, 10, 20}, data).value(), (std::vector<size_t>{0, 1, 2}));
   o.candidate_steps = {20, 0};
   EXPECT_FALSE(CheckTrainOptions(o).ok());
 }
