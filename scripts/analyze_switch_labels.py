@@ -15,7 +15,15 @@ For each precision pair it prints:
 A classifier cannot beat the majority class by much when the probe sits near 0.5: the label is
 then mostly noise of the quality measure, not a property of the prompt the KV cache can show.
 
+With --costs COSTS.jsonl (bench/switch_cost_probe.cc's output for the same file: each switch step's
+teacher-forced excess negative log-likelihood of the reference continuation, and the pooled K/V of
+the model that computed it) it compares, on the samples the costs cover and with the same features,
+how well the probe predicts the Rouge-L label and the likelihood cost: ROC AUC of "cost at step s
+below its median" and of "Rouge-L keeps quality at step s", and the Spearman correlation between a
+cross-validated ridge prediction of the cost and the cost.
+
 Usage: python3 scripts/analyze_switch_labels.py gen-data.h5 [--tolerance 0.01] [--json out.json]
+       [--costs costs.jsonl]
 Needs h5py, numpy, scikit-learn (pip install h5py scikit-learn).
 """
 import argparse
@@ -23,7 +31,9 @@ import json
 
 import h5py
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import KFold
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
@@ -39,11 +49,43 @@ def probe_auc(x, y):
     return float(roc_auc_score(y, p))
 
 
+def compare_costs(f, steps, path, tolerance):
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    rows = [r for r in rows if "kv_mean" in r]
+    idx = np.array([r["sample"] for r in rows])
+    x = np.array([r["kv_mean"] + [np.log(f["samples/prompt_length"][i])] for r, i in zip(rows, idx)])
+    result = {"samples": len(rows), "pairs": {}}
+    print(f"teacher-forced costs of {len(rows)} samples (features: the pooled K/V of the model that computed them)")
+    for pair in sorted(k for k in rows[0] if k[0].isdigit()):
+        g = f["pair_" + pair]
+        cost = np.array([r[pair]["excess_nll"] for r in rows])
+        rl, rh = g["rouge_l"][:][idx], g["rouge_l_high"][:][idx]
+        r3 = lambda v: np.floor(v * 1000.0 + 0.5) / 1000.0
+        ok = r3(rl) >= r3(rh)[:, None] - tolerance - (1e-9 if tolerance > 0 else 0)
+        mono = float(np.mean(np.all(np.diff(cost, axis=1) <= 0, axis=1)))
+        res = {"cost_monotone_fraction": mono, "median_cost_nats": np.median(cost, 0).round(3).tolist(),
+               "auc_cost_below_median": {}, "auc_rouge_keeps_quality": {}, "spearman_ridge_cost": {}}
+        for j, s in enumerate(steps):
+            res["auc_cost_below_median"][str(s)] = round(probe_auc(x, (cost[:, j] <= np.median(cost[:, j])).astype(int)), 3)
+            res["auc_rouge_keeps_quality"][str(s)] = round(probe_auc(x, ok[:, j].astype(int)), 3)
+            pred = cross_val_predict(make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))), x,
+                                     cost[:, j], cv=KFold(5, shuffle=True, random_state=0))
+            res["spearman_ridge_cost"][str(s)] = round(float(spearmanr(pred, cost[:, j]).correlation), 3)
+        result["pairs"][pair] = res
+        print(f"  {pair}: cost non-increasing in the step for {100 * mono:.0f}% of samples; median cost (nats) "
+              f"{res['median_cost_nats']}")
+        print("    AUC cost below median " + ", ".join(f"{k}: {v}" for k, v in res["auc_cost_below_median"].items()) +
+              " | AUC Rouge-L keeps quality " + ", ".join(f"{k}: {v}" for k, v in res["auc_rouge_keeps_quality"].items()) +
+              " | Spearman ridge " + ", ".join(f"{k}: {v}" for k, v in res["spearman_ridge_cost"].items()))
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data")
     ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--json")
+    ap.add_argument("--costs")
     a = ap.parse_args()
     f = h5py.File(a.data, "r")
     steps = [int(s) for s in f.attrs["candidate_steps"]]
@@ -88,6 +130,8 @@ def main():
         print("  probe AUC, keeps quality at step " +
               ", ".join(f"{s}: {p:.3f}" for s, p in r["probe_auc_keeps_quality_at_step"].items()) +
               f"; rouge_l_high above median: {r['probe_auc_rouge_l_high_above_median']:.3f}")
+    if a.costs:
+        out["teacher_forced_costs"] = compare_costs(f, steps, a.costs, a.tolerance)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(out, fh, indent=1)
