@@ -5,14 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp}
-export LD_LIBRARY_PATH=$root/.device/absl/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-export PMPD_SHARED_DIR=$root/.device/shared
-# PCRE2's headers and pkg-config file from scripts/prepare-device-extras.sh (the machine has only the
-# runtime library); the .pc file's prefix must name where they are on this machine.
-if [ -d "$root/.device/pcre2" ]; then
-  sed -i "s|^prefix=.*|prefix=$root/.device/pcre2/usr|" "$root"/.device/pcre2/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
-  export PKG_CONFIG_PATH=$root/.device/pcre2/usr/lib/x86_64-linux-gnu/pkgconfig:${PKG_CONFIG_PATH:-}
-fi
+source "$root/scripts/device-env.sh"
 T=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 cmake -S "$root" -B "$root/build-gpu" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
       -DCMAKE_PREFIX_PATH="$T;$root/.device/absl/usr" >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }

@@ -5,17 +5,18 @@
 #   scripts/prepare-device-extras.sh --smollm2
 # then, one call each (carry: .device/absl .device/shared .device/pcre2 .device/xfer/part_00
 # .device/xfer/sha256.txt; then .device/xfer/part_01; then .device/xfer/part_02):
-#   scripts/device-smollm2.sh setup     copy the tree to /tmp/w (kept between calls), build there
-#                                       (about 95 s), start an MPS daemon and check a client works
-#   scripts/device-smollm2.sh gpu-tests the gpu-labelled tests on that build (about 20 s)
+#   scripts/device-smollm2.sh setup     copy the tree to /tmp/w (kept between calls), build there and
+#                                       run the gpu-labelled tests (scripts/device-build-test.sh -L
+#                                       gpu: about 95 + 20 s), check that an MPS client works
+#   scripts/device-smollm2.sh part      only keep the GGUF part this call carried
 #   scripts/device-smollm2.sh start     join the GGUF, start the pipeline in the background, wait
 #   scripts/device-smollm2.sh wait [S]  wait up to S s (default 540), print progress
 #   scripts/device-smollm2.sh fetch     results as one $OUT/results.tgz (json, logs, eval dirs,
 #                                       classifiers; not the HDF5 labels)
-# setup, gpu-tests and start copy the GGUF part their call carried to /tmp/xfer. The pipeline's settings are smollm2_pmpd.sh's
-# environment variables, passed through from the `start` call's environment (defaults below: the
-# run_800_docs settings in bench/results/smollm2_pmpd.json). Its output is /tmp/smol; its log
-# /tmp/pipe.log; /tmp/pipe.done marks the end.
+# setup, part and start copy the GGUF part their call carried to /tmp/xfer. The pipeline's settings
+# are smollm2_pmpd.sh's environment variables, passed through from the `start` call's environment
+# (defaults below: the run_800_docs settings in bench/results/smollm2_pmpd.json). Its output is
+# /tmp/smol; its log /tmp/pipe.log; /tmp/pipe.done marks the end.
 set -uo pipefail
 W=/tmp/w
 self=$(readlink -f "$0")
@@ -25,25 +26,13 @@ copy_parts() {  # the GGUF parts this call carried, kept in /tmp/xfer for `start
   for f in .device/xfer/part_* .device/xfer/sha256.txt; do [ -f "$f" ] && cp "$f" /tmp/xfer/; done
   return 0
 }
-env_setup() {
-  export LD_LIBRARY_PATH=$W/.device/absl/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-  export PKG_CONFIG_PATH=$W/.device/pcre2/usr/lib/x86_64-linux-gnu/pkgconfig
-  export PMPD_SHARED_DIR=$W/.device/shared
-}
 case "$cmd" in
   setup)
     t0=$(date +%s)
     copy_parts
     { rm -rf $W && mkdir -p $W && cp -a . $W/ && rm -rf $W/.device/xfer && cd $W; } || exit 1
-    env_setup
-    sed -i "s|^prefix=.*|prefix=$W/.device/pcre2/usr|" .device/pcre2/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
-    T=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-    cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-      -DCMAKE_PREFIX_PATH="$T;$W/.device/absl/usr" >"${OUT:-/tmp}/configure.log" 2>&1 ||
-      { tail -40 "${OUT:-/tmp}/configure.log"; exit 1; }
-    cmake --build build-gpu -j16 >"${OUT:-/tmp}/build.log" 2>&1 ||
-      { grep -E "error|FAILED" "${OUT:-/tmp}/build.log" | head -30; exit 1; }
-    echo "device-smollm2: built in $(($(date +%s) - t0)) s"
+    bash scripts/device-build-test.sh -L gpu || exit 1
+    echo "device-smollm2: built and tested in $(($(date +%s) - t0)) s"
     # smollm2_pmpd.sh MPS=1 starts its own daemon; this check only says whether MPS works here.
     mkdir -p /tmp/mps-check && export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-check CUDA_MPS_LOG_DIRECTORY=/tmp/mps-check
     if nvidia-cuda-mps-control -d 2>/dev/null &&
@@ -54,17 +43,15 @@ case "$cmd" in
     fi
     echo quit | nvidia-cuda-mps-control 2>/dev/null
     ;;
-  gpu-tests)
+  part)
     copy_parts
-    cd $W/build-gpu || exit 1
-    env_setup &&
-      OMP_NUM_THREADS=4 timeout 400 ctest -L gpu --output-on-failure -j4 2>&1 | tail -25
     ;;
   start)
     copy_parts
     (cd /tmp/xfer && cat part_00 part_01 part_02 >SmolLM2-135M-Instruct.Q4_1.gguf && sha256sum -c sha256.txt) || exit 1
     cd $W || exit 1
-    env_setup
+    root=$W
+    source scripts/device-env.sh
     export BIN=$W/build-gpu/cli WORK=/tmp/smol GGUF=/tmp/xfer/SmolLM2-135M-Instruct.Q4_1.gguf DEVICE=cuda THREADS=16
     export MPS=${MPS:-$([ -f /tmp/mps-ok ] && echo 1 || echo 0)} SHARDS=${SHARDS:-16} DOCS=${DOCS:-800} NEW=${NEW:-96}
     export CANDIDATES=${CANDIDATES:-0,12,24,48} LABEL_TOL=${LABEL_TOL:-0.01} TEST_FRACTION=${TEST_FRACTION:-0.2}

@@ -55,9 +55,9 @@ mkdir -p "$WORK"
 # The shards (and PARALLEL_EVAL's tasks) decode a 135M model: small kernels, latency-bound. Without
 # MPS one GPU time-slices the processes (16 gen-data processes label no faster than 8, about 1
 # sample/s on the H200); under MPS their kernels run side by side (800 samples in 330 s, 2.4/s).
-# The daemon is this run's own (pipe and log directories under $WORK) and is stopped at exit.
-# One MPS run at a time per WORK (a lock); a daemon a killed run left on that pipe is quit first.
-# The pipe directory is short on purpose (a socket path must stay under 108 characters).
+# The daemon is this run's own (pipe, log and lock under /tmp/pmpd-mps-<checksum of $WORK>: short,
+# as a socket path must stay under 108 characters) and is stopped at exit. One MPS run at a time
+# per WORK (the lock); a daemon a killed run left on that pipe is quit first.
 if [ "$MPS" = 1 ]; then
   mps_dir=/tmp/pmpd-mps-$(printf %s "$WORK" | cksum | cut -d' ' -f1)
   export CUDA_MPS_PIPE_DIRECTORY=$mps_dir/pipe CUDA_MPS_LOG_DIRECTORY=$mps_dir/log
@@ -182,9 +182,12 @@ if has eval; then
 fi
 
 [ -n "${ppl_pid:-}" ] && wait "$ppl_pid"
-export DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE \
-  EPSILON TASKS LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION MPS EVAL_FLAGS TRAIN_FLAGS
-for task in $TASKS; do export "EVAL_N_$task" "CALIB_N_$task"; done
+# The settings summary.json records: named once here, read by the Python below.
+settings=(DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE
+          EPSILON LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION MPS EVAL_FLAGS TRAIN_FLAGS)
+for task in $TASKS; do settings+=("EVAL_N_$task" "CALIB_N_$task"); done
+export TASKS "${settings[@]}"
+export PMPD_SUMMARY_SETTINGS="${settings[*]}"
 python3 - "$WORK" "$root" <<'PY'
 import glob, json, os, platform, subprocess, sys
 work, root = sys.argv[1], sys.argv[2]
@@ -201,11 +204,7 @@ summary = {
     "commit": os.environ.get("PMPD_COMMIT") or sh(f"git -C {root} rev-parse --short HEAD"),
     "machine": {"host": platform.node(), "cpus": os.cpu_count(),
                 "gpu": sh("nvidia-smi --query-gpu=name --format=csv,noheader | head -1")},
-    "settings": {k: os.environ.get(k) for k in ["DEVICE", "LADDER", "SEED_P", "PARENT_P", "CALIB_SAMPLES", "DOCS",
-                                                "NEW", "INSTRUCTION", "SHARDS", "TRIALS", "EVAL_N", "CALIB_N",
-                                                "PPL_RANGE", "EPSILON", "LABEL_TOL", "TEST_FRACTION", "CANDIDATES",
-                                                "LEARNED_CALIBRATION", "MPS", "EVAL_FLAGS", "TRAIN_FLAGS"]
-                 + [f"{v}_{t}" for t in os.environ.get("TASKS", "").split() for v in ("EVAL_N", "CALIB_N")]},
+    "settings": {k: os.environ.get(k) for k in os.environ["PMPD_SUMMARY_SETTINGS"].split()},
     "wall_seconds": {},
 }
 if os.path.exists(os.path.join(work, "timing.txt")):
