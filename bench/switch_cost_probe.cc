@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
         // read features and costs of one and the same model.
         std::vector<float> k, v;
         m.CopyLastLayerKv(&k, &v);
-        const int heads = static_cast<int>(m.config().num_key_value_heads);
-        const int total = m.cache_len(), dim = static_cast<int>(k.size()) / (heads * total);
+        const int heads = m.config().num_key_value_heads, dim = m.config().head_dim;
+        const int total = m.cache_len();
         std::vector<double> mean(2 * heads * dim, 0.0);
         for (int h = 0; h < heads; ++h) {
           for (int t = 0; t < p_len; ++t) {

@@ -49,6 +49,14 @@ def probe_auc(x, y):
     return float(roc_auc_score(y, p))
 
 
+def keeps_quality(rl, rh, tolerance):
+    """dataset::SwitchLabel's test per candidate step: Rouge-L rounded to 3 decimals half away from
+    zero (std::round; numpy's round goes to even on ties such as 0.0625) at least staying high's,
+    rounded the same way, minus the tolerance. [samples, steps] booleans."""
+    r3 = lambda v: np.floor(v * 1000.0 + 0.5) / 1000.0
+    return r3(rl) >= r3(rh)[:, None] - tolerance - (1e-9 if tolerance > 0 else 0)
+
+
 def compare_costs(f, steps, path, tolerance):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     rows = [r for r in rows if "kv_mean" in r]
@@ -60,8 +68,7 @@ def compare_costs(f, steps, path, tolerance):
         g = f["pair_" + pair]
         cost = np.array([r[pair]["excess_nll"] for r in rows])
         rl, rh = g["rouge_l"][:][idx], g["rouge_l_high"][:][idx]
-        r3 = lambda v: np.floor(v * 1000.0 + 0.5) / 1000.0
-        ok = r3(rl) >= r3(rh)[:, None] - tolerance - (1e-9 if tolerance > 0 else 0)
+        ok = keeps_quality(rl, rh, tolerance)
         mono = float(np.mean(np.all(np.diff(cost, axis=1) <= 0, axis=1)))
         res = {"cost_monotone_fraction": mono, "median_cost_nats": np.median(cost, 0).round(3).tolist(),
                "auc_cost_below_median": {}, "auc_rouge_keeps_quality": {}, "spearman_ridge_cost": {}}
@@ -100,10 +107,7 @@ def main():
             k[off[i]:off[i] + pl[i]].astype(np.float32).reshape(pl[i], -1).mean(0),
             v[off[i]:off[i] + pl[i]].astype(np.float32).reshape(pl[i], -1).mean(0),
             [np.log(pl[i])]]) for i in range(len(pl))])
-        # The label rule of dataset::SwitchLabel: Rouge-L rounded to 3 decimals half away from zero
-        # (std::round; numpy's round goes to even on ties such as 0.0625).
-        r3 = lambda x: np.floor(x * 1000.0 + 0.5) / 1000.0
-        ok = r3(rl) >= r3(rh)[:, None] - a.tolerance - (1e-9 if a.tolerance > 0 else 0)
+        ok = keeps_quality(rl, rh, a.tolerance)
         labels = np.where(ok.any(1), ok.argmax(1), len(steps))
         nonmono = np.zeros(len(rh), bool)
         for j in range(len(steps)):
