@@ -13,6 +13,7 @@
 #include "cli/cli_common.h"
 #include "cli/progress.h"
 #include "data_gen/gen_data_job.h"
+#include "dataset/kv_dataset.h"
 #include "inference/engine.h"
 #include "scheduler_runtime/precision_scheduler.h"
 
@@ -45,7 +46,7 @@ ABSL_FLAG(int, min_prefix_tokens, 32,
 ABSL_FLAG(std::string, candidate_steps, "",
           "Switch steps tried per pair, increasing, in [0, --max-new-tokens) (default: "
           "0,N/3,2N/3). Labels are the "
-          "index of the earliest step whose Rouge-L matches staying high, or 'never'.");
+          "index of the earliest step that keeps quality (--label-metric), or 'never'.");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of the prompt cuts (per document: the same in any shard).");
 ABSL_FLAG(std::string, shard, "0/1",
           "i/n: process documents with index % n == i (one process per GPU or host); join parts "
@@ -73,6 +74,12 @@ ABSL_FLAG(std::string, branches, "batched",
           "batched: branches share the prefix cache and decode as one batch; sequential: one "
           "generation per branch "
           "(the reference's way, for comparison).");
+ABSL_FLAG(std::string, label_metric, "rouge_l",
+          "rouge_l: each branch is decoded greedily and scored by Rouge-L against the reference "
+          "text (the PMPD reference's labels); excess_nll: no branch is decoded, the reference "
+          "continuation is teacher-forced through each switch and scored by the negative "
+          "log-likelihood it adds (nats per token; steadier labels; pmpd-train "
+          "--label-tolerance then is in nats per token).");
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 
 namespace {
@@ -91,6 +98,16 @@ void PrintBalance(const data_gen::GenDataReport& r, const std::vector<int>& prec
       row += absl::StrFormat("%12s", absl::StrFormat("%lld (%.0f%%)", static_cast<long long>(c),
                                                      r.samples > 0 ? 100.0 * c / r.samples : 0.0));
     }
+    std::fprintf(stderr, "%s\n", row.c_str());
+  }
+  if (r.median_excess_nll.empty()) return;
+  std::fprintf(stderr,
+               "labels at tolerance 0 (%s); median excess NLL, nats per token (pmpd-train "
+               "--label-tolerance relabels):\n",
+               r.label_metric.c_str());
+  for (size_t p = 0; p < r.median_excess_nll.size(); ++p) {
+    std::string row = absl::StrFormat("  %d->%d   ", precisions[p], precisions[p + 1]);
+    for (double m : r.median_excess_nll[p]) row += absl::StrFormat("%12.4f", m);
     std::fprintf(stderr, "%s\n", row.c_str());
   }
 }
@@ -153,6 +170,12 @@ int Run(const std::vector<std::string>& args) {
                      absl::InvalidArgumentError("--branches must be batched or sequential"));
   }
   o.batched_branches = branches == "batched";
+  o.label_metric = absl::GetFlag(FLAGS_label_metric);
+  if (cli::FlagGiven("branches") && o.label_metric == dataset::kLabelExcessNll) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                   "--branches has no effect with --label-metric excess_nll (no "
+                                   "branch is decoded)"));
+  }
   auto device = pmpd::inference::ParseDevice(absl::GetFlag(FLAGS_device), "--device");
   if (!device.ok()) return cli::Fail(kProgram, device.status());
   o.device = *device;
@@ -225,7 +248,9 @@ int Run(const std::vector<std::string>& args) {
                      {"empty_texts", r->empty_texts},
                      {"already_complete", r->already_complete},
                      {"candidate_steps", r->candidate_steps},
-                     {"class_counts", r->class_counts}};
+                     {"class_counts", r->class_counts},
+                     {"label_metric", r->label_metric}};
+    if (!r->median_excess_nll.empty()) j["median_excess_nll"] = r->median_excess_nll;
     std::cout << j.dump() << "\n";
   }
   return 0;
@@ -241,14 +266,15 @@ int main(int argc, char** argv) {
       "pmpd-gen-data merge --out FILE.h5 PART.h5...\n\n"
       "Labels, for each adjacent precision pair (hi, lo), the earliest step at which decoding can "
       "switch from hi to lo\n"
-      "without losing Rouge-L against a reference continuation, and stores the last layer's KV "
+      "without losing quality on a reference continuation (--label-metric), and stores the last "
+      "layer's KV "
       "cache after the prefill\n"
       "at hi (the learned scheduler's input). Killed runs resume when rerun with the same flags.",
       {{"Model", {"model", "device", "branches", "reference_model", "reference_precision"}},
        {"Data",
         {"c4", "num_docs", "shard", "seed", "max_prompt_tokens", "min_prefix_tokens",
          "chat_instruction", "chat_template"}},
-       {"Labels", {"precisions", "candidate_steps", "max_new_tokens"}},
+       {"Labels", {"precisions", "candidate_steps", "max_new_tokens", "label_metric"}},
        {"Output", {"out", "flush_every", "stop_after", "json"}}});
   const std::vector<std::string> args = cli::ParseFlags(argc, argv, /*allow_positional=*/true);
   return cli::RunGuarded(kProgram, [&] { return Run(args); });

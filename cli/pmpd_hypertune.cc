@@ -59,9 +59,9 @@ ABSL_FLAG(bool, enqueue_defaults, true,
 ABSL_FLAG(std::string, out, "",
           "Output: the best trial's classifiers (pmpd-train format), trials.csv, "
           "leaderboard.txt, history.svg, importance.txt. Required.");
-ABSL_FLAG(
-    double, label_tolerance, 0,
-    "As pmpd-train --label-tolerance: relabel from the file's Rouge-L values with this tolerance.");
+ABSL_FLAG(std::string, label_tolerance, "0",
+          "As pmpd-train --label-tolerance: relabel from the file's values with this tolerance "
+          "(one value, or one per pair).");
 ABSL_FLAG(std::string, candidate_steps, "",
           "As pmpd-train --candidate-steps: train on a subset of the file's switch steps.");
 ABSL_FLAG(bool, json, false,
@@ -106,9 +106,11 @@ int Run() {
     if (!steps.ok()) return cli::Fail(kProgram, steps.status());
     step_subset.assign(steps->begin(), steps->end());
   }
+  auto tolerances =
+      trainer::ParseLabelTolerances(absl::GetFlag(FLAGS_label_tolerance), precisions->size() - 1);
+  if (!tolerances.ok()) return cli::Fail(kProgram, tolerances.status());
   {
     trainer::TrainOptions defaults;
-    defaults.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
     defaults.candidate_steps = step_subset;
     defaults.device = "cpu";  // checked above; auto is resolved per trial
     if (auto st = trainer::CheckTrainOptions(defaults); !st.ok()) return cli::Fail(kProgram, st);
@@ -123,6 +125,11 @@ int Run() {
     auto steps =
         trainer::CandidateStepIndices(step_subset, (*reader)->header().candidate_steps, data);
     if (!steps.ok()) return cli::Fail(kProgram, steps.status());
+    for (double t : *tolerances) {
+      if (auto st = trainer::CheckLabelTolerance((*reader)->header().label_metric, t, data);
+          !st.ok())
+        return cli::Fail(kProgram, st);
+    }
   }
   absl::StatusOr<hpo::SearchSpace> space =
       absl::GetFlag(FLAGS_space).empty()
@@ -187,7 +194,6 @@ int Run() {
   auto study = hpo::Study::Open(study_dir, *space, so);
   if (!study.ok()) return cli::Fail(kProgram, study.status());
   trainer::TrainOptions defaults;
-  defaults.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
   defaults.candidate_steps = step_subset;
   if (absl::GetFlag(FLAGS_enqueue_defaults)) {
     nlohmann::json p = {{"lr", defaults.lr},
@@ -229,10 +235,11 @@ int Run() {
   };
   std::mutex print;
   hpo::Objective objective = [&](hpo::TrialContext& ctx) -> absl::StatusOr<double> {
-    const trainer::TrainOptions o = train_options(ctx.trial());
+    trainer::TrainOptions o = train_options(ctx.trial());
     double sum = 0;
     std::vector<trainer::TrainResult> results;
     for (size_t p = 0; p + 1 < precisions->size(); ++p) {
+      o.label_tolerance = (*tolerances)[p];
       bool pruned = false;
       auto r = trainer::TrainPairClassifier(data, (*precisions)[p], (*precisions)[p + 1], o,
                                             [&](const trainer::EpochMetrics& e) {

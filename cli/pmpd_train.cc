@@ -1,5 +1,6 @@
 // pmpd-train: fit one KV-cache classifier per adjacent precision pair of a pmpd-gen-data file and
 // export them for the learned scheduler (pmpd-generate --scheduler learned --classifier DIR).
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -47,11 +48,11 @@ ABSL_FLAG(std::string, balance, "weighted",
           "Class balancing: weighted (default; inverse-frequency loss weights: each sample once "
           "per epoch, nothing "
           "repeated to overfit), oversample (the PMPD reference's way), none.");
-ABSL_FLAG(double, label_tolerance, 0,
-          "Relabel from the file's Rouge-L values: a switch step is good when its Rouge-L is "
-          "within this much "
-          "(Rouge-L F, e.g. 0.01 = 1 point) of staying high. 0: the labels pmpd-gen-data stored "
-          "(as good or better).");
+ABSL_FLAG(std::string, label_tolerance, "0",
+          "Relabel from the file's values: a switch step is good when its Rouge-L is within this "
+          "much of staying high (rouge_l files: Rouge-L F, e.g. 0.01 = 1 point), or when it adds "
+          "at most this many nats per token (excess_nll files). One value, or one per pair (e.g. "
+          "0.03,0.2 for 5,4,3). 0: the labels pmpd-gen-data stored.");
 ABSL_FLAG(std::string, candidate_steps, "",
           "Train on a subset of the file's candidate switch steps (e.g. 0,48 of a file labelled "
           "at 0,12,24,48): labels re-derived from those steps' Rouge-L, fewer classes. Empty: "
@@ -94,7 +95,10 @@ int Run() {
   if (o.device == "auto") o.device = trainer::CudaAvailable() ? "cuda" : "cpu";
   o.balance = absl::GetFlag(FLAGS_balance);
   o.patience = absl::GetFlag(FLAGS_patience);
-  o.label_tolerance = absl::GetFlag(FLAGS_label_tolerance);
+  auto tolerances =
+      trainer::ParseLabelTolerances(absl::GetFlag(FLAGS_label_tolerance), precisions->size() - 1);
+  if (!tolerances.ok()) return cli::Fail(kProgram, tolerances.status());
+  o.label_tolerance = *std::max_element(tolerances->begin(), tolerances->end());
   if (!absl::GetFlag(FLAGS_candidate_steps).empty()) {
     auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_candidate_steps), "--candidate-steps");
     if (!steps.ok()) return cli::Fail(kProgram, steps.status());
@@ -114,6 +118,10 @@ int Run() {
       !steps.ok()) {
     return cli::Fail(kProgram, steps.status());
   }
+  for (double t : *tolerances) {
+    if (auto st = trainer::CheckLabelTolerance((*reader)->header().label_metric, t, data); !st.ok())
+      return cli::Fail(kProgram, st);
+  }
   const std::vector<std::string> names = ClassNames(
       o.candidate_steps.empty() ? (*reader)->header().candidate_steps : o.candidate_steps);
   std::fprintf(stderr, "%s: %lld samples, classes %s\n", data.c_str(),
@@ -126,6 +134,7 @@ int Run() {
   nlohmann::json summary = nlohmann::json::array();
   for (size_t p = 0; p + 1 < precisions->size(); ++p) {
     const int hi = (*precisions)[p], lo = (*precisions)[p + 1];
+    o.label_tolerance = (*tolerances)[p];
     std::fprintf(stderr, "pair %d->%d\n", hi, lo);
     double epoch_seconds = 0;
     int epochs_seen = 0;

@@ -127,6 +127,10 @@ absl::Status CheckOptions(const GenDataOptions& o) {
     return bad("--model, --c4 and --out are required");
   if (auto st = scheduler::CheckPrecisionLadder(o.precisions, 2); !st.ok()) return st;
   if (o.stop_after < 0) return bad("--stop-after must be >= 0");
+  if (o.label_metric != dataset::kLabelRougeL && o.label_metric != dataset::kLabelExcessNll) {
+    return bad(absl::StrCat("--label-metric ", o.label_metric, ": must be ", dataset::kLabelRougeL,
+                            " or ", dataset::kLabelExcessNll));
+  }
   if (o.num_docs < 1 || o.max_new_tokens < 1 || o.max_prompt_tokens < 1 ||
       o.min_prefix_tokens < 1 || o.flush_every < 1) {
     return bad(
@@ -161,12 +165,24 @@ absl::StatusOr<GenDataReport> SummarizeGenData(const std::string& path) {
   GenDataReport rep;
   rep.samples = (*r)->num_samples();
   rep.candidate_steps = (*r)->header().candidate_steps;
+  rep.label_metric = (*r)->header().label_metric;
   for (const auto& [hi, lo] : (*r)->pairs()) {
     auto t = (*r)->ReadPair(hi, lo);
     if (!t.ok()) return t.status();
     std::vector<int64_t> counts(rep.candidate_steps.size() + 1, 0);
     for (int32_t l : t->labels) ++counts[l];
     rep.class_counts.push_back(counts);
+    if (t->excess_nll.empty()) continue;
+    const size_t c = rep.candidate_steps.size();
+    std::vector<double> medians;
+    for (size_t j = 0; j < c; ++j) {
+      std::vector<double> col;
+      for (size_t i = 0; i < static_cast<size_t>(rep.samples); ++i)
+        col.push_back(t->excess_nll[i * c + j]);
+      std::sort(col.begin(), col.end());
+      medians.push_back(col.empty() ? 0.0 : col[col.size() / 2]);
+    }
+    rep.median_excess_nll.push_back(medians);
   }
   return rep;
 }
@@ -257,6 +273,7 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
   KvDatasetHeader header;
   header.tool_version = kPmpdVersion;
   if (chat) header.prompt_format = absl::StrCat("chat:", chat->name(), ":", o.chat_instruction);
+  header.label_metric = o.label_metric;
   header.model_path = o.model_dir;
   auto fp = models::FingerprintModelDir(o.model_dir);
   if (!fp.ok()) return fp.status();
@@ -367,8 +384,10 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
     for (size_t p = 0; p + 1 < o.precisions.size(); ++p) {
       lo.high = o.precisions[p];
       lo.low = o.precisions[p + 1];
-      auto label = batched ? LabelPairBatched(*cpu_model, **tok, prompt, ref_text, lo)
-                           : LabelPairSequential(m, **tok, prompt, ref_text, lo);
+      auto label = o.label_metric == dataset::kLabelExcessNll
+                       ? LabelPairTeacherForced(m, prompt, ref->new_ids, lo)
+                   : batched ? LabelPairBatched(*cpu_model, **tok, prompt, ref_text, lo)
+                             : LabelPairSequential(m, **tok, prompt, ref_text, lo);
       if (!label.ok()) {
         return absl::Status(label.status().code(),
                             absl::StrCat("document ", doc, " (", (*stream)->location(),
@@ -378,6 +397,8 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
       ps.label = label->label;
       ps.rouge_l = label->rouge_l;
       ps.rouge_l_high = label->rouge_l_high;
+      ps.excess_nll = label->excess_nll;
+      ps.nll_high = label->nll_high;
       const int h = static_cast<int>(header.kv_heads), d = static_cast<int>(header.head_dim);
       ps.k = ToTokenMajorF16(label->k, h, static_cast<int>(prompt.size()), d);
       ps.v = ToTokenMajorF16(label->v, h, static_cast<int>(prompt.size()), d);
@@ -430,6 +451,8 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
   report.samples = summary->samples;
   report.class_counts = summary->class_counts;
   report.candidate_steps = summary->candidate_steps;
+  report.label_metric = summary->label_metric;
+  report.median_excess_nll = summary->median_excess_nll;
   return report;
 }
 

@@ -47,6 +47,10 @@ struct GenDataOptions {
   int flush_every = 8;
   int stop_after =
       0;  // > 0: stop (resumably) after computing this many samples, e.g. for time-boxed jobs
+  // dataset::kLabelRougeL: each branch decoded greedily, scored by Rouge-L against the reference
+  // text (the PMPD reference's labels); dataset::kLabelExcessNll: the reference continuation
+  // teacher-forced through each switch (LabelPairTeacherForced), no branch decoded.
+  std::string label_metric = "rouge_l";
   bool batched_branches = true;  // false: one generation per branch (the reference's way; slower)
   // The engine for the model and the reference model (LoadEngine): on the CPU labelling can batch
   // the branches (above); on CUDA it is sequential, since batched branches need the CPU engine's
@@ -69,6 +73,10 @@ struct GenDataReport {
   // Per pair (high to low): counts per class (candidate steps..., never).
   std::vector<std::vector<int64_t>> class_counts;
   std::vector<int64_t> candidate_steps;
+  // excess_nll files: per pair, per candidate step, the median excess NLL (nats per token) over the
+  // samples (which tolerance gives which classes); empty for rouge_l files.
+  std::string label_metric = "rouge_l";
+  std::vector<std::vector<double>> median_excess_nll;
 };
 
 // Resolves the default candidate steps: {0, N/3, 2N/3} (duplicates removed).

@@ -8,6 +8,7 @@
 #include "inference/generator.h"
 #include "inference/metrics/rouge.h"
 #include "inference/sampler.h"
+#include "kernels/check.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "scheduler_runtime/scheduled_generation.h"
 
@@ -179,6 +180,65 @@ absl::StatusOr<PairLabel> LabelPairSequential(inference::Engine& engine,
     out.branch_ids.push_back(b->generation.new_ids);
   }
   Score(tok, reference_text, &out);
+  return out;
+}
+
+double TokenNll(absl::Span<const float> logits, int token) {
+  PMPD_CHECK(token >= 0 && static_cast<size_t>(token) < logits.size(), "token outside the logits");
+  const float m = *std::max_element(logits.begin(), logits.end());
+  double z = 0;
+  for (float x : logits) z += std::exp(static_cast<double>(x) - m);
+  return std::log(z) - (static_cast<double>(logits[token]) - m);
+}
+
+absl::StatusOr<PairLabel> LabelPairTeacherForced(inference::Engine& engine,
+                                                 absl::Span<const int> prompt,
+                                                 absl::Span<const int> reference,
+                                                 const PairLabelOptions& o) {
+  if (auto st = CheckOptions(engine.max_context(), prompt, o); !st.ok()) return st;
+  const int r = static_cast<int>(reference.size());
+  if (r > o.max_new_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("reference of ", r, " tokens is longer than ",
+                                                   o.max_new_tokens, " new tokens"));
+  }
+  PairLabel out;
+  const int C = static_cast<int>(o.candidate_steps.size());
+  out.excess_nll.assign(C, 0.0);
+  std::vector<float> logits;
+  // Staying at hi: the prefill (its cache is the stored sample) and R[t] scored for t >= 1.
+  engine.Reset();
+  if (auto st = engine.SetPrecision(o.high); !st.ok()) return st;
+  if (auto st = engine.Prefill(prompt, nullptr, nullptr); !st.ok()) return st;
+  engine.CopyLastLayerKv(&out.k, &out.v);
+  std::vector<double> nll_high(std::max(r, 1), 0.0);
+  double total_high = 0;
+  for (int t = 1; t < r; ++t) {
+    if (auto st = engine.DecodeStep(reference[t - 1], &logits, nullptr); !st.ok()) return st;
+    nll_high[t] = TokenNll(logits, reference[t]);
+    total_high += nll_high[t];
+  }
+  const int scored = r - 1;
+  if (scored >= 1) {
+    out.nll_high = total_high / scored;
+    for (int c = 0; c < C; ++c) {
+      const int s = std::max(o.candidate_steps[c], 1);
+      if (s >= r) continue;  // the reference ended before this switch: it costs nothing
+      engine.Reset();
+      if (auto st = engine.SetPrecision(o.high); !st.ok()) return st;
+      if (auto st = engine.Prefill(prompt, nullptr, nullptr); !st.ok()) return st;
+      for (int t = 1; t < s; ++t) {
+        if (auto st = engine.DecodeStep(reference[t - 1], nullptr, nullptr); !st.ok()) return st;
+      }
+      if (auto st = engine.SetPrecision(o.low); !st.ok()) return st;
+      double excess = 0;
+      for (int t = s; t < r; ++t) {
+        if (auto st = engine.DecodeStep(reference[t - 1], &logits, nullptr); !st.ok()) return st;
+        excess += TokenNll(logits, reference[t]) - nll_high[t];
+      }
+      out.excess_nll[c] = excess / scored;
+    }
+  }
+  out.label = dataset::CostSwitchLabel(out.excess_nll, 0);
   return out;
 }
 

@@ -27,8 +27,12 @@ struct PairLabel {
   int label = 0;                // index into candidate_steps, or candidate_steps.size() for "never"
   std::vector<double> rouge_l;  // per candidate: Rouge-L F of its output vs the reference
   double rouge_l_high = 0;      // Rouge-L F of the all-hi output
-  std::vector<float> k, v;      // last layer after the prefill at hi, each [kv_heads, T, head_dim]
-  std::vector<int> high_ids;    // the all-hi output
+  // LabelPairTeacherForced only (instead of the two above and the outputs below): per candidate
+  // the excess negative log-likelihood of the reference, nats per scored token, and the all-hi NLL.
+  std::vector<double> excess_nll;
+  double nll_high = 0;
+  std::vector<float> k, v;    // last layer after the prefill at hi, each [kv_heads, T, head_dim]
+  std::vector<int> high_ids;  // the all-hi output
   std::vector<std::vector<int>> branch_ids;  // per candidate, its full output
 };
 
@@ -58,5 +62,24 @@ absl::StatusOr<PairLabel> LabelPairSequential(inference::Engine& engine,
                                               absl::Span<const int> prompt,
                                               const std::string& reference_text,
                                               const PairLabelOptions& options);
+
+// Teacher-forced (the excess_nll label metric): no branch is decoded; the reference continuation
+// R (ids as the reference model produced them, EOS included when it stopped there) is fed through
+// the model. Tokens R[1..] are scored (R[0] always comes from the prefill at hi): staying at hi
+// gives nll_high[t] = -log p_hi(R[t] | prompt, R[..t)); candidate c (switch step s = max(c, 1))
+// has the cache of the prompt and R[..s-1) computed at hi and predicts R[s..] at lo. Its excess is
+// sum over t >= s of (-log p_lo - nll_high[t]), divided by the |R| - 1 scored tokens (0 when
+// s >= |R| or |R| < 2): the mean loss per token the switch adds to that continuation. A teacher-
+// forced score does not jump when one greedy token flips, which a single output's Rouge-L does.
+// label = dataset::CostSwitchLabel(excess_nll, 0); pmpd-train relabels at its tolerance.
+// Works on any engine. Cost: (candidates + 1) prefills and at most (candidates + 1) * (|R| - 1)
+// decode steps, each copying the logits to the host and one log-sum-exp over the vocabulary.
+absl::StatusOr<PairLabel> LabelPairTeacherForced(inference::Engine& engine,
+                                                 absl::Span<const int> prompt,
+                                                 absl::Span<const int> reference,
+                                                 const PairLabelOptions& options);
+
+// -log softmax(logits)[token], in double.
+double TokenNll(absl::Span<const float> logits, int token);
 
 }  // namespace pmpd::data_gen

@@ -44,6 +44,7 @@ absl::Status WriteHeader(Hdf5File& f, const KvDatasetHeader& h) {
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "reference_fingerprint", h.reference_fingerprint));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "source", h.source));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "prompt_format", h.prompt_format));
+  PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "label_metric", h.label_metric));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "precisions", h.precisions));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "candidate_steps", h.candidate_steps));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "max_new_tokens", h.max_new_tokens));
@@ -85,6 +86,12 @@ absl::StatusOr<KvDatasetHeader> ReadHeader(const Hdf5File& f) {
   }
   // Added after format_version 1 files existed: absent means "text".
   if (auto pf = f.GetStringAttribute("/", "prompt_format"); pf.ok()) h.prompt_format = *pf;
+  if (auto m = f.GetStringAttribute("/", "label_metric"); m.ok()) h.label_metric = *m;
+  if (h.label_metric != kLabelRougeL && h.label_metric != kLabelExcessNll) {
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": label_metric \"", h.label_metric,
+                                                   "\" is neither ", kLabelRougeL, " nor ",
+                                                   kLabelExcessNll));
+  }
   struct I {
     const char* name;
     int64_t* out;
@@ -136,6 +143,24 @@ int SwitchLabel(absl::Span<const double> branch_rouge, double high_rouge, double
   return static_cast<int>(branch_rouge.size());
 }
 
+int CostSwitchLabel(absl::Span<const double> excess_nll, double tolerance) {
+  for (size_t i = 0; i < excess_nll.size(); ++i) {
+    if (excess_nll[i] <= tolerance + 1e-12) return static_cast<int>(i);
+  }
+  return static_cast<int>(excess_nll.size());
+}
+
+int RelabelSample(const KvDatasetHeader& header, const KvPairTable& table, int64_t i,
+                  absl::Span<const size_t> step_index, double tolerance) {
+  const size_t c = header.candidate_steps.size();
+  const bool nll = header.label_metric == kLabelExcessNll;
+  const std::vector<double>& values = nll ? table.excess_nll : table.rouge_l;
+  std::vector<double> picked;
+  for (size_t j : step_index) picked.push_back(values[i * c + j]);
+  return nll ? CostSwitchLabel(picked, tolerance)
+             : SwitchLabel(picked, table.rouge_l_high[i], tolerance);
+}
+
 std::string KvDatasetHeader::DiffIgnoringShard(const KvDatasetHeader& o) const {
   auto str = [](const char* name, const std::string& a, const std::string& b) {
     return a == b ? std::string() : absl::StrCat(name, ": \"", a, "\" vs \"", b, "\"");
@@ -148,6 +173,7 @@ std::string KvDatasetHeader::DiffIgnoringShard(const KvDatasetHeader& o) const {
         str("reference", reference, o.reference),
         str("reference_fingerprint", reference_fingerprint, o.reference_fingerprint),
         str("source", source, o.source), str("prompt_format", prompt_format, o.prompt_format),
+        str("label_metric", label_metric, o.label_metric),
         str("precisions", Vec(precisions), Vec(o.precisions)),
         str("candidate_steps", Vec(candidate_steps), Vec(o.candidate_steps)),
         num("max_new_tokens", max_new_tokens, o.max_new_tokens),
@@ -172,6 +198,11 @@ KvDatasetWriter::~KvDatasetWriter() = default;
 
 absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(
     const std::string& path, const KvDatasetHeader& header) {
+  if (header.label_metric != kLabelRougeL && header.label_metric != kLabelExcessNll) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": label metric \"", header.label_metric,
+                                                   "\" is neither ", kLabelRougeL, " nor ",
+                                                   kLabelExcessNll));
+  }
   auto f = Hdf5File::Create(path);
   if (!f.ok()) return f.status();
   std::unique_ptr<KvDatasetWriter> w(new KvDatasetWriter());
@@ -209,10 +240,11 @@ absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(
     for (const char* name : {"/prompt_lengths", "/labels", "/switch_steps"}) {
       PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + name, H5Type::kInt32, {}, kSampleChunk, false));
     }
-    PMPD_RETURN_IF_ERROR(
-        h5.CreateAppendable(g + "/rouge_l", H5Type::kFloat64, {c}, kSampleChunk, false));
-    PMPD_RETURN_IF_ERROR(
-        h5.CreateAppendable(g + "/rouge_l_high", H5Type::kFloat64, {}, kSampleChunk, false));
+    const bool nll = header.label_metric == kLabelExcessNll;
+    PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + (nll ? "/excess_nll" : "/rouge_l"),
+                                             H5Type::kFloat64, {c}, kSampleChunk, false));
+    PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + (nll ? "/nll_high" : "/rouge_l_high"),
+                                             H5Type::kFloat64, {}, kSampleChunk, false));
     for (const char* name : {"/k", "/v"}) {
       PMPD_RETURN_IF_ERROR(h5.CreateAppendable(
           g + name, H5Type::kFloat16, {header.kv_heads, header.head_dim}, kKvChunkTokens, true));
@@ -231,12 +263,13 @@ absl::Status KvDatasetWriter::Append(const KvSample& s) {
         file_->path(), ": sample of document ", s.doc_id, " has ", s.pairs.size(), " pairs and ", t,
         " prompt tokens; expected ", pairs, " pairs and at least one token"));
   }
+  const bool nll = header_.label_metric == kLabelExcessNll;
   for (const KvPairSample& p : s.pairs) {
-    if (p.k.size() != kv || p.v.size() != kv || p.rouge_l.size() != c || p.label < 0 ||
-        p.label > static_cast<int32_t>(c)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file_->path(), ": sample of document ", s.doc_id,
-                       ": K/V/rouge/label sizes do not match the header"));
+    if (p.k.size() != kv || p.v.size() != kv || (nll ? p.excess_nll : p.rouge_l).size() != c ||
+        p.label < 0 || p.label > static_cast<int32_t>(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ",
+                                                     s.doc_id, ": K/V/", header_.label_metric,
+                                                     "/label sizes do not match the header"));
     }
   }
   Hdf5File& h5 = *file_;
@@ -259,8 +292,13 @@ absl::Status KvDatasetWriter::Append(const KvSample& s) {
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/prompt_lengths", &plen, 1));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/labels", &ps.label, 1));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/switch_steps", &step, 1));
-    PMPD_RETURN_IF_ERROR(h5.Append(g + "/rouge_l", ps.rouge_l.data(), 1));
-    PMPD_RETURN_IF_ERROR(h5.Append(g + "/rouge_l_high", &ps.rouge_l_high, 1));
+    if (nll) {
+      PMPD_RETURN_IF_ERROR(h5.Append(g + "/excess_nll", ps.excess_nll.data(), 1));
+      PMPD_RETURN_IF_ERROR(h5.Append(g + "/nll_high", &ps.nll_high, 1));
+    } else {
+      PMPD_RETURN_IF_ERROR(h5.Append(g + "/rouge_l", ps.rouge_l.data(), 1));
+      PMPD_RETURN_IF_ERROR(h5.Append(g + "/rouge_l_high", &ps.rouge_l_high, 1));
+    }
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/k", ps.k.data(), t));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/v", ps.v.data(), t));
   }
@@ -370,8 +408,13 @@ absl::StatusOr<KvPairTable> KvDatasetReader::ReadPairFromFile(int64_t hi, int64_
   PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/prompt_lengths", n, &t.prompt_lengths));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/labels", n, &t.labels));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/switch_steps", n, &t.switch_steps));
-  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l", n, &t.rouge_l, c));
-  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l_high", n, &t.rouge_l_high));
+  if (header_.label_metric == kLabelExcessNll) {
+    PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/excess_nll", n, &t.excess_nll, c));
+    PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/nll_high", n, &t.nll_high));
+  } else {
+    PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l", n, &t.rouge_l, c));
+    PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l_high", n, &t.rouge_l_high));
+  }
   for (int64_t i = 0; i < n; ++i) {
     if (t.labels[i] < 0 || t.labels[i] > c) {
       return absl::DataLossError(absl::StrCat(path(), ": ", g, "/labels[", i, "] = ", t.labels[i],
@@ -436,8 +479,13 @@ absl::StatusOr<KvSample> KvDatasetReader::ReadSample(int64_t i) const {
   for (const KvPairTable& table : tables_) {
     KvPairSample p;
     p.label = table.labels[i];
-    p.rouge_l.assign(table.rouge_l.begin() + i * c, table.rouge_l.begin() + (i + 1) * c);
-    p.rouge_l_high = table.rouge_l_high[i];
+    if (header_.label_metric == kLabelExcessNll) {
+      p.excess_nll.assign(table.excess_nll.begin() + i * c, table.excess_nll.begin() + (i + 1) * c);
+      p.nll_high = table.nll_high[i];
+    } else {
+      p.rouge_l.assign(table.rouge_l.begin() + i * c, table.rouge_l.begin() + (i + 1) * c);
+      p.rouge_l_high = table.rouge_l_high[i];
+    }
     const std::string g = PairGroup(table.hi, table.lo);
     p.k.resize(static_cast<size_t>(t * header_.kv_heads * header_.head_dim));
     p.v.resize(p.k.size());

@@ -22,6 +22,8 @@ namespace pmpd::dataset {
 
 inline constexpr char kKvDatasetFormat[] = "pmpd-kv-dataset";
 inline constexpr int64_t kKvDatasetVersion = 1;
+inline constexpr char kLabelRougeL[] = "rouge_l";
+inline constexpr char kLabelExcessNll[] = "excess_nll";
 
 // Root attributes: what produced the samples. Two files may be joined (resume, merge) only when
 // everything but `shard` is equal.
@@ -34,6 +36,11 @@ struct KvDatasetHeader {
   // "chat:<template>:<instruction>" (the prefix as the user message "<instruction>\n\n<prefix>" in
   // the model's chat template). Files without the attribute are "text".
   std::string prompt_format = "text";
+  // What the per-candidate values measure (and so how labels follow from them): kLabelRougeL
+  // (rouge_l / rouge_l_high: each branch's greedy output against the reference text) or
+  // kLabelExcessNll (excess_nll / nll_high: the reference continuation teacher-forced through
+  // each switch). Files without the attribute are "rouge_l".
+  std::string label_metric = "rouge_l";
   std::vector<int64_t> precisions;       // high to low, e.g. {4, 3, 2}
   std::vector<int64_t> candidate_steps;  // switch steps tried, increasing, e.g. {0, 85, 170}
   int64_t max_new_tokens = 0, max_prompt_tokens = 0, min_prefix_tokens = 0;
@@ -49,9 +56,15 @@ struct KvDatasetHeader {
 
 // One labelled prompt for one precision pair.
 struct KvPairSample {
-  int32_t label = 0;            // index into candidate_steps, or candidate_steps.size() for "never"
+  int32_t label = 0;  // index into candidate_steps, or candidate_steps.size() for "never"
+  // label_metric rouge_l (the others empty / 0):
   std::vector<double> rouge_l;  // per candidate step: Rouge-L F of that branch vs the reference
   double rouge_l_high = 0;      // Rouge-L F of the all-high output vs the reference
+  // label_metric excess_nll: per candidate step, the reference continuation's negative
+  // log-likelihood (nats per scored token, tokens 1.. of the reference) when decoding switches to
+  // lo at that step, minus the same when it stays at hi; and the all-hi value itself.
+  std::vector<double> excess_nll;
+  double nll_high = 0;
   // Last layer after prefill at the high precision, float16 bits, [prompt_len, kv_heads, head_dim].
   std::vector<uint16_t> k, v;
 };
@@ -70,6 +83,10 @@ struct KvSample {
 // pmpd-gen-data stores labels at tolerance 0; pmpd-train --label-tolerance recomputes them from the
 // stored Rouge-L values, e.g. 0.01 to match pmpd-eval's default calibration epsilon of 1 point.
 int SwitchLabel(absl::Span<const double> branch_rouge, double high_rouge, double tolerance = 0);
+
+// The excess_nll label: the index of the earliest candidate whose excess NLL is at most
+// `tolerance` nats per token (1e-12 absorbs rounding); the candidate count ("never") when none is.
+int CostSwitchLabel(absl::Span<const double> excess_nll, double tolerance);
 
 // "pair_4_3".
 std::string PairGroup(int64_t hi, int64_t lo);
@@ -100,9 +117,17 @@ struct KvPairTable {
   int64_t hi = 0, lo = 0;
   std::vector<int64_t> doc_ids, kv_offsets;
   std::vector<int32_t> prompt_lengths, labels, switch_steps;  // switch step -1 = never
-  std::vector<double> rouge_l;  // [samples, candidate_steps.size()] row-major
-  std::vector<double> rouge_l_high;
+  // As the header's label_metric says: rouge_l and rouge_l_high, or excess_nll and nll_high (the
+  // other two empty). Per candidate ones [samples, candidate_steps.size()] row-major.
+  std::vector<double> rouge_l, rouge_l_high;
+  std::vector<double> excess_nll, nll_high;
 };
+
+// Sample i's label from the stored values at `tolerance` (the header's metric: SwitchLabel or
+// CostSwitchLabel), over the candidate steps at `step_index` (indices into the file's steps, e.g.
+// a subset; the label is an index into step_index, step_index.size() = never).
+int RelabelSample(const KvDatasetHeader& header, const KvPairTable& table, int64_t i,
+                  absl::Span<const size_t> step_index, double tolerance);
 
 // Reads a complete file. Every read checks shapes against the header; errors name the file and the
 // object (a missing group or field, a bad shape, a file without completed_samples).

@@ -55,6 +55,7 @@ case "$cmd" in
     export BIN=$W/build-gpu/cli WORK=/tmp/smol GGUF=/tmp/xfer/SmolLM2-135M-Instruct.Q4_1.gguf DEVICE=cuda THREADS=16
     export MPS=${MPS:-$([ -f /tmp/mps-ok ] && echo 1 || echo 0)} SHARDS=${SHARDS:-16} DOCS=${DOCS:-800} NEW=${NEW:-96}
     export CANDIDATES=${CANDIDATES:-0,12,24,48} LABEL_TOL=${LABEL_TOL:-0.01} TEST_FRACTION=${TEST_FRACTION:-0.2}
+    export LABEL_METRIC=${LABEL_METRIC:-rouge_l}
     export EVAL_N=${EVAL_N:-60} CALIB_N=${CALIB_N:-16} EVAL_N_dialogsum=${EVAL_N_dialogsum:-200}
     export CALIB_N_dialogsum=${CALIB_N_dialogsum:-40} PARALLEL_EVAL=${PARALLEL_EVAL:-1}
     export STAGES=${STAGES:-quantize,gendata,train,eval} EVAL_METHODS=${EVAL_METHODS:-uniform,static,learned,learned-sweep}

@@ -39,8 +39,12 @@ def main():
                 k = g["k"][off:off + t].transpose(1, 0, 2)  # stored [T, H, D]; the model's layout is [H, T, D]
                 entry["k"] = k.astype(np.float32).tolist()
                 entry["label"] = int(labels[i])
-                entry["rouge_l"] = g["rouge_l"][i].tolist()
-                entry["rouge_l_high"] = float(g["rouge_l_high"][i])
+                # The per-candidate values the file's label metric stored (docs/gen-data-format.md).
+                metric = a.get("label_metric", "rouge_l")
+                metric = metric.decode() if isinstance(metric, bytes) else metric
+                per_step, high = ("excess_nll", "nll_high") if metric == "excess_nll" else ("rouge_l", "rouge_l_high")
+                entry[per_step] = g[per_step][i].tolist()
+                entry[high] = float(g[high][i])
             out[f"pair_{hi}_{lo}"] = entry
     print(json.dumps(out))
 

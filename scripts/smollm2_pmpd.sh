@@ -37,7 +37,9 @@ EVAL_N=${EVAL_N:-60}               # test prompts per task (EVAL_N_<task> overri
 CALIB_N=${CALIB_N:-16}             # calibration prompts per task, held out (CALIB_N_<task> likewise)
 TASKS=${TASKS:-cnn_dm dialogsum}
 EPSILON=${EPSILON:-1.0}           # static calibration: allowed Rouge-L drop (points)
-LABEL_TOL=${LABEL_TOL:-0.01}       # classifiers: labels at the same tolerance (Rouge-L F, 0.01 = 1 point)
+LABEL_METRIC=${LABEL_METRIC:-rouge_l}  # gen-data --label-metric: rouge_l or excess_nll (teacher-forced)
+LABEL_TOL=${LABEL_TOL:-0.01}       # classifiers: relabel at this tolerance (rouge_l: Rouge-L F, 0.01 = 1 point;
+                                   # excess_nll: nats per token); one value or one per pair
 TEST_FRACTION=${TEST_FRACTION:-0.2} # classifiers: a test split scored once, next to the majority class
 THREADS=${THREADS:-$(nproc)}
 PARALLEL_PPL=${PARALLEL_PPL:-0}    # 1: the perplexity stage runs beside the labelling (CPU vs GPU)
@@ -114,7 +116,8 @@ fi
 if has gendata; then
   gen_stage() {
     local args=(--model "$ap" --c4 "$SHARED/data/c4/c4-validation.00000-of-00008.first800.json.gz"
-                --num-docs "$DOCS" --max-new-tokens "$NEW" --precisions "$LADDER" --device "$DEVICE" --json)
+                --num-docs "$DOCS" --max-new-tokens "$NEW" --precisions "$LADDER" --device "$DEVICE"
+                --label-metric "$LABEL_METRIC" --json)
     [ -n "$CANDIDATES" ] && args+=(--candidate-steps "$CANDIDATES")
     [ -n "$INSTRUCTION" ] && args+=(--chat-instruction "$INSTRUCTION")
     if [ "$SHARDS" -le 1 ]; then
@@ -184,7 +187,7 @@ fi
 [ -n "${ppl_pid:-}" ] && wait "$ppl_pid"
 # The settings summary.json records: named once here, read by the Python below.
 settings=(DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE
-          EPSILON LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION MPS EVAL_FLAGS TRAIN_FLAGS)
+          EPSILON LABEL_METRIC LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION MPS EVAL_FLAGS TRAIN_FLAGS)
 for task in $TASKS; do settings+=("EVAL_N_$task" "CALIB_N_$task"); done
 export TASKS "${settings[@]}"
 export PMPD_SUMMARY_SETTINGS="${settings[*]}"

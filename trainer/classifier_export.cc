@@ -40,7 +40,7 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
                      {"seed", o.seed},
                      {"balance", o.balance},
                      {"patience", o.patience},
-                     {"label_tolerance", o.label_tolerance},
+                     {"label_tolerance", r.label_tolerance},
                      {"candidate_steps", o.candidate_steps}}}};
   if (r.test_samples > 0) {
     j["test_samples"] = r.test_samples;

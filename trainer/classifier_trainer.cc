@@ -13,8 +13,11 @@
 #include <random>
 #include <stdexcept>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "base/atomic_file.h"
 #include "base/json_integer.h"
 #include "dataset/kv_dataset.h"
@@ -50,9 +53,9 @@ absl::Status CheckTrainOptions(const TrainOptions& o) {
     return absl::InvalidArgumentError(
         "--test-fraction must be >= 0 and leave room for training (val + test < 1)");
   }
-  if (!(o.label_tolerance >= 0 && o.label_tolerance < 1)) {
+  if (!(o.label_tolerance >= 0 && std::isfinite(o.label_tolerance))) {
     return absl::InvalidArgumentError(
-        "--label-tolerance must be in [0, 1) (a Rouge-L F difference)");
+        "--label-tolerance must be >= 0 (a Rouge-L F difference, or nats per token)");
   }
   for (size_t i = 0; i < o.candidate_steps.size(); ++i) {
     if (o.candidate_steps[i] < 0 || (i > 0 && o.candidate_steps[i] <= o.candidate_steps[i - 1])) {
@@ -174,6 +177,37 @@ absl::StatusOr<std::vector<size_t>> CandidateStepIndices(const std::vector<int64
   return index;
 }
 
+absl::StatusOr<std::vector<double>> ParseLabelTolerances(const std::string& text, size_t pairs) {
+  std::vector<double> out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    double v = 0;
+    if (!absl::SimpleAtod(absl::StripAsciiWhitespace(part), &v) || !(v >= 0) || !std::isfinite(v)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--label-tolerance \"", text, "\": need numbers >= 0, comma-separated"));
+    }
+    out.push_back(v);
+  }
+  if (out.size() == 1) out.assign(pairs, out[0]);
+  if (out.size() != pairs) {
+    return absl::InvalidArgumentError(absl::StrCat("--label-tolerance \"", text, "\" has ",
+                                                   out.size(),
+                                                   " values; give one, or one per "
+                                                   "precision pair (",
+                                                   pairs, ")"));
+  }
+  return out;
+}
+
+absl::Status CheckLabelTolerance(const std::string& label_metric, double tolerance,
+                                 const std::string& data_path) {
+  if (label_metric == dataset::kLabelRougeL && tolerance >= 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(data_path, " has Rouge-L labels: --label-tolerance ", tolerance,
+                     " must be in [0, 1) (a Rouge-L F difference, 0.01 = 1 point)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainResult> TrainPairClassifier(
     const std::string& data_path, int hi, int lo, const TrainOptions& o,
     const std::function<bool(const EpochMetrics&)>& on_epoch) {
@@ -191,6 +225,8 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   auto indices = CandidateStepIndices(o.candidate_steps, header.candidate_steps, data_path);
   if (!indices.ok()) return indices.status();
   const std::vector<size_t>& step_index = *indices;
+  if (auto st = CheckLabelTolerance(header.label_metric, o.label_tolerance, data_path); !st.ok())
+    return st;
   const bool relabel = o.label_tolerance > 0 || step_index.size() != header.candidate_steps.size();
   const int num_classes = static_cast<int>(step_index.size()) + 1;
   const int64_t n = (*reader)->num_samples();
@@ -203,6 +239,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   result.low = lo;
   for (size_t j : step_index) result.candidate_steps.push_back(header.candidate_steps[j]);
   result.device = o.device;
+  result.label_tolerance = o.label_tolerance;
   result.spec.kv_heads = header.kv_heads;
   result.spec.head_dim = header.head_dim;
   result.spec.num_classes = num_classes;
@@ -226,10 +263,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
     data[i].vbar =
         torch::from_blob(v.data(), {header.kv_heads, t, header.head_dim}).mean(0).clone();
     if (relabel) {
-      const size_t c = header.candidate_steps.size();
-      std::vector<double> rouge;
-      for (size_t j : step_index) rouge.push_back(table->rouge_l[i * c + j]);
-      data[i].label = dataset::SwitchLabel(rouge, table->rouge_l_high[i], o.label_tolerance);
+      data[i].label = dataset::RelabelSample(header, *table, i, step_index, o.label_tolerance);
     } else {
       data[i].label = table->labels[i];
     }

@@ -34,12 +34,13 @@ struct TrainOptions {
   // resampled up to the largest class each epoch; none.
   std::string balance = "weighted";
   int patience = 5;  // early stopping: epochs without a better validation loss
-  // > 0: labels recomputed from the file's Rouge-L values with this tolerance
-  // (dataset::SwitchLabel) instead of the stored ones (tolerance 0).
+  // > 0: labels recomputed from the file's values with this tolerance (dataset::RelabelSample:
+  // a Rouge-L F difference for rouge_l files, below 1; nats per token for excess_nll files)
+  // instead of the stored ones (tolerance 0).
   double label_tolerance = 0;
   // Empty: the file's candidate switch steps. Otherwise a subset of them, increasing (e.g. {0, 48}
-  // of a file labelled at {0, 12, 24, 48}): labels re-derived from those steps' Rouge-L values
-  // (dataset::SwitchLabel at label_tolerance), fewer classes from the same labelling run. The
+  // of a file labelled at {0, 12, 24, 48}): labels re-derived from those steps' values
+  // (dataset::RelabelSample at label_tolerance), fewer classes from the same labelling run. The
   // exported classifier then switches only at these steps.
   std::vector<int64_t> candidate_steps;
   std::string checkpoint_dir;  // empty: no checkpoints (no resume)
@@ -60,6 +61,7 @@ struct TrainResult {
   scheduler::KvClassifierSpec spec;
   int train_samples = 0, val_samples = 0;
   std::vector<int64_t> train_class_counts, val_class_counts;
+  double label_tolerance = 0;      // the labels' tolerance (TrainOptions::label_tolerance)
   int majority_class = 0;          // of the training split
   ClassificationMetrics majority;  // predicting it for every validation sample
   // The test split (test_fraction > 0): the returned weights' scores and the majority class's.
@@ -85,6 +87,14 @@ absl::Status CheckTrainOptions(const TrainOptions& options);
 absl::StatusOr<std::vector<size_t>> CandidateStepIndices(const std::vector<int64_t>& steps,
                                                          const std::vector<int64_t>& file_steps,
                                                          const std::string& data_path);
+
+// --label-tolerance as given: one value for every pair ("0.01") or one per adjacent pair of the
+// ladder, high to low ("0.03,0.2"); each >= 0 and finite. `pairs` = ladder size - 1.
+absl::StatusOr<std::vector<double>> ParseLabelTolerances(const std::string& text, size_t pairs);
+
+// Whether `tolerance` suits the file's label metric (below 1 for Rouge-L F); errors name the file.
+absl::Status CheckLabelTolerance(const std::string& label_metric, double tolerance,
+                                 const std::string& data_path);
 
 // Trains the (hi, lo) classifier of `data_path`. `on_epoch` sees each finished epoch (resumed ones
 // are not replayed) and may return false to stop training there (a pruner, a time limit): the best

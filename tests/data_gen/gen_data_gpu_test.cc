@@ -1,6 +1,7 @@
-// GPU test (label `gpu`): pmpd-gen-data --device cuda (the CUDA engine, sequential labelling)
+// GPU tests (label `gpu`): pmpd-gen-data --device cuda (the CUDA engine, sequential labelling)
 // writes the samples --device cpu writes: same prompts, references, labels and Rouge-L values; K/V
-// within fp16 storage rounding (the engines' fp32 sums differ in order).
+// within fp16 storage rounding (the engines' fp32 sums differ in order); teacher-forced costs
+// within a stated tolerance.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -62,6 +63,58 @@ TEST(GenDataGpuTest, CudaEngineWritesTheCpuSamples) {
       }
       EXPECT_LE(worst, 2e-3) << "K/V beyond fp16 rounding: sample " << i << " pair " << p;
     }
+  }
+}
+
+// --label-metric excess_nll on the CUDA engine: the CPU engine's costs within what the engines'
+// float sums allow (the CUDA engine decodes in fp16 activations: 2e-2 nats per token, against
+// costs of 0.1-1 on this model), the same prompts and references.
+TEST(GenDataGpuTest, CudaTeacherForcedCostsMatchTheCpu) {
+  PMPD_REQUIRE_GPU();
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  PMPD_REQUIRE_SHARED("data/c4");
+  const std::string model =
+      testing::QuantizeForTest("gendata_gpu_nll", testing::SharedPath("models/stories260K"), 2, 4);
+  const std::string dir = testing::MakeTempDir("gendata_gpu_nll");
+  const std::string flags = absl::StrCat(
+      "--model ", model, " --c4 ", testing::SharedPath("data/c4"),
+      " --precisions 4,3,2 --num-docs 6 --max-new-tokens 40 --seed 7 --label-metric excess_nll "
+      "--out ");
+  const testing::RunResult c =
+      testing::RunBinary("cli/pmpd-gen-data", flags + dir + "/cpu.h5 --device cpu");
+  const testing::RunResult g =
+      testing::RunBinary("cli/pmpd-gen-data", flags + dir + "/cuda.h5 --device cuda");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  auto a = dataset::KvDatasetReader::Open(dir + "/cpu.h5");
+  auto b = dataset::KvDatasetReader::Open(dir + "/cuda.h5");
+  ASSERT_TRUE(a.ok() && b.ok()) << b.status();
+  EXPECT_EQ((*a)->header().Diff((*b)->header()), "");
+  double worst = 0, largest = 0;
+  for (const auto& [hi, lo] : (*a)->pairs()) {
+    auto x = (*a)->ReadPair(hi, lo);
+    auto y = (*b)->ReadPair(hi, lo);
+    ASSERT_TRUE(x.ok() && y.ok());
+    ASSERT_EQ(x->excess_nll.size(), 18u);
+    ASSERT_EQ(y->excess_nll.size(), 18u);
+    for (size_t j = 0; j < 18; ++j) {
+      worst = std::max(worst, std::fabs(x->excess_nll[j] - y->excess_nll[j]));
+      largest = std::max(largest, std::fabs(x->excess_nll[j]));
+    }
+    for (size_t i = 0; i < 6; ++i) {
+      EXPECT_NEAR(x->nll_high[i], y->nll_high[i], 2e-2 * (1 + x->nll_high[i])) << i;
+    }
+  }
+  std::printf("largest |cpu - cuda| excess NLL %.2e nats/token (largest cost %.3f)\n", worst,
+              largest);
+  EXPECT_LE(worst, 2e-2);
+  EXPECT_GT(largest, 0.05);  // costs to compare, not zeros
+  for (int64_t i = 0; i < 6; ++i) {
+    auto x = (*a)->ReadSample(i);
+    auto y = (*b)->ReadSample(i);
+    ASSERT_TRUE(x.ok() && y.ok());
+    EXPECT_EQ(x->prompt_ids, y->prompt_ids) << i;
+    EXPECT_EQ(x->reference_ids, y->reference_ids) << i;
   }
 }
 

@@ -243,13 +243,136 @@ TEST_F(GenDataTest, LabelsEqualSequentialRecomputation) {
       << "every label equal: the check would not tell branches apart";
 }
 
-// The tables of docs/gen-data-format.md describe the file: every documented dataset exists with its
-// dtype and rank, every root attribute exists, and the file holds no undocumented dataset.
+// --label-metric excess_nll, checked against an independent computation: the stored costs come
+// from decode steps of the engine (LabelPairTeacherForced), the oracle here scores each branch with
+// one all-positions forward (LlamaModel::Forward) as bench/switch_cost_probe.cc does. Prompts,
+// references and K/V equal the Rouge-L run's (only the labels differ), and a run of the other
+// metric into the same file is refused.
+TEST_F(GenDataTest, TeacherForcedCostsEqualAllPositionsForward) {
+  const std::string out = testing::MakeTempDir("gendata_nll") + "/c4.h5";
+  GenDataOptions o = Options(out);
+  o.label_metric = dataset::kLabelExcessNll;
+  auto run = RunGenData(o);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->label_metric, "excess_nll");
+  ASSERT_EQ(run->median_excess_nll.size(), 2u);
+  auto r = KvDatasetReader::Open(out);
+  auto rouge = KvDatasetReader::Open(*whole_);
+  ASSERT_TRUE(r.ok() && rouge.ok()) << r.status();
+  EXPECT_EQ((*r)->header().label_metric, "excess_nll");
+  EXPECT_EQ((*rouge)->header().label_metric, "rouge_l");
+  auto quant = inference::LlamaModel::Load(*model_);
+  ASSERT_TRUE(quant.ok());
+  inference::LlamaModel& m = **quant;
+  const int vocab = static_cast<int>(m.config().vocab_size);
+  // Summed -log p over rows [0, rows) of `logits`, row j predicting ids[first + j].
+  auto sum_nll = [&](const std::vector<float>& logits, const std::vector<int>& ids, int first,
+                     int rows) {
+    double sum = 0;
+    for (int j = 0; j < rows; ++j) {
+      sum += TokenNll(absl::MakeConstSpan(logits).subspan(static_cast<size_t>(j) * vocab, vocab),
+                      ids[first + j]);
+    }
+    return sum;
+  };
+  double worst = 0;
+  int positive = 0, costs = 0;
+  std::set<int> classes_at_median;
+  for (size_t p = 0; p < 2; ++p) {
+    const auto [hi, lo] = (*r)->pairs()[p];
+    auto t = (*r)->ReadPair(hi, lo);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_TRUE(t->rouge_l.empty());
+    for (int64_t i = 0; i < kDocs; ++i) {
+      auto s = (*r)->ReadSample(i);
+      auto sr = (*rouge)->ReadSample(i);
+      ASSERT_TRUE(s.ok() && sr.ok());
+      EXPECT_EQ(s->prompt_ids, sr->prompt_ids);
+      EXPECT_EQ(s->reference_ids, sr->reference_ids);
+      EXPECT_TRUE(s->pairs[p].k == sr->pairs[p].k && s->pairs[p].v == sr->pairs[p].v)
+          << "K/V bytes differ from the Rouge-L run's: sample " << i << " pair " << p;
+      const std::vector<int> prompt(s->prompt_ids.begin(), s->prompt_ids.end());
+      const std::vector<int> ref(s->reference_ids.begin(), s->reference_ids.end());
+      const int n = static_cast<int>(ref.size()), T = static_cast<int>(prompt.size());
+      ASSERT_GE(n, 2);
+      // Staying high: one forward of prompt + R[..n-2]; row T - 1 + t predicts R[t].
+      std::vector<int> seq = prompt;
+      seq.insert(seq.end(), ref.begin(), ref.end() - 1);
+      std::vector<float> logits;
+      m.Reset();
+      ASSERT_TRUE(m.SetPrecision(static_cast<int>(hi)).ok());
+      ASSERT_TRUE(m.Forward(seq, true, &logits).ok());
+      std::vector<double> high(n, 0.0);
+      for (int tok = 1; tok < n; ++tok) {
+        high[tok] = TokenNll(
+            absl::MakeConstSpan(logits).subspan(static_cast<size_t>(T - 1 + tok) * vocab, vocab),
+            ref[tok]);
+      }
+      double high_sum = 0;
+      for (int tok = 1; tok < n; ++tok) high_sum += high[tok];
+      EXPECT_NEAR(t->nll_high[i], high_sum / (n - 1), 1e-4 * (1 + high_sum / (n - 1)));
+      std::vector<double> want;
+      for (int64_t step : (*r)->header().candidate_steps) {
+        const int k = std::max<int>(1, static_cast<int>(step));
+        if (k >= n) {
+          want.push_back(0);
+          continue;
+        }
+        std::vector<int> head = prompt;
+        head.insert(head.end(), ref.begin(), ref.begin() + (k - 1));
+        m.Reset();
+        ASSERT_TRUE(m.SetPrecision(static_cast<int>(hi)).ok());
+        ASSERT_TRUE(m.Forward(head, false, &logits).ok());
+        ASSERT_TRUE(m.SetPrecision(static_cast<int>(lo)).ok());
+        const std::vector<int> rest(ref.begin() + (k - 1), ref.end() - 1);
+        ASSERT_TRUE(m.Forward(rest, true, &logits).ok());
+        double kept = 0;
+        for (int tok = k; tok < n; ++tok) kept += high[tok];
+        want.push_back((sum_nll(logits, ref, k, n - k) - kept) / (n - 1));
+      }
+      ASSERT_EQ(want.size(), 3u);
+      for (size_t c = 0; c < want.size(); ++c) {
+        const double got = t->excess_nll[i * 3 + c];
+        worst = std::max(worst, std::fabs(got - want[c]));
+        EXPECT_NEAR(got, want[c], 2e-4)
+            << "pair " << hi << "->" << lo << " sample " << i << " candidate " << c;
+        positive += want[c] > 0;
+        ++costs;
+      }
+      // The stored label: the earliest candidate that costs nothing (tolerance 0).
+      int label = 3;
+      for (int c = 2; c >= 0; --c) {
+        if (t->excess_nll[i * 3 + c] <= 1e-12) label = c;
+      }
+      EXPECT_EQ(t->labels[i], label) << "pair " << hi << "->" << lo << " sample " << i;
+      classes_at_median.insert(dataset::CostSwitchLabel(want, run->median_excess_nll[p][1]));
+    }
+  }
+  std::printf("largest |stored - all-positions| excess NLL: %.2e nats/token\n", worst);
+  // Lower precision costs likelihood on most branches (else the comparison proves little), and a
+  // tolerance at the median makes more than one class.
+  EXPECT_GT(positive, costs / 2);
+  EXPECT_GE(classes_at_median.size(), 2u);
+  // The other metric into the same file: refused, naming the attribute.
+  GenDataOptions other = Options(out);
+  auto refused = RunGenData(other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("label_metric"), std::string::npos) << refused.status();
+}
+
+// The tables of docs/gen-data-format.md describe the files: every documented dataset exists with
+// its dtype and rank (the rows marked "`excess_nll` files:" in a file of that metric, the others in
+// the Rouge-L file), every root attribute exists, and neither file holds an undocumented dataset.
 TEST_F(GenDataTest, LayoutDocMatchesFile) {
   std::ifstream doc(testing::SourcePath("docs/gen-data-format.md"));
   ASSERT_TRUE(doc.good());
-  auto f = models::Hdf5File::Open(*whole_);
-  ASSERT_TRUE(f.ok());
+  GenDataOptions nll_options = Options(testing::MakeTempDir("gendata_layout_nll") + "/c4.h5");
+  nll_options.num_docs = 2;
+  nll_options.label_metric = dataset::kLabelExcessNll;
+  ASSERT_TRUE(RunGenData(nll_options).ok());
+  auto rouge_file = models::Hdf5File::Open(*whole_);
+  auto nll_file = models::Hdf5File::Open(nll_options.out);
+  ASSERT_TRUE(rouge_file.ok() && nll_file.ok());
   std::set<std::string> documented;
   int attrs = 0, datasets = 0;
   std::string line;
@@ -263,13 +386,24 @@ TEST_F(GenDataTest, LayoutDocMatchesFile) {
     for (auto& c : cells) c = std::string(absl::StripAsciiWhitespace(c));
     if (cells.size() < 4 || cells[1] == "attribute" || cells[1] == "path") continue;
     if (cells.size() == 5) {  // | attribute | type | meaning |
-      EXPECT_TRUE(f->HasAttribute("/", cells[1]))
-          << "documented root attribute missing: " << cells[1];
+      for (auto* f : {&*rouge_file, &*nll_file}) {
+        EXPECT_TRUE(f->HasAttribute("/", cells[1]))
+            << "documented root attribute missing: " << cells[1];
+      }
       ++attrs;
     } else if (cells.size() == 6) {  // | path | dtype | shape | meaning |
+      const bool nll_only = absl::StartsWith(cells[4], "`excess_nll` files:");
+      const bool rouge_only = absl::StartsWith(cells[4], "`rouge_l` files:");
+      models::Hdf5File* f = nll_only ? &*nll_file : &*rouge_file;
       for (const std::string pair : {"pair_4_3", "pair_3_2"}) {
         const std::string path = std::regex_replace(cells[1], std::regex("pair_HI_LO"), pair);
         documented.insert(path);
+        if (rouge_only) {
+          EXPECT_FALSE(nll_file->Exists(path)) << path << " in an excess_nll file";
+        }
+        if (nll_only) {
+          EXPECT_FALSE(rouge_file->Exists(path)) << path << " in a rouge_l file";
+        }
         auto shape = f->Shape(path);
         auto type = f->Type(path);
         ASSERT_TRUE(shape.ok() && type.ok()) << "documented dataset missing: " << path;
@@ -280,17 +414,19 @@ TEST_F(GenDataTest, LayoutDocMatchesFile) {
       ++datasets;
     }
   }
-  EXPECT_EQ(attrs, 21);  // 20 + prompt_format (--chat-instruction)
-  EXPECT_EQ(datasets, 16);
-  for (const std::string group : {"samples", "pair_4_3", "pair_3_2"}) {
-    auto children = f->ListChildren(group);
-    ASSERT_TRUE(children.ok());
-    for (const std::string& c : *children)
-      EXPECT_TRUE(documented.count(group + "/" + c)) << "undocumented: " << c;
+  EXPECT_EQ(attrs, 22);  // 20 + prompt_format (--chat-instruction) + label_metric
+  EXPECT_EQ(datasets, 18);
+  for (auto* f : {&*rouge_file, &*nll_file}) {
+    for (const std::string group : {"samples", "pair_4_3", "pair_3_2"}) {
+      auto children = f->ListChildren(group);
+      ASSERT_TRUE(children.ok());
+      for (const std::string& c : *children)
+        EXPECT_TRUE(documented.count(group + "/" + c)) << "undocumented: " << c;
+    }
+    auto root = f->ListChildren("/");
+    ASSERT_TRUE(root.ok());
+    EXPECT_EQ(*root, (std::vector<std::string>{"pair_3_2", "pair_4_3", "samples"}));
   }
-  auto root = f->ListChildren("/");
-  ASSERT_TRUE(root.ok());
-  EXPECT_EQ(*root, (std::vector<std::string>{"pair_3_2", "pair_4_3", "samples"}));
 }
 
 // The file is readable from h5py as the document shows (Debian's python3-h5py; CI installs it).

@@ -133,6 +133,48 @@ TEST(ClassifierTrainerTest, CandidateStepSubsetRelabelsFromTheStoredRougeL) {
   EXPECT_FALSE(CheckTrainOptions(o).ok());
 }
 
+// excess_nll files: --label-tolerance is in nats per token (above 1 allowed), relabelling from the
+// stored costs gives the rule's labels at 0.05 (the Rouge-L file of the same seed has them stored),
+// every step costs something at 0, and everything is cheap enough at 0.5; the tolerance reaches
+// the metrics. ParseLabelTolerances takes one value or one per pair.
+TEST(ClassifierTrainerTest, ExcessNllFilesRelabelInNatsPerToken) {
+  const std::string rouge = SyntheticData("train_nll_rouge", 120, 1);
+  const std::string nll =
+      SyntheticData("train_nll", 120, 1, {4, 3, 2}, -1, dataset::kLabelExcessNll);
+  TrainOptions o = Quick();
+  o.epochs = 1;
+  auto want = TrainPairClassifier(rouge, 4, 3, o);
+  ASSERT_TRUE(want.ok()) << want.status();
+  auto stored = TrainPairClassifier(nll, 3, 2, o);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->train_class_counts, (std::vector<int64_t>{0, 0, 0, 90}));
+  o.label_tolerance = 0.05;
+  auto relabelled = TrainPairClassifier(nll, 4, 3, o);
+  ASSERT_TRUE(relabelled.ok()) << relabelled.status();
+  EXPECT_EQ(relabelled->train_class_counts, want->train_class_counts);
+  EXPECT_EQ(relabelled->val_class_counts, want->val_class_counts);
+  EXPECT_EQ(relabelled->label_tolerance, 0.05);
+  EXPECT_EQ(nlohmann::json::parse(
+                MetricsJson(*relabelled, Quick()))["hyperparameters"]["label_tolerance"],
+            0.05);
+  o.label_tolerance = 1.5;
+  auto all_cheap = TrainPairClassifier(nll, 4, 3, o);
+  ASSERT_TRUE(all_cheap.ok()) << all_cheap.status();
+  EXPECT_EQ(all_cheap->train_class_counts, (std::vector<int64_t>{90, 0, 0, 0}));
+  auto rouge_refused = TrainPairClassifier(rouge, 4, 3, o);
+  ASSERT_FALSE(rouge_refused.ok());
+  EXPECT_NE(rouge_refused.status().message().find("has Rouge-L labels: --label-tolerance 1.5 must "
+                                                  "be in [0, 1)"),
+            std::string::npos)
+      << rouge_refused.status();
+
+  EXPECT_EQ(ParseLabelTolerances("0.1", 2).value(), (std::vector<double>{0.1, 0.1}));
+  EXPECT_EQ(ParseLabelTolerances("0.03, 0.2", 2).value(), (std::vector<double>{0.03, 0.2}));
+  for (const char* bad : {"0.1,0.2,0.3", "-1", "x", "0.1,", "inf"}) {
+    EXPECT_FALSE(ParseLabelTolerances(bad, 2).ok()) << bad;
+  }
+}
+
 // The same seed gives the same classifier; a run interrupted twice and rerun gives it too.
 TEST(ClassifierTrainerTest, InterruptedTrainingResumesToTheSameClassifier) {
   const std::string data = SyntheticData("train_resume", 80, 2);

@@ -18,9 +18,12 @@ constexpr int kH = 2, kD = 4;
 
 // A dataset whose labels follow a rule the architecture can express: the class is the quadrant of
 // (mean K[:, :, 0], mean K[:, :, 1]) over the prompt (plus 10% label noise). Pairs 4->3 and 3->2.
-// `nan_sample` >= 0: that sample's first K value is NaN (for the refusal test).
+// `nan_sample` >= 0: that sample's first K value is NaN (for the refusal test). `label_metric`
+// excess_nll: the costs put the rule's label at tolerance 0.05 nats per token (every step costs
+// something, so the stored labels, at tolerance 0, are all "never").
 inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
-                                 std::vector<int64_t> precisions = {4, 3, 2}, int nan_sample = -1) {
+                                 std::vector<int64_t> precisions = {4, 3, 2}, int nan_sample = -1,
+                                 const std::string& label_metric = dataset::kLabelRougeL) {
   const std::string path = testing::MakeTempDir(tag) + "/synthetic.h5";
   dataset::KvDatasetHeader h;
   h.tool_version = "test";
@@ -33,6 +36,7 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
   h.max_new_tokens = 30;
   h.kv_heads = kH;
   h.head_dim = kD;
+  h.label_metric = label_metric;
   auto w = dataset::KvDatasetWriter::Create(path, h);
   EXPECT_TRUE(w.ok());
   std::mt19937_64 rng(seed);
@@ -51,9 +55,15 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
     for (size_t p = 0; p + 1 < precisions.size(); ++p) {
       dataset::KvPairSample ps;
       ps.label = label;
-      // Rouge-L consistent with the label: as good as staying high from the label's step on.
-      for (int j = 0; j < 3; ++j) ps.rouge_l.push_back(j >= label ? 0.3 : 0.1);
-      ps.rouge_l_high = 0.3;
+      if (label_metric == dataset::kLabelExcessNll) {
+        for (int j = 0; j < 3; ++j) ps.excess_nll.push_back(j >= label ? 0.02 : 0.3 - 0.05 * j);
+        ps.nll_high = 2.0;
+        ps.label = dataset::CostSwitchLabel(ps.excess_nll, 0);
+      } else {
+        // Rouge-L consistent with the label: as good as staying high from the label's step on.
+        for (int j = 0; j < 3; ++j) ps.rouge_l.push_back(j >= label ? 0.3 : 0.1);
+        ps.rouge_l_high = 0.3;
+      }
       for (int tok = 0; tok < t; ++tok) {
         for (int head = 0; head < kH; ++head) {
           for (int d = 0; d < kD; ++d) {
