@@ -10,6 +10,8 @@ run of the results file when present, else the first evaluation ("eval").
 Usage: python3 scripts/plot_smollm2_results.py bench/results/smollm2_pmpd.json docs/smollm2_quality_vs_bits.svg
        python3 scripts/plot_smollm2_results.py bench/results/smollm2_pmpd.json docs/smollm2_800_labels.svg --run-800-docs
          (the run_800_docs evaluation: 800 labels, dialogsum at 200 prompts, both classifier sets)
+       python3 scripts/plot_smollm2_results.py bench/results/smollm2_pmpd.json docs/smollm2_teacher_forced.svg --teacher-forced
+         (run_teacher_forced: classifiers on teacher-forced labels)
 No dependencies (writes SVG by hand).
 """
 import json
@@ -106,10 +108,43 @@ def main_run_800(data, out_path):
     open(out_path, "w").write("\n".join(out) + "\n")
 
 
+def main_teacher_forced(data, out_path):
+    """The run_teacher_forced figure: blue = the device run's classifiers (weighted classes) with their
+    quantile sweep, green = the unweighted classifiers' calibrated point (cnn_dm only); the uniform
+    rows are run_800_docs' (the same quantization: its static rows are reproduced exactly)."""
+    run = data["run_teacher_forced"]
+    base = data["run_800_docs"]["eval_n800"]
+    tasks = list(run["eval_device_weighted_classifiers"].keys())
+    W, H = 480, 300
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + 50}" height="{H * len(tasks) + 80}" '
+           'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
+    for i, t in enumerate(tasks):
+        rows = [r for r in base[t]["rows"] if r["method"].startswith("uniform")]
+        rows += run["eval_device_weighted_classifiers"][t]
+        fine = []
+        if t == "cnn_dm":
+            fine = [r for r in run["eval_unweighted_classifiers_cnn_dm"]["rows"] if r["method"] == "learned"]
+        n = base[t]["examples"]
+        out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references", fine, "unweighted")
+        out += panel(rows, "rouge_l_vs_model", W, i * H, W, H, f"{t}: Rouge-L vs the model's 8-bit output", fine,
+                     "unweighted")
+    y = H * len(tasks) + 20
+    out.append(f'<text x="20" y="{y}" font-size="11">SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform baselines '
+               '(dashed line); red: PMPD-static (calibrated); blue: PMPD-learned on teacher-forced labels</text>')
+    out.append(f'<text x="20" y="{y + 16}" font-size="11">(pmpd-train defaults), curve over switch quantiles 0.1..0.9, '
+               'large dot: quantile calibrated within static\'s bits; green: unweighted classifiers (cnn_dm only).</text>')
+    out.append(f'<text x="20" y="{y + 32}" font-size="11">Source: bench/results/smollm2_pmpd.json (run_teacher_forced; '
+               'uniform rows from run_800_docs)</text>')
+    out.append("</svg>")
+    open(out_path, "w").write("\n".join(out) + "\n")
+
+
 def main():
     data = json.load(open(sys.argv[1]))
     if len(sys.argv) > 3 and sys.argv[3] == "--run-800-docs":
         return main_run_800(data, sys.argv[2])
+    if len(sys.argv) > 3 and sys.argv[3] == "--teacher-forced":
+        return main_teacher_forced(data, sys.argv[2])
     evals = data["eval_switch_quantile"]["tasks"] if "eval_switch_quantile" in data else data["eval"]
     tasks = list(evals.keys())
     W, H = 480, 300
