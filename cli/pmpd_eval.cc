@@ -65,7 +65,8 @@ ABSL_FLAG(
     "bits with "
     "quality >= uniform-high quality - --epsilon, the static rule) or static-bits (best quality "
     "within the "
-    "calibrated static schedule's average bits on the same prompts; needs --calibrate-static).");
+    "calibrated static schedule's average bits on the same prompts, the grid 0.1..0.9 refined by "
+    "three bisections around that budget; needs --calibrate-static).");
 ABSL_FLAG(int, num_calib_prompts, 50,
           "Calibration prompts for --calibrate-static and --calibrate-learned. Was --calib-n "
           "(still accepted).");
@@ -375,17 +376,21 @@ int Run() {
                                       ProgressFor("calibrating learned scheduler"));
     if (!cal.ok()) return cli::Fail(kProgram, cal.status());
     learned_method = cal->chosen;
-    std::fprintf(stderr, "learned calibration (%zu prompts, %s): chose switch quantile %.2f\n",
-                 calib_prompts.size(), learned_objective.c_str(), learned_method.switch_quantile);
+    std::fprintf(stderr, "learned calibration (%zu prompts, %s): chose switch quantile %s\n",
+                 calib_prompts.size(), learned_objective.c_str(),
+                 eval::FormatQuantile(learned_method.switch_quantile).c_str());
     learned_calibration = {{"prompts", calib_prompts.size()},
                            {"objective", learned_objective},
                            {"reference_quality", cal->reference_quality},
                            {"epsilon", absl::GetFlag(FLAGS_epsilon)},
                            {"switch_quantile", learned_method.switch_quantile}};
     if (budget >= 0) learned_calibration["max_avg_bits"] = budget;
-    for (const auto& c : cal->candidates) {
-      learned_calibration["candidates"].push_back(
-          {{"schedule", c.schedule}, {"avg_bits", c.avg_bits}, {"quality", c.quality}});
+    for (size_t i = 0; i < cal->candidates.size(); ++i) {
+      const auto& c = cal->candidates[i];
+      learned_calibration["candidates"].push_back({{"schedule", c.schedule},
+                                                   {"switch_quantile", cal->candidate_quantiles[i]},
+                                                   {"avg_bits", c.avg_bits},
+                                                   {"quality", c.quality}});
     }
   }
 

@@ -19,11 +19,17 @@
 
 namespace pmpd::eval {
 
+std::string FormatQuantile(double q) {
+  std::string s = absl::StrFormat("%.4f", q);
+  while (s.size() > 4 && s.back() == '0') s.pop_back();  // "0.2000" -> "0.20", "0.1125" stays
+  return s;
+}
+
 std::string EvalMethod::Describe() const {
   if (!classifier_dir.empty()) {
     return absl::StrCat(
         "prefill ", prefill_precision, ", learned ", absl::StrJoin(precisions, "->"),
-        switch_quantile > 0 ? absl::StrFormat(" at quantile %.2f", switch_quantile) : "", " (",
+        switch_quantile > 0 ? " at quantile " + FormatQuantile(switch_quantile) : "", " (",
         classifier_dir, ")");
   }
   std::string s =
@@ -275,8 +281,9 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
   if (precisions.size() < 2)
     return absl::InvalidArgumentError("--calibrate-learned needs at least two --precisions");
   CalibrationResult result;
-  const int total =
-      static_cast<int>(std::size(kLearnedQuantileGrid)) + (reference_quality < 0 ? 1 : 0);
+  const int total = static_cast<int>(std::size(kLearnedQuantileGrid)) +
+                    (reference_quality < 0 ? 1 : 0) +
+                    (max_avg_bits >= 0 ? kLearnedQuantileRefinements : 0);
   int done = 0;
   if (reference_quality < 0) {
     auto ref = UniformHighQuality(model, tok, precisions.front(), prompts, references, metric,
@@ -287,7 +294,8 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
   }
   result.reference_quality = reference_quality;
   bool found = false;
-  for (double q : kLearnedQuantileGrid) {
+  std::vector<double> tried;                                     // the quantile of each candidate
+  auto try_quantile = [&](double q) -> absl::StatusOr<double> {  // its average bits
     EvalMethod m{"learned", precisions.front(), precisions, {}, classifier_dir, q};
     auto row = RunMethod(model, tok, m, prompts, references, metric, max_new_tokens);
     if (!row.ok()) return row.status();
@@ -299,7 +307,36 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
       result.chosen = m;
       result.chosen_row = *row;
     }
+    const double bits = row->avg_bits;
     result.candidates.push_back(std::move(*row));
+    result.candidate_quantiles.push_back(q);
+    tried.push_back(q);
+    return bits;
+  };
+  for (double q : kLearnedQuantileGrid) {
+    if (auto st = try_quantile(q); !st.ok()) return st.status();
+  }
+  if (max_avg_bits >= 0) {
+    // The budget lies between two grid quantiles: lo, the largest within it (0: none is), and
+    // hi, the next one. Bisect between them so the choice can come close to the budget.
+    auto within = [&](size_t i) { return result.candidates[i].avg_bits <= max_avg_bits + 1e-9; };
+    double lo = 0, hi = -1;
+    for (size_t i = 0; i < tried.size(); ++i) {  // 0 is argmax, not a quantile: skipped
+      if (tried[i] > 0 && within(i)) lo = std::max(lo, tried[i]);
+    }
+    for (size_t i = 0; i < tried.size(); ++i) {
+      if (tried[i] > lo && !within(i) && (hi < 0 || tried[i] < hi)) hi = tried[i];
+    }
+    for (int r = 0; r < kLearnedQuantileRefinements; ++r) {
+      if (hi < 0) {  // every quantile above lo within the budget: nothing to refine
+        if (progress) progress(++done, total);
+        continue;
+      }
+      const double mid = 0.5 * (lo + hi);
+      auto bits = try_quantile(mid);
+      if (!bits.ok()) return bits.status();
+      (*bits <= max_avg_bits + 1e-9 ? lo : hi) = mid;
+    }
   }
   if (!found) {  // the nearest miss: the best quality, or within a budget the fewest bits
     size_t pick = 0;
@@ -308,8 +345,8 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
       const EvalRow& b = result.candidates[pick];
       if (max_avg_bits < 0 ? c.quality > b.quality : c.avg_bits < b.avg_bits) pick = i;
     }
-    result.chosen = EvalMethod{"learned", precisions.front(), precisions,
-                               {},        classifier_dir,     kLearnedQuantileGrid[pick]};
+    result.chosen =
+        EvalMethod{"learned", precisions.front(), precisions, {}, classifier_dir, tried[pick]};
   }
   return result;
 }

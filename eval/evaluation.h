@@ -107,6 +107,7 @@ struct CalibrationResult {
                        // feasible
   double reference_quality = 0;  // uniform-high quality on the calibration split
   std::vector<EvalRow> candidates;
+  std::vector<double> candidate_quantiles;  // CalibrateLearned: each candidate's switch quantile
 };
 
 // Searches the prefill precision (each of `precisions`) and non-decreasing switch steps on the grid
@@ -122,11 +123,17 @@ absl::StatusOr<CalibrationResult> CalibrateStatic(
 // kLearnedQuantileGrid (0 = argmax included) on the calibration prompts, prefill at the high
 // precision (the classifiers read its KV cache). max_avg_bits < 0: the fewest average bits subject
 // to quality >= q_ref - epsilon, as the static search. max_avg_bits >= 0 (a bit budget, e.g. the
-// calibrated static schedule's average bits on the same prompts): the best quality within it.
+// calibrated static schedule's average bits on the same prompts): the best quality within it,
+// among the grid and kLearnedQuantileRefinements quantiles bisected between the grid's last
+// quantile within the budget and the next one (average bits grow with the quantile: each prompt's
+// switch comes later), so the choice can come near the budget instead of a grid step under it.
 // Nothing feasible: the best quality (quality rule) or the fewest bits (budget).
 // reference_quality < 0: measured here (uniform high); pass CalibrateStatic's to save that run.
-// Cost: grid size (+ 1) runs over the prompts.
+// Cost: grid size (+ 1) (+ refinements) runs over the prompts.
 inline constexpr double kLearnedQuantileGrid[] = {0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
+inline constexpr int kLearnedQuantileRefinements = 3;
+// A quantile as schedules print it: at least 2 decimals, up to 4 ("0.20", "0.1125").
+std::string FormatQuantile(double q);
 absl::StatusOr<CalibrationResult> CalibrateLearned(
     inference::Engine& model, const models::Tokenizer& tok, const std::vector<int>& precisions,
     const std::string& classifier_dir, const EvalPrompts& prompts,

@@ -10,7 +10,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "eval/eval_tasks.h"
+#include "inference/llama_model.h"
 #include "models/quantize_checkpoint.h"
+#include "models/tokenizer.h"
 #include "tests/test_util.h"
 
 namespace pmpd::eval {
@@ -217,6 +219,64 @@ TEST_F(PmpdEvalCliTest, CalibratesStaticOnADisjointSplit) {
 // dim 8): every grid quantile is tried on the calibration split and the choice follows the rule;
 // static-bits keeps within the static schedule's bits there; learned-sweep adds one row per
 // quantile and an orange curve to the plot.
+// A bit budget strictly between two grid quantiles' bits: CalibrateLearned bisects that bracket
+// kLearnedQuantileRefinements times (each refinement halves the bracket its bits put it in), and
+// the choice is the best quality among every candidate within the budget, closer to it than the
+// grid alone comes.
+TEST_F(PmpdEvalCliTest, BudgetCalibrationBisectsBetweenGridQuantiles) {
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  const std::string cls = pmpd::testing::SourcePath("tests/golden/reference_classifier");
+  auto model = inference::LlamaModel::Load(*dir_);
+  auto tok = models::Tokenizer::Load(*dir_);
+  auto task = LoadEvalTask("tinystories", SharedDir(), "", 0, 6);
+  ASSERT_TRUE(model.ok() && tok.ok() && task.ok());
+  const EvalPrompts prompts = FitPrompts(*task, **tok, (*model)->max_context(), 24);
+  std::vector<std::vector<std::string>> refs;
+  for (const auto& e : task->examples) refs.push_back(e.references);
+  const std::vector<int> ladder = {4, 3};
+  auto grid = CalibrateLearned(**model, **tok, ladder, cls, prompts, refs, QualityMetric::kRougeL,
+                               24, 1.0, /*max_avg_bits=*/-1, /*reference_quality=*/0);
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  ASSERT_EQ(grid->candidates.size(), std::size(kLearnedQuantileGrid));  // no budget: grid only
+  // Two neighbouring grid quantiles with different bits; the budget halfway between them.
+  size_t k = 0;
+  for (size_t i = 1; i + 1 < grid->candidates.size(); ++i) {
+    if (grid->candidates[i + 1].avg_bits > grid->candidates[i].avg_bits + 1e-6) {
+      k = i;
+      break;
+    }
+  }
+  ASSERT_GT(k, 0u) << "every quantile gives the same bits: no bracket to test";
+  const double budget = 0.5 * (grid->candidates[k].avg_bits + grid->candidates[k + 1].avg_bits);
+  auto cal = CalibrateLearned(**model, **tok, ladder, cls, prompts, refs, QualityMetric::kRougeL,
+                              24, 1.0, budget, 0);
+  ASSERT_TRUE(cal.ok()) << cal.status();
+  const size_t g = std::size(kLearnedQuantileGrid);
+  ASSERT_EQ(cal->candidates.size(), g + kLearnedQuantileRefinements);
+  ASSERT_EQ(cal->candidate_quantiles.size(), cal->candidates.size());
+  double lo = kLearnedQuantileGrid[k], hi = kLearnedQuantileGrid[k + 1];
+  for (size_t i = g; i < cal->candidates.size(); ++i) {
+    const double q = cal->candidate_quantiles[i];
+    EXPECT_DOUBLE_EQ(q, 0.5 * (lo + hi)) << "refinement " << i - g;
+    const double bits = cal->candidates[i].avg_bits;
+    // Bits grow with the quantile: a refinement's bits lie within its bracket's.
+    EXPECT_GE(bits, grid->candidates[k].avg_bits - 1e-9);
+    EXPECT_LE(bits, grid->candidates[k + 1].avg_bits + 1e-9);
+    (bits <= budget + 1e-9 ? lo : hi) = q;
+  }
+  double best = -1;
+  for (const auto& c : cal->candidates) {
+    if (c.avg_bits <= budget + 1e-9) best = std::max(best, c.quality);
+  }
+  EXPECT_DOUBLE_EQ(cal->chosen_row.quality, best);
+  EXPECT_LE(cal->chosen_row.avg_bits, budget + 1e-9);
+  EXPECT_NE(cal->chosen_row.schedule.find(FormatQuantile(cal->chosen.switch_quantile)),
+            std::string::npos);
+  EXPECT_EQ(FormatQuantile(0.2), "0.20");
+  EXPECT_EQ(FormatQuantile(0.1125), "0.1125");
+  EXPECT_EQ(FormatQuantile(0.15), "0.15");
+}
+
 TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
   PMPD_REQUIRE_SHARED("models/stories260K/config.json");
   const std::string cls = pmpd::testing::SourcePath("tests/golden/reference_classifier");
@@ -273,6 +333,32 @@ TEST_F(PmpdEvalCliTest, CalibratesTheLearnedSwitchQuantile) {
       EXPECT_DOUBLE_EQ(c.at("avg_bits").get<double>(), budget);
     }
   }
+  // The grid, then bisection between the grid's last quantile within the budget and the next one
+  // (when some grid quantile exceeds it): each refinement lies inside the bracket it halves.
+  const auto& lcands = b["learned_calibration"]["candidates"];
+  std::vector<std::pair<double, double>> grid_q_bits;  // (quantile, bits) of the grid quantiles > 0
+  for (size_t i = 0; i < std::size(kLearnedQuantileGrid); ++i) {
+    EXPECT_DOUBLE_EQ(lcands[i].at("switch_quantile").get<double>(), kLearnedQuantileGrid[i]);
+    if (kLearnedQuantileGrid[i] > 0)
+      grid_q_bits.emplace_back(kLearnedQuantileGrid[i], lcands[i].at("avg_bits").get<double>());
+  }
+  double lo = 0, hi = -1;
+  for (const auto& [q, bits] : grid_q_bits) {
+    if (bits <= budget + 1e-9) lo = std::max(lo, q);
+  }
+  for (const auto& [q, bits] : grid_q_bits) {
+    if (q > lo && bits > budget + 1e-9 && (hi < 0 || q < hi)) hi = q;
+  }
+  ASSERT_EQ(lcands.size(),
+            std::size(kLearnedQuantileGrid) + (hi < 0 ? 0 : kLearnedQuantileRefinements));
+  for (size_t i = std::size(kLearnedQuantileGrid); i < lcands.size(); ++i) {
+    const double q = lcands[i].at("switch_quantile").get<double>();
+    EXPECT_DOUBLE_EQ(q, 0.5 * (lo + hi)) << "refinement " << i;
+    EXPECT_NE(lcands[i].at("schedule").get<std::string>().find("at quantile " + FormatQuantile(q)),
+              std::string::npos);
+    (lcands[i].at("avg_bits").get<double>() <= budget + 1e-9 ? lo : hi) = q;
+  }
+  std::printf("static-bits budget %.4f: %zu learned candidates\n", budget, lcands.size());
   // The learned calibration reuses the static one's uniform-high run.
   EXPECT_DOUBLE_EQ(b["learned_calibration"].at("reference_quality").get<double>(),
                    b["calibration"].at("reference_quality").get<double>());
