@@ -123,11 +123,12 @@ int Merge(const std::vector<std::string>& parts) {
   if (!r.ok()) return cli::Fail(kProgram, r.status());
   std::fprintf(stderr, "merged %zu shards into %s\n", parts.size(), out.c_str());
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << nlohmann::json{{"out", out},
-                                {"samples", r->samples},
-                                {"class_counts", r->class_counts}}
-                     .dump()
-              << "\n";
+    nlohmann::json j{{"out", out},
+                     {"samples", r->samples},
+                     {"class_counts", r->class_counts},
+                     {"label_metric", r->label_metric}};
+    if (!r->median_excess_nll.empty()) j["median_excess_nll"] = r->median_excess_nll;
+    std::cout << j.dump() << "\n";
   }
   return 0;
 }

@@ -53,10 +53,11 @@ ABSL_FLAG(std::string, label_tolerance, "0",
           "much of staying high (rouge_l files: Rouge-L F, e.g. 0.01 = 1 point), or when it adds "
           "at most this many nats per token (excess_nll files). One value, or one per pair (e.g. "
           "0.03,0.2 for 5,4,3). 0: the labels pmpd-gen-data stored.");
-ABSL_FLAG(std::string, candidate_steps, "",
-          "Train on a subset of the file's candidate switch steps (e.g. 0,48 of a file labelled "
-          "at 0,12,24,48): labels re-derived from those steps' Rouge-L, fewer classes. Empty: "
-          "the file's steps.");
+ABSL_FLAG(
+    std::string, candidate_steps, "",
+    "Train on a subset of the file's candidate switch steps (e.g. 0,48 of a file labelled "
+    "at 0,12,24,48): labels re-derived from those steps' stored values, fewer classes. Empty: "
+    "the file's steps.");
 ABSL_FLAG(int, patience, 5, "Early stopping: epochs without a better validation loss.");
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "dataset/kv_dataset.h"
 #include "inference/engine.h"
 
 namespace pmpd::data_gen {
@@ -50,7 +51,7 @@ struct GenDataOptions {
   // dataset::kLabelRougeL: each branch decoded greedily, scored by Rouge-L against the reference
   // text (the PMPD reference's labels); dataset::kLabelExcessNll: the reference continuation
   // teacher-forced through each switch (LabelPairTeacherForced), no branch decoded.
-  std::string label_metric = "rouge_l";
+  std::string label_metric = dataset::kLabelRougeL;
   bool batched_branches = true;  // false: one generation per branch (the reference's way; slower)
   // The engine for the model and the reference model (LoadEngine): on the CPU labelling can batch
   // the branches (above); on CUDA it is sequential, since batched branches need the CPU engine's
@@ -73,9 +74,9 @@ struct GenDataReport {
   // Per pair (high to low): counts per class (candidate steps..., never).
   std::vector<std::vector<int64_t>> class_counts;
   std::vector<int64_t> candidate_steps;
+  std::string label_metric = dataset::kLabelRougeL;  // the file's
   // excess_nll files: per pair, per candidate step, the median excess NLL (nats per token) over the
   // samples (which tolerance gives which classes); empty for rouge_l files.
-  std::string label_metric = "rouge_l";
   std::vector<std::vector<double>> median_excess_nll;
 };
 

@@ -201,6 +201,13 @@ absl::StatusOr<PairLabel> LabelPairTeacherForced(inference::Engine& engine,
     return absl::InvalidArgumentError(absl::StrCat("reference of ", r, " tokens is longer than ",
                                                    o.max_new_tokens, " new tokens"));
   }
+  const int vocab = static_cast<int>(engine.config().vocab_size);
+  for (int id : reference) {
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reference token id ", id, " is outside the vocabulary of ", vocab));
+    }
+  }
   PairLabel out;
   const int C = static_cast<int>(o.candidate_steps.size());
   out.excess_nll.assign(C, 0.0);
@@ -237,6 +244,14 @@ absl::StatusOr<PairLabel> LabelPairTeacherForced(inference::Engine& engine,
       }
       out.excess_nll[c] = excess / scored;
     }
+  }
+  // Infinite or NaN logits (a broken checkpoint) would otherwise become labels silently.
+  bool finite = std::isfinite(out.nll_high);
+  for (double x : out.excess_nll) finite = finite && std::isfinite(x);
+  if (!finite) {
+    return absl::DataLossError(absl::StrCat("the reference's negative log-likelihood at ", o.high,
+                                            " or ", o.low,
+                                            " bits is not finite (NaN or infinite logits)"));
   }
   out.label = dataset::CostSwitchLabel(out.excess_nll, 0);
   return out;

@@ -265,11 +265,19 @@ absl::Status KvDatasetWriter::Append(const KvSample& s) {
   }
   const bool nll = header_.label_metric == kLabelExcessNll;
   for (const KvPairSample& p : s.pairs) {
-    if (p.k.size() != kv || p.v.size() != kv || (nll ? p.excess_nll : p.rouge_l).size() != c ||
-        p.label < 0 || p.label > static_cast<int32_t>(c)) {
+    const std::vector<double>& values = nll ? p.excess_nll : p.rouge_l;
+    if (p.k.size() != kv || p.v.size() != kv || values.size() != c || p.label < 0 ||
+        p.label > static_cast<int32_t>(c)) {
       return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ",
                                                      s.doc_id, ": K/V/", header_.label_metric,
                                                      "/label sizes do not match the header"));
+    }
+    bool finite = std::isfinite(nll ? p.nll_high : p.rouge_l_high);
+    for (double x : values) finite = finite && std::isfinite(x);
+    if (!finite) {
+      return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ",
+                                                     s.doc_id, ": a NaN or infinite ",
+                                                     header_.label_metric, " value"));
     }
   }
   Hdf5File& h5 = *file_;
@@ -414,6 +422,17 @@ absl::StatusOr<KvPairTable> KvDatasetReader::ReadPairFromFile(int64_t hi, int64_
   } else {
     PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l", n, &t.rouge_l, c));
     PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l_high", n, &t.rouge_l_high));
+  }
+  const bool nll = header_.label_metric == kLabelExcessNll;
+  const std::vector<double>& values = nll ? t.excess_nll : t.rouge_l;
+  const std::vector<double>& high = nll ? t.nll_high : t.rouge_l_high;
+  for (int64_t i = 0; i < n; ++i) {
+    bool finite = std::isfinite(high[i]);
+    for (int64_t j = 0; j < c; ++j) finite = finite && std::isfinite(values[i * c + j]);
+    if (!finite) {
+      return absl::DataLossError(absl::StrCat(path(), ": ", g, "/", header_.label_metric,
+                                              " of sample ", i, " is NaN or infinite"));
+    }
   }
   for (int64_t i = 0; i < n; ++i) {
     if (t.labels[i] < 0 || t.labels[i] > c) {

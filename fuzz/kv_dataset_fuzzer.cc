@@ -1,6 +1,7 @@
 // Fuzz target: the pmpd-gen-data HDF5 reader (dataset::KvDatasetReader), structure-aware. Raw bytes
 // would mostly exercise libhdf5's own parser (not ours, and not fixable here); instead a valid
-// file (3 samples, pairs 4->3 and 3->2) is made once, and each input is a program of edits applied
+// file (3 samples, pairs 4->3 and 3->2) is made once per label metric (rouge_l, excess_nll), and
+// each input is a program of edits applied, to each of the two,
 // through the HDF5 API: overwrite any element of any dataset or numeric attribute with arbitrary
 // bytes, resize a dataset, delete a dataset or attribute, replace a string attribute, replace a
 // numeric attribute by an array of another length. Then the file is read the way pmpd-train and
@@ -34,6 +35,8 @@ const char* const kDatasets[] = {"samples/doc_id",
                                  "pair_4_3/switch_steps",
                                  "pair_4_3/rouge_l",
                                  "pair_4_3/rouge_l_high",
+                                 "pair_4_3/excess_nll",
+                                 "pair_4_3/nll_high",
                                  "pair_4_3/k",
                                  "pair_4_3/v",
                                  "pair_3_2/doc_ids",
@@ -43,6 +46,8 @@ const char* const kDatasets[] = {"samples/doc_id",
                                  "pair_3_2/switch_steps",
                                  "pair_3_2/rouge_l",
                                  "pair_3_2/rouge_l_high",
+                                 "pair_3_2/excess_nll",
+                                 "pair_3_2/nll_high",
                                  "pair_3_2/k",
                                  "pair_3_2/v"};
 // {object, attribute}: the root's and the pair groups'.
@@ -54,6 +59,7 @@ const char* const kAttributes[][2] = {{"/", "format"},
                                       {"/", "reference"},
                                       {"/", "source"},
                                       {"/", "prompt_format"},
+                                      {"/", "label_metric"},
                                       {"/", "precisions"},
                                       {"/", "candidate_steps"},
                                       {"/", "max_new_tokens"},
@@ -82,45 +88,48 @@ std::string ReadAll(const std::string& path) {
   return s.str();
 }
 
-// The valid file's bytes, made once.
-const std::string& BaseFile() {
-  static const std::string bytes = [] {
-    const std::string path = fuzz::ScratchDir() + "/base.h5";
-    dataset::KvDatasetHeader h;
-    h.tool_version = "fuzz";
-    h.model_path = "m";
-    h.model_fingerprint = "0";
-    h.reference = "precision:8";
-    h.source = "c4";
-    h.precisions = {4, 3, 2};
-    h.candidate_steps = {0, 4};
-    h.max_new_tokens = 8;
-    h.max_prompt_tokens = 64;
-    h.num_docs = 3;
-    h.kv_heads = 1;
-    h.head_dim = 2;
-    auto w = dataset::KvDatasetWriter::Create(path, h);
-    if (!w.ok()) std::abort();
-    for (int i = 0; i < 3; ++i) {
-      dataset::KvSample s;
-      s.doc_id = i * 2;
-      s.prompt_ids.assign(static_cast<size_t>(i + 2), 7);
-      s.reference_ids = {1, 2, 3};
-      for (int p = 0; p < 2; ++p) {
-        dataset::KvPairSample ps;
-        ps.label = (i + p) % 3;
+// The valid file's bytes for each label metric, made once.
+std::string MakeBaseFile(const std::string& metric) {
+  const std::string path = fuzz::ScratchDir() + "/base_" + metric + ".h5";
+  dataset::KvDatasetHeader h;
+  h.tool_version = "fuzz";
+  h.model_path = "m";
+  h.model_fingerprint = "0";
+  h.reference = "precision:8";
+  h.source = "c4";
+  h.precisions = {4, 3, 2};
+  h.candidate_steps = {0, 4};
+  h.max_new_tokens = 8;
+  h.max_prompt_tokens = 64;
+  h.num_docs = 3;
+  h.kv_heads = 1;
+  h.head_dim = 2;
+  h.label_metric = metric;
+  auto w = dataset::KvDatasetWriter::Create(path, h);
+  if (!w.ok()) std::abort();
+  for (int i = 0; i < 3; ++i) {
+    dataset::KvSample s;
+    s.doc_id = i * 2;
+    s.prompt_ids.assign(static_cast<size_t>(i + 2), 7);
+    s.reference_ids = {1, 2, 3};
+    for (int p = 0; p < 2; ++p) {
+      dataset::KvPairSample ps;
+      ps.label = (i + p) % 3;
+      if (metric == dataset::kLabelExcessNll) {
+        ps.excess_nll = {0.3, 0.05};
+        ps.nll_high = 1.5;
+      } else {
         ps.rouge_l = {0.25, 0.5};
         ps.rouge_l_high = 0.5;
-        ps.k.assign(static_cast<size_t>((i + 2) * 2), 0x3c00);
-        ps.v.assign(ps.k.size(), 0xbc00);
-        s.pairs.push_back(std::move(ps));
       }
-      if (!(*w)->Append(s).ok()) std::abort();
+      ps.k.assign(static_cast<size_t>((i + 2) * 2), 0x3c00);
+      ps.v.assign(ps.k.size(), 0xbc00);
+      s.pairs.push_back(std::move(ps));
     }
-    if (!(*w)->Finish().ok()) std::abort();
-    return ReadAll(path);
-  }();
-  return bytes;
+    if (!(*w)->Append(s).ok()) std::abort();
+  }
+  if (!(*w)->Finish().ok()) std::abort();
+  return ReadAll(path);
 }
 
 void OverwriteElement(hid_t d, bool attribute, fuzz::Bytes& in) {
@@ -213,11 +222,8 @@ void Edit(hid_t file, fuzz::Bytes& in) {
   H5Oclose(o);
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  const std::string path = fuzz::WriteScratch("edited.h5", BaseFile());
+void EditAndRead(const std::string& base, const uint8_t* data, size_t size) {
+  const std::string path = fuzz::WriteScratch("edited.h5", base);
   fuzz::Bytes in(data, size);
   {
     const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -226,7 +232,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     H5Fclose(file);
   }
   auto r = dataset::KvDatasetReader::Open(path);
-  if (!r.ok()) return 0;
+  if (!r.ok()) return;
   for (const auto& [hi, lo] : (*r)->pairs()) {
     auto table = (*r)->ReadPair(hi, lo);
     if (!table.ok()) continue;
@@ -235,5 +241,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)(*r)->ReadKv(*table, i, &k, &v);
   }
   for (int64_t i = 0; i < (*r)->num_samples() && i < 64; ++i) (void)(*r)->ReadSample(i);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  static const std::string rouge = MakeBaseFile(dataset::kLabelRougeL);
+  static const std::string nll = MakeBaseFile(dataset::kLabelExcessNll);
+  EditAndRead(rouge, data, size);
+  EditAndRead(nll, data, size);
   return 0;
 }

@@ -27,6 +27,7 @@ Usage: python3 scripts/analyze_switch_labels.py gen-data.h5 [--tolerance 0.01] [
 Needs h5py, numpy, scikit-learn (pip install h5py scikit-learn).
 """
 import argparse
+import sys
 import json
 
 import h5py
@@ -95,6 +96,11 @@ def main():
     ap.add_argument("--costs")
     a = ap.parse_args()
     f = h5py.File(a.data, "r")
+    metric = f.attrs.get("label_metric", "rouge_l")
+    metric = metric.decode() if isinstance(metric, bytes) else metric
+    if metric != "rouge_l":
+        sys.exit(f"analyze_switch_labels: {a.data} has {metric} labels; this script reads Rouge-L "
+                 "label files (pmpd-gen-data --label-metric rouge_l)")
     steps = [int(s) for s in f.attrs["candidate_steps"]]
     out = {"data": a.data, "samples": int(f.attrs["num_samples"]), "candidate_steps": steps,
            "tolerance": a.tolerance, "pairs": {}}

@@ -71,7 +71,7 @@ case "$cmd" in
     t0=$(date +%s)
     while [ ! -f /tmp/pipe.done ] && [ $(($(date +%s) - t0)) -lt "$lim" ]; do sleep 5; done
     tail -15 /tmp/pipe.log
-    for f in /tmp/smol/gen-data.part0.log /tmp/smol/eval*.log; do
+    for f in /tmp/smol/gen-data*.part0.log /tmp/smol/eval*.log; do
       [ -f "$f" ] && echo "$f: $(tail -c 300 "$f" | tr '\r' '\n' | grep . | tail -1)"
     done
     [ -f /tmp/pipe.done ] && echo "device-smollm2: pipeline done"

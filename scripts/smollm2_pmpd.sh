@@ -73,7 +73,10 @@ if [ "$MPS" = 1 ]; then
   trap 'exit 130' INT HUP
 fi
 ap="$WORK/anyprec-s${SEED_P}p${PARENT_P}"
-data="$WORK/gen-data.h5"
+# One label file per metric (a WORK that holds Rouge-L labels must not feed a LABEL_METRIC=excess_nll
+# run, whose tolerances are in nats): gen-data.h5 for rouge_l, gen-data-excess_nll.h5 otherwise.
+gd=gen-data$([ "$LABEL_METRIC" = rouge_l ] || echo "-$LABEL_METRIC")
+data="$WORK/$gd.h5"
 cls="${CLS_OUT:-$WORK/classifiers}"
 tuned="$WORK/tuned"
 timing="$WORK/timing.txt"
@@ -121,20 +124,20 @@ if has gendata; then
     [ -n "$CANDIDATES" ] && args+=(--candidate-steps "$CANDIDATES")
     [ -n "$INSTRUCTION" ] && args+=(--chat-instruction "$INSTRUCTION")
     if [ "$SHARDS" -le 1 ]; then
-      "$BIN/pmpd-gen-data" "${args[@]}" --out "$data" >"$WORK/gen-data.json"
+      "$BIN/pmpd-gen-data" "${args[@]}" --out "$data" >"$WORK/$gd.json"
       return
     fi
     local pids=() parts=()
     for i in $(seq 0 $((SHARDS - 1))); do
-      parts+=("$WORK/gen-data.part$i.h5")
-      "$BIN/pmpd-gen-data" "${args[@]}" --shard "$i/$SHARDS" --out "$WORK/gen-data.part$i.h5" \
-        >"$WORK/gen-data.part$i.json" 2>"$WORK/gen-data.part$i.log" &
+      parts+=("$WORK/$gd.part$i.h5")
+      "$BIN/pmpd-gen-data" "${args[@]}" --shard "$i/$SHARDS" --out "$WORK/$gd.part$i.h5" \
+        >"$WORK/$gd.part$i.json" 2>"$WORK/$gd.part$i.log" &
       pids+=($!)
     done
     local failed=0
     for p in "${pids[@]}"; do wait "$p" || failed=1; done
-    if [ $failed = 1 ]; then tail -3 "$WORK"/gen-data.part*.log >&2; return 1; fi
-    "$BIN/pmpd-gen-data" merge --out "$data" "${parts[@]}"
+    if [ $failed = 1 ]; then tail -3 "$WORK/$gd".part*.log >&2; return 1; fi
+    "$BIN/pmpd-gen-data" merge --out "$data" --json "${parts[@]}" >"$WORK/$gd.json"
   }
   [ -f "$data" ] || run_stage gendata gen_stage
 fi
@@ -190,7 +193,7 @@ settings=(DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARD
           EPSILON LABEL_METRIC LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION MPS EVAL_FLAGS TRAIN_FLAGS)
 for task in $TASKS; do settings+=("EVAL_N_$task" "CALIB_N_$task"); done
 export TASKS "${settings[@]}"
-export PMPD_SUMMARY_SETTINGS="${settings[*]}"
+export PMPD_SUMMARY_SETTINGS="${settings[*]}" PMPD_GEN_DATA_STEM=$gd
 python3 - "$WORK" "$root" <<'PY'
 import glob, json, os, platform, subprocess, sys
 work, root = sys.argv[1], sys.argv[2]
@@ -216,8 +219,9 @@ if os.path.exists(os.path.join(work, "timing.txt")):
         summary["wall_seconds"][k] = summary["wall_seconds"].get(k, 0) + int(v)
 if os.path.exists(os.path.join(work, "ppl.jsonl")):
     summary["perplexity"] = [json.loads(l) for l in open(os.path.join(work, "ppl.jsonl")) if l.strip()]
-for name in ["quantize", "gen-data", "train", "tune"]:
+for name in ["quantize", "train", "tune"]:
     summary[name] = load(name + ".json")
+summary["gen-data"] = load(os.environ["PMPD_GEN_DATA_STEM"] + ".json")
 # Every evaluation in WORK: eval-<tag>-<task>.json -> "eval_<tag>_<task>", eval-<task>.json -> "eval_<task>".
 for task in os.environ.get("TASKS", "cnn_dm dialogsum").split():
     for path in sorted(glob.glob(os.path.join(work, f"eval*-{task}.json"))):

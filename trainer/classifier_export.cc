@@ -41,6 +41,7 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
                      {"balance", o.balance},
                      {"patience", o.patience},
                      {"label_tolerance", r.label_tolerance},
+                     {"label_metric", r.label_metric},
                      {"candidate_steps", o.candidate_steps}}}};
   if (r.test_samples > 0) {
     j["test_samples"] = r.test_samples;

@@ -240,6 +240,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   for (size_t j : step_index) result.candidate_steps.push_back(header.candidate_steps[j]);
   result.device = o.device;
   result.label_tolerance = o.label_tolerance;
+  result.label_metric = header.label_metric;
   result.spec.kv_heads = header.kv_heads;
   result.spec.head_dim = header.head_dim;
   result.spec.num_classes = num_classes;

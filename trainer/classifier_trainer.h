@@ -62,6 +62,7 @@ struct TrainResult {
   int train_samples = 0, val_samples = 0;
   std::vector<int64_t> train_class_counts, val_class_counts;
   double label_tolerance = 0;      // the labels' tolerance (TrainOptions::label_tolerance)
+  std::string label_metric;        // the data file's (its unit: Rouge-L F or nats per token)
   int majority_class = 0;          // of the training split
   ClassificationMetrics majority;  // predicting it for every validation sample
   // The test split (test_fraction > 0): the returned weights' scores and the majority class's.

@@ -353,6 +353,28 @@ TEST_F(GenDataTest, TeacherForcedCostsEqualAllPositionsForward) {
   // tolerance at the median makes more than one class.
   EXPECT_GT(positive, costs / 2);
   EXPECT_GE(classes_at_median.size(), 2u);
+  // Bad costs never reach a file, and a reference id outside the vocabulary is an error, not an
+  // abort in the log-likelihood.
+  {
+    auto w = dataset::KvDatasetWriter::Create(testing::MakeTempDir("gendata_nll_nan") + "/x.h5",
+                                              (*r)->header());
+    ASSERT_TRUE(w.ok());
+    auto s = (*r)->ReadSample(0);
+    ASSERT_TRUE(s.ok());
+    s->pairs[1].excess_nll[2] = std::nan("");
+    const absl::Status st = (*w)->Append(*s);
+    EXPECT_NE(st.message().find("NaN or infinite excess_nll"), std::string::npos) << st;
+    PairLabelOptions po;
+    po.high = 4;
+    po.low = 3;
+    po.candidate_steps = {0, 5};
+    po.max_new_tokens = 8;
+    auto bad =
+        LabelPairTeacherForced(m, std::vector<int>{1, 5, 9}, std::vector<int>{3, vocab, 4}, po);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("outside the vocabulary"), std::string::npos)
+        << bad.status();
+  }
   // The other metric into the same file: refused, naming the attribute.
   GenDataOptions other = Options(out);
   auto refused = RunGenData(other);

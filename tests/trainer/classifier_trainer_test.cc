@@ -157,6 +157,9 @@ TEST(ClassifierTrainerTest, ExcessNllFilesRelabelInNatsPerToken) {
   EXPECT_EQ(nlohmann::json::parse(
                 MetricsJson(*relabelled, Quick()))["hyperparameters"]["label_tolerance"],
             0.05);
+  EXPECT_EQ(
+      nlohmann::json::parse(MetricsJson(*relabelled, Quick()))["hyperparameters"]["label_metric"],
+      "excess_nll");
   o.label_tolerance = 1.5;
   auto all_cheap = TrainPairClassifier(nll, 4, 3, o);
   ASSERT_TRUE(all_cheap.ok()) << all_cheap.status();
