@@ -83,29 +83,39 @@ def panel(rows, key, x0, y0, w, h, title, fine=None, fine_label="finer"):
     return s
 
 
-def main_run_800(data, out_path):
-    """The run_800_docs figure: blue = classifiers from the 800 labels, green = the 448-label ones."""
-    run = data["run_800_docs"]
-    tasks = list(run["eval_n800"].keys())
+def two_panel_figure(out_path, tasks, rows_of, fine_label, captions):
+    """Per task a row of two panels (against references, against the 8-bit output); rows_of(task)
+    gives (rows, fine rows, prompts); captions are the lines under the panels."""
     W, H = 480, 300
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + 50}" height="{H * len(tasks) + 80}" '
            'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
     for i, t in enumerate(tasks):
-        ev = run["eval_n800"][t]
-        rows, fine = ev["rows"], run["eval_c12"][t]["rows"]
-        fine = [r for r in fine if r["method"].startswith("learned")]
-        n = ev["examples"]
-        out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references", fine, "448 labels")
+        rows, fine, n = rows_of(t)
+        out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references", fine, fine_label)
         out += panel(rows, "rouge_l_vs_model", W, i * H, W, H, f"{t}: Rouge-L vs the model's 8-bit output", fine,
-                     "448 labels")
+                     fine_label)
     y = H * len(tasks) + 20
-    out.append(f'<text x="20" y="{y}" font-size="11">SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform baselines '
-               '(dashed line); red: PMPD-static (calibrated); blue: PMPD-learned, classifiers from 800 labels</text>')
-    out.append(f'<text x="20" y="{y + 16}" font-size="11">(steps 0, 12, 24, 48), curve over switch quantiles 0.1..0.9, '
-               'large dot: quantile calibrated within static\'s bits; green: the same with the 448-label classifiers.</text>')
-    out.append(f'<text x="20" y="{y + 32}" font-size="11">Source: bench/results/smollm2_pmpd.json (run_800_docs)</text>')
+    for j, line in enumerate(captions):
+        out.append(f'<text x="20" y="{y + 16 * j}" font-size="11">{line}</text>')
     out.append("</svg>")
     open(out_path, "w").write("\n".join(out) + "\n")
+
+
+def main_run_800(data, out_path):
+    """The run_800_docs figure: blue = classifiers from the 800 labels, green = the 448-label ones."""
+    run = data["run_800_docs"]
+
+    def rows_of(t):
+        ev = run["eval_n800"][t]
+        fine = [r for r in run["eval_c12"][t]["rows"] if r["method"].startswith("learned")]
+        return ev["rows"], fine, ev["examples"]
+
+    two_panel_figure(out_path, list(run["eval_n800"].keys()), rows_of, "448 labels", [
+        "SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform baselines "
+        "(dashed line); red: PMPD-static (calibrated); blue: PMPD-learned, classifiers from 800 labels",
+        "(steps 0, 12, 24, 48), curve over switch quantiles 0.1..0.9, "
+        "large dot: quantile calibrated within static's bits; green: the same with the 448-label classifiers.",
+        "Source: bench/results/smollm2_pmpd.json (run_800_docs)"])
 
 
 def main_teacher_forced(data, out_path):
@@ -114,29 +124,21 @@ def main_teacher_forced(data, out_path):
     rows are run_800_docs' (the same quantization: its static rows are reproduced exactly)."""
     run = data["run_teacher_forced"]
     base = data["run_800_docs"]["eval_n800"]
-    tasks = list(run["eval_device_weighted_classifiers"].keys())
-    W, H = 480, 300
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + 50}" height="{H * len(tasks) + 80}" '
-           'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
-    for i, t in enumerate(tasks):
+
+    def rows_of(t):
         rows = [r for r in base[t]["rows"] if r["method"].startswith("uniform")]
         rows += run["eval_device_weighted_classifiers"][t]
         fine = []
         if t == "cnn_dm":
             fine = [r for r in run["eval_unweighted_classifiers_cnn_dm"]["rows"] if r["method"] == "learned"]
-        n = base[t]["examples"]
-        out += panel(rows, "rouge_l", 0, i * H, W, H, f"{t} ({n} prompts): Rouge-L vs references", fine, "unweighted")
-        out += panel(rows, "rouge_l_vs_model", W, i * H, W, H, f"{t}: Rouge-L vs the model's 8-bit output", fine,
-                     "unweighted")
-    y = H * len(tasks) + 20
-    out.append(f'<text x="20" y="{y}" font-size="11">SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform baselines '
-               '(dashed line); red: PMPD-static (calibrated); blue: PMPD-learned on teacher-forced labels</text>')
-    out.append(f'<text x="20" y="{y + 16}" font-size="11">(pmpd-train defaults), curve over switch quantiles 0.1..0.9, '
-               'large dot: quantile calibrated within static\'s bits; green: unweighted classifiers (cnn_dm only).</text>')
-    out.append(f'<text x="20" y="{y + 32}" font-size="11">Source: bench/results/smollm2_pmpd.json (run_teacher_forced; '
-               'uniform rows from run_800_docs)</text>')
-    out.append("</svg>")
-    open(out_path, "w").write("\n".join(out) + "\n")
+        return rows, fine, base[t]["examples"]
+
+    two_panel_figure(out_path, list(run["eval_device_weighted_classifiers"].keys()), rows_of, "unweighted", [
+        "SmolLM2-135M-Instruct, ladder 5-4-3; squares: uniform baselines "
+        "(dashed line); red: PMPD-static (calibrated); blue: PMPD-learned on teacher-forced labels",
+        "(pmpd-train defaults), curve over switch quantiles 0.1..0.9, "
+        "large dot: quantile calibrated within static's bits; green: unweighted classifiers (cnn_dm only).",
+        "Source: bench/results/smollm2_pmpd.json (run_teacher_forced; uniform rows from run_800_docs)"])
 
 
 def main():
