@@ -100,12 +100,9 @@ int Run() {
   }
   if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device)); !st.ok())
     return cli::Fail(kProgram, st);
-  std::vector<int64_t> step_subset;
-  if (!absl::GetFlag(FLAGS_candidate_steps).empty()) {
-    auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_candidate_steps), "--candidate-steps");
-    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
-    step_subset.assign(steps->begin(), steps->end());
-  }
+  auto parsed_steps = trainer::ParseCandidateSteps(absl::GetFlag(FLAGS_candidate_steps));
+  if (!parsed_steps.ok()) return cli::Fail(kProgram, parsed_steps.status());
+  const std::vector<int64_t> step_subset = *parsed_steps;
   auto tolerances =
       trainer::ParseLabelTolerances(absl::GetFlag(FLAGS_label_tolerance), precisions->size() - 1);
   if (!tolerances.ok()) return cli::Fail(kProgram, tolerances.status());
@@ -122,13 +119,11 @@ int Run() {
       auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);
       if (!t.ok()) return cli::Fail(kProgram, t.status());
     }
-    auto steps =
-        trainer::CandidateStepIndices(step_subset, (*reader)->header().candidate_steps, data);
-    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
-    for (double t : *tolerances) {
-      if (auto st = trainer::CheckLabelTolerance((*reader)->header().label_metric, t, data);
-          !st.ok())
-        return cli::Fail(kProgram, st);
+    if (auto st = trainer::CheckLabelOptions((*reader)->header().label_metric,
+                                             (*reader)->header().candidate_steps, step_subset,
+                                             *tolerances, data);
+        !st.ok()) {
+      return cli::Fail(kProgram, st);
     }
   }
   absl::StatusOr<hpo::SearchSpace> space =

@@ -1,6 +1,5 @@
 // pmpd-train: fit one KV-cache classifier per adjacent precision pair of a pmpd-gen-data file and
 // export them for the learned scheduler (pmpd-generate --scheduler learned --classifier DIR).
-#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -99,12 +98,9 @@ int Run() {
   auto tolerances =
       trainer::ParseLabelTolerances(absl::GetFlag(FLAGS_label_tolerance), precisions->size() - 1);
   if (!tolerances.ok()) return cli::Fail(kProgram, tolerances.status());
-  o.label_tolerance = *std::max_element(tolerances->begin(), tolerances->end());
-  if (!absl::GetFlag(FLAGS_candidate_steps).empty()) {
-    auto steps = scheduler::ParseIntList(absl::GetFlag(FLAGS_candidate_steps), "--candidate-steps");
-    if (!steps.ok()) return cli::Fail(kProgram, steps.status());
-    o.candidate_steps.assign(steps->begin(), steps->end());
-  }
+  auto steps = trainer::ParseCandidateSteps(absl::GetFlag(FLAGS_candidate_steps));
+  if (!steps.ok()) return cli::Fail(kProgram, steps.status());
+  o.candidate_steps = *steps;
   o.checkpoint_dir = models::JoinPath(out, "checkpoints");
   if (auto st = trainer::CheckTrainOptions(o); !st.ok()) return cli::Fail(kProgram, st);
   // All pairs must be in the file before any training starts.
@@ -114,14 +110,11 @@ int Run() {
     auto t = (*reader)->ReadPair((*precisions)[p], (*precisions)[p + 1]);
     if (!t.ok()) return cli::Fail(kProgram, t.status());
   }
-  if (auto steps = trainer::CandidateStepIndices(o.candidate_steps,
-                                                 (*reader)->header().candidate_steps, data);
-      !steps.ok()) {
-    return cli::Fail(kProgram, steps.status());
-  }
-  for (double t : *tolerances) {
-    if (auto st = trainer::CheckLabelTolerance((*reader)->header().label_metric, t, data); !st.ok())
-      return cli::Fail(kProgram, st);
+  if (auto st = trainer::CheckLabelOptions((*reader)->header().label_metric,
+                                           (*reader)->header().candidate_steps, o.candidate_steps,
+                                           *tolerances, data);
+      !st.ok()) {
+    return cli::Fail(kProgram, st);
   }
   const std::vector<std::string> names = ClassNames(
       o.candidate_steps.empty() ? (*reader)->header().candidate_steps : o.candidate_steps);

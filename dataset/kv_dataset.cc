@@ -34,6 +34,47 @@ constexpr int64_t kSampleChunk = 1024;
 
 std::string Vec(const std::vector<int64_t>& v) { return absl::StrJoin(v, ","); }
 
+// A label metric's datasets in a pair group and the fields that hold them: the per-candidate values
+// and the all-high value (kv_dataset.h). The one place that maps a metric to its storage.
+struct MetricFields {
+  const char* per_step;
+  const char* high;
+  std::vector<double> KvPairSample::*sample_values;
+  double KvPairSample::*sample_high;
+  std::vector<double> KvPairTable::*table_values;
+  std::vector<double> KvPairTable::*table_high;
+};
+
+const MetricFields& FieldsOf(const std::string& metric) {
+  static const MetricFields rouge = {"/rouge_l",
+                                     "/rouge_l_high",
+                                     &KvPairSample::rouge_l,
+                                     &KvPairSample::rouge_l_high,
+                                     &KvPairTable::rouge_l,
+                                     &KvPairTable::rouge_l_high};
+  static const MetricFields nll = {"/excess_nll",
+                                   "/nll_high",
+                                   &KvPairSample::excess_nll,
+                                   &KvPairSample::nll_high,
+                                   &KvPairTable::excess_nll,
+                                   &KvPairTable::nll_high};
+  return metric == kLabelExcessNll ? nll : rouge;
+}
+
+// `where`: label_metric "<metric>" is neither ... (for a file or a header).
+absl::Status CheckLabelMetric(const std::string& where, const std::string& metric) {
+  if (metric == kLabelRougeL || metric == kLabelExcessNll) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(where, ": label_metric \"", metric,
+                                                 "\" is neither ", kLabelRougeL, " nor ",
+                                                 kLabelExcessNll));
+}
+
+bool AllFinite(absl::Span<const double> values, double high) {
+  bool finite = std::isfinite(high);
+  for (double x : values) finite = finite && std::isfinite(x);
+  return finite;
+}
+
 absl::Status WriteHeader(Hdf5File& f, const KvDatasetHeader& h) {
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "format", std::string(kKvDatasetFormat)));
   PMPD_RETURN_IF_ERROR(f.SetAttribute("/", "format_version", kKvDatasetVersion));
@@ -87,11 +128,7 @@ absl::StatusOr<KvDatasetHeader> ReadHeader(const Hdf5File& f) {
   // Added after format_version 1 files existed: absent means "text".
   if (auto pf = f.GetStringAttribute("/", "prompt_format"); pf.ok()) h.prompt_format = *pf;
   if (auto m = f.GetStringAttribute("/", "label_metric"); m.ok()) h.label_metric = *m;
-  if (h.label_metric != kLabelRougeL && h.label_metric != kLabelExcessNll) {
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": label_metric \"", h.label_metric,
-                                                   "\" is neither ", kLabelRougeL, " nor ",
-                                                   kLabelExcessNll));
-  }
+  if (auto st = CheckLabelMetric(f.path(), h.label_metric); !st.ok()) return st;
   struct I {
     const char* name;
     int64_t* out;
@@ -153,11 +190,11 @@ int CostSwitchLabel(absl::Span<const double> excess_nll, double tolerance) {
 int RelabelSample(const KvDatasetHeader& header, const KvPairTable& table, int64_t i,
                   absl::Span<const size_t> step_index, double tolerance) {
   const size_t c = header.candidate_steps.size();
-  const bool nll = header.label_metric == kLabelExcessNll;
-  const std::vector<double>& values = nll ? table.excess_nll : table.rouge_l;
+  const std::vector<double>& values = table.*FieldsOf(header.label_metric).table_values;
   std::vector<double> picked;
   for (size_t j : step_index) picked.push_back(values[i * c + j]);
-  return nll ? CostSwitchLabel(picked, tolerance)
+  return header.label_metric == kLabelExcessNll
+             ? CostSwitchLabel(picked, tolerance)
              : SwitchLabel(picked, table.rouge_l_high[i], tolerance);
 }
 
@@ -198,11 +235,7 @@ KvDatasetWriter::~KvDatasetWriter() = default;
 
 absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(
     const std::string& path, const KvDatasetHeader& header) {
-  if (header.label_metric != kLabelRougeL && header.label_metric != kLabelExcessNll) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": label metric \"", header.label_metric,
-                                                   "\" is neither ", kLabelRougeL, " nor ",
-                                                   kLabelExcessNll));
-  }
+  if (auto st = CheckLabelMetric(path, header.label_metric); !st.ok()) return st;
   auto f = Hdf5File::Create(path);
   if (!f.ok()) return f.status();
   std::unique_ptr<KvDatasetWriter> w(new KvDatasetWriter());
@@ -240,11 +273,11 @@ absl::StatusOr<std::unique_ptr<KvDatasetWriter>> KvDatasetWriter::Create(
     for (const char* name : {"/prompt_lengths", "/labels", "/switch_steps"}) {
       PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + name, H5Type::kInt32, {}, kSampleChunk, false));
     }
-    const bool nll = header.label_metric == kLabelExcessNll;
-    PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + (nll ? "/excess_nll" : "/rouge_l"),
-                                             H5Type::kFloat64, {c}, kSampleChunk, false));
-    PMPD_RETURN_IF_ERROR(h5.CreateAppendable(g + (nll ? "/nll_high" : "/rouge_l_high"),
-                                             H5Type::kFloat64, {}, kSampleChunk, false));
+    const MetricFields& f = FieldsOf(header.label_metric);
+    PMPD_RETURN_IF_ERROR(
+        h5.CreateAppendable(g + f.per_step, H5Type::kFloat64, {c}, kSampleChunk, false));
+    PMPD_RETURN_IF_ERROR(
+        h5.CreateAppendable(g + f.high, H5Type::kFloat64, {}, kSampleChunk, false));
     for (const char* name : {"/k", "/v"}) {
       PMPD_RETURN_IF_ERROR(h5.CreateAppendable(
           g + name, H5Type::kFloat16, {header.kv_heads, header.head_dim}, kKvChunkTokens, true));
@@ -263,18 +296,16 @@ absl::Status KvDatasetWriter::Append(const KvSample& s) {
         file_->path(), ": sample of document ", s.doc_id, " has ", s.pairs.size(), " pairs and ", t,
         " prompt tokens; expected ", pairs, " pairs and at least one token"));
   }
-  const bool nll = header_.label_metric == kLabelExcessNll;
+  const MetricFields& f = FieldsOf(header_.label_metric);
   for (const KvPairSample& p : s.pairs) {
-    const std::vector<double>& values = nll ? p.excess_nll : p.rouge_l;
+    const std::vector<double>& values = p.*f.sample_values;
     if (p.k.size() != kv || p.v.size() != kv || values.size() != c || p.label < 0 ||
         p.label > static_cast<int32_t>(c)) {
       return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ",
                                                      s.doc_id, ": K/V/", header_.label_metric,
                                                      "/label sizes do not match the header"));
     }
-    bool finite = std::isfinite(nll ? p.nll_high : p.rouge_l_high);
-    for (double x : values) finite = finite && std::isfinite(x);
-    if (!finite) {
+    if (!AllFinite(values, p.*f.sample_high)) {
       return absl::InvalidArgumentError(absl::StrCat(file_->path(), ": sample of document ",
                                                      s.doc_id, ": a NaN or infinite ",
                                                      header_.label_metric, " value"));
@@ -300,13 +331,8 @@ absl::Status KvDatasetWriter::Append(const KvSample& s) {
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/prompt_lengths", &plen, 1));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/labels", &ps.label, 1));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/switch_steps", &step, 1));
-    if (nll) {
-      PMPD_RETURN_IF_ERROR(h5.Append(g + "/excess_nll", ps.excess_nll.data(), 1));
-      PMPD_RETURN_IF_ERROR(h5.Append(g + "/nll_high", &ps.nll_high, 1));
-    } else {
-      PMPD_RETURN_IF_ERROR(h5.Append(g + "/rouge_l", ps.rouge_l.data(), 1));
-      PMPD_RETURN_IF_ERROR(h5.Append(g + "/rouge_l_high", &ps.rouge_l_high, 1));
-    }
+    PMPD_RETURN_IF_ERROR(h5.Append(g + f.per_step, (ps.*f.sample_values).data(), 1));
+    PMPD_RETURN_IF_ERROR(h5.Append(g + f.high, &(ps.*f.sample_high), 1));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/k", ps.k.data(), t));
     PMPD_RETURN_IF_ERROR(h5.Append(g + "/v", ps.v.data(), t));
   }
@@ -416,20 +442,13 @@ absl::StatusOr<KvPairTable> KvDatasetReader::ReadPairFromFile(int64_t hi, int64_
   PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/prompt_lengths", n, &t.prompt_lengths));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/labels", n, &t.labels));
   PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/switch_steps", n, &t.switch_steps));
-  if (header_.label_metric == kLabelExcessNll) {
-    PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/excess_nll", n, &t.excess_nll, c));
-    PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/nll_high", n, &t.nll_high));
-  } else {
-    PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l", n, &t.rouge_l, c));
-    PMPD_RETURN_IF_ERROR(ReadVector(h5, g + "/rouge_l_high", n, &t.rouge_l_high));
-  }
-  const bool nll = header_.label_metric == kLabelExcessNll;
-  const std::vector<double>& values = nll ? t.excess_nll : t.rouge_l;
-  const std::vector<double>& high = nll ? t.nll_high : t.rouge_l_high;
+  const MetricFields& f = FieldsOf(header_.label_metric);
+  std::vector<double>& values = t.*f.table_values;
+  std::vector<double>& high = t.*f.table_high;
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + f.per_step, n, &values, c));
+  PMPD_RETURN_IF_ERROR(ReadVector(h5, g + f.high, n, &high));
   for (int64_t i = 0; i < n; ++i) {
-    bool finite = std::isfinite(high[i]);
-    for (int64_t j = 0; j < c; ++j) finite = finite && std::isfinite(values[i * c + j]);
-    if (!finite) {
+    if (!AllFinite(absl::MakeConstSpan(values).subspan(i * c, c), high[i])) {
       return absl::DataLossError(absl::StrCat(path(), ": ", g, "/", header_.label_metric,
                                               " of sample ", i, " is NaN or infinite"));
     }
@@ -498,13 +517,10 @@ absl::StatusOr<KvSample> KvDatasetReader::ReadSample(int64_t i) const {
   for (const KvPairTable& table : tables_) {
     KvPairSample p;
     p.label = table.labels[i];
-    if (header_.label_metric == kLabelExcessNll) {
-      p.excess_nll.assign(table.excess_nll.begin() + i * c, table.excess_nll.begin() + (i + 1) * c);
-      p.nll_high = table.nll_high[i];
-    } else {
-      p.rouge_l.assign(table.rouge_l.begin() + i * c, table.rouge_l.begin() + (i + 1) * c);
-      p.rouge_l_high = table.rouge_l_high[i];
-    }
+    const MetricFields& f = FieldsOf(header_.label_metric);
+    const std::vector<double>& values = table.*f.table_values;
+    (p.*f.sample_values).assign(values.begin() + i * c, values.begin() + (i + 1) * c);
+    p.*f.sample_high = (table.*f.table_high)[i];
     const std::string g = PairGroup(table.hi, table.lo);
     p.k.resize(static_cast<size_t>(t * header_.kv_heads * header_.head_dim));
     p.v.resize(p.k.size());

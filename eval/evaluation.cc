@@ -201,6 +201,9 @@ absl::StatusOr<double> UniformHighQuality(inference::Engine& model, const models
   return row->quality;
 }
 
+// Whether `bits` keeps within a bit budget (1e-9 absorbs the averaging's rounding).
+bool WithinBudget(double bits, double max_avg_bits) { return bits <= max_avg_bits + 1e-9; }
+
 // The choice rule both calibrations share; `best` is null before the first feasible candidate.
 // max_avg_bits < 0: feasible when quality >= min_quality; fewer bits win, then higher quality.
 // max_avg_bits >= 0: feasible within that many bits; higher quality wins, then fewer bits.
@@ -210,7 +213,7 @@ bool Improves(const EvalRow& row, const EvalRow* best, double min_quality, doubl
            (best == nullptr || row.avg_bits < best->avg_bits - 1e-12 ||
             (std::fabs(row.avg_bits - best->avg_bits) <= 1e-12 && row.quality > best->quality));
   }
-  return row.avg_bits <= max_avg_bits + 1e-9 &&
+  return WithinBudget(row.avg_bits, max_avg_bits) &&
          (best == nullptr || row.quality > best->quality + 1e-12 ||
           (std::fabs(row.quality - best->quality) <= 1e-12 && row.avg_bits < best->avg_bits));
 }
@@ -294,7 +297,6 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
   }
   result.reference_quality = reference_quality;
   bool found = false;
-  std::vector<double> tried;                                     // the quantile of each candidate
   auto try_quantile = [&](double q) -> absl::StatusOr<double> {  // its average bits
     EvalMethod m{"learned", precisions.front(), precisions, {}, classifier_dir, q};
     auto row = RunMethod(model, tok, m, prompts, references, metric, max_new_tokens);
@@ -310,7 +312,6 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
     const double bits = row->avg_bits;
     result.candidates.push_back(std::move(*row));
     result.candidate_quantiles.push_back(q);
-    tried.push_back(q);
     return bits;
   };
   for (double q : kLearnedQuantileGrid) {
@@ -319,13 +320,16 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
   if (max_avg_bits >= 0) {
     // The budget lies between two grid quantiles: lo, the largest within it (0: none is), and
     // hi, the next one. Bisect between them so the choice can come close to the budget.
-    auto within = [&](size_t i) { return result.candidates[i].avg_bits <= max_avg_bits + 1e-9; };
+    const std::vector<double>& q = result.candidate_quantiles;
+    auto within = [&](size_t i) {
+      return WithinBudget(result.candidates[i].avg_bits, max_avg_bits);
+    };
     double lo = 0, hi = -1;
-    for (size_t i = 0; i < tried.size(); ++i) {  // 0 is argmax, not a quantile: skipped
-      if (tried[i] > 0 && within(i)) lo = std::max(lo, tried[i]);
+    for (size_t i = 0; i < q.size(); ++i) {  // 0 is argmax, not a quantile: skipped
+      if (q[i] > 0 && within(i)) lo = std::max(lo, q[i]);
     }
-    for (size_t i = 0; i < tried.size(); ++i) {
-      if (tried[i] > lo && !within(i) && (hi < 0 || tried[i] < hi)) hi = tried[i];
+    for (size_t i = 0; i < q.size(); ++i) {
+      if (q[i] > lo && !within(i) && (hi < 0 || q[i] < hi)) hi = q[i];
     }
     for (int r = 0; r < kLearnedQuantileRefinements; ++r) {
       if (hi < 0) {  // every quantile above lo within the budget: nothing to refine
@@ -335,7 +339,7 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
       const double mid = 0.5 * (lo + hi);
       auto bits = try_quantile(mid);
       if (!bits.ok()) return bits.status();
-      (*bits <= max_avg_bits + 1e-9 ? lo : hi) = mid;
+      (WithinBudget(*bits, max_avg_bits) ? lo : hi) = mid;
     }
   }
   if (!found) {  // the nearest miss: the best quality, or within a budget the fewest bits
@@ -345,8 +349,8 @@ absl::StatusOr<CalibrationResult> CalibrateLearned(
       const EvalRow& b = result.candidates[pick];
       if (max_avg_bits < 0 ? c.quality > b.quality : c.avg_bits < b.avg_bits) pick = i;
     }
-    result.chosen =
-        EvalMethod{"learned", precisions.front(), precisions, {}, classifier_dir, tried[pick]};
+    result.chosen = EvalMethod{"learned", precisions.front(), precisions,
+                               {},        classifier_dir,     result.candidate_quantiles[pick]};
   }
   return result;
 }

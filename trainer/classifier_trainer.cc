@@ -24,6 +24,7 @@
 #include "models/file_util.h"
 #include "models/model_fingerprint.h"
 #include "scheduler_runtime/kv_classifier_module.h"
+#include "scheduler_runtime/precision_scheduler.h"
 
 namespace pmpd::trainer {
 namespace {
@@ -204,6 +205,26 @@ absl::Status CheckLabelTolerance(const std::string& label_metric, double toleran
     return absl::InvalidArgumentError(
         absl::StrCat(data_path, " has Rouge-L labels: --label-tolerance ", tolerance,
                      " must be in [0, 1) (a Rouge-L F difference, 0.01 = 1 point)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseCandidateSteps(const std::string& text) {
+  if (text.empty()) return std::vector<int64_t>{};
+  auto steps = scheduler::ParseIntList(text, "--candidate-steps");
+  if (!steps.ok()) return steps.status();
+  return std::vector<int64_t>(steps->begin(), steps->end());
+}
+
+absl::Status CheckLabelOptions(const std::string& label_metric,
+                               const std::vector<int64_t>& file_steps,
+                               const std::vector<int64_t>& steps,
+                               const std::vector<double>& tolerances,
+                               const std::string& data_path) {
+  if (auto indices = CandidateStepIndices(steps, file_steps, data_path); !indices.ok())
+    return indices.status();
+  for (double t : tolerances) {
+    if (auto st = CheckLabelTolerance(label_metric, t, data_path); !st.ok()) return st;
   }
   return absl::OkStatus();
 }

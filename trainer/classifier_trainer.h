@@ -97,6 +97,17 @@ absl::StatusOr<std::vector<double>> ParseLabelTolerances(const std::string& text
 absl::Status CheckLabelTolerance(const std::string& label_metric, double tolerance,
                                  const std::string& data_path);
 
+// --candidate-steps as given: empty text gives no subset (the file's steps), else the list.
+absl::StatusOr<std::vector<int64_t>> ParseCandidateSteps(const std::string& text);
+
+// What pmpd-train and pmpd-hypertune check against a data file before any training: the step
+// subset is among the file's steps (CandidateStepIndices) and each pair's tolerance suits the
+// file's label metric (CheckLabelTolerance). Errors name `data_path`.
+absl::Status CheckLabelOptions(const std::string& label_metric,
+                               const std::vector<int64_t>& file_steps,
+                               const std::vector<int64_t>& steps,
+                               const std::vector<double>& tolerances, const std::string& data_path);
+
 // Trains the (hi, lo) classifier of `data_path`. `on_epoch` sees each finished epoch (resumed ones
 // are not replayed) and may return false to stop training there (a pruner, a time limit): the best
 // weights so far are returned and a rerun with the same checkpoint_dir continues after that epoch.
