@@ -64,6 +64,10 @@ ABSL_FLAG(std::string, label_tolerance, "0",
           "(one value, or one per pair).");
 ABSL_FLAG(std::string, candidate_steps, "",
           "As pmpd-train --candidate-steps: train on a subset of the file's switch steps.");
+ABSL_FLAG(std::string, balance, "weighted",
+          "As pmpd-train --balance (weighted, oversample, none), for every trial.");
+ABSL_FLAG(bool, prompt_length_input, false,
+          "As pmpd-train --prompt-length-input, for every trial.");
 ABSL_FLAG(bool, json, false,
           "Print one JSON object (completed, best_value, best_params, ...) as the last line.");
 
@@ -109,6 +113,7 @@ int Run() {
   {
     trainer::TrainOptions defaults;
     defaults.candidate_steps = step_subset;
+    defaults.balance = absl::GetFlag(FLAGS_balance);
     defaults.device = "cpu";  // checked above; auto is resolved per trial
     if (auto st = trainer::CheckTrainOptions(defaults); !st.ok()) return cli::Fail(kProgram, st);
   }
@@ -190,6 +195,8 @@ int Run() {
   if (!study.ok()) return cli::Fail(kProgram, study.status());
   trainer::TrainOptions defaults;
   defaults.candidate_steps = step_subset;
+  defaults.balance = absl::GetFlag(FLAGS_balance);
+  defaults.prompt_length_input = absl::GetFlag(FLAGS_prompt_length_input);
   if (absl::GetFlag(FLAGS_enqueue_defaults)) {
     nlohmann::json p = {{"lr", defaults.lr},
                         {"epochs", defaults.epochs},
@@ -372,6 +379,7 @@ int main(int argc, char** argv) {
                    "losing or repeating trials. The built-in space:\n",
                    kDefaultSpace),
       {{"Data", {"data", "precisions", "label_tolerance", "candidate_steps"}},
+       {"Model", {"balance", "prompt_length_input"}},
        {"Search",
         {"trials", "jobs", "study", "space", "sampler", "pruner", "seed", "enqueue_defaults",
          "device"}},

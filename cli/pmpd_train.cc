@@ -58,6 +58,9 @@ ABSL_FLAG(
     "at 0,12,24,48): labels re-derived from those steps' stored values, fewer classes. Empty: "
     "the file's steps.");
 ABSL_FLAG(int, patience, 5, "Early stopping: epochs without a better validation loss.");
+ABSL_FLAG(bool, prompt_length_input, false,
+          "Give the classifier the prompt length as one more input (architecture "
+          "pmpd-reference+prompt-length): the reference's attention pooling cannot see it.");
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 
 namespace {
@@ -95,6 +98,7 @@ int Run() {
   if (o.device == "auto") o.device = trainer::CudaAvailable() ? "cuda" : "cpu";
   o.balance = absl::GetFlag(FLAGS_balance);
   o.patience = absl::GetFlag(FLAGS_patience);
+  o.prompt_length_input = absl::GetFlag(FLAGS_prompt_length_input);
   auto tolerances =
       trainer::ParseLabelTolerances(absl::GetFlag(FLAGS_label_tolerance), precisions->size() - 1);
   if (!tolerances.ok()) return cli::Fail(kProgram, tolerances.status());
@@ -208,7 +212,7 @@ int main(int argc, char** argv) {
          "test_fraction", "seed"}},
        {"Training",
         {"device", "epochs", "patience", "lr", "weight_decay", "dropout", "grad_accum",
-         "batch_size", "balance"}},
+         "batch_size", "balance", "prompt_length_input"}},
        {"Output", {"out", "json"}}});
   cli::ParseFlags(argc, argv);
   return cli::RunGuarded("pmpd-train", [] { return Run(); });

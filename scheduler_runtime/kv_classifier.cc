@@ -56,6 +56,10 @@ const char* const kKeys[] = {
 
 }  // namespace
 
+const char* ArchitectureName(const KvClassifierSpec& spec) {
+  return spec.prompt_length_input ? kPromptLengthArchitecture : kReferenceArchitecture;
+}
+
 absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
                                                const std::string& source) {
   for (const char* key : kKeys) {
@@ -76,13 +80,26 @@ absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
   const int64_t hd = q[0] * q[2];
   const auto& out_w = state.at("project.2.weight").shape;
   spec.num_classes = out_w.size() == 2 ? out_w[0] : 0;
-  const std::map<std::string, std::vector<int64_t>> want = {
-      {"ln.weight", {hd}},
-      {"ln.bias", {hd}},
-      {"project.0.weight", {hd, hd}},
-      {"project.0.bias", {hd}},
-      {"project.2.weight", {spec.num_classes, hd}},
-      {"project.2.bias", {spec.num_classes}}};
+  spec.prompt_length_input = state.count("length.weight") || state.count("length.bias");
+  std::map<std::string, std::vector<int64_t>> want = {{"ln.weight", {hd}},
+                                                      {"ln.bias", {hd}},
+                                                      {"project.0.weight", {hd, hd}},
+                                                      {"project.0.bias", {hd}},
+                                                      {"project.2.weight", {spec.num_classes, hd}},
+                                                      {"project.2.bias", {spec.num_classes}}};
+  if (spec.prompt_length_input) {
+    want["length.weight"] = {spec.num_classes, 1};
+    want["length.bias"] = {spec.num_classes};
+    for (const char* key : {"length.weight", "length.bias"}) {
+      if (!state.count(key)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source,
+                         ": has one of length.weight and length.bias (the prompt-length input) but "
+                         "not \"",
+                         key, "\""));
+      }
+    }
+  }
   for (const auto& [key, shape] : want) {
     if (state.at(key).shape != shape || spec.num_classes < 2) {
       return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, " has shape ",
@@ -115,6 +132,9 @@ absl::StatusOr<ClassifierState> ReadClassifierSafetensors(const std::string& pat
 
 absl::Status WriteClassifierSafetensors(const std::string& path, const ClassifierState& state,
                                         int high, int low) {
+  auto spec = SpecFromState(state, path);
+  if (!spec.ok()) return spec.status();
+  const std::string architecture = ArchitectureName(*spec);
   std::vector<models::TensorToWrite> tensors;
   for (const auto& [name, t] : state) {
     models::TensorToWrite w;
@@ -126,7 +146,7 @@ absl::Status WriteClassifierSafetensors(const std::string& path, const Classifie
   }
   return models::WriteSafetensors(path, tensors,
                                   {{"format", "pmpd-kv-classifier"},
-                                   {"architecture", kReferenceArchitecture},
+                                   {"architecture", architecture},
                                    {"pair", absl::StrCat(high, "_", low)}});
 }
 
@@ -169,7 +189,8 @@ absl::StatusOr<std::unique_ptr<KvClassifier>> KvClassifier::FromState(const Clas
   c->spec_ = *spec;
   c->source_ = source;
   c->net_ = std::make_unique<Net>();
-  c->net_->module = KvClassifierNet(spec->kv_heads, spec->head_dim, spec->num_classes, 0.0);
+  c->net_->module = KvClassifierNet(spec->kv_heads, spec->head_dim, spec->num_classes, 0.0,
+                                    spec->prompt_length_input);
   torch::NoGradGuard no_grad;
   for (auto& p : c->net_->module->named_parameters()) {
     const ClassifierTensor& t = state.at(p.key());
@@ -246,6 +267,11 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
   try {
     m.tool_version = j.value("tool_version", "");
     m.architecture = j.at("architecture").get<std::string>();
+    if (m.architecture != kReferenceArchitecture && m.architecture != kPromptLengthArchitecture) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": unknown architecture \"", m.architecture, "\" (known: ", kReferenceArchitecture,
+          ", ", kPromptLengthArchitecture, ")"));
+    }
     m.data_path = j.value("data_path", "");
     m.data_fingerprint = j.value("data_fingerprint", "");
     m.model_fingerprint = j.value("model_fingerprint", "");
@@ -283,6 +309,7 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
       info.spec.kv_heads = *kv_heads;
       info.spec.head_dim = *head_dim;
       info.spec.num_classes = *num_classes;
+      info.spec.prompt_length_input = m.architecture == kPromptLengthArchitecture;
       info.spec.dropout = p.value("dropout", 0.1);
       info.metrics_json = p.contains("metrics") ? p["metrics"].dump() : "{}";
       if (info.file.empty() || info.file == "." || info.file == ".." ||
@@ -313,10 +340,6 @@ absl::StatusOr<ClassifierManifest> ReadClassifierManifest(const std::string& dir
     }
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": malformed manifest: ", e.what()));
-  }
-  if (m.architecture != kReferenceArchitecture) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": unknown architecture \"", m.architecture, "\""));
   }
   return m;
 }
@@ -513,6 +536,11 @@ absl::StatusOr<std::unique_ptr<PrecisionScheduler>> MakeLearnedScheduler(
       return absl::InvalidArgumentError(absl::StrCat(file, ": ", (*c)->spec().num_classes,
                                                      " classes, expected ",
                                                      pair.candidate_steps.size() + 1));
+    }
+    if (manifest_spec && (*c)->spec().prompt_length_input != manifest_spec->prompt_length_input) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": its tensors are a ", ArchitectureName((*c)->spec()),
+                       " classifier, manifest.json says ", ArchitectureName(*manifest_spec)));
     }
     if (manifest_spec && ((*c)->spec().kv_heads != manifest_spec->kv_heads ||
                           (*c)->spec().head_dim != manifest_spec->head_dim)) {

@@ -17,12 +17,18 @@
 
 namespace pmpd::scheduler {
 
+// The PMPD reference's classifier, and ours with the prompt length as one more MLP input
+// (kv_classifier_module.h). A manifest names one of them; its files must hold that one.
 inline constexpr char kReferenceArchitecture[] = "pmpd-reference";
+inline constexpr char kPromptLengthArchitecture[] = "pmpd-reference+prompt-length";
 
 struct KvClassifierSpec {
   int64_t kv_heads = 0, head_dim = 0, num_classes = 4;
+  bool prompt_length_input = false;
   double dropout = 0.1;  // training only
 };
+// kReferenceArchitecture or kPromptLengthArchitecture, by spec.prompt_length_input.
+const char* ArchitectureName(const KvClassifierSpec& spec);
 
 // A classifier's parameters by state-dict key (query, ln.weight, ln.bias, project.0.weight, ...).
 struct ClassifierTensor {
@@ -31,8 +37,9 @@ struct ClassifierTensor {
 };
 using ClassifierState = std::map<std::string, ClassifierTensor>;
 
-// Checks that `state` holds exactly the reference keys with consistent shapes and returns the dims.
-// Errors name `source` (a file) and the offending key.
+// Checks that `state` holds exactly the reference keys with consistent shapes and returns the dims;
+// length.weight and length.bias besides them mean the prompt-length input. Errors name `source` (a
+// file) and the offending key.
 absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
                                                const std::string& source);
 // A classifier file of pair high -> low. The writer records the pair in the file's metadata

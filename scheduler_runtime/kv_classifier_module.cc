@@ -5,8 +5,9 @@
 
 namespace pmpd::scheduler {
 
-KvClassifierNetImpl::KvClassifierNetImpl(int64_t h, int64_t d, int64_t c, double p)
-    : kv_heads(h), head_dim(d), num_classes(c) {
+KvClassifierNetImpl::KvClassifierNetImpl(int64_t h, int64_t d, int64_t c, double p,
+                                         bool length_input)
+    : kv_heads(h), head_dim(d), num_classes(c), prompt_length_input(length_input) {
   query = register_parameter("query", torch::empty({h, h, d}));
   torch::nn::init::xavier_normal_(query);
   ln = register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({h * d})));
@@ -14,6 +15,7 @@ KvClassifierNetImpl::KvClassifierNetImpl(int64_t h, int64_t d, int64_t c, double
       "project", torch::nn::Sequential(torch::nn::Linear(h * d, h * d), torch::nn::ReLU(),
                                        torch::nn::Linear(h * d, c)));
   dropout = register_module("dropout", torch::nn::Dropout(p));
+  if (length_input) length = register_module("length", torch::nn::Linear(1, c));
 }
 
 torch::Tensor KvClassifierNetImpl::forward(const torch::Tensor& k, const torch::Tensor& v,
@@ -35,7 +37,14 @@ torch::Tensor KvClassifierNetImpl::ForwardPooled(const torch::Tensor& kbar,
   torch::Tensor w = dropout(torch::softmax(scores, -1));
   torch::Tensor attended = torch::matmul(w, vbar.unsqueeze(1)).mean(2);   // [B, H, D]
   torch::Tensor x = attended.transpose(1, 2).contiguous().view({B, -1});  // [B, D*H], index d*H + i
-  return project->forward(ln(x));
+  torch::Tensor logits = project->forward(ln(x));
+  if (prompt_length_input) {
+    torch::Tensor t = mask.defined() ? mask.sum(1).to(torch::kFloat32)
+                                     : torch::full({B}, static_cast<double>(kbar.size(1)),
+                                                   kbar.options().dtype(torch::kFloat32));
+    logits = logits + length((t.log() - length_center).div(length_scale).unsqueeze(1));
+  }
+  return logits;
 }
 
 }  // namespace pmpd::scheduler

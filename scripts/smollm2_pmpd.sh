@@ -48,6 +48,7 @@ MPS=${MPS:-0}                      # 1: run the CUDA processes under an MPS daem
 CLASSIFIERS=${CLASSIFIERS:-}       # eval: these classifiers (default: the tuned ones, else the trained ones)
 LEARNED_CALIBRATION=${LEARNED_CALIBRATION:-static-bits}  # eval: pmpd-eval --calibrate-learned
 EVAL_TAG=${EVAL_TAG:-}             # eval: outputs eval$EVAL_TAG-<task>* (several evaluations in one WORK)
+EVAL_SETS=${EVAL_SETS:-}           # eval: several classifier sets, "tag=dir ..." (outputs eval-<tag>-<task>*)
 EVAL_METHODS=${EVAL_METHODS:-uniform,static,learned,learned-sweep}  # eval: pmpd-eval --methods
 TRAIN_FLAGS=${TRAIN_FLAGS:-}       # train: extra pmpd-train flags (e.g. "--balance none")
 EVAL_FLAGS=${EVAL_FLAGS:-}         # eval: extra pmpd-eval flags (e.g. "--force" for classifiers of another copy)
@@ -158,31 +159,45 @@ if has eval; then
     best="$tuned"
     [ -f "$best/manifest.json" ] || best="$cls"
   fi
+  # One evaluation per classifier set: EVAL_SETS="tag=dir ..." (outputs eval-<tag>-<task>*), else
+  # the one set $best with outputs eval$EVAL_TAG-<task>*. With PARALLEL_EVAL=1 every (set, task)
+  # runs at once (one GPU, under MPS).
+  sets=()
+  if [ -n "$EVAL_SETS" ]; then
+    for entry in $EVAL_SETS; do
+      [[ "$entry" == *=* ]] || { echo "smollm2_pmpd: EVAL_SETS entry '$entry' is not tag=dir" >&2; exit 1; }
+      sets+=("-${entry%%=*}=${entry#*=}")
+    done
+  else
+    sets=("$EVAL_TAG=$best")
+  fi
   # The learned scheduler's switch quantile is calibrated on the same held-out prompts as the static
   # schedule (static-bits: the best quality within the static schedule's bits there); the sweep
   # rows give its whole quality-vs-bits curve on the test prompts.
   # pmpd-eval refuses flags that no chosen method uses: the learned ones only with a learned method.
-  learned_flags=()
-  case ",$EVAL_METHODS," in
-    *,learned,*) learned_flags=(--calibrate-learned "$LEARNED_CALIBRATION" --classifier "$best") ;;
-    *,learned-sweep,*) learned_flags=(--classifier "$best") ;;
-  esac
-  eval_task() {
-    local n_var="EVAL_N_$1" c_var="CALIB_N_$1"
+  eval_task() {  # task tag classifiers
+    local n_var="EVAL_N_$1" c_var="CALIB_N_$1" learned_flags=()
+    case ",$EVAL_METHODS," in
+      *,learned,*) learned_flags=(--calibrate-learned "$LEARNED_CALIBRATION" --classifier "$3") ;;
+      *,learned-sweep,*) learned_flags=(--classifier "$3") ;;
+    esac
     "$BIN/pmpd-eval" --model "$ap" --task "$1" --shared-dir "$SHARED" --num-prompts "${!n_var:-$EVAL_N}" \
       --max-new-tokens "$NEW" --precisions "$LADDER" --methods "$EVAL_METHODS" --calibrate-static \
       "${learned_flags[@]}" $EVAL_FLAGS --num-calib-prompts "${!c_var:-$CALIB_N}" --epsilon "$EPSILON" \
-      --reference both --device "$DEVICE" --out "$WORK/eval$EVAL_TAG-$1" --json \
-      >"$WORK/eval$EVAL_TAG-$1.json" 2>"$WORK/eval$EVAL_TAG-$1.log"
+      --reference both --device "$DEVICE" --out "$WORK/eval$2-$1" --json \
+      >"$WORK/eval$2-$1.json" 2>"$WORK/eval$2-$1.log"
   }
   eval_pids=()
-  for task in $TASKS; do
-    if [ "$PARALLEL_EVAL" = 1 ]; then
-      run_stage "eval$EVAL_TAG-$task" eval_task "$task" &
-      eval_pids+=($!)
-    else
-      run_stage "eval$EVAL_TAG-$task" eval_task "$task"
-    fi
+  for set in "${sets[@]}"; do
+    tag=${set%%=*} dir=${set#*=}
+    for task in $TASKS; do
+      if [ "$PARALLEL_EVAL" = 1 ]; then
+        run_stage "eval$tag-$task" eval_task "$task" "$tag" "$dir" &
+        eval_pids+=($!)
+      else
+        run_stage "eval$tag-$task" eval_task "$task" "$tag" "$dir"
+      fi
+    done
   done
   for p in "${eval_pids[@]}"; do wait "$p"; done
 fi
@@ -190,7 +205,7 @@ fi
 [ -n "${ppl_pid:-}" ] && wait "$ppl_pid"
 # The settings summary.json records: named once here, read by the Python below.
 settings=(DEVICE LADDER SEED_P PARENT_P CALIB_SAMPLES DOCS NEW INSTRUCTION SHARDS TRIALS EVAL_N CALIB_N PPL_RANGE
-          EPSILON LABEL_METRIC LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION MPS EVAL_FLAGS TRAIN_FLAGS)
+          EPSILON LABEL_METRIC LABEL_TOL TEST_FRACTION CANDIDATES LEARNED_CALIBRATION MPS EVAL_FLAGS TRAIN_FLAGS EVAL_SETS)
 for task in $TASKS; do settings+=("EVAL_N_$task" "CALIB_N_$task"); done
 export TASKS "${settings[@]}"
 export PMPD_SUMMARY_SETTINGS="${settings[*]}" PMPD_GEN_DATA_STEM=$gd

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/atomic_file.h"
 #include "dataset/kv_dataset.h"
+#include "kernels/check.h"
 #include "models/file_util.h"
 #include "models/model_fingerprint.h"
 #include "scheduler_runtime/kv_classifier.h"
@@ -40,6 +41,7 @@ std::string MetricsJson(const TrainResult& r, const TrainOptions& o) {
                      {"seed", o.seed},
                      {"balance", o.balance},
                      {"patience", o.patience},
+                     {"prompt_length_input", o.prompt_length_input},
                      {"label_tolerance", r.label_tolerance},
                      {"label_metric", r.label_metric},
                      {"candidate_steps", o.candidate_steps}}}};
@@ -71,7 +73,10 @@ absl::Status ExportClassifiers(const std::string& out_dir, const std::string& da
   // entries (training plots, checkpoints/) stay.
   auto dir = base::AtomicDirectory::Create(out_dir);
   if (!dir.ok()) return dir.status();
+  if (!results.empty()) m.architecture = scheduler::ArchitectureName(results[0].spec);
   for (const TrainResult& r : results) {
+    PMPD_CHECK(scheduler::ArchitectureName(r.spec) == m.architecture,
+               "every pair of one export has the same architecture");
     scheduler::ClassifierPairInfo p;
     p.high = static_cast<int>(r.high);
     p.low = static_cast<int>(r.low);

@@ -104,10 +104,17 @@ Batch MakeBatch(const std::vector<Example>& data, const std::vector<int>& idx,
   return b;
 }
 
+// The exported state. The prompt-length input's standardisation is folded into its weights
+// (w / scale, b - w * center / scale), so the file maps ln T itself (kv_classifier_module.h).
 scheduler::ClassifierState StateOf(KvClassifierNet& net) {
   scheduler::ClassifierState s;
   for (const auto& p : net->named_parameters()) {
     torch::Tensor t = p.value().detach().to(torch::kCPU).contiguous();
+    if (p.key() == "length.weight") t = t / net->length_scale;
+    if (p.key() == "length.bias") {
+      t = t - net->length->weight.detach().to(torch::kCPU).squeeze(1) *
+                  (net->length_center / net->length_scale);
+    }
     scheduler::ClassifierTensor ct;
     ct.shape = t.sizes().vec();
     ct.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
@@ -155,7 +162,8 @@ std::string RunFingerprint(const TrainOptions& o, const std::string& data_finger
       ";balance=", o.balance, ";patience=", o.patience, ";device=", o.device,
       o.label_tolerance > 0 ? absl::StrCat(";label_tolerance=", o.label_tolerance) : "",
       o.candidate_steps.empty() ? ""
-                                : absl::StrCat(";steps=", absl::StrJoin(o.candidate_steps, ",")));
+                                : absl::StrCat(";steps=", absl::StrJoin(o.candidate_steps, ",")),
+      o.prompt_length_input ? ";prompt_length_input" : "");
 }
 
 }  // namespace
@@ -265,6 +273,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   result.spec.kv_heads = header.kv_heads;
   result.spec.head_dim = header.head_dim;
   result.spec.num_classes = num_classes;
+  result.spec.prompt_length_input = o.prompt_length_input;
   result.spec.dropout = o.dropout;
 
   // Load every sample once, pooled over heads (the architecture's first step): O(n * T * D) memory.
@@ -332,8 +341,25 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   }
   class_weights = class_weights.to(device);
 
+  // The prompt-length input's standardisation: mean and standard deviation of ln T over the
+  // training split.
+  double length_center = 0, length_scale = 1;
+  if (o.prompt_length_input) {
+    double sum = 0, sq = 0;
+    for (int i : train) {
+      const double l = std::log(static_cast<double>(data[i].kbar.size(0)));
+      sum += l;
+      sq += l * l;
+    }
+    length_center = sum / train.size();
+    length_scale = std::sqrt(std::max(0.0, sq / train.size() - length_center * length_center));
+    if (length_scale < 1e-3) length_scale = 1;  // every prompt as long: the input is a constant
+  }
   torch::manual_seed(o.seed);
-  KvClassifierNet net(header.kv_heads, header.head_dim, num_classes, o.dropout);
+  KvClassifierNet net(header.kv_heads, header.head_dim, num_classes, o.dropout,
+                      o.prompt_length_input);
+  net->length_center = length_center;
+  net->length_scale = length_scale;
   net->to(device);
   torch::optim::AdamW opt(net->parameters(),
                           torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
@@ -352,7 +378,10 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
   if (!ckpt.empty()) base::RemoveStaleTemporaries(ckpt).IgnoreError();  // a killed run's
   double best_loss = std::numeric_limits<double>::infinity();
   int since_best = 0;
-  KvClassifierNet best(header.kv_heads, header.head_dim, num_classes, o.dropout);
+  KvClassifierNet best(header.kv_heads, header.head_dim, num_classes, o.dropout,
+                       o.prompt_length_input);
+  best->length_center = length_center;
+  best->length_scale = length_scale;
   int start_epoch = 1;
   if (!ckpt.empty() && models::FileExists(ckpt)) {
     torch::serialize::InputArchive in;

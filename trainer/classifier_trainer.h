@@ -43,6 +43,9 @@ struct TrainOptions {
   // (dataset::RelabelSample at label_tolerance), fewer classes from the same labelling run. The
   // exported classifier then switches only at these steps.
   std::vector<int64_t> candidate_steps;
+  // The prompt length as one more classifier input (architecture "pmpd-reference+prompt-length",
+  // scheduler_runtime/kv_classifier_module.h); false: the reference architecture.
+  bool prompt_length_input = false;
   std::string checkpoint_dir;  // empty: no checkpoints (no resume)
 };
 

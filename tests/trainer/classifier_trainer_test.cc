@@ -340,6 +340,115 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
   }
 }
 
+// The prompt-length input (architecture pmpd-reference+prompt-length): on labels that follow the
+// prompt length alone (K/V noise) it learns the rule, which the reference architecture cannot see
+// (attention pooling averages over positions, the layer norm removes the scale); exported, the
+// manifest names the architecture, the runtime feeds the view's length (the same rows repeated
+// twice pool to the same vector but give other logits), and a manifest that names the other
+// architecture is refused.
+TEST(ClassifierTrainerTest, PromptLengthInputLearnsWhatPoolingCannotSee) {
+  const std::string data =
+      SyntheticData("train_length", 400, 9, {4, 3}, -1, dataset::kLabelRougeL, true);
+  TrainOptions o = Quick();
+  auto plain = TrainPairClassifier(data, 4, 3, o);
+  o.prompt_length_input = true;
+  auto with_length = TrainPairClassifier(data, 4, 3, o);
+  ASSERT_TRUE(plain.ok() && with_length.ok()) << plain.status() << with_length.status();
+  const auto& p = plain->epochs[plain->best_epoch - 1].val;
+  const auto& l = with_length->epochs[with_length->best_epoch - 1].val;
+  std::fprintf(stderr,
+               "length rule: val acc %.3f with the length input, %.3f without; majority %.3f\n",
+               l.accuracy, p.accuracy, plain->majority.accuracy);
+  EXPECT_GT(l.accuracy, 0.7);
+  EXPECT_LT(p.accuracy, 0.5);
+  EXPECT_TRUE(with_length->spec.prompt_length_input);
+  EXPECT_EQ(with_length->state.at("length.weight").shape, (std::vector<int64_t>{4, 1}));
+  EXPECT_EQ(plain->state.count("length.weight"), 0u);
+
+  const std::string dir = testing::MakeTempDir("train_length_out");
+  ASSERT_TRUE(ExportClassifiers(dir, data, {*with_length}, o).ok());
+  auto manifest = scheduler::ReadClassifierManifest(dir);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->architecture, scheduler::kPromptLengthArchitecture);
+  EXPECT_TRUE(manifest->pairs[0].spec.prompt_length_input);
+  EXPECT_TRUE(nlohmann::json::parse(manifest->pairs[0].metrics_json)
+                  .at("hyperparameters")
+                  .at("prompt_length_input")
+                  .get<bool>());
+  auto state = scheduler::ReadClassifierSafetensors(dir + "/classifier_4_3.safetensors", 4, 3);
+  ASSERT_TRUE(state.ok()) << state.status();
+  auto spec = scheduler::SpecFromState(*state, "file");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->prompt_length_input);
+  auto c = scheduler::KvClassifier::FromState(*state, "file");
+  auto reference = scheduler::KvClassifier::FromState(plain->state, "plain");
+  ASSERT_TRUE(c.ok() && reference.ok());
+  std::mt19937 rng(2);
+  std::normal_distribution<float> g;
+  const int t = 6;
+  std::vector<float> k(kH * t * kD), v(kH * t * kD);
+  for (auto& x : k) x = g(rng);
+  for (auto& x : v) x = g(rng);
+  std::vector<float> k2, v2;  // per head: the t rows, then the same t rows again
+  for (int h = 0; h < kH; ++h) {
+    for (int rep = 0; rep < 2; ++rep) {
+      k2.insert(k2.end(), k.begin() + h * t * kD, k.begin() + (h + 1) * t * kD);
+      v2.insert(v2.end(), v.begin() + h * t * kD, v.begin() + (h + 1) * t * kD);
+    }
+  }
+  auto once = (*c)->Logits(inference::HostKvView(k, v, kH, t, kD));
+  auto twice = (*c)->Logits(inference::HostKvView(k2, v2, kH, 2 * t, kD));
+  auto ref_once = (*reference)->Logits(inference::HostKvView(k, v, kH, t, kD));
+  auto ref_twice = (*reference)->Logits(inference::HostKvView(k2, v2, kH, 2 * t, kD));
+  ASSERT_TRUE(once.ok() && twice.ok() && ref_once.ok() && ref_twice.ok());
+  float length_effect = 0;
+  for (size_t i = 0; i < once->size(); ++i) {
+    EXPECT_NEAR((*ref_once)[i], (*ref_twice)[i], 1e-4) << "class " << i;
+    length_effect = std::max(length_effect, std::fabs((*once)[i] - (*twice)[i]));
+  }
+  EXPECT_GT(length_effect, 0.1);
+  // The exported file (the training standardisation folded into its weights) applies the rule to
+  // new prompts: octave of the length, K/V noise, no label noise.
+  int right = 0;
+  const int n_new = 200;
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int i = 0; i < n_new; ++i) {
+    const int tn = static_cast<int>(8 * std::exp2(4 * u(rng)));
+    std::vector<float> kn(kH * tn * kD), vn(kH * tn * kD);
+    for (auto& x : kn) x = 0.3f * g(rng);
+    for (auto& x : vn) x = 0.3f * g(rng);
+    auto logits = (*c)->Logits(inference::HostKvView(kn, vn, kH, tn, kD));
+    ASSERT_TRUE(logits.ok());
+    right += scheduler::SelectSwitchClass(*logits, 0) ==
+             std::min(3, static_cast<int>(std::floor(std::log2(tn / 8.0))));
+  }
+  std::fprintf(stderr, "exported classifier on %d new prompts: accuracy %.3f\n", n_new,
+               static_cast<double>(right) / n_new);
+  EXPECT_GT(right, 0.7 * n_new);
+  ASSERT_TRUE(
+      scheduler::MakeLearnedScheduler(scheduler::LearnedSchedulerOptions{dir, {4, 3}, kH, kD})
+          .ok());
+  auto j = nlohmann::json::parse(testing::ReadFile(dir + "/manifest.json"));
+  j["architecture"] = scheduler::kReferenceArchitecture;
+  testing::WriteFile(dir + "/manifest.json", j.dump());
+  auto sched =
+      scheduler::MakeLearnedScheduler(scheduler::LearnedSchedulerOptions{dir, {4, 3}, kH, kD});
+  ASSERT_FALSE(sched.ok());
+  EXPECT_NE(sched.status().message().find(
+                "classifier_4_3.safetensors: its tensors are a pmpd-reference+prompt-length "
+                "classifier, manifest.json says pmpd-reference"),
+            std::string::npos)
+      << sched.status();
+  j["architecture"] = "pmpd-other";
+  testing::WriteFile(dir + "/manifest.json", j.dump());
+  auto unknown = scheduler::ReadClassifierManifest(dir);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown architecture \"pmpd-other\" (known: "
+                                            "pmpd-reference, pmpd-reference+prompt-length)"),
+            std::string::npos)
+      << unknown.status();
+}
+
 // A state dict in the PMPD reference's format (torch.save, its key names, known values) gives the
 // logits of a PyTorch forward of the architecture (tests/golden,
 // scripts/make_classifier_golden.py).

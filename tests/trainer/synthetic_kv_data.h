@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -20,10 +21,13 @@ constexpr int kH = 2, kD = 4;
 // (mean K[:, :, 0], mean K[:, :, 1]) over the prompt (plus 10% label noise). Pairs 4->3 and 3->2.
 // `nan_sample` >= 0: that sample's first K value is NaN (for the refusal test). `label_metric`
 // excess_nll: the costs put the rule's label at tolerance 0.05 nats per token (every step costs
-// something, so the stored labels, at tolerance 0, are all "never").
+// something, so the stored labels, at tolerance 0, are all "never"). `length_rule`: the class is
+// the prompt length's octave in [8, 128) instead, and K/V are noise (the reference architecture's
+// pooling cannot see the length; the prompt-length input can).
 inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
                                  std::vector<int64_t> precisions = {4, 3, 2}, int nan_sample = -1,
-                                 const std::string& label_metric = dataset::kLabelRougeL) {
+                                 const std::string& label_metric = dataset::kLabelRougeL,
+                                 bool length_rule = false) {
   const std::string path = testing::MakeTempDir(tag) + "/synthetic.h5";
   dataset::KvDatasetHeader h;
   h.tool_version = "test";
@@ -46,11 +50,16 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
   for (int i = 0; i < n; ++i) {
     dataset::KvSample s;
     s.doc_id = i;
-    const int t = len(rng);
+    // length_rule: t log-uniform in [8, 128), the class its octave (8-15, 16-31, 32-63, 64-127).
+    const int t = length_rule ? static_cast<int>(8 * std::exp2(4 * u(rng))) : len(rng);
     s.prompt_ids.assign(t, 1);
     s.reference_ids = {2, 3};
-    const int a = bit(rng), b = bit(rng);
+    int a = bit(rng), b = bit(rng);
     int label = 2 * a + b;
+    if (length_rule) {
+      label = std::min(3, static_cast<int>(std::floor(std::log2(t / 8.0))));
+      a = b = 0;
+    }
     if (u(rng) < 0.1f) label = static_cast<int>(u(rng) * 4) % 4;
     for (size_t p = 0; p + 1 < precisions.size(); ++p) {
       dataset::KvPairSample ps;
@@ -67,10 +76,11 @@ inline std::string SyntheticData(const std::string& tag, int n, uint64_t seed,
       for (int tok = 0; tok < t; ++tok) {
         for (int head = 0; head < kH; ++head) {
           for (int d = 0; d < kD; ++d) {
-            float kval = noise(rng), vval = noise(rng) + (d == 0 ? (a ? 1.f : -1.f) : 0.f) +
-                                            (d == 1 ? (b ? 1.f : -1.f) : 0.f);
-            if (d == 0) kval += a ? 1.f : -1.f;
-            if (d == 1) kval += b ? 1.f : -1.f;
+            const float sa = length_rule ? 0.f : (a ? 1.f : -1.f),
+                        sb = length_rule ? 0.f : (b ? 1.f : -1.f);
+            float kval = noise(rng), vval = noise(rng) + (d == 0 ? sa : 0.f) + (d == 1 ? sb : 0.f);
+            if (d == 0) kval += sa;
+            if (d == 1) kval += sb;
             ps.k.push_back(kernels::F32ToF16(kval));
             ps.v.push_back(kernels::F32ToF16(vval));
           }
