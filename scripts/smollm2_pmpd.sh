@@ -164,9 +164,15 @@ if has eval; then
   # runs at once (one GPU, under MPS).
   sets=()
   if [ -n "$EVAL_SETS" ]; then
-    for entry in $EVAL_SETS; do
-      [[ "$entry" == *=* ]] || { echo "smollm2_pmpd: EVAL_SETS entry '$entry' is not tag=dir" >&2; exit 1; }
-      sets+=("-${entry%%=*}=${entry#*=}")
+    [ -z "$EVAL_TAG" ] || { echo "smollm2_pmpd: give EVAL_TAG or EVAL_SETS, not both" >&2; exit 1; }
+    read -r -a entries <<<"$EVAL_SETS"
+    tags=" "
+    for entry in "${entries[@]}"; do
+      tag=${entry%%=*}
+      [[ "$entry" == *=?* && "$tag" =~ ^[A-Za-z0-9_+]+$ && "$tags" != *" $tag "* ]] ||
+        { echo "smollm2_pmpd: EVAL_SETS entry '$entry' is not tag=dir with a new tag (letters, digits, _ +)" >&2; exit 1; }
+      tags+="$tag "
+      sets+=("-$tag=${entry#*=}")
     done
   else
     sets=("$EVAL_TAG=$best")

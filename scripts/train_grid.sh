@@ -8,6 +8,9 @@
 # once (default: all). Writes OUT/<name>/ (pmpd-train --out, with train.json and train.log),
 # OUT/grid.json (every variant's per-pair metrics, the selection) and OUT/best -> <name>.
 # A variant that fails is reported and left out of the selection; the script fails when all do.
+# The validation loss is plain cross-entropy on the file's labels (pmpd-hypertune's objective), so
+# compare variants that share the labels (tolerance, candidate steps); class weighting pays for its
+# macro-F1 in this loss, so weighted variants rarely win it (grid.json has every score).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-${BUILD_DIR:-$root/build}/cli}
@@ -18,11 +21,18 @@ shift 3
 JOBS=${JOBS:-$#}
 mkdir -p "$out"
 names=()
+for v in "$@"; do  # every name checked before anything runs: a directory name of its own
+  name=${v%%:*}
+  [[ "$v" == *:* && "$name" =~ ^[A-Za-z0-9_+-]+$ && "$name" != best && "$name" != grid ]] ||
+    { echo "train_grid: '$v' is not name:flags (name: letters, digits, _ + -; not best or grid)" >&2; exit 2; }
+  for seen in "${names[@]}"; do
+    [ "$seen" != "$name" ] || { echo "train_grid: variant name '$name' given twice" >&2; exit 2; }
+  done
+  names+=("$name")
+done
 running=0
 for v in "$@"; do
   name=${v%%:*} flags=${v#*:}
-  [[ "$v" == *:* && -n "$name" && "$name" != */* ]] || { echo "train_grid: '$v' is not name:flags" >&2; exit 2; }
-  names+=("$name")
   # shellcheck disable=SC2086  # the flags are words
   "$BIN/pmpd-train" --data "$data" --precisions "$ladder" --out "$out/$name" $COMMON $flags --json \
     >"$out/$name.json" 2>"$out/$name.log" &

@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "base/atomic_file.h"
 #include "dataset/kv_dataset.h"
-#include "kernels/check.h"
 #include "models/file_util.h"
 #include "models/model_fingerprint.h"
 #include "scheduler_runtime/kv_classifier.h"
@@ -75,8 +74,12 @@ absl::Status ExportClassifiers(const std::string& out_dir, const std::string& da
   if (!dir.ok()) return dir.status();
   if (!results.empty()) m.architecture = scheduler::ArchitectureName(results[0].spec);
   for (const TrainResult& r : results) {
-    PMPD_CHECK(scheduler::ArchitectureName(r.spec) == m.architecture,
-               "every pair of one export has the same architecture");
+    if (scheduler::ArchitectureName(r.spec) != m.architecture) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(out_dir, ": the classifiers of one export must share an architecture; pair ",
+                       r.high, "->", r.low, " is ", scheduler::ArchitectureName(r.spec),
+                       ", the first ", m.architecture));
+    }
     scheduler::ClassifierPairInfo p;
     p.high = static_cast<int>(r.high);
     p.low = static_cast<int>(r.low);

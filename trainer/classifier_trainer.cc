@@ -25,6 +25,7 @@
 #include "models/model_fingerprint.h"
 #include "scheduler_runtime/kv_classifier_module.h"
 #include "scheduler_runtime/precision_scheduler.h"
+#include "trainer/classifier_state.h"
 
 namespace pmpd::trainer {
 namespace {
@@ -104,9 +105,9 @@ Batch MakeBatch(const std::vector<Example>& data, const std::vector<int>& idx,
   return b;
 }
 
-// The exported state. The prompt-length input's standardisation is folded into its weights
-// (w / scale, b - w * center / scale), so the file maps ln T itself (kv_classifier_module.h).
-scheduler::ClassifierState StateOf(KvClassifierNet& net) {
+}  // namespace
+
+scheduler::ClassifierState ExportedState(KvClassifierNet& net) {
   scheduler::ClassifierState s;
   for (const auto& p : net->named_parameters()) {
     torch::Tensor t = p.value().detach().to(torch::kCPU).contiguous();
@@ -122,6 +123,8 @@ scheduler::ClassifierState StateOf(KvClassifierNet& net) {
   }
   return s;
 }
+
+namespace {
 
 nlohmann::json EpochJson(const EpochMetrics& e) {
   return {{"epoch", e.epoch},
@@ -558,7 +561,7 @@ absl::StatusOr<TrainResult> TrainPairClassifier(
         Classify(truth, std::vector<int>(truth.size(), result.majority_class), num_classes);
   }
   best->to(torch::kCPU);
-  result.state = StateOf(best);
+  result.state = ExportedState(best);
   return result;
 }
 

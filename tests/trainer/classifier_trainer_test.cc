@@ -18,6 +18,7 @@
 #include "tests/test_util.h"
 #include "tests/trainer/synthetic_kv_data.h"
 #include "trainer/classifier_export.h"
+#include "trainer/classifier_state.h"
 
 namespace pmpd::trainer {
 namespace {
@@ -340,6 +341,46 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
   }
 }
 
+// The exported state of a network with the prompt-length input gives, through the runtime, the
+// logits the network gives with its training standardisation (folded into length.weight/bias);
+// a state with only one of the two length tensors, or whose manifest names the other
+// architecture, is refused.
+TEST(ClassifierTrainerTest, ExportedLengthStateGivesTheTrainingNetworksLogits) {
+  torch::manual_seed(4);
+  scheduler::KvClassifierNet net(kH, kD, 4, 0.0, /*prompt_length_input=*/true);
+  net->length_center = 3.1;
+  net->length_scale = 0.7;
+  {
+    torch::NoGradGuard no_grad;  // a length weight large enough to matter
+    net->length->weight.copy_(torch::tensor({{1.5f}, {-0.5f}, {0.25f}, {-2.0f}}));
+  }
+  net->eval();
+  auto c = scheduler::KvClassifier::FromState(ExportedState(net), "exported");
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::mt19937 rng(8);
+  std::normal_distribution<float> g;
+  for (int t : {1, 7, 40}) {
+    std::vector<float> k(kH * t * kD), v(kH * t * kD);
+    for (auto& x : k) x = g(rng);
+    for (auto& x : v) x = g(rng);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor want = net->forward(torch::from_blob(k.data(), {1, kH, t, kD}),
+                                            torch::from_blob(v.data(), {1, kH, t, kD}));
+    auto got = (*c)->Logits(inference::HostKvView(k, v, kH, t, kD));
+    ASSERT_TRUE(got.ok());
+    for (int i = 0; i < 4; ++i) EXPECT_NEAR((*got)[i], want[0][i].item<float>(), 1e-5) << t;
+  }
+  scheduler::ClassifierState half = ExportedState(net);
+  half.erase("length.bias");
+  auto bad = scheduler::SpecFromState(half, "half.safetensors");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("half.safetensors: has one of length.weight and "
+                                        "length.bias (the prompt-length input) but not "
+                                        "\"length.bias\""),
+            std::string::npos)
+      << bad.status();
+}
+
 // The prompt-length input (architecture pmpd-reference+prompt-length): on labels that follow the
 // prompt length alone (K/V noise) it learns the rule, which the reference architecture cannot see
 // (attention pooling averages over positions, the layer norm removes the scale); exported, the
@@ -361,7 +402,6 @@ TEST(ClassifierTrainerTest, PromptLengthInputLearnsWhatPoolingCannotSee) {
                l.accuracy, p.accuracy, plain->majority.accuracy);
   EXPECT_GT(l.accuracy, 0.7);
   EXPECT_LT(p.accuracy, 0.5);
-  EXPECT_TRUE(with_length->spec.prompt_length_input);
   EXPECT_EQ(with_length->state.at("length.weight").shape, (std::vector<int64_t>{4, 1}));
   EXPECT_EQ(plain->state.count("length.weight"), 0u);
 
@@ -439,6 +479,23 @@ TEST(ClassifierTrainerTest, PromptLengthInputLearnsWhatPoolingCannotSee) {
                 "classifier, manifest.json says pmpd-reference"),
             std::string::npos)
       << sched.status();
+  {  // the other direction: plain tensors, a manifest that says prompt length
+    const std::string plain_dir = testing::MakeTempDir("train_length_plain_out");
+    TrainOptions plain_options = o;
+    plain_options.prompt_length_input = false;
+    ASSERT_TRUE(ExportClassifiers(plain_dir, data, {*plain}, plain_options).ok());
+    auto pj = nlohmann::json::parse(testing::ReadFile(plain_dir + "/manifest.json"));
+    EXPECT_EQ(pj["architecture"], scheduler::kReferenceArchitecture);
+    pj["architecture"] = scheduler::kPromptLengthArchitecture;
+    testing::WriteFile(plain_dir + "/manifest.json", pj.dump());
+    auto s2 = scheduler::MakeLearnedScheduler(
+        scheduler::LearnedSchedulerOptions{plain_dir, {4, 3}, kH, kD});
+    ASSERT_FALSE(s2.ok());
+    EXPECT_NE(s2.status().message().find("its tensors are a pmpd-reference classifier, "
+                                         "manifest.json says pmpd-reference+prompt-length"),
+              std::string::npos)
+        << s2.status();
+  }
   j["architecture"] = "pmpd-other";
   testing::WriteFile(dir + "/manifest.json", j.dump());
   auto unknown = scheduler::ReadClassifierManifest(dir);
