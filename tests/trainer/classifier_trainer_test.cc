@@ -34,6 +34,16 @@ TrainOptions Quick() {
   return o;
 }
 
+// Gaussian K and V ([H, T, D] each, standard deviation `sd`) of one prompt of t positions.
+std::pair<std::vector<float>, std::vector<float>> RandomKv(std::mt19937& rng, int t,
+                                                           float sd = 1.f) {
+  std::normal_distribution<float> g(0.f, sd);
+  std::vector<float> k(kH * t * kD), v(kH * t * kD);
+  for (auto& x : k) x = g(rng);
+  for (auto& x : v) x = g(rng);
+  return {std::move(k), std::move(v)};
+}
+
 TEST(ClassifierTrainerTest, LearnsARuleAndBeatsTheMajorityClass) {
   const std::string data = SyntheticData("train_rule", 240, 1);
   auto r = TrainPairClassifier(data, 4, 3, Quick());
@@ -328,11 +338,8 @@ TEST(ClassifierTrainerTest, ExportThenImportGivesIdenticalOutputs) {
   auto loaded = scheduler::KvClassifier::FromState(*state, "file");
   ASSERT_TRUE(loaded.ok());
   std::mt19937 rng(5);
-  std::normal_distribution<float> g;
   for (int t : {1, 5, 33}) {
-    std::vector<float> k(kH * t * kD), v(kH * t * kD);
-    for (auto& x : k) x = g(rng);
-    for (auto& x : v) x = g(rng);
+    const auto [k, v] = RandomKv(rng, t);
     const inference::KvView kv = inference::HostKvView(k, v, kH, t, kD);
     auto a = (*in_memory)->Logits(kv);
     auto b = (*loaded)->Logits(kv);
@@ -358,11 +365,8 @@ TEST(ClassifierTrainerTest, ExportedLengthStateGivesTheTrainingNetworksLogits) {
   auto c = scheduler::KvClassifier::FromState(ExportedState(net), "exported");
   ASSERT_TRUE(c.ok()) << c.status();
   std::mt19937 rng(8);
-  std::normal_distribution<float> g;
   for (int t : {1, 7, 40}) {
-    std::vector<float> k(kH * t * kD), v(kH * t * kD);
-    for (auto& x : k) x = g(rng);
-    for (auto& x : v) x = g(rng);
+    auto [k, v] = RandomKv(rng, t);
     torch::NoGradGuard no_grad;
     const torch::Tensor want = net->forward(torch::from_blob(k.data(), {1, kH, t, kD}),
                                             torch::from_blob(v.data(), {1, kH, t, kD}));
@@ -424,11 +428,8 @@ TEST(ClassifierTrainerTest, PromptLengthInputLearnsWhatPoolingCannotSee) {
   auto reference = scheduler::KvClassifier::FromState(plain->state, "plain");
   ASSERT_TRUE(c.ok() && reference.ok());
   std::mt19937 rng(2);
-  std::normal_distribution<float> g;
   const int t = 6;
-  std::vector<float> k(kH * t * kD), v(kH * t * kD);
-  for (auto& x : k) x = g(rng);
-  for (auto& x : v) x = g(rng);
+  const auto [k, v] = RandomKv(rng, t);
   std::vector<float> k2, v2;  // per head: the t rows, then the same t rows again
   for (int h = 0; h < kH; ++h) {
     for (int rep = 0; rep < 2; ++rep) {
@@ -454,9 +455,7 @@ TEST(ClassifierTrainerTest, PromptLengthInputLearnsWhatPoolingCannotSee) {
   std::uniform_real_distribution<double> u(0, 1);
   for (int i = 0; i < n_new; ++i) {
     const int tn = static_cast<int>(8 * std::exp2(4 * u(rng)));
-    std::vector<float> kn(kH * tn * kD), vn(kH * tn * kD);
-    for (auto& x : kn) x = 0.3f * g(rng);
-    for (auto& x : vn) x = 0.3f * g(rng);
+    const auto [kn, vn] = RandomKv(rng, tn, 0.3f);
     auto logits = (*c)->Logits(inference::HostKvView(kn, vn, kH, tn, kD));
     ASSERT_TRUE(logits.ok());
     right += scheduler::SelectSwitchClass(*logits, 0) ==
