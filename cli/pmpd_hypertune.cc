@@ -174,6 +174,14 @@ int Run() {
     so.sampler.type = hpo::SamplerConfig::Type::kRandom;
   }
   so.sampler.tpe.constant_liar = absl::GetFlag(FLAGS_jobs) > 1;
+  // What a trial's value depends on besides the searched parameters: a rerun on the same study
+  // with another data file, ladder, labels or model options would mix incomparable trials.
+  so.objective_context = {{"data", data},
+                          {"precisions", *precisions},
+                          {"label_tolerance", *tolerances},
+                          {"candidate_steps", step_subset},
+                          {"balance", absl::GetFlag(FLAGS_balance)},
+                          {"prompt_length_input", absl::GetFlag(FLAGS_prompt_length_input)}};
   // Validation losses of the first epochs are noisy: judging trials there prunes good learning
   // rates that start slowly, so neither pruner acts before epoch 5.
   if (pruner == "median") {

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "hpo/hpo_check.h"
 #include "hpo/json_util.h"
 #include "hpo/rng.h"
@@ -100,6 +101,28 @@ absl::StatusOr<std::vector<std::optional<double>>> ParseParams(const SearchSpace
     }
   }
   return values;
+}
+
+// The fields in which two objective contexts differ, in words ("balance: \"none\" in the journal,
+// \"weighted\" now; ..."), or the two values whole when either is not an object.
+std::string ContextDifference(const nlohmann::json& journal, const nlohmann::json& now) {
+  if (!journal.is_object() || !now.is_object()) {
+    return absl::StrCat(DumpJson(journal), " in the journal, ", DumpJson(now), " now");
+  }
+  std::vector<std::string> parts;
+  auto show = [](const nlohmann::json& o, const std::string& key) {
+    return o.contains(key) ? DumpJson(o[key]) : std::string("absent");
+  };
+  std::set<std::string> keys;
+  for (const auto& item : journal.items()) keys.insert(item.key());
+  for (const auto& item : now.items()) keys.insert(item.key());
+  for (const std::string& k : keys) {
+    if (show(journal, k) != show(now, k)) {
+      parts.push_back(
+          absl::StrCat(k, ": ", show(journal, k), " in the journal, ", show(now, k), " now"));
+    }
+  }
+  return absl::StrJoin(parts, "; ");
 }
 
 // The first difference between two spaces, in words.
@@ -233,6 +256,7 @@ absl::StatusOr<std::unique_ptr<Study>> Study::OpenImpl(const std::string& dir,
                              {"sampler", options.sampler.ToJson()},
                              {"pruner", options.pruner.ToJson()},
                              {"t", NowSeconds()}};
+    if (!options.objective_context.is_null()) header["objective"] = options.objective_context;
     absl::StatusOr<int64_t> line = journal->Append(header);
     if (!line.ok()) return line.status();
     // Make the new file's directory entry durable too.
@@ -291,7 +315,13 @@ absl::StatusOr<std::unique_ptr<Study>> Study::OpenImpl(const std::string& dir,
             absl::StrCat(path, ": pruner is ", DumpJson(pruner.ToJson()), " in the journal, ",
                          DumpJson(options.pruner.ToJson()), " in the options", hint));
       }
+      if (h.contains("objective") && h["objective"] != options.objective_context) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(path, ": this study's trials were made with other objective settings: ",
+                         ContextDifference(h["objective"], options.objective_context), hint));
+      }
     }
+    if (h.contains("objective")) options.objective_context = h["objective"];
     options.direction = direction;
     options.seed = seed;
     options.sampler = sampler;

@@ -1,6 +1,6 @@
-// The settings of a study. The first group (direction, seed, sampler, pruner) defines the study and
-// is stored in the journal header; reopening with other values is an error. The second group is
-// per process (how this worker behaves) and is not stored.
+// The settings of a study. The first group (direction, seed, sampler, pruner, objective context)
+// defines the study and is stored in the journal header; reopening with other values is an error.
+// The second group is per process (how this worker behaves) and is not stored.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +51,12 @@ struct StudyOptions {
   uint64_t seed = 0;  // trial n draws from Rng(Rng::TrialSeed(seed, n))
   SamplerConfig sampler;
   PrunerConfig pruner;
+  // What the objective depends on besides the searched parameters (the data file, the training
+  // options the caller holds fixed...), as a JSON object the caller builds: trials made under other
+  // settings are not comparable, so reopening with a different context is an error naming the
+  // fields that differ. null: none recorded. Journals written before this field existed have none
+  // and open with any context.
+  nlohmann::json objective_context = nullptr;
 
   // --- Per process. ---
   // A worker with running trials appends a heartbeat record this often (0: never).

@@ -154,6 +154,30 @@ TEST(HpoJournalTest, AnotherSpaceOrSettingsIsAClearError) {
   StudyOptions maximize;
   maximize.direction = Direction::kMaximize;
   EXPECT_FALSE(Study::Open(dir, MixedSpace(), maximize).ok());
+  // This journal records no objective context (as journals written before it existed): any opens.
+  StudyOptions with_context;
+  with_context.objective_context = {{"data", "a.h5"}, {"balance", "none"}};
+  EXPECT_TRUE(Study::Open(dir, MixedSpace(), with_context).ok());
+  // A study that records one: the same context reopens it (and OpenExisting reads it back), another
+  // is refused naming each field that differs.
+  const std::string dir2 = MakeTempDir("hpo_context");
+  ASSERT_TRUE(Study::Open(dir2, MixedSpace(), with_context).ok());
+  EXPECT_TRUE(Study::Open(dir2, MixedSpace(), with_context).ok());
+  absl::StatusOr<std::unique_ptr<Study>> existing = Study::OpenExisting(dir2);
+  ASSERT_TRUE(existing.ok()) << existing.status();
+  EXPECT_EQ((*existing)->options().objective_context, with_context.objective_context);
+  StudyOptions other_context;
+  other_context.objective_context = {{"data", "b.h5"}, {"lr_fixed", 1}, {"balance", "none"}};
+  study = Study::Open(dir2, MixedSpace(), other_context);
+  ASSERT_FALSE(study.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(study.status()));
+  EXPECT_NE(study.status().message().find(
+                JournalPath(dir2) +
+                ": this study's trials were made with other objective settings: data: \"a.h5\" "
+                "in the journal, \"b.h5\" now; lr_fixed: absent in the journal, 1 now"),
+            absl::string_view::npos)
+      << study.status();
+  EXPECT_FALSE(Study::Open(dir2, MixedSpace(), {}).ok());  // none given: also different
 
   absl::StatusOr<std::unique_ptr<Study>> missing = Study::OpenExisting(dir + "/nothing");
   EXPECT_TRUE(absl::IsNotFound(missing.status()));

@@ -71,6 +71,12 @@ TEST(PmpdHypertuneCliTest, StudyBeatsDefaultsExportsAndResumes) {
   ASSERT_EQ(finished.exit_code, 0) << finished.err;
   EXPECT_EQ(LastJson(finished.out)["trials"].get<int>(), 12);
   EXPECT_TRUE(scheduler::MakeLearnedScheduler(lo).ok());
+  // Other training settings for the same study directory: its trials are not comparable.
+  testing::ExpectCleanFailure(
+      testing::RunBinary("cli/pmpd-hypertune", args + " --trials 12 --balance none"),
+      "pmpd-hypertune",
+      "this study's trials were made with other objective settings: balance: \"weighted\" in "
+      "the journal, \"none\" now");
   // Another space for the same study directory; a malformed space file.
   testing::WriteFile(out + "/space.json",
                      R"({"params": [{"name": "lr", "type": "float", "low": 1e-4, "high": 1e-2}]})");
