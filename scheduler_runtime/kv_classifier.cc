@@ -100,6 +100,14 @@ absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
       }
     }
   }
+  for (const auto& [key, tensor] : state) {  // a misspelt key would load as another architecture
+    if (!want.count(key) && key != "query") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": unexpected classifier tensor \"", key, "\" (expected keys: ",
+                       absl::StrJoin(kKeys, ", "), ", and length.weight, length.bias for the ",
+                       kPromptLengthArchitecture, " architecture)"));
+    }
+  }
   for (const auto& [key, shape] : want) {
     if (state.at(key).shape != shape || spec.num_classes < 2) {
       return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, " has shape ",

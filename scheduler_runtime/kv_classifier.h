@@ -38,7 +38,8 @@ struct ClassifierTensor {
 using ClassifierState = std::map<std::string, ClassifierTensor>;
 
 // Checks that `state` holds exactly the reference keys with consistent shapes and returns the dims;
-// length.weight and length.bias besides them mean the prompt-length input. Errors name `source` (a
+// length.weight and length.bias besides them mean the prompt-length input; any other key is an
+// error. Errors name `source` (a
 // file) and the offending key.
 absl::StatusOr<KvClassifierSpec> SpecFromState(const ClassifierState& state,
                                                const std::string& source);

@@ -374,6 +374,16 @@ TEST(ClassifierTrainerTest, ExportedLengthStateGivesTheTrainingNetworksLogits) {
     ASSERT_TRUE(got.ok());
     for (int i = 0; i < 4; ++i) EXPECT_NEAR((*got)[i], want[0][i].item<float>(), 1e-5) << t;
   }
+  scheduler::ClassifierState misspelt = ExportedState(net);
+  misspelt["length.weights"] = misspelt.at("length.weight");
+  misspelt.erase("length.weight");
+  misspelt.erase("length.bias");
+  auto typo = scheduler::SpecFromState(misspelt, "typo.safetensors");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find(
+                "typo.safetensors: unexpected classifier tensor \"length.weights\""),
+            std::string::npos)
+      << typo.status();
   scheduler::ClassifierState half = ExportedState(net);
   half.erase("length.bias");
   auto bad = scheduler::SpecFromState(half, "half.safetensors");
