@@ -7,7 +7,9 @@
 // next to the bandwidth-bound rate: bytes read per token / measured copy bandwidth. The prompt
 // (--context random tokens) is prefilled first, then --new-tokens are generated: token 0 comes from
 // the prefill, tokens 1.. from single-token decode steps at positions context, context + 1, ...
-// Compare with bench/hf_generate_7b_shape.py on the same device.
+// Compare with bench/hf_generate_7b_shape.py on the same device. With --batch B > 1, B sequences
+// (each its own random prompt of --context tokens) decode together through DecodeBatch: the rate is
+// tokens of all sequences per second, the bound counts the weights once and every sequence's K/V.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -49,6 +51,8 @@ ABSL_FLAG(int, context, 512,
 ABSL_FLAG(int, new_tokens, 128,
           "e2e: tokens generated per run (token 0 from the prefill, the rest decode steps).");
 ABSL_FLAG(int, repeats, 3, "e2e: runs per configuration (the median decode rate is reported).");
+ABSL_FLAG(int, batch, 1,
+          "e2e: sequences decoded together (1..8; CudaEngineOptions::max_batch, DecodeBatch).");
 ABSL_FLAG(int, layers, 32, "e2e: decoder layers of the 7B shape (fewer for a quick smoke run).");
 ABSL_FLAG(bool, graphs, true, "e2e: run decode steps as CUDA graphs (false: kernel by kernel).");
 ABSL_FLAG(bool, fp16_prefill, false,
@@ -212,38 +216,53 @@ struct E2eRow {
 
 // Greedy runs of `engine` with precision bits[k] for the pass producing token k (bits[0]: prefill;
 // all 0 for the fp16 model). Median decode rate over the repeats.
-E2eRow TimeSchedule(pmpd::inference::CudaEngine& engine, const std::vector<int>& prompt,
-                    const std::vector<int>& bits, double bw_gbs) {
+// One prompt per sequence (prompts.size() = the batch; more than one: DecodeBatch over all).
+E2eRow TimeSchedule(pmpd::inference::CudaEngine& engine,
+                    const std::vector<std::vector<int>>& prompts, const std::vector<int>& bits,
+                    double bw_gbs) {
   using Clock = std::chrono::steady_clock;
   const int n = static_cast<int>(bits.size());
+  const int batch = static_cast<int>(prompts.size());
+  std::vector<int> slots(batch);
+  for (int s = 0; s < batch; ++s) slots[s] = s;
   std::vector<double> rates, prefill;
   for (int r = 0; r < absl::GetFlag(FLAGS_repeats); ++r) {
-    engine.Reset();
     if (bits[0] != 0) PMPD_CHECK(engine.SetPrecision(bits[0]).ok());
-    int tok = 0;
+    std::vector<int> toks(batch, 0);
     const auto t0 = Clock::now();
-    PMPD_CHECK(engine.Prefill(prompt, nullptr, &tok).ok());
+    for (int s = 0; s < batch; ++s) {
+      PMPD_CHECK(engine.SelectSequence(s).ok());
+      engine.Reset();
+      PMPD_CHECK(engine.Prefill(prompts[s], nullptr, &toks[s]).ok());
+    }
     const auto t1 = Clock::now();
     for (int k = 1; k < n; ++k) {
       if (bits[k] != engine.precision()) PMPD_CHECK(engine.SetPrecision(bits[k]).ok());
-      PMPD_CHECK(engine.DecodeStep(tok, nullptr, &tok).ok());
+      if (batch == 1) {
+        PMPD_CHECK(engine.DecodeStep(toks[0], nullptr, &toks[0]).ok());
+      } else {
+        PMPD_CHECK(engine.DecodeBatch(slots, toks, nullptr, &toks).ok());
+      }
     }
     const auto t2 = Clock::now();
     prefill.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-    rates.push_back((n - 1) / std::chrono::duration<double>(t2 - t1).count());
+    rates.push_back(static_cast<double>(batch) * (n - 1) /
+                    std::chrono::duration<double>(t2 - t1).count());
   }
   std::sort(rates.begin(), rates.end());
   std::sort(prefill.begin(), prefill.end());
   E2eRow row;
   row.prefill_ms = prefill[prefill.size() / 2];
   row.tok_s = rates[rates.size() / 2];
-  // Step k reads the weights at bits[k] and attends context + k positions.
+  // Step k reads the weights at bits[k] once and every sequence's context + k positions.
   double bytes = 0, sum_bits = 0;
   for (int k = 1; k < n; ++k) {
-    bytes += static_cast<double>(engine.DecodeBytes(bits[k], static_cast<int>(prompt.size()) + k));
+    std::vector<int> lens;
+    for (const auto& p : prompts) lens.push_back(static_cast<int>(p.size()) + k);
+    bytes += static_cast<double>(engine.DecodeBatchBytes(bits[k], lens));
     sum_bits += bits[k];
   }
-  row.bytes_per_token = bytes / (n - 1);
+  row.bytes_per_token = bytes / (n - 1) / batch;
   row.avg_bits = sum_bits / (n - 1);
   row.bound_tok_s = bw_gbs * 1e9 / row.bytes_per_token;
   return row;
@@ -252,10 +271,12 @@ E2eRow TimeSchedule(pmpd::inference::CudaEngine& engine, const std::vector<int>&
 int RunE2e(double bw_gbs, const char* device_name) {
   using pmpd::inference::CudaEngine;
   const int ctx = absl::GetFlag(FLAGS_context), n = absl::GetFlag(FLAGS_new_tokens);
-  if (ctx < 1 || n < 2 || absl::GetFlag(FLAGS_repeats) < 1 || absl::GetFlag(FLAGS_layers) < 1) {
-    return pmpd::cli::Fail(
-        "pmpd-bench", absl::InvalidArgumentError(
-                          "--context >= 1, --new-tokens >= 2, --repeats >= 1 and --layers >= 1"));
+  const int batch = absl::GetFlag(FLAGS_batch);
+  if (ctx < 1 || n < 2 || absl::GetFlag(FLAGS_repeats) < 1 || absl::GetFlag(FLAGS_layers) < 1 ||
+      batch < 1 || batch > 8) {
+    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError(
+                                             "--context >= 1, --new-tokens >= 2, --repeats >= 1, "
+                                             "--layers >= 1 and --batch in 1..8"));
   }
   const pmpd::models::LlamaConfig config = Llama2_7BShape(absl::GetFlag(FLAGS_layers));
   pmpd::inference::CudaEngineOptions options;
@@ -264,25 +285,28 @@ int RunE2e(double bw_gbs, const char* device_name) {
   options.use_graphs = absl::GetFlag(FLAGS_graphs);
   options.overlap_launches = absl::GetFlag(FLAGS_overlap);
   options.fp16_prefill = absl::GetFlag(FLAGS_fp16_prefill);
+  options.max_batch = batch;
   std::mt19937 rng(11);
-  std::vector<int> prompt(ctx);
-  for (int& t : prompt) t = 3 + static_cast<int>(rng() % (config.vocab_size - 3));
+  std::vector<std::vector<int>> prompts(batch, std::vector<int>(ctx));
+  for (auto& prompt : prompts) {
+    for (int& t : prompt) t = 3 + static_cast<int>(rng() % (config.vocab_size - 3));
+  }
   std::printf(
       "e2e: Llama-2-7B shape (hidden 4096, %d layers, FFN 11008, vocab 32000, 32 heads / 32 KV "
       "heads), random "
       "weights; prefill %d tokens, then %d generated (decode steps at positions %d..%d); KV cache "
       "float32, "
       "lm_head fp16; CUDA graphs %s, overlapped GEMV launches %s, any-precision prefill in %s; "
-      "median of %d runs\n",
+      "median of %d runs; %d %s decoded together\n",
       config.num_hidden_layers, ctx, n, ctx, ctx + n - 2, options.use_graphs ? "on" : "off",
       options.overlap_launches ? "on" : "off", options.fp16_prefill ? "fp16" : "fp32",
-      absl::GetFlag(FLAGS_repeats));
+      absl::GetFlag(FLAGS_repeats), batch, batch == 1 ? "sequence" : "sequences");
   std::vector<E2eRow> rows;
   {
     auto e = CudaEngine::CreateRandom(config, 0, 0, 1, options);
     if (!e.ok()) return pmpd::cli::Fail("pmpd-bench", e.status());
     std::printf("fp16 model: %.2f GB on the GPU\n", (*e)->device_bytes() / 1e9);
-    E2eRow r = TimeSchedule(**e, prompt, std::vector<int>(n, 0), bw_gbs);
+    E2eRow r = TimeSchedule(**e, prompts, std::vector<int>(n, 0), bw_gbs);
     r.model = "fp16 (DenseF16Gemv)";
     r.schedule = "-";
     r.avg_bits = 16;
@@ -293,7 +317,7 @@ int RunE2e(double bw_gbs, const char* device_name) {
     if (!e.ok()) return pmpd::cli::Fail("pmpd-bench", e.status());
     std::printf("any-precision 2..4-bit model: %.2f GB on the GPU\n", (*e)->device_bytes() / 1e9);
     for (int b : {4, 3, 2}) {
-      E2eRow r = TimeSchedule(**e, prompt, std::vector<int>(n, b), bw_gbs);
+      E2eRow r = TimeSchedule(**e, prompts, std::vector<int>(n, b), bw_gbs);
       r.model = "any-precision 2..4";
       r.schedule = absl::StrCat(b, " bits");
       rows.push_back(r);
@@ -302,7 +326,7 @@ int RunE2e(double bw_gbs, const char* device_name) {
     // prefill).
     std::vector<int> bits(n);
     for (int k = 0; k < n; ++k) bits[k] = 3 * k < n ? 4 : 3 * k < 2 * n ? 3 : 2;
-    E2eRow r = TimeSchedule(**e, prompt, bits, bw_gbs);
+    E2eRow r = TimeSchedule(**e, prompts, bits, bw_gbs);
     r.model = "any-precision 2..4";
     r.schedule = absl::StrCat("4->3->2 at ", (n + 2) / 3, ",", (2 * n + 2) / 3);
     rows.push_back(r);
@@ -330,6 +354,7 @@ int RunE2e(double bw_gbs, const char* device_name) {
         {"context", ctx},
         {"new_tokens", n},
         {"layers", config.num_hidden_layers},
+        {"batch", batch},
         {"graphs", options.use_graphs},
         {"rows", out}}.dump(1);
   }

@@ -8,8 +8,14 @@
 //               -> x += attn W_o^T -> h = rmsnorm(x) -> x += (silu(h W_gate^T) * h W_up^T) W_down^T
 //   logits = rmsnorm(x_last) W_lm^T, argmax on the GPU
 //
-// Decode reads token, position and attended length from a small device array (`step`), so the
-// kernel sequence of one step is position-free and is captured once per precision.
+// Decode reads tokens, positions and attended lengths from a small device array (`step`), so the
+// kernel sequence of one step is position-free: one CUDA graph per precision and set of sequence
+// slots serves every step (captured at load for slot 0, on second use for others).
+//
+// Batched decoding: sequence slot s has its own K/V cache (layer l's K of slot s at
+// k_cache + s * slot_stride); a step of n rows runs every projection once as an n-token GEMV
+// (the weights are read once), then the rotary + cache append and the attention per row over its
+// own slot and length.
 #include "inference/cuda_engine.h"
 
 #include <cublas_v2.h>
@@ -21,7 +27,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -135,14 +143,25 @@ struct CudaEngine::Impl {
   CudaEngineOptions options;
   int max_ctx = 0;
   int seed_bits = 0, parent_bits = 0, precision = 0;  // all 0 for plain models
-  int cache_len = 0;
+  int max_batch = 1;
+  std::vector<int> cache_lens;  // per sequence slot
+  int selected = 0;             // the slot of the single-sequence calls
+  int& cache_len() { return cache_lens[selected]; }
+  int cache_len() const { return cache_lens[selected]; }
+  size_t slot_stride = 0;  // floats between two slots' caches of one layer
+  float* KCache(const DeviceLayer& L, int slot) const { return L.k_cache + slot * slot_stride; }
+  float* VCache(const DeviceLayer& L, int slot) const { return L.v_cache + slot * slot_stride; }
 
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   std::vector<void*> allocations;
   int64_t allocated = 0;
-  int32_t* host_pinned =
-      nullptr;  // [0] token, [1] position, [2] length (staged for `step`), [4] argmax
+  // Decode rows (one per sequence of a step): `step` on the device and its pinned staging, each
+  // kRows tokens, then kRows positions, then kRows attended lengths (position + 1); the argmax of
+  // every row comes back to host_pinned + kArgmaxAt.
+  static constexpr int kRows = kGemvTokens;
+  static constexpr int kArgmaxAt = 3 * kRows;
+  int32_t* host_pinned = nullptr;  // 4 * kRows
 
   const float* embed = nullptr;       // [vocab, hidden]
   const float* final_norm = nullptr;  // [hidden]
@@ -151,7 +170,7 @@ struct CudaEngine::Impl {
   const float* rope_sin = nullptr;
   std::vector<DeviceLayer> layers;
 
-  int chunk = 0;  // rows of the activation buffers: max(prefill_chunk, kGemvTokens)
+  int chunk = 0;  // rows of the activation buffers: max(prefill_chunk, 3 * kRows)
   // Activations, [chunk, width] each; x16 holds fp16 inputs of dense products.
   float *x = nullptr, *h = nullptr, *q = nullptr, *kbuf = nullptr, *vbuf = nullptr, *attn = nullptr,
         *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr;
@@ -161,9 +180,11 @@ struct CudaEngine::Impl {
   float* w32 = nullptr;      // prefill: one projection dequantized to fp32 (any-precision models)
   int32_t* prompt_ids = nullptr;  // [max_ctx]: the token ids of one Prefill
   int32_t* prompt_pos = nullptr;  // [max_ctx]: their positions
-  int32_t* step = nullptr;    // decode: [0] token, [1] position, [2] attended length = position + 1
-  int32_t* argmax = nullptr;  // [1]
-  std::array<cudaGraphExec_t, 9> graphs{};  // by precision (0: plain model)
+  int32_t* step = nullptr;        // decode: see kRows
+  int32_t* argmax = nullptr;      // [kRows]
+  // Decode graphs by (precision, slots of the rows); precision 0: plain model.
+  std::map<std::pair<int, std::vector<int>>, cudaGraphExec_t> graphs;
+  static constexpr size_t kMaxGraphs = 64;  // beyond: further slot sets run eagerly
 
   ~Impl();
   // Device, stream, cuBLAS, activation buffers, KV cache, rotary tables; layers sized, no weights.
@@ -186,18 +207,22 @@ struct CudaEngine::Impl {
   absl::StatusOr<const __half*> UploadF16(const std::vector<float>& host, absl::string_view what);
 
   void Linear(const DeviceLinear& lin, const float* in, int m, float* out, int bits);
-  // Causal attention of n prompt tokens at positions first_pos.. over the cache (which already
-  // holds their K/V): per head S = Q K^T / sqrt(hd), CausalSoftmaxRows, O = P V; SGEMMs.
-  void PrefillAttention(const DeviceLayer& L, int n, int first_pos);
+  // Causal attention of n prompt tokens at positions first_pos.. over one slot's cache (which
+  // already holds their K/V): per head S = Q K^T / sqrt(hd), CausalSoftmaxRows, O = P V; SGEMMs.
+  void PrefillAttention(const float* k_cache, const float* v_cache, int n, int first_pos);
   // After the weights are in place: fused decode products, the prefill scratch, the graphs.
   absl::Status Finish();
-  // Runs n tokens (ids, positions on the device) through every layer, appending their K/V. Decode
-  // (n = 1) attends over `step[2]` positions read on the device; prefill over first_pos + t + 1 for
-  // token t. With `head`, the last token's logits and argmax land in `logits` / `argmax`.
+  // Runs n tokens (ids, positions on the device) through every layer, appending their K/V.
+  // Prefill: n tokens of the sequence in slots[0], token t attending over first_pos + t + 1
+  // positions; with `head`, the last token's logits and argmax land in `logits` / `argmax`.
+  // Decode: row i is one token of the sequence in slots[i] (n <= kRows), attending over the
+  // length at step + 2 * kRows + i read on the device; with `head`, every row's logits and argmax.
   void Forward(int n, const int32_t* ids, const int32_t* positions, int first_pos, bool decode,
-               bool head, int bits);
-  // One eager warm-up and one captured graph per precision.
+               bool head, int bits, absl::Span<const int> slots);
+  // One eager warm-up and one captured graph per precision, for slot 0.
   absl::Status CaptureGraphs();
+  // Captures the decode step of `slots` at `bits` (the kernels must have run once eagerly).
+  absl::Status CaptureGraph(int bits, const std::vector<int>& slots);
   // Builds every layer's qkv and gate_up from its parts (device-to-device copies).
   absl::Status FuseLayers();
   absl::Status Fuse(const std::vector<const DeviceLinear*>& parts, DeviceLinear* out,
@@ -213,7 +238,7 @@ struct CudaEngine::Impl {
 CudaEngine::Impl::~Impl() {
   cudaSetDevice(options.device);
   if (stream != nullptr) cudaStreamSynchronize(stream);
-  for (cudaGraphExec_t g : graphs) {
+  for (auto& [key, g] : graphs) {
     if (g != nullptr) cudaGraphExecDestroy(g);
   }
   for (void* p : allocations) cudaFree(p);
@@ -298,16 +323,25 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   auto ws = Alloc(kCublasWorkspaceBytes, "the cuBLAS workspace");
   if (!ws.ok()) return ws.status();
   PMPD_CUBLAS_CHECK(cublasSetWorkspace(cublas, *ws, kCublasWorkspaceBytes));
-  if (cudaError_t he = cudaMallocHost(&host_pinned, 8 * sizeof(int32_t)); he != cudaSuccess) {
+  if (cudaError_t he = cudaMallocHost(&host_pinned, 4 * kRows * sizeof(int32_t));
+      he != cudaSuccess) {
     host_pinned = nullptr;
-    return CudaError(he, "cudaMallocHost of 32 bytes");
+    return CudaError(he, "cudaMallocHost of the step arguments");
   }
+  if (o.max_batch < 1 || o.max_batch > kRows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA engine: max_batch must be in [1, ", kRows, "], got ", o.max_batch));
+  }
+  max_batch = o.max_batch;
+  cache_lens.assign(max_batch, 0);
 
   if (o.prefill_chunk < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("CUDA engine: prefill_chunk must be >= 1, got ", o.prefill_chunk));
   }
-  chunk = std::max(o.prefill_chunk, kGemvTokens);
+  // Decode rows write fused q|k|v ([rows, q_dim + 2 kv_dim] <= 3 q_dim wide) into q's buffer and
+  // gate|up ([rows, 2 I]) into gate's: room for 3 * kRows rows.
+  chunk = std::max(o.prefill_chunk, 3 * kRows);
   const size_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(),
                V = c.vocab_size;
   absl::Status st;
@@ -329,7 +363,7 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   buffer(&gate, I, "activations");
   buffer(&up, I, "activations");
   if (!st.ok()) return st;
-  auto lg = AllocArray<float>(V, "logits");
+  auto lg = AllocArray<float>(kRows * V, "logits");
   if (!lg.ok()) return lg.status();
   logits = *lg;
   auto sc = AllocArray<float>(static_cast<size_t>(c.num_attention_heads) * chunk * max_ctx,
@@ -344,23 +378,30 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   auto xh = AllocArray<__half>(chunk * std::max({H, I, Q}), "fp16 activations");
   if (!xh.ok()) return xh.status();
   x16 = *xh;
-  auto ints = AllocArray<int32_t>(2 * static_cast<size_t>(max_ctx) + 8, "token ids and positions");
+  auto ints =
+      AllocArray<int32_t>(2 * static_cast<size_t>(max_ctx) + 4 * kRows, "token ids and positions");
   if (!ints.ok()) return ints.status();
   prompt_ids = *ints;
   prompt_pos = prompt_ids + max_ctx;
   step = prompt_pos + max_ctx;
-  argmax = step + 4;
-  host_pinned[0] = 0, host_pinned[1] = 0, host_pinned[2] = 1;  // a valid step for the warm-up
-  if (cudaError_t ce = cudaMemcpy(step, host_pinned, 3 * sizeof(int32_t), cudaMemcpyHostToDevice);
+  argmax = step + 3 * kRows;
+  for (int i = 0; i < kRows; ++i) {  // valid steps for the warm-up: token 0 at position 0
+    host_pinned[i] = 0, host_pinned[kRows + i] = 0, host_pinned[2 * kRows + i] = 1;
+  }
+  if (cudaError_t ce =
+          cudaMemcpy(step, host_pinned, 3 * kRows * sizeof(int32_t), cudaMemcpyHostToDevice);
       ce != cudaSuccess) {
     return CudaError(ce, "initialising the step arguments");
   }
 
-  // KV cache: every layer's K and V, preallocated for max_ctx positions.
-  const size_t per = static_cast<size_t>(c.num_key_value_heads) * max_ctx * c.head_dim;
+  // KV cache: every layer's K and V for every slot, preallocated for max_ctx positions.
+  slot_stride = static_cast<size_t>(c.num_key_value_heads) * max_ctx * c.head_dim;
+  const size_t per = slot_stride * max_batch;
   const size_t kv_bytes = 2 * per * c.num_hidden_layers * sizeof(float);
-  auto kv = AllocArray<float>(2 * per * c.num_hidden_layers,
-                              absl::StrCat("the KV cache (", max_ctx, " positions, float32)"));
+  auto kv = AllocArray<float>(
+      2 * per * c.num_hidden_layers,
+      absl::StrCat("the KV cache (", max_batch, max_batch == 1 ? " sequence" : " sequences", " of ",
+                   max_ctx, " positions, float32)"));
   if (!kv.ok()) return kv.status();
   if (cudaError_t me = cudaMemset(*kv, 0, kv_bytes); me != cudaSuccess)
     return CudaError(me, "clearing the KV cache");
@@ -428,7 +469,9 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
 }
 
 void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positions, int first_pos,
-                               bool decode, bool head, int bits) {
+                               bool decode, bool head, int bits, absl::Span<const int> slots) {
+  PMPD_CHECK(decode ? static_cast<int>(slots.size()) == n && n <= kRows : slots.size() == 1,
+             "Forward: one slot per decode row (at most kRows), one for a prefill");
   const models::LlamaConfig& c = config;
   const int H = c.hidden_size, I = c.intermediate_size, nh = c.num_attention_heads,
             kvh = c.num_key_value_heads, hd = c.head_dim, qd = c.q_dim();
@@ -439,37 +482,51 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
   kernels::RmsNormF32(x, layers.front().input_norm, h, n, H, eps, stream);
   for (size_t l = 0; l < layers.size(); ++l) {
     const DeviceLayer& L = layers[l];
-    // One token: the fused product writes q | k | v into q's buffer (room for 8 rows of q).
-    const bool fused = n == 1 && L.qkv.n > 0;
-    float* kp = fused ? q + qd : kbuf;
-    float* vp = fused ? q + qd + c.kv_dim() : vbuf;
-    if (fused) {
-      Linear(L.qkv, h, 1, q, bits);
+    if (decode) {
+      // Decode rows: the fused product writes rows of q | k | v into q's buffer (see `chunk`).
+      const bool fused = L.qkv.n > 0;
+      const int row = fused ? qd + 2 * c.kv_dim() : qd;  // stride of q's rows
+      if (fused) {
+        Linear(L.qkv, h, n, q, bits);
+      } else {
+        Linear(L.q, h, n, q, bits);
+        Linear(L.k, h, n, kbuf, bits);
+        Linear(L.v, h, n, vbuf, bits);
+      }
+      for (int i = 0; i < n; ++i) {  // each row over its own sequence's cache and length
+        float* qi = q + static_cast<size_t>(i) * row;
+        const float* ki = fused ? qi + qd : kbuf + static_cast<size_t>(i) * c.kv_dim();
+        const float* vi = fused ? qi + qd + c.kv_dim() : vbuf + static_cast<size_t>(i) * c.kv_dim();
+        // Rotary of q and k and the cache append in one launch, then the attention.
+        kernels::RotaryKvAppend(qi, ki, vi, positions + i, rope_cos, rope_sin, nh, kvh, hd, max_ctx,
+                                KCache(L, slots[i]), VCache(L, slots[i]), stream);
+        kernels::DecodeAttention(qi, KCache(L, slots[i]), VCache(L, slots[i]), nh, kvh, hd, max_ctx,
+                                 step + 2 * kRows + i, attn_ws, attn + static_cast<size_t>(i) * qd,
+                                 stream);
+      }
     } else {
       Linear(L.q, h, n, q, bits);
       Linear(L.k, h, n, kbuf, bits);
       Linear(L.v, h, n, vbuf, bits);
-    }
-    if (n == 1) {  // rotary of q and k and the cache append in one launch
-      kernels::RotaryKvAppend(q, kp, vp, positions, rope_cos, rope_sin, nh, kvh, hd, max_ctx,
-                              L.k_cache, L.v_cache, stream);
-    } else {
+      float* kc = KCache(L, slots[0]);
+      float* vc = VCache(L, slots[0]);
       kernels::RotaryInPlace(q, positions, rope_cos, rope_sin, n, nh, hd, stream);
-      kernels::RotaryInPlace(kp, positions, rope_cos, rope_sin, n, kvh, hd, stream);
-      kernels::KvCacheWrite(kp, positions, n, kvh, hd, max_ctx, L.k_cache, stream);
-      kernels::KvCacheWrite(vp, positions, n, kvh, hd, max_ctx, L.v_cache, stream);
-    }
-    if (decode) {
-      kernels::DecodeAttention(q, L.k_cache, L.v_cache, nh, kvh, hd, max_ctx, step + 2, attn_ws,
-                               attn, stream);
-    } else {
-      PrefillAttention(L, n, first_pos);  // causal: token t sees the cache up to its own position
+      kernels::RotaryInPlace(kbuf, positions, rope_cos, rope_sin, n, kvh, hd, stream);
+      kernels::KvCacheWrite(kbuf, positions, n, kvh, hd, max_ctx, kc, stream);
+      kernels::KvCacheWrite(vbuf, positions, n, kvh, hd, max_ctx, vc, stream);
+      // Causal: token t sees the cache up to its own position.
+      PrefillAttention(kc, vc, n, first_pos);
     }
     Linear(L.o, attn, n, proj, bits);
     kernels::AddRmsNormF32(x, proj, L.post_norm, h, n, H, eps, stream);
-    if (n == 1 && L.gate_up.n > 0) {  // gate | up into gate's buffer (room for 8 rows of gate)
-      Linear(L.gate_up, h, 1, gate, bits);
-      kernels::SwiGlu(gate, gate + I, gate, I, stream);
+    if (decode && L.gate_up.n > 0) {  // rows of gate | up into gate's buffer (see `chunk`)
+      Linear(L.gate_up, h, n, gate, bits);
+      // Row i's SwiGLU lands in row i of [n, I]: it overwrites only halves of rows < i, already
+      // consumed (launches run in order).
+      for (int i = 0; i < n; ++i) {
+        float* gi = gate + static_cast<size_t>(2 * i) * I;
+        kernels::SwiGlu(gi, gi + I, gate + static_cast<size_t>(i) * I, I, stream);
+      }
     } else {
       Linear(L.gate, h, n, gate, bits);
       Linear(L.up, h, n, up, bits);
@@ -483,12 +540,14 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
     }
   }
   if (!head) return;
-  kernels::RmsNormF32(x + static_cast<size_t>(n - 1) * H, final_norm, h, 1, H, eps, stream);
-  Linear(lm_head, h, 1, logits, bits);
-  kernels::ArgmaxRows(logits, 1, c.vocab_size, argmax, stream);
+  const int rows = decode ? n : 1;  // prefill: the last token only
+  kernels::RmsNormF32(x + static_cast<size_t>(n - rows) * H, final_norm, h, rows, H, eps, stream);
+  Linear(lm_head, h, rows, logits, bits);
+  kernels::ArgmaxRows(logits, rows, c.vocab_size, argmax, stream);
 }
 
-void CudaEngine::Impl::PrefillAttention(const DeviceLayer& L, int n, int first_pos) {
+void CudaEngine::Impl::PrefillAttention(const float* k_cache, const float* v_cache, int n,
+                                        int first_pos) {
   const models::LlamaConfig& c = config;
   const int nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim;
   const int group = nh / kvh, len = first_pos + n;
@@ -498,7 +557,7 @@ void CudaEngine::Impl::PrefillAttention(const DeviceLayer& L, int n, int first_p
   // (ld hd) and Q_h rows of stride nh * hd.
   for (int g = 0; g < group; ++g) {
     PMPD_CUBLAS_CHECK(cublasSgemmStridedBatched(
-        cublas, CUBLAS_OP_T, CUBLAS_OP_N, len, n, hd, &scale, L.k_cache, hd,
+        cublas, CUBLAS_OP_T, CUBLAS_OP_N, len, n, hd, &scale, k_cache, hd,
         static_cast<long long>(max_ctx) * hd, q + static_cast<size_t>(g) * hd, nh * hd,
         static_cast<long long>(group) * hd, &zero, scores + static_cast<size_t>(g) * n * len, len,
         static_cast<long long>(group) * n * len, kvh));
@@ -507,7 +566,7 @@ void CudaEngine::Impl::PrefillAttention(const DeviceLayer& L, int n, int first_p
   // O_h^T [hd, n] (rows of stride nh * hd in attn) = V_b^T [hd, len] P_h^T [len, n].
   for (int g = 0; g < group; ++g) {
     PMPD_CUBLAS_CHECK(cublasSgemmStridedBatched(
-        cublas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, len, &one, L.v_cache, hd,
+        cublas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, len, &one, v_cache, hd,
         static_cast<long long>(max_ctx) * hd, scores + static_cast<size_t>(g) * n * len, len,
         static_cast<long long>(group) * n * len, &zero, attn + static_cast<size_t>(g) * hd, nh * hd,
         static_cast<long long>(group) * hd, kvh));
@@ -626,29 +685,38 @@ absl::Status CudaEngine::Impl::FuseLayers() {
 }
 
 absl::Status CudaEngine::Impl::CaptureGraphs() {
+  const std::vector<int> slot0 = {0};
   for (int bits : Precisions()) {
     // Eager warm-up first (module loading, cuBLAS heuristics happen outside the capture). It runs
-    // the step in `step` (token 0 at position 0): it writes cache position 0, which holds nothing
-    // yet.
-    Forward(1, step, step + 1, 0, /*decode=*/true, /*head=*/true, bits);
+    // the step in `step` (token 0 at position 0 of slot 0): it writes cache position 0, which
+    // holds nothing yet.
+    Forward(1, step, step + kRows, 0, /*decode=*/true, /*head=*/true, bits, slot0);
     if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess)
       return CudaError(e, "decode warm-up");
-    cudaGraph_t graph = nullptr;
-    if (cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed);
-        e != cudaSuccess) {
-      return CudaError(e, "cudaStreamBeginCapture");
-    }
-    Forward(1, step, step + 1, 0, /*decode=*/true, /*head=*/true, bits);
-    if (cudaError_t e = cudaStreamEndCapture(stream, &graph); e != cudaSuccess) {
-      return CudaError(e, "cudaStreamEndCapture");
-    }
-    const cudaError_t e = cudaGraphInstantiate(&graphs[bits], graph, 0);
-    cudaGraphDestroy(graph);
-    if (e != cudaSuccess) {
-      graphs[bits] = nullptr;
-      return CudaError(e, absl::StrCat("cudaGraphInstantiate (decode step at ", bits, " bits)"));
-    }
+    if (auto st = CaptureGraph(bits, slot0); !st.ok()) return st;
   }
+  return absl::OkStatus();
+}
+
+absl::Status CudaEngine::Impl::CaptureGraph(int bits, const std::vector<int>& slots) {
+  cudaGraph_t graph = nullptr;
+  if (cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed);
+      e != cudaSuccess) {
+    return CudaError(e, "cudaStreamBeginCapture");
+  }
+  Forward(static_cast<int>(slots.size()), step, step + kRows, 0, /*decode=*/true, /*head=*/true,
+          bits, slots);
+  if (cudaError_t e = cudaStreamEndCapture(stream, &graph); e != cudaSuccess) {
+    return CudaError(e, "cudaStreamEndCapture");
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    return CudaError(e, absl::StrCat("cudaGraphInstantiate (decode step at ", bits, " bits, ",
+                                     slots.size(), " rows)"));
+  }
+  graphs[{bits, slots}] = exec;
   return absl::OkStatus();
 }
 
@@ -657,8 +725,15 @@ CudaEngine::~CudaEngine() = default;
 
 const models::LlamaConfig& CudaEngine::config() const { return impl_->config; }
 int CudaEngine::max_context() const { return impl_->max_ctx; }
-int CudaEngine::cache_len() const { return impl_->cache_len; }
-void CudaEngine::Reset() { impl_->cache_len = 0; }
+int CudaEngine::cache_len() const { return impl_->cache_len(); }
+void CudaEngine::Reset() { impl_->cache_len() = 0; }
+int CudaEngine::max_batch() const { return impl_->max_batch; }
+int CudaEngine::sequence() const { return impl_->selected; }
+absl::Status CudaEngine::SelectSequence(int slot) {
+  if (auto st = Engine::SelectSequence(slot); !st.ok()) return st;
+  impl_->selected = slot;
+  return absl::OkStatus();
+}
 int CudaEngine::precision() const { return impl_->precision; }
 int CudaEngine::min_precision() const { return impl_->seed_bits; }
 int CudaEngine::max_precision() const { return impl_->parent_bits; }
@@ -682,7 +757,7 @@ absl::Status CudaEngine::SetPrecision(int bits) {
 absl::Status CudaEngine::CheckTokens(absl::Span<const int> tokens) const {
   const Impl& m = *impl_;
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens");
-  const int64_t end = static_cast<int64_t>(m.cache_len) + static_cast<int64_t>(tokens.size());
+  const int64_t end = static_cast<int64_t>(m.cache_len()) + static_cast<int64_t>(tokens.size());
   if (end > m.max_ctx) {
     return absl::OutOfRangeError(absl::StrCat(
         "sequence of ", end, " tokens exceeds the CUDA engine's context of ", m.max_ctx,
@@ -706,17 +781,18 @@ absl::Status CudaEngine::Prefill(absl::Span<const int> tokens, std::vector<float
   PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
   const int n = static_cast<int>(tokens.size());
   std::vector<int32_t> ids(tokens.begin(), tokens.end()), pos(n);
-  for (int i = 0; i < n; ++i) pos[i] = m.cache_len + i;
+  for (int i = 0; i < n; ++i) pos[i] = m.cache_len() + i;
   PMPD_CUDA_CHECK(cudaMemcpyAsync(m.prompt_ids, ids.data(), n * sizeof(int32_t),
                                   cudaMemcpyHostToDevice, m.stream));
   PMPD_CUDA_CHECK(cudaMemcpyAsync(m.prompt_pos, pos.data(), n * sizeof(int32_t),
                                   cudaMemcpyHostToDevice, m.stream));
   for (int s = 0; s < n; s += m.chunk) {
     const int cnt = std::min(m.chunk, n - s);
-    m.Forward(cnt, m.prompt_ids + s, m.prompt_pos + s, m.cache_len + s, /*decode=*/false,
-              /*head=*/s + cnt == n, m.precision);
+    const int slot[1] = {m.selected};
+    m.Forward(cnt, m.prompt_ids + s, m.prompt_pos + s, m.cache_len() + s, /*decode=*/false,
+              /*head=*/s + cnt == n, m.precision, slot);
   }
-  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.host_pinned + 4, m.argmax, sizeof(int32_t),
+  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.host_pinned + Impl::kArgmaxAt, m.argmax, sizeof(int32_t),
                                   cudaMemcpyDeviceToHost, m.stream));
   if (last_logits != nullptr) {
     last_logits->resize(m.config.vocab_size);
@@ -725,37 +801,74 @@ absl::Status CudaEngine::Prefill(absl::Span<const int> tokens, std::vector<float
                                     m.stream));
   }
   PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
-  m.cache_len += n;
-  if (argmax != nullptr) *argmax = m.host_pinned[4];
+  m.cache_len() += n;
+  if (argmax != nullptr) *argmax = m.host_pinned[Impl::kArgmaxAt];
   return absl::OkStatus();
 }
 
 absl::Status CudaEngine::DecodeStep(int token, std::vector<float>* logits, int* argmax) {
   const int one[1] = {token};
   if (auto st = CheckTokens(one); !st.ok()) return st;
+  const int slot[1] = {impl_->selected};
+  if (argmax == nullptr) return DecodeRows(slot, one, logits, nullptr);
+  std::vector<int> rows;  // small: no allocation beyond one int
+  if (auto st = DecodeRows(slot, one, logits, &rows); !st.ok()) return st;
+  *argmax = rows[0];
+  return absl::OkStatus();
+}
+
+absl::Status CudaEngine::DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
+                                     std::vector<float>* logits, std::vector<int>* argmax) {
+  if (auto st = CheckDecodeBatch(*this, slots, tokens); !st.ok()) return st;
+  for (int s : slots) {
+    if (impl_->cache_lens[s] >= impl_->max_ctx) {
+      return absl::OutOfRangeError(absl::StrCat("DecodeBatch: sequence slot ", s, " is full (",
+                                                impl_->cache_lens[s], " of ", impl_->max_ctx,
+                                                " positions, CudaEngineOptions::max_context)"));
+    }
+  }
+  return DecodeRows(slots, tokens, logits, argmax);
+}
+
+absl::Status CudaEngine::DecodeRows(absl::Span<const int> slots, absl::Span<const int> tokens,
+                                    std::vector<float>* logits, std::vector<int>* argmax) {
   Impl& m = *impl_;
   PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
+  const int n = static_cast<int>(slots.size());
   // The previous step synchronized, so the pinned staging words are free to reuse.
-  m.host_pinned[0] = token;
-  m.host_pinned[1] = m.cache_len;
-  m.host_pinned[2] = m.cache_len + 1;
-  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.step, m.host_pinned, 3 * sizeof(int32_t),
-                                  cudaMemcpyHostToDevice, m.stream));
-  if (cudaGraphExec_t g = m.graphs[m.precision]; g != nullptr) {
-    PMPD_CUDA_CHECK(cudaGraphLaunch(g, m.stream));
-  } else {
-    m.Forward(1, m.step, m.step + 1, m.cache_len, /*decode=*/true, /*head=*/true, m.precision);
+  for (int i = 0; i < n; ++i) {
+    m.host_pinned[i] = tokens[i];
+    m.host_pinned[Impl::kRows + i] = m.cache_lens[slots[i]];
+    m.host_pinned[2 * Impl::kRows + i] = m.cache_lens[slots[i]] + 1;
   }
-  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.host_pinned + 4, m.argmax, sizeof(int32_t),
+  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.step, m.host_pinned, 3 * Impl::kRows * sizeof(int32_t),
+                                  cudaMemcpyHostToDevice, m.stream));
+  std::pair<int, std::vector<int>> key(m.precision, std::vector<int>(slots.begin(), slots.end()));
+  auto it = m.graphs.find(key);
+  if (it != m.graphs.end()) {
+    PMPD_CUDA_CHECK(cudaGraphLaunch(it->second, m.stream));
+  } else {
+    m.Forward(n, m.step, m.step + Impl::kRows, 0, /*decode=*/true, /*head=*/true, m.precision,
+              slots);
+    // Captured after its first eager run (which loaded every kernel it launches): later steps of
+    // the same slots replay it.
+    if (m.options.use_graphs && m.graphs.size() < Impl::kMaxGraphs) {
+      PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+      if (auto st = m.CaptureGraph(key.first, key.second); !st.ok()) return st;
+    }
+  }
+  PMPD_CUDA_CHECK(cudaMemcpyAsync(m.host_pinned + Impl::kArgmaxAt, m.argmax, n * sizeof(int32_t),
                                   cudaMemcpyDeviceToHost, m.stream));
+  const size_t vocab = m.config.vocab_size;
   if (logits != nullptr) {
-    logits->resize(m.config.vocab_size);  // no allocation once the caller's vector has the size
-    PMPD_CUDA_CHECK(cudaMemcpyAsync(logits->data(), m.logits, m.config.vocab_size * sizeof(float),
+    logits->resize(n * vocab);  // no allocation once the caller's vector has the size
+    PMPD_CUDA_CHECK(cudaMemcpyAsync(logits->data(), m.logits, n * vocab * sizeof(float),
                                     cudaMemcpyDeviceToHost, m.stream));
   }
   PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
-  ++m.cache_len;
-  if (argmax != nullptr) *argmax = m.host_pinned[4];
+  for (int s : slots) ++m.cache_lens[s];
+  if (argmax != nullptr)
+    argmax->assign(m.host_pinned + Impl::kArgmaxAt, m.host_pinned + Impl::kArgmaxAt + n);
   return absl::OkStatus();
 }
 
@@ -765,10 +878,10 @@ KvView CudaEngine::LastLayerKv() const {
   view.device = Device::kCuda;
   view.cuda_device = m.options.device;
   view.dtype = KvDtype::kFloat32;
-  view.k = m.layers.back().k_cache;
-  view.v = m.layers.back().v_cache;
+  view.k = m.KCache(m.layers.back(), m.selected);
+  view.v = m.VCache(m.layers.back(), m.selected);
   view.kv_heads = m.config.num_key_value_heads;
-  view.length = m.cache_len;
+  view.length = m.cache_len();
   view.head_dim = m.config.head_dim;
   view.head_stride = static_cast<int64_t>(m.max_ctx) * m.config.head_dim;
   view.position_stride = m.config.head_dim;
@@ -787,10 +900,11 @@ int CudaEngine::DeviceCount() {
 void CudaEngine::CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const {
   const Impl& m = *impl_;
   const models::LlamaConfig& c = m.config;
-  const size_t row = static_cast<size_t>(m.cache_len) * c.head_dim;  // one head's valid span
+  const size_t row = static_cast<size_t>(m.cache_len()) * c.head_dim;  // one head's valid span
   PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
-  for (auto [src, out] : {std::pair<const float*, std::vector<float>*>{m.layers.back().k_cache, k},
-                          {m.layers.back().v_cache, v}}) {
+  for (auto [src, out] :
+       {std::pair<const float*, std::vector<float>*>{m.KCache(m.layers.back(), m.selected), k},
+        {m.VCache(m.layers.back(), m.selected), v}}) {
     out->resize(row * c.num_key_value_heads);
     if (row == 0) continue;
     PMPD_CUDA_CHECK(cudaMemcpy2DAsync(out->data(), row * sizeof(float), src,
@@ -802,6 +916,11 @@ void CudaEngine::CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) c
 }
 
 int64_t CudaEngine::DecodeBytes(int bits, int len) const {
+  const int lens[1] = {len};
+  return DecodeBatchBytes(bits, lens);
+}
+
+int64_t CudaEngine::DecodeBatchBytes(int bits, absl::Span<const int> lens) const {
   const Impl& m = *impl_;
   const models::LlamaConfig& c = m.config;
   int64_t bytes = 0;
@@ -810,8 +929,10 @@ int64_t CudaEngine::DecodeBytes(int bits, int len) const {
   }
   bytes += m.lm_head.Bytes(0);
   bytes += (2 * static_cast<int64_t>(c.num_hidden_layers) + 1) * c.hidden_size * 4;  // norms
-  bytes += static_cast<int64_t>(c.hidden_size) * 4;                               // embedding row
-  bytes += 2 * static_cast<int64_t>(c.num_hidden_layers) * c.kv_dim() * len * 4;  // K and V
+  for (int len : lens) {
+    bytes += static_cast<int64_t>(c.hidden_size) * 4;                               // embedding row
+    bytes += 2 * static_cast<int64_t>(c.num_hidden_layers) * c.kv_dim() * len * 4;  // K and V
+  }
   return bytes;
 }
 

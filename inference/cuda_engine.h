@@ -1,9 +1,9 @@
-// The GPU Llama engine for batch-1 decoding: our kernels (kernels/) for the decode step's
-// projections (AnyprecGemv straight from the bitplanes, DenseF16Gemv for fp16 weights) and its
-// per-token operations; cuBLAS for prefill passes of more than 8 tokens (dequantize once, then one
-// GEMM), the prefill attention, and the fp32 lm_head. The decode step runs as one CUDA graph per
-// precision. Header free of CUDA and LibTorch (pimpl), so CPU-only code can include it; the
-// library pmpd_cuda_engine exists only when CMake finds CUDA.
+// The GPU Llama engine for decoding up to 8 sequences at once: our kernels (kernels/) for the
+// decode step's projections (AnyprecGemv straight from the bitplanes, DenseF16Gemv for fp16
+// weights) and its per-token operations; cuBLAS for prefill passes of more than 8 tokens
+// (dequantize once, then one GEMM), the prefill attention, and the fp32 lm_head. The decode step
+// runs as one CUDA graph per precision. Header free of CUDA and LibTorch (pimpl), so CPU-only code
+// can include it; the library pmpd_cuda_engine exists only when CMake finds CUDA.
 //
 // Numbers: activations, norms, embeddings, rotary tables, attention and the KV cache are float32;
 // any-precision weights are the checkpoint's fp16 LUT values (exact), dense projections fp16 with
@@ -50,11 +50,14 @@ struct CudaEngineOptions {
   // exact, activations rounded to fp16, fp32 accumulation) instead of fp32 SGEMM: ~5-10x faster
   // prefill, logits within fp16 activation rounding of the CPU engine instead of fp32 rounding.
   bool fp16_prefill = false;
+  // Sequence slots (1..8), each with its own KV cache of max_context positions (so the cache's
+  // memory grows with it), decoded together by DecodeBatch with one read of the weights per step.
+  int max_batch = 1;
 };
 
-// One model on one GPU plus its KV cache (batch 1), an Engine. Not thread-safe; one sequence at a
-// time. Every call is synchronous (returns when the GPU is done); nothing allocates after
-// Load/CreateRandom.
+// One model on one GPU plus the KV caches of max_batch sequences, an Engine. Not thread-safe. Every
+// call is synchronous (returns when the GPU is done); nothing allocates on the GPU after
+// Load/CreateRandom (a new set of slots in DecodeBatch captures one more CUDA graph).
 class CudaEngine : public Engine {
  public:
   // Loads a model directory as LlamaModel::Load does (config.json, safetensors or shards or
@@ -99,6 +102,15 @@ class CudaEngine : public Engine {
   // (plus the logits when `logits` is not null).
   absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax) override;
 
+  int max_batch() const override;
+  int sequence() const override;
+  absl::Status SelectSequence(int slot) override;
+  // Every projection as one GEMV of slots.size() tokens (weights read once), rotary + cache append
+  // and attention per row over its slot; one graph per precision and slot list (captured on its
+  // second use; the first runs eagerly). Greedy: copies back 4 bytes per row.
+  absl::Status DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
+                           std::vector<float>* logits, std::vector<int>* argmax) override;
+
   // The last layer's cache where it lies on the GPU (no copy): float32, K and V each [kv_heads,
   // max_context, head_dim]. Consumers read it through the view's strides only.
   KvView LastLayerKv() const override;
@@ -111,6 +123,9 @@ class CudaEngine : public Engine {
   // lm_head, norms, one embedding row and the K/V of `len` positions in every layer. Activations
   // excluded. The bandwidth-bound time of a step is this divided by the copy bandwidth.
   int64_t DecodeBytes(int bits, int len) const;
+  // The same for one DecodeBatch step of sequences attending over lens[i] positions: the weights
+  // once, the K/V of every sequence.
+  int64_t DecodeBatchBytes(int bits, absl::Span<const int> lens) const;
   // GPU memory this engine holds (weights, KV cache, buffers).
   int64_t device_bytes() const;
 
@@ -118,6 +133,9 @@ class CudaEngine : public Engine {
   struct Impl;
   explicit CudaEngine(std::unique_ptr<Impl> impl);
   absl::Status CheckTokens(absl::Span<const int> tokens) const;
+  // One step of decode rows (checked by the caller).
+  absl::Status DecodeRows(absl::Span<const int> slots, absl::Span<const int> tokens,
+                          std::vector<float>* logits, std::vector<int>* argmax);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,5 +1,7 @@
 #include "inference/engine.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
 
@@ -23,6 +25,74 @@ std::string DeviceName(Device device) {
       return "auto";
   }
   return "?";
+}
+
+absl::Status Engine::SelectSequence(int slot) {
+  if (slot < 0 || slot >= max_batch()) {
+    return absl::OutOfRangeError(absl::StrCat("sequence slot ", slot, " outside [0, ", max_batch(),
+                                              "): this engine holds ", max_batch(),
+                                              max_batch() == 1 ? " sequence" : " sequences"));
+  }
+  return absl::OkStatus();  // one slot: nothing to select
+}
+
+absl::Status CheckDecodeBatch(const Engine& engine, absl::Span<const int> slots,
+                              absl::Span<const int> tokens) {
+  if (slots.empty() || slots.size() != tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("DecodeBatch: ", slots.size(), " slots and ",
+                                                   tokens.size(),
+                                                   " tokens (need one token per slot, >= 1)"));
+  }
+  std::vector<bool> seen(engine.max_batch(), false);
+  for (int s : slots) {
+    if (s < 0 || s >= engine.max_batch()) {
+      return absl::OutOfRangeError(
+          absl::StrCat("DecodeBatch: sequence slot ", s, " outside [0, ", engine.max_batch(), ")"));
+    }
+    if (seen[s]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DecodeBatch: sequence slot ", s, " appears twice"));
+    }
+    seen[s] = true;
+  }
+  for (int id : tokens) {
+    if (id < 0 || id >= engine.config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("DecodeBatch: token id ", id,
+                                                     " outside the vocabulary [0, ",
+                                                     engine.config().vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
+                                 std::vector<float>* logits, std::vector<int>* argmax) {
+  if (auto st = CheckDecodeBatch(*this, slots, tokens); !st.ok()) return st;
+  const int selected = sequence();
+  // Every slot must have room before any of them moves.
+  for (int s : slots) {
+    PMPD_CHECK(SelectSequence(s).ok(), "slot checked above");
+    if (cache_len() >= max_context()) {
+      PMPD_CHECK(SelectSequence(selected).ok(), "slot was selected before");
+      return absl::OutOfRangeError(absl::StrCat("DecodeBatch: sequence slot ", s, " is full (",
+                                                cache_len(), " of ", max_context(), " positions)"));
+    }
+  }
+  const int vocab = config().vocab_size;
+  if (logits != nullptr) logits->resize(slots.size() * static_cast<size_t>(vocab));
+  if (argmax != nullptr) argmax->resize(slots.size());
+  std::vector<float> row;
+  absl::Status st;
+  for (size_t i = 0; i < slots.size() && st.ok(); ++i) {
+    PMPD_CHECK(SelectSequence(slots[i]).ok(), "slot checked above");
+    int best = -1;
+    st = DecodeStep(tokens[i], logits != nullptr ? &row : nullptr, &best);
+    if (!st.ok()) break;
+    if (logits != nullptr) std::copy(row.begin(), row.end(), logits->begin() + i * vocab);
+    if (argmax != nullptr) (*argmax)[i] = best;
+  }
+  PMPD_CHECK(SelectSequence(selected).ok(), "slot was selected before");
+  return st;
 }
 
 KvView HostKvView(absl::Span<const float> k, absl::Span<const float> v, int kv_heads, int length,

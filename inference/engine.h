@@ -49,10 +49,15 @@ struct KvView {
 KvView HostKvView(absl::Span<const float> k, absl::Span<const float> v, int kv_heads, int length,
                   int head_dim);
 
-// A batch-1 decoding engine: one model plus its KV cache, one sequence at a time; not thread-safe.
-// Timeline: Prefill appends the prompt (its last position's logits give the first new token), each
-// DecodeStep appends one token. Any-precision engines switch weight precision between calls at no
-// cost (same weights read with fewer planes, same cache).
+// A decoding engine: one model plus the KV caches of up to max_batch() sequences; not thread-safe.
+// Timeline of a sequence: Prefill appends the prompt (its last position's logits give the first
+// new token), each DecodeStep appends one token. Any-precision engines switch weight precision
+// between calls at no cost (same weights read with fewer planes, same cache).
+//
+// Sequences live in slots 0 .. max_batch() - 1, each with its own cache and length. cache_len,
+// Reset, Prefill, DecodeStep, LastLayerKv and CopyLastLayerKv act on the selected slot (0 until
+// SelectSequence); DecodeBatch steps several slots at once. Engines with one slot (the default)
+// need not know about slots.
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -83,6 +88,20 @@ class Engine {
   // `logits` is null (greedy decoding on the GPU copies 4 bytes back).
   virtual absl::Status DecodeStep(int token, std::vector<float>* logits, int* argmax) = 0;
 
+  // Batched decoding. Slots the engine holds (>= 1); the selected one; selecting is O(1) and fails
+  // for a slot outside [0, max_batch()).
+  virtual int max_batch() const { return 1; }
+  virtual int sequence() const { return 0; }
+  virtual absl::Status SelectSequence(int slot);
+  // One decode step for several sequences: row i feeds tokens[i] to slot slots[i] (distinct) at
+  // that slot's cache_len, all at the current precision. Writes logits [rows, vocab] row-major
+  // and/or argmax [rows] (either may be null). Same results as DecodeStep on each slot in turn;
+  // batching engines (CudaEngine) read the weights once for all rows. Fails, nothing changed, when
+  // the spans differ in size or are empty, a slot is out of range or repeated, a token is outside
+  // the vocabulary, or a slot's cache is full. The selected slot is unchanged.
+  virtual absl::Status DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
+                                   std::vector<float>* logits, std::vector<int>* argmax);
+
   // The last layer's cache, positions [0, cache_len), where it lies: what the learned scheduler
   // reads after prefill. No copy.
   virtual KvView LastLayerKv() const = 0;
@@ -90,5 +109,10 @@ class Engine {
   // labels store them). Cost: one copy of 2 * kv_dim * cache_len values (off the GPU for CUDA).
   virtual void CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const = 0;
 };
+
+// DecodeBatch's argument checks, shared by the engines: sizes, slot range and repeats, token ids
+// (not the cache lengths, which only the engine knows).
+absl::Status CheckDecodeBatch(const Engine& engine, absl::Span<const int> slots,
+                              absl::Span<const int> tokens);
 
 }  // namespace pmpd::inference

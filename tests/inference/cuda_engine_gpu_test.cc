@@ -78,11 +78,12 @@ GreedyRun Greedy(Engine& e, scheduler::PrecisionScheduler* schedule, Prefill pre
   return r;
 }
 
-GreedyRun CpuGreedy(LlamaModel& m, scheduler::PrecisionScheduler* schedule) {
+GreedyRun CpuGreedy(LlamaModel& m, scheduler::PrecisionScheduler* schedule,
+                    const std::vector<int>& prompt = kPrompt) {
   return Greedy(
       m, schedule,
       [&](std::vector<float>* logits, int* tok) {
-        auto st = m.Forward(kPrompt, false, logits);
+        auto st = m.Forward(prompt, false, logits);
         *tok = Argmax(*logits);
         return st;
       },
@@ -248,6 +249,183 @@ TEST_P(CudaEnginePrefillTest, LastLayerKvMatchesCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PrefillChunks, CudaEnginePrefillTest, ::testing::Values(256, 12, 8));
+
+// Batched decoding: four prompts of different lengths prefilled into four slots, then decoded
+// together by DecodeBatch. Each sequence's greedy tokens equal the CPU engine's for that prompt
+// alone, at 4, 3 and 2 bits with irregular batches (the slot sets and their order change from step
+// to step, so sequences sit at different lengths and several graphs are captured) and under a
+// 4 -> 3 -> 2 schedule in lockstep; logits and the last layer's K/V of every slot within fp32
+// tolerance of the CPU's.
+const std::vector<std::vector<int>>& BatchPrompts() {
+  static const std::vector<std::vector<int>> prompts = {
+      kPrompt, {1, 403}, {1, 378, 261, 403, 407, 261, 378, 500, 12, 77, 301}, {1, 261, 299}};
+  return prompts;
+}
+
+TEST_F(CudaEngineTest, BatchedDecodeMatchesCpuPerSequence) {
+  auto cpu = LlamaModel::Load(QuantizedDir());
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  CudaEngineOptions options;
+  options.max_batch = 4;
+  options.max_context = 256;
+  auto gpu = CudaEngine::Load(QuantizedDir(), options);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  CudaEngine& g = **gpu;
+  const auto& c = (*cpu)->config();
+  const auto& prompts = BatchPrompts();
+  const int B = static_cast<int>(prompts.size());
+  ASSERT_EQ(g.max_batch(), B);
+
+  // Prefills every slot at the current precision; token 0 of each run.
+  auto prefill_all = [&](std::vector<GreedyRun>* runs) {
+    runs->assign(B, {});
+    for (int s = 0; s < B; ++s) {
+      ASSERT_TRUE(g.SelectSequence(s).ok());
+      g.Reset();
+      std::vector<float> logits;
+      int tok = -1;
+      ASSERT_TRUE(g.Prefill(prompts[s], &logits, &tok).ok());
+      (*runs)[s].tokens.push_back(tok);
+      (*runs)[s].logits.push_back(logits);
+      (*runs)[s].precisions.push_back(g.precision());
+    }
+    ASSERT_TRUE(g.SelectSequence(0).ok());
+  };
+  // One DecodeBatch over `slots`, appending to each slot's run.
+  auto step = [&](const std::vector<int>& slots, std::vector<GreedyRun>* runs) {
+    std::vector<int> tokens;
+    for (int s : slots) tokens.push_back((*runs)[s].tokens.back());
+    std::vector<float> logits;
+    std::vector<int> argmax;
+    ASSERT_TRUE(g.DecodeBatch(slots, tokens, &logits, &argmax).ok());
+    ASSERT_EQ(argmax.size(), slots.size());
+    ASSERT_EQ(logits.size(), slots.size() * c.vocab_size);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      GreedyRun& r = (*runs)[slots[i]];
+      r.tokens.push_back(argmax[i]);
+      r.logits.emplace_back(logits.begin() + i * c.vocab_size,
+                            logits.begin() + (i + 1) * c.vocab_size);
+      r.precisions.push_back(g.precision());
+      ASSERT_EQ(argmax[i], Argmax(r.logits.back())) << "slot " << slots[i];
+    }
+  };
+  auto compare = [&](const std::vector<GreedyRun>& runs, scheduler::PrecisionScheduler* schedule,
+                     const std::string& what) {
+    for (int s = 0; s < B; ++s) {
+      if (schedule != nullptr) {
+        ASSERT_TRUE((*cpu)->SetPrecision(schedule->precisions().front()).ok());
+      }
+      const GreedyRun want = CpuGreedy(**cpu, schedule, prompts[s]);
+      const std::string name = what + ", slot " + std::to_string(s);
+      ExpectSameTokens(runs[s], want, name);
+      ExpectClose(runs[s].logits[10], want.logits[10], Fp32Tolerance(c, MaxAbs(want.logits[10])),
+                  name + ": step-10 logits");
+      // The slot's cache: the prompt and every fed token, as the CPU's after the same run.
+      ASSERT_TRUE(g.SelectSequence(s).ok());
+      EXPECT_EQ(g.cache_len(), static_cast<int>(prompts[s].size()) + kNewTokens - 1) << name;
+      std::vector<float> kc, vc, kg, vg;
+      (*cpu)->CopyLastLayerKv(&kc, &vc);
+      g.CopyLastLayerKv(&kg, &vg);
+      ExpectClose(kg, kc, Fp32Tolerance(c, MaxAbs(kc)), name + ": last-layer K");
+      ExpectClose(vg, vc, Fp32Tolerance(c, MaxAbs(vc)), name + ": last-layer V");
+    }
+    ASSERT_TRUE(g.SelectSequence(0).ok());
+  };
+
+  for (int bits : {4, 3, 2}) {
+    ASSERT_TRUE((*cpu)->SetPrecision(bits).ok());
+    ASSERT_TRUE(g.SetPrecision(bits).ok());
+    std::vector<GreedyRun> runs;
+    prefill_all(&runs);
+    if (HasFatalFailure()) return;
+    // Irregular batches until every slot has kNewTokens tokens.
+    const std::vector<std::vector<int>> patterns = {{0, 1, 2, 3}, {3, 1}, {2, 0, 1}, {1}, {3, 2}};
+    for (int k = 0;; ++k) {
+      std::vector<int> slots;
+      for (int s : patterns[k % patterns.size()]) {
+        if (static_cast<int>(runs[s].tokens.size()) < kNewTokens) slots.push_back(s);
+      }
+      if (slots.empty()) {
+        bool done = true;
+        for (const GreedyRun& r : runs)
+          done = done && static_cast<int>(r.tokens.size()) == kNewTokens;
+        if (done) break;
+        continue;
+      }
+      step(slots, &runs);
+      if (HasFatalFailure()) return;
+    }
+    compare(runs, nullptr, "batched at " + std::to_string(bits) + " bits");
+  }
+
+  // A 4 -> 3 -> 2 schedule, all four in lockstep (the step index decides the precision).
+  auto schedule = scheduler::MakeStaticScheduler({4, 3, 2}, {8, 20});
+  ASSERT_TRUE(schedule.ok());
+  ASSERT_TRUE(g.SetPrecision(4).ok());
+  std::vector<GreedyRun> runs;
+  prefill_all(&runs);
+  if (HasFatalFailure()) return;
+  (*schedule)->Reset();
+  for (int k = 1; k < kNewTokens; ++k) {
+    const int bits = (*schedule)->NextPrecision(k, g.precision(), runs[0].logits.back());
+    if (bits != g.precision()) ASSERT_TRUE(g.SetPrecision(bits).ok());
+    step({0, 1, 2, 3}, &runs);
+    if (HasFatalFailure()) return;
+  }
+  auto cpu_schedule = scheduler::MakeStaticScheduler({4, 3, 2}, {8, 20});
+  ASSERT_TRUE(cpu_schedule.ok());
+  compare(runs, cpu_schedule->get(), "batched under 4,3,2 at 8,20");
+}
+
+// DecodeBatch's refusals leave every slot as it was; Reset and Prefill act on the selected slot
+// only.
+TEST_F(CudaEngineTest, BatchedDecodeErrorsAreClean) {
+  CudaEngineOptions options;
+  options.max_batch = 3;
+  options.max_context = 16;
+  auto gpu = CudaEngine::Load(QuantizedDir(), options);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  CudaEngine& g = **gpu;
+  for (int s = 0; s < 3; ++s) {
+    ASSERT_TRUE(g.SelectSequence(s).ok());
+    ASSERT_TRUE(g.Prefill(std::vector<int>(s + 2, 5), nullptr, nullptr).ok());
+  }
+  EXPECT_EQ(g.SelectSequence(3).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(g.sequence(), 2);
+  auto lens = [&] {
+    std::vector<int> out;
+    for (int s = 0; s < 3; ++s) {
+      EXPECT_TRUE(g.SelectSequence(s).ok());
+      out.push_back(g.cache_len());
+    }
+    return out;
+  };
+  const std::vector<int> before = lens();
+  EXPECT_EQ(before, (std::vector<int>{2, 3, 4}));
+  std::vector<int> argmax;
+  EXPECT_EQ(g.DecodeBatch({0, 0}, {1, 1}, nullptr, &argmax).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(g.DecodeBatch({0, 3}, {1, 1}, nullptr, &argmax).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(g.DecodeBatch({0, 1}, {1}, nullptr, &argmax).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(g.DecodeBatch({}, {}, nullptr, &argmax).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(g.DecodeBatch({1, 2}, {1, g.config().vocab_size}, nullptr, &argmax).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(lens(), before);
+  // Fill slot 2 to the context; a batch holding it is refused whole.
+  ASSERT_TRUE(g.SelectSequence(2).ok());
+  ASSERT_TRUE(g.Prefill(std::vector<int>(16 - 4, 5), nullptr, nullptr).ok());
+  EXPECT_EQ(g.DecodeBatch({0, 2}, {1, 1}, nullptr, &argmax).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(lens(), (std::vector<int>{2, 3, 16}));
+  ASSERT_TRUE(g.DecodeBatch({1, 0}, {1, 1}, nullptr, &argmax).ok());
+  EXPECT_EQ(lens(), (std::vector<int>{3, 4, 16}));
+  ASSERT_TRUE(g.SelectSequence(1).ok());
+  g.Reset();
+  EXPECT_EQ(lens(), (std::vector<int>{3, 0, 16}));
+  options.max_batch = 9;
+  EXPECT_EQ(CudaEngine::Load(QuantizedDir(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
 
 // The float model through the fp16 path (fp16 projections, fp32 lm_head): logits within fp16
 // rounding, greedy equal up to the first near-tie.

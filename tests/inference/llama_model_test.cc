@@ -197,6 +197,55 @@ TEST(LlamaModelTest, RejectsTokensPastContextAndOutOfVocab) {
             9u);  // the 9th token is sampled, never fed back
 }
 
+// The Engine's default DecodeBatch (one slot, DecodeStep underneath): the same logits and argmax
+// as DecodeStep, and its refusals (other slots, sizes, token ids, a full cache) change nothing.
+TEST(LlamaModelTest, DefaultDecodeBatchIsDecodeStepOnOneSlot) {
+  auto config = models::ParseLlamaConfig(
+      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
+          "num_attention_heads": 2, "vocab_size": 32, "max_position_embeddings": 8})",
+      "cfg");
+  ASSERT_TRUE(config.ok());
+  const std::string dir = MakeTempDir("batch1");
+  ASSERT_TRUE(models::WriteRandomLlama(dir, *config, 3).ok());
+  auto a = LlamaModel::Load(dir);
+  auto b = LlamaModel::Load(dir);
+  ASSERT_TRUE(a.ok() && b.ok());
+  Engine& batched = **a;
+  Engine& single = **b;
+  EXPECT_EQ(batched.max_batch(), 1);
+  EXPECT_EQ(batched.sequence(), 0);
+  EXPECT_TRUE(batched.SelectSequence(0).ok());
+  EXPECT_EQ(batched.SelectSequence(1).code(), absl::StatusCode::kOutOfRange);
+  const std::vector<int> prompt = {1, 5, 9};
+  ASSERT_TRUE(batched.Prefill(prompt, nullptr, nullptr).ok());
+  ASSERT_TRUE(single.Prefill(prompt, nullptr, nullptr).ok());
+  int tok = 7;
+  for (int k = 0; k < 4; ++k) {
+    std::vector<float> want, got;
+    int want_arg = -1;
+    std::vector<int> got_arg;
+    ASSERT_TRUE(single.DecodeStep(tok, &want, &want_arg).ok());
+    ASSERT_TRUE(batched.DecodeBatch({0}, {tok}, &got, &got_arg).ok());
+    EXPECT_EQ(got, want);
+    ASSERT_EQ(got_arg.size(), 1u);
+    EXPECT_EQ(got_arg[0], want_arg);
+    tok = want_arg;
+  }
+  EXPECT_EQ(batched.cache_len(), 7);
+  std::vector<int> arg;
+  EXPECT_EQ(batched.DecodeBatch({1}, {tok}, nullptr, &arg).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(batched.DecodeBatch({0}, {32}, nullptr, &arg).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(batched.DecodeBatch({0}, {1, 2}, nullptr, &arg).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(batched.cache_len(), 7);
+  ASSERT_TRUE(batched.DecodeBatch({0}, {tok}, nullptr, &arg).ok());
+  auto full = batched.DecodeBatch({0}, {tok}, nullptr, &arg);
+  EXPECT_EQ(full.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_NE(full.message().find("slot 0 is full (8 of 8 positions)"), std::string::npos) << full;
+  EXPECT_EQ(batched.cache_len(), 8);
+}
+
 TEST(LlamaModelTest, BadCheckpointsGiveClearErrors) {
   auto config = models::ParseLlamaConfig(
       R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
