@@ -53,6 +53,9 @@ ABSL_FLAG(int, new_tokens, 128,
 ABSL_FLAG(int, repeats, 3, "e2e: runs per configuration (the median decode rate is reported).");
 ABSL_FLAG(int, batch, 1,
           "e2e: sequences decoded together (1..8; CudaEngineOptions::max_batch, DecodeBatch).");
+ABSL_FLAG(bool, kv_fp16, false,
+          "e2e: the KV cache in fp16 (CudaEngineOptions::kv_cache_fp16; the bound counts 2 bytes "
+          "per K/V element).");
 ABSL_FLAG(int, layers, 32, "e2e: decoder layers of the 7B shape (fewer for a quick smoke run).");
 ABSL_FLAG(bool, graphs, true, "e2e: run decode steps as CUDA graphs (false: kernel by kernel).");
 ABSL_FLAG(bool, fp16_prefill, false,
@@ -268,16 +271,28 @@ E2eRow TimeSchedule(pmpd::inference::CudaEngine& engine,
   return row;
 }
 
-int RunE2e(double bw_gbs, const char* device_name) {
-  using pmpd::inference::CudaEngine;
+// The e2e flags, checked before any GPU work.
+absl::Status CheckE2eFlags() {
   const int ctx = absl::GetFlag(FLAGS_context), n = absl::GetFlag(FLAGS_new_tokens);
   const int batch = absl::GetFlag(FLAGS_batch);
   if (ctx < 1 || n < 2 || absl::GetFlag(FLAGS_repeats) < 1 || absl::GetFlag(FLAGS_layers) < 1 ||
       batch < 1 || batch > 8) {
-    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError(
-                                             "--context >= 1, --new-tokens >= 2, --repeats >= 1, "
-                                             "--layers >= 1 and --batch in 1..8"));
+    return absl::InvalidArgumentError(
+        "--context >= 1, --new-tokens >= 2, --repeats >= 1, --layers >= 1 and --batch in 1..8");
   }
+  const int positions = Llama2_7BShape(1).max_position_embeddings;
+  if (ctx + n > positions) {
+    return absl::InvalidArgumentError(absl::StrCat("--context + --new-tokens = ", ctx + n,
+                                                   " exceeds the 7B shape's ", positions,
+                                                   " positions (max_position_embeddings)"));
+  }
+  return absl::OkStatus();
+}
+
+int RunE2e(double bw_gbs, const char* device_name) {
+  using pmpd::inference::CudaEngine;
+  const int ctx = absl::GetFlag(FLAGS_context), n = absl::GetFlag(FLAGS_new_tokens);
+  const int batch = absl::GetFlag(FLAGS_batch);
   const pmpd::models::LlamaConfig config = Llama2_7BShape(absl::GetFlag(FLAGS_layers));
   pmpd::inference::CudaEngineOptions options;
   options.max_context = ctx + n;
@@ -286,6 +301,7 @@ int RunE2e(double bw_gbs, const char* device_name) {
   options.overlap_launches = absl::GetFlag(FLAGS_overlap);
   options.fp16_prefill = absl::GetFlag(FLAGS_fp16_prefill);
   options.max_batch = batch;
+  options.kv_cache_fp16 = absl::GetFlag(FLAGS_kv_fp16);
   std::mt19937 rng(11);
   std::vector<std::vector<int>> prompts(batch, std::vector<int>(ctx));
   for (auto& prompt : prompts) {
@@ -295,10 +311,11 @@ int RunE2e(double bw_gbs, const char* device_name) {
       "e2e: Llama-2-7B shape (hidden 4096, %d layers, FFN 11008, vocab 32000, 32 heads / 32 KV "
       "heads), random "
       "weights; prefill %d tokens, then %d generated (decode steps at positions %d..%d); KV cache "
-      "float32, "
+      "%s, "
       "lm_head fp16; CUDA graphs %s, overlapped GEMV launches %s, any-precision prefill in %s; "
       "median of %d runs; %d %s decoded together\n",
-      config.num_hidden_layers, ctx, n, ctx, ctx + n - 2, options.use_graphs ? "on" : "off",
+      config.num_hidden_layers, ctx, n, ctx, ctx + n - 2,
+      options.kv_cache_fp16 ? "float16" : "float32", options.use_graphs ? "on" : "off",
       options.overlap_launches ? "on" : "off", options.fp16_prefill ? "fp16" : "fp32",
       absl::GetFlag(FLAGS_repeats), batch, batch == 1 ? "sequence" : "sequences");
   std::vector<E2eRow> rows;
@@ -355,6 +372,7 @@ int RunE2e(double bw_gbs, const char* device_name) {
         {"new_tokens", n},
         {"layers", config.num_hidden_layers},
         {"batch", batch},
+        {"kv_cache", options.kv_cache_fp16 ? "float16" : "float32"},
         {"graphs", options.use_graphs},
         {"rows", out}}.dump(1);
   }
@@ -375,7 +393,17 @@ int main(int argc, char** argv) {
     return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError(
                                              "--mode must be kernel or e2e, got \"" + mode + "\""));
   }
-  int dev = 0;
+  if (mode == "e2e") {
+    if (auto st = CheckE2eFlags(); !st.ok()) return pmpd::cli::Fail("pmpd-bench", st);
+  }
+  int dev = 0, count = 0;
+  if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess || count == 0) {
+    return pmpd::cli::Fail(
+        "pmpd-bench", absl::FailedPreconditionError(absl::StrCat(
+                          "no CUDA device",
+                          e != cudaSuccess ? absl::StrCat(" (", cudaGetErrorString(e), ")") : "",
+                          ": the benchmarks need an NVIDIA GPU")));
+  }
   cudaDeviceProp prop;
   PMPD_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
   const double bw = MeasureBandwidthGBs();

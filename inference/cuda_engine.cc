@@ -98,8 +98,9 @@ struct DeviceLayer {
   // 22016 rows runs faster than three / two over 4096 / 11008 (kernels/NOTES.md). Prefill chunks
   // keep the separate products. Costs a second copy of those weights.
   DeviceLinear qkv, gate_up;
-  float* k_cache = nullptr;  // [kv_heads, max_ctx, head_dim]
-  float* v_cache = nullptr;
+  // [max_batch][kv_heads, max_ctx, head_dim] of float, or __half with kv_cache_fp16.
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
   // In the order of models::LlamaProjections.
   std::array<DeviceLinear*, 7> Projections() { return {&q, &k, &v, &o, &gate, &up, &down}; }
   std::array<const DeviceLinear*, 7> Projections() const {
@@ -148,9 +149,24 @@ struct CudaEngine::Impl {
   int selected = 0;             // the slot of the single-sequence calls
   int& cache_len() { return cache_lens[selected]; }
   int cache_len() const { return cache_lens[selected]; }
-  size_t slot_stride = 0;  // floats between two slots' caches of one layer
-  float* KCache(const DeviceLayer& L, int slot) const { return L.k_cache + slot * slot_stride; }
-  float* VCache(const DeviceLayer& L, int slot) const { return L.v_cache + slot * slot_stride; }
+  bool kv16 = false;       // fp16 KV cache (CudaEngineOptions::kv_cache_fp16)
+  size_t kv_elem = 4;      // bytes per cache element
+  size_t slot_stride = 0;  // elements between two slots' caches of one layer
+  void* KCache(const DeviceLayer& L, int slot) const {
+    return static_cast<char*>(L.k_cache) + slot * slot_stride * kv_elem;
+  }
+  void* VCache(const DeviceLayer& L, int slot) const {
+    return static_cast<char*>(L.v_cache) + slot * slot_stride * kv_elem;
+  }
+  // f(k, v) with a slot's caches as typed pointers (float* or __half*).
+  template <typename F>
+  void WithCache(const DeviceLayer& L, int slot, F&& f) {
+    if (kv16) {
+      f(static_cast<__half*>(KCache(L, slot)), static_cast<__half*>(VCache(L, slot)));
+    } else {
+      f(static_cast<float*>(KCache(L, slot)), static_cast<float*>(VCache(L, slot)));
+    }
+  }
 
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
@@ -178,6 +194,7 @@ struct CudaEngine::Impl {
   float* attn_ws = nullptr;  // split-K decode attention partials (DecodeAttentionWorkspaceFloats)
   float* scores = nullptr;   // prefill attention: [heads, chunk, max_ctx]
   float* w32 = nullptr;      // prefill: one projection dequantized to fp32 (any-precision models)
+  float* kv32 = nullptr;     // prefill over an fp16 cache: one slot's K then V as fp32
   int32_t* prompt_ids = nullptr;  // [max_ctx]: the token ids of one Prefill
   int32_t* prompt_pos = nullptr;  // [max_ctx]: their positions
   int32_t* step = nullptr;        // decode: see kRows
@@ -208,8 +225,10 @@ struct CudaEngine::Impl {
 
   void Linear(const DeviceLinear& lin, const float* in, int m, float* out, int bits);
   // Causal attention of n prompt tokens at positions first_pos.. over one slot's cache (which
-  // already holds their K/V): per head S = Q K^T / sqrt(hd), CausalSoftmaxRows, O = P V; SGEMMs.
+  // already holds their K/V): per head S = Q K^T / sqrt(hd), CausalSoftmaxRows, O = P V; SGEMMs
+  // (an fp16 cache is read as fp32 through kv32 first).
   void PrefillAttention(const float* k_cache, const float* v_cache, int n, int first_pos);
+  void PrefillAttention(const __half* k_cache, const __half* v_cache, int n, int first_pos);
   // After the weights are in place: fused decode products, the prefill scratch, the graphs.
   absl::Status Finish();
   // Runs n tokens (ids, positions on the device) through every layer, appending their K/V.
@@ -395,13 +414,15 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   }
 
   // KV cache: every layer's K and V for every slot, preallocated for max_ctx positions.
+  kv16 = o.kv_cache_fp16;
+  kv_elem = kv16 ? 2 : 4;
   slot_stride = static_cast<size_t>(c.num_key_value_heads) * max_ctx * c.head_dim;
-  const size_t per = slot_stride * max_batch;
-  const size_t kv_bytes = 2 * per * c.num_hidden_layers * sizeof(float);
-  auto kv = AllocArray<float>(
-      2 * per * c.num_hidden_layers,
+  const size_t per = slot_stride * max_batch * kv_elem;  // bytes of one layer's K
+  const size_t kv_bytes = 2 * per * c.num_hidden_layers;
+  auto kv = AllocArray<char>(
+      kv_bytes,
       absl::StrCat("the KV cache (", max_batch, max_batch == 1 ? " sequence" : " sequences", " of ",
-                   max_ctx, " positions, float32)"));
+                   max_ctx, " positions, ", kv16 ? "float16" : "float32", ")"));
   if (!kv.ok()) return kv.status();
   if (cudaError_t me = cudaMemset(*kv, 0, kv_bytes); me != cudaSuccess)
     return CudaError(me, "clearing the KV cache");
@@ -409,6 +430,11 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     layers[l].k_cache = *kv + (2 * l) * per;
     layers[l].v_cache = *kv + (2 * l + 1) * per;
+  }
+  if (kv16) {
+    auto k32 = AllocArray<float>(2 * slot_stride, "the prefill's fp32 copy of one layer's K/V");
+    if (!k32.ok()) return k32.status();
+    kv32 = *k32;
   }
 
   // Rotary tables [max_ctx, head_dim]: cos/sin of cat(freqs, freqs), freqs = position * inv_freq.
@@ -498,24 +524,25 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
         const float* ki = fused ? qi + qd : kbuf + static_cast<size_t>(i) * c.kv_dim();
         const float* vi = fused ? qi + qd + c.kv_dim() : vbuf + static_cast<size_t>(i) * c.kv_dim();
         // Rotary of q and k and the cache append in one launch, then the attention.
-        kernels::RotaryKvAppend(qi, ki, vi, positions + i, rope_cos, rope_sin, nh, kvh, hd, max_ctx,
-                                KCache(L, slots[i]), VCache(L, slots[i]), stream);
-        kernels::DecodeAttention(qi, KCache(L, slots[i]), VCache(L, slots[i]), nh, kvh, hd, max_ctx,
-                                 step + 2 * kRows + i, attn_ws, attn + static_cast<size_t>(i) * qd,
-                                 stream);
+        WithCache(L, slots[i], [&](auto* kc, auto* vc) {
+          kernels::RotaryKvAppend(qi, ki, vi, positions + i, rope_cos, rope_sin, nh, kvh, hd,
+                                  max_ctx, kc, vc, stream);
+          kernels::DecodeAttention(qi, kc, vc, nh, kvh, hd, max_ctx, step + 2 * kRows + i, attn_ws,
+                                   attn + static_cast<size_t>(i) * qd, stream);
+        });
       }
     } else {
       Linear(L.q, h, n, q, bits);
       Linear(L.k, h, n, kbuf, bits);
       Linear(L.v, h, n, vbuf, bits);
-      float* kc = KCache(L, slots[0]);
-      float* vc = VCache(L, slots[0]);
       kernels::RotaryInPlace(q, positions, rope_cos, rope_sin, n, nh, hd, stream);
       kernels::RotaryInPlace(kbuf, positions, rope_cos, rope_sin, n, kvh, hd, stream);
-      kernels::KvCacheWrite(kbuf, positions, n, kvh, hd, max_ctx, kc, stream);
-      kernels::KvCacheWrite(vbuf, positions, n, kvh, hd, max_ctx, vc, stream);
-      // Causal: token t sees the cache up to its own position.
-      PrefillAttention(kc, vc, n, first_pos);
+      WithCache(L, slots[0], [&](auto* kc, auto* vc) {
+        kernels::KvCacheWrite(kbuf, positions, n, kvh, hd, max_ctx, kc, stream);
+        kernels::KvCacheWrite(vbuf, positions, n, kvh, hd, max_ctx, vc, stream);
+        // Causal: token t sees the cache up to its own position.
+        PrefillAttention(kc, vc, n, first_pos);
+      });
     }
     Linear(L.o, attn, n, proj, bits);
     kernels::AddRmsNormF32(x, proj, L.post_norm, h, n, H, eps, stream);
@@ -544,6 +571,16 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
   kernels::RmsNormF32(x + static_cast<size_t>(n - rows) * H, final_norm, h, rows, H, eps, stream);
   Linear(lm_head, h, rows, logits, bits);
   kernels::ArgmaxRows(logits, rows, c.vocab_size, argmax, stream);
+}
+
+void CudaEngine::Impl::PrefillAttention(const __half* k_cache, const __half* v_cache, int n,
+                                        int first_pos) {
+  const models::LlamaConfig& c = config;
+  const int len = first_pos + n;
+  kernels::KvCacheToF32(k_cache, c.num_key_value_heads, len, c.head_dim, max_ctx, kv32, stream);
+  kernels::KvCacheToF32(v_cache, c.num_key_value_heads, len, c.head_dim, max_ctx,
+                        kv32 + slot_stride, stream);
+  PrefillAttention(kv32, kv32 + slot_stride, n, first_pos);
 }
 
 void CudaEngine::Impl::PrefillAttention(const float* k_cache, const float* v_cache, int n,
@@ -877,7 +914,7 @@ KvView CudaEngine::LastLayerKv() const {
   KvView view;
   view.device = Device::kCuda;
   view.cuda_device = m.options.device;
-  view.dtype = KvDtype::kFloat32;
+  view.dtype = m.kv16 ? KvDtype::kFloat16 : KvDtype::kFloat32;
   view.k = m.KCache(m.layers.back(), m.selected);
   view.v = m.VCache(m.layers.back(), m.selected);
   view.kv_heads = m.config.num_key_value_heads;
@@ -902,17 +939,25 @@ void CudaEngine::CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) c
   const models::LlamaConfig& c = m.config;
   const size_t row = static_cast<size_t>(m.cache_len()) * c.head_dim;  // one head's valid span
   PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
+  std::vector<uint16_t> half;
   for (auto [src, out] :
-       {std::pair<const float*, std::vector<float>*>{m.KCache(m.layers.back(), m.selected), k},
+       {std::pair<const void*, std::vector<float>*>{m.KCache(m.layers.back(), m.selected), k},
         {m.VCache(m.layers.back(), m.selected), v}}) {
     out->resize(row * c.num_key_value_heads);
     if (row == 0) continue;
-    PMPD_CUDA_CHECK(cudaMemcpy2DAsync(out->data(), row * sizeof(float), src,
-                                      static_cast<size_t>(m.max_ctx) * c.head_dim * sizeof(float),
-                                      row * sizeof(float), c.num_key_value_heads,
-                                      cudaMemcpyDeviceToHost, m.stream));
+    void* dst = out->data();
+    if (m.kv16) {
+      half.resize(out->size());
+      dst = half.data();
+    }
+    PMPD_CUDA_CHECK(cudaMemcpy2DAsync(
+        dst, row * m.kv_elem, src, static_cast<size_t>(m.max_ctx) * c.head_dim * m.kv_elem,
+        row * m.kv_elem, c.num_key_value_heads, cudaMemcpyDeviceToHost, m.stream));
+    PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+    if (m.kv16) {
+      for (size_t i = 0; i < half.size(); ++i) (*out)[i] = kernels::F16ToF32(half[i]);
+    }
   }
-  PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
 }
 
 int64_t CudaEngine::DecodeBytes(int bits, int len) const {
@@ -930,8 +975,9 @@ int64_t CudaEngine::DecodeBatchBytes(int bits, absl::Span<const int> lens) const
   bytes += m.lm_head.Bytes(0);
   bytes += (2 * static_cast<int64_t>(c.num_hidden_layers) + 1) * c.hidden_size * 4;  // norms
   for (int len : lens) {
-    bytes += static_cast<int64_t>(c.hidden_size) * 4;                               // embedding row
-    bytes += 2 * static_cast<int64_t>(c.num_hidden_layers) * c.kv_dim() * len * 4;  // K and V
+    bytes += static_cast<int64_t>(c.hidden_size) * 4;  // embedding row
+    bytes += 2 * static_cast<int64_t>(c.num_hidden_layers) * c.kv_dim() * len *
+             static_cast<int64_t>(m.kv_elem);  // K and V
   }
   return bytes;
 }

@@ -5,7 +5,8 @@
 // runs as one CUDA graph per precision. Header free of CUDA and LibTorch (pimpl), so CPU-only code
 // can include it; the library pmpd_cuda_engine exists only when CMake finds CUDA.
 //
-// Numbers: activations, norms, embeddings, rotary tables, attention and the KV cache are float32;
+// Numbers: activations, norms, embeddings, rotary tables, attention and the KV cache are float32
+// (the cache optionally fp16, CudaEngineOptions::kv_cache_fp16);
 // any-precision weights are the checkpoint's fp16 LUT values (exact), dense projections fp16 with
 // fp32 accumulation, the lm_head fp32 (or fp16, see CudaEngineOptions::fp16_lm_head).
 #pragma once
@@ -53,6 +54,10 @@ struct CudaEngineOptions {
   // Sequence slots (1..8), each with its own KV cache of max_context positions (so the cache's
   // memory grows with it), decoded together by DecodeBatch with one read of the weights per step.
   int max_batch = 1;
+  // The KV cache in fp16 instead of fp32: half its memory and of the bytes attention reads per
+  // step (what limits batched and long-context decoding). K and V are rounded to fp16 when
+  // stored; attention math stays fp32. LastLayerKv then views fp16 (KvDtype::kFloat16).
+  bool kv_cache_fp16 = false;
 };
 
 // One model on one GPU plus the KV caches of max_batch sequences, an Engine. Not thread-safe. Every
@@ -111,11 +116,11 @@ class CudaEngine : public Engine {
   absl::Status DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
                            std::vector<float>* logits, std::vector<int>* argmax) override;
 
-  // The last layer's cache where it lies on the GPU (no copy): float32, K and V each [kv_heads,
-  // max_context, head_dim]. Consumers read it through the view's strides only.
+  // The last layer's cache where it lies on the GPU (no copy): float32 (or float16), K and V each
+  // [kv_heads, max_context, head_dim]. Consumers read it through the view's strides and dtype.
   KvView LastLayerKv() const override;
-  // Host copies, each [kv_heads, cache_len, head_dim] row-major. Cost: 2 * kv_dim * cache_len
-  // floats over PCIe.
+  // Host copies, each [kv_heads, cache_len, head_dim] row-major (an fp16 cache converted,
+  // exactly). Cost: 2 * kv_dim * cache_len elements over PCIe.
   void CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const override;
 
   // Bytes one decode step must read from GPU memory at `bits` (0 for plain models) with `len`

@@ -1,4 +1,6 @@
 // Split-K (flash-decoding) decode attention (contract in decode_attention.cuh).
+#include <cuda_fp16.h>
+
 #include <cfloat>
 #include <cstdint>
 
@@ -17,9 +19,12 @@ namespace {
 // with threads over head_dim. Writes (o[0..hd), m, l) of the chunk to the workspace. Chunks at or
 // past len (the grid is sized for max_len) exit at once.
 constexpr int kSplitWarps = 4;
-__global__ void DecodeAttentionPartialKernel(const float* __restrict__ q,
-                                             const float* __restrict__ k,
-                                             const float* __restrict__ v, int group, int head_dim,
+__device__ __forceinline__ float LoadF(const float* p) { return *p; }
+__device__ __forceinline__ float LoadF(const __half* p) { return __half2float(*p); }
+
+template <typename T>
+__global__ void DecodeAttentionPartialKernel(const float* __restrict__ q, const T* __restrict__ k,
+                                             const T* __restrict__ v, int group, int head_dim,
                                              int max_len, const int32_t* __restrict__ len_device,
                                              float scale, int max_chunks, float* __restrict__ ws) {
   constexpr int C = kDecodeAttentionChunk;
@@ -36,17 +41,17 @@ __global__ void DecodeAttentionPartialKernel(const float* __restrict__ q,
     const int d = lane + 32 * i;
     qr[i] = d < head_dim ? q[static_cast<size_t>(h) * head_dim + d] * scale : 0.f;
   }
-  const float* kb = k + (static_cast<size_t>(kvh) * max_len + start) * head_dim;
-  const float* vb = v + (static_cast<size_t>(kvh) * max_len + start) * head_dim;
+  const T* kb = k + (static_cast<size_t>(kvh) * max_len + start) * head_dim;
+  const T* vb = v + (static_cast<size_t>(kvh) * max_len + start) * head_dim;
   // Unrolled so a warp has several K rows in flight (one row per iteration was latency-bound).
 #pragma unroll 4
   for (int j = warp; j < n; j += kSplitWarps) {
-    const float* kj = kb + static_cast<size_t>(j) * head_dim;
+    const T* kj = kb + static_cast<size_t>(j) * head_dim;
     float s = 0.f;
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int d = lane + 32 * i;
-      if (d < head_dim) s += qr[i] * kj[d];
+      if (d < head_dim) s += qr[i] * LoadF(kj + d);
     }
     s = WarpSum(s);
     if (lane == 0) sc[j] = s;
@@ -73,7 +78,7 @@ __global__ void DecodeAttentionPartialKernel(const float* __restrict__ q,
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float acc = 0.f;
 #pragma unroll 16
-    for (int j = 0; j < n; ++j) acc += sc[j] * vb[static_cast<size_t>(j) * head_dim + d];
+    for (int j = 0; j < n; ++j) acc += sc[j] * LoadF(vb + static_cast<size_t>(j) * head_dim + d);
     out[d] = acc;
   }
   if (threadIdx.x == 0) {
@@ -115,6 +120,22 @@ __global__ void DecodeAttentionMergeKernel(const float* __restrict__ ws, int hea
   }
 }
 
+template <typename T>
+void LaunchDecodeAttention(const float* q, const T* k, const T* v, int heads, int kv_heads,
+                           int head_dim, int max_len, const int32_t* len, float* workspace,
+                           float* out, cudaStream_t stream) {
+  PMPD_CHECK(
+      heads % kv_heads == 0 && max_len >= 1 && max_len <= kDecodeAttentionMaxLen && head_dim <= 256,
+      "DecodeAttention: bad shape");
+  const int chunks = (max_len + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
+  DecodeAttentionPartialKernel<T><<<dim3(heads, chunks), 32 * kSplitWarps, 0, stream>>>(
+      q, k, v, heads / kv_heads, head_dim, max_len, len, 1.f / sqrtf(static_cast<float>(head_dim)),
+      chunks, workspace);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+  DecodeAttentionMergeKernel<<<heads, 128, 0, stream>>>(workspace, head_dim, chunks, len, out);
+  PMPD_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len) {
@@ -125,16 +146,13 @@ int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len) {
 void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads,
                      int head_dim, int max_len, const int32_t* len, float* workspace, float* out,
                      cudaStream_t stream) {
-  PMPD_CHECK(
-      heads % kv_heads == 0 && max_len >= 1 && max_len <= kDecodeAttentionMaxLen && head_dim <= 256,
-      "DecodeAttention: bad shape");
-  const int chunks = (max_len + kDecodeAttentionChunk - 1) / kDecodeAttentionChunk;
-  DecodeAttentionPartialKernel<<<dim3(heads, chunks), 32 * kSplitWarps, 0, stream>>>(
-      q, k, v, heads / kv_heads, head_dim, max_len, len, 1.f / sqrtf(static_cast<float>(head_dim)),
-      chunks, workspace);
-  PMPD_CUDA_CHECK(cudaGetLastError());
-  DecodeAttentionMergeKernel<<<heads, 128, 0, stream>>>(workspace, head_dim, chunks, len, out);
-  PMPD_CUDA_CHECK(cudaGetLastError());
+  LaunchDecodeAttention(q, k, v, heads, kv_heads, head_dim, max_len, len, workspace, out, stream);
+}
+
+void DecodeAttention(const float* q, const __half* k, const __half* v, int heads, int kv_heads,
+                     int head_dim, int max_len, const int32_t* len, float* workspace, float* out,
+                     cudaStream_t stream) {
+  LaunchDecodeAttention(q, k, v, heads, kv_heads, head_dim, max_len, len, workspace, out, stream);
 }
 
 }  // namespace pmpd::kernels

@@ -1,7 +1,9 @@
-// Decode attention on the GPU (fp32): one query token per sequence over a KV cache with
-// grouped-query heads. CPU reference: DecodeAttentionRef (kernels/ref/decode_ops_ref.h).
+// Decode attention on the GPU (fp32 math over an fp32 or fp16 cache): one query token per sequence
+// over a KV cache with grouped-query heads. CPU reference: DecodeAttentionRef
+// (kernels/ref/decode_ops_ref.h).
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -27,6 +29,11 @@ int64_t DecodeAttentionWorkspaceFloats(int heads, int head_dim, int max_len);
 // max_len <= kDecodeAttentionMaxLen. Reads K and V once. Asynchronous on `stream`, allocates
 // nothing.
 void DecodeAttention(const float* q, const float* k, const float* v, int heads, int kv_heads,
+                     int head_dim, int max_len, const int32_t* len, float* workspace, float* out,
+                     cudaStream_t stream);
+// The same over an fp16 cache (K and V read as fp16, every product and sum in fp32): half the
+// cache bytes.
+void DecodeAttention(const float* q, const __half* k, const __half* v, int heads, int kv_heads,
                      int head_dim, int max_len, const int32_t* len, float* workspace, float* out,
                      cudaStream_t stream);
 

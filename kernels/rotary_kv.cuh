@@ -1,7 +1,9 @@
-// Rotary position embedding and the KV-cache append on the GPU (fp32). Asynchronous on `stream`,
-// allocate nothing, memory-bound. CPU references: kernels/ref/decode_ops_ref.h.
+// Rotary position embedding and the KV-cache append on the GPU (fp32 math; fp32 or fp16 caches).
+// Asynchronous on `stream`, allocate nothing, memory-bound. CPU references:
+// kernels/ref/decode_ops_ref.h (an fp16 cache holds the reference's values rounded to fp16).
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -20,11 +22,24 @@ void RotaryInPlace(float* x, const int32_t* positions, const float* cos, const f
 void RotaryKvAppend(float* q, const float* k, const float* v, const int32_t* position,
                     const float* cos, const float* sin, int heads, int kv_heads, int head_dim,
                     int max_len, float* k_cache, float* v_cache, cudaStream_t stream);
+// The same into an fp16 cache: the fp32 values above, rounded to the nearest fp16 when stored.
+void RotaryKvAppend(float* q, const float* k, const float* v, const int32_t* position,
+                    const float* cos, const float* sin, int heads, int kv_heads, int head_dim,
+                    int max_len, __half* k_cache, __half* v_cache, cudaStream_t stream);
 
 // Appends keys or values to a cache: cache[h, positions[t], :] = x[t, h, :] for t < n, h <
 // kv_heads. x [n, kv_heads, head_dim]; cache [kv_heads, max_len, head_dim]; positions on the
 // device, < max_len.
 void KvCacheWrite(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim,
                   int max_len, float* cache, cudaStream_t stream);
+// The same into an fp16 cache (each value rounded to the nearest fp16).
+void KvCacheWrite(const float* x, const int32_t* positions, int n, int kv_heads, int head_dim,
+                  int max_len, __half* cache, cudaStream_t stream);
+
+// An fp16 cache's positions [0, len) as fp32 in the same layout: out[h, t, :] = cache[h, t, :]
+// for h < kv_heads, t < len, both [kv_heads, max_len, head_dim] (out's other positions untouched).
+// Exact. For the prefill attention's SGEMMs over an fp16 cache.
+void KvCacheToF32(const __half* cache, int kv_heads, int len, int head_dim, int max_len, float* out,
+                  cudaStream_t stream);
 
 }  // namespace pmpd::kernels

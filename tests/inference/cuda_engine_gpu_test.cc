@@ -16,6 +16,7 @@
 #include "absl/types/span.h"
 #include "inference/cuda_engine.h"
 #include "inference/llama_model.h"
+#include "kernels/half.h"
 #include "scheduler_runtime/precision_scheduler.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
@@ -375,6 +376,62 @@ TEST_F(CudaEngineTest, BatchedDecodeMatchesCpuPerSequence) {
   auto cpu_schedule = scheduler::MakeStaticScheduler({4, 3, 2}, {8, 20});
   ASSERT_TRUE(cpu_schedule.ok());
   compare(runs, cpu_schedule->get(), "batched under 4,3,2 at 8,20");
+}
+
+// The fp16 KV cache against the fp32 one (same engine otherwise) at 2 bits and under 4 -> 3 -> 2:
+// logits and the last layer's K/V within fp16 rounding compounded over the layers, greedy tokens
+// equal up to the first near-tie of the fp32 run (a margin inside that tolerance), the view typed
+// fp16, and the rounding visible (the path was taken).
+TEST_F(CudaEngineTest, Fp16KvCacheWithinFp16RoundingOfFp32Cache) {
+  CudaEngineOptions half;
+  half.kv_cache_fp16 = true;
+  auto a = CudaEngine::Load(QuantizedDir());
+  auto b = CudaEngine::Load(QuantizedDir(), half);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  CudaEngine& f32 = **a;
+  CudaEngine& f16 = **b;
+  const auto& c = f32.config();
+  auto tol = [&](double max_abs) { return kEps16 * c.num_hidden_layers * std::max(1.0, max_abs); };
+  double seen = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    auto s32 = scheduler::MakeStaticScheduler({4, 3, 2}, {8, 20});
+    auto s16 = scheduler::MakeStaticScheduler({4, 3, 2}, {8, 20});
+    ASSERT_TRUE(s32.ok() && s16.ok());
+    if (pass == 0) {
+      ASSERT_TRUE(f32.SetPrecision(2).ok());
+      ASSERT_TRUE(f16.SetPrecision(2).ok());
+    }
+    const std::string what = pass == 0 ? "fp16 KV at 2 bits" : "fp16 KV under 4,3,2";
+    const GreedyRun want = GpuGreedy(f32, pass == 0 ? nullptr : s32->get());
+    const GreedyRun got = GpuGreedy(f16, pass == 0 ? nullptr : s16->get());
+    size_t same = 0;
+    while (same < want.tokens.size() && got.tokens[same] == want.tokens[same]) ++same;
+    if (same < want.tokens.size()) {
+      const auto& l = want.logits[same];
+      const double margin = std::fabs(l[want.tokens[same]] - l[got.tokens[same]]);
+      EXPECT_LE(margin, tol(MaxAbs(l))) << what << ": tokens differ at step " << same
+                                        << " where the fp32 cache's margin is " << margin;
+    }
+    std::printf("%s: %zu of %zu tokens equal\n", what.c_str(), same, want.tokens.size());
+    for (size_t k : {size_t{0}, size_t{10}}) {
+      if (k >= same) break;
+      seen = std::max(seen, ExpectClose(got.logits[k], want.logits[k], tol(MaxAbs(want.logits[k])),
+                                        what + ": logits of step " + std::to_string(k)));
+    }
+    if (same == want.tokens.size()) {
+      EXPECT_EQ(f16.LastLayerKv().dtype, KvDtype::kFloat16);
+      EXPECT_EQ(f32.LastLayerKv().dtype, KvDtype::kFloat32);
+      std::vector<float> k32, v32, k16, v16;
+      f32.CopyLastLayerKv(&k32, &v32);
+      f16.CopyLastLayerKv(&k16, &v16);
+      ExpectClose(k16, k32, tol(MaxAbs(k32)), what + ": last-layer K");
+      ExpectClose(v16, v32, tol(MaxAbs(v32)), what + ": last-layer V");
+      for (size_t i = 0; i < k16.size(); ++i) {
+        ASSERT_EQ(k16[i], kernels::F16ToF32(kernels::F32ToF16(k16[i]))) << "not fp16 at " << i;
+      }
+    }
+  }
+  EXPECT_GT(seen, 0.0) << "no fp16 rounding visible: fp16 cache not used?";
 }
 
 // DecodeBatch's refusals leave every slot as it was; Reset and Prefill act on the selected slot

@@ -281,9 +281,87 @@ TEST(DecodeOpsGpuTest, KvCacheWriteAndConvert) {
   EXPECT_EQ(dh.Get(), want);
 }
 
+// fp16 caches: RotaryKvAppend and KvCacheWrite store the fp32 results rounded to fp16 (the
+// rotated K within one fp16 step of the reference's rounding, for the FMA the compiler may fuse; V
+// and written values exactly), and KvCacheToF32 reads positions [0, len) back exactly.
+std::vector<uint16_t> ToF16(const std::vector<float>& x) {
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = F32ToF16(x[i]);
+  return h;
+}
+std::vector<float> FromF16(const std::vector<uint16_t>& h) {
+  std::vector<float> x(h.size());
+  for (size_t i = 0; i < h.size(); ++i) x[i] = F16ToF32(h[i]);
+  return x;
+}
+
+TEST(DecodeOpsGpuTest, Fp16CacheAppendWriteAndRead) {
+  PMPD_REQUIRE_GPU();
+  std::mt19937 rng(8);
+  const int max_len = 29;
+  for (int hd : {2, 48, 128}) {
+    const int heads = 6, kvh = 2;
+    for (int pos : {0, 13, max_len - 1}) {
+      std::vector<float> q = Random(heads * hd, rng), k = Random(kvh * hd, rng),
+                         v = Random(kvh * hd, rng, 300.f);  // large values: coarse fp16 steps
+      std::vector<float> cs = Random(static_cast<size_t>(max_len) * hd, rng),
+                         sn = Random(static_cast<size_t>(max_len) * hd, rng);
+      const std::vector<uint16_t> kc16 =
+                                      ToF16(Random(static_cast<size_t>(kvh) * max_len * hd, rng)),
+                                  vc16 = ToF16(Random(kc16.size(), rng));
+      Dev<float> dq(q), dk(k), dv(v), dcs(cs), dsn(sn);
+      Dev<uint16_t> dkc(kc16), dvc(vc16);
+      Dev<int32_t> dpos(std::vector<int32_t>{pos});
+      RotaryKvAppend(dq.p, dk.p, dv.p, dpos.p, dcs.p, dsn.p, heads, kvh, hd, max_len,
+                     reinterpret_cast<__half*>(dkc.p), reinterpret_cast<__half*>(dvc.p), nullptr);
+      const int32_t positions[1] = {pos};
+      RotaryInPlaceRef(k.data(), positions, cs.data(), sn.data(), 1, kvh, hd);
+      std::vector<float> kc = FromF16(kc16), vc = FromF16(vc16);
+      KvCacheWriteRef(k.data(), positions, 1, kvh, hd, max_len, kc.data());
+      KvCacheWriteRef(v.data(), positions, 1, kvh, hd, max_len, vc.data());
+      const std::vector<float> got_k = FromF16(dkc.Get());
+      for (size_t i = 0; i < kc.size(); ++i) {
+        const float want = F16ToF32(F32ToF16(kc[i]));
+        ASSERT_NEAR(got_k[i], want, std::ldexp(std::fabs(want), -10) + 6e-8)
+            << "k cache hd " << hd << " pos " << pos << " index " << i;
+      }
+      EXPECT_EQ(dvc.Get(), ToF16(vc)) << "v cache hd " << hd << " pos " << pos;
+    }
+  }
+  const int n = 3, kvh = 2, hd = 12;
+  const std::vector<int32_t> pos = {5, 6, max_len - 1};
+  std::vector<float> x = Random(static_cast<size_t>(n) * kvh * hd, rng, 1000.f);
+  x[0] = 70000.f;  // beyond fp16: stored as infinity, as the host conversion rounds it
+  std::vector<float> cache = FromF16(ToF16(Random(static_cast<size_t>(kvh) * max_len * hd, rng)));
+  Dev<float> dx(x);
+  Dev<uint16_t> dc(ToF16(cache));
+  Dev<int32_t> dp(pos);
+  KvCacheWrite(dx.p, dp.p, n, kvh, hd, max_len, reinterpret_cast<__half*>(dc.p), nullptr);
+  KvCacheWriteRef(x.data(), pos.data(), n, kvh, hd, max_len, cache.data());
+  const std::vector<uint16_t> stored = dc.Get();
+  EXPECT_EQ(stored, ToF16(cache));
+  for (int len : {0, 1, 6, max_len}) {
+    Dev<float> dout(std::vector<float>(static_cast<size_t>(kvh) * max_len * hd, -1.f));
+    KvCacheToF32(reinterpret_cast<const __half*>(dc.p), kvh, len, hd, max_len, dout.p, nullptr);
+    const std::vector<float> got = dout.Get(), all = FromF16(stored);
+    for (int h = 0; h < kvh; ++h) {
+      for (int t = 0; t < max_len; ++t) {
+        for (int d = 0; d < hd; ++d) {
+          const size_t at = (static_cast<size_t>(h) * max_len + t) * hd + d;
+          if (t < len) {
+            ASSERT_EQ(got[at], all[at]) << "len " << len << " h " << h << " t " << t;
+          } else {
+            ASSERT_EQ(got[at], -1.f) << "len " << len << " wrote past it at t " << t;
+          }
+        }
+      }
+    }
+  }
+}
+
 // Split-K decode attention against the reference over lengths around multiples of the chunk size
 // (kDecodeAttentionChunk = 32), several chunks, a full cache, and head dims below, between and at
-// multiples of the 32 lanes.
+// multiples of the 32 lanes; over an fp32 and an fp16 cache.
 TEST(DecodeOpsGpuTest, SplitDecodeAttentionSweep) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(4);
@@ -294,24 +372,39 @@ TEST(DecodeOpsGpuTest, SplitDecodeAttentionSweep) {
       const std::vector<float> q = random(static_cast<size_t>(heads) * hd),
                                k = random(static_cast<size_t>(kvh) * max_len * hd),
                                v = random(static_cast<size_t>(kvh) * max_len * hd);
+      // The fp16-cache kernel reads K and V rounded to fp16: its reference sees the same values.
+      const std::vector<uint16_t> k16 = ToF16(k), v16 = ToF16(v);
+      const std::vector<float> kr = FromF16(k16), vr = FromF16(v16);
       Dev<float> dq(q), dk(k), dv(v), dout(std::vector<float>(q.size()));
+      Dev<uint16_t> dk16(k16), dv16(v16);
       Dev<float> dws(std::vector<float>(DecodeAttentionWorkspaceFloats(heads, hd, max_len)));
       for (int len : {1, 23, 63, 64, 65, 128, 129, 200, max_len}) {
-        Dev<int32_t> dlen(std::vector<int32_t>{len});
-        DecodeAttention(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dws.p, dout.p, nullptr);
-        std::vector<float> ref(q.size());
-        DecodeAttentionRef(q.data(), k.data(), v.data(), heads, kvh, hd, max_len, len, ref.data());
-        const std::vector<float> got = dout.Get();
-        double worst = 0;
-        size_t at = 0;
-        for (size_t i = 0; i < ref.size(); ++i) {
-          if (std::fabs(got[i] - ref[i]) > worst) worst = std::fabs(got[i] - ref[i]), at = i;
+        for (bool fp16 : {false, true}) {
+          Dev<int32_t> dlen(std::vector<int32_t>{len});
+          if (fp16) {
+            DecodeAttention(dq.p, reinterpret_cast<const __half*>(dk16.p),
+                            reinterpret_cast<const __half*>(dv16.p), heads, kvh, hd, max_len,
+                            dlen.p, dws.p, dout.p, nullptr);
+          } else {
+            DecodeAttention(dq.p, dk.p, dv.p, heads, kvh, hd, max_len, dlen.p, dws.p, dout.p,
+                            nullptr);
+          }
+          std::vector<float> ref(q.size());
+          DecodeAttentionRef(q.data(), fp16 ? kr.data() : k.data(), fp16 ? vr.data() : v.data(),
+                             heads, kvh, hd, max_len, len, ref.data());
+          const std::vector<float> got = dout.Get();
+          double worst = 0;
+          size_t at = 0;
+          for (size_t i = 0; i < ref.size(); ++i) {
+            if (std::fabs(got[i] - ref[i]) > worst) worst = std::fabs(got[i] - ref[i]), at = i;
+          }
+          // Scores q.k of N(0,4) entries summed over hd, softmax, weighted mean of |v| <~ 8:
+          // fp32 error ~ eps * (hd * |q||k| + len) * max|v|, with __expf's few-ulp error.
+          const double tol = 16 * kEps32 * (hd * 4.0 + len) * 8;
+          EXPECT_LE(worst, tol) << "hd " << hd << " heads " << heads << "/" << kvh << " len " << len
+                                << (fp16 ? " fp16 cache" : "") << ": index " << at << " got "
+                                << got[at] << " want " << ref[at];
         }
-        // Scores q.k of N(0,4) entries summed over hd, softmax, weighted mean of |v| <~ 8:
-        // fp32 error ~ eps * (hd * |q||k| + len) * max|v|, with __expf's few-ulp error.
-        const double tol = 16 * kEps32 * (hd * 4.0 + len) * 8;
-        EXPECT_LE(worst, tol) << "hd " << hd << " heads " << heads << "/" << kvh << " len " << len
-                              << ": index " << at << " got " << got[at] << " want " << ref[at];
       }
     }
   }
