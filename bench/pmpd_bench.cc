@@ -1,4 +1,5 @@
-// pmpd-bench --mode kernel: any-precision GEMV time, GB/s and fraction of the measured HBM
+// pmpd-bench --mode kernel: any-precision GEMV time (the automatic kernel choice, and each kernel
+// side by side), GB/s and fraction of the measured HBM
 // bandwidth per shape and precision, next to cuBLAS fp16 on the same shape (the faster of
 // cublasGemmEx's default and the best cuBLASLt algorithm, each timed). Weights are rotated
 // through copies totalling > 2x the L2 so every run reads from memory, not cache.
@@ -17,6 +18,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -426,10 +428,11 @@ int main(int argc, char** argv) {
   CUBLAS_CHECK(cublasCreate(&handle));
   nlohmann::json rows = nlohmann::json::array();
   std::printf(
-      "| N x K | tokens | bits | us | GB/s | %% of BW | generic kernel us | cuBLAS fp16 us "
-      "(GemmEx default / cuBLASLt best) | cuBLAS %% of BW | speedup vs cuBLAS | our fp16 GEMV us "
-      "(%% of BW) |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "| N x K | tokens | bits | us | GB/s | %% of BW | code-word / tensor-core us | generic "
+      "kernel "
+      "us | cuBLAS fp16 us (GemmEx default / cuBLASLt best) | cuBLAS %% of BW | speedup vs cuBLAS "
+      "| our fp16 GEMV us (%% of BW) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (auto shape : absl::StrSplit(absl::GetFlag(FLAGS_shapes), ',')) {
     std::vector<std::string> nk = absl::StrSplit(shape, 'x');
     int N = 0, K = 0;
@@ -483,26 +486,32 @@ int main(int argc, char** argv) {
     PMPD_CUDA_CHECK(cudaMalloc(&x, static_cast<size_t>(K) * M * 4));
     FillRandom(x, static_cast<size_t>(K) * M * 4, 5, true);
     PMPD_CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(N) * M * 4));
+    void* workspace = nullptr;  // the tensor-core kernel's
+    PMPD_CUDA_CHECK(cudaMalloc(&workspace, pmpd::kernels::AnyprecGemvWorkspaceBytes(M, K)));
     for (int p : bits) {
       auto time_path = [&](pmpd::kernels::AnyprecGemvPath path) {
         return TimeUs(
             [&](int i) {
               pmpd::kernels::AnyprecGemv(x, M, Q + (i % qcopies) * (qbytes / 4), L, N, K, 8, p, y,
-                                         nullptr, path);
+                                         nullptr, path, false, workspace);
             },
             iters);
       };
       const double us = time_path(pmpd::kernels::AnyprecGemvPath::kAuto);
-      // Baseline side by side: the generic per-weight LUT kernel (the only one for p >= 5).
-      const double generic_us = p <= 4 ? time_path(pmpd::kernels::AnyprecGemvPath::kGeneric) : us;
+      // Side by side: the generic per-weight LUT kernel (the only one for p >= 5), and at p <= 4
+      // the code-word and tensor-core kernels the automatic choice picks between.
+      using pmpd::kernels::AnyprecGemvPath;
+      const double generic_us = p <= 4 ? time_path(AnyprecGemvPath::kGeneric) : us;
+      const double codeword_us = p <= 4 ? time_path(AnyprecGemvPath::kCodeWord) : NAN;
+      const double tensor_us = p <= 4 ? time_path(AnyprecGemvPath::kTensorCore) : NAN;
       // Bytes the kernel must move: p of the 8 planes, the p-bit LUTs, x and y.
       const double bytes =
           static_cast<double>(p) * N * kw * 4 + 2.0 * N * (1 << p) + 4.0 * M * (K + N);
       const double gbs = bytes / (us * 1e-6) / 1e9;
       std::printf(
-          "| %dx%d | %d | %d | %.1f | %.0f | %.1f | %.1f | %.1f / %.1f | %.1f | %.2fx | %.1f "
-          "(%.1f %%) |\n",
-          N, K, M, p, us, gbs, 100 * gbs / bw, generic_us, cublas_us, lt.us,
+          "| %dx%d | %d | %d | %.1f | %.0f | %.1f | %.1f / %.1f | %.1f | %.1f / %.1f | %.1f | "
+          "%.2fx | %.1f (%.1f %%) |\n",
+          N, K, M, p, us, gbs, 100 * gbs / bw, codeword_us, tensor_us, generic_us, cublas_us, lt.us,
           100 * cublas_bytes / (fp16_us * 1e-6) / 1e9 / bw, fp16_us / us, dense_us,
           100 * cublas_bytes / (dense_us * 1e-6) / 1e9 / bw);
       rows.push_back({{"n", N},
@@ -513,6 +522,8 @@ int main(int argc, char** argv) {
                       {"gbs", gbs},
                       {"bw_fraction", gbs / bw},
                       {"generic_us", generic_us},
+                      {"codeword_us", p <= 4 ? nlohmann::json(codeword_us) : nlohmann::json()},
+                      {"tensor_core_us", p <= 4 ? nlohmann::json(tensor_us) : nlohmann::json()},
                       {"cublas_gemmex_default_us", cublas_us},
                       {"cublaslt_best_us", lt.us},
                       {"cublaslt_algorithms", lt.algorithms},
@@ -520,6 +531,7 @@ int main(int argc, char** argv) {
                       {"speedup", fp16_us / us},
                       {"dense_f16_gemv_us", dense_us}});
     }
+    cudaFree(workspace);
     cudaFree(Q);
     cudaFree(L);
     cudaFree(x);

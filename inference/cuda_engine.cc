@@ -195,6 +195,7 @@ struct CudaEngine::Impl {
   float* scores = nullptr;   // prefill attention: [heads, chunk, max_ctx]
   float* w32 = nullptr;      // prefill: one projection dequantized to fp32 (any-precision models)
   float* kv32 = nullptr;     // prefill over an fp16 cache: one slot's K then V as fp32
+  void* gemv_ws = nullptr;   // the tensor-core GEMV's workspace (kRows tokens, the widest K)
   int32_t* prompt_ids = nullptr;  // [max_ctx]: the token ids of one Prefill
   int32_t* prompt_pos = nullptr;  // [max_ctx]: their positions
   int32_t* step = nullptr;        // decode: see kRows
@@ -431,6 +432,11 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
     layers[l].k_cache = *kv + (2 * l) * per;
     layers[l].v_cache = *kv + (2 * l + 1) * per;
   }
+  auto gws = Alloc(kernels::AnyprecGemvWorkspaceBytes(
+                       kRows, std::max({c.hidden_size, c.intermediate_size, c.q_dim()})),
+                   "the tensor-core GEMV's workspace");
+  if (!gws.ok()) return gws.status();
+  gemv_ws = *gws;
   if (kv16) {
     auto k32 = AllocArray<float>(2 * slot_stride, "the prefill's fp32 copy of one layer's K/V");
     if (!k32.ok()) return k32.status();
@@ -461,8 +467,13 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
 void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, float* out,
                               int bits) {
   if (m <= kGemvTokens && lin.qweight != nullptr) {  // decode: our GEMVs on fp32 activations
+    kernels::AnyprecGemvPath path = kernels::AnyprecGemvPath::kAuto;
+    if (options.gemv == GemvKernel::kCodeWord) path = kernels::AnyprecGemvPath::kCodeWord;
+    if (options.gemv == GemvKernel::kTensorCore && bits <= 4) {
+      path = kernels::AnyprecGemvPath::kTensorCore;
+    }
     kernels::AnyprecGemv(in, m, lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits,
-                         out, stream, kernels::AnyprecGemvPath::kAuto, options.overlap_launches);
+                         out, stream, path, options.overlap_launches, gemv_ws);
     return;
   }
   if (m <= kGemvTokens && lin.w16 != nullptr) {

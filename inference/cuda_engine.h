@@ -24,6 +24,10 @@
 
 namespace pmpd::inference {
 
+// The any-precision decode GEMV at p <= 4 (kernels/anyprec_gemv.cuh): kAuto picks by token count
+// and shape; the others force one kernel (comparisons, tests).
+enum class GemvKernel { kAuto, kCodeWord, kTensorCore };
+
 struct CudaEngineOptions {
   int device = 0;  // CUDA device ordinal
   // Capture the decode step in one CUDA graph per precision (positions and the cache length are
@@ -58,6 +62,7 @@ struct CudaEngineOptions {
   // step (what limits batched and long-context decoding). K and V are rounded to fp16 when
   // stored; attention math stays fp32. LastLayerKv then views fp16 (KvDtype::kFloat16).
   bool kv_cache_fp16 = false;
+  GemvKernel gemv = GemvKernel::kAuto;
 };
 
 // One model on one GPU plus the KV caches of max_batch sequences, an Engine. Not thread-safe. Every

@@ -1,6 +1,7 @@
 // Dispatch of the any-precision kernels by bit width (instantiations live in anyprec_gemv_b<p>.cu).
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/anyprec_gemv_kernel.cuh"
+#include "kernels/anyprec_gemv_mma_kernel.cuh"
 #include "kernels/check.h"
 
 namespace pmpd::kernels {
@@ -22,13 +23,28 @@ const anyprec_detail::DequantF32Fn kDequantF32[] = {
     anyprec_detail::GetDequantF32<8>()};
 }  // namespace
 
+size_t AnyprecGemvWorkspaceBytes(int M, int K) {
+  PMPD_CHECK(M >= 1 && M <= kAnyprecGemvMaxTokens && K >= 1,
+             "AnyprecGemvWorkspaceBytes: 1..8 tokens, K >= 1");
+  return anyprec_detail::MmaWorkspaceBytes(M, K);
+}
+
 void AnyprecGemv(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K,
                  int P, int p, float* y, cudaStream_t stream, AnyprecGemvPath path,
-                 bool overlap_previous) {
+                 bool overlap_previous, void* workspace) {
   PMPD_CHECK(M >= 1 && M <= kAnyprecGemvMaxTokens, "AnyprecGemv: 1..8 tokens");
   PMPD_CHECK(p >= 2 && p <= P && P <= 8, "AnyprecGemv: 2 <= p <= P <= 8");
   if (N == 0) return;
-  kGemv[p - 2](x, M, qweight, lut, N, K, P, y, path == AnyprecGemvPath::kGeneric, overlap_previous,
+  const bool mma_ok = p <= 4 && workspace != nullptr && anyprec_detail::MmaGemvApplies(M, K) &&
+                      reinterpret_cast<uintptr_t>(workspace) % 16 == 0;
+  PMPD_CHECK(path != AnyprecGemvPath::kTensorCore || mma_ok,
+             "AnyprecGemv: the tensor-core path needs p <= 4, a 16-byte aligned workspace and "
+             "K <= 65536");
+  if (path == AnyprecGemvPath::kAuto) {
+    const bool many = M >= 5 || (M >= 3 && N >= 8192);
+    path = mma_ok && many ? AnyprecGemvPath::kTensorCore : AnyprecGemvPath::kCodeWord;
+  }
+  kGemv[p - 2](x, M, qweight, lut, N, K, P, y, static_cast<int>(path), overlap_previous, workspace,
                stream);
   PMPD_CUDA_CHECK(cudaGetLastError());
 }

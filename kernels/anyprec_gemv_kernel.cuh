@@ -20,6 +20,7 @@
 
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/anyprec_gemv_lowbit_kernel.cuh"
+#include "kernels/anyprec_gemv_mma_kernel.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/reduce.cuh"
 
@@ -145,14 +146,18 @@ __global__ void AnyprecDequantKernel(const uint32_t* __restrict__ qweight,
 // Rows per warp: R rows share each activation run loaded into registers, but leave N / (8 R)
 // blocks; measured on H100 (kernels/NOTES.md, v6): R = 4 wins from N = 11008 up (1.2-1.25x at 2
 // bits) and loses at N = 4096 (under 2 blocks per SM), so the launch picks it from N. p <= 4 goes
-// to the low-bit kernel (anyprec_gemv_lowbit_kernel.cuh) unless `generic` asks for this one.
+// to the low-bit kernel (anyprec_gemv_lowbit_kernel.cuh) or the tensor-core kernel
+// (anyprec_gemv_mma_kernel.cuh) unless `path` asks for this one.
 template <int BITS, int M>
 void LaunchGemv(const float* x, const uint32_t* qweight, const __half* lut, int N, int K, int P,
-                float* y, bool generic, bool overlap, cudaStream_t stream) {
+                float* y, int path, bool overlap, void* workspace, cudaStream_t stream) {
   // 16-byte activation loads need a 16-byte aligned x and rows of a multiple of 4 floats.
   const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && K % 4 == 0;
   if constexpr (BITS <= 4) {
-    if (!generic)
+    if (path == static_cast<int>(AnyprecGemvPath::kTensorCore)) {
+      return LaunchMmaGemv<BITS, M>(x, qweight, lut, N, K, y, workspace, overlap, stream);
+    }
+    if (path != static_cast<int>(AnyprecGemvPath::kGeneric))
       return LaunchLowBitGemv<BITS, M>(x, qweight, lut, N, K, x_vec, y, overlap, stream);
   }
   constexpr int kWideR = M <= 2 ? 4 : (M <= 4 ? 2 : 1);
@@ -171,31 +176,31 @@ void LaunchGemv(const float* x, const uint32_t* qweight, const __half* lut, int 
 // Per bit width: GEMV for every token count and the dequantize kernel.
 template <int BITS>
 void GemvForBits(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K,
-                 int P, float* y, bool generic, bool overlap, cudaStream_t stream) {
+                 int P, float* y, int path, bool overlap, void* workspace, cudaStream_t stream) {
   switch (M) {
     case 1:
-      LaunchGemv<BITS, 1>(x, qweight, lut, N, K, P, y, generic, overlap, stream);
+      LaunchGemv<BITS, 1>(x, qweight, lut, N, K, P, y, path, overlap, workspace, stream);
       break;
     case 2:
-      LaunchGemv<BITS, 2>(x, qweight, lut, N, K, P, y, generic, overlap, stream);
+      LaunchGemv<BITS, 2>(x, qweight, lut, N, K, P, y, path, overlap, workspace, stream);
       break;
     case 3:
-      LaunchGemv<BITS, 3>(x, qweight, lut, N, K, P, y, generic, overlap, stream);
+      LaunchGemv<BITS, 3>(x, qweight, lut, N, K, P, y, path, overlap, workspace, stream);
       break;
     case 4:
-      LaunchGemv<BITS, 4>(x, qweight, lut, N, K, P, y, generic, overlap, stream);
+      LaunchGemv<BITS, 4>(x, qweight, lut, N, K, P, y, path, overlap, workspace, stream);
       break;
     case 5:
-      LaunchGemv<BITS, 5>(x, qweight, lut, N, K, P, y, generic, overlap, stream);
+      LaunchGemv<BITS, 5>(x, qweight, lut, N, K, P, y, path, overlap, workspace, stream);
       break;
     case 6:
-      LaunchGemv<BITS, 6>(x, qweight, lut, N, K, P, y, generic, overlap, stream);
+      LaunchGemv<BITS, 6>(x, qweight, lut, N, K, P, y, path, overlap, workspace, stream);
       break;
     case 7:
-      LaunchGemv<BITS, 7>(x, qweight, lut, N, K, P, y, generic, overlap, stream);
+      LaunchGemv<BITS, 7>(x, qweight, lut, N, K, P, y, path, overlap, workspace, stream);
       break;
     case 8:
-      LaunchGemv<BITS, 8>(x, qweight, lut, N, K, P, y, generic, overlap, stream);
+      LaunchGemv<BITS, 8>(x, qweight, lut, N, K, P, y, path, overlap, workspace, stream);
       break;
   }
 }
@@ -210,8 +215,9 @@ void DequantForBits(const uint32_t* qweight, const __half* lut, int N, int K, T*
                                                                                    K, w);
 }
 
+// ..., y, path (AnyprecGemvPath as int, kAuto resolved), overlap, workspace, stream.
 using GemvFn = void (*)(const float*, int, const uint32_t*, const __half*, int, int, int, float*,
-                        bool, bool, cudaStream_t);
+                        int, bool, void*, cudaStream_t);
 using DequantFn = void (*)(const uint32_t*, const __half*, int, int, __half*, cudaStream_t);
 using DequantF32Fn = void (*)(const uint32_t*, const __half*, int, int, float*, cudaStream_t);
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: Nsight Compute on the GEMV sweep binary (bench/sweeps/gemv_mma_sweep.cu):
 # duration, throughput, occupancy and the warp stall breakdown of one launch per configuration.
-# Usage: scripts/device-gemv-ncu.sh "name bits N K config kernel-regex" ...
+# Usage: scripts/device-gemv-ncu.sh "name bits N K tokens config kernel-regex" ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp}
@@ -17,9 +17,9 @@ metrics+="sm__throughput.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed.s
 metrics+="sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,"
 metrics+="smsp__issue_active.avg.pct_of_peak_sustained_active"
 for spec in "$@"; do
-  read -r name bits n k config regex <<<"$spec"
+  read -r name bits n k tokens config regex <<<"$spec"
   ncu --clock-control none --kernel-name "regex:$regex" --launch-skip 25 --launch-count 1 \
-    --metrics "$metrics" /tmp/sw "$bits" "$n" "$k" "$config" >"$out/ncu_$name.txt" 2>&1 || true
+    --metrics "$metrics" /tmp/sw "$bits" "$n" "$k" "$tokens" "$config" >"$out/ncu_$name.txt" 2>&1 || true
   echo "== $name"
   grep -E "^\s+(smsp|gpu|dram|sm__|launch)" "$out/ncu_$name.txt" |
     sed -e 's/smsp__average_warps_issue_stalled_//' -e 's/_per_issue_active.ratio//' -e 's/  */ /g' |

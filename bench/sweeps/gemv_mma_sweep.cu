@@ -1,13 +1,12 @@
-// Sweep of the tensor-core GEMV experiment (v9, anyprec_gemv_mma_kernel.cuh beside this file)
-// against the code-word kernel the library uses (v7), per bit width and shape, batch 1: warps per
-// block, and with the x preparation skipped (timing only: the output is then wrong and flagged) to
-// split the cost. Every configuration's output is compared with v7's on the same weights before it
-// is timed. Standalone (no CMake, no library, not built by CI): built and run on the GPU machine by
+// Sweep of the tensor-core any-precision GEMV (v10, kernels/anyprec_gemv_mma_kernel.cuh) against
+// the code-word kernel (v7) per bit width, shape and token count. Every configuration's output is
+// compared with v7's on the same weights before it is timed (MISMATCH past 1e-4 relative).
+// Standalone (no CMake, no library, not built by CI): built and run on the GPU machine by
 // scripts/device-gemv-sweep.sh:
 //   nvcc -O3 -std=c++17 -arch=sm_90a -I. bench/sweeps/gemv_mma_sweep.cu -o /tmp/sweep
-// Results and what they mean: kernels/NOTES.md, session of 2026-12-03.
 // Timing as pmpd-bench --mode kernel: launches back to back, weights rotated over >= 4 x L2,
 // median of 5 x 50 launches (CUDA events); bandwidth = a device-to-device copy in the same run.
+// Results: kernels/NOTES.md.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -20,8 +19,8 @@
 #include <random>
 #include <vector>
 
-#include "bench/sweeps/anyprec_gemv_mma_kernel.cuh"
 #include "kernels/anyprec_gemv_lowbit_kernel.cuh"
+#include "kernels/anyprec_gemv_mma_kernel.cuh"
 
 using namespace pmpd::kernels::anyprec_detail;
 
@@ -54,82 +53,93 @@ struct Config {
   Launch launch;
 };
 
-template <int BITS>
-std::vector<Config> Configs() {
-  return {
-      {"v7", [](const float* x, const uint32_t* q, const __half* l, int N, int K,
-                float* y) { LaunchLowBitGemv<BITS, 1>(x, q, l, N, K, true, y, false, 0); }},
-      {"mma", [](const float* x, const uint32_t* q, const __half* l, int N, int K,
-                 float* y) { LaunchMmaGemv<BITS>(x, q, l, N, K, y, false, 0); }},
-      {"mma8", [](const float* x, const uint32_t* q, const __half* l, int N, int K,
-                  float* y) { LaunchMmaGemv<BITS, 8>(x, q, l, N, K, y, false, 0); }},
-      {"mmaNoPrep", [](const float* x, const uint32_t* q, const __half* l, int N, int K,
-                       float* y) { LaunchMmaGemv<BITS, 4, true>(x, q, l, N, K, y, false, 0); }},
-      {"mma8NoPrep", [](const float* x, const uint32_t* q, const __half* l, int N, int K,
-                        float* y) { LaunchMmaGemv<BITS, 8, true>(x, q, l, N, K, y, false, 0); }}};
-}
-
+void* g_workspace = nullptr;  // MmaWorkspaceBytes(8, kMaxK)
+constexpr int kMaxK = 16384;
 const char* g_only = nullptr;  // run only the configurations whose name contains this
 
-template <int BITS>
+template <int BITS, int M>
+std::vector<Config> Configs() {
+  return {{"v7", [](const float* x, const uint32_t* q, const __half* l, int N, int K,
+                    float* y) { LaunchLowBitGemv<BITS, M>(x, q, l, N, K, true, y, false, 0); }},
+          {"mma", [](const float* x, const uint32_t* q, const __half* l, int N, int K, float* y) {
+             LaunchMmaGemv<BITS, M>(x, q, l, N, K, y, g_workspace, false, 0);
+           }}};
+}
+
+template <int BITS, int M>
 void Sweep(int N, int K, double bw, size_t rotate_bytes) {
   const int kw = (K + 31) / 32;
   const size_t qwords = static_cast<size_t>(BITS) * N * kw;
   const int copies = static_cast<int>(std::max<size_t>(2, rotate_bytes / (qwords * 4) + 1));
-  std::mt19937 rng(BITS * 1000 + N);
+  std::mt19937 rng(BITS * 1000 + N + M);
   std::vector<uint32_t> hq(qwords * copies);
   for (auto& w : hq) w = rng();
   std::vector<__half> hl(static_cast<size_t>(N) << BITS);
   std::normal_distribution<float> g(0.f, 0.05f);
   for (auto& v : hl) v = __float2half(g(rng));
-  std::vector<float> hx(K);
+  std::vector<float> hx(static_cast<size_t>(M) * K);
   for (auto& v : hx) v = g(rng) * 20;
+  hx[0] = 3000.f;  // an outlier, as LLM activations have
   uint32_t* q;
   __half* l;
-  float *x, *y, *y0;
+  float *x, *y;
   PMPD_CUDA_CHECK(cudaMalloc(&q, hq.size() * 4));
   PMPD_CUDA_CHECK(cudaMalloc(&l, hl.size() * 2));
-  PMPD_CUDA_CHECK(cudaMalloc(&x, K * 4));
-  PMPD_CUDA_CHECK(cudaMalloc(&y, N * 4));
-  PMPD_CUDA_CHECK(cudaMalloc(&y0, N * 4));
+  PMPD_CUDA_CHECK(cudaMalloc(&x, hx.size() * 4));
+  PMPD_CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(M) * N * 4));
   PMPD_CUDA_CHECK(cudaMemcpy(q, hq.data(), hq.size() * 4, cudaMemcpyHostToDevice));
   PMPD_CUDA_CHECK(cudaMemcpy(l, hl.data(), hl.size() * 2, cudaMemcpyHostToDevice));
-  PMPD_CUDA_CHECK(cudaMemcpy(x, hx.data(), K * 4, cudaMemcpyHostToDevice));
+  PMPD_CUDA_CHECK(cudaMemcpy(x, hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
   const double bytes =
-      static_cast<double>(BITS) * N * kw * 4 + 2.0 * N * (1 << BITS) + 4.0 * (K + N);
-  std::vector<float> ref(N), got(N);
-  auto configs = Configs<BITS>();
+      static_cast<double>(BITS) * N * kw * 4 + 2.0 * N * (1 << BITS) + 4.0 * M * (K + N);
+  std::vector<float> ref(static_cast<size_t>(M) * N), got(ref.size());
+  auto configs = Configs<BITS, M>();
   for (size_t ci = 0; ci < configs.size(); ++ci) {
     const auto& c = configs[ci];
     if (g_only && ci > 0 && !std::strstr(c.name, g_only)) continue;
-    PMPD_CUDA_CHECK(cudaMemset(y, 0xff, N * 4));
+    PMPD_CUDA_CHECK(cudaMemset(y, 0xff, got.size() * 4));
     c.launch(x, q, l, N, K, y);
     PMPD_CUDA_CHECK(cudaDeviceSynchronize());
-    PMPD_CUDA_CHECK(cudaMemcpy(got.data(), y, N * 4, cudaMemcpyDeviceToHost));
+    PMPD_CUDA_CHECK(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost));
     if (ci == 0) ref = got;
     double max_err = 0;
-    for (int n = 0; n < N; ++n)
+    for (size_t n = 0; n < got.size(); ++n)
       max_err = std::max(max_err, std::fabs(double(got[n]) - ref[n]) / (1 + std::fabs(ref[n])));
     const double us =
         TimeUs([&](int i) { c.launch(x, q + (i % copies) * qwords, l, N, K, y); }, 50);
     const double pct = 100 * bytes / (us * 1e-6) / 1e9 / bw;
-    std::printf("| %dx%d | %d | %s | %.1f | %.1f | %.1e |%s\n", N, K, BITS, c.name, us, pct,
+    std::printf("| %dx%d | %d | %d | %s | %.1f | %.1f | %.1e |%s\n", N, K, M, BITS, c.name, us, pct,
                 max_err, max_err > 1e-4 || std::isnan(max_err) ? " MISMATCH" : "");
   }
   cudaFree(q);
   cudaFree(l);
   cudaFree(x);
   cudaFree(y);
-  cudaFree(y0);
+}
+
+template <int BITS>
+void SweepTokens(int M, int N, int K, double bw, size_t rotate) {
+  if (M == 1) Sweep<BITS, 1>(N, K, bw, rotate);
+  if (M == 2) Sweep<BITS, 2>(N, K, bw, rotate);
+  if (M == 4) Sweep<BITS, 4>(N, K, bw, rotate);
+  if (M == 8) Sweep<BITS, 8>(N, K, bw, rotate);
+}
+
+void SweepBits(int bits, int M, int N, int K, double bw, size_t rotate) {
+  if (bits == 2) SweepTokens<2>(M, N, K, bw, rotate);
+  if (bits == 3) SweepTokens<3>(M, N, K, bw, rotate);
+  if (bits == 4) SweepTokens<4>(M, N, K, bw, rotate);
 }
 
 }  // namespace
 
-// Usage: gemv_stream_sweep [BITS N K [CONFIG]]: one bit width and shape (and only the
-// configurations whose name contains CONFIG, v7 always first); no arguments: the full sweep.
+// Usage: gemv_mma_sweep [BITS N K [TOKENS [CONFIG]]]: one bit width and shape, token counts 1, 2,
+// 4, 8 or the one given (0: all), only the configurations whose name contains CONFIG (v7 always
+// first); no arguments: every shape, bit width 2..4 and token count.
 int main(int argc, char** argv) {
   cudaDeviceProp prop;
   PMPD_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  PMPD_CUDA_CHECK(cudaMalloc(&g_workspace, MmaWorkspaceBytes(8, kMaxK)));
   const size_t gb = size_t{1} << 30;
   void *src, *dst;
   PMPD_CUDA_CHECK(cudaMalloc(&src, gb));
@@ -143,22 +153,25 @@ int main(int argc, char** argv) {
   std::printf("device %s, copy bandwidth %.0f GB/s, rotate >= %zu MB\n", prop.name, bw,
               rotate >> 20);
   std::printf(
-      "| N x K | bits | kernel | us | %% of BW | max rel. diff vs v7 "
-      "|\n|---|---|---|---|---|---|\n");
+      "| N x K | tokens | bits | kernel | us | %% of BW | max rel. diff vs v7 |\n"
+      "|---|---|---|---|---|---|---|\n");
+  const int all_tokens[] = {1, 2, 4, 8};
   if (argc >= 4) {
     const int bits = std::atoi(argv[1]), N = std::atoi(argv[2]), K = std::atoi(argv[3]);
-    if (argc >= 5) g_only = argv[4];
-    if (bits == 2) Sweep<2>(N, K, bw, rotate);
-    if (bits == 3) Sweep<3>(N, K, bw, rotate);
-    if (bits == 4) Sweep<4>(N, K, bw, rotate);
+    const int only_m = argc >= 5 ? std::atoi(argv[4]) : 0;
+    if (argc >= 6) g_only = argv[5];
+    if (K > kMaxK) return 1;
+    for (int M : all_tokens) {
+      if (only_m == 0 || only_m == M) SweepBits(bits, M, N, K, bw, rotate);
+    }
     return 0;
   }
   const int shapes[][2] = {
       {4096, 4096}, {12288, 4096}, {22016, 4096}, {11008, 4096}, {4096, 11008}};
   for (auto& s : shapes) {
-    Sweep<2>(s[0], s[1], bw, rotate);
-    Sweep<3>(s[0], s[1], bw, rotate);
-    Sweep<4>(s[0], s[1], bw, rotate);
+    for (int bits = 2; bits <= 4; ++bits) {
+      for (int M : all_tokens) SweepBits(bits, M, s[0], s[1], bw, rotate);
+    }
   }
   return 0;
 }

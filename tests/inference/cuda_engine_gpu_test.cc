@@ -263,10 +263,12 @@ const std::vector<std::vector<int>>& BatchPrompts() {
   return prompts;
 }
 
-TEST_F(CudaEngineTest, BatchedDecodeMatchesCpuPerSequence) {
+void BatchedDecodeMatchesCpu(GemvKernel gemv) {
+  using ::testing::Test;
   auto cpu = LlamaModel::Load(QuantizedDir());
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   CudaEngineOptions options;
+  options.gemv = gemv;
   options.max_batch = 4;
   options.max_context = 256;
   auto gpu = CudaEngine::Load(QuantizedDir(), options);
@@ -338,7 +340,7 @@ TEST_F(CudaEngineTest, BatchedDecodeMatchesCpuPerSequence) {
     ASSERT_TRUE(g.SetPrecision(bits).ok());
     std::vector<GreedyRun> runs;
     prefill_all(&runs);
-    if (HasFatalFailure()) return;
+    if (Test::HasFatalFailure()) return;
     // Irregular batches until every slot has kNewTokens tokens.
     const std::vector<std::vector<int>> patterns = {{0, 1, 2, 3}, {3, 1}, {2, 0, 1}, {1}, {3, 2}};
     for (int k = 0;; ++k) {
@@ -354,7 +356,7 @@ TEST_F(CudaEngineTest, BatchedDecodeMatchesCpuPerSequence) {
         continue;
       }
       step(slots, &runs);
-      if (HasFatalFailure()) return;
+      if (Test::HasFatalFailure()) return;
     }
     compare(runs, nullptr, "batched at " + std::to_string(bits) + " bits");
   }
@@ -365,17 +367,27 @@ TEST_F(CudaEngineTest, BatchedDecodeMatchesCpuPerSequence) {
   ASSERT_TRUE(g.SetPrecision(4).ok());
   std::vector<GreedyRun> runs;
   prefill_all(&runs);
-  if (HasFatalFailure()) return;
+  if (Test::HasFatalFailure()) return;
   (*schedule)->Reset();
   for (int k = 1; k < kNewTokens; ++k) {
     const int bits = (*schedule)->NextPrecision(k, g.precision(), runs[0].logits.back());
     if (bits != g.precision()) ASSERT_TRUE(g.SetPrecision(bits).ok());
     step({0, 1, 2, 3}, &runs);
-    if (HasFatalFailure()) return;
+    if (Test::HasFatalFailure()) return;
   }
   auto cpu_schedule = scheduler::MakeStaticScheduler({4, 3, 2}, {8, 20});
   ASSERT_TRUE(cpu_schedule.ok());
   compare(runs, cpu_schedule->get(), "batched under 4,3,2 at 8,20");
+}
+
+TEST_F(CudaEngineTest, BatchedDecodeMatchesCpuPerSequence) {
+  BatchedDecodeMatchesCpu(GemvKernel::kAuto);
+}
+
+// The same with every any-precision product on the tensor-core GEMV (1..4 rows; kAuto picks it only
+// from 5 rows or on wide matrices, which stories260K does not have).
+TEST_F(CudaEngineTest, BatchedDecodeOnTensorCoresMatchesCpuPerSequence) {
+  BatchedDecodeMatchesCpu(GemvKernel::kTensorCore);
 }
 
 // The fp16 KV cache against the fp32 one (same engine otherwise) at 2 bits and under 4 -> 3 -> 2:

@@ -1,12 +1,15 @@
 // GPU tests (label `gpu`): the any-precision GEMV and dequantize kernels against the CPU reference
-// over bit widths, token counts and shapes with tails (K = 172, partial 1024-column chunks, odd N).
+// over bit widths, token counts and shapes with tails (K = 172, partial 1024-column chunks, odd N),
+// every path (auto, code-word, tensor-core, generic), activations with an outlier and a zero token.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/anyprec_gemv.cuh"
@@ -46,13 +49,17 @@ Problem MakeProblem(int N, int K, int P, std::mt19937& rng) {
   return pr;
 }
 
-// Both paths: the default (the code-word kernel for p <= 4) and the generic per-weight LUT kernel.
+// Every path: auto (code-word or tensor-core by token count and N), each forced, and the generic
+// per-weight LUT kernel. The tensor-core path serves p <= 4 only.
 class AnyprecGemvPathTest : public ::testing::TestWithParam<AnyprecGemvPath> {};
 
 TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(11);
   std::normal_distribution<float> g(0.f, 1.f);
+  const bool tensor = GetParam() == AnyprecGemvPath::kTensorCore;
+  void* workspace = nullptr;
+  ASSERT_EQ(cudaMalloc(&workspace, AnyprecGemvWorkspaceBytes(8, 11008)), cudaSuccess);
   int cases = 0;
   for (auto [N, K] : {std::pair<int, int>{1, 32},
                       {7, 172},
@@ -65,12 +72,14 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
     for (int P : {8, 4}) {
       Problem pr = MakeProblem(N, K, P, rng);
       uint32_t* dq = ToDevice(pr.qweight);
-      for (int p = 2; p <= P; ++p) {
+      for (int p = 2; p <= (tensor ? 4 : P); ++p) {
         __half* dl = reinterpret_cast<__half*>(ToDevice(pr.luts[p]));
         for (int M : {1, 2, 3, 8}) {
           std::vector<float> x(static_cast<size_t>(M) * K), ref(static_cast<size_t>(M) * N),
               got(ref.size());
           for (auto& v : x) v = g(rng);
+          x[K / 2] = 1000.f;                                 // an outlier in token 0
+          if (M == 8) std::fill(x.end() - K, x.end(), 0.f);  // a zero token
           AnyprecGemmRef(x.data(), M, pr.qweight.data(), pr.luts[p].data(), N, K, P, p, ref.data());
           // M == 3 reads x from a pointer that is not 16-byte aligned (the scalar-load path).
           const int offset = M == 3 ? 1 : 0;
@@ -81,20 +90,29 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
           float* dy = nullptr;
           ASSERT_EQ(cudaMalloc(&dy, ref.size() * 4), cudaSuccess);
           cudaMemset(dy, 0xff, ref.size() * 4);  // NaN poison
-          AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, nullptr, GetParam());
+          AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, nullptr, GetParam(), false, workspace);
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
           cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost);
           // fp32 accumulation of K products in a different order from the double reference:
           // |error| <= ~ K * eps * sum|x w| in the worst case, sqrt(K) typically; bound with 2
-          // sqrt(K).
+          // sqrt(K). The tensor cores may round each 16-product step's sum toward zero (K / 16
+          // steps), and x enters as hi + lo fp16 halves: each x off by up to 2^-24 of its token's
+          // max |x| (bound with 2^-23 * max|x| * sum|w|).
           std::vector<float> w(static_cast<size_t>(N) * K);
           AnyprecDequantRef(pr.qweight.data(), pr.luts[p].data(), N, K, P, p, w.data());
+          const bool mma = tensor || (GetParam() == AnyprecGemvPath::kAuto && p <= 4 && M >= 5);
           for (int m = 0; m < M; ++m) {
+            double xmax = 0;
+            for (int k = 0; k < K; ++k) xmax = std::max(xmax, double(std::fabs(x[m * K + k])));
             for (int n = 0; n < N; ++n) {
-              double mag = 0;
-              for (int k = 0; k < K; ++k)
-                mag += std::fabs(double(x[m * K + k]) * w[static_cast<size_t>(n) * K + k]);
-              const double tol = 2.0 * std::sqrt(double(K)) * 1.2e-7 * mag + 1e-30;
+              double mag = 0, wsum = 0;
+              for (int k = 0; k < K; ++k) {
+                const double wk = w[static_cast<size_t>(n) * K + k];
+                mag += std::fabs(double(x[m * K + k]) * wk);
+                wsum += std::fabs(wk);
+              }
+              double tol = 2.0 * std::sqrt(double(K)) * 1.2e-7 * mag + 1e-30;
+              if (mma) tol += K / 16.0 * 1.2e-7 * mag + std::ldexp(xmax * wsum, -23);
               ASSERT_NEAR(got[m * N + n], ref[m * N + n], tol)
                   << "N " << N << " K " << K << " P " << P << " p " << p << " M " << M << " at m "
                   << m << " n " << n;
@@ -109,23 +127,39 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
       cudaFree(dq);
     }
   }
-  EXPECT_EQ(cases, 8 * (7 + 3) * 4);
+  EXPECT_EQ(cases, 8 * (tensor ? 3 + 3 : 7 + 3) * 4);
+  cudaFree(workspace);
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, AnyprecGemvPathTest,
-                         ::testing::Values(AnyprecGemvPath::kAuto, AnyprecGemvPath::kGeneric),
-                         [](const auto& info) {
-                           return info.param == AnyprecGemvPath::kAuto ? "Auto" : "Generic";
+                         ::testing::Values(AnyprecGemvPath::kAuto, AnyprecGemvPath::kGeneric,
+                                           AnyprecGemvPath::kCodeWord,
+                                           AnyprecGemvPath::kTensorCore),
+                         [](const auto& info) -> std::string {
+                           switch (info.param) {
+                             case AnyprecGemvPath::kAuto:
+                               return "Auto";
+                             case AnyprecGemvPath::kGeneric:
+                               return "Generic";
+                             case AnyprecGemvPath::kCodeWord:
+                               return "CodeWord";
+                             case AnyprecGemvPath::kTensorCore:
+                               return "TensorCore";
+                           }
+                           return "?";
                          });
 
 // The overlapped launch (programmatic dependent launch) must still read x only after the kernel
 // that writes it: a RMSNorm writes x over a NaN-poisoned buffer right before every GEMV; 20 rounds
-// with fresh inputs, so reading a stale x cannot pass by luck.
+// with fresh inputs, so reading a stale x cannot pass by luck; the code-word and tensor-core paths
+// alternate.
 TEST(AnyprecGemvGpuTest, OverlappedLaunchWaitsForThePreviousKernel) {
   PMPD_REQUIRE_GPU();
   std::mt19937 rng(13);
   std::normal_distribution<float> g(0.f, 1.f);
   const int N = 4096, K = 4096, P = 4, M = 1;
+  void* workspace = nullptr;
+  ASSERT_EQ(cudaMalloc(&workspace, AnyprecGemvWorkspaceBytes(M, K)), cudaSuccess);
   Problem pr = MakeProblem(N, K, P, rng);
   uint32_t* dq = ToDevice(pr.qweight);
   std::vector<float> w(K);
@@ -147,8 +181,11 @@ TEST(AnyprecGemvGpuTest, OverlappedLaunchWaitsForThePreviousKernel) {
     cudaMemcpyAsync(draw, raw.data(), K * 4, cudaMemcpyHostToDevice, stream);
     cudaMemsetAsync(dx, 0xff, K * 4, stream);  // NaN until the norm has run
     RmsNormF32(draw, dw, dx, 1, K, 1e-5f, stream);
-    AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, stream, AnyprecGemvPath::kAuto,
-                /*overlap_previous=*/true);
+    // Odd rounds through the tensor-core path: its preparation kernel waits for the norm, the
+    // GEMV for the preparation.
+    AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, stream,
+                round % 2 == 1 ? AnyprecGemvPath::kTensorCore : AnyprecGemvPath::kAuto,
+                /*overlap_previous=*/true, workspace);
     ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     cudaMemcpy(got.data(), dy, N * 4, cudaMemcpyDeviceToHost);
     for (int n = 0; n < N; ++n) {
@@ -158,6 +195,7 @@ TEST(AnyprecGemvGpuTest, OverlappedLaunchWaitsForThePreviousKernel) {
     cudaFree(dl);
   }
   cudaStreamDestroy(stream);
+  cudaFree(workspace);
   cudaFree(dq);
   cudaFree(dw);
   cudaFree(draw);
