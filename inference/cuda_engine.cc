@@ -9,8 +9,9 @@
 //   logits = rmsnorm(x_last) W_lm^T, argmax on the GPU
 //
 // Decode reads tokens, positions and attended lengths from a small device array (`step`), so the
-// kernel sequence of one step is position-free: one CUDA graph per precision and set of sequence
-// slots serves every step (captured at load for slot 0, on second use for others).
+// kernel sequence of one step is position-free: one CUDA graph per precision and list of sequence
+// slots serves every step (captured at load for slot 0; for other lists right after their first,
+// eager step).
 //
 // Batched decoding: sequence slot s has its own K/V cache (layer l's K of slot s at
 // k_cache + s * slot_stride); a step of n rows runs every projection once as an n-token GEMV
@@ -186,7 +187,7 @@ struct CudaEngine::Impl {
   const float* rope_sin = nullptr;
   std::vector<DeviceLayer> layers;
 
-  int chunk = 0;  // rows of the activation buffers: max(prefill_chunk, 3 * kRows)
+  int chunk = 0;  // rows of the activation buffers: max(prefill_chunk, kGemvTokens)
   // Activations, [chunk, width] each; x16 holds fp16 inputs of dense products.
   float *x = nullptr, *h = nullptr, *q = nullptr, *kbuf = nullptr, *vbuf = nullptr, *attn = nullptr,
         *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr;
@@ -196,6 +197,7 @@ struct CudaEngine::Impl {
   float* w32 = nullptr;      // prefill: one projection dequantized to fp32 (any-precision models)
   float* kv32 = nullptr;     // prefill over an fp16 cache: one slot's K then V as fp32
   void* gemv_ws = nullptr;   // the tensor-core GEMV's workspace (kRows tokens, the widest K)
+  size_t gemv_ws_bytes = 0;
   int32_t* prompt_ids = nullptr;  // [max_ctx]: the token ids of one Prefill
   int32_t* prompt_pos = nullptr;  // [max_ctx]: their positions
   int32_t* step = nullptr;        // decode: see kRows
@@ -359,15 +361,15 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
     return absl::InvalidArgumentError(
         absl::StrCat("CUDA engine: prefill_chunk must be >= 1, got ", o.prefill_chunk));
   }
-  // Decode rows write fused q|k|v ([rows, q_dim + 2 kv_dim] <= 3 q_dim wide) into q's buffer and
-  // gate|up ([rows, 2 I]) into gate's: room for 3 * kRows rows.
-  chunk = std::max(o.prefill_chunk, 3 * kRows);
+  chunk = std::max(o.prefill_chunk, kGemvTokens);
   const size_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(),
                V = c.vocab_size;
   absl::Status st;
-  auto buffer = [&](float** p, size_t width, const char* what) {
+  // `rows` rows of `width` floats; decode rows write fused q|k|v ([kRows, q_dim + 2 kv_dim]) into
+  // q's buffer and gate|up ([kRows, 2 I]) into gate's, hence their minimum sizes.
+  auto buffer = [&](float** p, size_t width, const char* what, size_t at_least = 0) {
     if (!st.ok()) return;
-    auto r = AllocArray<float>(static_cast<size_t>(chunk) * width, what);
+    auto r = AllocArray<float>(std::max(static_cast<size_t>(chunk) * width, at_least), what);
     if (r.ok())
       *p = *r;
     else
@@ -375,12 +377,12 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   };
   buffer(&x, H, "activations");
   buffer(&h, H, "activations");
-  buffer(&q, Q, "activations");
+  buffer(&q, Q, "activations", kRows * (Q + 2 * KV));
   buffer(&kbuf, KV, "activations");
   buffer(&vbuf, KV, "activations");
   buffer(&attn, Q, "activations");
   buffer(&proj, H, "activations");
-  buffer(&gate, I, "activations");
+  buffer(&gate, I, "activations", kRows * 2 * I);
   buffer(&up, I, "activations");
   if (!st.ok()) return st;
   auto lg = AllocArray<float>(kRows * V, "logits");
@@ -432,9 +434,9 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
     layers[l].k_cache = *kv + (2 * l) * per;
     layers[l].v_cache = *kv + (2 * l + 1) * per;
   }
-  auto gws = Alloc(kernels::AnyprecGemvWorkspaceBytes(
-                       kRows, std::max({c.hidden_size, c.intermediate_size, c.q_dim()})),
-                   "the tensor-core GEMV's workspace");
+  gemv_ws_bytes = kernels::AnyprecGemvWorkspaceBytes(
+      kRows, std::max({c.hidden_size, c.intermediate_size, c.q_dim()}));
+  auto gws = Alloc(gemv_ws_bytes, "the tensor-core GEMV's workspace");
   if (!gws.ok()) return gws.status();
   gemv_ws = *gws;
   if (kv16) {
@@ -473,7 +475,7 @@ void CudaEngine::Impl::Linear(const DeviceLinear& lin, const float* in, int m, f
       path = kernels::AnyprecGemvPath::kTensorCore;
     }
     kernels::AnyprecGemv(in, m, lin.qweight, lin.lut[bits], lin.n, lin.k, lin.parent_bits, bits,
-                         out, stream, path, options.overlap_launches, gemv_ws);
+                         out, stream, path, options.overlap_launches, gemv_ws, gemv_ws_bytes);
     return;
   }
   if (m <= kGemvTokens && lin.w16 != nullptr) {
@@ -893,16 +895,19 @@ absl::Status CudaEngine::DecodeRows(absl::Span<const int> slots, absl::Span<cons
                                   cudaMemcpyHostToDevice, m.stream));
   std::pair<int, std::vector<int>> key(m.precision, std::vector<int>(slots.begin(), slots.end()));
   auto it = m.graphs.find(key);
-  if (it != m.graphs.end()) {
+  if (it != m.graphs.end() && it->second != nullptr) {
     PMPD_CUDA_CHECK(cudaGraphLaunch(it->second, m.stream));
   } else {
     m.Forward(n, m.step, m.step + Impl::kRows, 0, /*decode=*/true, /*head=*/true, m.precision,
               slots);
     // Captured after its first eager run (which loaded every kernel it launches): later steps of
-    // the same slots replay it.
-    if (m.options.use_graphs && m.graphs.size() < Impl::kMaxGraphs) {
+    // the same slots replay it. A capture that fails leaves these slots eager (a null entry).
+    if (m.options.use_graphs && it == m.graphs.end() && m.graphs.size() < Impl::kMaxGraphs) {
       PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
-      if (auto st = m.CaptureGraph(key.first, key.second); !st.ok()) return st;
+      if (!m.CaptureGraph(key.first, key.second).ok()) {
+        (void)cudaGetLastError();
+        m.graphs[key] = nullptr;
+      }
     }
   }
   PMPD_CUDA_CHECK(cudaMemcpyAsync(m.host_pinned + Impl::kArgmaxAt, m.argmax, n * sizeof(int32_t),

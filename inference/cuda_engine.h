@@ -2,8 +2,9 @@
 // decode step's projections (AnyprecGemv straight from the bitplanes, DenseF16Gemv for fp16
 // weights) and its per-token operations; cuBLAS for prefill passes of more than 8 tokens
 // (dequantize once, then one GEMM), the prefill attention, and the fp32 lm_head. The decode step
-// runs as one CUDA graph per precision. Header free of CUDA and LibTorch (pimpl), so CPU-only code
-// can include it; the library pmpd_cuda_engine exists only when CMake finds CUDA.
+// runs as one CUDA graph per precision and list of sequence slots. Header free of CUDA and LibTorch
+// (pimpl), so CPU-only code can include it; the library pmpd_cuda_engine exists only when CMake
+// finds CUDA.
 //
 // Numbers: activations, norms, embeddings, rotary tables, attention and the KV cache are float32
 // (the cache optionally fp16, CudaEngineOptions::kv_cache_fp16);
@@ -30,12 +31,13 @@ enum class GemvKernel { kAuto, kCodeWord, kTensorCore };
 
 struct CudaEngineOptions {
   int device = 0;  // CUDA device ordinal
-  // Capture the decode step in one CUDA graph per precision (positions and the cache length are
-  // read from device memory, so one graph serves every step). Off: the same kernels launched one by
-  // one.
+  // Capture the decode step in one CUDA graph per precision and list of slots (positions and cache
+  // lengths are read from device memory, so one graph serves every step). Off: the same kernels
+  // launched one by one.
   bool use_graphs = true;
-  // Positions the KV cache holds (float32, preallocated at load: 2 x layers x kv_dim x 4 bytes per
-  // position, and the prefill scores grow with it, see prefill_chunk), capped at
+  // Positions the KV cache of each sequence slot holds (preallocated at load: 2 x layers x kv_dim x
+  // 4 bytes (2 with kv_cache_fp16) per position and slot, plus with fp16 one layer's K/V in fp32
+  // for the prefill; the prefill scores grow with it, see prefill_chunk), capped at
   // max_position_embeddings; 0 = max_position_embeddings. A cache that does not fit in GPU memory
   // fails the load with the allocation's error.
   int max_context = 4096;
@@ -67,7 +69,8 @@ struct CudaEngineOptions {
 
 // One model on one GPU plus the KV caches of max_batch sequences, an Engine. Not thread-safe. Every
 // call is synchronous (returns when the GPU is done); nothing allocates on the GPU after
-// Load/CreateRandom (a new set of slots in DecodeBatch captures one more CUDA graph).
+// Load/CreateRandom but the instantiation of a CUDA graph for each new list of slots in DecodeBatch
+// (at most 64).
 class CudaEngine : public Engine {
  public:
   // Loads a model directory as LlamaModel::Load does (config.json, safetensors or shards or
@@ -116,8 +119,8 @@ class CudaEngine : public Engine {
   int sequence() const override;
   absl::Status SelectSequence(int slot) override;
   // Every projection as one GEMV of slots.size() tokens (weights read once), rotary + cache append
-  // and attention per row over its slot; one graph per precision and slot list (captured on its
-  // second use; the first runs eagerly). Greedy: copies back 4 bytes per row.
+  // and attention per row over its slot; one graph per precision and slot list (captured right
+  // after its first, eager step; replayed from the second). Greedy: copies back 4 bytes per row.
   absl::Status DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
                            std::vector<float>* logits, std::vector<int>* argmax) override;
 

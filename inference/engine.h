@@ -95,8 +95,9 @@ class Engine {
   virtual absl::Status SelectSequence(int slot);
   // One decode step for several sequences: row i feeds tokens[i] to slot slots[i] (distinct) at
   // that slot's cache_len, all at the current precision. Writes logits [rows, vocab] row-major
-  // and/or argmax [rows] (either may be null). Same results as DecodeStep on each slot in turn;
-  // batching engines (CudaEngine) read the weights once for all rows. Fails, nothing changed, when
+  // and/or argmax [rows] (either may be null). The results of DecodeStep on each slot in turn, up
+  // to floating-point rounding: batching engines (CudaEngine) read the weights once for all rows
+  // and may use other kernels for several rows (its tensor-core GEMV). Fails, nothing changed, when
   // the spans differ in size or are empty, a slot is out of range or repeated, a token is outside
   // the vocabulary, or a slot's cache is full. The selected slot is unchanged.
   virtual absl::Status DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,

@@ -31,15 +31,16 @@ size_t AnyprecGemvWorkspaceBytes(int M, int K) {
 
 void AnyprecGemv(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K,
                  int P, int p, float* y, cudaStream_t stream, AnyprecGemvPath path,
-                 bool overlap_previous, void* workspace) {
+                 bool overlap_previous, void* workspace, size_t workspace_bytes) {
   PMPD_CHECK(M >= 1 && M <= kAnyprecGemvMaxTokens, "AnyprecGemv: 1..8 tokens");
   PMPD_CHECK(p >= 2 && p <= P && P <= 8, "AnyprecGemv: 2 <= p <= P <= 8");
   if (N == 0) return;
   const bool mma_ok = p <= 4 && workspace != nullptr && anyprec_detail::MmaGemvApplies(M, K) &&
-                      reinterpret_cast<uintptr_t>(workspace) % 16 == 0;
+                      reinterpret_cast<uintptr_t>(workspace) % 16 == 0 &&
+                      workspace_bytes >= anyprec_detail::MmaWorkspaceBytes(M, K);
   PMPD_CHECK(path != AnyprecGemvPath::kTensorCore || mma_ok,
-             "AnyprecGemv: the tensor-core path needs p <= 4, a 16-byte aligned workspace and "
-             "K <= 65536");
+             "AnyprecGemv: the tensor-core path needs p <= 4, K <= 65536 and a 16-byte aligned "
+             "workspace of AnyprecGemvWorkspaceBytes(M, K)");
   if (path == AnyprecGemvPath::kAuto) {
     const bool many = M >= 5 || (M >= 3 && N >= 8192);
     path = mma_ok && many ? AnyprecGemvPath::kTensorCore : AnyprecGemvPath::kCodeWord;

@@ -17,7 +17,7 @@ constexpr int kAnyprecGemvMaxTokens = 8;
 //   1-2 tokens.
 // - kTensorCore: v10 (anyprec_gemv_mma_kernel.cuh), tensor-core products, nearly the same time for
 //   1..8 tokens; needs the workspace. x enters as hi + lo fp16 halves after a power-of-two scale
-//   per token: each x carries an absolute error up to 2^-24 of its token's max |x| (fp32 itself:
+//   per token: each x carries an absolute error up to 2^-23 of its token's max |x| (fp32 itself:
 //   2^-24 of |x|), so a token with a large outlier loses low bits of its small entries.
 // - kGeneric: the per-weight LUT kernel (kept for tests and benchmarks).
 // - kAuto: kTensorCore from 5 tokens, or from 3 tokens when N >= 8192 (and a workspace is given),
@@ -31,8 +31,9 @@ size_t AnyprecGemvWorkspaceBytes(int M, int K);
 
 // y[M, N] = x[M, K] * W_p^T. x, y fp32 row-major on the device; qweight [P, N, ceil(K/32)];
 // lut: fp16 [N, 2^p] for precision p, finite (padding columns multiply a LUT entry by zero).
-// 1 <= M <= 8, 2 <= p <= P <= 8. `workspace`: AnyprecGemvWorkspaceBytes(M, K) bytes on the device,
-// 16-byte aligned, or null (then kAuto never picks kTensorCore, and asking for it is an error).
+// 1 <= M <= 8, 2 <= p <= P <= 8. `workspace`: `workspace_bytes` on the device, 16-byte aligned, or
+// null; with less than AnyprecGemvWorkspaceBytes(M, K) kAuto never picks kTensorCore, and asking
+// for it is an error.
 // Asynchronous on `stream`; with `overlap_previous` (p <= 4, sm_90) it is a programmatic dependent
 // launch that reads the planes and LUTs while the preceding kernel on `stream` still runs (that
 // kernel must not write them; x and y wait for it); allocates nothing. Reads p/8 bytes per weight
@@ -41,7 +42,7 @@ size_t AnyprecGemvWorkspaceBytes(int M, int K);
 void AnyprecGemv(const float* x, int M, const uint32_t* qweight, const __half* lut, int N, int K,
                  int P, int p, float* y, cudaStream_t stream,
                  AnyprecGemvPath path = AnyprecGemvPath::kAuto, bool overlap_previous = false,
-                 void* workspace = nullptr);
+                 void* workspace = nullptr, size_t workspace_bytes = 0);
 
 // W_p as fp16 [N, K] (for prefill: dequantize once, then a dense GEMM). Asynchronous on `stream`.
 void AnyprecDequant(const uint32_t* qweight, const __half* lut, int N, int K, int P, int p,

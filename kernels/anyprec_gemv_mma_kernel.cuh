@@ -26,10 +26,10 @@
 // x: MmaPrepareXKernel writes every token's activations once per call into the workspace in that
 // order, as B fragments (lane (g, t) of step s reads token g's uint4 {hi b0, hi b1, lo b0, lo b1}),
 // split in two fp16 halves after a power-of-two scale per token that puts its max |x| in
-// [2^13, 2^14): hi = fp16(x s), lo = fp16(x s - hi), about 22 bits of x, no fp16 overflow; two
-// mmas per step (hi, lo); products and sums are fp32, y = D / s (exact). An earlier variant that
-// built the fragments inside every 16-row block spent more time on that than on its weights
-// (kernels/NOTES.md, session of 2026-12-03).
+// [2^13, 2^14): hi = fp16(x s), lo = fp16(x s - hi), each x within 2^-23 of its token's max |x|, no
+// fp16 overflow; two mmas per step (hi, lo); products and sums are fp32, y = D / s (exact). An
+// earlier variant that built the fragments inside every 16-row block spent more time on that than
+// on its weights (kernels/NOTES.md, session of 2026-12-03).
 //
 // Work split: a block of kMmaWarps warps owns a 16-row tile; its warps take the 512-column items
 // (chunk, half) round robin, with the next item's planes loaded while the current one computes;
@@ -83,9 +83,9 @@ __device__ __forceinline__ uint32_t PackHalf2(__half lo, __half hi) {
 __host__ __device__ constexpr int PairFirstBit(int q, int k) { return 4 * k + 3 - q; }
 __host__ __device__ constexpr int PairSecondBit(int q, int k) { return 4 * k + 1 - q; }
 
-// One block of kThreads per token: the token's scale, then its fragments. Fragment (item, step s = 8 u + v,
-// token, t) at ((item * 32 + s) * M + token) * 4 + t; zeros past K and in words past a chunk's end.
-// The M inverse scales follow the fragments.
+// One block of kThreads per token: the token's scale, then its fragments. Fragment (item, step s =
+// 8 u + v, token, t) at ((item * 32 + s) * M + token) * 4 + t; zeros past K and in words past a
+// chunk's end. The M inverse scales follow the fragments.
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads)
     MmaPrepareXKernel(const float* __restrict__ x, int M, int K, uint4* __restrict__ frag) {
@@ -296,7 +296,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   partial[warp][g + 8][2 * t] = acc[2];
   partial[warp][g + 8][2 * t + 1] = acc[3];
   __syncthreads();
-  const float* inv_scale = reinterpret_cast<const float*>(frag + static_cast<size_t>(items) * 128 * M);
+  const float* inv_scale =
+      reinterpret_cast<const float*>(frag + static_cast<size_t>(items) * 128 * M);
   for (int i = threadIdx.x; i < 16 * M; i += kMmaWarps * 32) {
     const int row = i / M, token = i % M;
     if (n0 + row >= N) continue;

@@ -59,7 +59,8 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
   std::normal_distribution<float> g(0.f, 1.f);
   const bool tensor = GetParam() == AnyprecGemvPath::kTensorCore;
   void* workspace = nullptr;
-  ASSERT_EQ(cudaMalloc(&workspace, AnyprecGemvWorkspaceBytes(8, 11008)), cudaSuccess);
+  const size_t workspace_bytes = AnyprecGemvWorkspaceBytes(8, 11008);
+  ASSERT_EQ(cudaMalloc(&workspace, workspace_bytes), cudaSuccess);
   int cases = 0;
   for (auto [N, K] : {std::pair<int, int>{1, 32},
                       {7, 172},
@@ -90,7 +91,8 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
           float* dy = nullptr;
           ASSERT_EQ(cudaMalloc(&dy, ref.size() * 4), cudaSuccess);
           cudaMemset(dy, 0xff, ref.size() * 4);  // NaN poison
-          AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, nullptr, GetParam(), false, workspace);
+          AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, nullptr, GetParam(), false, workspace,
+                      workspace_bytes);
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
           cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost);
           // fp32 accumulation of K products in a different order from the double reference:
@@ -100,7 +102,8 @@ TEST_P(AnyprecGemvPathTest, MatchesCpuReferenceOverBitsTokensAndShapes) {
           // max |x| (bound with 2^-23 * max|x| * sum|w|).
           std::vector<float> w(static_cast<size_t>(N) * K);
           AnyprecDequantRef(pr.qweight.data(), pr.luts[p].data(), N, K, P, p, w.data());
-          const bool mma = tensor || (GetParam() == AnyprecGemvPath::kAuto && p <= 4 && M >= 5);
+          const bool mma = tensor || (GetParam() == AnyprecGemvPath::kAuto && p <= 4 &&
+                                      (M >= 5 || (M >= 3 && N >= 8192)));
           for (int m = 0; m < M; ++m) {
             double xmax = 0;
             for (int k = 0; k < K; ++k) xmax = std::max(xmax, double(std::fabs(x[m * K + k])));
@@ -159,7 +162,8 @@ TEST(AnyprecGemvGpuTest, OverlappedLaunchWaitsForThePreviousKernel) {
   std::normal_distribution<float> g(0.f, 1.f);
   const int N = 4096, K = 4096, P = 4, M = 1;
   void* workspace = nullptr;
-  ASSERT_EQ(cudaMalloc(&workspace, AnyprecGemvWorkspaceBytes(M, K)), cudaSuccess);
+  const size_t workspace_bytes = AnyprecGemvWorkspaceBytes(M, K);
+  ASSERT_EQ(cudaMalloc(&workspace, workspace_bytes), cudaSuccess);
   Problem pr = MakeProblem(N, K, P, rng);
   uint32_t* dq = ToDevice(pr.qweight);
   std::vector<float> w(K);
@@ -185,7 +189,7 @@ TEST(AnyprecGemvGpuTest, OverlappedLaunchWaitsForThePreviousKernel) {
     // GEMV for the preparation.
     AnyprecGemv(dx, M, dq, dl, N, K, P, p, dy, stream,
                 round % 2 == 1 ? AnyprecGemvPath::kTensorCore : AnyprecGemvPath::kAuto,
-                /*overlap_previous=*/true, workspace);
+                /*overlap_previous=*/true, workspace, workspace_bytes);
     ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     cudaMemcpy(got.data(), dy, N * 4, cudaMemcpyDeviceToHost);
     for (int n = 0; n < N; ++n) {
