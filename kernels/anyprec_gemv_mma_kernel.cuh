@@ -325,19 +325,10 @@ void LaunchMmaGemv(const float* x, const uint32_t* qweight, const __half* lut, i
   (void)configured;
   auto* frag = static_cast<uint4*>(workspace);
   LaunchOverlapped(MmaPrepareXKernel<512>, dim3(M), dim3(512), stream, overlap, x, M, K, frag);
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3((N + 15) / 16);
-  config.blockDim = dim3(kMmaWarps * 32);
-  config.dynamicSmemBytes = kTableBytes;
-  config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attr;
-  config.numAttrs = overlap ? 1 : 0;
   const bool vec = ((K + 31) / 32) % 4 == 0 && reinterpret_cast<uintptr_t>(qweight) % 16 == 0;
-  PMPD_CUDA_CHECK(cudaLaunchKernelEx(&config, AnyprecGemvMmaKernel<BITS, M>,
-                                     static_cast<const uint4*>(frag), qweight, lut, N, K, vec, y));
+  LaunchOverlappedSmem(AnyprecGemvMmaKernel<BITS, M>, dim3((N + 15) / 16), dim3(kMmaWarps * 32),
+                       kTableBytes, stream, overlap, static_cast<const uint4*>(frag), qweight, lut,
+                       N, K, vec, y);
 }
 
 }  // namespace anyprec_detail

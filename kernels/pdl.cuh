@@ -12,15 +12,16 @@
 
 namespace pmpd::kernels {
 
-// Launches kernel<<<grid, block, 0, stream>>>(args...), as a programmatic dependent launch when
-// `overlap` (the kernel must then call GridDependencyWait() before touching the previous kernel's
-// data).
+// Launches kernel<<<grid, block, smem_bytes, stream>>>(args...), as a programmatic dependent launch
+// when `overlap` (the kernel must then call GridDependencyWait() before touching the previous
+// kernel's data).
 template <typename... KernelArgs, typename... Args>
-void LaunchOverlapped(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream,
-                      bool overlap, Args... args) {
+void LaunchOverlappedSmem(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes,
+                          cudaStream_t stream, bool overlap, Args... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
+  config.dynamicSmemBytes = smem_bytes;
   config.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -28,6 +29,13 @@ void LaunchOverlapped(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cuda
   config.attrs = attr;
   config.numAttrs = overlap ? 1 : 0;
   PMPD_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
+}
+
+// The same without dynamic shared memory.
+template <typename... KernelArgs, typename... Args>
+void LaunchOverlapped(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream,
+                      bool overlap, Args... args) {
+  LaunchOverlappedSmem(kernel, grid, block, 0, stream, overlap, args...);
 }
 
 __device__ __forceinline__ void GridDependencyWait() {

@@ -160,11 +160,16 @@ TEST(LlamaModelTest, IncrementalDecodingEqualsFullForward) {
   }
 }
 
-TEST(LlamaModelTest, RejectsTokensPastContextAndOutOfVocab) {
-  auto config = models::ParseLlamaConfig(
+// One layer, vocabulary 32, context 8.
+absl::StatusOr<models::LlamaConfig> TinyConfig() {
+  return models::ParseLlamaConfig(
       R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
           "num_attention_heads": 2, "vocab_size": 32, "max_position_embeddings": 8})",
       "cfg");
+}
+
+TEST(LlamaModelTest, RejectsTokensPastContextAndOutOfVocab) {
+  auto config = TinyConfig();
   ASSERT_TRUE(config.ok());
   const std::string dir = MakeTempDir("ctx");
   ASSERT_TRUE(models::WriteRandomLlama(dir, *config, 1).ok());
@@ -200,10 +205,7 @@ TEST(LlamaModelTest, RejectsTokensPastContextAndOutOfVocab) {
 // The Engine's default DecodeBatch (one slot, DecodeStep underneath): the same logits and argmax
 // as DecodeStep, and its refusals (other slots, sizes, token ids, a full cache) change nothing.
 TEST(LlamaModelTest, DefaultDecodeBatchIsDecodeStepOnOneSlot) {
-  auto config = models::ParseLlamaConfig(
-      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
-          "num_attention_heads": 2, "vocab_size": 32, "max_position_embeddings": 8})",
-      "cfg");
+  auto config = TinyConfig();
   ASSERT_TRUE(config.ok());
   const std::string dir = MakeTempDir("batch1");
   ASSERT_TRUE(models::WriteRandomLlama(dir, *config, 3).ok());
