@@ -365,8 +365,8 @@ absl::Status CudaEngine::Impl::Init(const models::LlamaConfig& c, const CudaEngi
   const size_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(),
                V = c.vocab_size;
   absl::Status st;
-  // `rows` rows of `width` floats; decode rows write fused q|k|v ([kRows, q_dim + 2 kv_dim]) into
-  // q's buffer and gate|up ([kRows, 2 I]) into gate's, hence their minimum sizes.
+  // `chunk` rows of `width` floats, at least `at_least` floats: decode rows write fused q|k|v
+  // ([kRows, q_dim + 2 kv_dim]) into q's buffer and gate|up ([kRows, 2 I]) into gate's.
   auto buffer = [&](float** p, size_t width, const char* what, size_t at_least = 0) {
     if (!st.ok()) return;
     auto r = AllocArray<float>(std::max(static_cast<size_t>(chunk) * width, at_least), what);
@@ -522,7 +522,7 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
   for (size_t l = 0; l < layers.size(); ++l) {
     const DeviceLayer& L = layers[l];
     if (decode) {
-      // Decode rows: the fused product writes rows of q | k | v into q's buffer (see `chunk`).
+      // Decode rows: the fused product writes rows of q | k | v into q's buffer (sized for it).
       const bool fused = L.qkv.n > 0;
       const int row = fused ? qd + 2 * c.kv_dim() : qd;  // stride of q's rows
       if (fused) {
@@ -559,7 +559,7 @@ void CudaEngine::Impl::Forward(int n, const int32_t* ids, const int32_t* positio
     }
     Linear(L.o, attn, n, proj, bits);
     kernels::AddRmsNormF32(x, proj, L.post_norm, h, n, H, eps, stream);
-    if (decode && L.gate_up.n > 0) {  // rows of gate | up into gate's buffer (see `chunk`)
+    if (decode && L.gate_up.n > 0) {  // rows of gate | up into gate's buffer (sized for it)
       Linear(L.gate_up, h, n, gate, bits);
       // Row i's SwiGLU lands in row i of [n, I]: it overwrites only halves of rows < i, already
       // consumed (launches run in order).
@@ -860,11 +860,7 @@ absl::Status CudaEngine::DecodeStep(int token, std::vector<float>* logits, int* 
   const int one[1] = {token};
   if (auto st = CheckTokens(one); !st.ok()) return st;
   const int slot[1] = {impl_->selected};
-  if (argmax == nullptr) return DecodeRows(slot, one, logits, nullptr);
-  std::vector<int> rows;  // small: no allocation beyond one int
-  if (auto st = DecodeRows(slot, one, logits, &rows); !st.ok()) return st;
-  *argmax = rows[0];
-  return absl::OkStatus();
+  return DecodeRows(slot, one, logits, argmax);
 }
 
 absl::Status CudaEngine::DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
@@ -877,11 +873,12 @@ absl::Status CudaEngine::DecodeBatch(absl::Span<const int> slots, absl::Span<con
                                                 " positions, CudaEngineOptions::max_context)"));
     }
   }
-  return DecodeRows(slots, tokens, logits, argmax);
+  if (argmax != nullptr) argmax->resize(slots.size());
+  return DecodeRows(slots, tokens, logits, argmax != nullptr ? argmax->data() : nullptr);
 }
 
 absl::Status CudaEngine::DecodeRows(absl::Span<const int> slots, absl::Span<const int> tokens,
-                                    std::vector<float>* logits, std::vector<int>* argmax) {
+                                    std::vector<float>* logits, int* argmax) {
   Impl& m = *impl_;
   PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
   const int n = static_cast<int>(slots.size());
@@ -920,8 +917,7 @@ absl::Status CudaEngine::DecodeRows(absl::Span<const int> slots, absl::Span<cons
   }
   PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
   for (int s : slots) ++m.cache_lens[s];
-  if (argmax != nullptr)
-    argmax->assign(m.host_pinned + Impl::kArgmaxAt, m.host_pinned + Impl::kArgmaxAt + n);
+  if (argmax != nullptr) std::copy_n(m.host_pinned + Impl::kArgmaxAt, n, argmax);
   return absl::OkStatus();
 }
 

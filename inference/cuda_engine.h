@@ -146,9 +146,9 @@ class CudaEngine : public Engine {
   struct Impl;
   explicit CudaEngine(std::unique_ptr<Impl> impl);
   absl::Status CheckTokens(absl::Span<const int> tokens) const;
-  // One step of decode rows (checked by the caller).
+  // One step of decode rows (checked by the caller); argmax, when not null, gets slots.size() ids.
   absl::Status DecodeRows(absl::Span<const int> slots, absl::Span<const int> tokens,
-                          std::vector<float>* logits, std::vector<int>* argmax);
+                          std::vector<float>* logits, int* argmax);
   std::unique_ptr<Impl> impl_;
 };
 

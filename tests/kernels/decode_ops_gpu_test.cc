@@ -286,7 +286,7 @@ TEST(DecodeOpsGpuTest, KvCacheWriteAndConvert) {
 // and written values exactly), and KvCacheToF32 reads positions [0, len) back exactly.
 std::vector<uint16_t> ToF16(const std::vector<float>& x) {
   std::vector<uint16_t> h(x.size());
-  for (size_t i = 0; i < x.size(); ++i) h[i] = F32ToF16(x[i]);
+  ConvertF32ToF16Ref(x.data(), h.data(), static_cast<int64_t>(x.size()));
   return h;
 }
 std::vector<float> FromF16(const std::vector<uint16_t>& h) {
