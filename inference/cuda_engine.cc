@@ -784,6 +784,31 @@ absl::Status CudaEngine::SelectSequence(int slot) {
   impl_->selected = slot;
   return absl::OkStatus();
 }
+absl::Status CudaEngine::CopySequence(int from, int to, int length) {
+  Impl& m = *impl_;
+  const bool valid = from >= 0 && from < m.max_batch;
+  if (auto st = CheckCopySequence(*this, from, to, length, valid ? m.cache_lens[from] : 0);
+      !st.ok()) {
+    return st;
+  }
+  const models::LlamaConfig& c = m.config;
+  const size_t row = static_cast<size_t>(c.head_dim) * m.kv_elem;  // bytes of one position
+  PMPD_CUDA_CHECK(cudaSetDevice(m.options.device));
+  if (length > 0) {
+    for (const DeviceLayer& L : m.layers) {
+      PMPD_CUDA_CHECK(cudaMemcpy2DAsync(m.KCache(L, to), m.max_ctx * row, m.KCache(L, from),
+                                        m.max_ctx * row, length * row, c.num_key_value_heads,
+                                        cudaMemcpyDeviceToDevice, m.stream));
+      PMPD_CUDA_CHECK(cudaMemcpy2DAsync(m.VCache(L, to), m.max_ctx * row, m.VCache(L, from),
+                                        m.max_ctx * row, length * row, c.num_key_value_heads,
+                                        cudaMemcpyDeviceToDevice, m.stream));
+    }
+    PMPD_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+  }
+  m.cache_lens[to] = length;
+  return absl::OkStatus();
+}
+
 int CudaEngine::precision() const { return impl_->precision; }
 int CudaEngine::min_precision() const { return impl_->seed_bits; }
 int CudaEngine::max_precision() const { return impl_->parent_bits; }

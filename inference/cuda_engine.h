@@ -123,6 +123,8 @@ class CudaEngine : public Engine {
   // after its first, eager step; replayed from the second). Greedy: copies back 4 bytes per row.
   absl::Status DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
                            std::vector<float>* logits, std::vector<int>* argmax) override;
+  // One 2-D device copy per layer and K/V (kv_heads rows of length * head_dim elements).
+  absl::Status CopySequence(int from, int to, int length) override;
 
   // The last layer's cache where it lies on the GPU (no copy): float32 (or float16), K and V each
   // [kv_heads, max_context, head_dim]. Consumers read it through the view's strides and dtype.

@@ -95,6 +95,32 @@ absl::Status Engine::DecodeBatch(absl::Span<const int> slots, absl::Span<const i
   return st;
 }
 
+absl::Status CheckCopySequence(const Engine& engine, int from, int to, int length, int from_len) {
+  for (int s : {from, to}) {
+    if (s < 0 || s >= engine.max_batch()) {
+      return absl::OutOfRangeError(absl::StrCat("CopySequence: sequence slot ", s, " outside [0, ",
+                                                engine.max_batch(), ")"));
+    }
+  }
+  if (from == to) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CopySequence: slot ", from, " copied onto itself"));
+  }
+  if (length < 0 || length > from_len) {
+    return absl::OutOfRangeError(absl::StrCat("CopySequence: length ", length, " outside [0, ",
+                                              from_len, "] (slot ", from, "'s cached tokens)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::CopySequence(int /*from*/, int /*to*/, int /*length*/) {
+  if (max_batch() == 1) {
+    return absl::UnimplementedError(
+        "CopySequence: this engine holds one sequence (nothing to branch into)");
+  }
+  return absl::UnimplementedError("CopySequence: not implemented by this engine");
+}
+
 KvView HostKvView(absl::Span<const float> k, absl::Span<const float> v, int kv_heads, int length,
                   int head_dim) {
   const size_t n = static_cast<size_t>(kv_heads) * length * head_dim;

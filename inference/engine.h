@@ -102,6 +102,13 @@ class Engine {
   // the vocabulary, or a slot's cache is full. The selected slot is unchanged.
   virtual absl::Status DecodeBatch(absl::Span<const int> slots, absl::Span<const int> tokens,
                                    std::vector<float>* logits, std::vector<int>* argmax);
+  // Branching: copies the first `length` cached positions of slot `from` into slot `to` (whose
+  // sequence is dropped); `to`'s cache_len becomes `length` and the two continue independently
+  // (switch-point labelling branches the all-high run this way). The copy equals what `from`
+  // computed, bit for bit. Fails, nothing changed, for a slot outside [0, max_batch()), from ==
+  // to, or length outside [0, from's cache_len]; engines with one slot always fail. The selected
+  // slot is unchanged. Cost: 2 * layers * kv_dim * length cache elements copied on the device.
+  virtual absl::Status CopySequence(int from, int to, int length);
 
   // The last layer's cache, positions [0, cache_len), where it lies: what the learned scheduler
   // reads after prefill. No copy.
@@ -115,5 +122,7 @@ class Engine {
 // (not the cache lengths, which only the engine knows).
 absl::Status CheckDecodeBatch(const Engine& engine, absl::Span<const int> slots,
                               absl::Span<const int> tokens);
+// CopySequence's argument checks, shared by the engines; from_len is `from`'s cache_len.
+absl::Status CheckCopySequence(const Engine& engine, int from, int to, int length, int from_len);
 
 }  // namespace pmpd::inference

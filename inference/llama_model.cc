@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "inference/sampler.h"
+#include "kernels/check.h"
 #include "kernels/ref/anyprec_ref.h"
 #include "models/anyprec_checkpoint.h"
 #include "models/safetensors.h"
@@ -119,6 +120,15 @@ struct LlamaModel::Impl {
   std::vector<at::Tensor> k_cache,
       v_cache;  // per layer [kv_heads, capacity, head_dim], grown on demand
   int cache_len = 0;
+  // Sequence slots: the selected one lives in k_cache / v_cache / cache_len above, the others are
+  // parked here (slots[selected] is empty while selected); selecting swaps tensor handles,
+  // O(layers).
+  struct Slot {
+    std::vector<at::Tensor> k, v;
+    int len = 0;
+  };
+  std::vector<Slot> slots = std::vector<Slot>(1);
+  int selected = 0;
   std::optional<models::AnyprecInfo> anyprec;
   int precision = 0;
   // Branches (see StartBranches): per layer [B, kv_heads, capacity, head_dim], and lengths.
@@ -139,6 +149,71 @@ void LlamaModel::Reset() { impl_->cache_len = 0; }
 int LlamaModel::precision() const { return impl_->precision; }
 int LlamaModel::min_precision() const { return impl_->anyprec ? impl_->anyprec->seed_bits : 0; }
 int LlamaModel::max_precision() const { return impl_->anyprec ? impl_->anyprec->parent_bits : 0; }
+
+namespace {
+
+// Per layer [kv_heads, max(length, initial capacity), head_dim], zeros.
+std::vector<at::Tensor> EmptyCache(const models::LlamaConfig& c, int64_t capacity) {
+  std::vector<at::Tensor> cache;
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    cache.push_back(at::zeros({c.num_key_value_heads, capacity, c.head_dim}, at::kFloat));
+  return cache;
+}
+
+}  // namespace
+
+absl::Status LlamaModel::SetMaxBatch(int n) {
+  if (n < 1) return absl::InvalidArgumentError(absl::StrCat("max batch ", n, " < 1"));
+  Impl& m = *impl_;
+  if (m.selected >= n) PMPD_CHECK(SelectSequence(0).ok(), "slot 0 always exists");
+  const int64_t cap = std::min<int64_t>(m.config.max_position_embeddings, kInitialCacheLen);
+  const size_t old = m.slots.size();
+  m.slots.resize(n);
+  for (size_t s = old; s < m.slots.size(); ++s) {
+    m.slots[s].k = EmptyCache(m.config, cap);
+    m.slots[s].v = EmptyCache(m.config, cap);
+  }
+  return absl::OkStatus();
+}
+
+int LlamaModel::max_batch() const { return static_cast<int>(impl_->slots.size()); }
+int LlamaModel::sequence() const { return impl_->selected; }
+
+absl::Status LlamaModel::SelectSequence(int slot) {
+  if (auto st = Engine::SelectSequence(slot); !st.ok()) return st;
+  Impl& m = *impl_;
+  if (slot == m.selected) return absl::OkStatus();
+  Impl::Slot& parked = m.slots[m.selected];
+  std::swap(parked.k, m.k_cache);
+  std::swap(parked.v, m.v_cache);
+  std::swap(parked.len, m.cache_len);
+  Impl::Slot& next = m.slots[slot];
+  std::swap(next.k, m.k_cache);
+  std::swap(next.v, m.v_cache);
+  std::swap(next.len, m.cache_len);
+  m.selected = slot;
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::CopySequence(int from, int to, int length) {
+  Impl& m = *impl_;
+  const auto valid = [&](int s) { return s >= 0 && s < max_batch(); };
+  const int from_len = !valid(from) ? 0 : from == m.selected ? m.cache_len : m.slots[from].len;
+  if (auto st = CheckCopySequence(*this, from, to, length, from_len); !st.ok()) return st;
+  const std::vector<at::Tensor>& src_k = from == m.selected ? m.k_cache : m.slots[from].k;
+  const std::vector<at::Tensor>& src_v = from == m.selected ? m.v_cache : m.slots[from].v;
+  std::vector<at::Tensor>& dst_k = to == m.selected ? m.k_cache : m.slots[to].k;
+  std::vector<at::Tensor>& dst_v = to == m.selected ? m.v_cache : m.slots[to].v;
+  c10::InferenceMode guard;  // as Forward, which made (or grew) these caches
+  for (size_t l = 0; l < src_k.size(); ++l) {
+    EnsureCapacity(dst_k[l], 1, length, m.config.max_position_embeddings);
+    EnsureCapacity(dst_v[l], 1, length, m.config.max_position_embeddings);
+    dst_k[l].narrow(1, 0, length).copy_(src_k[l].narrow(1, 0, length));
+    dst_v[l].narrow(1, 0, length).copy_(src_v[l].narrow(1, 0, length));
+  }
+  (to == m.selected ? m.cache_len : m.slots[to].len) = length;
+  return absl::OkStatus();
+}
 
 int64_t LlamaModel::CacheDequantizedWeights() {
   Impl& m = *impl_;

@@ -16,8 +16,9 @@
 
 namespace pmpd::inference {
 
-// One model plus its KV cache (batch 1), the reference Engine. Not thread-safe; one sequence at a
-// time. Beyond Engine: all-position logits, batched branches, sequence NLL, Fisher sensitivities.
+// One model plus its KV cache (one sequence slot unless SetMaxBatch), the reference Engine. Not
+// thread-safe. Beyond Engine: all-position logits, batched branches, sequence NLL, Fisher
+// sensitivities.
 class LlamaModel : public Engine {
  public:
   // Loads DIR/config.json and the weights: safetensors (single file or shards) or
@@ -42,6 +43,17 @@ class LlamaModel : public Engine {
   // at every precision, so the projections run as dense products (same values as reading the
   // planes). Returns the bytes it holds: (P - S + 1) x 4 bytes per weight. Switching stays free.
   int64_t CacheDequantizedWeights();
+
+  // Sequence slots (Engine): n >= 1 caches, each its own sequence, so DecodeBatch (one DecodeStep
+  // per row: this engine does not batch them) and CopySequence work; the selected slot keeps its
+  // sequence when it is below n, and is otherwise slot 0. Starts at 1. Fails for n < 1. A slot's
+  // cache grows on demand, like the first one's. The branches below continue the selected slot.
+  absl::Status SetMaxBatch(int n);
+  int max_batch() const override;
+  int sequence() const override;
+  absl::Status SelectSequence(int slot) override;
+  // O(layers * kv_dim * length) copy on the host.
+  absl::Status CopySequence(int from, int to, int length) override;
 
   // Runs `tokens` at positions [cache_len, cache_len + n) and appends their K/V to the cache.
   // Writes logits of the last position ([vocab]) or, with all_positions, of every position

@@ -47,6 +47,7 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const std::string& model_path
   if (*resolved == Device::kCpu) {
     auto m = LlamaModel::Load(model_path);
     if (!m.ok()) return m.status();
+    if (auto st = (*m)->SetMaxBatch(options.max_batch); !st.ok()) return st;
     if (options.cache_dequantized_weights) {
       const int64_t bytes = (*m)->CacheDequantizedWeights();
       if (bytes > 0 && options.verbose) {
@@ -60,6 +61,8 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const std::string& model_path
   CudaEngineOptions o;
   o.device = options.cuda_device;
   if (options.cuda_max_context > 0) o.max_context = options.cuda_max_context;
+  o.max_batch = options.max_batch;
+  o.kv_cache_fp16 = options.cuda_kv_cache_fp16;
   auto e = CudaEngine::Load(model_path, o);
   if (!e.ok()) return e.status();
   return std::unique_ptr<Engine>(std::move(*e));

@@ -20,6 +20,11 @@ struct LoadEngineOptions {
   // CUDA: positions the KV cache holds (0: the engine's default, CudaEngineOptions::max_context).
   int cuda_max_context = 0;
   int cuda_device = 0;
+  // CUDA: the KV cache in fp16 (CudaEngineOptions::kv_cache_fp16).
+  bool cuda_kv_cache_fp16 = false;
+  // Sequence slots (Engine::max_batch): CUDA 1..8 (CudaEngineOptions::max_batch, each slot a
+  // cache of the full context on the GPU); CPU any >= 1 (LlamaModel::SetMaxBatch).
+  int max_batch = 1;
   // Print what was loaded (cache sizes) to stderr.
   bool verbose = true;
 };

@@ -496,6 +496,48 @@ TEST_F(CudaEngineTest, BatchedDecodeErrorsAreClean) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// CopySequence: a copied prefix continues exactly as its source did (same kernels, same cache
+// bytes), with an fp32 and an fp16 cache; refusals change nothing.
+TEST_F(CudaEngineTest, CopySequenceContinuesAsTheSource) {
+  for (bool fp16 : {false, true}) {
+    CudaEngineOptions options;
+    options.max_batch = 3;
+    options.max_context = 48;
+    options.kv_cache_fp16 = fp16;
+    auto gpu = CudaEngine::Load(QuantizedDir(), options);
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    CudaEngine& g = **gpu;
+    ASSERT_TRUE(g.SetPrecision(3).ok());
+    const std::vector<int> prompt = {1, 403, 12, 77, 5, 9, 200};
+    std::vector<int> fed;
+    std::vector<std::vector<float>> logits_at;
+    int tok = -1;
+    ASSERT_TRUE(g.Prefill(prompt, nullptr, &tok).ok());
+    for (int k = 0; k < 10; ++k) {
+      std::vector<float> logits;
+      fed.push_back(tok);
+      ASSERT_TRUE(g.DecodeStep(tok, &logits, &tok).ok());
+      logits_at.push_back(logits);
+    }
+    // Slot 2 takes the prompt + 4 decoded positions, then decodes steps 4.. as slot 0 did.
+    ASSERT_TRUE(g.CopySequence(0, 2, 7 + 4).ok());
+    EXPECT_EQ(g.sequence(), 0);
+    ASSERT_TRUE(g.SelectSequence(2).ok());
+    EXPECT_EQ(g.cache_len(), 11);
+    for (int k = 4; k < 10; ++k) {
+      std::vector<float> logits;
+      ASSERT_TRUE(g.DecodeStep(fed[k], &logits, nullptr).ok());
+      EXPECT_EQ(logits, logits_at[k]) << "fp16 cache " << fp16 << " step " << k;
+    }
+    EXPECT_EQ(g.CopySequence(2, 2, 3).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(g.CopySequence(2, 3, 3).code(), absl::StatusCode::kOutOfRange);
+    EXPECT_EQ(g.CopySequence(1, 2, 1).code(), absl::StatusCode::kOutOfRange);  // slot 1 is empty
+    EXPECT_EQ(g.cache_len(), 17);
+    ASSERT_TRUE(g.CopySequence(1, 2, 0).ok());  // an empty copy empties the target
+    EXPECT_EQ(g.cache_len(), 0);
+  }
+}
+
 // The float model through the fp16 path (fp16 projections, fp32 lm_head): logits within fp16
 // rounding, greedy equal up to the first near-tie.
 TEST_F(CudaEngineTest, Fp16PathOnFloatModel) {

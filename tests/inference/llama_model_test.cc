@@ -248,6 +248,80 @@ TEST(LlamaModelTest, DefaultDecodeBatchIsDecodeStepOnOneSlot) {
   EXPECT_EQ(batched.cache_len(), 8);
 }
 
+// Sequence slots on the CPU engine (SetMaxBatch): each slot decodes what a model holding only
+// that sequence decodes (DecodeBatch rows and selected-slot steps alike); CopySequence branches a
+// prefix that then continues as the original did; refusals change nothing.
+TEST(LlamaModelTest, SlotsDecodeTheirOwnSequencesAndCopyPrefixes) {
+  auto config = TinyConfig();
+  ASSERT_TRUE(config.ok());
+  config->max_position_embeddings = 64;
+  const std::string dir = MakeTempDir("slots");
+  ASSERT_TRUE(models::WriteRandomLlama(dir, *config, 5).ok());
+  auto a = LlamaModel::Load(dir);
+  ASSERT_TRUE(a.ok());
+  LlamaModel& m = **a;
+  EXPECT_EQ(m.CopySequence(0, 1, 0).code(), absl::StatusCode::kOutOfRange);  // one slot
+  EXPECT_EQ(m.SetMaxBatch(0).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(m.SetMaxBatch(3).ok());
+  EXPECT_EQ(m.max_batch(), 3);
+  // What each sequence decodes alone: logits of 6 greedy steps after its prompt.
+  const std::vector<std::vector<int>> prompts = {{1, 5, 9, 2, 7}, {3, 3, 8}};
+  std::vector<std::vector<std::vector<float>>> alone(2);
+  std::vector<std::vector<int>> fed(2);
+  for (int q = 0; q < 2; ++q) {
+    auto b = LlamaModel::Load(dir);
+    ASSERT_TRUE(b.ok());
+    int tok = -1;
+    ASSERT_TRUE((*b)->Prefill(prompts[q], nullptr, &tok).ok());
+    for (int k = 0; k < 6; ++k) {
+      std::vector<float> logits;
+      fed[q].push_back(tok);
+      ASSERT_TRUE((*b)->DecodeStep(tok, &logits, &tok).ok());
+      alone[q].push_back(logits);
+    }
+  }
+  // Both in slots 0 and 1, stepped together (rows in either order).
+  for (int q = 0; q < 2; ++q) {
+    ASSERT_TRUE(m.SelectSequence(q).ok());
+    ASSERT_TRUE(m.Prefill(prompts[q], nullptr, nullptr).ok());
+  }
+  const int vocab = config->vocab_size;
+  for (int k = 0; k < 4; ++k) {
+    std::vector<float> logits;
+    ASSERT_TRUE(m.DecodeBatch({1, 0}, {fed[1][k], fed[0][k]}, &logits, nullptr).ok());
+    EXPECT_EQ(std::vector<float>(logits.begin(), logits.begin() + vocab), alone[1][k]) << k;
+    EXPECT_EQ(std::vector<float>(logits.begin() + vocab, logits.end()), alone[0][k]) << k;
+  }
+  EXPECT_EQ(m.sequence(), 1);  // the last Prefill's slot, unchanged by DecodeBatch
+  EXPECT_EQ(m.cache_len(), 3 + 4);
+  // Slot 0's first 5 + 2 positions into slot 2, which then decodes step 2 onwards as slot 0 did.
+  ASSERT_TRUE(m.CopySequence(0, 2, 7).ok());
+  EXPECT_EQ(m.sequence(), 1);
+  ASSERT_TRUE(m.SelectSequence(2).ok());
+  EXPECT_EQ(m.cache_len(), 7);
+  for (int k = 2; k < 6; ++k) {
+    std::vector<float> logits;
+    ASSERT_TRUE(m.DecodeStep(fed[0][k], &logits, nullptr).ok());
+    EXPECT_EQ(logits, alone[0][k]) << k;
+  }
+  // Slot 0 itself goes on from step 4 (its copy did not disturb it).
+  ASSERT_TRUE(m.SelectSequence(0).ok());
+  std::vector<float> logits;
+  ASSERT_TRUE(m.DecodeStep(fed[0][4], &logits, nullptr).ok());
+  EXPECT_EQ(logits, alone[0][4]);
+  // Refusals: nothing changes.
+  EXPECT_EQ(m.CopySequence(1, 1, 2).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.CopySequence(1, 3, 2).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(m.CopySequence(-1, 2, 2).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(m.CopySequence(1, 2, 8).code(), absl::StatusCode::kOutOfRange);  // slot 1 holds 7
+  ASSERT_TRUE(m.SelectSequence(2).ok());
+  EXPECT_EQ(m.cache_len(), 11);
+  // Shrinking keeps the selected slot when it still exists, else selects slot 0.
+  ASSERT_TRUE(m.SetMaxBatch(2).ok());
+  EXPECT_EQ(m.sequence(), 0);
+  EXPECT_EQ(m.cache_len(), 10);
+}
+
 TEST(LlamaModelTest, BadCheckpointsGiveClearErrors) {
   auto config = models::ParseLlamaConfig(
       R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
