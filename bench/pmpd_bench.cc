@@ -11,6 +11,12 @@
 // Compare with bench/hf_generate_7b_shape.py on the same device. With --batch B > 1, B sequences
 // (each its own random prompt of --context tokens) decode together through DecodeBatch: the rate is
 // tokens of all sequences per second, the bound counts the weights once and every sequence's K/V.
+// pmpd-bench --mode label: switch-point labelling samples/s on the same random 7B-shaped model
+// (any-precision 2..4, pairs 4->3 and 3->2, reference at 4 bits, --samples random prompts of
+// --context tokens, --new-tokens per run, candidate steps 0, n/3, 2n/3): the sequential path
+// (LabelPairSequential: every branch its own generation, as pmpd-gen-data --batch 1) against
+// LabelOnSlots on --batch slots (all prompts' runs as shared batched steps), on one engine, with
+// how many labels and branch outputs agree.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -20,6 +26,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -31,17 +38,22 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
+#include "data_gen/gen_data_job.h"
+#include "data_gen/switch_labeler.h"
 #include "inference/cuda_engine.h"
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/check.h"
 #include "kernels/cuda_check.cuh"
 #include "kernels/dense_f16_gemv.cuh"
+#include "models/tokenizer.h"
+#include "scheduler_runtime/scheduled_generation.h"
 
 ABSL_FLAG(std::string, mode, "kernel",
           "kernel: per-matrix GEMV benchmark; e2e: decode tokens/s of the CUDA engine on a "
-          "Llama-2-7B shape.");
+          "Llama-2-7B shape; label: switch-point labelling samples/s, sequential vs slots.");
 ABSL_FLAG(std::string, shapes, "4096x4096,12288x4096,22016x4096,11008x4096,4096x11008",
           "Comma-separated NxK shapes (N = out features).");
 ABSL_FLAG(std::string, bits, "2,3,4,5,6,7,8", "Precisions to time.");
@@ -54,7 +66,8 @@ ABSL_FLAG(int, new_tokens, 128,
           "e2e: tokens generated per run (token 0 from the prefill, the rest decode steps).");
 ABSL_FLAG(int, repeats, 3, "e2e: runs per configuration (the median decode rate is reported).");
 ABSL_FLAG(int, batch, 1,
-          "e2e: sequences decoded together (1..8; CudaEngineOptions::max_batch, DecodeBatch).");
+          "e2e: sequences decoded together (1..8; CudaEngineOptions::max_batch, DecodeBatch); "
+          "label: the engine's slots (2..8).");
 ABSL_FLAG(bool, kv_fp16, false,
           "e2e: the KV cache in fp16 (CudaEngineOptions::kv_cache_fp16; the bound counts 2 bytes "
           "per K/V element).");
@@ -63,6 +76,13 @@ ABSL_FLAG(bool, graphs, true, "e2e: run decode steps as CUDA graphs (false: kern
 ABSL_FLAG(bool, fp16_prefill, false,
           "e2e: any-precision prefill on fp16 tensor cores (CudaEngineOptions::fp16_prefill) "
           "instead of fp32 SGEMM.");
+ABSL_FLAG(int, samples, 4, "label: prompts labelled by each path.");
+ABSL_FLAG(std::string, tokenizer, "",
+          "label: tokenizer directory for Rouge-L (default: $PMPD_SHARED_DIR, else ../shared, "
+          "/models/llama2-tokenizer; the 7B shape's 32000 ids).");
+ABSL_FLAG(std::string, gemv, "auto",
+          "e2e and label: the any-precision GEMV for several rows: auto, code-word (v7, whose rows "
+          "equal single-row steps bit for bit) or tensor-core (CudaEngineOptions::gemv).");
 ABSL_FLAG(bool, overlap, true,
           "e2e: launch the any-precision GEMVs as programmatic dependent launches "
           "(CudaEngineOptions::overlap_launches).");
@@ -294,6 +314,130 @@ absl::Status CheckE2eFlags() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<pmpd::inference::GemvKernel> GemvFlag() {
+  const std::string g = absl::GetFlag(FLAGS_gemv);
+  if (g == "auto") return pmpd::inference::GemvKernel::kAuto;
+  if (g == "code-word") return pmpd::inference::GemvKernel::kCodeWord;
+  if (g == "tensor-core") return pmpd::inference::GemvKernel::kTensorCore;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--gemv must be auto, code-word or tensor-core, got \"", g, "\""));
+}
+
+// Labelling throughput, sequential against slots, on one random 7B-shaped engine.
+int RunLabel(const char* device_name) {
+  using namespace pmpd;
+  const int ctx = absl::GetFlag(FLAGS_context), n = absl::GetFlag(FLAGS_new_tokens);
+  const int batch = absl::GetFlag(FLAGS_batch), samples = absl::GetFlag(FLAGS_samples);
+  if (batch < 2 || samples < 1) {
+    return cli::Fail("pmpd-bench", absl::InvalidArgumentError(
+                                       "--mode label needs --batch in 2..8 and --samples >= 1"));
+  }
+  std::string tok_dir = absl::GetFlag(FLAGS_tokenizer);
+  if (tok_dir.empty()) {
+    const char* shared = std::getenv("PMPD_SHARED_DIR");
+    tok_dir = std::string(shared != nullptr ? shared : "../shared") + "/models/llama2-tokenizer";
+  }
+  auto tok = models::Tokenizer::Load(tok_dir);
+  if (!tok.ok()) return cli::Fail("pmpd-bench", tok.status());
+  const models::LlamaConfig config = Llama2_7BShape(absl::GetFlag(FLAGS_layers));
+  inference::CudaEngineOptions options;
+  options.max_context = ctx + n;
+  options.fp16_lm_head = true;
+  options.max_batch = batch;
+  options.kv_cache_fp16 = absl::GetFlag(FLAGS_kv_fp16);
+  options.gemv = *GemvFlag();
+  auto e = inference::CudaEngine::CreateRandom(config, 2, 4, 2, options);
+  if (!e.ok()) return cli::Fail("pmpd-bench", e.status());
+  inference::Engine& engine = **e;
+  std::mt19937 rng(17);
+  std::vector<data_gen::SlotLabelRequest> requests(samples);
+  for (auto& r : requests) {
+    r.prompt.resize(ctx);
+    for (int& t : r.prompt) t = 3 + static_cast<int>(rng() % (config.vocab_size - 3));
+  }
+  data_gen::SlotLabelOptions so;
+  so.precisions = {4, 3, 2};
+  so.candidate_steps = data_gen::DefaultCandidateSteps(n);
+  so.max_new_tokens = n;
+  so.reference_precision = 4;
+  std::printf(
+      "label: Llama-2-7B shape (%d layers), random any-precision 2..4 weights, %d prompts of %d "
+      "random tokens, %d new tokens, pairs 4->3 and 3->2, candidate steps %s, reference at 4 "
+      "bits; KV cache %s, GEMV %s; slots: %d\n",
+      config.num_hidden_layers, samples, ctx, n, absl::StrJoin(so.candidate_steps, ",").c_str(),
+      options.kv_cache_fp16 ? "fp16" : "fp32", absl::GetFlag(FLAGS_gemv).c_str(), batch);
+  std::fflush(stdout);
+  // Sequential, as pmpd-gen-data --batch 1 on CUDA: the reference generation, then per pair the
+  // all-high run and one generation per candidate.
+  std::vector<data_gen::SlotLabelResult> seq(samples);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < samples; ++i) {
+    auto ref = scheduler::GreedyGeneration(engine, requests[i].prompt, n, 4);
+    if (!ref.ok()) return cli::Fail("pmpd-bench", ref.status());
+    seq[i].reference_ids = ref->new_ids;
+    const std::string ref_text = data_gen::DecodeWithoutEos(**tok, ref->new_ids);
+    for (int p = 0; p + 1 < 3; ++p) {
+      data_gen::PairLabelOptions po;
+      po.high = so.precisions[p];
+      po.low = so.precisions[p + 1];
+      po.candidate_steps = so.candidate_steps;
+      po.max_new_tokens = n;
+      auto label = data_gen::LabelPairSequential(engine, **tok, requests[i].prompt, ref_text, po);
+      if (!label.ok()) return cli::Fail("pmpd-bench", label.status());
+      seq[i].pairs.push_back(std::move(*label));
+    }
+  }
+  const double t_seq = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto t1 = std::chrono::steady_clock::now();
+  auto slots = data_gen::LabelOnSlots(engine, **tok, requests, so);
+  if (!slots.ok()) return cli::Fail("pmpd-bench", slots.status());
+  const double t_slots =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  int labels = 0, labels_same = 0, outputs = 0, outputs_same = 0, refs_same = 0;
+  for (int i = 0; i < samples; ++i) {
+    refs_same += seq[i].reference_ids == (*slots)[i].reference_ids;
+    for (int p = 0; p < 2; ++p) {
+      const data_gen::PairLabel& a = seq[i].pairs[p];
+      const data_gen::PairLabel& b = (*slots)[i].pairs[p];
+      ++labels;
+      labels_same += a.label == b.label;
+      ++outputs;
+      outputs_same += a.high_ids == b.high_ids;
+      for (size_t c = 0; c < a.branch_ids.size(); ++c) {
+        ++outputs;
+        outputs_same += a.branch_ids[c] == b.branch_ids[c];
+      }
+    }
+  }
+  std::printf(
+      "\n| path | seconds | samples/s | speedup |\n|---|---|---|---|\n"
+      "| sequential (one generation per branch) | %.1f | %.3f | 1.00x |\n"
+      "| slots (%d, LabelOnSlots) | %.1f | %.3f | %.2fx |\n"
+      "agreement: labels %d/%d, outputs (all-high and branches) %d/%d, references %d/%d\n",
+      t_seq, samples / t_seq, batch, t_slots, samples / t_slots, t_seq / t_slots, labels_same,
+      labels, outputs_same, outputs, refs_same, samples);
+  if (!absl::GetFlag(FLAGS_json_out).empty()) {
+    std::ofstream(absl::GetFlag(FLAGS_json_out)) << nlohmann::json{
+        {"device", device_name},
+        {"context", ctx},
+        {"new_tokens", n},
+        {"layers", config.num_hidden_layers},
+        {"samples", samples},
+        {"slots", batch},
+        {"kv_cache", options.kv_cache_fp16 ? "float16" : "float32"},
+        {"gemv", absl::GetFlag(FLAGS_gemv)},
+        {"candidate_steps", so.candidate_steps},
+        {"sequential_s", t_seq},
+        {"slots_s", t_slots},
+        {"labels", labels},
+        {"labels_same", labels_same},
+        {"outputs", outputs},
+        {"outputs_same", outputs_same},
+        {"references_same", refs_same}}.dump(1);
+  }
+  return 0;
+}
+
 int RunE2e(double bw_gbs, const char* device_name) {
   using pmpd::inference::CudaEngine;
   const int ctx = absl::GetFlag(FLAGS_context), n = absl::GetFlag(FLAGS_new_tokens);
@@ -307,6 +451,7 @@ int RunE2e(double bw_gbs, const char* device_name) {
   options.fp16_prefill = absl::GetFlag(FLAGS_fp16_prefill);
   options.max_batch = batch;
   options.kv_cache_fp16 = absl::GetFlag(FLAGS_kv_fp16);
+  options.gemv = *GemvFlag();
   std::mt19937 rng(11);
   std::vector<std::vector<int>> prompts(batch, std::vector<int>(ctx));
   for (auto& prompt : prompts) {
@@ -391,15 +536,17 @@ int main(int argc, char** argv) {
       "GPU benchmarks. --mode kernel: any-precision GEMV vs cuBLAS fp16, with bandwidth fractions. "
       "--mode e2e: "
       "decode tokens/s of the CUDA engine on a Llama-2-7B shape (fp16; 4, 3, 2 bits; 4->3->2) vs "
-      "the bandwidth bound.");
+      "the bandwidth bound. --mode label: labelling samples/s, sequential vs sequence slots.");
   pmpd::cli::ParseFlags(argc, argv);
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode != "kernel" && mode != "e2e") {
-    return pmpd::cli::Fail("pmpd-bench", absl::InvalidArgumentError(
-                                             "--mode must be kernel or e2e, got \"" + mode + "\""));
+  if (mode != "kernel" && mode != "e2e" && mode != "label") {
+    return pmpd::cli::Fail(
+        "pmpd-bench",
+        absl::InvalidArgumentError("--mode must be kernel, e2e or label, got \"" + mode + "\""));
   }
-  if (mode == "e2e") {
+  if (mode == "e2e" || mode == "label") {
     if (auto st = CheckE2eFlags(); !st.ok()) return pmpd::cli::Fail("pmpd-bench", st);
+    if (auto g = GemvFlag(); !g.ok()) return pmpd::cli::Fail("pmpd-bench", g.status());
   }
   int dev = 0, count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess || count == 0) {
@@ -412,6 +559,10 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop;
   PMPD_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
   const double bw = MeasureBandwidthGBs();
+  if (mode == "label") {
+    std::printf("device %s\n", prop.name);
+    return RunLabel(prop.name);
+  }
   if (mode == "e2e") {
     std::printf("device %s, measured copy bandwidth %.0f GB/s\n", prop.name, bw);
     return RunE2e(bw, prop.name);

@@ -1,5 +1,8 @@
 // pmpd-gen-data: label switch points on C4 and store last-layer KV caches in HDF5 (training data
 // for the learned scheduler). `pmpd-gen-data merge --out FILE.h5 PART.h5...` joins shards.
+#include <sys/resource.h>
+
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -65,11 +68,20 @@ ABSL_FLAG(int, stop_after, 0,
           "continue. For "
           "time-boxed jobs.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu (the reference engine; --branches batched or sequential), cuda (the CUDA engine for "
-          "--model and "
-          "--reference-model; labelling is sequential; builds with nvcc only) or auto (cuda when a "
-          "GPU is "
-          "visible).");
+          "cpu (the reference engine), cuda (the CUDA engine for --model and --reference-model; "
+          "builds with nvcc only) or auto (cuda when a GPU is visible).");
+ABSL_FLAG(int, batch, 0,
+          "Sequence slots of the engine (0: 8 on cuda, 1 on cpu). Above 1, with batched branches, "
+          "up to --flush-every prompts are labelled together: their reference, all-high and branch "
+          "runs decode as shared batched steps (the weights read once per step for all). Each cuda "
+          "slot holds a KV cache of --max-prompt-tokens + --max-new-tokens positions.");
+ABSL_FLAG(bool, tensor_core_rows, false,
+          "cuda, --batch > 1: the tensor-core GEMV for steps of several rows (faster). Off, each "
+          "row is computed as a single step would be, so labels do not depend on --batch, "
+          "--flush-every or a resume; on, they may differ by float rounding.");
+ABSL_FLAG(bool, kv_fp16, false,
+          "cuda: keep the engine's KV cache in fp16 (half the memory and attention reads; labels "
+          "may differ from an fp32 cache's by rounding).");
 ABSL_FLAG(std::string, branches, "batched",
           "batched: branches share the prefix cache and decode as one batch; sequential: one "
           "generation per branch "
@@ -83,6 +95,13 @@ ABSL_FLAG(std::string, label_metric, "rouge_l",
 ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 
 namespace {
+
+// The process's peak resident set (getrusage; Linux reports kilobytes).
+int64_t PeakHostBytes() {
+  struct rusage u;
+  if (getrusage(RUSAGE_SELF, &u) != 0) return -1;
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
+}
 constexpr char kProgram[] = "pmpd-gen-data";
 using namespace pmpd;
 
@@ -126,7 +145,10 @@ int Merge(const std::vector<std::string>& parts) {
     nlohmann::json j{{"out", out},
                      {"samples", r->samples},
                      {"class_counts", r->class_counts},
-                     {"label_metric", r->label_metric}};
+                     {"label_metric", r->label_metric},
+                     {"batch", r->batch},
+                     {"peak_host_bytes", PeakHostBytes()},
+                     {"engine_device_bytes", r->engine_device_bytes}};
     if (!r->median_excess_nll.empty()) j["median_excess_nll"] = r->median_excess_nll;
     std::cout << j.dump() << "\n";
   }
@@ -171,6 +193,9 @@ int Run(const std::vector<std::string>& args) {
                      absl::InvalidArgumentError("--branches must be batched or sequential"));
   }
   o.batched_branches = branches == "batched";
+  o.batch = absl::GetFlag(FLAGS_batch);
+  o.kv_cache_fp16 = absl::GetFlag(FLAGS_kv_fp16);
+  o.tensor_core_rows = absl::GetFlag(FLAGS_tensor_core_rows);
   o.label_metric = absl::GetFlag(FLAGS_label_metric);
   if (cli::FlagGiven("branches") && o.label_metric == dataset::kLabelExcessNll) {
     return cli::Fail(kProgram, absl::InvalidArgumentError(
@@ -250,7 +275,10 @@ int Run(const std::vector<std::string>& args) {
                      {"already_complete", r->already_complete},
                      {"candidate_steps", r->candidate_steps},
                      {"class_counts", r->class_counts},
-                     {"label_metric", r->label_metric}};
+                     {"label_metric", r->label_metric},
+                     {"batch", r->batch},
+                     {"peak_host_bytes", PeakHostBytes()},
+                     {"engine_device_bytes", r->engine_device_bytes}};
     if (!r->median_excess_nll.empty()) j["median_excess_nll"] = r->median_excess_nll;
     std::cout << j.dump() << "\n";
   }
@@ -271,7 +299,9 @@ int main(int argc, char** argv) {
       "layer's KV "
       "cache after the prefill\n"
       "at hi (the learned scheduler's input). Killed runs resume when rerun with the same flags.",
-      {{"Model", {"model", "device", "branches", "reference_model", "reference_precision"}},
+      {{"Model",
+        {"model", "device", "branches", "batch", "tensor_core_rows", "kv_fp16", "reference_model",
+         "reference_precision"}},
        {"Data",
         {"c4", "num_docs", "shard", "seed", "max_prompt_tokens", "min_prefix_tokens",
          "chat_instruction", "chat_template"}},

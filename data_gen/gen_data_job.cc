@@ -137,6 +137,7 @@ absl::Status CheckOptions(const GenDataOptions& o) {
         "--num-docs, --max-new-tokens, --max-prompt-tokens, --min-prefix-tokens and --flush-every "
         "must be >= 1");
   }
+  if (o.batch < 0) return bad(absl::StrCat("--batch ", o.batch, ": must be >= 0 (0: automatic)"));
   if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count) {
     return bad(absl::StrCat("--shard ", o.shard_index, "/", o.shard_count, ": need 0 <= i < n"));
   }
@@ -225,8 +226,21 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
   std::unique_ptr<inference::Engine> engine, ref_engine;
   inference::LoadEngineOptions load_options;
   load_options.verbose = false;
+  auto device = inference::ResolveDevice(o.device);
+  if (!device.ok()) return device.status();
+  // Both engines hold prompt + new tokens (CUDA caches are preallocated at this size per slot).
+  load_options.cuda_max_context = o.max_prompt_tokens + o.max_new_tokens;
+  load_options.cuda_kv_cache_fp16 = o.kv_cache_fp16;
   {
-    auto e = inference::LoadEngine(o.model_dir, o.device, load_options);
+    // Slots only where they are used: batched branches with decoded (rouge_l) branches.
+    const bool slots_used = o.batched_branches && o.label_metric == dataset::kLabelRougeL;
+    inference::LoadEngineOptions main_options = load_options;
+    main_options.max_batch = !slots_used                           ? 1
+                             : o.batch > 0                         ? o.batch
+                             : *device == inference::Device::kCuda ? 8
+                                                                   : 1;
+    main_options.cuda_rows_as_single = !o.tensor_core_rows;
+    auto e = inference::LoadEngine(o.model_dir, *device, main_options);
     if (!e.ok()) return e.status();
     engine = std::move(*e);
   }
@@ -245,7 +259,7 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
   auto tok = models::Tokenizer::Load(o.model_dir);
   if (!tok.ok()) return tok.status();
   if (!o.reference_model.empty()) {
-    auto e = inference::LoadEngine(o.reference_model, o.device, load_options);
+    auto e = inference::LoadEngine(o.reference_model, *device, load_options);
     if (!e.ok()) return e.status();
     ref_engine = std::move(*e);
     if (ref_engine->config().vocab_size != m.config().vocab_size) {
@@ -255,6 +269,8 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
                                                      o.model_dir, " has ", m.config().vocab_size));
     }
   }
+  const bool on_slots =
+      o.batched_branches && m.max_batch() > 1 && o.label_metric == dataset::kLabelRougeL;
   const bool batched = o.batched_branches && cpu_model != nullptr;
   const int cap = std::min(o.max_prompt_tokens, m.max_context() - o.max_new_tokens);
   if (cap < 1) {
@@ -342,6 +358,8 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
 
   GenDataReport report;
   report.resumed = static_cast<int64_t>(done_docs.size());
+  report.batch = on_slots ? m.max_batch() : 1;
+  report.engine_device_bytes = m.device_bytes() + (ref_engine ? ref_engine->device_bytes() : 0);
   GenDataProgress prog;
   prog.total = (o.num_docs - o.shard_index + o.shard_count - 1) / o.shard_count;
   prog.done = prog.resumed = report.resumed;
@@ -354,10 +372,81 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
   lo.max_new_tokens = o.max_new_tokens;
   std::vector<KvSample> pending;
   const auto start = std::chrono::steady_clock::now();
+  const int h = static_cast<int>(header.kv_heads), d = static_cast<int>(header.head_dim);
+  const auto store_pair = [&](KvSample& s, const PairLabel& label) {
+    KvPairSample ps;
+    ps.label = label.label;
+    ps.rouge_l = label.rouge_l;
+    ps.rouge_l_high = label.rouge_l_high;
+    ps.excess_nll = label.excess_nll;
+    ps.nll_high = label.nll_high;
+    const int T = static_cast<int>(s.prompt_ids.size());
+    ps.k = ToTokenMajorF16(label.k, h, T, d);
+    ps.v = ToTokenMajorF16(label.v, h, T, d);
+    s.pairs.push_back(std::move(ps));
+  };
+  // A labelled sample: into the next segment, progress.
+  const auto finish_sample = [&](KvSample s) -> absl::Status {
+    pending.push_back(std::move(s));
+    ++report.computed;
+    if (static_cast<int>(pending.size()) >= o.flush_every) {
+      if (auto st = WriteSegment(partial, header, pending); !st.ok()) return st;
+      pending.clear();
+    }
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    prog.done = report.resumed + report.computed;
+    prog.samples_per_s = secs > 0 ? report.computed / secs : 0;
+    prog.eta_s = prog.samples_per_s > 0 ? (prog.total - prog.done) / prog.samples_per_s : 0;
+    if (progress) progress(prog);
+    return absl::OkStatus();
+  };
+  // On slots: the prompts waiting to be labelled together (up to flush_every), with where each
+  // document came from for error messages.
+  std::vector<KvSample> window;
+  std::vector<std::string> window_where;
+  SlotLabelOptions so;
+  so.precisions = o.precisions;
+  so.candidate_steps = o.candidate_steps;
+  so.max_new_tokens = o.max_new_tokens;
+  so.reference_precision = ref_precision;
+  const auto label_window = [&]() -> absl::Status {
+    std::vector<SlotLabelRequest> requests(window.size());
+    for (size_t i = 0; i < window.size(); ++i) {
+      requests[i].prompt.assign(window[i].prompt_ids.begin(), window[i].prompt_ids.end());
+      if (ref_engine) {
+        auto ref = scheduler::GreedyGeneration(*ref_engine, requests[i].prompt, o.max_new_tokens);
+        if (!ref.ok()) {
+          return absl::Status(ref.status().code(),
+                              absl::StrCat("document ", window[i].doc_id, " (", window_where[i],
+                                           "): ", ref.status().message()));
+        }
+        requests[i].reference_ids = std::move(ref->new_ids);
+        requests[i].has_reference = true;
+      }
+    }
+    auto labels = LabelOnSlots(m, **tok, requests, so);
+    if (!labels.ok()) {
+      return absl::Status(
+          labels.status().code(),
+          absl::StrCat("documents ", window.front().doc_id, "..", window.back().doc_id, " (from ",
+                       window_where.front(), "): ", labels.status().message()));
+    }
+    for (size_t i = 0; i < window.size(); ++i) {
+      KvSample& s = window[i];
+      const SlotLabelResult& r = (*labels)[i];
+      s.reference_ids.assign(r.reference_ids.begin(), r.reference_ids.end());
+      for (const PairLabel& label : r.pairs) store_pair(s, label);
+      if (auto st = finish_sample(std::move(s)); !st.ok()) return st;
+    }
+    window.clear();
+    window_where.clear();
+    return absl::OkStatus();
+  };
   std::string text;
   int64_t doc = 0;
   for (; doc < o.num_docs; ++doc) {
-    if (o.stop_after > 0 && report.computed >= o.stop_after) {
+    if (o.stop_after > 0 && report.computed + static_cast<int64_t>(window.size()) >= o.stop_after) {
       report.stopped_early = true;
       break;
     }
@@ -374,6 +463,14 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
       s.prompt_ids = std::move(*ids);
     } else {
       s.prompt_ids = CutPrompt((*tok)->Encode(text, true), cap, o.min_prefix_tokens, o.seed, doc);
+    }
+    if (on_slots) {
+      window.push_back(std::move(s));
+      window_where.push_back((*stream)->location());
+      if (static_cast<int>(window.size()) >= o.flush_every) {
+        if (auto st = label_window(); !st.ok()) return st;
+      }
+      continue;
     }
     const std::vector<int> prompt(s.prompt_ids.begin(), s.prompt_ids.end());
     auto ref = ref_engine ? scheduler::GreedyGeneration(*ref_engine, prompt, o.max_new_tokens)
@@ -393,29 +490,12 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
                             absl::StrCat("document ", doc, " (", (*stream)->location(),
                                          "): ", label.status().message()));
       }
-      KvPairSample ps;
-      ps.label = label->label;
-      ps.rouge_l = label->rouge_l;
-      ps.rouge_l_high = label->rouge_l_high;
-      ps.excess_nll = label->excess_nll;
-      ps.nll_high = label->nll_high;
-      const int h = static_cast<int>(header.kv_heads), d = static_cast<int>(header.head_dim);
-      ps.k = ToTokenMajorF16(label->k, h, static_cast<int>(prompt.size()), d);
-      ps.v = ToTokenMajorF16(label->v, h, static_cast<int>(prompt.size()), d);
-      s.pairs.push_back(std::move(ps));
+      store_pair(s, *label);
     }
-    pending.push_back(std::move(s));
-    ++report.computed;
-    if (static_cast<int>(pending.size()) >= o.flush_every) {
-      if (auto st = WriteSegment(partial, header, pending); !st.ok()) return st;
-      pending.clear();
-    }
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    prog.done = report.resumed + report.computed;
-    prog.samples_per_s = secs > 0 ? report.computed / secs : 0;
-    prog.eta_s = prog.samples_per_s > 0 ? (prog.total - prog.done) / prog.samples_per_s : 0;
-    if (progress) progress(prog);
+    if (auto st = finish_sample(std::move(s)); !st.ok()) return st;
+  }
+  if (!window.empty()) {
+    if (auto st = label_window(); !st.ok()) return st;
   }
   if (!pending.empty()) {
     if (auto st = WriteSegment(partial, header, pending); !st.ok()) return st;

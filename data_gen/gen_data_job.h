@@ -53,9 +53,21 @@ struct GenDataOptions {
   // teacher-forced through each switch (LabelPairTeacherForced), no branch decoded.
   std::string label_metric = dataset::kLabelRougeL;
   bool batched_branches = true;  // false: one generation per branch (the reference's way; slower)
-  // The engine for the model and the reference model (LoadEngine): on the CPU labelling can batch
-  // the branches (above); on CUDA it is sequential, since batched branches need the CPU engine's
-  // branch cache. Same labels either way up to float rounding; K/V stored in fp16 as always.
+  // Sequence slots of the engine (0: 8 on CUDA, 1 on the CPU). Above 1, and with batched branches
+  // and the rouge_l metric, up to flush_every prompts are labelled together (LabelOnSlots): the
+  // reference, all-high and branch runs of all of them decode as shared batched steps, branches
+  // copying their all-high run's cache. With 1, the CPU batches one prompt's branches through its
+  // branch cache (LabelPairBatched) and CUDA labels sequentially. Same labels every way up to
+  // float rounding; K/V stored in fp16 as always. CUDA slots each hold a cache of
+  // max_prompt_tokens + max_new_tokens positions (fp32 unless kv_cache_fp16).
+  int batch = 0;
+  bool kv_cache_fp16 = false;  // CUDA: the engine's KV cache in fp16 (less memory, more rounding)
+  // CUDA, batch > 1: the tensor-core GEMV for steps of several rows (faster from 3-5 rows). Off,
+  // every row is computed as a single step would compute it, so the labels do not depend on
+  // --batch, --flush-every or a resume; on, a run's tokens depend on which runs share its steps
+  // (by float rounding), and the file records neither.
+  bool tensor_core_rows = false;
+  // The engine for the model and the reference model (LoadEngine).
   inference::Device device = inference::Device::kCpu;
 };
 
@@ -70,7 +82,9 @@ struct GenDataReport {
   int64_t malformed_lines = 0, empty_texts = 0;
   double seconds = 0, samples_per_s = 0;  // computed samples only
   bool already_complete = false;          // OUT existed with the same configuration
-  bool stopped_early = false;  // --stop-after reached: OUT not written yet, rerun to continue
+  int batch = 1;  // sequence slots the labelling decoded on together (1: one prompt at a time)
+  int64_t engine_device_bytes = 0;  // GPU memory the engines held (weights, caches, buffers)
+  bool stopped_early = false;       // --stop-after reached: OUT not written yet, rerun to continue
   // Per pair (high to low): counts per class (candidate steps..., never).
   std::vector<std::vector<int64_t>> class_counts;
   std::vector<int64_t> candidate_steps;

@@ -183,6 +183,245 @@ absl::StatusOr<PairLabel> LabelPairSequential(inference::Engine& engine,
   return out;
 }
 
+namespace {
+
+// One greedy run of LabelOnSlots: a root (its own prefill of the request's prompt, every token at
+// `precision`) or a branch (a root's cache up to its switch step, then `precision`).
+struct SlotRun {
+  int request = 0;
+  int precision = 0;
+  int parent = -1;            // branches: the root they copy
+  int switch_step = 0;        // branches: s = max(c, 1); tokens [0, s) are the root's
+  bool record_kv = false;     // roots that are some pair's all-high run: keep the prefill's K/V
+  std::vector<int> children;  // roots: their branches
+  int unstarted = 0;          // roots: children neither started nor resolved
+  int slot = -1;
+  bool started = false, done = false;
+  std::vector<int> ids;
+  std::vector<float> k, v;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<SlotLabelResult>> LabelOnSlots(
+    inference::Engine& engine, const models::Tokenizer& tok,
+    absl::Span<const SlotLabelRequest> requests, const SlotLabelOptions& o) {
+  const int B = engine.max_batch(), n = o.max_new_tokens;
+  if (B < 2) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "labelling on sequence slots needs an engine with at least 2 slots, this one has ", B));
+  }
+  if (o.precisions.size() < 2) {
+    return absl::InvalidArgumentError("need at least two precisions (one pair)");
+  }
+  const int P = static_cast<int>(o.precisions.size());
+  for (const SlotLabelRequest& r : requests) {
+    for (int p = 0; p + 1 < P; ++p) {
+      PairLabelOptions po;
+      po.high = o.precisions[p];
+      po.low = o.precisions[p + 1];
+      po.candidate_steps = o.candidate_steps;
+      po.max_new_tokens = n;
+      if (auto st = CheckOptions(engine.max_context(), r.prompt, po); !st.ok()) return st;
+    }
+  }
+  // The runs: per request the reference run (unless given), each pair's all-high root (the
+  // reference run when the precisions agree) and one branch per distinct switch step.
+  std::vector<SlotRun> runs;
+  std::vector<int> roots;  // in admission order
+  std::vector<int> reference_run(requests.size(), -1);
+  std::vector<std::vector<int>> high_run(requests.size(), std::vector<int>(P - 1, -1));
+  std::vector<std::vector<std::vector<int>>> branch_run(requests.size());
+  const auto add_root = [&](int req, int precision) {
+    runs.push_back(SlotRun{});
+    runs.back().request = req;
+    runs.back().precision = precision;
+    roots.push_back(static_cast<int>(runs.size()) - 1);
+    return static_cast<int>(runs.size()) - 1;
+  };
+  for (int q = 0; q < static_cast<int>(requests.size()); ++q) {
+    if (!requests[q].has_reference) reference_run[q] = add_root(q, o.reference_precision);
+    branch_run[q].assign(P - 1, std::vector<int>(o.candidate_steps.size(), -1));
+    for (int p = 0; p + 1 < P; ++p) {
+      const int h = reference_run[q] >= 0 && o.precisions[p] == o.reference_precision
+                        ? reference_run[q]
+                        : add_root(q, o.precisions[p]);
+      high_run[q][p] = h;
+      runs[h].record_kv = true;
+      for (size_t c = 0; c < o.candidate_steps.size(); ++c) {
+        const int s = std::max(o.candidate_steps[c], 1);
+        if (c > 0 && std::max(o.candidate_steps[c - 1], 1) == s) {  // candidates 0 and 1
+          branch_run[q][p][c] = branch_run[q][p][c - 1];
+          continue;
+        }
+        SlotRun b;
+        b.request = q;
+        b.precision = o.precisions[p + 1];
+        b.parent = h;
+        b.switch_step = s;
+        runs.push_back(std::move(b));
+        branch_run[q][p][c] = static_cast<int>(runs.size()) - 1;
+        runs[h].children.push_back(branch_run[q][p][c]);
+        ++runs[h].unstarted;
+      }
+    }
+  }
+
+  inference::GenerationOptions greedy;  // the stopping rule of every generation loop
+  greedy.max_new_tokens = n;
+  const auto& eos = engine.config().eos_token_ids;
+  const auto stops = [&](const SlotRun& r) {
+    return static_cast<int>(r.ids.size()) >= n || inference::IsStopToken(greedy, eos, r.ids.back());
+  };
+  std::vector<int> slot_run(B, -1);  // which run holds each slot
+  int roots_holding = 0;
+  const auto release = [&](int i) {
+    SlotRun& r = runs[i];
+    if (r.slot < 0 || !r.done || r.unstarted > 0) return;
+    slot_run[r.slot] = -1;
+    r.slot = -1;
+    if (r.parent < 0) --roots_holding;
+  };
+  const auto free_slot = [&]() {
+    for (int s = 0; s < B; ++s) {
+      if (slot_run[s] < 0) return s;
+    }
+    return -1;
+  };
+  // Starts (or resolves) the children of root i whose switch step it has reached.
+  const auto start_children = [&](int i) -> absl::Status {
+    SlotRun& root = runs[i];
+    const int T = static_cast<int>(requests[root.request].prompt.size());
+    for (int c : root.children) {
+      SlotRun& b = runs[c];
+      if (b.started || static_cast<int>(root.ids.size()) < b.switch_step) {
+        if (!b.started && root.done) {  // the all-high output ended before the switch
+          b.ids = root.ids;
+          b.started = b.done = true;
+          --root.unstarted;
+        }
+        continue;
+      }
+      if (root.done && b.switch_step >= static_cast<int>(root.ids.size())) {
+        b.ids = root.ids;  // never switches: the all-high output
+        b.started = b.done = true;
+        --root.unstarted;
+        continue;
+      }
+      const int slot = free_slot();
+      if (slot < 0) return absl::OkStatus();  // later, when a slot frees
+      if (auto st = engine.CopySequence(root.slot, slot, T + b.switch_step - 1); !st.ok())
+        return st;
+      b.slot = slot;
+      slot_run[slot] = c;
+      b.ids.assign(root.ids.begin(), root.ids.begin() + b.switch_step);
+      b.started = true;
+      --root.unstarted;
+    }
+    release(i);
+    return absl::OkStatus();
+  };
+
+  size_t next_root = 0;
+  int remaining = static_cast<int>(runs.size());
+  std::vector<int> slots, feed, argmax;
+  while (remaining > 0) {
+    bool progressed = false;
+    // Branches first: they free their roots' slots.
+    for (int i : roots) {
+      if (runs[i].slot >= 0 && runs[i].unstarted > 0) {
+        const int before = runs[i].unstarted;
+        if (auto st = start_children(i); !st.ok()) return st;
+        progressed = progressed || runs[i].unstarted != before;
+      }
+    }
+    // New roots while a slot is free and one slot stays out of the roots' hands.
+    while (next_root < roots.size() && roots_holding < B - 1) {
+      const int slot = free_slot();
+      if (slot < 0) break;
+      const int i = roots[next_root++];
+      SlotRun& r = runs[i];
+      const SlotLabelRequest& req = requests[r.request];
+      int first = 0;
+      if (auto st = engine.SelectSequence(slot); !st.ok()) return st;
+      engine.Reset();
+      if (auto st = engine.SetPrecision(r.precision); !st.ok()) return st;
+      if (auto st = engine.Prefill(req.prompt, nullptr, &first); !st.ok()) return st;
+      if (r.record_kv) engine.CopyLastLayerKv(&r.k, &r.v);
+      r.slot = slot;
+      slot_run[slot] = i;
+      ++roots_holding;
+      r.started = true;
+      r.ids.push_back(first);
+      r.done = stops(r);
+      if (auto st = start_children(i); !st.ok()) return st;
+      progressed = true;
+    }
+    // One decode step of every running run, one DecodeBatch per precision (highest first).
+    std::vector<int> precisions;
+    for (int s = 0; s < B; ++s) {
+      if (slot_run[s] >= 0 && !runs[slot_run[s]].done)
+        precisions.push_back(runs[slot_run[s]].precision);
+    }
+    std::sort(precisions.rbegin(), precisions.rend());
+    precisions.erase(std::unique(precisions.begin(), precisions.end()), precisions.end());
+    for (int p : precisions) {
+      slots.clear();
+      feed.clear();
+      std::vector<int> members;
+      for (int s = 0; s < B; ++s) {
+        const int i = slot_run[s];
+        if (i >= 0 && !runs[i].done && runs[i].precision == p) {
+          members.push_back(i);
+          slots.push_back(s);
+          feed.push_back(runs[i].ids.back());
+        }
+      }
+      if (slots.empty()) continue;
+      if (auto st = engine.SetPrecision(p); !st.ok()) return st;
+      if (auto st = engine.DecodeBatch(slots, feed, nullptr, &argmax); !st.ok()) return st;
+      for (size_t m = 0; m < members.size(); ++m) {
+        SlotRun& r = runs[members[m]];
+        r.ids.push_back(argmax[m]);
+        r.done = stops(r);
+      }
+      progressed = true;
+    }
+    // Ended runs give their slots back (roots once their branches have started).
+    remaining = 0;
+    for (int i = 0; i < static_cast<int>(runs.size()); ++i) {
+      if (runs[i].done && runs[i].parent >= 0) release(i);
+      if (runs[i].done && runs[i].parent < 0) {
+        if (auto st = start_children(i); !st.ok()) return st;
+      }
+      remaining += runs[i].done ? 0 : 1;
+    }
+    if (!progressed && remaining > 0) {
+      return absl::InternalError(absl::StrCat("LabelOnSlots: ", remaining,
+                                              " runs could not make progress on ", B, " slots"));
+    }
+  }
+
+  std::vector<SlotLabelResult> results(requests.size());
+  for (int q = 0; q < static_cast<int>(requests.size()); ++q) {
+    SlotLabelResult& res = results[q];
+    res.reference_ids =
+        requests[q].has_reference ? requests[q].reference_ids : runs[reference_run[q]].ids;
+    const std::string ref_text = DecodeWithoutEos(tok, res.reference_ids);
+    for (int p = 0; p + 1 < P; ++p) {
+      PairLabel out;
+      const SlotRun& h = runs[high_run[q][p]];
+      out.high_ids = h.ids;
+      out.k = h.k;
+      out.v = h.v;
+      for (int b : branch_run[q][p]) out.branch_ids.push_back(runs[b].ids);
+      Score(tok, ref_text, &out);
+      res.pairs.push_back(std::move(out));
+    }
+  }
+  return results;
+}
+
 double TokenNll(absl::Span<const float> logits, int token) {
   PMPD_CHECK(token >= 0 && static_cast<size_t>(token) < logits.size(), "token outside the logits");
   const float m = *std::max_element(logits.begin(), logits.end());

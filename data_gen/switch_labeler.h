@@ -63,6 +63,40 @@ absl::StatusOr<PairLabel> LabelPairSequential(inference::Engine& engine,
                                               const std::string& reference_text,
                                               const PairLabelOptions& options);
 
+// Several prompts and every adjacent pair of a precision ladder at once, on an engine with
+// sequence slots (Engine::max_batch() >= 2 and CopySequence: the CUDA engine with max_batch, or
+// LlamaModel::SetMaxBatch). Per prompt it decodes the reference run (at reference_precision,
+// unless the request brings its reference), each pair's all-hi run (the reference run itself when
+// the precisions agree) and each candidate's branch, which copies the all-hi run's cache once that
+// run has emitted the branch's first max(c, 1) tokens and goes on at lo. Every step decodes all
+// runs that are at one precision as one DecodeBatch (the weights read once for all of them), so
+// runs of several prompts share the reads. The results equal LabelPairSequential's per pair (and
+// GreedyGeneration's for the reference) up to floating-point rounding: exactly on engines whose
+// batched rows compute what a single step computes (LlamaModel; the CUDA engine on the code-word
+// GEMV, GemvKernel::kCodeWord), within the tensor-core GEMV's rounding otherwise.
+// Slots: a prompt's root runs hold one slot each until they end and their branches have started;
+// at most max_batch() - 1 roots hold slots at once, so branches always find one eventually.
+// Cost: per prompt one prefill per distinct root run, as many decode rows as LabelPairSequential
+// minus the re-decoded high prefixes, in steps of up to max_batch() rows.
+struct SlotLabelRequest {
+  std::vector<int> prompt;
+  std::vector<int> reference_ids;  // used when has_reference (e.g. from another model)
+  bool has_reference = false;
+};
+struct SlotLabelOptions {
+  std::vector<int> precisions = {4, 3, 2};  // strictly decreasing: pairs (p[i], p[i + 1])
+  std::vector<int> candidate_steps;         // increasing, each in [0, max_new_tokens)
+  int max_new_tokens = 256;
+  int reference_precision = 4;  // of the reference run when a request has none
+};
+struct SlotLabelResult {
+  std::vector<int> reference_ids;  // the request's, or the reference run's output
+  std::vector<PairLabel> pairs;    // one per adjacent pair, as LabelPairSequential returns it
+};
+absl::StatusOr<std::vector<SlotLabelResult>> LabelOnSlots(
+    inference::Engine& engine, const models::Tokenizer& tok,
+    absl::Span<const SlotLabelRequest> requests, const SlotLabelOptions& options);
+
 // Teacher-forced (the excess_nll label metric): no branch is decoded; the reference continuation
 // R (ids as the reference model produced them, EOS included when it stopped there) is fed through
 // the model. Tokens R[1..] are scored (R[0] always comes from the prefill at hi): staying at hi

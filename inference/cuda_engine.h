@@ -142,7 +142,7 @@ class CudaEngine : public Engine {
   // once, the K/V of every sequence.
   int64_t DecodeBatchBytes(int bits, absl::Span<const int> lens) const;
   // GPU memory this engine holds (weights, KV cache, buffers).
-  int64_t device_bytes() const;
+  int64_t device_bytes() const override;
 
  private:
   struct Impl;

@@ -116,6 +116,9 @@ class Engine {
   // The same as host float32 arrays, each [kv_heads, cache_len, head_dim] row-major (switch-point
   // labels store them). Cost: one copy of 2 * kv_dim * cache_len values (off the GPU for CUDA).
   virtual void CopyLastLayerKv(std::vector<float>* k, std::vector<float>* v) const = 0;
+
+  // Accelerator memory this engine holds (weights, KV caches, buffers); 0 for host engines.
+  virtual int64_t device_bytes() const { return 0; }
 };
 
 // DecodeBatch's argument checks, shared by the engines: sizes, slot range and repeats, token ids

@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const std::string& model_path
   if (options.cuda_max_context > 0) o.max_context = options.cuda_max_context;
   o.max_batch = options.max_batch;
   o.kv_cache_fp16 = options.cuda_kv_cache_fp16;
+  if (options.cuda_rows_as_single) o.gemv = GemvKernel::kCodeWord;
   auto e = CudaEngine::Load(model_path, o);
   if (!e.ok()) return e.status();
   return std::unique_ptr<Engine>(std::move(*e));

@@ -22,6 +22,10 @@ struct LoadEngineOptions {
   int cuda_device = 0;
   // CUDA: the KV cache in fp16 (CudaEngineOptions::kv_cache_fp16).
   bool cuda_kv_cache_fp16 = false;
+  // CUDA: batched rows computed bit for bit as single rows (the code-word GEMV for every row
+  // count, GemvKernel::kCodeWord), so a sequence's tokens do not depend on which others share its
+  // steps; false: the automatic choice (tensor cores from 3-5 rows: faster, other rounding).
+  bool cuda_rows_as_single = false;
   // Sequence slots (Engine::max_batch): CUDA 1..8 (CudaEngineOptions::max_batch, each slot a
   // cache of the full context on the GPU); CPU any >= 1 (LlamaModel::SetMaxBatch).
   int max_batch = 1;

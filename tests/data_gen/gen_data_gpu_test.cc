@@ -1,7 +1,7 @@
-// GPU tests (label `gpu`): pmpd-gen-data --device cuda (the CUDA engine, sequential labelling)
-// writes the samples --device cpu writes: same prompts, references, labels and Rouge-L values; K/V
-// within fp16 storage rounding (the engines' fp32 sums differ in order); teacher-forced costs
-// within a stated tolerance.
+// GPU tests (label `gpu`): pmpd-gen-data --device cuda (the CUDA engine, sequential labelling or
+// several prompts at once on its sequence slots) writes the samples --device cpu writes: same
+// prompts, references, labels and Rouge-L values; K/V within fp16 storage rounding (the engines'
+// fp32 sums differ in order); teacher-forced costs within a stated tolerance.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -23,7 +23,8 @@ namespace {
 // with --device cpu (plus `cpu_flags`) and once with --device cuda, `flags` added to both; the two
 // files opened into `cpu` and `cuda`, their headers, prompts and references checked equal.
 void RunOnBothDevices(const std::string& tag, const std::string& flags,
-                      const std::string& cpu_flags, std::unique_ptr<dataset::KvDatasetReader>* cpu,
+                      const std::string& cpu_flags, const std::string& cuda_flags,
+                      std::unique_ptr<dataset::KvDatasetReader>* cpu,
                       std::unique_ptr<dataset::KvDatasetReader>* cuda) {
   const std::string model =
       testing::QuantizeForTest(tag, testing::SharedPath("models/stories260K"), 2, 4);
@@ -35,7 +36,8 @@ void RunOnBothDevices(const std::string& tag, const std::string& flags,
       testing::RunBinary("cli/pmpd-gen-data",
                          absl::StrCat(common, " --out ", dir, "/cpu.h5 --device cpu ", cpu_flags));
   const testing::RunResult g = testing::RunBinary(
-      "cli/pmpd-gen-data", absl::StrCat(common, " --out ", dir, "/cuda.h5 --device cuda"));
+      "cli/pmpd-gen-data",
+      absl::StrCat(common, " --out ", dir, "/cuda.h5 --device cuda ", cuda_flags));
   ASSERT_EQ(c.exit_code, 0) << c.err;
   ASSERT_EQ(g.exit_code, 0) << g.err;
   auto a = dataset::KvDatasetReader::Open(dir + "/cpu.h5");
@@ -56,12 +58,9 @@ void RunOnBothDevices(const std::string& tag, const std::string& flags,
   *cuda = std::move(*b);
 }
 
-TEST(GenDataGpuTest, CudaEngineWritesTheCpuSamples) {
-  PMPD_REQUIRE_GPU();
-  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
-  PMPD_REQUIRE_SHARED("data/c4");
+void ExpectSameLabels(const std::string& tag, const std::string& cuda_flags) {
   std::unique_ptr<dataset::KvDatasetReader> a, b;
-  ASSERT_NO_FATAL_FAILURE(RunOnBothDevices("gendata_gpu", "", "--branches sequential", &a, &b));
+  ASSERT_NO_FATAL_FAILURE(RunOnBothDevices(tag, "", "--branches sequential", cuda_flags, &a, &b));
   for (int64_t i = 0; i < 6; ++i) {
     auto x = a->ReadSample(i);
     auto y = b->ReadSample(i);
@@ -85,6 +84,22 @@ TEST(GenDataGpuTest, CudaEngineWritesTheCpuSamples) {
   }
 }
 
+TEST(GenDataGpuTest, CudaEngineWritesTheCpuSamples) {
+  PMPD_REQUIRE_GPU();
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  PMPD_REQUIRE_SHARED("data/c4");
+  ExpectSameLabels("gendata_gpu", "--batch 1");
+}
+
+// The 6 prompts labelled together on 8 slots (one window): every reference, all-high and branch
+// run of all of them shares the batched steps; the CPU's labels still.
+TEST(GenDataGpuTest, CudaSlotLabellingWritesTheCpuSamples) {
+  PMPD_REQUIRE_GPU();
+  PMPD_REQUIRE_SHARED("models/stories260K/config.json");
+  PMPD_REQUIRE_SHARED("data/c4");
+  ExpectSameLabels("gendata_gpu_slots", "--batch 8 --flush-every 6");
+}
+
 // --label-metric excess_nll on the CUDA engine: the CPU engine's costs within what the engines'
 // float sums allow (the CUDA engine decodes in fp16 activations: 2e-2 nats per token, against
 // costs of 0.1-1 on this model).
@@ -94,7 +109,7 @@ TEST(GenDataGpuTest, CudaTeacherForcedCostsMatchTheCpu) {
   PMPD_REQUIRE_SHARED("data/c4");
   std::unique_ptr<dataset::KvDatasetReader> a, b;
   ASSERT_NO_FATAL_FAILURE(
-      RunOnBothDevices("gendata_gpu_nll", "--label-metric excess_nll", "", &a, &b));
+      RunOnBothDevices("gendata_gpu_nll", "--label-metric excess_nll", "", "", &a, &b));
   double worst = 0, largest = 0;
   for (const auto& [hi, lo] : a->pairs()) {
     auto x = a->ReadPair(hi, lo);

@@ -32,6 +32,7 @@
 #include "models/hdf5_file.h"
 #include "models/text_stream.h"
 #include "models/tokenizer.h"
+#include "scheduler_runtime/scheduled_generation.h"
 #include "tests/test_util.h"
 
 namespace pmpd::data_gen {
@@ -241,6 +242,145 @@ TEST_F(GenDataTest, LabelsEqualSequentialRecomputation) {
   EXPECT_EQ(labels_checked, 2 * kDocs);
   EXPECT_GE(classes_seen.size(), 2u)
       << "every label equal: the check would not tell branches apart";
+}
+
+// Labelling on sequence slots (--batch > 1): several prompts' reference, all-high and branch runs
+// decode as shared steps, each branch copying its all-high run's cache. The CPU engine's batched
+// rows are single steps, so the file must equal the branch-cache path's byte for byte; with 2
+// slots runs wait for a free slot, with 8 several prompts share every step.
+TEST_F(GenDataTest, SlotLabellingEqualsBranchCacheLabelling) {
+  for (int batch : {2, 8}) {
+    const std::string out = testing::MakeTempDir("gendata_slots") + "/c4.h5";
+    GenDataOptions o = Options(out);
+    o.batch = batch;
+    auto r = RunGenData(o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->batch, batch);
+    ExpectSameSamples(*whole_, out);
+  }
+}
+
+// LabelOnSlots run by run against LabelPairSequential and GreedyGeneration (every output's ids,
+// the prefill K/V, Rouge-L and labels): candidates 0 and 1 (one shared branch), switch steps the
+// all-high output may not reach (it stopped: the branch is the all-high output), a reference at the
+// lowest precision (its own run, no pair's all-high run); 2 slots (runs wait) and 5.
+TEST_F(GenDataTest, LabelOnSlotsEqualsSequentialRunByRun) {
+  PMPD_REQUIRE_SHARED("data/text/tinystories_train_head2MiB.txt");
+  // stories260K never emits EOS (2): it starts the next story with BOS (1). A copy of the model
+  // that also stops at BOS ends some all-high outputs before the late switch steps.
+  const std::string dir = testing::MakeTempDir("slots_eos");
+  std::filesystem::copy(
+      *model_, dir,
+      std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing);
+  auto config = nlohmann::json::parse(testing::ReadFile(dir + "/config.json"));
+  config["eos_token_id"] = {2, 1};
+  testing::WriteFile(dir + "/config.json", config.dump());
+  auto tok = models::Tokenizer::Load(dir);
+  auto model = inference::LlamaModel::Load(dir);
+  ASSERT_TRUE(tok.ok() && model.ok());
+  inference::LlamaModel& m = **model;
+  m.CacheDequantizedWeights();
+  // Prompts: TinyStories stories without their last 20 tokens, so the continuations tend to end
+  // the story early; and a C4 document's first 24 tokens.
+  std::vector<SlotLabelRequest> requests;
+  const std::vector<std::string> stories = absl::StrSplit(
+      testing::ReadFile(testing::SharedPath("data/text/tinystories_train_head2MiB.txt")),
+      "<|endoftext|>");
+  for (int i = 0; i < 3; ++i) {
+    SlotLabelRequest r;
+    r.prompt = (*tok)->Encode(std::string(absl::StripAsciiWhitespace(stories[i])), true);
+    r.prompt.resize(std::clamp<int>(static_cast<int>(r.prompt.size()) - 20, 8, 200));
+    requests.push_back(r);
+  }
+  {
+    SlotLabelRequest r;
+    r.prompt = (*tok)->Encode(C4Texts(1)[0], true);
+    r.prompt.resize(std::min<size_t>(r.prompt.size(), 24));
+    requests.push_back(r);
+  }
+  SlotLabelOptions so;
+  so.precisions = {4, 3, 2};
+  so.candidate_steps = {0, 1, 60, 150};
+  so.max_new_tokens = 160;
+  so.reference_precision = 2;
+  EXPECT_EQ(LabelOnSlots(m, **tok, requests, so).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // one slot
+  int ended_before_last_switch = 0;
+  for (int batch : {2, 5}) {
+    ASSERT_TRUE(m.SetMaxBatch(batch).ok());
+    auto got = LabelOnSlots(m, **tok, requests, so);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), requests.size());
+    for (size_t q = 0; q < requests.size(); ++q) {
+      auto ref = scheduler::GreedyGeneration(m, requests[q].prompt, so.max_new_tokens, 2);
+      ASSERT_TRUE(ref.ok());
+      EXPECT_EQ((*got)[q].reference_ids, ref->new_ids) << "prompt " << q;
+      ASSERT_EQ((*got)[q].pairs.size(), 2u);
+      for (int p = 0; p < 2; ++p) {
+        PairLabelOptions po;
+        po.high = so.precisions[p];
+        po.low = so.precisions[p + 1];
+        po.candidate_steps = so.candidate_steps;
+        po.max_new_tokens = so.max_new_tokens;
+        auto want = LabelPairSequential(m, **tok, requests[q].prompt,
+                                        DecodeWithoutEos(**tok, ref->new_ids), po);
+        ASSERT_TRUE(want.ok()) << want.status();
+        const PairLabel& g = (*got)[q].pairs[p];
+        const std::string at = absl::StrCat("batch ", batch, " prompt ", q, " pair ", p);
+        EXPECT_EQ(g.high_ids, want->high_ids) << at;
+        EXPECT_EQ(g.branch_ids, want->branch_ids) << at;
+        EXPECT_EQ(g.rouge_l, want->rouge_l) << at;
+        EXPECT_EQ(g.rouge_l_high, want->rouge_l_high) << at;
+        EXPECT_EQ(g.label, want->label) << at;
+        EXPECT_TRUE(g.k == want->k && g.v == want->v) << at;
+        ended_before_last_switch += want->high_ids.size() <= 150;
+      }
+    }
+  }
+  EXPECT_GT(ended_before_last_switch, 0)
+      << "no all-high output ended before step 150: the never-switching branch went untested";
+}
+
+// On slots (3 of them; windows of flush_every = 3 prompts), stopped after 4 samples (mid-window:
+// the window holding the 4th is labelled whole up to it) and resumed with another batch: the
+// uninterrupted file, 4 + 6 samples.
+TEST_F(GenDataTest, SlotLabellingStopsAndResumesAcrossWindows) {
+  const std::string out = testing::MakeTempDir("gendata_slots_stop") + "/c4.h5";
+  GenDataOptions o = Options(out);
+  o.batch = 3;
+  o.stop_after = 4;
+  auto first = RunGenData(o);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->stopped_early);
+  EXPECT_EQ(first->computed, 4);
+  o.stop_after = 0;
+  o.batch = 2;
+  auto rest = RunGenData(o);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->resumed, 4);
+  EXPECT_EQ(rest->computed, kDocs - 4);
+  ExpectSameSamples(*whole_, out);
+}
+
+// Without --reference-model the reference run is also the first pair's all-high run (both at the
+// parent's 4 bits): on slots one run serves both; equal to the sequential path's file.
+TEST_F(GenDataTest, SlotLabellingWithoutReferenceModelEqualsSequential) {
+  const std::string dir = testing::MakeTempDir("gendata_slots_noref");
+  GenDataOptions seq = Options(dir + "/seq.h5");
+  seq.reference_model.clear();
+  seq.batched_branches = false;
+  seq.num_docs = 6;
+  GenDataOptions slots = seq;
+  slots.out = dir + "/slots.h5";
+  slots.batched_branches = true;
+  slots.batch = 3;
+  auto a = RunGenData(seq);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->batch, 1);
+  auto b = RunGenData(slots);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->batch, 3);
+  ExpectSameSamples(dir + "/seq.h5", dir + "/slots.h5");
 }
 
 // --label-metric excess_nll, checked against an independent computation: the stored costs come
@@ -577,6 +717,9 @@ TEST_F(GenDataTest, KilledInsideEachFileCommitLeavesThePreviousOrTheCompleteFile
   const auto j = nlohmann::json::parse(r.out.substr(r.out.rfind('{')));
   EXPECT_EQ(j["resumed"].get<int>(), kDocs);
   EXPECT_EQ(j["computed"].get<int>(), 0);
+  EXPECT_EQ(j["batch"].get<int>(), 1);  // the CPU's default: one prompt at a time
+  EXPECT_GT(j["peak_host_bytes"].get<int64_t>(), 1 << 20);
+  EXPECT_EQ(j["engine_device_bytes"].get<int64_t>(), 0);  // host engines
   EXPECT_FALSE(testing::FileExistsForTest(partial));
   EXPECT_EQ(listing(dir).second, 0) << "the killed final file's temporary is gone";
   ExpectSameSamples(*whole_, out);

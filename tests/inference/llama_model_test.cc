@@ -309,13 +309,32 @@ TEST(LlamaModelTest, SlotsDecodeTheirOwnSequencesAndCopyPrefixes) {
   std::vector<float> logits;
   ASSERT_TRUE(m.DecodeStep(fed[0][4], &logits, nullptr).ok());
   EXPECT_EQ(logits, alone[0][4]);
+  // From the selected slot (0, 10 positions) over slot 1's stale sequence, then into the selected
+  // slot from a parked one: both continue as slot 0 did, argmax as DecodeStep's.
+  ASSERT_TRUE(m.CopySequence(0, 1, 5 + 3).ok());
+  ASSERT_TRUE(m.SelectSequence(2).ok());
+  ASSERT_TRUE(m.CopySequence(1, 2, 5 + 3).ok());
+  EXPECT_EQ(m.cache_len(), 8);
+  {
+    std::vector<float> rows;
+    std::vector<int> arg;
+    ASSERT_TRUE(m.DecodeBatch({2, 1}, {fed[0][3], fed[0][3]}, &rows, &arg).ok());
+    EXPECT_EQ(std::vector<float>(rows.begin(), rows.begin() + vocab), alone[0][3]);
+    EXPECT_EQ(std::vector<float>(rows.begin() + vocab, rows.end()), alone[0][3]);
+    ASSERT_EQ(arg.size(), 2u);
+    EXPECT_EQ(arg[0], fed[0][4]);
+    EXPECT_EQ(arg[1], fed[0][4]);
+  }
+  EXPECT_EQ(m.cache_len(), 9);
+  ASSERT_TRUE(m.SelectSequence(0).ok());
+  EXPECT_EQ(m.cache_len(), 10);
   // Refusals: nothing changes.
   EXPECT_EQ(m.CopySequence(1, 1, 2).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(m.CopySequence(1, 3, 2).code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(m.CopySequence(-1, 2, 2).code(), absl::StatusCode::kOutOfRange);
-  EXPECT_EQ(m.CopySequence(1, 2, 8).code(), absl::StatusCode::kOutOfRange);  // slot 1 holds 7
+  EXPECT_EQ(m.CopySequence(1, 2, 10).code(), absl::StatusCode::kOutOfRange);  // slot 1 holds 9
   ASSERT_TRUE(m.SelectSequence(2).ok());
-  EXPECT_EQ(m.cache_len(), 11);
+  EXPECT_EQ(m.cache_len(), 9);
   // Shrinking keeps the selected slot when it still exists, else selects slot 0.
   ASSERT_TRUE(m.SetMaxBatch(2).ok());
   EXPECT_EQ(m.sequence(), 0);
