@@ -2,8 +2,8 @@
 # On the GPU machine (device tool, with .device carried): builds what labelling on sequence slots
 # needs in build-gpu, runs its GPU tests (gen-data on CUDA, sequential and on 8 slots, against the
 # CPU's file; CopySequence), then `pmpd-bench --mode label` on the random Llama-2-7B shape: the
-# sequential labelling path against LabelOnSlots, fp32 KV cache with the automatic GEMV and with
-# the code-word GEMV only (bit-exact rows), and an fp16 cache. Usage: scripts/device-bench-label.sh
+# sequential labelling path against LabelOnSlots: fp32 KV cache with the code-word GEMV only
+# (rows bit-exact: pmpd-gen-data's default) and with the automatic GEMV, then an fp16 cache. Usage: scripts/device-bench-label.sh
 # [pmpd-bench flags]. Output: tables on stdout; logs and JSON packed in ${OUT:-/tmp}/label.tgz.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,11 +22,11 @@ run() {
   local name=$1
   shift
   echo "== $name: pmpd-bench --mode label $*"
-  timeout 200 ./bench/pmpd-bench --mode label --batch 8 --new-tokens 256 "$@" \
+  timeout 150 ./bench/pmpd-bench --mode label --batch 8 --new-tokens 256 "$@" \
     --json_out="$out/$name.json" >"$out/$name.log" 2>&1
   grep -E "^\||^agreement|^label" "$out/$name.log" || tail -5 "$out/$name.log"
 }
-run label_kv32_auto "$@"
 run label_kv32_codeword --gemv=code-word "$@"
-run label_kv16_auto --kv_fp16 "$@"
+run label_kv32_auto "$@"
+run label_kv16_codeword --gemv=code-word --kv_fp16 "$@"
 (cd "$out" && tar czf label.tgz --remove-files ./*.json ./*.log 2>/dev/null)
