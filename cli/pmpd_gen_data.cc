@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
 #include "cli/progress.h"
@@ -217,6 +218,19 @@ int Run(const std::vector<std::string>& args) {
     return cli::Fail(kProgram, absl::InvalidArgumentError(
                                    "--chat-template has no effect without --chat-instruction "
                                    "(prompts are plain text then)"));
+  }
+  if (cli::FlagGiven("batch") &&
+      (!o.batched_branches || o.label_metric == dataset::kLabelExcessNll)) {
+    return cli::Fail(kProgram, absl::InvalidArgumentError(
+                                   "--batch has no effect with --branches sequential or "
+                                   "--label-metric excess_nll (no batched branches are decoded)"));
+  }
+  for (const char* flag : {"tensor_core_rows", "kv_fp16"}) {
+    if (cli::FlagGiven(flag) && o.device == pmpd::inference::Device::kCpu) {
+      return cli::Fail(kProgram, absl::InvalidArgumentError(absl::StrCat(
+                                     "--", absl::StrReplaceAll(flag, {{"_", "-"}}),
+                                     " has no effect with --device cpu (a CUDA engine option)")));
+    }
   }
   if (cli::FlagGiven("reference_precision") && !o.reference_model.empty()) {
     return cli::Fail(kProgram, absl::InvalidArgumentError(

@@ -240,6 +240,10 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
                              : *device == inference::Device::kCuda ? 8
                                                                    : 1;
     main_options.cuda_rows_as_single = !o.tensor_core_rows;
+    if (*device == inference::Device::kCuda && main_options.max_batch > 8) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--batch ", main_options.max_batch, ": the CUDA engine holds at most 8 sequence slots"));
+    }
     auto e = inference::LoadEngine(o.model_dir, *device, main_options);
     if (!e.ok()) return e.status();
     engine = std::move(*e);

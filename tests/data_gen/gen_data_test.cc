@@ -1006,6 +1006,20 @@ TEST_F(GenDataTest, BadInputIsRefusedClearly) {
   const testing::RunResult shard =
       testing::RunBinary("cli/pmpd-gen-data", Flags(dir + "/s.h5") + " --shard 2/2");
   testing::ExpectCleanFailure(shard, "pmpd-gen-data", "--shard 2/2: need 0 <= i < n");
+  // Slot flags the chosen mode would ignore, and a negative batch.
+  testing::ExpectCleanFailure(
+      testing::RunBinary("cli/pmpd-gen-data",
+                         Flags(dir + "/b.h5") + " --batch 4 --branches sequential"),
+      "pmpd-gen-data", "--batch has no effect with --branches sequential");
+  testing::ExpectCleanFailure(
+      testing::RunBinary("cli/pmpd-gen-data", Flags(dir + "/b.h5") + " --kv-fp16"), "pmpd-gen-data",
+      "--kv-fp16 has no effect with --device cpu");
+  testing::ExpectCleanFailure(
+      testing::RunBinary("cli/pmpd-gen-data", Flags(dir + "/b.h5") + " --tensor-core-rows"),
+      "pmpd-gen-data", "--tensor-core-rows has no effect with --device cpu");
+  testing::ExpectCleanFailure(
+      testing::RunBinary("cli/pmpd-gen-data", Flags(dir + "/b.h5") + " --batch -1"),
+      "pmpd-gen-data", "--batch -1: must be >= 0");
   const testing::RunResult not_h5 = testing::RunBinary(
       "cli/pmpd-gen-data", absl::StrCat("merge --out ", dir, "/m.h5 ", dir, "/junk.jsonl"));
   testing::ExpectCleanFailure(not_h5, "pmpd-gen-data", "junk.jsonl: not an HDF5 file");
