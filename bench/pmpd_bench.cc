@@ -377,12 +377,8 @@ int RunLabel(const char* device_name) {
     seq[i].reference_ids = ref->new_ids;
     const std::string ref_text = data_gen::DecodeWithoutEos(**tok, ref->new_ids);
     for (int p = 0; p + 1 < 3; ++p) {
-      data_gen::PairLabelOptions po;
-      po.high = so.precisions[p];
-      po.low = so.precisions[p + 1];
-      po.candidate_steps = so.candidate_steps;
-      po.max_new_tokens = n;
-      auto label = data_gen::LabelPairSequential(engine, **tok, requests[i].prompt, ref_text, po);
+      auto label =
+          data_gen::LabelPairSequential(engine, **tok, requests[i].prompt, ref_text, so.Pair(p));
       if (!label.ok()) return cli::Fail("pmpd-bench", label.status());
       seq[i].pairs.push_back(std::move(*label));
     }

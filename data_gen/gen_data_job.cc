@@ -239,11 +239,7 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
                              : o.batch > 0                         ? o.batch
                              : *device == inference::Device::kCuda ? 8
                                                                    : 1;
-    main_options.cuda_rows_as_single = !o.tensor_core_rows;
-    if (*device == inference::Device::kCuda && main_options.max_batch > 8) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--batch ", main_options.max_batch, ": the CUDA engine holds at most 8 sequence slots"));
-    }
+    main_options.cuda_rows_as_single = !o.tensor_core_rows;  // the engine checks max_batch
     auto e = inference::LoadEngine(o.model_dir, *device, main_options);
     if (!e.ok()) return e.status();
     engine = std::move(*e);
@@ -371,9 +367,6 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
 
   auto stream = models::TextStream::Open(o.source);
   if (!stream.ok()) return stream.status();
-  PairLabelOptions lo;
-  lo.candidate_steps = o.candidate_steps;
-  lo.max_new_tokens = o.max_new_tokens;
   std::vector<KvSample> pending;
   const auto start = std::chrono::steady_clock::now();
   const int h = static_cast<int>(header.kv_heads), d = static_cast<int>(header.head_dim);
@@ -409,6 +402,7 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
   // document came from for error messages.
   std::vector<KvSample> window;
   std::vector<std::string> window_where;
+  // The ladder's labelling options (each pair's: so.Pair(p)), on slots and one prompt at a time.
   SlotLabelOptions so;
   so.precisions = o.precisions;
   so.candidate_steps = o.candidate_steps;
@@ -483,8 +477,7 @@ absl::StatusOr<GenDataReport> RunGenDataOnce(
     s.reference_ids.assign(ref->new_ids.begin(), ref->new_ids.end());
     const std::string ref_text = DecodeWithoutEos(**tok, ref->new_ids);
     for (size_t p = 0; p + 1 < o.precisions.size(); ++p) {
-      lo.high = o.precisions[p];
-      lo.low = o.precisions[p + 1];
+      const PairLabelOptions lo = so.Pair(static_cast<int>(p));
       auto label = o.label_metric == dataset::kLabelExcessNll
                        ? LabelPairTeacherForced(m, prompt, ref->new_ids, lo)
                    : batched ? LabelPairBatched(*cpu_model, **tok, prompt, ref_text, lo)

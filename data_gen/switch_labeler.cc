@@ -203,6 +203,16 @@ struct SlotRun {
 
 }  // namespace
 
+PairLabelOptions SlotLabelOptions::Pair(int p) const {
+  PMPD_CHECK(p >= 0 && p + 1 < static_cast<int>(precisions.size()), "pair outside the ladder");
+  PairLabelOptions po;
+  po.high = precisions[p];
+  po.low = precisions[p + 1];
+  po.candidate_steps = candidate_steps;
+  po.max_new_tokens = max_new_tokens;
+  return po;
+}
+
 absl::StatusOr<std::vector<SlotLabelResult>> LabelOnSlots(
     inference::Engine& engine, const models::Tokenizer& tok,
     absl::Span<const SlotLabelRequest> requests, const SlotLabelOptions& o) {
@@ -217,12 +227,7 @@ absl::StatusOr<std::vector<SlotLabelResult>> LabelOnSlots(
   const int P = static_cast<int>(o.precisions.size());
   for (const SlotLabelRequest& r : requests) {
     for (int p = 0; p + 1 < P; ++p) {
-      PairLabelOptions po;
-      po.high = o.precisions[p];
-      po.low = o.precisions[p + 1];
-      po.candidate_steps = o.candidate_steps;
-      po.max_new_tokens = n;
-      if (auto st = CheckOptions(engine.max_context(), r.prompt, po); !st.ok()) return st;
+      if (auto st = CheckOptions(engine.max_context(), r.prompt, o.Pair(p)); !st.ok()) return st;
     }
   }
   // The runs: per request the reference run (unless given), each pair's all-high root (the
@@ -294,20 +299,15 @@ absl::StatusOr<std::vector<SlotLabelResult>> LabelOnSlots(
     const int T = static_cast<int>(requests[root.request].prompt.size());
     for (int c : root.children) {
       SlotRun& b = runs[c];
-      if (b.started || static_cast<int>(root.ids.size()) < b.switch_step) {
-        if (!b.started && root.done) {  // the all-high output ended before the switch
-          b.ids = root.ids;
-          b.started = b.done = true;
-          --root.unstarted;
-        }
-        continue;
-      }
-      if (root.done && b.switch_step >= static_cast<int>(root.ids.size())) {
-        b.ids = root.ids;  // never switches: the all-high output
+      if (b.started) continue;
+      const int emitted = static_cast<int>(root.ids.size());
+      if (root.done && b.switch_step >= emitted) {
+        b.ids = root.ids;  // the all-high output ended first: it never switches
         b.started = b.done = true;
         --root.unstarted;
         continue;
       }
+      if (emitted < b.switch_step) continue;  // the root has not reached the switch yet
       const int slot = free_slot();
       if (slot < 0) return absl::OkStatus();  // later, when a slot frees
       if (auto st = engine.CopySequence(root.slot, slot, T + b.switch_step - 1); !st.ok())

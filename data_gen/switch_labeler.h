@@ -88,6 +88,8 @@ struct SlotLabelOptions {
   std::vector<int> candidate_steps;         // increasing, each in [0, max_new_tokens)
   int max_new_tokens = 256;
   int reference_precision = 4;  // of the reference run when a request has none
+  // Pair p (precisions[p] -> precisions[p + 1]) as LabelPairSequential and the others take it.
+  PairLabelOptions Pair(int p) const;
 };
 struct SlotLabelResult {
   std::vector<int> reference_ids;  // the request's, or the reference run's output

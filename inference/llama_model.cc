@@ -152,11 +152,13 @@ int LlamaModel::max_precision() const { return impl_->anyprec ? impl_->anyprec->
 
 namespace {
 
-// Per layer [kv_heads, max(length, initial capacity), head_dim], zeros.
-std::vector<at::Tensor> EmptyCache(const models::LlamaConfig& c, int64_t capacity) {
+// A new sequence's K or V cache: per layer [kv_heads, initial capacity, head_dim], zeros (grown
+// on demand by EnsureCapacity).
+std::vector<at::Tensor> EmptyCache(const models::LlamaConfig& c) {
+  const int64_t cap = std::min<int64_t>(c.max_position_embeddings, kInitialCacheLen);
   std::vector<at::Tensor> cache;
   for (int l = 0; l < c.num_hidden_layers; ++l)
-    cache.push_back(at::zeros({c.num_key_value_heads, capacity, c.head_dim}, at::kFloat));
+    cache.push_back(at::zeros({c.num_key_value_heads, cap, c.head_dim}, at::kFloat));
   return cache;
 }
 
@@ -166,12 +168,11 @@ absl::Status LlamaModel::SetMaxBatch(int n) {
   if (n < 1) return absl::InvalidArgumentError(absl::StrCat("max batch ", n, " < 1"));
   Impl& m = *impl_;
   if (m.selected >= n) PMPD_CHECK(SelectSequence(0).ok(), "slot 0 always exists");
-  const int64_t cap = std::min<int64_t>(m.config.max_position_embeddings, kInitialCacheLen);
   const size_t old = m.slots.size();
   m.slots.resize(n);
   for (size_t s = old; s < m.slots.size(); ++s) {
-    m.slots[s].k = EmptyCache(m.config, cap);
-    m.slots[s].v = EmptyCache(m.config, cap);
+    m.slots[s].k = EmptyCache(m.config);
+    m.slots[s].v = EmptyCache(m.config);
   }
   return absl::OkStatus();
 }
@@ -334,11 +335,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   at::Tensor emb = at::cat({freqs, freqs}, -1);
   impl->cos = emb.cos();
   impl->sin = emb.sin();
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const int64_t cap = std::min<int64_t>(T, kInitialCacheLen);
-    impl->k_cache.push_back(at::zeros({c.num_key_value_heads, cap, c.head_dim}, at::kFloat));
-    impl->v_cache.push_back(at::zeros({c.num_key_value_heads, cap, c.head_dim}, at::kFloat));
-  }
+  impl->k_cache = EmptyCache(c);
+  impl->v_cache = EmptyCache(c);
   return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(impl)));
 }
 
