@@ -27,7 +27,7 @@ constexpr int kAnyprecMinBits = 2;
 constexpr int kAnyprecMaxBits = 8;
 
 // Words per row per plane.
-inline int AnyprecWordsPerRow(int K) { return (K + 31) / 32; }
+constexpr int AnyprecWordsPerRow(int K) { return (K + 31) / 32; }
 
 // Where column k of a row lives: word index within the row's plane, and bit position in the word.
 inline void AnyprecBitPosition(int K, int k, int* word, int* bit) {
