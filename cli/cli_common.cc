@@ -1,5 +1,7 @@
 #include "cli/cli_common.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -395,6 +397,12 @@ absl::StatusOr<std::string> ReadTextInput(const std::string& path, absl::string_
   }
   if (text.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " ", name, " is empty"));
   return text;
+}
+
+int64_t PeakHostBytes() {
+  struct rusage u;
+  if (getrusage(RUSAGE_SELF, &u) != 0) return -1;
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
 }  // namespace pmpd::cli

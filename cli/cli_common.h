@@ -3,6 +3,7 @@
 // same way (colour, --device, reading a prompt from a file or stdin).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -81,5 +82,8 @@ absl::Status CheckDeviceFlag(absl::string_view value, bool cpu_only = false,
 // is dropped, since files written by editors and `echo` end with one. Errors name `flag` and the
 // file (unreadable, or empty).
 absl::StatusOr<std::string> ReadTextInput(const std::string& path, absl::string_view flag);
+
+// The process's peak resident set in bytes (getrusage; -1 if it fails).
+int64_t PeakHostBytes();
 
 }  // namespace pmpd::cli

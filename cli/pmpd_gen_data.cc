@@ -1,6 +1,5 @@
 // pmpd-gen-data: label switch points on C4 and store last-layer KV caches in HDF5 (training data
 // for the learned scheduler). `pmpd-gen-data merge --out FILE.h5 PART.h5...` joins shards.
-#include <sys/resource.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -97,12 +96,6 @@ ABSL_FLAG(bool, json, false, "Print one JSON summary object as the last line.");
 
 namespace {
 
-// The process's peak resident set (getrusage; Linux reports kilobytes).
-int64_t PeakHostBytes() {
-  struct rusage u;
-  if (getrusage(RUSAGE_SELF, &u) != 0) return -1;
-  return static_cast<int64_t>(u.ru_maxrss) * 1024;
-}
 constexpr char kProgram[] = "pmpd-gen-data";
 using namespace pmpd;
 
@@ -148,7 +141,7 @@ int Merge(const std::vector<std::string>& parts) {
                      {"class_counts", r->class_counts},
                      {"label_metric", r->label_metric},
                      {"batch", r->batch},
-                     {"peak_host_bytes", PeakHostBytes()},
+                     {"peak_host_bytes", cli::PeakHostBytes()},
                      {"engine_device_bytes", r->engine_device_bytes}};
     if (!r->median_excess_nll.empty()) j["median_excess_nll"] = r->median_excess_nll;
     std::cout << j.dump() << "\n";
@@ -291,7 +284,7 @@ int Run(const std::vector<std::string>& args) {
                      {"class_counts", r->class_counts},
                      {"label_metric", r->label_metric},
                      {"batch", r->batch},
-                     {"peak_host_bytes", PeakHostBytes()},
+                     {"peak_host_bytes", cli::PeakHostBytes()},
                      {"engine_device_bytes", r->engine_device_bytes}};
     if (!r->median_excess_nll.empty()) j["median_excess_nll"] = r->median_excess_nll;
     std::cout << j.dump() << "\n";

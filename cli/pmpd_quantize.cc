@@ -11,9 +11,11 @@
 #include "absl/strings/str_replace.h"
 #include "cli/cli_common.h"
 #include "cli/progress.h"
-#include "inference/llama_model.h"
+#include "inference/anyprec_quantize_cuda.h"
+#include "inference/fisher_stream.h"
 #include "inference/perplexity.h"
 #include "models/file_util.h"
+#include "models/llama_config.h"
 #include "models/quantize_checkpoint.h"
 #include "models/text_data.h"
 #include "models/tokenizer.h"
@@ -40,8 +42,14 @@ ABSL_FLAG(int, rtn_bits, 0,
           "Baseline mode: write a round-to-nearest (per-row min/max) fake-quantized float "
           "checkpoint at this many bits instead of an any-precision one.");
 ABSL_FLAG(std::string, device, "cpu",
-          "cpu or auto (the same here): the sensitivity pass runs on the CPU reference engine. "
-          "Accepted for the same --device vocabulary as the other tools; cuda is refused.");
+          "cpu, cuda or auto (cuda when a GPU is visible): where the Fisher sensitivities and the "
+          "k-means run. Both stream the model layer by layer (memory: a few layers plus the "
+          "calibration activations); the GPU's k-means equals the CPU's bit for bit, its "
+          "sensitivities differ by summation order.");
+ABSL_FLAG(int, fisher_checkpoint_every, 0,
+          "Sensitivity pass: keep the activations entering every N-th layer and recompute the "
+          "others (memory ~ (layers/N + N) x calibration tokens x hidden x 4 bytes); 0 = "
+          "ceil(sqrt(layers)).");
 ABSL_FLAG(bool, json, false, "Print one JSON summary line at the end.");
 
 namespace {
@@ -53,8 +61,13 @@ absl::Status CheckFlags() {
   using namespace pmpd;
   if (absl::GetFlag(FLAGS_model).empty() || absl::GetFlag(FLAGS_out).empty())
     return absl::InvalidArgumentError("--model and --out are required (see --help)");
-  if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device), /*cpu_only=*/true); !st.ok())
+  if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device), /*cpu_only=*/false); !st.ok())
     return st;
+  if (absl::GetFlag(FLAGS_fisher_checkpoint_every) < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--fisher-checkpoint-every must be >= 0 (0: sqrt of the layer count), got ",
+                     absl::GetFlag(FLAGS_fisher_checkpoint_every)));
+  }
   if (absl::GetFlag(FLAGS_threads) < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--threads must be >= 0 (0: all cores), got ", absl::GetFlag(FLAGS_threads)));
@@ -65,8 +78,9 @@ absl::Status CheckFlags() {
       return absl::InvalidArgumentError(absl::StrCat("--rtn-bits must be in 1..8, got ", bits));
     }
     // Round-to-nearest has no seed, parent, calibration or k-means: those flags would be ignored.
-    for (const char* flag : {"--seed-precision", "--parent-precision", "--calib",
-                             "--num-calib-seqs", "--seq-len", "--seed"}) {
+    for (const char* flag :
+         {"--seed-precision", "--parent-precision", "--calib", "--num-calib-seqs", "--seq-len",
+          "--seed", "--device", "--fisher-checkpoint-every"}) {
       const std::string name = absl::StrReplaceAll(flag + 2, {{"-", "_"}});
       if (cli::FlagGiven(name)) {
         return absl::InvalidArgumentError(
@@ -90,7 +104,7 @@ absl::Status CheckFlags() {
                      absl::GetFlag(FLAGS_seq_len), " and ", absl::GetFlag(FLAGS_num_calib_seqs)));
   }
   if (absl::GetFlag(FLAGS_calib).empty()) {
-    for (const char* flag : {"--num-calib-seqs", "--seq-len"}) {
+    for (const char* flag : {"--num-calib-seqs", "--seq-len", "--fisher-checkpoint-every"}) {
       if (cli::FlagGiven(absl::StrReplaceAll(flag + 2, {{"-", "_"}}))) {
         return absl::InvalidArgumentError(
             absl::StrCat(flag, " has no effect without --calib (the calibration text)"));
@@ -116,6 +130,14 @@ int Run() {
                  out.c_str());
     return 0;
   }
+  const auto wall0 = std::chrono::steady_clock::now();
+  std::string device = absl::GetFlag(FLAGS_device);
+  if (device == "auto") device = inference::CudaDeviceCount() > 0 ? "cuda" : "cpu";
+  if (device == "cuda" && inference::CudaDeviceCount() == 0) {
+    return cli::Fail(kProgram, absl::FailedPreconditionError(
+                                   "--device cuda: no CUDA device on this machine (or a build "
+                                   "without CUDA); use --device cpu"));
+  }
   models::QuantizeCheckpointOptions opt;
   opt.quant.seed_bits = absl::GetFlag(FLAGS_seed_precision);
   opt.quant.parent_bits = absl::GetFlag(FLAGS_parent_precision);
@@ -123,25 +145,26 @@ int Run() {
   opt.quant.threads = absl::GetFlag(FLAGS_threads) > 0
                           ? absl::GetFlag(FLAGS_threads)
                           : static_cast<int>(std::thread::hardware_concurrency());
+  if (device == "cuda") opt.quantize_matrix = inference::QuantizeAnyprecCuda;
   if (absl::GetFlag(FLAGS_calib).empty()) {
     cli::Warn(kProgram,
               "no --calib: plain k-means, every weight counting the same (no Fisher "
               "sensitivities); pass --calib FILE (e.g. a C4 JSON-lines file) for the weighted "
               "quantization PMPD expects");
   }
-  std::map<std::string, std::vector<float>> fisher;
-  double fisher_s = 0;
+  // Calibration sequences; the streamed sensitivity pass starts at the first layer to compute
+  // (a fully resumed run never pays for it).
+  std::vector<std::vector<int>> seqs;
   const std::string calib = absl::GetFlag(FLAGS_calib);
   if (!calib.empty()) {
     auto docs = models::ReadTextDocs(calib);
     if (!docs.ok()) return cli::Fail(kProgram, docs.status());
     auto tok = models::Tokenizer::Load(src);
     if (!tok.ok()) return cli::Fail(kProgram, tok.status());
-    auto model = inference::LlamaModel::Load(src);
-    if (!model.ok()) return cli::Fail(kProgram, model.status());
-    const int seq_len = std::min(absl::GetFlag(FLAGS_seq_len), (*model)->max_context());
+    auto config = models::LoadLlamaConfig(src);
+    if (!config.ok()) return cli::Fail(kProgram, config.status());
+    const int seq_len = std::min(absl::GetFlag(FLAGS_seq_len), config->max_position_embeddings);
     const std::vector<int> stream = inference::TokenStream(**tok, docs->texts);
-    std::vector<std::vector<int>> seqs;
     for (size_t s = 0; s + seq_len <= stream.size() &&
                        static_cast<int>(seqs.size()) < absl::GetFlag(FLAGS_num_calib_seqs);
          s += seq_len) {
@@ -152,49 +175,89 @@ int Run() {
                                      calib, ": too little text for one calibration sequence of ",
                                      seq_len, " tokens")));
     }
-    const auto t0 = std::chrono::steady_clock::now();
-    cli::Progress progress("sensitivity", static_cast<int64_t>(seqs.size()), "sequences");
-    auto f = (*model)->FisherSensitivity(seqs, [&](int done) { progress.Update(done); });
-    progress.Finish();
-    if (!f.ok()) return cli::Fail(kProgram, f.status());
-    fisher = std::move(*f);
-    fisher_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    opt.sensitivity_tag = absl::StrCat("fisher:", calib, ":", seqs.size(), "x", seq_len);
+    // GPU sensitivities sum in another order than the CPU's: partial layers do not mix.
+    opt.sensitivity_tag = absl::StrCat("fisher:", calib, ":", seqs.size(), "x", seq_len,
+                                       device == "cuda" ? ":cuda" : "");
+    opt.top_down = true;
+  }
+  std::unique_ptr<inference::FisherStream> fisher;
+  double fisher_s = 0;
+  int64_t fisher_activation_bytes = 0;
+  models::LayerSensitivities sensitivities;
+  if (!seqs.empty()) {
+    sensitivities = [&](int l) -> absl::StatusOr<std::map<std::string, std::vector<float>>> {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (!fisher) {
+        inference::FisherStreamOptions fo;
+        fo.device = device;
+        fo.checkpoint_every = absl::GetFlag(FLAGS_fisher_checkpoint_every);
+        std::unique_ptr<cli::Progress> forward;
+        fo.progress = [&](const std::string& phase, int64_t done, int64_t total) {
+          if (phase != "forward") return;
+          if (!forward) {
+            forward = std::make_unique<cli::Progress>(
+                absl::StrCat("sensitivity forward (", seqs.size(), " sequences)"), total, "layers");
+          }
+          forward->Update(done);
+        };
+        auto created = inference::FisherStream::Create(src, seqs, fo);
+        if (forward) forward->Finish();
+        if (!created.ok()) return created.status();
+        fisher = std::move(*created);
+      }
+      auto out = fisher->Layer(l);
+      fisher_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      fisher_activation_bytes = fisher->peak_activation_bytes();
+      return out;
+    };
   }
   models::QuantizeReport report;
   std::unique_ptr<cli::Progress> progress;  // made at the first layer, when the count is known
   bool computed_any = false;
+  int steps = 0;
   auto st = models::QuantizeCheckpoint(
-      src, out, opt, fisher,
+      src, out, opt, sensitivities,
       [&](int l, int layers, bool resumed) {
         if (!progress) progress = std::make_unique<cli::Progress>("quantize", layers, "layers");
+        ++steps;
         // Layers found on disk were quantized by an earlier run: not part of this run's rate.
-        if (resumed && !computed_any) progress->Resumed(l + 1);
+        if (resumed && !computed_any) progress->Resumed(steps);
         computed_any = computed_any || !resumed;
-        progress->Update(l + 1, resumed ? "(resumed)" : "");
+        progress->Update(
+            steps, resumed ? absl::StrCat("layer ", l, " (resumed)") : absl::StrCat("layer ", l));
         return true;
       },
       &report);
   if (progress) progress->Finish();
   if (!st.ok()) return cli::Fail(kProgram, st);
   const double rows_per_s = report.seconds > 0 ? report.rows / report.seconds : 0;
+  const double wall_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   std::fprintf(stderr,
-               "wrote %s: precisions %d..%d, %lld rows in %.2f s (%.0f rows/s, %d threads), %d "
-               "layers resumed\n",
-               out.c_str(), opt.quant.seed_bits, opt.quant.parent_bits,
-               static_cast<long long>(report.rows), report.seconds, rows_per_s, opt.quant.threads,
-               report.layers_resumed);
+               "wrote %s: precisions %d..%d on %s, %lld rows in %.2f s (%.0f rows/s%s), "
+               "sensitivities %.2f s, %d layers resumed, %.1f s in all\n",
+               out.c_str(), opt.quant.seed_bits, opt.quant.parent_bits, device.c_str(),
+               static_cast<long long>(report.rows), report.seconds, rows_per_s,
+               device == "cpu" ? absl::StrCat(", ", opt.quant.threads, " threads").c_str() : "",
+               fisher_s, report.layers_resumed, wall_s);
   if (absl::GetFlag(FLAGS_json)) {
-    nlohmann::json j = {{"out", out},
-                        {"seed_precision", opt.quant.seed_bits},
-                        {"parent_precision", opt.quant.parent_bits},
-                        {"rows", report.rows},
-                        {"quantize_seconds", report.seconds},
-                        {"rows_per_s", rows_per_s},
-                        {"threads", opt.quant.threads},
-                        {"sensitivity_seconds", fisher_s},
-                        {"sensitivity", opt.sensitivity_tag},
-                        {"layers_resumed", report.layers_resumed}};
+    nlohmann::json j = {
+        {"out", out},
+        {"device", device},
+        {"seed_precision", opt.quant.seed_bits},
+        {"parent_precision", opt.quant.parent_bits},
+        {"rows", report.rows},
+        {"quantize_seconds", report.seconds},
+        {"rows_per_s", rows_per_s},
+        {"threads", opt.quant.threads},
+        {"sensitivity_seconds", fisher_s},
+        {"sensitivity", opt.sensitivity_tag},
+        {"calibration_sequences", seqs.size()},
+        {"fisher_activation_bytes", fisher_activation_bytes},
+        {"layers_resumed", report.layers_resumed},
+        {"wall_seconds", wall_s},
+        {"peak_host_bytes", cli::PeakHostBytes()},
+        {"peak_gpu_bytes", device == "cuda" ? inference::CudaPeakReservedBytes() : 0}};
     std::cout << j.dump() << "\n";
   }
   return 0;
@@ -212,7 +275,8 @@ int main(int argc, char** argv) {
       "      --calib ../shared/data/c4/c4-validation.00000-of-00008.first800.json.gz",
       {{"Model", {"model", "out", "device"}},
        {"Any-precision quantization", {"seed_precision", "parent_precision", "seed", "threads"}},
-       {"Calibration (Fisher sensitivities)", {"calib", "num_calib_seqs", "seq_len"}},
+       {"Calibration (Fisher sensitivities)",
+        {"calib", "num_calib_seqs", "seq_len", "fisher_checkpoint_every"}},
        {"Baseline", {"rtn_bits"}},
        {"Output", {"json"}}});
   pmpd::cli::ParseFlags(argc, argv);

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "inference/llama_layer.h"
 #include "inference/sampler.h"
 #include "kernels/check.h"
 #include "kernels/ref/anyprec_ref.h"
@@ -37,6 +38,7 @@ struct LayerWeights {
   Linear q, k, v, o, gate, up, down;
   // In the order of models::LlamaProjections.
   std::array<Linear*, 7> Projections() { return {&q, &k, &v, &o, &gate, &up, &down}; }
+  std::array<const Linear*, 7> Projections() const { return {&q, &k, &v, &o, &gate, &up, &down}; }
 };
 
 // y = x W^T. Any-precision: up to 8 rows read the planes directly (the GEMV path); more rows
@@ -61,35 +63,6 @@ at::Tensor Apply(const Linear& lin, const at::Tensor& x, int bits) {
   return at::linear(xc, w);
 }
 
-// Rotary inverse frequencies as in transformers' rope init functions (default, linear, llama3).
-at::Tensor InvFrequencies(const models::LlamaConfig& c) {
-  const int64_t d = c.head_dim;
-  at::Tensor exponents = at::arange(0, d, 2, at::kLong).to(at::kFloat) / static_cast<float>(d);
-  at::Tensor inv_freq = 1.0 / at::pow(static_cast<float>(c.rope_theta), exponents);
-  const auto& s = c.rope_scaling;
-  if (s.type == models::RopeScalingType::kLinear) {
-    inv_freq = inv_freq / static_cast<float>(s.factor);
-  } else if (s.type == models::RopeScalingType::kLlama3) {
-    const double old_len = s.original_max_position_embeddings;
-    const double low_wavelen = old_len / s.low_freq_factor;
-    const double high_wavelen = old_len / s.high_freq_factor;
-    at::Tensor wavelen = 2 * M_PI / inv_freq;
-    at::Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / s.factor, inv_freq);
-    at::Tensor smooth =
-        (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-    at::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
-    at::Tensor medium =
-        at::logical_not(wavelen < high_wavelen) & at::logical_not(wavelen > low_wavelen);
-    inv_freq = at::where(medium, smoothed, scaled);
-  }
-  return inv_freq.to(at::kFloat);
-}
-
-at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
-  at::Tensor var = x.pow(2).mean(-1, /*keepdim=*/true);
-  return w * (x * at::rsqrt(var + eps));
-}
-
 // Grows `cache` along `dim` to hold at least `needed` positions (capacity doubles, capped at
 // `max_len`), keeping its contents. Amortised O(1) per position; the CPU reference allocates here,
 // so a long-context model does not pay for its whole context up front.
@@ -104,11 +77,6 @@ void EnsureCapacity(at::Tensor& cache, int64_t dim, int64_t needed, int64_t max_
 }
 
 constexpr int64_t kInitialCacheLen = 256;
-
-at::Tensor RotateHalf(const at::Tensor& x) {
-  const int64_t h = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
-}
 
 }  // namespace
 
@@ -328,13 +296,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   }
   if (!status.ok()) return status;
 
-  const int64_t T = c.max_position_embeddings;
-  at::Tensor inv_freq = InvFrequencies(c);
-  at::Tensor pos = at::arange(T, at::kLong).to(at::kFloat);
-  at::Tensor freqs = at::outer(pos, inv_freq);
-  at::Tensor emb = at::cat({freqs, freqs}, -1);
-  impl->cos = emb.cos();
-  impl->sin = emb.sin();
+  RotaryTables(c, &impl->cos, &impl->sin);
   impl->k_cache = EmptyCache(c);
   impl->v_cache = EmptyCache(c);
   return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(impl)));
@@ -346,45 +308,24 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
 at::Tensor LlamaModel::Impl::Hidden(const at::Tensor& ids, int64_t pos, bool use_cache) {
   const models::LlamaConfig& c = config;
   const int64_t n = ids.size(0), S = pos + n;
-  const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, hd = c.head_dim,
-                g = nh / kvh;
   at::Tensor x = embed.index_select(0, ids);                          // [n, H]
   at::Tensor cs = cos.narrow(0, pos, n), sn = sin.narrow(0, pos, n);  // [n, hd]
-  at::Tensor mask;
-  if (n > 1) {  // query i (absolute pos+i) sees keys j <= pos+i
-    mask = at::ones({n, S}, at::kBool).tril(pos).logical_not();
-  }
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const at::Tensor mask = CausalMask(n, pos, x.device());
   const int bits = precision;
   for (size_t l = 0; l < layers.size(); ++l) {
     const LayerWeights& w = layers[l];
-    at::Tensor h = RmsNorm(x, w.input_norm, c.rms_norm_eps);
-    at::Tensor q = Apply(w.q, h, bits).view({n, nh, hd}).transpose(0, 1);   // [nh, n, hd]
-    at::Tensor k = Apply(w.k, h, bits).view({n, kvh, hd}).transpose(0, 1);  // [kvh, n, hd]
-    at::Tensor v = Apply(w.v, h, bits).view({n, kvh, hd}).transpose(0, 1);
-    q = q * cs + RotateHalf(q) * sn;
-    k = k * cs + RotateHalf(k) * sn;
-    at::Tensor K = k, Vc = v;
-    if (use_cache) {
-      EnsureCapacity(k_cache[l], 1, S, c.max_position_embeddings);
-      EnsureCapacity(v_cache[l], 1, S, c.max_position_embeddings);
-      k_cache[l].narrow(1, pos, n).copy_(k);
-      v_cache[l].narrow(1, pos, n).copy_(v);
-      K = k_cache[l].narrow(1, 0, S);  // [kvh, S, hd]
-      Vc = v_cache[l].narrow(1, 0, S);
-    }
-    at::Tensor qg = q.reshape({kvh, g * n, hd});  // heads h = kv * g + j share kv head `kv`
-    at::Tensor scores = at::matmul(qg, K.transpose(1, 2)) * scale;  // [kvh, g*n, S]
-    if (mask.defined()) {
-      scores = scores.view({kvh, g, n, S})
-                   .masked_fill(mask, -std::numeric_limits<float>::infinity())
-                   .view({kvh, g * n, S});
-    }
-    at::Tensor attn = at::matmul(at::softmax(scores, -1), Vc);  // [kvh, g*n, hd]
-    attn = attn.view({nh, n, hd}).transpose(0, 1).reshape({n, nh * hd});
-    x = x + Apply(w.o, attn, bits);
-    h = RmsNorm(x, w.post_norm, c.rms_norm_eps);
-    x = x + Apply(w.down, at::silu(Apply(w.gate, h, bits)) * Apply(w.up, h, bits), bits);
+    const auto lins = w.Projections();
+    x = DecoderLayer(
+        c, x, w.input_norm, w.post_norm, cs, sn, mask,
+        [&](int i, const at::Tensor& in) { return Apply(*lins[i], in, bits); },
+        [&](const at::Tensor& k, const at::Tensor& v) -> std::pair<at::Tensor, at::Tensor> {
+          if (!use_cache) return {k, v};
+          EnsureCapacity(k_cache[l], 1, S, c.max_position_embeddings);
+          EnsureCapacity(v_cache[l], 1, S, c.max_position_embeddings);
+          k_cache[l].narrow(1, pos, n).copy_(k);
+          v_cache[l].narrow(1, pos, n).copy_(v);
+          return {k_cache[l].narrow(1, 0, S), v_cache[l].narrow(1, 0, S)};  // [kvh, S, hd]
+        });
   }
   return RmsNorm(x, final_norm, c.rms_norm_eps);
 }

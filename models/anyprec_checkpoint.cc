@@ -27,6 +27,9 @@ class SafetensorsSource : public WeightSource {
   }
   std::vector<std::string> Names() const override { return ck_->Names(); }
   const std::string& description() const override { return desc_; }
+  void ReleasePages(const TensorView& tensor) const override {
+    ReleaseMappedPages(tensor.data, tensor.nbytes);
+  }
 
  private:
   std::unique_ptr<SafetensorsCheckpoint> ck_;

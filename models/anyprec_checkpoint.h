@@ -47,6 +47,10 @@ class WeightSource {
   // "DIR/model.safetensors" or "DIR/pytorch_model.bin", for messages.
   virtual const std::string& description() const = 0;
   virtual bool requires_k_multiple_of_32() const { return false; }
+  // Drops a tensor's pages from the resident set where it lives in a memory-mapped file (it reads
+  // back when touched again): streaming readers call it after each tensor so that reading a whole
+  // checkpoint does not keep it resident. No-op for tensors held in memory.
+  virtual void ReleasePages(const TensorView& /*tensor*/) const {}
 };
 
 // model.safetensors (or shards) if present, else pytorch_model.bin; for a GGUF file (IsGgufPath)

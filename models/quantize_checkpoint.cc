@@ -76,7 +76,7 @@ bool IsProjectionWeight(const std::string& name) {
 
 absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
                                 const QuantizeCheckpointOptions& options,
-                                const std::map<std::string, std::vector<float>>& sensitivities,
+                                const LayerSensitivities& sensitivities,
                                 const std::function<bool(int, int, bool)>& on_layer,
                                 QuantizeReport* report) {
   const int S = options.quant.seed_bits, P = options.quant.parent_bits;
@@ -102,52 +102,67 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   if (!config_text.ok()) return config_text.status();
   const std::string fingerprint = OptionsFingerprint(options, src_dir, *config_text);
   *report = QuantizeReport();
+  const MatrixQuantizer quantize =
+      options.quantize_matrix
+          ? options.quantize_matrix
+          : MatrixQuantizer([](const float* w, const float* f, int N, int K,
+                               const AnyprecQuantizeOptions& o) -> absl::StatusOr<AnyprecMatrix> {
+              return QuantizeAnyprec(w, f, N, K, o);
+            });
 
-  std::vector<TensorToWrite> out;
-  for (const std::string& name : (*src)->Names()) {  // everything but the quantized projections
-    if (!IsProjectionWeight(name)) out.push_back(Copy(**(*src)->Find(name)));
-  }
   const int layers = config->num_hidden_layers;
-  for (int l = 0; l < layers; ++l) {
-    const std::string part = JoinPath(partial, absl::StrCat("layer_", l, ".safetensors"));
-    std::vector<TensorToWrite> layer_tensors;
-    bool resumed = false;
-    if (FileExists(part)) {
-      auto f = SafetensorsFile::Open(part);
-      if (f.ok() && (*f)->metadata().count("options") &&
-          (*f)->metadata().at("options") == fingerprint) {
-        // Reuse only if it holds exactly the tensors this layer needs, with the right shapes.
-        std::map<std::string, std::vector<int64_t>> expected;
-        for (const ProjectionShape& ms : LlamaProjections(*config)) {
-          const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
-          expected[prefix + ".qweight"] = {P, ms.out_features, (ms.in_features + 31) / 32};
-          for (int b = S; b <= P; ++b)
-            expected[absl::StrCat(prefix, ".lut", b)] = {ms.out_features, int64_t{1} << b};
-        }
-        bool complete = (*f)->tensors().size() == expected.size();
-        for (const auto& [name, v] : (*f)->tensors()) {
-          auto it = expected.find(name);
-          complete = complete && it != expected.end() && it->second == v.shape;
-        }
-        if (complete) {
-          for (const auto& [name, v] : (*f)->tensors()) layer_tensors.push_back(Copy(v));
-          resumed = true;
-        }
-      } else if (f.ok()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            part, ": left by a run with other options (",
-            f.ok() && (*f)->metadata().count("options") ? (*f)->metadata().at("options")
-                                                        : "unknown",
-            "; now ", fingerprint, "); delete ", partial, " or use another --out"));
-      }
-      // An unreadable part (a crash mid-write cannot leave one: writes are atomic) is recomputed.
+  auto part_path = [&](int l) {
+    return JoinPath(partial, absl::StrCat("layer_", l, ".safetensors"));
+  };
+  // A partial layer of this run's options holding exactly the tensors layer l needs; an error for
+  // one left by other options; nullptr when there is none (an unreadable one is recomputed: the
+  // atomic writes cannot leave a torn one).
+  auto open_part = [&](int l) -> absl::StatusOr<std::unique_ptr<SafetensorsFile>> {
+    const std::string part = part_path(l);
+    if (!FileExists(part)) return nullptr;
+    auto f = SafetensorsFile::Open(part);
+    if (!f.ok()) return nullptr;
+    if (!(*f)->metadata().count("options") || (*f)->metadata().at("options") != fingerprint) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          part, ": left by a run with other options (",
+          (*f)->metadata().count("options") ? (*f)->metadata().at("options") : "unknown", "; now ",
+          fingerprint, "); delete ", partial, " or use another --out"));
     }
+    std::map<std::string, std::vector<int64_t>> expected;
+    for (const ProjectionShape& ms : LlamaProjections(*config)) {
+      const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
+      expected[prefix + ".qweight"] = {P, ms.out_features, (ms.in_features + 31) / 32};
+      for (int b = S; b <= P; ++b)
+        expected[absl::StrCat(prefix, ".lut", b)] = {ms.out_features, int64_t{1} << b};
+    }
+    bool complete = (*f)->tensors().size() == expected.size();
+    for (const auto& [name, v] : (*f)->tensors()) {
+      auto it = expected.find(name);
+      complete = complete && it != expected.end() && it->second == v.shape;
+    }
+    if (!complete) return nullptr;
+    return std::move(*f);
+  };
+  for (int step = 0; step < layers; ++step) {
+    const int l = options.top_down ? layers - 1 - step : step;
+    auto existing_part = open_part(l);
+    if (!existing_part.ok()) return existing_part.status();
+    const bool resumed = *existing_part != nullptr;
+    existing_part->reset();
     if (!resumed) {
+      std::map<std::string, std::vector<float>> sens;
+      if (sensitivities) {
+        auto got = sensitivities(l);
+        if (!got.ok()) return got.status();
+        sens = std::move(*got);
+      }
       const auto t0 = std::chrono::steady_clock::now();
+      std::vector<TensorToWrite> layer_tensors;
       for (const ProjectionShape& ms : LlamaProjections(*config)) {
         const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
         auto w = LoadProjection(**src, prefix + ".weight", ms.out_features, ms.in_features);
         if (!w.ok()) return w.status();
+        if (auto t = (*src)->Find(prefix + ".weight"); t.ok()) (*src)->ReleasePages(**t);
         for (float x : *w) {
           if (!std::isfinite(x)) {
             return absl::InvalidArgumentError(absl::StrCat(
@@ -155,8 +170,8 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
           }
         }
         const float* f = nullptr;
-        auto it = sensitivities.find(prefix);
-        if (it != sensitivities.end()) {
+        auto it = sens.find(prefix);
+        if (it != sens.end()) {
           if (it->second.size() != w->size()) {
             return absl::InvalidArgumentError(absl::StrCat("sensitivity of ", prefix, " has ",
                                                            it->second.size(),
@@ -164,12 +179,14 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
           }
           f = it->second.data();
         }
-        AnyprecMatrix m = QuantizeAnyprec(w->data(), f, static_cast<int>(ms.out_features),
-                                          static_cast<int>(ms.in_features), options.quant);
-        for (auto& t : AnyprecMatrixTensors(prefix, m)) layer_tensors.push_back(std::move(t));
+        auto m = quantize(w->data(), f, static_cast<int>(ms.out_features),
+                          static_cast<int>(ms.in_features), options.quant);
+        if (!m.ok()) return m.status();
+        for (auto& t : AnyprecMatrixTensors(prefix, *m)) layer_tensors.push_back(std::move(t));
         report->rows += ms.out_features;
       }
-      if (auto st = WriteSafetensors(part, layer_tensors, {{"options", fingerprint}}); !st.ok())
+      if (auto st = WriteSafetensors(part_path(l), layer_tensors, {{"options", fingerprint}});
+          !st.ok())
         return st;
       report->seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -177,26 +194,60 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
     } else {
       ++report->layers_resumed;
     }
-    for (auto& t : layer_tensors) out.push_back(std::move(t));
     if (on_layer && !on_layer(l, layers, resumed)) {
       return absl::CancelledError(absl::StrCat("stopped after layer ", l, "; rerun to resume"));
     }
   }
+  // The final file, streamed from the partial layers and the source's other tensors.
+  struct Item {
+    TensorSlice slice;
+    const TensorView* source_view;  // null: the tensor lives in a partial layer's mapped file
+  };
+  std::vector<std::unique_ptr<SafetensorsFile>> parts;
+  std::vector<Item> items;
+  for (const std::string& name : (*src)->Names()) {  // everything but the quantized projections
+    if (IsProjectionWeight(name)) continue;
+    const TensorView* v = *(*src)->Find(name);
+    items.push_back({{v->name, v->dtype, v->shape, v->data, v->nbytes}, v});
+  }
+  for (int l = 0; l < layers; ++l) {
+    auto f = open_part(l);
+    if (!f.ok()) return f.status();
+    if (*f == nullptr) {
+      return absl::DataLossError(
+          absl::StrCat(part_path(l), ": missing or incomplete after quantization"));
+    }
+    for (const auto& [name, v] : (**f).tensors())
+      items.push_back({{v.name, v.dtype, v.shape, v.data, v.nbytes}, nullptr});
+    parts.push_back(std::move(*f));
+  }
+  // Canonical order, so a resumed run writes the same bytes as an uninterrupted one.
+  std::sort(items.begin(), items.end(),
+            [](const Item& a, const Item& b) { return a.slice.name < b.slice.name; });
+  std::vector<TensorSlice> slices;
+  for (const Item& it : items) slices.push_back(it.slice);
   AnyprecInfo info;
   info.seed_bits = S;
   info.parent_bits = P;
   info.module_names = LlamaQuantizedModules();
-  // Canonical order, so a resumed run writes the same bytes as an uninterrupted one.
-  std::sort(out.begin(), out.end(),
-            [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
   // The checkpoint's files replace the previous ones in one step (base::AtomicDirectory).
   auto dir = base::AtomicDirectory::Create(out_dir);
   if (!dir.ok()) return dir.status();
-  if (auto st = WriteSafetensors(JoinPath(dir->temp_path(), "model.safetensors"), out,
-                                 {{"format", "pt"}, {"pmpd_anyprec", fingerprint}});
+  if (auto st = WriteSafetensorsStreamed(
+          JoinPath(dir->temp_path(), "model.safetensors"), slices,
+          {{"format", "pt"}, {"pmpd_anyprec", fingerprint}},
+          [&](size_t i) {
+            const Item& it = items[i];
+            if (it.source_view != nullptr) {
+              (*src)->ReleasePages(*it.source_view);  // a no-op for tensors held in memory
+            } else {
+              ReleaseMappedPages(it.slice.data, it.slice.nbytes);
+            }
+          });
       !st.ok()) {
     return st;
   }
+  parts.clear();
   if (auto st = WriteAnyprecConfig(dir->temp_path(), *config, info); !st.ok()) return st;
   if (auto st = CopyTokenizer(src_dir, dir->temp_path()); !st.ok()) return st;
   // .partial comes along until the new checkpoint is in place (a kill before that resumes from it).

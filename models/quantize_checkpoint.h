@@ -12,31 +12,49 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "models/anyprec_quantizer.h"
 
 namespace pmpd::models {
 
+// Quantizes one matrix w [N, K] with sensitivities f (nullptr: uniform), e.g. on the GPU.
+using MatrixQuantizer = std::function<absl::StatusOr<AnyprecMatrix>(
+    const float* w, const float* f, int N, int K, const AnyprecQuantizeOptions& options)>;
+
 struct QuantizeCheckpointOptions {
   AnyprecQuantizeOptions quant;
-  // Fingerprint of the sensitivities (e.g. calibration file, samples, seq len); a rerun with
-  // another fingerprint refuses to reuse partial layers.
+  // Fingerprint of the sensitivities (e.g. calibration file, samples, seq len, device); a rerun
+  // with another fingerprint refuses to reuse partial layers.
   std::string sensitivity_tag = "uniform";
+  // Layers from the last to the first: the order a streamed sensitivity pass (backward through
+  // the layers) produces them in.
+  bool top_down = false;
+  // Empty: QuantizeAnyprec on quant.threads CPU threads.
+  MatrixQuantizer quantize_matrix;
 };
 
 struct QuantizeReport {
   int layers_quantized = 0;  // computed in this run
   int layers_resumed = 0;    // loaded from .partial
   int64_t rows = 0;          // rows quantized in this run
-  double seconds = 0;        // quantization time in this run
+  double seconds = 0;        // quantization time in this run (sensitivities excluded)
 };
 
-// `sensitivities`: "model.layers.<l>.<module>" -> [N*K] (missing entries: uniform weights).
-// `on_layer(l, layers, resumed)` is called after each layer is saved; returning false stops the run
-// there with a Cancelled status (a rerun resumes after that layer). Copies tokenizer files; a GGUF
-// `src_dir` (a .gguf file) gets config.json and Hugging Face tokenizer files written from it.
+// A layer's sensitivities, "model.layers.<l>.<module>" -> [N*K] (a module missing: uniform
+// weights). Asked once for each layer this run quantizes (never for a resumed one), in the run's
+// layer order.
+using LayerSensitivities =
+    std::function<absl::StatusOr<std::map<std::string, std::vector<float>>>(int layer)>;
+
+// `sensitivities` may be empty (uniform everywhere). `on_layer(l, layers, resumed)` is called
+// after each layer is saved; returning false stops the run there with a Cancelled status (a rerun
+// resumes after that layer). Copies tokenizer files; a GGUF `src_dir` (a .gguf file) gets
+// config.json and Hugging Face tokenizer files written from it.
+// Memory: one layer's weights, sensitivities and results at a time; the final file is streamed
+// from the partial layers and the source, whose mapped pages are released as they are written.
 absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
                                 const QuantizeCheckpointOptions& options,
-                                const std::map<std::string, std::vector<float>>& sensitivities,
+                                const LayerSensitivities& sensitivities,
                                 const std::function<bool(int, int, bool)>& on_layer,
                                 QuantizeReport* report);
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -288,8 +289,12 @@ absl::Status ToFloat32(const TensorView& t, float* out) {
   }
 }
 
-absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                              const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// The 8-byte length and the JSON header (padded to 8 bytes) of a file holding `tensors` in order.
+absl::StatusOr<std::string> FilePrefix(const std::string& path,
+                                       const std::vector<TensorSlice>& tensors,
+                                       const std::map<std::string, std::string>& metadata) {
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -298,25 +303,79 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
       return absl::InvalidArgumentError(absl::StrCat(path, ": duplicate tensor \"", t.name, "\""));
     uint64_t numel = 1;
     for (int64_t d : t.shape) numel *= static_cast<uint64_t>(d);
-    if (numel * DTypeSize(t.dtype) != t.bytes.size()) {
+    if (numel * DTypeSize(t.dtype) != t.nbytes) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": tensor \"", t.name, "\" has ",
-                                                     t.bytes.size(), " bytes, shape needs ",
+                                                     t.nbytes, " bytes, shape needs ",
                                                      numel * DTypeSize(t.dtype)));
     }
     h[t.name] = {{"dtype", DTypeName(t.dtype)},
                  {"shape", t.shape},
-                 {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
+                 {"data_offsets", {offset, offset + t.nbytes}}};
+    offset += t.nbytes;
   }
   std::string header = h.dump();
   while (header.size() % 8 != 0) header.push_back(' ');
   std::string out;
-  out.reserve(8 + header.size() + offset);
   const uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  out += header;
+  return out + header;
+}
+
+std::vector<TensorSlice> Slices(const std::vector<TensorToWrite>& tensors) {
+  std::vector<TensorSlice> out;
+  out.reserve(tensors.size());
+  for (const auto& t : tensors) {
+    out.push_back({t.name, t.dtype, t.shape, reinterpret_cast<const uint8_t*>(t.bytes.data()),
+                   t.bytes.size()});
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  auto prefix = FilePrefix(path, Slices(tensors), metadata);
+  if (!prefix.ok()) return prefix.status();
+  std::string out = std::move(*prefix);
+  size_t total = out.size();
+  for (const auto& t : tensors) total += t.bytes.size();
+  out.reserve(total);
   for (const auto& t : tensors) out += t.bytes;
   return base::WriteFileAtomically(path, out);
+}
+
+absl::Status WriteSafetensorsStreamed(const std::string& path,
+                                      const std::vector<TensorSlice>& tensors,
+                                      const std::map<std::string, std::string>& metadata,
+                                      const std::function<void(size_t)>& written) {
+  auto prefix = FilePrefix(path, tensors, metadata);
+  if (!prefix.ok()) return prefix.status();
+  auto file = base::AtomicFile::Create(path);
+  if (!file.ok()) return file.status();
+  std::FILE* f = std::fopen(file->temp_path().c_str(), "wb");
+  if (f == nullptr) {
+    return absl::InternalError(
+        absl::StrCat(file->temp_path(), ": cannot open for writing: ", std::strerror(errno)));
+  }
+  bool ok = std::fwrite(prefix->data(), 1, prefix->size(), f) == prefix->size();
+  for (size_t i = 0; ok && i < tensors.size(); ++i) {
+    ok = std::fwrite(tensors[i].data, 1, tensors[i].nbytes, f) == tensors[i].nbytes;
+    if (ok && written) written(i);
+  }
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok) {
+    return absl::InternalError(
+        absl::StrCat(path, ": write failed: ", std::strerror(ok ? errno : err)));
+  }
+  return file->Commit();
+}
+
+void ReleaseMappedPages(const uint8_t* data, size_t nbytes) {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + nbytes) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 }  // namespace pmpd::models

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -104,5 +105,27 @@ struct TensorToWrite {
 // Writes a .safetensors file atomically (temp file + fsync + rename). Names must be unique.
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
+
+// A tensor to write from memory the caller owns (a mapped file, a buffer): nothing is copied.
+struct TensorSlice {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+};
+
+// As WriteSafetensors (same bytes for the same tensors, atomically), streaming each tensor from
+// its memory to the file, so the writer holds the header only; `written(i)`, when given, runs
+// after tensor i is written (e.g. ReleaseMappedPages on its source).
+absl::Status WriteSafetensorsStreamed(const std::string& path,
+                                      const std::vector<TensorSlice>& tensors,
+                                      const std::map<std::string, std::string>& metadata = {},
+                                      const std::function<void(size_t)>& written = {});
+
+// Drops the pages of a tensor that lives in a memory-mapped file (SafetensorsFile) from the
+// process's resident set; it reads back from the file when touched again. Only for mapped files
+// (on anonymous memory it would zero the data). O(1) system call.
+void ReleaseMappedPages(const uint8_t* data, size_t nbytes);
 
 }  // namespace pmpd::models

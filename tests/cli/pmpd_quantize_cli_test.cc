@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "absl/strings/str_cat.h"
+#include "inference/anyprec_quantize_cuda.h"
 #include "models/random_llama.h"
 #include "tests/test_util.h"
 
@@ -47,6 +48,11 @@ TEST(PmpdQuantizeCliTest, QuantizeThenGenerateAndScoreAtEveryPrecision) {
   EXPECT_EQ(j.at("parent_precision"), 5);
   EXPECT_GT(j.at("rows").get<int>(), 0);
   EXPECT_NE(j.at("sensitivity").get<std::string>().find("fisher"), std::string::npos);
+  EXPECT_EQ(j.at("device"), "cpu");
+  EXPECT_EQ(j.at("calibration_sequences"), 4);
+  EXPECT_GT(j.at("peak_host_bytes").get<int64_t>(), 1 << 20);
+  EXPECT_GT(j.at("fisher_activation_bytes").get<int64_t>(), 0);
+  EXPECT_GT(j.at("wall_seconds").get<double>(), 0);
   std::vector<double> ppl;
   for (int p = 2; p <= 5; ++p) {
     const RunResult g = RunBinary("cli/pmpd-generate",
@@ -166,6 +172,12 @@ TEST(PmpdQuantizeCliTest, BadInputFailsCleanly) {
       RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out,
                                                   " --seed-precision 3 --parent-precision 9")),
       "pmpd-quantize", "must satisfy 2 <= seed <= parent <= 8");
+  if (inference::CudaDeviceCount() == 0) {
+    ExpectCleanFailure(
+        RunBinary("cli/pmpd-quantize", absl::StrCat("--model ", src, " --out ", out, " --calib ",
+                                                    src, "/tokenizer.model --device cuda")),
+        "pmpd-quantize", "no CUDA device");
+  }
   ExpectCleanFailure(
       RunBinary("cli/pmpd-perplexity",
                 absl::StrCat("--model ", src, " --precision 3 --data ", out, "/empty.json")),

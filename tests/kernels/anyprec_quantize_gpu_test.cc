@@ -47,10 +47,18 @@ void Check(const Case& c, uint64_t seed) {
   std::vector<float> w(n), f(n);
   for (size_t i = 0; i < n; ++i) {
     switch (c.weights) {
-      case Weights::kNormal: w[i] = g(rng); break;
-      case Weights::kFewValues: w[i] = 0.01f * static_cast<float>(static_cast<int>(u(rng) * 5)); break;
-      case Weights::kSignedZeros: w[i] = u(rng) < 0.3f ? -0.0f : u(rng) < 0.5f ? 0.0f : g(rng); break;
-      case Weights::kConstant: w[i] = 0.125f; break;
+      case Weights::kNormal:
+        w[i] = g(rng);
+        break;
+      case Weights::kFewValues:
+        w[i] = 0.01f * static_cast<float>(static_cast<int>(u(rng) * 5));
+        break;
+      case Weights::kSignedZeros:
+        w[i] = u(rng) < 0.3f ? -0.0f : u(rng) < 0.5f ? 0.0f : g(rng);
+        break;
+      case Weights::kConstant:
+        w[i] = 0.125f;
+        break;
     }
     const float s = u(rng);
     f[i] = c.sens == Sens::kRandom     ? s * s * s
@@ -76,8 +84,8 @@ void Check(const Case& c, uint64_t seed) {
   const size_t scratch_bytes = AnyprecQuantizeScratchBytes(c.rows_per_batch, c.K);
   void* scratch = nullptr;
   ASSERT_EQ(cudaMalloc(&scratch, scratch_bytes), cudaSuccess);
-  AnyprecQuantizeRowsCuda(dw.p, fh ? df.p : nullptr, c.N, c.K, c.S, c.P, 50, seed,
-                          c.rows_per_batch, scratch, scratch_bytes, dcodes.p, dluts.p, nullptr);
+  AnyprecQuantizeRowsCuda(dw.p, fh ? df.p : nullptr, c.N, c.K, c.S, c.P, 50, seed, c.rows_per_batch,
+                          scratch, scratch_bytes, dcodes.p, dluts.p, nullptr);
   AnyprecPackCuda(dcodes.p, c.N, c.K, c.P, dq.p, nullptr);
   const std::vector<uint8_t> gcodes = dcodes.Get();
   const std::vector<float> gluts = dluts.Get();

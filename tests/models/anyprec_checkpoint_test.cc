@@ -146,6 +146,67 @@ TEST(AnyprecCheckpointTest, InterruptedQuantizationResumesPerLayer) {
   EXPECT_FALSE(FileExists(resumed + "/.partial"));
 }
 
+// The streamed pipeline's order (last layer first, sensitivities asked per layer, a pluggable
+// matrix quantizer) writes the same bytes as the plain one; resumed layers are never asked for
+// sensitivities; a quantizer's error stops the run with its message.
+TEST(AnyprecCheckpointTest, TopDownPerLayerSensitivitiesAndPluggableQuantizer) {
+  const std::string src = RandomModel("ap_td_src");
+  const LlamaConfig c = TinyDemoConfig(64);
+  // Deterministic non-uniform sensitivities per layer.
+  auto sens = [&](int l) -> absl::StatusOr<std::map<std::string, std::vector<float>>> {
+    std::map<std::string, std::vector<float>> out;
+    for (const ProjectionShape& ms : LlamaProjections(c)) {
+      std::vector<float> f(ms.out_features * ms.in_features);
+      for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>((i * 7 + l) % 13) + 0.5f;
+      out[absl::StrCat("model.layers.", l, ".", ms.module)] = std::move(f);
+    }
+    return out;
+  };
+  QuantizeReport report;
+  const std::string plain = MakeTempDir("ap_td_plain");
+  ASSERT_TRUE(QuantizeCheckpoint(src, plain, Options(), sens, {}, &report).ok());
+  QuantizeCheckpointOptions td = Options();
+  td.top_down = true;
+  int calls = 0;
+  td.quantize_matrix = [&](const float* w, const float* f, int N, int K,
+                           const AnyprecQuantizeOptions& o) -> absl::StatusOr<AnyprecMatrix> {
+    ++calls;
+    EXPECT_NE(f, nullptr);
+    return QuantizeAnyprec(w, f, N, K, o);
+  };
+  std::vector<int> asked, order;
+  auto recorded = [&](int l) {
+    asked.push_back(l);
+    return sens(l);
+  };
+  const std::string stopped = MakeTempDir("ap_td");
+  auto st = QuantizeCheckpoint(
+      src, stopped, td, recorded,
+      [&](int l, int, bool) {
+        order.push_back(l);
+        return false;  // stop after the first layer
+      },
+      &report);
+  ASSERT_EQ(st.code(), absl::StatusCode::kCancelled) << st;
+  EXPECT_EQ(order, std::vector<int>({1}));
+  ASSERT_TRUE(QuantizeCheckpoint(src, stopped, td, recorded, {}, &report).ok());
+  EXPECT_EQ(asked, std::vector<int>({1, 0})) << "layer 1 resumed, so asked once";
+  EXPECT_EQ(report.layers_resumed, 1);
+  EXPECT_EQ(calls, 14);
+  EXPECT_TRUE(ReadFile(plain + "/model.safetensors") == ReadFile(stopped + "/model.safetensors"));
+  td.quantize_matrix = [](const float*, const float*, int, int,
+                          const AnyprecQuantizeOptions&) -> absl::StatusOr<AnyprecMatrix> {
+    return absl::UnavailableError("quantizer failed on purpose");
+  };
+  st = QuantizeCheckpoint(src, MakeTempDir("ap_td_fail"), td, sens, {}, &report);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  auto failing_sens = [](int) -> absl::StatusOr<std::map<std::string, std::vector<float>>> {
+    return absl::InternalError("sensitivity pass failed");
+  };
+  st = QuantizeCheckpoint(src, MakeTempDir("ap_td_fail2"), Options(), failing_sens, {}, &report);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+}
+
 class FakeSource : public WeightSource {
  public:
   explicit FakeSource(std::unique_ptr<WeightSource> inner) : inner_(std::move(inner)) {}
