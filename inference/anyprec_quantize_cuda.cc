@@ -18,9 +18,9 @@
 
 namespace pmpd::inference {
 
-absl::StatusOr<models::AnyprecMatrix> QuantizeAnyprecCuda(
-    const float* w, const float* sensitivity, int N, int K,
-    const models::AnyprecQuantizeOptions& o) {
+absl::StatusOr<models::AnyprecMatrix> QuantizeAnyprecCuda(const float* w, const float* sensitivity,
+                                                          int N, int K,
+                                                          const models::AnyprecQuantizeOptions& o) {
 #if PMPD_HAVE_CUDA
   if (at::detail::getCUDAHooks().getNumGPUs() <= 0) {
     return absl::FailedPreconditionError("GPU quantization: no CUDA device on this machine");
@@ -45,11 +45,10 @@ absl::StatusOr<models::AnyprecMatrix> QuantizeAnyprecCuda(
   const size_t scratch_bytes = kernels::AnyprecQuantizeScratchBytes(rows, K);
   at::Tensor scratch = at::empty({static_cast<int64_t>(scratch_bytes)},
                                  at::TensorOptions().dtype(at::kByte).device(dev));
-  kernels::AnyprecQuantizeRowsCuda(dw.data_ptr<float>(),
-                                   df.defined() ? df.data_ptr<float>() : nullptr, N, K, S, P,
-                                   o.max_lloyd_iterations, o.seed, rows, scratch.data_ptr(),
-                                   scratch_bytes, codes.data_ptr<uint8_t>(), luts.data_ptr<float>(),
-                                   stream);
+  kernels::AnyprecQuantizeRowsCuda(
+      dw.data_ptr<float>(), df.defined() ? df.data_ptr<float>() : nullptr, N, K, S, P,
+      o.max_lloyd_iterations, o.seed, rows, scratch.data_ptr(), scratch_bytes,
+      codes.data_ptr<uint8_t>(), luts.data_ptr<float>(), stream);
   const int64_t kw = kernels::AnyprecWordsPerRow(K);
   at::Tensor qweight = at::empty({P, N, kw}, at::TensorOptions().dtype(at::kInt).device(dev));
   kernels::AnyprecPackCuda(codes.data_ptr<uint8_t>(), N, K, P,

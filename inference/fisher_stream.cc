@@ -37,11 +37,11 @@ struct FisherStream::Impl {
   FisherStreamOptions options;
   int seg = 1;
   at::Tensor embed, final_norm, lm_head, cos, sin;
-  std::vector<at::Tensor> ids;                        // per sequence, int64 on the device
-  std::vector<std::vector<at::Tensor>> checkpoints;   // [segment][sequence]: input of its 1st layer
-  std::map<int, std::vector<at::Tensor>> inputs;      // layer -> per sequence, current segment
-  std::vector<at::Tensor> grad;                       // per sequence: dL/d(output of layer next)
-  int next = -1;                                      // layer whose output `grad` holds
+  std::vector<at::Tensor> ids;                       // per sequence, int64 on the device
+  std::vector<std::vector<at::Tensor>> checkpoints;  // [segment][sequence]: input of its 1st layer
+  std::map<int, std::vector<at::Tensor>> inputs;     // layer -> per sequence, current segment
+  std::vector<at::Tensor> grad;                      // per sequence: dL/d(output of layer next)
+  int next = -1;                                     // layer whose output `grad` holds
   int64_t peak_bytes = 0;
 
   int layers() const { return config.num_hidden_layers; }
@@ -80,8 +80,8 @@ struct FisherStream::Impl {
     w.post_norm = *post;
     const auto shapes = models::LlamaProjections(config);
     for (size_t i = 0; i < shapes.size(); ++i) {
-      auto t = Load(p + shapes[i].module + ".weight",
-                    {shapes[i].out_features, shapes[i].in_features});
+      auto t =
+          Load(p + shapes[i].module + ".weight", {shapes[i].out_features, shapes[i].in_features});
       if (!t.ok()) return t.status();
       w.proj[i] = *t;
       if (requires_grad) w.proj[i].set_requires_grad(true);
@@ -253,8 +253,8 @@ absl::StatusOr<std::unique_ptr<FisherStream>> FisherStream::Create(
   for (size_t i = 0; i < x.size(); ++i) {
     const int64_t n = m.ids[i].size(0);
     at::Tensor xl = x[i].detach().requires_grad_(true);
-    at::Tensor logits = at::linear(RmsNorm(xl, m.final_norm, c.rms_norm_eps).narrow(0, 0, n - 1),
-                                   m.lm_head);
+    at::Tensor logits =
+        at::linear(RmsNorm(xl, m.final_norm, c.rms_norm_eps).narrow(0, 0, n - 1), m.lm_head);
     at::Tensor loss = at::cross_entropy_loss(logits, m.ids[i].narrow(0, 1, n - 1));
     loss.backward();
     m.grad.push_back(xl.grad());

@@ -15,7 +15,8 @@
 //   (L / s + s + 1) T H 4 bytes of hidden states and gradients, plus one layer's weights three
 //   times (weights, gradients, Fisher), plus the embeddings and lm_head. Default s = ceil(sqrt(L)).
 // Compute: about two forward passes and one backward pass of the model per sequence.
-// Runs on the CPU or, with LibTorch's CUDA, on the GPU (the same ops; cuBLAS sums in another order).
+// Runs on the CPU or, with LibTorch's CUDA, on the GPU (the same ops; cuBLAS sums in another
+// order).
 #pragma once
 
 #include <functional>

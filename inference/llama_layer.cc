@@ -69,11 +69,11 @@ at::Tensor DecoderLayer(const models::LlamaConfig& c, const at::Tensor& x,
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   at::Tensor h = RmsNorm(x, input_norm, c.rms_norm_eps);
   at::Tensor q = project(0, h).view({n, nh, hd}).transpose(0, 1);   // [nh, n, hd]
-  at::Tensor k = project(1, h).view({n, kvh, hd}).transpose(0, 1);   // [kvh, n, hd]
+  at::Tensor k = project(1, h).view({n, kvh, hd}).transpose(0, 1);  // [kvh, n, hd]
   at::Tensor v = project(2, h).view({n, kvh, hd}).transpose(0, 1);
   q = q * cs + RotateHalf(q) * sn;
   k = k * cs + RotateHalf(k) * sn;
-  auto [K, Vc] = kv(k, v);                      // [kvh, S, hd]
+  auto [K, Vc] = kv(k, v);  // [kvh, S, hd]
   const int64_t S = K.size(1);
   at::Tensor qg = q.reshape({kvh, g * n, hd});  // heads h = kv * g + j share kv head `kv`
   at::Tensor scores = at::matmul(qg, K.transpose(1, 2)) * scale;  // [kvh, g*n, S]

@@ -27,8 +27,8 @@ at::Tensor CausalMask(int64_t n, int64_t pos, const at::Device& device);
 using ProjectionFn = std::function<at::Tensor(int i, const at::Tensor& input)>;
 // The keys and values attention reads, given this call's rotated keys and values [kvh, n, hd]:
 // the same tensors, or a cache that holds them after earlier positions.
-using KvFn = std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor& k,
-                                                             const at::Tensor& v)>;
+using KvFn =
+    std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor& k, const at::Tensor& v)>;
 
 // One decoder layer on the hidden states x [n, H] of one sequence: cs, sn [n, hd] are the rotary
 // rows of its positions, mask from CausalMask (or undefined). Returns x after the layer.

@@ -32,9 +32,8 @@ TEST(QuantizeGpuTest, KmeansEqualsTheCpuBitForBitOnWideRows) {
   std::mt19937 rng(5);
   std::normal_distribution<float> g(0.f, 0.02f);
   std::uniform_real_distribution<float> u(0.f, 1.f);
-  for (auto [N, K, S, P] : {std::tuple<int, int, int, int>{512, 4096, 2, 8},
-                            {64, 11008, 2, 8},
-                            {300, 4096, 3, 6}}) {
+  for (auto [N, K, S, P] :
+       {std::tuple<int, int, int, int>{512, 4096, 2, 8}, {64, 11008, 2, 8}, {300, 4096, 3, 6}}) {
     SCOPED_TRACE(absl::StrCat(N, "x", K, " S", S, " P", P));
     std::vector<float> w(static_cast<size_t>(N) * K), f(w.size());
     for (size_t i = 0; i < w.size(); ++i) {
@@ -114,8 +113,7 @@ double SameCodeFraction(const std::string& a, const std::string& b) {
   return total > 0 ? static_cast<double>(same) / total : 0;
 }
 
-double Perplexity(const std::string& model, int p, const std::string& data, int docs,
-                  int seq_len) {
+double Perplexity(const std::string& model, int p, const std::string& data, int docs, int seq_len) {
   const RunResult r = RunBinary(
       "cli/pmpd-perplexity", absl::StrCat("--model ", model, " --precision ", p, " --data ", data,
                                           " --num-docs ", docs, " --seq-len ", seq_len, " --json"));
@@ -128,10 +126,10 @@ double Perplexity(const std::string& model, int p, const std::string& data, int 
 // chunk, seconds each on 4096-wide rows).
 void QuantizeOnBothDevices(const std::string& tag, const std::string& src, int docs, int seq_len) {
   const std::string out = MakeTempDir(tag);
-  const std::string common = absl::StrCat(
-      "--model ", src, " --seed-precision 2 --parent-precision 8 --calib ",
-      SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz"),
-      " --num-calib-seqs 8 --seq-len ", seq_len, " --json");
+  const std::string common =
+      absl::StrCat("--model ", src, " --seed-precision 2 --parent-precision 8 --calib ",
+                   SharedPath("data/c4/c4-validation.00000-of-00008.first800.json.gz"),
+                   " --num-calib-seqs 8 --seq-len ", seq_len, " --json");
   const RunResult cpu =
       RunBinary("cli/pmpd-quantize", absl::StrCat(common, " --out ", out, "/cpu --device cpu"));
   ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
