@@ -7,13 +7,16 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
 #include "cli/progress.h"
 #include "inference/anyprec_quantize_cuda.h"
 #include "inference/fisher_stream.h"
 #include "inference/perplexity.h"
+#include "kernels/check.h"
 #include "models/file_util.h"
 #include "models/llama_config.h"
 #include "models/quantize_checkpoint.h"
@@ -50,10 +53,27 @@ ABSL_FLAG(int, fisher_checkpoint_every, 0,
           "Sensitivity pass: keep the activations entering every N-th layer and recompute the "
           "others (memory ~ (layers/N + N) x calibration tokens x hidden x 4 bytes); 0 = "
           "ceil(sqrt(layers)).");
+ABSL_FLAG(std::string, shard, "0/1",
+          "i/n: quantize only the layers l with (layers - 1 - l) % n == i, into --out's .partial "
+          "(one process per GPU: CUDA_VISIBLE_DEVICES=i ... --shard i/4, same --out). The run that "
+          "finds every layer there writes the checkpoint; the others exit 0 saying so. Across "
+          "machines: copy each OUT/.partial/* into one and rerun without --shard.");
 ABSL_FLAG(bool, json, false, "Print one JSON summary line at the end.");
 
 namespace {
 constexpr char kProgram[] = "pmpd-quantize";
+
+// --shard i/n with 0 <= i < n.
+absl::Status ParseShard(int* index, int* count) {
+  const std::string v = absl::GetFlag(FLAGS_shard);
+  const std::vector<std::string> parts = absl::StrSplit(v, '/');
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], index) ||
+      !absl::SimpleAtoi(parts[1], count) || *count < 1 || *index < 0 || *index >= *count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shard \"", v, "\": expected i/n with 0 <= i < n, e.g. 0/4"));
+  }
+  return absl::OkStatus();
+}
 
 // Every flag on its own and against the mode chosen (--rtn-bits or any-precision), before any
 // file is read.
@@ -63,6 +83,12 @@ absl::Status CheckFlags() {
     return absl::InvalidArgumentError("--model and --out are required (see --help)");
   if (auto st = cli::CheckDeviceFlag(absl::GetFlag(FLAGS_device), /*cpu_only=*/false); !st.ok())
     return st;
+  int shard_index = 0, shard_count = 1;
+  if (auto st = ParseShard(&shard_index, &shard_count); !st.ok()) return st;
+  if (absl::GetFlag(FLAGS_device) == "cuda" && cli::FlagGiven("threads")) {
+    return absl::InvalidArgumentError(
+        "--threads has no effect with --device cuda (the k-means runs on the GPU)");
+  }
   if (absl::GetFlag(FLAGS_fisher_checkpoint_every) < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--fisher-checkpoint-every must be >= 0 (0: sqrt of the layer count), got ",
@@ -80,7 +106,7 @@ absl::Status CheckFlags() {
     // Round-to-nearest has no seed, parent, calibration or k-means: those flags would be ignored.
     for (const char* flag :
          {"--seed-precision", "--parent-precision", "--calib", "--num-calib-seqs", "--seq-len",
-          "--seed", "--device", "--fisher-checkpoint-every"}) {
+          "--seed", "--device", "--fisher-checkpoint-every", "--shard"}) {
       const std::string name = absl::StrReplaceAll(flag + 2, {{"-", "_"}});
       if (cli::FlagGiven(name)) {
         return absl::InvalidArgumentError(
@@ -146,6 +172,16 @@ int Run() {
                           ? absl::GetFlag(FLAGS_threads)
                           : static_cast<int>(std::thread::hardware_concurrency());
   if (device == "cuda") opt.quantize_matrix = inference::QuantizeAnyprecCuda;
+  int shard_index = 0, shard_count = 1;
+  PMPD_CHECK(ParseShard(&shard_index, &shard_count).ok(), "checked by CheckFlags");
+  auto src_config = models::LoadLlamaConfig(src);
+  if (!src_config.ok()) return cli::Fail(kProgram, src_config.status());
+  const int num_layers = src_config->num_hidden_layers;
+  // Interleaved from the top: every shard's backward walk reaches about as far down.
+  auto owns = [&](int l) { return (num_layers - 1 - l) % shard_count == shard_index; };
+  int owned = 0;
+  for (int l = 0; l < num_layers; ++l) owned += owns(l);
+  if (shard_count > 1) opt.owns_layer = owns;
   if (absl::GetFlag(FLAGS_calib).empty()) {
     cli::Warn(kProgram,
               "no --calib: plain k-means, every weight counting the same (no Fisher "
@@ -161,9 +197,7 @@ int Run() {
     if (!docs.ok()) return cli::Fail(kProgram, docs.status());
     auto tok = models::Tokenizer::Load(src);
     if (!tok.ok()) return cli::Fail(kProgram, tok.status());
-    auto config = models::LoadLlamaConfig(src);
-    if (!config.ok()) return cli::Fail(kProgram, config.status());
-    const int seq_len = std::min(absl::GetFlag(FLAGS_seq_len), config->max_position_embeddings);
+    const int seq_len = std::min(absl::GetFlag(FLAGS_seq_len), src_config->max_position_embeddings);
     const std::vector<int> stream = inference::TokenStream(**tok, docs->texts);
     for (size_t s = 0; s + seq_len <= stream.size() &&
                        static_cast<int>(seqs.size()) < absl::GetFlag(FLAGS_num_calib_seqs);
@@ -181,6 +215,7 @@ int Run() {
     opt.top_down = true;
   }
   std::unique_ptr<inference::FisherStream> fisher;
+  std::unique_ptr<cli::Progress> forward;  // the forward pass's progress (outlives the callback)
   double fisher_s = 0;
   int64_t fisher_activation_bytes = 0;
   models::LayerSensitivities sensitivities;
@@ -191,7 +226,6 @@ int Run() {
         inference::FisherStreamOptions fo;
         fo.device = device;
         fo.checkpoint_every = absl::GetFlag(FLAGS_fisher_checkpoint_every);
-        std::unique_ptr<cli::Progress> forward;
         fo.progress = [&](const std::string& phase, int64_t done, int64_t total) {
           if (phase != "forward") return;
           if (!forward) {
@@ -218,7 +252,12 @@ int Run() {
   auto st = models::QuantizeCheckpoint(
       src, out, opt, sensitivities,
       [&](int l, int layers, bool resumed) {
-        if (!progress) progress = std::make_unique<cli::Progress>("quantize", layers, "layers");
+        if (!progress) {
+          progress = std::make_unique<cli::Progress>(
+              shard_count > 1 ? absl::StrCat("quantize (shard ", shard_index, "/", shard_count, ")")
+                              : std::string("quantize"),
+              shard_count > 1 ? owned : layers, "layers");
+        }
         ++steps;
         // Layers found on disk were quantized by an earlier run: not part of this run's rate.
         if (resumed && !computed_any) progress->Resumed(steps);
@@ -230,14 +269,24 @@ int Run() {
       &report);
   if (progress) progress->Finish();
   if (!st.ok()) return cli::Fail(kProgram, st);
+  if (report.layers_missing > 0) {
+    std::fprintf(stderr,
+                 "%s: shard %d/%d done; %d layers of other shards are not in %s/.partial yet: the "
+                 "shard that completes them writes the checkpoint\n",
+                 kProgram, shard_index, shard_count, report.layers_missing, out.c_str());
+  } else if (!report.written) {
+    std::fprintf(stderr, "%s: shard %d/%d done; another shard wrote the checkpoint %s\n", kProgram,
+                 shard_index, shard_count, out.c_str());
+  }
   const double rows_per_s = report.seconds > 0 ? report.rows / report.seconds : 0;
   const double wall_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   std::fprintf(stderr,
-               "wrote %s: precisions %d..%d on %s, %lld rows in %.2f s (%.0f rows/s%s), "
+               "%s %s: precisions %d..%d on %s, %lld rows in %.2f s (%.0f rows/s%s), "
                "sensitivities %.2f s, %d layers resumed, %.1f s in all\n",
-               out.c_str(), opt.quant.seed_bits, opt.quant.parent_bits, device.c_str(),
-               static_cast<long long>(report.rows), report.seconds, rows_per_s,
+               report.written ? "wrote" : "quantized layers for", out.c_str(), opt.quant.seed_bits,
+               opt.quant.parent_bits, device.c_str(), static_cast<long long>(report.rows),
+               report.seconds, rows_per_s,
                device == "cpu" ? absl::StrCat(", ", opt.quant.threads, " threads").c_str() : "",
                fisher_s, report.layers_resumed, wall_s);
   if (absl::GetFlag(FLAGS_json)) {
@@ -255,6 +304,10 @@ int Run() {
         {"calibration_sequences", seqs.size()},
         {"fisher_activation_bytes", fisher_activation_bytes},
         {"layers_resumed", report.layers_resumed},
+        {"layers_quantized", report.layers_quantized},
+        {"layers_missing", report.layers_missing},
+        {"checkpoint_written", report.written},
+        {"shard", absl::StrCat(shard_index, "/", shard_count)},
         {"wall_seconds", wall_s},
         {"peak_host_bytes", cli::PeakHostBytes()},
         {"peak_gpu_bytes", device == "cuda" ? inference::CudaPeakReservedBytes() : 0}};
@@ -274,7 +327,8 @@ int main(int argc, char** argv) {
       "--parent-precision 8 \\\n"
       "      --calib ../shared/data/c4/c4-validation.00000-of-00008.first800.json.gz",
       {{"Model", {"model", "out", "device"}},
-       {"Any-precision quantization", {"seed_precision", "parent_precision", "seed", "threads"}},
+       {"Any-precision quantization",
+        {"seed_precision", "parent_precision", "seed", "threads", "shard"}},
        {"Calibration (Fisher sensitivities)",
         {"calib", "num_calib_seqs", "seq_len", "fisher_checkpoint_every"}},
        {"Baseline", {"rtn_bits"}},

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "kernels/half.h"
 #include "kernels/ref/anyprec_quantize_ref.h"
 #include "kernels/ref/anyprec_ref.h"
@@ -17,11 +18,11 @@
 #endif
 
 namespace pmpd::inference {
+namespace {
 
-absl::StatusOr<models::AnyprecMatrix> QuantizeAnyprecCuda(const float* w, const float* sensitivity,
-                                                          int N, int K,
-                                                          const models::AnyprecQuantizeOptions& o) {
 #if PMPD_HAVE_CUDA
+absl::StatusOr<models::AnyprecMatrix> Quantize(const float* w, const float* sensitivity, int N,
+                                               int K, const models::AnyprecQuantizeOptions& o) {
   if (at::detail::getCUDAHooks().getNumGPUs() <= 0) {
     return absl::FailedPreconditionError("GPU quantization: no CUDA device on this machine");
   }
@@ -33,14 +34,22 @@ absl::StatusOr<models::AnyprecMatrix> QuantizeAnyprecCuda(const float* w, const 
   };
   at::Tensor dw = host(w);
   at::Tensor df = sensitivity ? host(sensitivity) : at::Tensor();
-  at::Tensor codes = at::empty({N, K}, at::TensorOptions().dtype(at::kByte).device(dev));
+  // Zeros: with no Lloyd iteration and S == P the reference leaves its zero-filled codes as they
+  // are.
+  at::Tensor codes = at::zeros({N, K}, at::TensorOptions().dtype(at::kByte).device(dev));
   const int lut_floats = kernels::AnyprecLutFloats(S, P);
   at::Tensor luts = at::empty({N, lut_floats}, at::TensorOptions().dtype(at::kFloat).device(dev));
-  // Rows per batch: as many as 1 GiB of scratch holds (capped by the sort's 2^31 elements).
+  // Rows per batch: one thread each, so as many as a quarter of the free memory holds (between
+  // 256 MiB and 8 GiB of scratch; capped by the sort's 2^31 elements). With 1 GiB, K = 11008 gave
+  // 1500 rows: 12 blocks for 132 SMs.
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) free_bytes = size_t{4} << 30;
+  const int64_t cap = std::clamp<int64_t>(static_cast<int64_t>(free_bytes / 4), int64_t{256} << 20,
+                                          int64_t{8} << 30);
   const size_t per_row = kernels::AnyprecQuantizeScratchBytes(2, K) / 2 + 1;
-  int rows = static_cast<int>(std::min<int64_t>(
-      {N, std::max<int64_t>(1, (int64_t{1} << 30) / static_cast<int64_t>(per_row)),
-       ((int64_t{1} << 31) - 1) / K}));
+  int rows = static_cast<int>(
+      std::min<int64_t>({N, std::max<int64_t>(1, cap / static_cast<int64_t>(per_row)),
+                         ((int64_t{1} << 31) - 1) / K}));
   rows = std::max(rows, 1);
   const size_t scratch_bytes = kernels::AnyprecQuantizeScratchBytes(rows, K);
   at::Tensor scratch = at::empty({static_cast<int64_t>(scratch_bytes)},
@@ -74,13 +83,35 @@ absl::StatusOr<models::AnyprecMatrix> QuantizeAnyprecCuda(const float* w, const 
     }
   }
   return m;
+}
+#endif
+
+}  // namespace
+
+absl::StatusOr<models::AnyprecMatrix> QuantizeAnyprecCuda(const float* w, const float* sensitivity,
+                                                          int N, int K,
+                                                          const models::AnyprecQuantizeOptions& o) {
+#if PMPD_HAVE_CUDA
+  try {  // LibTorch reports CUDA out-of-memory as an exception: a Status at this boundary
+    return Quantize(w, sensitivity, N, K, o);
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "GPU quantization of a ", N, "x", K,
+        " matrix: ", std::string(e.what()).substr(0, std::string(e.what()).find('\n'))));
+  }
 #else
   (void)w, (void)sensitivity, (void)N, (void)K, (void)o;
   return absl::UnimplementedError("GPU quantization: this build has no CUDA (nvcc was not found)");
 #endif
 }
 
-int CudaDeviceCount() { return at::detail::getCUDAHooks().getNumGPUs(); }
+int CudaDeviceCount() {
+#if PMPD_HAVE_CUDA
+  return at::detail::getCUDAHooks().getNumGPUs();
+#else
+  return 0;  // LibTorch may see GPUs, but this build has no kernels for them
+#endif
+}
 
 int64_t CudaPeakReservedBytes() {
 #if PMPD_HAVE_CUDA

@@ -22,6 +22,8 @@ struct LayerTensors {
   std::array<at::Tensor, 7> proj;
 };
 
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
 int64_t Bytes(const std::vector<at::Tensor>& ts) {
   int64_t b = 0;
   for (const at::Tensor& t : ts) b += t.defined() ? t.numel() * t.element_size() : 0;
@@ -43,6 +45,7 @@ struct FisherStream::Impl {
   std::vector<at::Tensor> grad;                      // per sequence: dL/d(output of layer next)
   int next = -1;                                     // layer whose output `grad` holds
   int64_t peak_bytes = 0;
+  absl::Status failed;  // after an error mid-walk the state is torn: later calls return it
 
   int layers() const { return config.num_hidden_layers; }
 
@@ -169,6 +172,17 @@ int64_t FisherStream::peak_activation_bytes() const { return impl_->peak_bytes; 
 absl::StatusOr<std::unique_ptr<FisherStream>> FisherStream::Create(
     const std::string& model, const std::vector<std::vector<int>>& sequences,
     const FisherStreamOptions& options) {
+  try {  // LibTorch reports out-of-memory as an exception: a Status at this boundary
+    return CreateImpl(model, sequences, options);
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(model, ": sensitivity forward pass: ", FirstLine(e.what())));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<FisherStream>> FisherStream::CreateImpl(
+    const std::string& model, const std::vector<std::vector<int>>& sequences,
+    const FisherStreamOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   if (options.device == "cuda") {
@@ -211,6 +225,9 @@ absl::StatusOr<std::unique_ptr<FisherStream>> FisherStream::Create(
                                                        id, " outside the vocabulary [0, ",
                                                        c.vocab_size, ")"));
       }
+    }
+    if (seq.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("calibration sequence ", s, " is empty"));
     }
     if (seq.size() < 2) continue;  // nothing to predict (as LlamaModel::FisherSensitivity)
     std::vector<int64_t> v(seq.begin(), seq.end());
@@ -267,18 +284,29 @@ absl::StatusOr<std::unique_ptr<FisherStream>> FisherStream::Create(
 
 absl::StatusOr<std::map<std::string, std::vector<float>>> FisherStream::Layer(int l) {
   Impl& m = *impl_;
+  if (!m.failed.ok()) return m.failed;
   if (l < 0 || l > m.next) {
     return absl::InvalidArgumentError(
         absl::StrCat("FisherStream::Layer(", l, "): layers come in decreasing order; the next one ",
                      "may be 0..", m.next));
   }
-  while (m.next > l) {
-    auto skipped = m.Backward(m.next, /*fisher=*/false);
-    if (!skipped.ok()) return skipped.status();
-    --m.next;
+  absl::StatusOr<std::map<std::string, std::vector<float>>> out =
+      absl::InternalError("not computed");
+  try {  // LibTorch reports out-of-memory as an exception: a Status at this boundary
+    absl::Status walked;
+    while (walked.ok() && m.next > l) {
+      walked = m.Backward(m.next, /*fisher=*/false).status();
+      if (walked.ok()) --m.next;
+    }
+    out = walked.ok() ? m.Backward(l, /*fisher=*/true) : walked;
+  } catch (const std::exception& e) {
+    out = absl::ResourceExhaustedError(
+        absl::StrCat("sensitivities of layer ", l, ": ", FirstLine(e.what())));
   }
-  auto out = m.Backward(l, /*fisher=*/true);
-  if (!out.ok()) return out.status();
+  if (!out.ok()) {
+    m.failed = out.status();
+    return out;
+  }
   m.next = l - 1;
   return out;
 }

@@ -41,7 +41,8 @@ class FisherStream {
  public:
   // Opens the full-precision checkpoint (a Hugging Face directory or a GGUF file) and runs the
   // forward pass. Errors: the model (named), an any-precision checkpoint, token ids out of range,
-  // sequences shorter than 2 tokens or longer than the context, device cuda without CUDA.
+  // empty sequences or longer than the context (1-token ones are skipped: nothing to predict),
+  // device cuda without CUDA, out of memory.
   static absl::StatusOr<std::unique_ptr<FisherStream>> Create(
       const std::string& model, const std::vector<std::vector<int>>& sequences,
       const FisherStreamOptions& options);
@@ -50,7 +51,8 @@ class FisherStream {
   int num_layers() const;
   // The sensitivities of layer l's projections: "model.layers.<l>.<module>" -> [N*K] row-major.
   // Layers come in decreasing order: l below every layer asked before. The layers skipped in
-  // between cost a backward without squared weight gradients.
+  // between cost a backward without squared weight gradients. After an error (e.g. out of
+  // memory) the stream is spent: every later call returns that error.
   absl::StatusOr<std::map<std::string, std::vector<float>>> Layer(int l);
   // Peak bytes of hidden states and gradients held at once (the activation term of the bound).
   int64_t peak_activation_bytes() const;
@@ -58,6 +60,9 @@ class FisherStream {
  private:
   struct Impl;
   explicit FisherStream(std::unique_ptr<Impl> impl);
+  static absl::StatusOr<std::unique_ptr<FisherStream>> CreateImpl(
+      const std::string& model, const std::vector<std::vector<int>>& sequences,
+      const FisherStreamOptions& options);
   std::unique_ptr<Impl> impl_;
 };
 

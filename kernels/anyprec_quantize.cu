@@ -218,7 +218,7 @@ __global__ void QuantizeRowKernel(const float* f, int rows, int row0, int K, int
     d2[i] = INFINITY;
     weight[i] = st.sf[i + 1] - st.sf[i];
   }
-  c[0] = x[pick()];
+  c[0] = static_cast<double>(x[pick()]) + 0.0;  // -0 -> +0, as the reference
   for (int j = 1; j < k; ++j) {
     const double last = c[j - 1];
     for (int i = 0; i < K; ++i) {
@@ -227,9 +227,10 @@ __global__ void QuantizeRowKernel(const float* f, int rows, int row0, int K, int
       d2[i] = dd < d2[i] ? dd : d2[i];  // std::min(d2, dd)
       weight[i] = (st.sf[i + 1] - st.sf[i]) * d2[i];
     }
-    c[j] = x[pick()];
+    c[j] = static_cast<double>(x[pick()]) + 0.0;
   }
-  auto sort_centres = [&] {  // insertion sort: std::sort's result (equal doubles are identical)
+  // Insertion sort: std::sort's result, as equal centres are identical doubles (no -0: see above).
+  auto sort_centres = [&] {
     for (int a = 1; a < k; ++a) {
       const double v = c[a];
       int b = a - 1;

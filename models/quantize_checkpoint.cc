@@ -1,6 +1,11 @@
 #include "models/quantize_checkpoint.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -149,6 +154,7 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
     if (!existing_part.ok()) return existing_part.status();
     const bool resumed = *existing_part != nullptr;
     existing_part->reset();
+    if (!resumed && options.owns_layer && !options.owns_layer(l)) continue;  // another shard's
     if (!resumed) {
       std::map<std::string, std::vector<float>> sens;
       if (sensitivities) {
@@ -198,6 +204,48 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
       return absl::CancelledError(absl::StrCat("stopped after layer ", l, "; rerun to resume"));
     }
   }
+  // Every layer present? Checked again under the lock: a shard finishing at the same time, or
+  // one that already wrote the checkpoint (and removed .partial), decides it there.
+  auto all_present = [&]() -> absl::StatusOr<int> {
+    int missing = 0;
+    for (int l = 0; l < layers; ++l) {
+      auto f = open_part(l);
+      if (!f.ok()) return f.status();
+      missing += *f == nullptr;
+    }
+    return missing;
+  };
+  // The checkpoint of these options is in place: another shard wrote it (and removed .partial).
+  auto written_by_other = [&] {
+    if (FileExists(partial)) return false;
+    auto f = SafetensorsFile::Open(JoinPath(out_dir, "model.safetensors"));
+    return f.ok() && (*f)->metadata().count("pmpd_anyprec") &&
+           (*f)->metadata().at("pmpd_anyprec") == fingerprint;
+  };
+  if (written_by_other()) return absl::OkStatus();
+  auto missing = all_present();
+  if (!missing.ok()) return missing.status();
+  report->layers_missing = *missing;
+  if (*missing > 0) return absl::OkStatus();
+  const int lock_fd = ::open(partial.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (lock_fd < 0 && written_by_other()) return absl::OkStatus();  // removed since the check
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX) != 0) {
+    const int err = errno;
+    if (lock_fd >= 0) ::close(lock_fd);
+    return absl::InternalError(absl::StrCat(partial, ": cannot lock: ", std::strerror(err)));
+  }
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::close(fd); }  // closing drops the flock
+  } unlock{lock_fd};
+  if (written_by_other()) {
+    report->layers_missing = 0;
+    return absl::OkStatus();
+  }
+  missing = all_present();
+  if (!missing.ok()) return missing.status();
+  report->layers_missing = *missing;
+  if (*missing > 0) return absl::OkStatus();
   // The final file, streamed from the partial layers and the source's other tensors.
   struct Item {
     TensorSlice slice;
@@ -253,7 +301,9 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
   // .partial comes along until the new checkpoint is in place (a kill before that resumes from it).
   if (auto st = dir->Commit([](absl::string_view name) { return name == ".partial"; }); !st.ok())
     return st;
-  return base::RemoveTree(partial);
+  if (auto st = base::RemoveTree(partial); !st.ok()) return st;
+  report->written = true;
+  return absl::OkStatus();
 }
 
 absl::Status WriteRtnCheckpoint(const std::string& src_dir, const std::string& out_dir, int bits) {

@@ -31,6 +31,9 @@ struct QuantizeCheckpointOptions {
   bool top_down = false;
   // Empty: QuantizeAnyprec on quant.threads CPU threads.
   MatrixQuantizer quantize_matrix;
+  // Sharding (one process per GPU or host on the same OUT): the layers this run computes; the
+  // others are left to other runs (empty: every layer). See QuantizeCheckpoint for the hand-over.
+  std::function<bool(int layer)> owns_layer;
 };
 
 struct QuantizeReport {
@@ -38,6 +41,9 @@ struct QuantizeReport {
   int layers_resumed = 0;    // loaded from .partial
   int64_t rows = 0;          // rows quantized in this run
   double seconds = 0;        // quantization time in this run (sensitivities excluded)
+  int layers_missing = 0;    // owned by other shards and not yet in .partial
+  bool written = false;      // this run wrote the checkpoint (false: layers_missing > 0, or
+                             // another shard wrote it first)
 };
 
 // A layer's sensitivities, "model.layers.<l>.<module>" -> [N*K] (a module missing: uniform
@@ -52,6 +58,11 @@ using LayerSensitivities =
 // config.json and Hugging Face tokenizer files written from it.
 // Memory: one layer's weights, sensitivities and results at a time; the final file is streamed
 // from the partial layers and the source, whose mapped pages are released as they are written.
+// Shards (options.owns_layer): each run quantizes its layers into OUT/.partial; whichever run
+// finds every layer there writes the checkpoint, under an exclusive lock on OUT/.partial, so
+// concurrent shards write it once; the others return OK with layers_missing > 0 (not written
+// yet) or written == false (already written). Partial layers copied in from other machines'
+// OUT/.partial resume like this run's own.
 absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& out_dir,
                                 const QuantizeCheckpointOptions& options,
                                 const LayerSensitivities& sensitivities,

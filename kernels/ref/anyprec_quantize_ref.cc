@@ -51,14 +51,16 @@ void SeedKmeans(const RowStats& st, int k, int max_iter, std::mt19937_64& rng,
   };
   std::vector<double> w(n);
   for (int i = 0; i < n; ++i) w[i] = st.sf[i + 1] - st.sf[i];
-  c.push_back(st.x[pick(w)]);
+  // + 0.0: a centre picked at -0 becomes +0, so that sorting equal centres cannot order them by
+  // sign (std::sort and the GPU's insertion sort would differ, and the LUT keeps the sign).
+  c.push_back(st.x[pick(w)] + 0.0);
   while (static_cast<int>(c.size()) < k) {
     for (int i = 0; i < n; ++i) {
       const double d = st.x[i] - c.back();
       d2[i] = std::min(d2[i], d * d);
       w[i] = (st.sf[i + 1] - st.sf[i]) * d2[i];
     }
-    c.push_back(st.x[pick(w)]);
+    c.push_back(st.x[pick(w)] + 0.0);
   }
   std::sort(c.begin(), c.end());
   std::vector<int> b(k + 1);

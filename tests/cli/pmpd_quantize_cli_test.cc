@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "inference/anyprec_quantize_cuda.h"
@@ -147,6 +148,63 @@ TEST(PmpdQuantizeCliTest, AnAllocatorFailureIsACleanError) {
   EXPECT_EQ(message.rfind("pmpd-generate: error: ", 0), 0u) << message;
   EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1)
       << "one line, no backtrace: " << message;
+}
+
+// --shard i/n: sequential shards on one --out leave the checkpoint to the last one; concurrent
+// shards (one process per GPU) write it once; shards on different outputs ("machines") merged by
+// copying .partial and rerunning. Every way gives the single run's bytes.
+TEST(PmpdQuantizeCliTest, ShardsWriteTheSingleRunsCheckpoint) {
+  const std::string src = TinyModelDir();  // 2 layers
+  WriteFile(src + "/calib.jsonl",
+            "{\"text\": \"The cat sat on the mat. The dog ran to the door and back again.\"}\n"
+            "{\"text\": \"Once upon a time there was a little girl named Lily.\"}\n");
+  const std::string common =
+      absl::StrCat("--model ", src, " --parent-precision 4 --calib ", src,
+                   "/calib.jsonl --seq-len 8 --num-calib-seqs 4 --threads 1 --json");
+  auto run = [&](const std::string& out, const std::string& extra) {
+    return RunBinary("cli/pmpd-quantize", absl::StrCat(common, " --out ", out, " ", extra));
+  };
+  const std::string dir = MakeTempDir("q_shards");
+  const RunResult single = run(dir + "/single", "");
+  ASSERT_EQ(single.exit_code, 0) << single.err;
+  const std::string expected = ReadFile(dir + "/single/model.safetensors");
+
+  const RunResult s0 = run(dir + "/seq", "--shard 0/2");
+  ASSERT_EQ(s0.exit_code, 0) << s0.err;
+  auto j0 = nlohmann::json::parse(s0.out);
+  EXPECT_FALSE(j0.at("checkpoint_written").get<bool>());
+  EXPECT_EQ(j0.at("layers_missing"), 1);
+  EXPECT_EQ(j0.at("layers_quantized"), 1);
+  EXPECT_NE(s0.err.find("shard 0/2 done; 1 layers of other shards"), std::string::npos) << s0.err;
+  EXPECT_FALSE(FileExistsForTest(dir + "/seq/model.safetensors"));
+  const RunResult s1 = run(dir + "/seq", "--shard 1/2");
+  ASSERT_EQ(s1.exit_code, 0) << s1.err;
+  EXPECT_TRUE(nlohmann::json::parse(s1.out).at("checkpoint_written").get<bool>());
+  EXPECT_EQ(nlohmann::json::parse(s1.out).at("layers_resumed"), 1);
+  EXPECT_TRUE(ReadFile(dir + "/seq/model.safetensors") == expected);
+
+  RunResult c[2];
+  std::thread t0([&] { c[0] = run(dir + "/conc", "--shard 0/2"); });
+  std::thread t1([&] { c[1] = run(dir + "/conc", "--shard 1/2"); });
+  t0.join();
+  t1.join();
+  int written = 0;
+  for (const RunResult& r : c) {
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    written += nlohmann::json::parse(r.out).at("checkpoint_written").get<bool>();
+  }
+  EXPECT_EQ(written, 1) << "one of two concurrent shards writes the checkpoint";
+  EXPECT_TRUE(ReadFile(dir + "/conc/model.safetensors") == expected);
+  EXPECT_FALSE(FileExistsForTest(dir + "/conc/.partial"));
+
+  ASSERT_EQ(run(dir + "/m0", "--shard 0/2").exit_code, 0);
+  ASSERT_EQ(run(dir + "/m1", "--shard 1/2").exit_code, 0);
+  ASSERT_EQ(std::system(absl::StrCat("cp ", dir, "/m1/.partial/* ", dir, "/m0/.partial/").c_str()),
+            0);
+  const RunResult merged = run(dir + "/m0", "");
+  ASSERT_EQ(merged.exit_code, 0) << merged.err;
+  EXPECT_EQ(nlohmann::json::parse(merged.out).at("layers_resumed"), 2);
+  EXPECT_TRUE(ReadFile(dir + "/m0/model.safetensors") == expected);
 }
 
 TEST(PmpdQuantizeCliTest, BadInputFailsCleanly) {

@@ -107,6 +107,9 @@ TEST(FisherStreamTest, RefusesBadInputWithClearErrors) {
   auto too_long = FisherStream::Create(dir, {std::vector<int>(100000, 1)}, {});
   ASSERT_FALSE(too_long.ok());
   EXPECT_NE(std::string(too_long.status().message()).find("context"), std::string::npos);
+  auto empty = FisherStream::Create(dir, {{1, 2}, {}}, {});
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(std::string(empty.status().message()).find("sequence 1 is empty"), std::string::npos);
   FisherStreamOptions gpu;
   gpu.device = "gpu";
   auto bad_device = FisherStream::Create(dir, {{1, 2}}, gpu);

@@ -112,6 +112,11 @@ TEST(AnyprecQuantizeGpuTest, EqualsCpuReferenceBitForBit) {
       {6, 300, 2, 2, Weights::kConstant, Sens::kRandom, 6},
       {6, 300, 4, 8, Weights::kNormal, Sens::kNone, 6},
       {4, 520, 8, 8, Weights::kNormal, Sens::kRandom, 4},
+      // Fewer distinct values than centres (k-means++ picks at random among equal points), with
+      // zeros of both signs: 32 and 64 centres sorted with ties.
+      {7, 40, 5, 8, Weights::kSignedZeros, Sens::kRandom, 7},
+      {5, 64, 6, 8, Weights::kFewValues, Sens::kNone, 5},
+      {5, 64, 6, 8, Weights::kSignedZeros, Sens::kAllZero, 5},
       {300, 4096, 2, 8, Weights::kNormal, Sens::kRandom, 128},
   };
   uint64_t seed = 7;
