@@ -33,7 +33,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "kernels/anyprec_gemv.cuh"
 #include "kernels/argmax.cuh"
 #include "kernels/causal_softmax.cuh"
@@ -1046,14 +1045,9 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Load(const std::string& 
   // A dense tensor as float32 on the host, its shape checked against the config.
   auto read = [&](const std::string& name, std::vector<int64_t> shape,
                   std::vector<float>* out) -> absl::Status {
-    auto t = (*src)->Find(name);
+    auto t = models::FindWithShape(**src, name, shape);
     if (!t.ok()) return t.status();
     const models::TensorView& v = **t;
-    if (v.shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat(v.file, ": tensor \"", name, "\" has shape ",
-                                                     v.ShapeString(), "; config.json implies [",
-                                                     absl::StrJoin(shape, ", "), "]"));
-    }
     out->resize(v.numel());
     return models::ToFloat32(v, out->data());
   };

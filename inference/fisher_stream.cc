@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "inference/llama_layer.h"
 #include "models/anyprec_checkpoint.h"
 
@@ -57,14 +56,9 @@ struct FisherStream::Impl {
   }
 
   absl::StatusOr<at::Tensor> Load(const std::string& name, const std::vector<int64_t>& shape) {
-    auto t = src->Find(name);
+    auto t = models::FindWithShape(*src, name, shape);
     if (!t.ok()) return t.status();
     const models::TensorView& v = **t;
-    if (v.shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat(v.file, ": tensor \"", name, "\" has shape ",
-                                                     v.ShapeString(), "; config.json implies [",
-                                                     absl::StrJoin(shape, ", "), "]"));
-    }
     at::Tensor host = at::empty(shape, at::kFloat);
     if (auto st = models::ToFloat32(v, host.data_ptr<float>()); !st.ok()) return st;
     src->ReleasePages(v);

@@ -14,7 +14,6 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "inference/llama_layer.h"
 #include "inference/sampler.h"
 #include "kernels/check.h"
@@ -237,18 +236,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   absl::Status status;
   auto load = [&](const std::string& name, std::vector<int64_t> shape) -> at::Tensor {
     if (!status.ok()) return {};
-    auto t = (*ck)->Find(name);
+    auto t = models::FindWithShape(**ck, name, shape);
     if (!t.ok()) {
       status = t.status();
       return {};
     }
     const models::TensorView& v = **t;
-    if (v.shape != shape) {
-      status = absl::InvalidArgumentError(absl::StrCat(v.file, ": tensor \"", name, "\" has shape ",
-                                                       v.ShapeString(), "; config.json implies [",
-                                                       absl::StrJoin(shape, ", "), "]"));
-      return {};
-    }
     at::Tensor out = at::empty(shape, at::kFloat);
     status = models::ToFloat32(v, out.data_ptr<float>());
     return out;

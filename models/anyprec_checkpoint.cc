@@ -201,6 +201,18 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& mod
   return OpenWeights(model_dir, *config);
 }
 
+absl::StatusOr<const TensorView*> FindWithShape(const WeightSource& source, const std::string& name,
+                                                const std::vector<int64_t>& shape) {
+  auto t = source.Find(name);
+  if (!t.ok()) return t.status();
+  if ((*t)->shape != shape) {
+    return absl::InvalidArgumentError(absl::StrCat((*t)->file, ": tensor \"", name, "\" has shape ",
+                                                   (*t)->ShapeString(), "; config.json implies [",
+                                                   absl::StrJoin(shape, ", "), "]"));
+  }
+  return *t;
+}
+
 absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source,
                                                 const std::string& prefix, const AnyprecInfo& info,
                                                 int out_features, int in_features) {

@@ -61,6 +61,11 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& mod
 absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model_dir,
                                                           const LlamaConfig& config);
 
+// The tensor `name` of `source`, its shape checked against `shape` (what config.json implies): an
+// error naming the file, the tensor and both shapes otherwise.
+absl::StatusOr<const TensorView*> FindWithShape(const WeightSource& source, const std::string& name,
+                                                const std::vector<int64_t>& shape);
+
 // Reads module `prefix` (e.g. "model.layers.0.mlp.down_proj") checking every shape against
 // out_features x in_features and the precisions of `info`.
 absl::StatusOr<AnyprecMatrix> LoadAnyprecMatrix(const WeightSource& source,

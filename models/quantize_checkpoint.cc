@@ -57,13 +57,8 @@ TensorToWrite Copy(const TensorView& v) {
 // Float32 weights of a projection and its shape from the config.
 absl::StatusOr<std::vector<float>> LoadProjection(const WeightSource& src, const std::string& name,
                                                   int64_t n, int64_t k) {
-  auto t = src.Find(name);
+  auto t = FindWithShape(src, name, {n, k});
   if (!t.ok()) return t.status();
-  if ((*t)->shape != std::vector<int64_t>{n, k}) {
-    return absl::InvalidArgumentError(absl::StrCat((*t)->file, ": tensor \"", name, "\" has shape ",
-                                                   (*t)->ShapeString(), "; config.json implies [",
-                                                   n, ", ", k, "]"));
-  }
   std::vector<float> w(n * k);
   if (auto st = ToFloat32(**t, w.data()); !st.ok()) return st;
   return w;

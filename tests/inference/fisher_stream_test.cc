@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <memory>
 #include <numeric>
 
 #include "inference/anyprec_quantize_cuda.h"
@@ -37,16 +39,33 @@ double RelativeDiff(const std::vector<float>& a, const std::vector<float>& b) {
   return scale > 0 ? diff / scale : diff;
 }
 
+// stories260K, the sequences, and the whole-model reference Fisher.
+struct Reference {
+  std::string dir = SharedPath("models/stories260K");
+  std::unique_ptr<LlamaModel> model;
+  std::vector<std::vector<int>> seqs;
+  std::map<std::string, std::vector<float>> fisher;
+};
+
+void MakeReference(Reference* r) {
+  auto model = LlamaModel::Load(r->dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  r->model = std::move(*model);
+  r->seqs = Sequences(r->model->config().vocab_size);
+  auto f = r->model->FisherSensitivity(r->seqs);
+  ASSERT_TRUE(f.ok()) << f.status();
+  r->fisher = std::move(*f);
+}
+
 TEST(FisherStreamTest, EqualsWholeModelBackwardForEverySegmentLength) {
   PMPD_REQUIRE_SHARED("models/stories260K");
-  const std::string dir = SharedPath("models/stories260K");
-  auto model = LlamaModel::Load(dir);
-  ASSERT_TRUE(model.ok()) << model.status();
-  const auto seqs = Sequences((*model)->config().vocab_size);
-  auto ref = (*model)->FisherSensitivity(seqs);
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  const int L = (*model)->config().num_hidden_layers;
-  const int64_t H = (*model)->config().hidden_size, tokens = 17 + 9;
+  Reference r;
+  ASSERT_NO_FATAL_FAILURE(MakeReference(&r));
+  const std::string& dir = r.dir;
+  const auto& seqs = r.seqs;
+  const auto* ref = &r.fisher;
+  const int L = r.model->config().num_hidden_layers;
+  const int64_t H = r.model->config().hidden_size, tokens = 17 + 9;
   for (int every : {0, 1, 2, L}) {
     SCOPED_TRACE(every);
     FisherStreamOptions o;
@@ -79,13 +98,10 @@ TEST(FisherStreamTest, EqualsWholeModelBackwardForEverySegmentLength) {
 
 TEST(FisherStreamTest, SkippedLayersStillCarryTheGradientAndOrderIsEnforced) {
   PMPD_REQUIRE_SHARED("models/stories260K");
-  const std::string dir = SharedPath("models/stories260K");
-  auto model = LlamaModel::Load(dir);
-  ASSERT_TRUE(model.ok()) << model.status();
-  const auto seqs = Sequences((*model)->config().vocab_size);
-  auto ref = (*model)->FisherSensitivity(seqs);
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  auto stream = FisherStream::Create(dir, seqs, {});
+  Reference r;
+  ASSERT_NO_FATAL_FAILURE(MakeReference(&r));
+  const auto* ref = &r.fisher;
+  auto stream = FisherStream::Create(r.dir, r.seqs, {});
   ASSERT_TRUE(stream.ok()) << stream.status();
   auto layer1 = (*stream)->Layer(1);  // layers L-1 .. 2 walked without their Fisher
   ASSERT_TRUE(layer1.ok()) << layer1.status();
