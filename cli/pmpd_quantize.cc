@@ -252,6 +252,7 @@ int Run() {
   auto st = models::QuantizeCheckpoint(
       src, out, opt, sensitivities,
       [&](int l, int layers, bool resumed) {
+        if (!owns(l)) return true;  // another shard's layer, already in .partial: not ours to count
         if (!progress) {
           progress = std::make_unique<cli::Progress>(
               shard_count > 1 ? absl::StrCat("quantize (shard ", shard_index, "/", shard_count, ")")
