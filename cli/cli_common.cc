@@ -22,6 +22,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -403,6 +404,16 @@ int64_t PeakHostBytes() {
   struct rusage u;
   if (getrusage(RUSAGE_SELF, &u) != 0) return -1;
   return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
+absl::Status ParseShard(const std::string& value, int* index, int* count, absl::string_view flag) {
+  const std::vector<std::string> parts = absl::StrSplit(value, '/');
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], index) ||
+      !absl::SimpleAtoi(parts[1], count)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " \"", value, "\": expected i/n, e.g. 0/4"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace pmpd::cli

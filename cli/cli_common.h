@@ -86,4 +86,9 @@ absl::StatusOr<std::string> ReadTextInput(const std::string& path, absl::string_
 // The process's peak resident set in bytes (getrusage; -1 if it fails).
 int64_t PeakHostBytes();
 
+// Parses `value` of `flag` ("--shard") as i/n into index and count (the range is the caller's
+// to check); an error naming the flag and the expected form otherwise.
+absl::Status ParseShard(const std::string& value, int* index, int* count,
+                        absl::string_view flag = "--shard");
+
 }  // namespace pmpd::cli

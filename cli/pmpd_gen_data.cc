@@ -12,7 +12,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
 #include "cli/progress.h"
 #include "data_gen/gen_data_job.h"
@@ -199,12 +198,9 @@ int Run(const std::vector<std::string>& args) {
   auto device = pmpd::inference::ParseDevice(absl::GetFlag(FLAGS_device), "--device");
   if (!device.ok()) return cli::Fail(kProgram, device.status());
   o.device = *device;
-  const std::vector<std::string> shard = absl::StrSplit(absl::GetFlag(FLAGS_shard), '/');
-  if (shard.size() != 2 || !absl::SimpleAtoi(shard[0], &o.shard_index) ||
-      !absl::SimpleAtoi(shard[1], &o.shard_count)) {
-    return cli::Fail(
-        kProgram, absl::InvalidArgumentError(absl::StrCat("--shard \"", absl::GetFlag(FLAGS_shard),
-                                                          "\": expected i/n, e.g. 0/4")));
+  if (auto st = cli::ParseShard(absl::GetFlag(FLAGS_shard), &o.shard_index, &o.shard_count);
+      !st.ok()) {
+    return cli::Fail(kProgram, st);
   }
   // Flags the chosen mode ignores.
   if (cli::FlagGiven("chat_template") && o.chat_instruction.empty()) {

@@ -7,10 +7,8 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
 #include "cli/cli_common.h"
 #include "cli/progress.h"
 #include "inference/anyprec_quantize_cuda.h"
@@ -66,9 +64,8 @@ constexpr char kProgram[] = "pmpd-quantize";
 // --shard i/n with 0 <= i < n.
 absl::Status ParseShard(int* index, int* count) {
   const std::string v = absl::GetFlag(FLAGS_shard);
-  const std::vector<std::string> parts = absl::StrSplit(v, '/');
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], index) ||
-      !absl::SimpleAtoi(parts[1], count) || *count < 1 || *index < 0 || *index >= *count) {
+  if (auto st = pmpd::cli::ParseShard(v, index, count); !st.ok()) return st;
+  if (*count < 1 || *index < 0 || *index >= *count) {
     return absl::InvalidArgumentError(
         absl::StrCat("--shard \"", v, "\": expected i/n with 0 <= i < n, e.g. 0/4"));
   }

@@ -54,13 +54,15 @@ TensorToWrite Copy(const TensorView& v) {
                        std::string(reinterpret_cast<const char*>(v.data), v.nbytes)};
 }
 
-// Float32 weights of a projection and its shape from the config.
+// Float32 weights of a projection and its shape from the config; the source's mapped pages of it
+// are released.
 absl::StatusOr<std::vector<float>> LoadProjection(const WeightSource& src, const std::string& name,
                                                   int64_t n, int64_t k) {
   auto t = FindWithShape(src, name, {n, k});
   if (!t.ok()) return t.status();
   std::vector<float> w(n * k);
   if (auto st = ToFloat32(**t, w.data()); !st.ok()) return st;
+  src.ReleasePages(**t);  // read once: do not keep the source resident
   return w;
 }
 
@@ -163,7 +165,6 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
         const std::string prefix = absl::StrCat("model.layers.", l, ".", ms.module);
         auto w = LoadProjection(**src, prefix + ".weight", ms.out_features, ms.in_features);
         if (!w.ok()) return w.status();
-        if (auto t = (*src)->Find(prefix + ".weight"); t.ok()) (*src)->ReleasePages(**t);
         for (float x : *w) {
           if (!std::isfinite(x)) {
             return absl::InvalidArgumentError(absl::StrCat(
@@ -199,17 +200,6 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
       return absl::CancelledError(absl::StrCat("stopped after layer ", l, "; rerun to resume"));
     }
   }
-  // Every layer present? Checked again under the lock: a shard finishing at the same time, or
-  // one that already wrote the checkpoint (and removed .partial), decides it there.
-  auto all_present = [&]() -> absl::StatusOr<int> {
-    int missing = 0;
-    for (int l = 0; l < layers; ++l) {
-      auto f = open_part(l);
-      if (!f.ok()) return f.status();
-      missing += *f == nullptr;
-    }
-    return missing;
-  };
   // The checkpoint of these options is in place: another shard wrote it (and removed .partial).
   auto written_by_other = [&] {
     if (FileExists(partial)) return false;
@@ -217,13 +207,10 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
     return f.ok() && (*f)->metadata().count("pmpd_anyprec") &&
            (*f)->metadata().at("pmpd_anyprec") == fingerprint;
   };
-  if (written_by_other()) return absl::OkStatus();
-  auto missing = all_present();
-  if (!missing.ok()) return missing.status();
-  report->layers_missing = *missing;
-  if (*missing > 0) return absl::OkStatus();
+  // Under an exclusive lock on .partial, so that of shards finishing together one writes the
+  // checkpoint and the others find it written (or layers still missing).
   const int lock_fd = ::open(partial.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (lock_fd < 0 && written_by_other()) return absl::OkStatus();  // removed since the check
+  if (lock_fd < 0 && written_by_other()) return absl::OkStatus();  // removed since this run began
   if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX) != 0) {
     const int err = errno;
     if (lock_fd >= 0) ::close(lock_fd);
@@ -233,36 +220,30 @@ absl::Status QuantizeCheckpoint(const std::string& src_dir, const std::string& o
     int fd;
     ~Unlock() { ::close(fd); }  // closing drops the flock
   } unlock{lock_fd};
-  if (written_by_other()) {
-    report->layers_missing = 0;
-    return absl::OkStatus();
+  if (written_by_other()) return absl::OkStatus();
+  // Every layer's partial file, opened once: counted, then streamed into the final file.
+  std::vector<std::unique_ptr<SafetensorsFile>> parts;
+  for (int l = 0; l < layers; ++l) {
+    auto f = open_part(l);
+    if (!f.ok()) return f.status();
+    report->layers_missing += *f == nullptr;
+    parts.push_back(std::move(*f));
   }
-  missing = all_present();
-  if (!missing.ok()) return missing.status();
-  report->layers_missing = *missing;
-  if (*missing > 0) return absl::OkStatus();
+  if (report->layers_missing > 0) return absl::OkStatus();  // other shards' layers
   // The final file, streamed from the partial layers and the source's other tensors.
   struct Item {
     TensorSlice slice;
     const TensorView* source_view;  // null: the tensor lives in a partial layer's mapped file
   };
-  std::vector<std::unique_ptr<SafetensorsFile>> parts;
   std::vector<Item> items;
   for (const std::string& name : (*src)->Names()) {  // everything but the quantized projections
     if (IsProjectionWeight(name)) continue;
     const TensorView* v = *(*src)->Find(name);
     items.push_back({{v->name, v->dtype, v->shape, v->data, v->nbytes}, v});
   }
-  for (int l = 0; l < layers; ++l) {
-    auto f = open_part(l);
-    if (!f.ok()) return f.status();
-    if (*f == nullptr) {
-      return absl::DataLossError(
-          absl::StrCat(part_path(l), ": missing or incomplete after quantization"));
-    }
-    for (const auto& [name, v] : (**f).tensors())
+  for (const auto& part : parts) {
+    for (const auto& [name, v] : part->tensors())
       items.push_back({{v.name, v.dtype, v.shape, v.data, v.nbytes}, nullptr});
-    parts.push_back(std::move(*f));
   }
   // Canonical order, so a resumed run writes the same bytes as an uninterrupted one.
   std::sort(items.begin(), items.end(),
